@@ -1,0 +1,287 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestParseFull(t *testing.T) {
+	src := `
+consul {
+  address    = "127.0.0.1:8500"
+  token_file = "/etc/lvs-sync/consul.token"
+  datacenter = "dc1"
+}
+director {
+  vip_interface = "lvs0"
+}
+virtual_service "web" {
+  address     = "10.10.10.60:80"
+  protocol    = "tcp"
+  scheduler   = "wlc"
+  forwarding  = "gate"
+  persistence = "300s"
+  service     = "web"
+  tags        = ["prod"]
+  quiescent   = false
+  fallback    = "10.9.9.9:80"
+}
+virtual_service "dns" {
+  address    = "[2001:db8::53]:53"
+  protocol   = "udp"
+  forwarding = "masq"
+  fallback   = "local"
+}
+`
+	cfg, err := Parse([]byte(src), "lvs.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Consul != (Consul{Address: "127.0.0.1:8500", TokenFile: "/etc/lvs-sync/consul.token", Datacenter: "dc1"}) {
+		t.Errorf("consul = %+v", cfg.Consul)
+	}
+	if cfg.Director.VIPInterface != "lvs0" {
+		t.Errorf("vip_interface = %q", cfg.Director.VIPInterface)
+	}
+	if len(cfg.VirtualServices) != 2 {
+		t.Fatalf("got %d virtual services", len(cfg.VirtualServices))
+	}
+	web, dns := cfg.VirtualServices[0], cfg.VirtualServices[1]
+	want := VirtualService{
+		Name: "web", Protocol: ipvs.TCP, Address: netip.MustParseAddrPort("10.10.10.60:80"),
+		Scheduler: "wlc", Forwarding: ipvs.Route, Persistence: 300 * time.Second,
+		Service: "web", Tags: []string{"prod"},
+		Fallback: Fallback{Addr: netip.MustParseAddrPort("10.9.9.9:80")},
+	}
+	if got := *web; !equalIgnoringRange(got, want) {
+		t.Errorf("web =\n%+v\nwant\n%+v", got, want)
+	}
+	// Defaults: scheduler wlc, service = label, no persistence.
+	wantDNS := VirtualService{
+		Name: "dns", Protocol: ipvs.UDP, Address: netip.MustParseAddrPort("[2001:db8::53]:53"),
+		Scheduler: "wlc", Forwarding: ipvs.Masq, Service: "dns", Fallback: Fallback{Local: true},
+	}
+	if got := *dns; !equalIgnoringRange(got, wantDNS) {
+		t.Errorf("dns =\n%+v\nwant\n%+v", got, wantDNS)
+	}
+	if dns.DeclRange.Start.Line != 21 {
+		t.Errorf("dns declared at line %d, want 21", dns.DeclRange.Start.Line)
+	}
+}
+
+func equalIgnoringRange(a, b VirtualService) bool {
+	a.DeclRange, b.DeclRange = hcl.Range{}, hcl.Range{}
+	return reflect.DeepEqual(a, b)
+}
+
+func TestInvalid(t *testing.T) {
+	vs := func(body string) string {
+		return "virtual_service \"web\" {\n" + body + "\n}\n"
+	}
+	tests := []struct {
+		name string
+		src  string
+		// want are substrings of the one-line diagnostics, in order.
+		want []string
+	}{
+		{"unknown attribute", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+weight = 3`), []string{`t.hcl:4:1: error: Unsupported argument; An argument named "weight" is not expected here.`}},
+		{"unknown block", `frontend "x" {}`, []string{`t.hcl:1:1: error: Unsupported block type`}},
+		{"missing address", vs(`forwarding = "gate"`), []string{`t.hcl:1:23: error: Missing required argument; The argument "address" is required`}},
+		{"missing forwarding", vs(`address = "10.0.0.1:80"`), []string{`Missing required argument; The argument "forwarding" is required`}},
+		{"hostname address", vs(`address = "www.example.com:80"
+forwarding = "gate"`), []string{`t.hcl:2:11: error: Invalid address; virtual_service "web": address: "www.example.com:80" is not IP:PORT`}},
+		{"no port", vs(`address = "10.0.0.1"
+forwarding = "gate"`), []string{`t.hcl:2:11: error: Invalid address`}},
+		{"port zero", vs(`address = "10.0.0.1:0"
+forwarding = "gate"`), []string{`address: "10.0.0.1:0": port must be 1 to 65535`}},
+		{"port too big", vs(`address = "10.0.0.1:65536"
+forwarding = "gate"`), []string{`t.hcl:2:11: error: Invalid address`}},
+		{"unbracketed ipv6", vs(`address = "2001:db8::1:80"
+forwarding = "gate"`), []string{`Invalid address`}},
+		{"unspecified", vs(`address = "0.0.0.0:80"
+forwarding = "gate"`), []string{`must be a unicast address`}},
+		{"bad forwarding", vs(`address = "10.0.0.1:80"
+forwarding = "nat"`), []string{`t.hcl:3:14: error: Invalid forwarding method; virtual_service "web": forwarding: unknown forwarding method "nat": want masq, gate or ipip`}},
+		{"bad protocol", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+protocol = "icmp"`), []string{`t.hcl:4:12: error: Invalid protocol; virtual_service "web": protocol: unknown protocol "icmp"`}},
+		{"bad scheduler", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+scheduler = "Round Robin"`), []string{`t.hcl:4:13: error: Invalid scheduler`}},
+		{"bad duration", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+persistence = "five minutes"`), []string{`t.hcl:4:15: error: Invalid persistence; virtual_service "web": persistence: "five minutes" is not a duration`}},
+		{"fractional persistence", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+persistence = "1.5s"`), []string{`must be whole seconds`}},
+		{"negative persistence", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+persistence = "-5s"`), []string{`must not be negative`}},
+		{"wrong type", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+quiescent = "sometimes"`), []string{`t.hcl:4:14: error: Unsuitable value type`}},
+		{"tags not a list", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+tags = "prod"`), []string{`t.hcl:4:9: error: Unsuitable value type`}},
+		{"empty tag", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+tags = ["prod", ""]`), []string{`tags: tags must not be empty`}},
+		{"bad service name", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+service = "web/admin"`), []string{`t.hcl:4:11: error: Invalid Consul service name`}},
+		{"bad fallback", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+fallback = "maintenance"`), []string{`t.hcl:4:12: error: Invalid fallback; virtual_service "web": fallback: want "local" or IP:PORT`}},
+		{"mixed families", vs(`address = "10.0.0.1:80"
+forwarding = "masq"
+fallback = "[2001:db8::9]:80"`), []string{`t.hcl:4:12: error: Mixed address families`}},
+		{"gate fallback on another port", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+fallback = "10.9.9.9:8080"`), []string{`t.hcl:4:12: error: Port cannot be changed`}},
+		{"duplicate label", vs(`address = "10.0.0.1:80"
+forwarding = "gate"`) + vs(`address = "10.0.0.2:80"
+forwarding = "gate"`), []string{`t.hcl:5:1: error: Duplicate virtual service; virtual_service "web" is already declared at t.hcl:1,1-22.`}},
+		{"duplicate address", vs(`address = "10.0.0.1:80"
+forwarding = "gate"`) + `virtual_service "www" {
+address = "10.0.0.1:80"
+forwarding = "masq"
+}`, []string{`t.hcl:5:1: error: Duplicate virtual address; virtual_service "www": tcp://10.0.0.1:80 is already served by virtual_service "web"`}},
+		{"same address other protocol is fine but bad port", vs(`address = "10.0.0.1:80"
+forwarding = "gate"`) + `virtual_service "dns" {
+address = "10.0.0.1:80"
+protocol = "udp"
+forwarding = "masq"
+fallback = "10.0.0.9:0"
+}`, []string{`t.hcl:9:12: error: Invalid fallback`}},
+		{"two consul blocks", "consul {}\nconsul {}\n", []string{`t.hcl:2:1: error: Duplicate consul block; Only one consul block is allowed; the first is at t.hcl:1,1-7.`}},
+		{"empty consul address", "consul {\n  address = \"\"\n}\n", []string{`t.hcl:2:13: error: Empty value; consul: address: must not be empty`}},
+		{"cert without key", "consul {\n  cert_file = \"/c.pem\"\n}\n", []string{`Incomplete client certificate`}},
+		{"bad vip interface", "director {\n  vip_interface = \"lvs 0\"\n}\n", []string{`t.hcl:2:19: error: Invalid interface name`}},
+		{"long vip interface", "director {\n  vip_interface = \"a-very-long-link-name\"\n}\n", []string{`must be 1 to 15 characters`}},
+		{"syntax error", "virtual_service \"web\" {\n  address = \n}\n", []string{`t.hcl:2:`}},
+		{"every problem at once", vs(`address = "10.0.0.1:0"
+forwarding = "nat"
+protocol = "icmp"
+persistence = "soon"`), []string{
+			`t.hcl:2:11: error: Invalid address`,
+			`t.hcl:3:14: error: Invalid forwarding method`,
+			`t.hcl:4:12: error: Invalid protocol`,
+			`t.hcl:5:15: error: Invalid persistence`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.src), "t.hcl")
+			if err == nil {
+				t.Fatalf("no error; config %+v", cfg)
+			}
+			var diags *DiagnosticsError
+			if !errors.As(err, &diags) {
+				t.Fatalf("error %v is not a *DiagnosticsError", err)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tt.want) {
+				t.Fatalf("got %d diagnostics, want %d:\n%s", len(lines), len(tt.want), err)
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(lines[i], w) {
+					t.Errorf("diagnostic %d:\n  %s\nwant it to contain\n  %s", i, lines[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadDirectoryMergesInNameOrder(t *testing.T) {
+	cfg, err := Load("testdata/dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, vs := range cfg.VirtualServices {
+		names = append(names, vs.Name)
+	}
+	if got := strings.Join(names, ","); got != "web,api,dns" {
+		t.Errorf("virtual services in order %s, want web,api,dns (files 10-, 20-, then their order)", got)
+	}
+	if cfg.Consul.Address != "127.0.0.1:8500" || cfg.Director.VIPInterface != "lvs0" {
+		t.Errorf("blocks from other files not merged: %+v %+v", cfg.Consul, cfg.Director)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "has no *.hcl files") {
+		t.Errorf("empty directory: %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.hcl")); err == nil || !strings.Contains(err.Error(), "missing.hcl") {
+		t.Errorf("missing file: %v", err)
+	}
+	// A duplicate across files points at the second file.
+	write := func(name, src string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.hcl", "virtual_service \"web\" {\n  address = \"10.0.0.1:80\"\n  forwarding = \"gate\"\n}\n")
+	write("b.hcl", "\n\nvirtual_service \"web\" {\n  address = \"10.0.0.2:80\"\n  forwarding = \"gate\"\n}\n")
+	_, err := Load(dir)
+	want := filepath.Join(dir, "b.hcl") + ":3:1: error: Duplicate virtual service"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("duplicate across files: got %v, want %s", err, want)
+	}
+}
+
+// TestDiagnosticsGolden pins the full output users see from `validate`.
+func TestDiagnosticsGolden(t *testing.T) {
+	_, err := Load("testdata/invalid.hcl")
+	var diags *DiagnosticsError
+	if !errors.As(err, &diags) {
+		t.Fatalf("got %v, want diagnostics", err)
+	}
+	var b strings.Builder
+	if err := diags.Write(&b, 100, false); err != nil {
+		t.Fatal(err)
+	}
+	golden := "testdata/invalid.golden"
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != string(want) {
+		t.Errorf("diagnostics differ from %s (go test ./config -update to accept):\n%s", golden, b.String())
+	}
+}
+
+// TestExamplesAreValid keeps the configs users copy from examples/ loading.
+func TestExamplesAreValid(t *testing.T) {
+	files, err := filepath.Glob("../examples/lvs-sync*.hcl")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs: %v", err)
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

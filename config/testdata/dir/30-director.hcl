@@ -1,0 +1,3 @@
+director {
+  vip_interface = "lvs0"
+}
