@@ -1,0 +1,289 @@
+package render
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// inst builds an instance; opts are "passing", "warning", "critical",
+// "nodemaint", "svcmaint", "w=P/W", "tag=x".
+func inst(node, addr string, port int, opts ...string) *catalog.Instance {
+	in := &catalog.Instance{
+		ID: fmt.Sprintf("%s-%d", node, port), Node: node, Address: addr, Port: port,
+		Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing,
+	}
+	for _, o := range opts {
+		switch {
+		case o == catalog.Passing || o == catalog.Warning || o == catalog.Critical:
+			in.Status = o
+		case o == "nodemaint":
+			in.NodeMaintenance = true
+		case o == "svcmaint":
+			in.ServiceMaintenance = true
+		case strings.HasPrefix(o, "w="):
+			if _, err := fmt.Sscanf(o, "w=%d/%d", &in.Weights.Passing, &in.Weights.Warning); err != nil {
+				panic(err)
+			}
+		case strings.HasPrefix(o, "tag="):
+			in.Tags = append(in.Tags, strings.TrimPrefix(o, "tag="))
+		default:
+			panic("unknown option " + o)
+		}
+	}
+	return in
+}
+
+func snapshot(services map[string][]*catalog.Instance) catalog.Snapshot {
+	snap := catalog.Snapshot{Services: map[string]*catalog.Service{}}
+	for name, ins := range services {
+		snap.Services[name] = &catalog.Service{Name: name, Index: 7, Instances: ins}
+	}
+	return snap
+}
+
+func TestRender(t *testing.T) {
+	tests := []struct {
+		name     string
+		config   string
+		services map[string][]*catalog.Instance
+	}{
+		{
+			name: "weights-by-status",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 8080, "passing", "w=5/2"),
+				inst("n2", "10.1.0.12", 8080, "warning", "w=5/2"),
+				inst("n3", "10.1.0.13", 8080, "critical", "w=5/2"),
+			}},
+		},
+		{
+			name: "quiescent",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  quiescent  = true
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 80, "passing", "w=3/1"),
+				inst("n3", "10.1.0.13", 80, "critical", "w=3/1"),
+			}},
+		},
+		{
+			name: "maintenance-drains-whatever-quiescent-says",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "masq"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 8080, "passing"),
+				inst("n2", "10.1.0.12", 8080, "passing", "nodemaint"),
+				inst("n3", "10.1.0.13", 8080, "critical", "svcmaint"),
+			}},
+		},
+		{
+			name: "tags-filter",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "ipip"
+  tags       = ["prod", "eu"]
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 80, "tag=prod", "tag=eu", "tag=v2"),
+				inst("n2", "10.1.0.12", 80, "tag=prod"),
+				inst("n3", "10.1.0.13", 80),
+			}},
+		},
+		{
+			name: "masq-translates-ports-gate-does-not",
+			config: `virtual_service "nat" {
+  address    = "10.10.10.60:80"
+  forwarding = "masq"
+  service    = "web"
+}
+virtual_service "dr" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+  service    = "web"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 8081),
+				inst("n2", "10.1.0.12", 8082),
+			}},
+		},
+		{
+			name: "ipv6-and-udp-and-persistence",
+			config: `virtual_service "dns6" {
+  address     = "[2001:db8::53]:53"
+  protocol    = "udp"
+  forwarding  = "masq"
+  scheduler   = "rr"
+  service     = "dns"
+  persistence = "60s"
+}
+virtual_service "dns4" {
+  address    = "10.10.10.53:53"
+  protocol   = "udp"
+  forwarding = "masq"
+  service    = "dns"
+}
+virtual_service "sctp" {
+  address    = "10.10.10.54:3868"
+  protocol   = "sctp"
+  forwarding = "masq"
+  scheduler  = "sh"
+  service    = "dns"
+}`,
+			services: map[string][]*catalog.Instance{"dns": {
+				inst("n1", "2001:db8::11", 5353),
+				inst("n2", "10.1.0.12", 5353),
+				inst("n3", "::ffff:10.1.0.13", 5353),
+			}},
+		},
+		{
+			name: "fallback-when-nothing-serves",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  fallback   = "10.9.9.9:80"
+}
+virtual_service "api" {
+  address    = "10.10.10.62:443"
+  forwarding = "masq"
+  fallback   = "local"
+}
+virtual_service "api6" {
+  address    = "[2001:db8::62]:443"
+  forwarding = "masq"
+  fallback   = "local"
+  service    = "api"
+}
+virtual_service "ok" {
+  address    = "10.10.10.63:80"
+  forwarding = "gate"
+  fallback   = "10.9.9.9:80"
+}`,
+			services: map[string][]*catalog.Instance{
+				"web": {inst("n1", "10.1.0.11", 80, "critical"), inst("n2", "10.1.0.12", 80, "nodemaint")},
+				"api": {},
+				"ok":  {inst("n1", "10.1.0.11", 80, "critical"), inst("n2", "10.1.0.12", 80, "warning")},
+			},
+		},
+		{
+			name: "zero-warning-weight-means-fallback",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  fallback   = "10.9.9.9:80"
+}`,
+			services: map[string][]*catalog.Instance{"web": {inst("n1", "10.1.0.11", 80, "warning", "w=10/0")}},
+		},
+		{
+			name: "bad-catalog-data-is-skipped",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "masq"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "web1.example.com", 80),
+				inst("n2", "10.1.0.12", 0),
+				inst("n3", "2001:db8::13", 80),
+				inst("n4", "10.1.0.14", 80, "w=100000/1"),
+				inst("n5", "10.1.0.15", 80),
+			}},
+		},
+		{
+			name: "two-instances-one-real",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 8080, "warning", "w=4/2"),
+				inst("n1", "10.1.0.11", 8081, "passing", "w=4/2"),
+			}},
+		},
+		{
+			name: "service-unknown-to-consul",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}`,
+			services: map[string][]*catalog.Instance{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(tt.config), tt.name+".hcl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := Render(cfg, snapshot(tt.services))
+			got := describe(res)
+			golden := filepath.Join("testdata", tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("render differs from %s (go test ./render -update to accept):\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+			// Pure: rendering again gives the same.
+			if again := describe(Render(cfg, snapshot(tt.services))); again != got {
+				t.Errorf("second render differs:\n%s", again)
+			}
+		})
+	}
+}
+
+// describe is the golden form: ipvsadm save lines, then where each real
+// came from, then the notes.
+func describe(res Result) string {
+	var b strings.Builder
+	b.WriteString(res.State.String())
+	for _, k := range res.State.SortedKeys() {
+		fmt.Fprintf(&b, "# %s = virtual_service %q\n", k, res.Owners[k])
+		for _, rk := range res.State[k].SortedReals() {
+			o := res.Origins[k][rk]
+			fmt.Fprintf(&b, "#   %s <- %s node=%q instance=%q status=%q\n", rk, o.Source, o.Node, o.InstanceID, o.Status)
+		}
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(&b, "# note: %s\n", n)
+	}
+	return b.String()
+}
+
+func TestLocalFallbackIsLoopbackOnTheVirtualPort(t *testing.T) {
+	cfg, err := config.Parse([]byte(`virtual_service "web" {
+  address    = "10.10.10.60:8443"
+  forwarding = "masq"
+  fallback   = "local"
+}`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Render(cfg, snapshot(nil))
+	svc := res.State[cfg.VirtualServices[0].Key()]
+	want := ipvs.RealKey{Addr: LocalFallback(cfg.VirtualServices[0].Address).Addr, Port: 8443}
+	if r, ok := svc.Reals[want]; !ok || r.Weight != 1 || len(svc.Reals) != 1 {
+		t.Errorf("reals = %v, want only %s with weight 1", svc.Reals, want)
+	}
+}
