@@ -1,0 +1,140 @@
+package catalog_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+)
+
+// next waits for a snapshot in which cond holds for the named service.
+func next(t *testing.T, snaps <-chan catalog.Snapshot, what string, cond func([]*catalog.Instance) bool) catalog.Snapshot {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case s, ok := <-snaps:
+			if !ok {
+				t.Fatalf("%s: watcher stopped", what)
+			}
+			if cond(s.Instances("web")) {
+				return s
+			}
+		case <-timeout:
+			t.Fatalf("%s: no such snapshot in 10s", what)
+		}
+	}
+}
+
+func byID(ins []*catalog.Instance) map[string]*catalog.Instance {
+	m := map[string]*catalog.Instance{}
+	for _, in := range ins {
+		m[in.ID] = in
+	}
+	return m
+}
+
+// TestWatcherAgainstRealConsul registers instances with TTL checks on a
+// real agent, flips them, and checks what the watcher sees.
+func TestWatcherAgainstRealConsul(t *testing.T) {
+	agent := testconsul.Start(t)
+	agent.Register(t, &api.AgentServiceRegistration{
+		ID: "web1", Name: "web", Address: "10.1.0.11", Port: 8080, Tags: []string{"prod"},
+		Meta: map[string]string{"version": "1"}, Weights: &api.AgentWeights{Passing: 5, Warning: 2},
+	}, api.HealthPassing)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web2", Name: "web", Port: 8081}, api.HealthWarning)
+
+	w := catalog.NewWatcher(agent.Client.Health(), []string{"web", "ghost"}, catalog.Options{WaitTime: 30 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := w.Run(ctx)
+
+	s := next(t, snaps, "both registered", func(ins []*catalog.Instance) bool { return len(ins) == 2 })
+	got := byID(s.Instances("web"))
+	web1, web2 := got["web1"], got["web2"]
+	if web1 == nil || web2 == nil {
+		t.Fatalf("instances %+v", got)
+	}
+	if web1.Address != "10.1.0.11" || web1.Port != 8080 || web1.Status != catalog.Passing ||
+		web1.Weights != (catalog.Weights{Passing: 5, Warning: 2}) || web1.Meta["version"] != "1" ||
+		len(web1.Tags) != 1 || web1.Node != agent.NodeName {
+		t.Errorf("web1 = %+v", web1)
+	}
+	// No service address: the node's address, 127.0.0.1 for the dev agent.
+	if web2.Address != "127.0.0.1" || web2.Status != catalog.Warning || web2.Weights != (catalog.Weights{1, 1}) {
+		t.Errorf("web2 = %+v", web2)
+	}
+	// serfHealth (node) and the TTL check (service) are both behind it.
+	if len(web1.Checks) != 2 {
+		t.Errorf("web1 checks = %+v", web1.Checks)
+	}
+	// A service Consul does not know is an empty list, not an error.
+	if svc := s.Services["ghost"]; svc == nil || len(svc.Instances) != 0 || svc.Index == 0 {
+		t.Errorf("ghost = %+v", svc)
+	}
+
+	start := time.Now()
+	agent.SetStatus(t, "web1", api.HealthCritical, "connection refused")
+	s = next(t, snaps, "web1 critical", func(ins []*catalog.Instance) bool {
+		return byID(ins)["web1"] != nil && byID(ins)["web1"].Status == catalog.Critical
+	})
+	t.Logf("check failure seen %v after the update", time.Since(start))
+	for _, c := range byID(s.Instances("web"))["web1"].Checks {
+		if c.CheckID == "web1-ttl" && c.Output != "connection refused" {
+			t.Errorf("check output %q", c.Output)
+		}
+	}
+
+	agent.SetStatus(t, "web1", api.HealthPassing, "")
+	next(t, snaps, "web1 passing again", func(ins []*catalog.Instance) bool {
+		return byID(ins)["web1"] != nil && byID(ins)["web1"].Status == catalog.Passing
+	})
+
+	if err := agent.Client.Agent().EnableServiceMaintenance("web2", "upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	next(t, snaps, "web2 in maintenance", func(ins []*catalog.Instance) bool {
+		return byID(ins)["web2"] != nil && byID(ins)["web2"].ServiceMaintenance
+	})
+	if err := agent.Client.Agent().DisableServiceMaintenance("web2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Client.Agent().EnableNodeMaintenance("reboot"); err != nil {
+		t.Fatal(err)
+	}
+	next(t, snaps, "node in maintenance", func(ins []*catalog.Instance) bool {
+		m := byID(ins)
+		return len(m) == 2 && m["web1"].NodeMaintenance && m["web2"].NodeMaintenance && !m["web2"].ServiceMaintenance
+	})
+	if err := agent.Client.Agent().DisableNodeMaintenance(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := agent.Client.Agent().ServiceDeregister("web1"); err != nil {
+		t.Fatal(err)
+	}
+	next(t, snaps, "web1 gone", func(ins []*catalog.Instance) bool { return len(ins) == 1 && ins[0].ID == "web2" })
+	if err := agent.Client.Agent().ServiceDeregister("web2"); err != nil {
+		t.Fatal(err)
+	}
+	// The whole service disappears: an empty list.
+	next(t, snaps, "web gone", func(ins []*catalog.Instance) bool { return len(ins) == 0 })
+}
+
+// TestFetchAgainstRealConsul reads each service once, without blocking, as
+// `lvs-sync render` does.
+func TestFetchAgainstRealConsul(t *testing.T) {
+	agent := testconsul.Start(t)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthCritical)
+	snap, err := catalog.Fetch(context.Background(), agent.Client.Health(), []string{"web", "web", "none"}, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Services) != 2 || len(snap.Instances("web")) != 1 || snap.Instances("web")[0].Status != catalog.Critical {
+		t.Errorf("snapshot %+v", snap.Services)
+	}
+}

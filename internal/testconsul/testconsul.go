@@ -1,0 +1,196 @@
+// Package testconsul runs a real Consul agent in dev mode for tests, on
+// free loopback ports, and stops it when the test ends.
+//
+// The binary comes from $LVS_SYNC_CONSUL, else from the cache that
+// `make consul` (scripts/build-consul.sh) fills. A missing binary fails the
+// test loudly: the suite never skips the real agent.
+package testconsul
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Agent is a running dev agent.
+type Agent struct {
+	// HTTPAddr is the agent's HTTP API, "127.0.0.1:PORT".
+	HTTPAddr string
+	// NodeName is the agent's node.
+	NodeName string
+	Client   *api.Client
+	LogPath  string
+}
+
+// Binary finds the consul binary, or fails the test.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("LVS_SYNC_CONSUL"); p != "" {
+		return p
+	}
+	out, err := exec.Command(filepath.Join(repoRoot(t), "scripts", "build-consul.sh")).Output()
+	if err != nil {
+		t.Fatalf("no consul binary: set LVS_SYNC_CONSUL or run `make consul`: %v", err)
+	}
+	return string(out[:len(out)-1])
+}
+
+func repoRoot(t testing.TB) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "scripts", "build-consul.sh")); err == nil {
+				return dir
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("cannot find the repository root from the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Start runs `consul agent -dev` bound to 127.0.0.1 and waits for it to
+// elect itself leader. The agent is stopped when the test ends.
+func Start(t testing.TB) *Agent {
+	t.Helper()
+	bin := Binary(t)
+	ports := FreePorts(t, 4)
+	dir := t.TempDir()
+	a := &Agent{
+		HTTPAddr: "127.0.0.1:" + strconv.Itoa(ports[0]),
+		NodeName: "lvs-sync-test",
+		LogPath:  filepath.Join(dir, "consul.log"),
+	}
+	logFile, err := os.Create(a.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "agent", "-dev",
+		"-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-node", a.NodeName,
+		"-http-port", strconv.Itoa(ports[0]),
+		"-server-port", strconv.Itoa(ports[1]),
+		"-serf-lan-port", strconv.Itoa(ports[2]),
+		"-serf-wan-port", strconv.Itoa(ports[3]),
+		"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1",
+		"-data-dir", filepath.Join(dir, "data"),
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting consul: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logFile.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(a.LogPath); err == nil && len(b) > 0 {
+				t.Logf("consul log (last 4 KiB):\n%s", tail(b, 4096))
+			}
+		}
+	})
+
+	conf := api.DefaultConfig()
+	conf.Address = a.HTTPAddr
+	conf.Token = ""
+	conf.TokenFile = ""
+	a.Client, err = api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			b, _ := os.ReadFile(a.LogPath)
+			t.Fatalf("consul exited during start:\n%s", tail(b, 4096))
+		default:
+		}
+		if leader, err := a.Client.Status().Leader(); err == nil && leader != "" {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consul at %s elected no leader in 30s", a.HTTPAddr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FreePorts returns n loopback ports that are free for both TCP and UDP
+// right now (serf uses both).
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	var held []func() error
+	defer func() {
+		for _, c := range held {
+			_ = c()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l.Close)
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // UDP side taken; keep the TCP one held and try another
+		}
+		held = append(held, u.Close)
+		ports = append(ports, port)
+	}
+	return ports
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// Register registers a service instance on the agent with a TTL check named
+// "<id>-ttl", which starts in the given status (passing, warning, critical).
+func (a *Agent) Register(t testing.TB, reg *api.AgentServiceRegistration, status string) {
+	t.Helper()
+	reg.Check = &api.AgentServiceCheck{
+		CheckID: reg.ID + "-ttl",
+		Name:    reg.ID + " ttl",
+		TTL:     "10m",
+		Status:  status,
+	}
+	if err := a.Client.Agent().ServiceRegister(reg); err != nil {
+		t.Fatalf("registering %s: %v", reg.ID, err)
+	}
+}
+
+// SetStatus updates an instance's TTL check registered by Register.
+func (a *Agent) SetStatus(t testing.TB, id, status, output string) {
+	t.Helper()
+	if err := a.Client.Agent().UpdateTTL(id+"-ttl", output, status); err != nil {
+		t.Fatalf("setting %s %s: %v", id, status, err)
+	}
+}
