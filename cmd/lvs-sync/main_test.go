@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+)
+
+// cli runs lvs-sync in-process and returns its exit code and output.
+func cli(args ...string) (int, string, string) {
+	var stdout, stderr strings.Builder
+	code := run(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func writeConfig(t *testing.T, src string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "lvs-sync.hcl")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRenderAgainstRealConsul registers instances with TTL checks on a real
+// agent, flips them, and checks `lvs-sync render` output line for line.
+func TestRenderAgainstRealConsul(t *testing.T) {
+	agent := testconsul.Start(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+consul {
+  address = %q
+}
+virtual_service "web" {
+  address     = "10.10.10.60:80"
+  forwarding  = "gate"
+  persistence = "300s"
+  tags        = ["prod"]
+  fallback    = "10.9.9.9:80"
+}
+virtual_service "api" {
+  address    = "10.10.10.61:8080"
+  forwarding = "masq"
+  scheduler  = "rr"
+  service    = "web"
+  quiescent  = true
+}
+virtual_service "web6" {
+  address    = "[2001:db8::60]:53"
+  protocol   = "udp"
+  forwarding = "ipip"
+  service    = "dns"
+}
+`, agent.HTTPAddr))
+	reg := func(id, addr string, port int, status string, tags []string, w *api.AgentWeights) {
+		agent.Register(t, &api.AgentServiceRegistration{ID: id, Name: "web", Address: addr, Port: port, Tags: tags, Weights: w}, status)
+	}
+	reg("web1", "10.1.0.11", 8001, api.HealthPassing, []string{"prod"}, &api.AgentWeights{Passing: 5, Warning: 2})
+	reg("web2", "10.1.0.12", 8002, api.HealthWarning, []string{"prod"}, &api.AgentWeights{Passing: 5, Warning: 2})
+	reg("web3", "10.1.0.13", 8003, api.HealthPassing, []string{"canary"}, nil)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "dns1", Name: "dns", Address: "2001:db8::11", Port: 53}, api.HealthPassing)
+
+	render := func(want string) {
+		t.Helper()
+		code, out, errOut := cli("render", "-config", cfg)
+		if code != 0 {
+			t.Fatalf("render exited %d: %s", code, errOut)
+		}
+		if out != want {
+			t.Errorf("render output:\n%s\nwant:\n%s\nstderr:\n%s", out, want, errOut)
+		}
+	}
+
+	render(`-A -t 10.10.10.60:80 -s wlc -p 300
+-a -t 10.10.10.60:80 -r 10.1.0.11:80 -g -w 5
+-a -t 10.10.10.60:80 -r 10.1.0.12:80 -g -w 2
+-A -t 10.10.10.61:8080 -s rr
+-a -t 10.10.10.61:8080 -r 10.1.0.11:8001 -m -w 5
+-a -t 10.10.10.61:8080 -r 10.1.0.12:8002 -m -w 2
+-a -t 10.10.10.61:8080 -r 10.1.0.13:8003 -m -w 1
+-A -u [2001:db8::60]:53 -s wlc
+-a -u [2001:db8::60]:53 -r [2001:db8::11]:53 -i -w 1
+`)
+
+	// Critical: removed from web, quiesced (weight 0) in api.
+	agent.SetStatus(t, "web1", api.HealthCritical, "down")
+	agent.SetStatus(t, "web3", api.HealthCritical, "down")
+	// Maintenance: weight 0 everywhere, whatever the check says.
+	if err := agent.Client.Agent().EnableServiceMaintenance("web2", "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	render(`-A -t 10.10.10.60:80 -s wlc -p 300
+-a -t 10.10.10.60:80 -r 10.1.0.12:80 -g -w 0
+-a -t 10.10.10.60:80 -r 10.9.9.9:80 -g -w 1
+-A -t 10.10.10.61:8080 -s rr
+-a -t 10.10.10.61:8080 -r 10.1.0.11:8001 -m -w 0
+-a -t 10.10.10.61:8080 -r 10.1.0.12:8002 -m -w 0
+-a -t 10.10.10.61:8080 -r 10.1.0.13:8003 -m -w 0
+-A -u [2001:db8::60]:53 -s wlc
+-a -u [2001:db8::60]:53 -r [2001:db8::11]:53 -i -w 1
+`)
+
+	// Back to passing: the fallback leaves.
+	agent.SetStatus(t, "web1", api.HealthPassing, "")
+	if err := agent.Client.Agent().ServiceDeregister("web2"); err != nil {
+		t.Fatal(err)
+	}
+	render(`-A -t 10.10.10.60:80 -s wlc -p 300
+-a -t 10.10.10.60:80 -r 10.1.0.11:80 -g -w 5
+-A -t 10.10.10.61:8080 -s rr
+-a -t 10.10.10.61:8080 -r 10.1.0.11:8001 -m -w 5
+-a -t 10.10.10.61:8080 -r 10.1.0.13:8003 -m -w 0
+-A -u [2001:db8::60]:53 -s wlc
+-a -u [2001:db8::60]:53 -r [2001:db8::11]:53 -i -w 1
+`)
+}
+
+func TestRenderWithoutConsul(t *testing.T) {
+	port := testconsul.FreePorts(t, 1)[0]
+	cfg := writeConfig(t, fmt.Sprintf("consul {\n  address = \"127.0.0.1:%d\"\n}\nvirtual_service \"web\" {\n  address = \"10.0.0.1:80\"\n  forwarding = \"gate\"\n}\n", port))
+	code, out, errOut := cli("render", "-config", cfg, "-timeout", "5s")
+	if code != 1 || out != "" || !strings.Contains(errOut, "cannot read the catalog") || !strings.Contains(errOut, `service \"web\"`) {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := writeConfig(t, "virtual_service \"web\" {\n  address = \"10.0.0.1:80\"\n  forwarding = \"gate\"\n}\n")
+	if code, out, errOut := cli("validate", "-config", good); code != 0 || !strings.Contains(out, "valid: 1 virtual services") {
+		t.Errorf("good config: exit %d, %q %q", code, out, errOut)
+	}
+	bad := writeConfig(t, "virtual_service \"web\" {\n  address = \"10.0.0.1:80\"\n  forwarding = \"nat\"\n  weight = 1\n}\n")
+	code, out, errOut := cli("validate", "-config", bad)
+	if code != 1 || out != "" {
+		t.Errorf("bad config: exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{
+		bad + ":3:16: error: Invalid forwarding method",
+		bad + ":4:3: error: Unsupported argument",
+		`  3:   forwarding = "nat"`, // the snippet
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if code, _, errOut := cli("validate"); code != 1 || !strings.Contains(errOut, "-config is required") {
+		t.Errorf("no -config: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := cli("validate", "-config", filepath.Join(t.TempDir(), "nope.hcl")); code != 1 || !strings.Contains(errOut, "nope.hcl") {
+		t.Errorf("missing file: exit %d %q", code, errOut)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, c := range []string{"render", "validate", "version"} {
+		code, _, errOut := cli(c, "-help")
+		if code != 0 || !strings.Contains(errOut, "Usage: lvs-sync "+c) {
+			t.Errorf("%s -help: exit %d, %q", c, code, errOut)
+		}
+	}
+	if code, out, _ := cli("-help"); code != 0 || !strings.Contains(out, "render") || !strings.Contains(out, "validate") {
+		t.Errorf("-help: exit %d %q", code, out)
+	}
+	if code, _, errOut := cli("frobnicate"); code != 1 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d %q", code, errOut)
+	}
+	if code, out, _ := cli("version"); code != 0 || !strings.HasPrefix(out, "lvs-sync ") {
+		t.Errorf("version: exit %d %q", code, out)
+	}
+	if code, _, _ := cli("render", "-bogus"); code != 1 {
+		t.Errorf("bad flag: exit %d", code)
+	}
+}

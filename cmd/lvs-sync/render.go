@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/render"
+)
+
+func runValidate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("validate", commands()["validate"].synopsis, stderr)
+	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, ok := loadConfig(*path, fs, stderr)
+	if !ok {
+		return 1
+	}
+	fmt.Fprintf(stdout, "config %s is valid: %d virtual services\n", *path, len(cfg.VirtualServices))
+	return 0
+}
+
+func runRender(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("render", commands()["render"].synopsis, stderr)
+	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
+	level := fs.String("log-level", "warn", "log `LEVEL`: trace, debug, info, warn or error")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for Consul")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	log := newLogger(stderr, *level, false)
+	cfg, ok := loadConfig(*path, fs, stderr)
+	if !ok {
+		return 1
+	}
+	client, err := newConsulClient(cfg.Consul)
+	if err != nil {
+		log.Error("cannot set up the consul client", "error", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	snap, err := catalog.Fetch(ctx, client.Health(), watchedServices(cfg), catalog.Options{
+		Datacenter: cfg.Consul.Datacenter,
+		Logger:     log.Named("catalog"),
+	})
+	if err != nil {
+		log.Error("cannot read the catalog", "error", err)
+		return 1
+	}
+	res := render.Render(cfg, snap)
+	logNotes(log.Named("render"), res.Notes)
+	fmt.Fprint(stdout, res.State.String())
+	return 0
+}
+
+// loadConfig loads the config at path and prints its diagnostics if any.
+func loadConfig(path string, fs *flag.FlagSet, stderr io.Writer) (*config.Config, bool) {
+	if path == "" {
+		fmt.Fprintln(stderr, "-config is required")
+		fs.Usage()
+		return nil, false
+	}
+	cfg, err := config.Load(path)
+	var diags *config.DiagnosticsError
+	switch {
+	case errors.As(err, &diags):
+		_ = diags.Write(stderr, 100, false)
+		return nil, false
+	case err != nil:
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return nil, false
+	}
+	return cfg, true
+}
+
+func watchedServices(cfg *config.Config) []string {
+	names := make([]string, 0, len(cfg.VirtualServices))
+	for _, vs := range cfg.VirtualServices {
+		names = append(names, vs.Service)
+	}
+	return names
+}
+
+func logNotes(log hclog.Logger, notes []render.Note) {
+	for _, n := range notes {
+		log.Warn("skipped catalog data", "virtual_service", n.VirtualService, "node", n.Node,
+			"instance", n.InstanceID, "reason", n.Message)
+	}
+}
+
+// newConsulClient builds a client from the CONSUL_* environment, as the
+// consul CLI does, with the config's consul block on top.
+func newConsulClient(c config.Consul) (*api.Client, error) {
+	conf := api.DefaultConfig()
+	if c.Address != "" {
+		conf.Address = c.Address
+	}
+	if c.Datacenter != "" {
+		conf.Datacenter = c.Datacenter
+	}
+	if c.TokenFile != "" {
+		conf.TokenFile = c.TokenFile
+		conf.Token = "" // the file wins over $CONSUL_HTTP_TOKEN, as in consul/api
+	}
+	if c.CAFile != "" {
+		conf.TLSConfig.CAFile = c.CAFile
+	}
+	if c.CertFile != "" {
+		conf.TLSConfig.CertFile = c.CertFile
+		conf.TLSConfig.KeyFile = c.KeyFile
+	}
+	if c.ServerName != "" {
+		conf.TLSConfig.Address = c.ServerName
+	}
+	if c.CAFile != "" || c.CertFile != "" {
+		conf.Scheme = "https"
+	}
+	client, err := api.NewClient(conf)
+	if err != nil {
+		return nil, fmt.Errorf("consul at %s: %w", conf.Address, err)
+	}
+	return client, nil
+}
+
+func newLogger(w io.Writer, level string, json bool) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "lvs-sync",
+		Level:      hclog.LevelFromString(level),
+		Output:     w,
+		JSONFormat: json,
+	})
+}
