@@ -1,0 +1,50 @@
+# lvs-sync: a Consul-driven IPVS director. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+
+# Expensive things built once and reused across runs: the Consul agent,
+# later the VM's kernel and packages. Outside the repository on purpose.
+export LVS_SYNC_CACHE ?= $(HOME)/.cache/lvs-sync
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# HCL files users copy: formatted like `hclfmt` would.
+HCL_FILES = $(shell git ls-files '*.hcl' | grep -v '/testdata/' || true) $(wildcard config/testdata/dir/*.hcl)
+
+.PHONY: help
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z][a-zA-Z0-9_-]*:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/lvs-sync (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lvs-sync ./cmd/lvs-sync
+
+.PHONY: consul
+consul: ## build the real Consul agent into $(LVS_SYNC_CACHE), once
+	@scripts/build-consul.sh
+
+.PHONY: test
+test: consul ## run every test: unit, and integration against a real Consul agent
+	LVS_SYNC_CONSUL=$$(scripts/build-consul.sh) $(GO) test -race -count=1 ./...
+
+.PHONY: lint
+lint: ## gofmt, go vet, go mod tidy and hclfmt must change nothing
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	@for f in $(HCL_FILES); do \
+		$(GO) tool hclfmt "$$f" | diff -u "$$f" - || { echo "hclfmt would change $$f"; exit 1; }; \
+	done
+
+.PHONY: bench
+bench: ## run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: clean
+clean: ## remove build output (the cache in $(LVS_SYNC_CACHE) stays)
+	rm -rf bin
+
+.PHONY: demo
+demo: build consul ## run lvs-sync on an embedded demo: a real Consul agent and changing health
+	scripts/demo.sh
