@@ -46,6 +46,13 @@ type Director struct {
 	// VIPInterface is the dummy link lvs-sync owns and puts its VIPs on;
 	// empty means lvs-sync does not manage VIPs.
 	VIPInterface string
+	// ReconcileInterval is how often the whole kernel table is compared
+	// with the desired state even when Consul is quiet, to repair drift
+	// (a real deleted by hand); jitter of up to a tenth is added.
+	ReconcileInterval time.Duration
+	// StateFile records the virtual services lvs-sync made, so that one
+	// removed from the config is deleted after a restart too.
+	StateFile string
 }
 
 // VirtualService is one IPVS virtual service and the Consul service whose
@@ -93,8 +100,10 @@ func (f Fallback) String() string {
 
 // Defaults of optional attributes.
 const (
-	DefaultProtocol  = "tcp"
-	DefaultScheduler = "wlc"
+	DefaultProtocol          = "tcp"
+	DefaultScheduler         = "wlc"
+	DefaultReconcileInterval = 60 * time.Second
+	DefaultStateFile         = "/var/lib/lvs-sync/state.json"
 )
 
 // The raw structs mirror the HCL schema; gohcl decodes into them and reports
@@ -119,10 +128,12 @@ type rawConsul struct {
 }
 
 type rawDirector struct {
-	VIPInterface *string  `hcl:"vip_interface,optional"`
-	Body         hcl.Body `hcl:",body"`
-	Remain       hcl.Body `hcl:",remain"`
-	DefRange     hcl.Range
+	VIPInterface      *string  `hcl:"vip_interface,optional"`
+	ReconcileInterval *string  `hcl:"reconcile_interval,optional"`
+	StateFile         *string  `hcl:"state_file,optional"`
+	Body              hcl.Body `hcl:",body"`
+	Remain            hcl.Body `hcl:",remain"`
+	DefRange          hcl.Range
 }
 
 type rawVS struct {
@@ -235,7 +246,7 @@ var fileSchema, _ = gohcl.ImpliedBodySchema(&rawFile{})
 // decoded on its own, so that a problem in one hides none in the others.
 func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
-	cfg := &Config{}
+	cfg := &Config{Director: Director{ReconcileInterval: DefaultReconcileInterval, StateFile: DefaultStateFile}}
 	var consulAt, directorAt *hcl.Range
 	for _, body := range bodies {
 		content, d := body.Content(fileSchema)
@@ -389,10 +400,24 @@ func decodeConsul(rc *rawConsul) (Consul, hcl.Diagnostics) {
 func decodeDirector(rd *rawDirector) (Director, hcl.Diagnostics) {
 	at := newAttrs("director", rd.Body, rd.DefRange)
 	var diags hcl.Diagnostics
-	d := Director{VIPInterface: deref(rd.VIPInterface)}
+	d := Director{VIPInterface: deref(rd.VIPInterface), ReconcileInterval: DefaultReconcileInterval, StateFile: DefaultStateFile}
 	if rd.VIPInterface != nil {
 		if err := validInterfaceName(d.VIPInterface); err != nil {
 			diags = append(diags, at.errorf("vip_interface", "Invalid interface name", "%s", err))
+		}
+	}
+	if rd.ReconcileInterval != nil {
+		var err error
+		d.ReconcileInterval, err = time.ParseDuration(*rd.ReconcileInterval)
+		if err != nil || d.ReconcileInterval < time.Second {
+			diags = append(diags, at.errorf("reconcile_interval", "Invalid reconcile interval",
+				"%q must be a duration of at least 1s, such as \"60s\"", *rd.ReconcileInterval))
+		}
+	}
+	if rd.StateFile != nil {
+		d.StateFile = *rd.StateFile
+		if !filepath.IsAbs(d.StateFile) {
+			diags = append(diags, at.errorf("state_file", "Invalid state file", "%q must be an absolute path", d.StateFile))
 		}
 	}
 	return d, diags

@@ -53,8 +53,8 @@ virtual_service "dns" {
 	if cfg.Consul != (Consul{Address: "127.0.0.1:8500", TokenFile: "/etc/lvs-sync/consul.token", Datacenter: "dc1"}) {
 		t.Errorf("consul = %+v", cfg.Consul)
 	}
-	if cfg.Director.VIPInterface != "lvs0" {
-		t.Errorf("vip_interface = %q", cfg.Director.VIPInterface)
+	if cfg.Director != (Director{VIPInterface: "lvs0", ReconcileInterval: time.Minute, StateFile: "/var/lib/lvs-sync/state.json"}) {
+		t.Errorf("director = %+v", cfg.Director)
 	}
 	if len(cfg.VirtualServices) != 2 {
 		t.Fatalf("got %d virtual services", len(cfg.VirtualServices))
@@ -173,6 +173,8 @@ fallback = "10.0.0.9:0"
 		{"cert without key", "consul {\n  cert_file = \"/c.pem\"\n}\n", []string{`Incomplete client certificate`}},
 		{"bad vip interface", "director {\n  vip_interface = \"lvs 0\"\n}\n", []string{`t.hcl:2:19: error: Invalid interface name`}},
 		{"long vip interface", "director {\n  vip_interface = \"a-very-long-link-name\"\n}\n", []string{`must be 1 to 15 characters`}},
+		{"short reconcile interval", "director {\n  reconcile_interval = \"10ms\"\n}\n", []string{`t.hcl:2:24: error: Invalid reconcile interval`}},
+		{"relative state file", "director {\n  state_file = \"state.json\"\n}\n", []string{`t.hcl:2:16: error: Invalid state file`}},
 		{"syntax error", "virtual_service \"web\" {\n  address = \n}\n", []string{`t.hcl:2:`}},
 		{"every problem at once", vs(`address = "10.0.0.1:0"
 forwarding = "nat"

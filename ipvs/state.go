@@ -304,3 +304,28 @@ func (s State) String() string {
 	}
 	return b.String()
 }
+
+// ParseServiceKey parses the form String gives: "tcp://10.0.0.1:80",
+// "udp://[2001:db8::1]:53" or "fwmark:7".
+func ParseServiceKey(s string) (ServiceKey, error) {
+	if m, ok := strings.CutPrefix(s, "fwmark:"); ok {
+		var mark uint32
+		if _, err := fmt.Sscanf(m, "%d", &mark); err != nil || mark == 0 {
+			return ServiceKey{}, fmt.Errorf("bad firewall mark in %q", s)
+		}
+		return ServiceKey{FWMark: mark, Addr: netip.IPv4Unspecified()}, nil
+	}
+	proto, addr, ok := strings.Cut(s, "://")
+	if !ok {
+		return ServiceKey{}, fmt.Errorf("%q is not PROTOCOL://ADDRESS:PORT", s)
+	}
+	p, err := ParseProtocol(proto)
+	if err != nil {
+		return ServiceKey{}, err
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return ServiceKey{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return ServiceKey{Protocol: p, Addr: ap.Addr(), Port: ap.Port()}, nil
+}

@@ -1,0 +1,327 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+var foreignKey = ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.99.0.1"), Port: 80}
+
+func foreignState() ipvs.State {
+	return ipvs.State{foreignKey: &ipvs.Service{Scheduler: "rr", Netmask: 0xffffffff, Reals: map[ipvs.RealKey]ipvs.Real{
+		{Addr: netip.MustParseAddr("10.99.1.1"), Port: 80}: {Weight: 1, Forward: ipvs.Masq},
+	}}}
+}
+
+func mustConfig(t *testing.T, src string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(src), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+const webConfig = `
+director {
+  reconcile_interval = "1s"
+}
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  scheduler  = "rr"
+}
+virtual_service "api" {
+  address    = "10.10.10.61:8080"
+  forwarding = "masq"
+  service    = "web"
+}
+`
+
+// running is a daemon under test and the reports of its syncs.
+type running struct {
+	cancel  context.CancelFunc
+	done    chan error
+	mu      sync.Mutex
+	reports []Report
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop")
+	}
+}
+
+func (r *running) all() []Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Report(nil), r.reports...)
+}
+
+func start(t *testing.T, opts Options) *running {
+	t.Helper()
+	r := &running{done: make(chan error, 1)}
+	opts.OnSync = func(rep Report) {
+		r.mu.Lock()
+		r.reports = append(r.reports, rep)
+		r.mu.Unlock()
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "lvs-sync", Level: hclog.Debug, Output: testWriter{t}})
+	}
+	opts.Watch.MinInterval = 10 * time.Millisecond
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- d.Run(ctx) }()
+	t.Cleanup(cancel)
+	return r
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", p)
+	return len(p), nil
+}
+
+// waitFor polls cond until it holds or the timeout passes; it returns how
+// long that took.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func reals(st ipvs.State, vip string) map[string]int {
+	ap := netip.MustParseAddrPort(vip)
+	svc := st[ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: ap.Addr(), Port: ap.Port()}]
+	if svc == nil {
+		return nil
+	}
+	m := map[string]int{}
+	for k, r := range svc.Reals {
+		m[k.String()] = r.Weight
+	}
+	return m
+}
+
+func equalWeights(a, b map[string]int) bool {
+	if len(a) != len(b) || a == nil || b == nil {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func register(t *testing.T, agent *testconsul.Agent) {
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 8001,
+		Weights: &api.AgentWeights{Passing: 5, Warning: 1}}, api.HealthPassing)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web2", Name: "web", Address: "10.1.0.12", Port: 8002}, api.HealthPassing)
+}
+
+func TestDaemonFollowsConsul(t *testing.T) {
+	agent := testconsul.Start(t)
+	register(t, agent)
+	kernel := ipvs.NewFakeKernel(foreignState())
+	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel})
+	defer d.stop(t)
+
+	waitFor(t, "both services converge", 10*time.Second, func() bool {
+		st := kernel.State()
+		return equalWeights(reals(st, "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1}) &&
+			equalWeights(reals(st, "10.10.10.61:8080"), map[string]int{"10.1.0.11:8001": 5, "10.1.0.12:8002": 1})
+	})
+
+	agent.SetStatus(t, "web1", api.HealthCritical, "down")
+	took := waitFor(t, "web1 leaves", 5*time.Second, func() bool {
+		return equalWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.12:80": 1})
+	})
+	t.Logf("a failed check left the kernel %v after the update", took)
+	if took > time.Second {
+		t.Errorf("web1 left after %v, want within 1s", took)
+	}
+	agent.SetStatus(t, "web1", api.HealthWarning, "slow")
+	waitFor(t, "web1 back at its warning weight", 5*time.Second, func() bool {
+		return equalWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 1, "10.1.0.12:80": 1})
+	})
+
+	got, want := kernel.State(), foreignState()
+	if got[foreignKey] == nil || (ipvs.State{foreignKey: got[foreignKey]}).String() != want.String() {
+		t.Errorf("foreign service changed:\n%s", got)
+	}
+	// No sync ever planned a change to the foreign service.
+	for _, rep := range d.all() {
+		for _, op := range rep.Plan {
+			if op.Service == foreignKey {
+				t.Errorf("plan touched the foreign service: %s", op)
+			}
+		}
+	}
+}
+
+func TestDaemonRestartMakesNoChanges(t *testing.T) {
+	agent := testconsul.Start(t)
+	register(t, agent)
+	kernel := ipvs.NewFakeKernel(foreignState())
+	own := filepath.Join(t.TempDir(), "state.json")
+	opts := func() Options {
+		o, err := LoadOwnership(own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel, Ownership: o}
+	}
+	first := start(t, opts())
+	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.61:8080")) == 2 })
+	first.stop(t)
+
+	writes := kernel.Writes
+	second := start(t, opts())
+	waitFor(t, "first sync after restart", 10*time.Second, func() bool { return len(second.all()) > 0 })
+	second.stop(t)
+	if rep := second.all()[0]; len(rep.Plan) != 0 || rep.Err != nil {
+		t.Errorf("restart planned %d changes (%v): %v", len(rep.Plan), rep.Err, rep.Plan)
+	}
+	if kernel.Writes != writes {
+		t.Errorf("restart made %d kernel writes, want 0", kernel.Writes-writes)
+	}
+}
+
+func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
+	agent := testconsul.Start(t)
+	register(t, agent)
+	kernel := ipvs.NewFakeKernel(foreignState())
+	own := filepath.Join(t.TempDir(), "state.json")
+	o, _ := LoadOwnership(own)
+	first := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel, Ownership: o})
+	waitFor(t, "converged", 10*time.Second, func() bool { return len(kernel.State()) == 3 })
+	first.stop(t)
+
+	// The api virtual service leaves the config while lvs-sync is down.
+	o, err := LoadOwnership(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Keys()) != 2 {
+		t.Fatalf("state file owns %v, want web and api", o.Keys())
+	}
+	cfg := mustConfig(t, `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  scheduler  = "rr"
+}`)
+	second := start(t, Options{Config: cfg, Health: agent.Client.Health(), Kernel: kernel, Ownership: o})
+	defer second.stop(t)
+	waitFor(t, "api deleted", 10*time.Second, func() bool { return reals(kernel.State(), "10.10.10.61:8080") == nil })
+	st := kernel.State()
+	if len(st) != 2 || st[foreignKey] == nil {
+		t.Errorf("kernel after removal:\n%s", st)
+	}
+}
+
+func TestDaemonRepairsDrift(t *testing.T) {
+	agent := testconsul.Start(t)
+	register(t, agent)
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel})
+	defer d.stop(t)
+	web := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
+	rk := ipvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}
+	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
+
+	// ipvsadm -d by hand: the catalog does not change, the reconcile
+	// timer (1s + up to 10% jitter) brings it back.
+	if err := kernel.DelReal(web, rk); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, "deleted real restored", 5*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
+	t.Logf("restored after %v", took)
+	// One period at most (1.1s with jitter), plus slack for a loaded machine.
+	if took > 1400*time.Millisecond {
+		t.Errorf("restored after %v, want within one reconcile period (1.1s)", took)
+	}
+	var reasons []string
+	for _, r := range d.all() {
+		if len(r.Plan) > 0 {
+			reasons = append(reasons, r.Reason)
+		}
+	}
+	if reasons[len(reasons)-1] != "reconcile" {
+		t.Errorf("repairing sync reasons %v, want the last one a reconcile", reasons)
+	}
+}
+
+func TestDaemonRetriesAFailedApply(t *testing.T) {
+	agent := testconsul.Start(t)
+	register(t, agent)
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	web := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
+	kernel.FailService[web] = errors.New("injected failure")
+	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel,
+		RetryBase: 20 * time.Millisecond})
+	defer d.stop(t)
+	waitFor(t, "api applied beside the failing web", 10*time.Second, func() bool {
+		return len(reals(kernel.State(), "10.10.10.61:8080")) == 2
+	})
+	waitFor(t, "retries", 5*time.Second, func() bool {
+		n := 0
+		for _, r := range d.all() {
+			if r.Reason == "retry" {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	delete(kernel.FailService, web)
+	waitFor(t, "web applied on a retry", 5*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
+}
+
+func TestNothingAppliedBeforeTheFirstSnapshot(t *testing.T) {
+	port := testconsul.FreePorts(t, 1)[0]
+	conf := api.DefaultConfig()
+	conf.Address = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String()
+	client, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := ipvs.NewFakeKernel(foreignState())
+	d := start(t, Options{Config: mustConfig(t, webConfig), Health: client.Health(), Kernel: kernel})
+	time.Sleep(1500 * time.Millisecond) // longer than the reconcile interval
+	d.stop(t)
+	if kernel.Calls != 0 || len(d.all()) != 0 {
+		t.Errorf("with Consul unreachable: %d kernel calls, %d syncs; want none", kernel.Calls, len(d.all()))
+	}
+}

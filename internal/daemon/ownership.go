@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+// Ownership remembers which virtual services lvs-sync made, across
+// restarts, so that one removed from the config is deleted while one made
+// by hand or by keepalived is never touched. It is kept in a small JSON
+// file; with no path it lives in memory only.
+type Ownership struct {
+	path     string
+	services map[ipvs.ServiceKey]bool
+}
+
+type ownershipFile struct {
+	Version  int      `json:"version"`
+	Services []string `json:"services"`
+}
+
+// LoadOwnership reads the record at path; a missing file is an empty one.
+func LoadOwnership(path string) (*Ownership, error) {
+	o := &Ownership{path: path, services: map[ipvs.ServiceKey]bool{}}
+	if path == "" {
+		return o, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return o, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading state file %s: %w", path, err)
+	}
+	var f ownershipFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("reading state file %s: %w", path, err)
+	}
+	for _, s := range f.Services {
+		k, err := ipvs.ParseServiceKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("state file %s: %w", path, err)
+		}
+		o.services[k] = true
+	}
+	return o, nil
+}
+
+// Owns reports whether lvs-sync made the service.
+func (o *Ownership) Owns(k ipvs.ServiceKey) bool { return o.services[k] }
+
+// Keys returns the owned services, sorted.
+func (o *Ownership) Keys() []ipvs.ServiceKey {
+	keys := slices.Collect(maps.Keys(o.services))
+	slices.SortFunc(keys, ipvs.ServiceKey.Compare)
+	return keys
+}
+
+// Set replaces the owned services and saves them if they changed.
+func (o *Ownership) Set(keys map[ipvs.ServiceKey]bool) error {
+	if maps.Equal(keys, o.services) {
+		return nil
+	}
+	o.services = maps.Clone(keys)
+	if o.path == "" {
+		return nil
+	}
+	f := ownershipFile{Version: 1, Services: []string{}}
+	for _, k := range o.Keys() {
+		f.Services = append(f.Services, k.String())
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(o.path), 0o755); err != nil {
+		return fmt.Errorf("writing state file %s: %w", o.path, err)
+	}
+	tmp := o.path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing state file %s: %w", o.path, err)
+	}
+	if err := os.Rename(tmp, o.path); err != nil {
+		return fmt.Errorf("writing state file %s: %w", o.path, err)
+	}
+	return nil
+}
