@@ -25,8 +25,16 @@ consul: ## build the real Consul agent into $(LVS_SYNC_CACHE), once
 	@scripts/build-consul.sh
 
 .PHONY: test
-test: consul ## run every test: unit, and integration against a real Consul agent
-	LVS_SYNC_CONSUL=$$(scripts/build-consul.sh) $(GO) test -race -count=1 ./...
+test: consul vm-assets ## run every test: unit, real Consul, and real traffic in a real kernel (VM)
+	LVS_SYNC_CONSUL=$$(scripts/build-consul.sh) $(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: e2e
+e2e: consul vm-assets ## only the real-kernel tests: boot Debian's kernel under qemu, real traffic
+	LVS_SYNC_CONSUL=$$(scripts/build-consul.sh) $(GO) test -count=1 -timeout 30m -v -run TestInKernel ./e2e
+
+.PHONY: vm-assets
+vm-assets: ## install qemu and stage Debian's kernel, modules and tools into $(LVS_SYNC_CACHE), once
+	@scripts/vm-assets.sh >/dev/null
 
 .PHONY: lint
 lint: ## gofmt, go vet, go mod tidy and hclfmt must change nothing

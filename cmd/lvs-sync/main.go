@@ -24,9 +24,12 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"render":   {"print the desired IPVS state from the catalog, in ipvsadm -S -n format", runRender},
-		"validate": {"check a config and print every problem with its position", runValidate},
-		"version":  {"print the version", runVersion},
+		"plan":       {"print the ipvsadm commands run would apply to the live kernel, changing nothing", runPlan},
+		"realserver": {"set this host up as a gate or ipip real server: VIPs and ARP sysctls", runRealServer},
+		"render":     {"print the desired IPVS state from the catalog, in ipvsadm -S -n format", runRender},
+		"run":        {"run the director: keep the kernel's IPVS table in step with Consul", runRun},
+		"validate":   {"check a config and print every problem with its position", runValidate},
+		"version":    {"print the version", runVersion},
 	}
 }
 
@@ -64,7 +67,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "Usage: lvs-sync <command> [options]")
 	fmt.Fprintln(w, "\nCommands:")
 	for _, n := range names {
-		fmt.Fprintf(w, "    %-10s %s\n", n, cmds[n].synopsis)
+		fmt.Fprintf(w, "    %-11s %s\n", n, cmds[n].synopsis)
 	}
 	fmt.Fprintln(w, "\nRun 'lvs-sync <command> -help' for a command's options.")
 }

@@ -157,7 +157,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
-	for _, c := range []string{"render", "validate", "version"} {
+	for _, c := range []string{"plan", "realserver", "render", "run", "validate", "version"} {
 		code, _, errOut := cli(c, "-help")
 		if code != 0 || !strings.Contains(errOut, "Usage: lvs-sync "+c) {
 			t.Errorf("%s -help: exit %d, %q", c, code, errOut)

@@ -24,9 +24,15 @@ import (
 	"time"
 )
 
-// GuestConsul is where the guest reaches the host's Consul agent: qemu's
-// user network forwards it, and only it, to the host's loopback.
-const GuestConsul = "10.0.2.100:8500"
+// HostFromGuest is the host's loopback as the guest sees it on qemu's user
+// network: a guest connection to 10.0.2.2:PORT reaches 127.0.0.1:PORT.
+const HostFromGuest = "10.0.2.2"
+
+// GuestAddr returns how the guest reaches a host loopback address.
+func GuestAddr(hostAddr string) string {
+	_, port, _ := strings.Cut(hostAddr, ":")
+	return HostFromGuest + ":" + port
+}
 
 // Options describe one boot.
 type Options struct {
@@ -37,9 +43,6 @@ type Options struct {
 	Command string
 	// Env is set for Command.
 	Env map[string]string
-	// ConsulAddr is the host's Consul HTTP address ("127.0.0.1:PORT"),
-	// forwarded to GuestConsul; empty for none.
-	ConsulAddr string
 	// Memory in MiB (default 1024); Timeout for the whole boot (default 15m).
 	Memory  int
 	Timeout time.Duration
@@ -146,10 +149,9 @@ func Boot(t testing.TB, stage string, opts Options) int {
 		t.Fatalf("building the initramfs: %v", err)
 	}
 
-	netdev := "user,id=n0,restrict=on"
-	if opts.ConsulAddr != "" {
-		netdev += ",guestfwd=tcp:" + GuestConsul + "-tcp:" + opts.ConsulAddr
-	}
+	// The user network gives the guest the host's loopback at 10.0.2.2
+	// (guestfwd would carry a single stream: no good for an HTTP client).
+	netdev := "user,id=n0"
 	args := []string{
 		"-machine", "q35", "-m", strconv.Itoa(opts.Memory), "-smp", "2",
 		"-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio",

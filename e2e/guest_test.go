@@ -1,0 +1,431 @@
+//go:build vmguest
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+// consul is the host's agent, reached through qemu's forward.
+func consul(t *testing.T) *api.Client {
+	t.Helper()
+	conf := api.DefaultConfig()
+	conf.Address = os.Getenv("LVS_CONSUL")
+	c, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// registerReals registers web1..web3 with TTL checks, passing, with the
+// given passing weights.
+func registerReals(t *testing.T, weights ...int) {
+	t.Helper()
+	c := consul(t)
+	for i, r := range reals {
+		w := 1
+		if i < len(weights) {
+			w = weights[i]
+		}
+		reg := &api.AgentServiceRegistration{
+			ID: fmt.Sprintf("web%d", i+1), Name: "web", Address: r.addr, Port: r.port,
+			Weights: &api.AgentWeights{Passing: w, Warning: 1},
+			Check:   &api.AgentServiceCheck{CheckID: fmt.Sprintf("web%d-ttl", i+1), TTL: "10m", Status: api.HealthPassing},
+		}
+		if err := c.Agent().ServiceRegister(reg); err != nil {
+			t.Fatalf("registering %s: %v", reg.ID, err)
+		}
+	}
+}
+
+func setCheck(t *testing.T, id, status string) {
+	t.Helper()
+	if err := consul(t).Agent().UpdateTTL(id+"-ttl", "set by the e2e test", status); err != nil {
+		t.Fatalf("setting %s %s: %v", id, status, err)
+	}
+}
+
+const baseConfig = `
+consul {
+  address = "%s"
+}
+director {
+  vip_interface      = "lvs0"
+  reconcile_interval = "2s"
+  state_file         = "/tmp/lvs-sync/state.json"
+}
+virtual_service "web-gate" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  scheduler  = "rr"
+  service    = "web"
+}
+virtual_service "web-masq" {
+  address    = "10.10.10.61:80"
+  forwarding = "masq"
+  scheduler  = "rr"
+  service    = "web"
+}
+`
+
+const ipipConfig = `
+virtual_service "web-ipip" {
+  address    = "10.10.10.62:80"
+  forwarding = "ipip"
+  scheduler  = "rr"
+  service    = "web"
+}
+`
+
+func writeConfig(t *testing.T, withIPIP bool) string {
+	t.Helper()
+	src := fmt.Sprintf(baseConfig, os.Getenv("LVS_CONSUL"))
+	if withIPIP {
+		src += ipipConfig
+	}
+	p := filepath.Join(t.TempDir(), "lvs-sync.hcl")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// lvsSync is a running `lvs-sync run` process.
+type lvsSync struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  bytes.Buffer
+	done chan struct{}
+}
+
+func (l *lvsSync) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.log.Write(p)
+}
+
+func (l *lvsSync) logText() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.log.String()
+}
+
+func startLVS(t *testing.T, config string) *lvsSync {
+	t.Helper()
+	l := &lvsSync{done: make(chan struct{})}
+	l.cmd = exec.Command("/bin/lvs-sync", "run", "-config", config, "-log-level", "debug")
+	l.cmd.Stdout, l.cmd.Stderr = l, l
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = l.cmd.Wait(); close(l.done) }()
+	t.Cleanup(func() {
+		l.stop(t, syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("lvs-sync log:\n%s", l.logText())
+		}
+	})
+	return l
+}
+
+func (l *lvsSync) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	select {
+	case <-l.done:
+		return
+	default:
+	}
+	_ = l.cmd.Process.Signal(sig)
+	select {
+	case <-l.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("lvs-sync did not stop on %v", sig)
+	}
+}
+
+var kernel = func() *ipvs.Netlink {
+	k, err := ipvs.OpenNetlink(5*time.Second, nil)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// realsOf returns the weights of the reals of the TCP service at vip:80.
+func realsOf(t *testing.T, vip string) map[string]int {
+	t.Helper()
+	key := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr(vip), Port: 80}
+	st, err := ipvs.Read(kernel, func(k ipvs.ServiceKey) bool { return k == key })
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := st[key]
+	if svc == nil {
+		return nil
+	}
+	m := map[string]int{}
+	for k, r := range svc.Reals {
+		m[k.String()] = r.Weight
+	}
+	return m
+}
+
+func sameWeights(a, b map[string]int) bool {
+	if len(a) != len(b) || (a == nil) != (b == nil) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func ipvsadm(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := sh(append([]string{"/sbin/ipvsadm"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// realAddrs is the real servers of a VIP as lvs-sync renders them.
+func realAddrs(fwd string, weights ...int) map[string]int {
+	m := map[string]int{}
+	for i, r := range reals {
+		port := 80
+		if fwd == "masq" {
+			port = r.port
+		}
+		m[fmt.Sprintf("%s:%d", r.addr, port)] = weights[i]
+	}
+	return m
+}
+
+// TestForwardingWithRealTraffic drives every forwarding method through
+// Consul and checks, with HTTP requests from the client namespace, who
+// answers.
+func TestForwardingWithRealTraffic(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	l := startLVS(t, writeConfig(t, true))
+	for _, tc := range []struct{ fwd, vip string }{{"masq", vipMasq}, {"gate", vipGate}, {"ipip", vipIPIP}} {
+		t.Run(tc.fwd, func(t *testing.T) {
+			waitFor(t, "three reals", 15*time.Second, func() bool {
+				return sameWeights(realsOf(t, tc.vip), realAddrs(tc.fwd, 1, 1, 1))
+			})
+			// rr: six new connections reach each real server twice.
+			if got := answers(t, tc.vip, 6); got["rs1"] != 2 || got["rs2"] != 2 || got["rs3"] != 2 {
+				t.Errorf("answers %v, want rs1, rs2 and rs3 twice each", got)
+			}
+
+			setCheck(t, "web2", api.HealthCritical)
+			took := waitFor(t, "rs2 leaves", 5*time.Second, func() bool { return len(realsOf(t, tc.vip)) == 2 })
+			t.Logf("%s: failed check removed the real %v after the update", tc.fwd, took)
+			if took > time.Second {
+				t.Errorf("removal took %v, want within 1s", took)
+			}
+			if got := answers(t, tc.vip, 6); got["rs2"] != 0 || got["rs1"] != 3 || got["rs3"] != 3 {
+				t.Errorf("answers with rs2 failing: %v", got)
+			}
+
+			setCheck(t, "web2", api.HealthPassing)
+			took = waitFor(t, "rs2 returns", 5*time.Second, func() bool { return len(realsOf(t, tc.vip)) == 3 })
+			t.Logf("%s: passing check brought the real back %v after the update", tc.fwd, took)
+			if got := answers(t, tc.vip, 6); got["rs2"] != 2 {
+				t.Errorf("answers with rs2 back: %v", got)
+			}
+		})
+	}
+
+	// Weights from Consul show in ipvsadm -Ln.
+	registerReals(t, 5, 1, 3)
+	waitFor(t, "weights 5, 1, 3", 5*time.Second, func() bool {
+		return sameWeights(realsOf(t, vipGate), realAddrs("gate", 5, 1, 3))
+	})
+	out := ipvsadm(t, "-Ln", "-t", vipGate+":80")
+	for _, want := range []string{"10.1.0.11:80                 Route   5", "10.1.0.12:80                 Route   1", "10.1.0.13:80                 Route   3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ipvsadm -Ln lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("ipvsadm -Ln:\n%s", ipvsadm(t, "-Ln"))
+	registerReals(t, 1, 1, 1)
+	_ = l
+}
+
+// TestForeignServiceSurvives creates a virtual service by hand beside
+// lvs-sync's; no sync, catalog-driven or periodic, touches it.
+func TestForeignServiceSurvives(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	ipvsadm(t, "-A", "-t", "10.10.10.99:80", "-s", "sh")
+	ipvsadm(t, "-a", "-t", "10.10.10.99:80", "-r", "10.1.0.11:80", "-g", "-w", "7")
+	defer ipvsadm(t, "-D", "-t", "10.10.10.99:80")
+	foreign := func() string {
+		var lines []string
+		for _, l := range strings.Split(ipvsadm(t, "-Sn"), "\n") {
+			if strings.Contains(l, "10.10.10.99:80") {
+				lines = append(lines, l)
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	before := foreign()
+
+	l := startLVS(t, writeConfig(t, true))
+	waitFor(t, "converged", 15*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 })
+	setCheck(t, "web1", api.HealthCritical)
+	waitFor(t, "web1 out", 5*time.Second, func() bool { return len(realsOf(t, vipGate)) == 2 })
+	setCheck(t, "web1", api.HealthPassing)
+	waitFor(t, "web1 back", 5*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 })
+	time.Sleep(2500 * time.Millisecond) // at least one reconcile period
+	if !strings.Contains(l.logText(), "reason=reconcile") {
+		t.Errorf("no periodic reconcile ran in 2.5s")
+	}
+	if after := foreign(); after != before || !strings.Contains(after, "-w 7") {
+		t.Errorf("foreign service changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestRestartDropsNothing restarts lvs-sync, gracefully and with kill -9,
+// under a steady stream of requests: none fails, and the restarted
+// lvs-sync changes nothing in the kernel.
+func TestRestartDropsNothing(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	config := writeConfig(t, true)
+	l := startLVS(t, config)
+	waitFor(t, "converged", 15*time.Second, func() bool {
+		return len(realsOf(t, vipGate)) == 3 && len(realsOf(t, vipMasq)) == 3 && len(realsOf(t, vipIPIP)) == 3
+	})
+	time.Sleep(200 * time.Millisecond)
+	before := ipvsadm(t, "-Sn")
+
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, vip := range []string{vipGate, vipMasq, vipIPIP} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := get(vip); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	restarts := []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL}
+	for _, sig := range restarts {
+		time.Sleep(500 * time.Millisecond)
+		l.stop(t, sig)
+		l = startLVS(t, config)
+		waitFor(t, "first sync after restart", 15*time.Second, func() bool { return strings.Contains(l.logText(), "synced: reason=") })
+		if strings.Contains(l.logText(), "applied changes") {
+			t.Errorf("restart after %v changed the kernel:\n%s", sig, l.logText())
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("requests during %d restarts: %d answered, %d failed", len(restarts), ok.Load(), failed.Load())
+	if failed.Load() != 0 || ok.Load() < 30 {
+		t.Errorf("%d requests failed (first: %v), %d answered", failed.Load(), firstErr.Load(), ok.Load())
+	}
+	if after := ipvsadm(t, "-Sn"); after != before {
+		t.Errorf("kernel table changed across restarts:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestDeletedRealComesBack deletes a real by hand: the periodic reconcile
+// restores it within one period, with no catalog change.
+func TestDeletedRealComesBack(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	l := startLVS(t, writeConfig(t, true))
+	waitFor(t, "converged", 15*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 })
+	ipvsadm(t, "-d", "-t", vipGate+":80", "-r", "10.1.0.12:80")
+	if len(realsOf(t, vipGate)) != 2 {
+		t.Fatal("ipvsadm -d did not delete the real")
+	}
+	took := waitFor(t, "real restored", 10*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 })
+	t.Logf("real deleted by hand restored after %v (reconcile_interval 2s + up to 10%% jitter)", took)
+	if took > 2500*time.Millisecond {
+		t.Errorf("restored after %v, want within one reconcile period", took)
+	}
+	if !strings.Contains(l.logText(), "applied changes: reason=reconcile changes=1") {
+		t.Errorf("the real was not restored by a periodic reconcile:\n%s", l.logText())
+	}
+}
+
+// TestVIPsFollowTheConfig checks the VIPs on lvs0 as a virtual service
+// leaves the config and comes back; an address added by hand stays.
+func TestVIPsFollowTheConfig(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	link := &ipvs.VIPLink{Name: "lvs0"}
+	ip("addr", "add", "192.0.2.1/32", "dev", "lvs0")
+	vips := func() string {
+		addrs, err := link.Addrs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(addrs)
+	}
+	all := "[10.10.10.60 10.10.10.61 10.10.10.62 192.0.2.1]"
+
+	l := startLVS(t, writeConfig(t, true))
+	waitFor(t, "all VIPs on lvs0", 15*time.Second, func() bool { return vips() == all })
+	l.stop(t, syscall.SIGTERM)
+
+	// web-ipip leaves the config: its service and its VIP go, the rest stay.
+	l = startLVS(t, writeConfig(t, false))
+	waitFor(t, "ipip VIP gone", 15*time.Second, func() bool { return vips() == "[10.10.10.60 10.10.10.61 192.0.2.1]" })
+	if realsOf(t, vipIPIP) != nil {
+		t.Error("web-ipip still in the kernel")
+	}
+	l.stop(t, syscall.SIGTERM)
+
+	l = startLVS(t, writeConfig(t, true))
+	waitFor(t, "ipip VIP back", 15*time.Second, func() bool { return vips() == all && len(realsOf(t, vipIPIP)) == 3 })
+	if _, err := get(vipIPIP); err != nil {
+		t.Errorf("ipip VIP back but not answering: %v", err)
+	}
+	l.stop(t, syscall.SIGTERM)
+	ip("addr", "del", "192.0.2.1/32", "dev", "lvs0")
+}

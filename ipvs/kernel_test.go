@@ -1,0 +1,189 @@
+//go:build vmguest
+
+// These tests run in the VM (see e2e.TestInKernel), as root against the
+// kernel's real IPVS.
+package ipvs
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+func openKernel(t *testing.T) *Netlink {
+	t.Helper()
+	k, err := OpenNetlink(5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return k
+}
+
+// cleanup deletes the services a test made, whatever happened.
+func cleanup(t *testing.T, k Kernel, keys ...ServiceKey) {
+	t.Cleanup(func() {
+		for _, key := range keys {
+			_ = k.DelService(key)
+		}
+	})
+}
+
+// TestNetlinkConverges writes every kind of service and real through
+// netlink, reads the table back and diffs: the diff must be empty, which
+// only holds if the kernel's quirks (hashed flag, local node) are
+// normalised.
+func TestNetlinkConverges(t *testing.T) {
+	k := openKernel(t)
+	web := ServiceKey{Protocol: TCP, Addr: netip.MustParseAddr("10.20.0.1"), Port: 80}
+	dns6 := ServiceKey{Protocol: UDP, Addr: netip.MustParseAddr("2001:db8::53"), Port: 53}
+	sctp := ServiceKey{Protocol: SCTP, Addr: netip.MustParseAddr("10.20.0.2"), Port: 3868}
+	cleanup(t, k, web, dns6, sctp)
+	desired := State{
+		web: {Scheduler: "wlc", Flags: FlagPersistent, Timeout: 300, Netmask: HostMask(web.Addr), Reals: map[RealKey]Real{
+			{Addr: netip.MustParseAddr("10.20.1.1"), Port: 80}:   {Weight: 5, Forward: Route},
+			{Addr: netip.MustParseAddr("10.20.1.2"), Port: 80}:   {Weight: 0, Forward: Tunnel},
+			{Addr: netip.MustParseAddr("10.20.1.3"), Port: 8080}: {Weight: 1, Forward: Masq},
+			{Addr: netip.MustParseAddr("127.0.0.1"), Port: 80}:   {Weight: 1, Forward: Masq}, // local node
+		}},
+		dns6: {Scheduler: "rr", Netmask: HostMask(dns6.Addr), Reals: map[RealKey]Real{
+			{Addr: netip.MustParseAddr("2001:db8::11"), Port: 5353}: {Weight: 2, Forward: Masq},
+		}},
+		sctp: {Scheduler: "sh", Netmask: HostMask(sctp.Addr), Reals: map[RealKey]Real{
+			{Addr: netip.MustParseAddr("10.20.1.1"), Port: 3868}: {Weight: 1, Forward: Masq},
+		}},
+	}
+	mine := func(key ServiceKey) bool { return desired[key] != nil }
+	current, err := Read(k, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := Diff(desired, current, mine)
+	if res := Apply(k, plan, nil); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	current, err = Read(k, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := Diff(desired, current, mine); len(again) != 0 {
+		t.Fatalf("the diff does not converge; still:\n%s\nkernel:\n%s", planStrings(again), current)
+	}
+	// Older kernels report a local real as "local node" whatever it was
+	// added with; 6.x decides local delivery when transmitting and reports
+	// the method as given. Diff converges either way (above).
+	f := current[web].Reals[RealKey{Addr: netip.MustParseAddr("127.0.0.1"), Port: 80}].Forward
+	if f != LocalNode && f != Masq {
+		t.Errorf("a local real came back as %s", f)
+	}
+	t.Logf("this kernel reports a local masq real as %s", f)
+
+	// Change weight, method and scheduler: only those changes are planned.
+	desired[web].Scheduler = "wrr"
+	desired[web].Reals[RealKey{Addr: netip.MustParseAddr("10.20.1.2"), Port: 80}] = Real{Weight: 3, Forward: Route}
+	plan = Diff(desired, current, mine)
+	want := "ipvsadm -E -t 10.20.0.1:80 -s wrr -p 300\nipvsadm -e -t 10.20.0.1:80 -r 10.20.1.2:80 -g -w 3"
+	if got := planStrings(plan); got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	if res := Apply(k, plan, nil); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	if current, err = Read(k, mine); err != nil {
+		t.Fatal(err)
+	}
+	if again := Diff(desired, current, mine); len(again) != 0 {
+		t.Errorf("after the update the diff is still:\n%s", planStrings(again))
+	}
+
+	// Remove everything: reals and services go, in that order.
+	plan = Diff(State{}, current, mine)
+	if res := Apply(k, plan, nil); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	if current, err = Read(k, mine); err != nil {
+		t.Fatal(err)
+	}
+	for key := range desired {
+		if current[key] != nil {
+			t.Errorf("%s still in the kernel", key)
+		}
+	}
+}
+
+// TestKernelErrnos pins the errors Apply relies on to be idempotent.
+func TestKernelErrnos(t *testing.T) {
+	k := openKernel(t)
+	key := ServiceKey{Protocol: TCP, Addr: netip.MustParseAddr("10.20.0.9"), Port: 80}
+	rk := RealKey{Addr: netip.MustParseAddr("10.20.1.9"), Port: 80}
+	cleanup(t, k, key)
+	svc := &Service{Scheduler: "rr", Netmask: HostMask(key.Addr)}
+	if err := k.AddService(key, svc); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what string
+		err  error
+		want syscall.Errno
+	}{
+		{"add an existing service", k.AddService(key, svc), syscall.EEXIST},
+		{"delete a real that is not there", k.DelReal(key, rk), syscall.ENOENT},
+		{"update a real that is not there", k.UpdateReal(key, rk, Real{Weight: 1, Forward: Route}), syscall.ENOENT},
+		{"delete a service that is not there", k.DelService(ServiceKey{Protocol: TCP, Addr: netip.MustParseAddr("10.20.0.10"), Port: 80}), syscall.ESRCH},
+		{"add to a service that is not there", k.AddReal(ServiceKey{Protocol: TCP, Addr: netip.MustParseAddr("10.20.0.10"), Port: 80}, rk, Real{Weight: 1}), syscall.ESRCH},
+	} {
+		if !errors.Is(c.err, c.want) {
+			t.Errorf("%s: got %v, want %v", c.what, c.err, c.want)
+		}
+	}
+	if err := k.AddReal(key, rk, Real{Weight: 1, Forward: Route}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.AddReal(key, rk, Real{Weight: 1, Forward: Route}); !errors.Is(err, syscall.EEXIST) {
+		t.Errorf("add an existing real: %v", err)
+	}
+	before := k.Calls()
+	if res := Apply(k, Plan{{Kind: AddReal, Service: key, Real: rk, RealSpec: Real{Weight: 4, Forward: Route}}}, nil); res.Err() != nil {
+		t.Errorf("apply over an existing real: %v", res.Err())
+	}
+	if k.Calls()-before != 2 {
+		t.Errorf("add over an existing real made %d calls, want 2 (add, then update)", k.Calls()-before)
+	}
+}
+
+func TestVIPLink(t *testing.T) {
+	v := &VIPLink{Name: "lvstest0"}
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName("lvstest0"); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	})
+	a, b, c := netip.MustParseAddr("10.30.0.1"), netip.MustParseAddr("10.30.0.2"), netip.MustParseAddr("2001:db8::30")
+	added, _, err := v.Sync([]netip.Addr{a, b, c}, nil)
+	if err != nil || len(added) != 3 {
+		t.Fatalf("first sync: added %v, %v", added, err)
+	}
+	l, err := netlink.LinkByName("lvstest0")
+	if err != nil || l.Type() != "dummy" {
+		t.Fatalf("link: %v %v", l, err)
+	}
+	// An address added by hand is never lvs-sync's.
+	hand := netip.MustParseAddr("192.0.2.7")
+	if err := addHostAddr(l, hand); err != nil {
+		t.Fatal(err)
+	}
+	ours := map[netip.Addr]bool{a: true, b: true, c: true}
+	added, removed, err := v.Sync([]netip.Addr{a}, func(x netip.Addr) bool { return ours[x] })
+	if err != nil || len(added) != 0 || fmt.Sprint(removed) != "[10.30.0.2 2001:db8::30]" {
+		t.Errorf("second sync: added %v removed %v, %v", added, removed, err)
+	}
+	addrs, err := v.Addrs()
+	if err != nil || fmt.Sprint(addrs) != "[10.30.0.1 192.0.2.7]" {
+		t.Errorf("addresses %v, %v", addrs, err)
+	}
+}
