@@ -6,6 +6,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,4 +61,45 @@ func (w *tee) Write(p []byte) (int, error) {
 	w.b.Write(p)
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// benchScript runs in the guest: lvs-sync's kernel benchmarks, then the
+// same 1,000 x 10 state loaded with ipvsadm -R, for comparison. The awk
+// program writes the rules State.String would (services 10.50.i.i, reals
+// 10.6j.i.i:8080, weight j+1, gate).
+const benchScript = `/bin/ipvs.test -test.run '^$' -test.bench . -test.benchtime 5x -test.benchmem || exit 1
+awk 'BEGIN { for (i = 0; i < 1000; i++) { v = sprintf("10.50.%d.%d:80", int(i/256), i%256);
+  printf "-A -t %s -s wlc\n", v;
+  for (j = 0; j < 10; j++) printf "-a -t %s -r 10.%d.%d.%d:8080 -g -w %d\n", v, 60+j, int(i/256), i%256, j+1 } }' > /tmp/rules
+echo "rules: $(wc -l < /tmp/rules)"
+for n in 1 2 3; do
+  s=$(cut -d' ' -f1 /proc/uptime); ipvsadm -R < /tmp/rules; e=$(cut -d' ' -f1 /proc/uptime)
+  echo "ipvsadm-R-1000x10: $(awk "BEGIN { print ($e - $s) * 1000 }") ms"
+  ipvsadm -C
+done
+`
+
+// BenchmarkInKernel boots the VM once and reports the kernel benchmarks
+// run there (make bench; -benchtime 1x).
+func BenchmarkInKernel(b *testing.B) {
+	stage := vmtest.Stage(b)
+	bin := b.TempDir()
+	vmtest.BuildStatic(b, filepath.Join(bin, "ipvs.test"), "./ipvs", true, "vmguest")
+	var out strings.Builder
+	for b.Loop() {
+		code := vmtest.Boot(b, stage, vmtest.Options{
+			Files:   map[string]string{"/bin/ipvs.test": filepath.Join(bin, "ipvs.test")},
+			Command: benchScript,
+			Memory:  2048,
+			Output:  &out,
+		})
+		if code != 0 {
+			b.Fatalf("benchmarks in the VM failed:\n%s", out.String())
+		}
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "ipvsadm-R") || strings.HasPrefix(line, "rules:") {
+			fmt.Println("    vm:", line)
+		}
+	}
 }

@@ -67,6 +67,9 @@ type Daemon struct {
 	log  hclog.Logger
 	// notes already logged, so a bad instance warns once, not every sync.
 	logged map[string]bool
+	// lastApplied is the desired state of the last sync that fully
+	// succeeded; nil forces the next sync to read everything.
+	lastApplied ipvs.State
 }
 
 // New checks the options and fills in defaults.
@@ -183,15 +186,26 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
 		}
 	}()
 
+	// A sync for a catalog change looks only at the services whose desired
+	// state changed since the last sync that fully succeeded; the periodic
+	// reconcile and retries read everything, to repair drift.
+	var scope func(ipvs.ServiceKey) bool
+	if reason == "catalog" && d.lastApplied != nil {
+		changed := ipvs.Changed(d.lastApplied, res.State)
+		if len(changed) == 0 {
+			d.log.Debug("synced", "reason", reason, "changes", 0, "scope", "none", "took", time.Since(start))
+			return nil
+		}
+		scope = func(k ipvs.ServiceKey) bool { return changed[k] }
+	}
 	own := d.opts.Ownership
 	owned := func(k ipvs.ServiceKey) bool { return own.Owns(k) || res.State[k] != nil }
-	current, err := ipvs.Read(d.opts.Kernel, owned)
+	plan, result, err := ipvs.Reconcile(d.opts.Kernel, res.State, owned, scope, d.log.Named("ipvs"))
 	if err != nil {
+		d.lastApplied = nil
 		return fmt.Errorf("reading the kernel: %w", err)
 	}
-	report.Plan = ipvs.Diff(res.State, current, owned)
-	result := ipvs.Apply(d.opts.Kernel, report.Plan, d.log.Named("ipvs"))
-	report.Applied = result.Applied
+	report.Plan, report.Applied = plan, result.Applied
 
 	// Owned from now on: what is desired, and what could not be deleted.
 	keep := map[ipvs.ServiceKey]bool{}
@@ -208,9 +222,18 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
 		d.log.Warn("cannot save which services lvs-sync owns", "error", err)
 	}
 	vipErr := d.syncVIPs(res.State, previously)
+	if result.Err() == nil && vipErr == nil {
+		d.lastApplied = res.State
+	} else {
+		d.lastApplied = nil
+	}
 
+	scoped := "all"
+	if scope != nil {
+		scoped = "changed"
+	}
 	d.log.Debug("synced", "reason", reason, "changes", len(report.Plan), "applied", result.Applied,
-		"failed", len(result.Failed), "took", time.Since(start))
+		"failed", len(result.Failed), "scope", scoped, "took", time.Since(start))
 	if len(report.Plan) > 0 {
 		d.log.Info("applied changes", "reason", reason, "changes", len(report.Plan), "applied", result.Applied,
 			"failed_services", len(result.Failed), "took", time.Since(start).Round(time.Microsecond))
