@@ -55,5 +55,6 @@ clean: ## remove build output (the cache in $(LVS_SYNC_CACHE) stays)
 	rm -rf bin
 
 .PHONY: demo
-demo: build consul ## run lvs-sync on an embedded demo: a real Consul agent and changing health
-	scripts/demo.sh
+demo: consul vm-assets ## the embedded demo: Consul on the host, lvs-sync and real traffic in a VM
+	@LVS_SYNC_CONSUL=$$(scripts/build-consul.sh) LVS_SYNC_E2E_RUN='^TestDemo$$' LVS_SYNC_E2E_RAW=1 \
+		$(GO) test -count=1 -timeout 30m -v -run TestInKernel ./e2e | grep -v '^=== RUN\|^--- PASS\|^PASS\|^ok '

@@ -110,7 +110,12 @@ func ensureLink(name string, mk func() netlink.Link, log hclog.Logger) (netlink.
 
 // hostAddrs returns the link's addresses with a full-length prefix.
 func hostAddrs(link netlink.Link) (map[netip.Addr]bool, error) {
+	// A dump the kernel saw change midway (an address settling) is marked
+	// interrupted and must be asked again.
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 5; try++ {
+		addrs, err = netlink.AddrList(link, netlink.FAMILY_ALL)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing addresses of %s: %w", link.Attrs().Name, err)
 	}

@@ -1,0 +1,100 @@
+//go:build vmguest
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// TestDemo is `make demo`: it narrates, on the VM's console, what a user
+// of lvs-sync sees, and asserts each step, so the demo cannot rot.
+func TestDemo(t *testing.T) {
+	say := func(format string, args ...any) { fmt.Printf("\n\033[1m== "+format+"\033[0m\n", args...) }
+	show := func(cmd string, args ...string) {
+		out, err := sh(append([]string{cmd}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("$ %s %s\n%s", strings.TrimPrefix(cmd, "/sbin/"), strings.Join(args, " "), out)
+	}
+	requests := func(vip string, n int) map[string]int {
+		fmt.Printf("$ for i in $(seq %d); do wget -qO- http://%s/; done   # from the client namespace\n", n, vip)
+		seen := map[string]int{}
+		var line []string
+		for range n {
+			body, err := get(vip)
+			if err != nil {
+				t.Fatalf("request to %s: %v", vip, err)
+			}
+			seen[body]++
+			line = append(line, body)
+		}
+		fmt.Println(strings.Join(line, " "))
+		return seen
+	}
+
+	say("a director (this VM's kernel, with IPVS), a client and three real servers rs1..rs3 in network namespaces")
+	fmt.Printf("Consul runs on the host at %s; the real servers set up the VIPs with `lvs-sync realserver`.\n", os.Getenv("LVS_CONSUL"))
+	registerReals(t, 1, 2, 1)
+	say("web1..web3 registered in Consul with TTL checks, all passing; web2 with Weights.Passing = 2")
+	// wrr, so that the Consul weights show in who answers.
+	config := writeConfig(t, false)
+	src, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src = []byte(strings.ReplaceAll(string(src), `"rr"`, `"wrr"`))
+	if err := os.WriteFile(config, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	say("lvs-sync run -config lvs-sync.hcl")
+	fmt.Print(strings.TrimSpace(string(src)), "\n")
+	l := startLVS(t, config)
+	waitFor(t, "converged", 15*time.Second, func() bool {
+		return sameWeights(realsOf(t, vipGate), realAddrs("gate", 1, 2, 1)) && sameWeights(realsOf(t, vipMasq), realAddrs("masq", 1, 2, 1))
+	})
+	show("/sbin/ipvsadm", "-Ln")
+	show("/sbin/ip", "-br", "addr", "show", "lvs0")
+
+	say("requests to the gate VIP are answered by every real server in turn, by weight (wrr)")
+	if got := requests(vipGate, 8); got["rs1"] != 2 || got["rs2"] != 4 || got["rs3"] != 2 {
+		t.Errorf("answers %v", got)
+	}
+
+	say("web2's check fails in Consul: lvs-sync takes rs2 out")
+	start := time.Now()
+	setCheck(t, "web2", api.HealthCritical)
+	waitFor(t, "rs2 out", 5*time.Second, func() bool { return len(realsOf(t, vipGate)) == 2 })
+	fmt.Printf("(rs2 left the kernel table %v after the check failed)\n", time.Since(start).Round(time.Millisecond))
+	show("/sbin/ipvsadm", "-Ln", "-t", vipGate+":80")
+	if got := requests(vipGate, 6); got["rs2"] != 0 {
+		t.Errorf("rs2 answered while failing: %v", got)
+	}
+
+	say("web2's check passes again: rs2 returns")
+	setCheck(t, "web2", api.HealthPassing)
+	waitFor(t, "rs2 back", 5*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 })
+	show("/sbin/ipvsadm", "-Ln", "-t", vipGate+":80")
+	if got := requests(vipGate, 8); got["rs2"] != 4 {
+		t.Errorf("answers with rs2 back: %v", got)
+	}
+
+	say("what lvs-sync logged")
+	for _, line := range strings.Split(l.logText(), "\n") {
+		if strings.Contains(line, "[INFO]") {
+			fmt.Println(line)
+		}
+	}
+	l.stop(t, syscall.SIGTERM) // the kernel table stays as it is
+	say("lvs-sync stopped (SIGTERM); the kernel table stays and keeps serving")
+	if got := requests(vipGate, 4); got["rs1"]+got["rs2"]+got["rs3"] != 4 {
+		t.Errorf("answers after lvs-sync stopped: %v", got)
+	}
+}
