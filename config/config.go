@@ -7,6 +7,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"html/template"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -68,6 +69,22 @@ type VirtualService struct {
 	Tags        []string
 	Quiescent   bool
 	Fallback    Fallback
+	// MaintenancePage is the html/template of the local fallback page, as
+	// read from maintenance_page; empty for the built-in one.
+	MaintenancePage     string
+	MaintenancePagePath string
+	// DrainTimeout bounds how long a leaving real server keeps weight 0
+	// for its connections to finish before it is deleted.
+	DrainTimeout time.Duration
+	// Hold keeps an instance that was critical out until it has stayed
+	// passing this long (flap damping); 0 is off.
+	Hold time.Duration
+	// SlowStart ramps a new or recovered instance's weight from 1 to its
+	// full weight over this time; 0 is off.
+	SlowStart time.Duration
+	// OnWarning is what an instance in warning gets: serve (its Consul
+	// warning weight), quiesce (weight 0) or remove.
+	OnWarning string
 	// DeclRange is where the block is declared, for messages about it.
 	DeclRange hcl.Range
 }
@@ -103,6 +120,8 @@ const (
 	DefaultProtocol          = "tcp"
 	DefaultScheduler         = "wlc"
 	DefaultReconcileInterval = 60 * time.Second
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultOnWarning         = "serve"
 	DefaultStateFile         = "/var/lib/lvs-sync/state.json"
 )
 
@@ -137,19 +156,24 @@ type rawDirector struct {
 }
 
 type rawVS struct {
-	Name        string   `hcl:"name,label"`
-	Address     string   `hcl:"address"`
-	Protocol    *string  `hcl:"protocol,optional"`
-	Scheduler   *string  `hcl:"scheduler,optional"`
-	Forwarding  string   `hcl:"forwarding"`
-	Persistence *string  `hcl:"persistence,optional"`
-	Service     *string  `hcl:"service,optional"`
-	Tags        []string `hcl:"tags,optional"`
-	Quiescent   *bool    `hcl:"quiescent,optional"`
-	Fallback    *string  `hcl:"fallback,optional"`
-	Body        hcl.Body `hcl:",body"`
-	Remain      hcl.Body `hcl:",remain"`
-	DefRange    hcl.Range
+	Name            string   `hcl:"name,label"`
+	Address         string   `hcl:"address"`
+	Protocol        *string  `hcl:"protocol,optional"`
+	Scheduler       *string  `hcl:"scheduler,optional"`
+	Forwarding      string   `hcl:"forwarding"`
+	Persistence     *string  `hcl:"persistence,optional"`
+	Service         *string  `hcl:"service,optional"`
+	Tags            []string `hcl:"tags,optional"`
+	Quiescent       *bool    `hcl:"quiescent,optional"`
+	Fallback        *string  `hcl:"fallback,optional"`
+	MaintenancePage *string  `hcl:"maintenance_page,optional"`
+	DrainTimeout    *string  `hcl:"drain_timeout,optional"`
+	Hold            *string  `hcl:"hold,optional"`
+	SlowStart       *string  `hcl:"slow_start,optional"`
+	OnWarning       *string  `hcl:"on_warning,optional"`
+	Body            hcl.Body `hcl:",body"`
+	Remain          hcl.Body `hcl:",remain"`
+	DefRange        hcl.Range
 }
 
 // Load reads a config file, or every *.hcl file of a directory merged in
@@ -443,12 +467,14 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 	at := newAttrs(fmt.Sprintf("virtual_service %q", rv.Name), rv.Body, rv.DefRange)
 	var diags hcl.Diagnostics
 	vs := &VirtualService{
-		Name:      rv.Name,
-		Scheduler: DefaultScheduler,
-		Service:   rv.Name,
-		Tags:      rv.Tags,
-		Quiescent: rv.Quiescent != nil && *rv.Quiescent,
-		DeclRange: rv.DefRange,
+		Name:         rv.Name,
+		Scheduler:    DefaultScheduler,
+		Service:      rv.Name,
+		Tags:         rv.Tags,
+		Quiescent:    rv.Quiescent != nil && *rv.Quiescent,
+		DrainTimeout: DefaultDrainTimeout,
+		OnWarning:    DefaultOnWarning,
+		DeclRange:    rv.DefRange,
 	}
 	if rv.Name == "" {
 		diags = append(diags, &hcl.Diagnostic{
@@ -512,7 +538,62 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 				vs.Forwarding, vs.Address.Port(), vs.Address.Port()))
 		}
 	}
+	for _, d := range []struct {
+		name string
+		raw  *string
+		into *time.Duration
+	}{{"drain_timeout", rv.DrainTimeout, &vs.DrainTimeout}, {"hold", rv.Hold, &vs.Hold}, {"slow_start", rv.SlowStart, &vs.SlowStart}} {
+		if d.raw == nil {
+			continue
+		}
+		v, err := time.ParseDuration(*d.raw)
+		if err != nil || v < 0 {
+			diags = append(diags, at.errorf(d.name, "Invalid duration", "%q is not a duration of 0s or more, such as \"30s\"", *d.raw))
+			continue
+		}
+		*d.into = v
+	}
+	if rv.OnWarning != nil {
+		vs.OnWarning = *rv.OnWarning
+		if vs.OnWarning != "serve" && vs.OnWarning != "quiesce" && vs.OnWarning != "remove" {
+			diags = append(diags, at.errorf("on_warning", "Invalid warning policy", "%q: want serve, quiesce or remove", vs.OnWarning))
+		}
+	}
+	if vs.Fallback.Local && vs.Protocol != ipvs.TCP && vs.Protocol != 0 {
+		diags = append(diags, at.errorf("fallback", "Local fallback needs tcp",
+			"the local maintenance page is served over HTTP; protocol is %s", vs.Protocol))
+	}
+	if rv.MaintenancePage != nil {
+		vs.MaintenancePagePath = *rv.MaintenancePage
+		switch {
+		case !vs.Fallback.Local:
+			diags = append(diags, at.errorf("maintenance_page", "Maintenance page without local fallback",
+				"maintenance_page is served only with fallback = \"local\""))
+		default:
+			page, err := loadPage(*rv.MaintenancePage, rv.DefRange.Filename)
+			if err != nil {
+				diags = append(diags, at.errorf("maintenance_page", "Invalid maintenance page", "%s", err))
+			}
+			vs.MaintenancePage = page
+		}
+	}
 	return vs, diags
+}
+
+// loadPage reads a maintenance page template, relative paths from the
+// config file's directory, and checks that it parses.
+func loadPage(path, configFile string) (string, error) {
+	if !filepath.IsAbs(path) && configFile != "" {
+		path = filepath.Join(filepath.Dir(configFile), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := template.New(path).Parse(string(b)); err != nil {
+		return "", err
+	}
+	return string(b), nil
 }
 
 // checkUnique reports virtual services that share a label or a kernel key.

@@ -43,7 +43,17 @@ virtual_service "dns" {
   address    = "[2001:db8::53]:53"
   protocol   = "udp"
   forwarding = "masq"
-  fallback   = "local"
+  fallback   = "[2001:db8::9]:5353"
+}
+virtual_service "shop" {
+  address          = "10.10.10.70:443"
+  forwarding       = "masq"
+  fallback         = "local"
+  maintenance_page = "testdata/page.html"
+  drain_timeout    = "0s"
+  hold             = "20s"
+  slow_start       = "30s"
+  on_warning       = "quiesce"
 }
 `
 	cfg, err := Parse([]byte(src), "lvs.hcl")
@@ -56,7 +66,7 @@ virtual_service "dns" {
 	if cfg.Director != (Director{VIPInterface: "lvs0", ReconcileInterval: time.Minute, StateFile: "/var/lib/lvs-sync/state.json"}) {
 		t.Errorf("director = %+v", cfg.Director)
 	}
-	if len(cfg.VirtualServices) != 2 {
+	if len(cfg.VirtualServices) != 3 {
 		t.Fatalf("got %d virtual services", len(cfg.VirtualServices))
 	}
 	web, dns := cfg.VirtualServices[0], cfg.VirtualServices[1]
@@ -64,7 +74,8 @@ virtual_service "dns" {
 		Name: "web", Protocol: ipvs.TCP, Address: netip.MustParseAddrPort("10.10.10.60:80"),
 		Scheduler: "wlc", Forwarding: ipvs.Route, Persistence: 300 * time.Second,
 		Service: "web", Tags: []string{"prod"},
-		Fallback: Fallback{Addr: netip.MustParseAddrPort("10.9.9.9:80")},
+		Fallback:     Fallback{Addr: netip.MustParseAddrPort("10.9.9.9:80")},
+		DrainTimeout: 30 * time.Second, OnWarning: "serve",
 	}
 	if got := *web; !equalIgnoringRange(got, want) {
 		t.Errorf("web =\n%+v\nwant\n%+v", got, want)
@@ -72,10 +83,17 @@ virtual_service "dns" {
 	// Defaults: scheduler wlc, service = label, no persistence.
 	wantDNS := VirtualService{
 		Name: "dns", Protocol: ipvs.UDP, Address: netip.MustParseAddrPort("[2001:db8::53]:53"),
-		Scheduler: "wlc", Forwarding: ipvs.Masq, Service: "dns", Fallback: Fallback{Local: true},
+		Scheduler: "wlc", Forwarding: ipvs.Masq, Service: "dns",
+		Fallback:     Fallback{Addr: netip.MustParseAddrPort("[2001:db8::9]:5353")},
+		DrainTimeout: 30 * time.Second, OnWarning: "serve",
 	}
 	if got := *dns; !equalIgnoringRange(got, wantDNS) {
 		t.Errorf("dns =\n%+v\nwant\n%+v", got, wantDNS)
+	}
+	shop := cfg.VirtualServices[2]
+	if !shop.Fallback.Local || shop.DrainTimeout != 0 || shop.Hold != 20*time.Second || shop.SlowStart != 30*time.Second ||
+		shop.OnWarning != "quiesce" || !strings.Contains(shop.MaintenancePage, "{{.Service}}") {
+		t.Errorf("shop = %+v", shop)
 	}
 	if dns.DeclRange.Start.Line != 21 {
 		t.Errorf("dns declared at line %d, want 21", dns.DeclRange.Start.Line)
@@ -175,6 +193,30 @@ fallback = "10.0.0.9:0"
 		{"long vip interface", "director {\n  vip_interface = \"a-very-long-link-name\"\n}\n", []string{`must be 1 to 15 characters`}},
 		{"short reconcile interval", "director {\n  reconcile_interval = \"10ms\"\n}\n", []string{`t.hcl:2:24: error: Invalid reconcile interval`}},
 		{"relative state file", "director {\n  state_file = \"state.json\"\n}\n", []string{`t.hcl:2:16: error: Invalid state file`}},
+		{"bad drain timeout", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+drain_timeout = "-1s"`), []string{`t.hcl:4:17: error: Invalid duration; virtual_service "web": drain_timeout:`}},
+		{"bad hold", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+hold = "often"`), []string{`t.hcl:4:8: error: Invalid duration`}},
+		{"bad on_warning", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+on_warning = "ignore"`), []string{`t.hcl:4:14: error: Invalid warning policy`}},
+		{"local fallback on udp", vs(`address = "10.0.0.1:53"
+forwarding = "masq"
+protocol = "udp"
+fallback = "local"`), []string{`t.hcl:5:12: error: Local fallback needs tcp`}},
+		{"page without local fallback", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+maintenance_page = "page.html"`), []string{`t.hcl:4:20: error: Maintenance page without local fallback`}},
+		{"missing page", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+fallback = "local"
+maintenance_page = "/nonexistent/page.html"`), []string{`t.hcl:5:20: error: Invalid maintenance page; virtual_service "web": maintenance_page: open /nonexistent/page.html`}},
+		{"broken page template", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+fallback = "local"
+maintenance_page = "testdata/broken-page.html"`), []string{`t.hcl:5:20: error: Invalid maintenance page`}},
 		{"syntax error", "virtual_service \"web\" {\n  address = \n}\n", []string{`t.hcl:2:`}},
 		{"every problem at once", vs(`address = "10.0.0.1:0"
 forwarding = "nat"

@@ -168,14 +168,20 @@ func Changed(before, after State) map[ServiceKey]bool {
 // Reconcile makes the kernel match desired for the services in scope (nil:
 // every service), never touching a service owned does not claim. It reads
 // only what is in scope: on a director with a thousand services, a change
-// to one costs three netlink calls, not a thousand.
-func Reconcile(k Kernel, desired State, owned, scope func(ServiceKey) bool, log hclog.Logger) (Plan, Result, error) {
+// to one costs three netlink calls, not a thousand. adjust, if not nil,
+// may change the desired state once the kernel's is known (to drain).
+func Reconcile(k Kernel, desired State, owned, scope func(ServiceKey) bool, adjust func(desired, current State) State, log hclog.Logger) (Plan, Result, error) {
 	inScope := func(key ServiceKey) bool { return (scope == nil || scope(key)) && owned(key) }
 	current, err := Read(k, inScope)
 	if err != nil {
 		return nil, Result{}, err
 	}
-	plan := Diff(desired.Filter(inScope), current.Filter(inScope), inScope)
+	current = current.Filter(inScope)
+	desired = desired.Filter(inScope)
+	if adjust != nil {
+		desired = adjust(desired, current)
+	}
+	plan := Diff(desired, current, inScope)
 	return plan, Apply(k, plan, log), nil
 }
 

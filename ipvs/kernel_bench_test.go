@@ -27,7 +27,7 @@ func benchState(services, reals int) State {
 // (nil: everything), diff, apply.
 func benchSync(b *testing.B, k *Netlink, desired State, scope func(ServiceKey) bool) Plan {
 	mine := func(key ServiceKey) bool { return desired[key] != nil }
-	plan, res, err := Reconcile(k, desired, mine, scope, nil)
+	plan, res, err := Reconcile(k, desired, mine, scope, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

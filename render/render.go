@@ -6,6 +6,7 @@ package render
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
@@ -26,6 +27,8 @@ const (
 	SourceQuiescent   Source = "quiescent"   // critical, kept at 0 by quiescent = true
 	SourceMaintenance Source = "maintenance" // node or service in maintenance: 0, draining
 	SourceFallback    Source = "fallback"    // no instance can take traffic
+	SourceQuiesced    Source = "quiesced"    // in warning, with on_warning = "quiesce"
+	SourceSlowStart   Source = "slow start"  // passing or warning, ramping up after slow_start
 )
 
 // Origin tells where a desired real server comes from.
@@ -50,15 +53,25 @@ func (n Note) String() string {
 
 // Result is the desired state and how it came about.
 type Result struct {
-	State ipvs.State
+	// NextChange is when the result changes with time alone (a hold ends,
+	// a slow start steps up); zero if never.
+	NextChange time.Time
+	State      ipvs.State
 	// Owners maps each desired service to the label of its virtual_service.
 	Owners  map[ipvs.ServiceKey]string
 	Origins map[ipvs.ServiceKey]map[ipvs.RealKey]Origin
 	Notes   []Note
 }
 
-// Render computes the desired state of every configured virtual service.
+// Render computes the desired state of every configured virtual service,
+// with no history: no instance is held out or ramping.
 func Render(cfg *config.Config, snap catalog.Snapshot) Result {
+	return RenderAt(cfg, snap, History{})
+}
+
+// RenderAt computes the desired state given what is known of the past, for
+// flap damping (hold) and slow start. It is pure: time is h.Now.
+func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
 	res := Result{
 		State:   make(ipvs.State, len(cfg.VirtualServices)),
 		Owners:  make(map[ipvs.ServiceKey]string, len(cfg.VirtualServices)),
@@ -66,7 +79,7 @@ func Render(cfg *config.Config, snap catalog.Snapshot) Result {
 	}
 	for _, vs := range cfg.VirtualServices {
 		key := vs.Key()
-		svc, origins := renderService(vs, snap.Instances(vs.Service), &res.Notes)
+		svc, origins := renderService(vs, snap.Instances(vs.Service), h, &res)
 		res.State[key] = svc
 		res.Owners[key] = vs.Name
 		res.Origins[key] = origins
@@ -74,7 +87,7 @@ func Render(cfg *config.Config, snap catalog.Snapshot) Result {
 	return res
 }
 
-func renderService(vs *config.VirtualService, instances []*catalog.Instance, notes *[]Note) (*ipvs.Service, map[ipvs.RealKey]Origin) {
+func renderService(vs *config.VirtualService, instances []*catalog.Instance, h History, res *Result) (*ipvs.Service, map[ipvs.RealKey]Origin) {
 	svc := &ipvs.Service{
 		Scheduler: vs.Scheduler,
 		Netmask:   ipvs.HostMask(vs.Address.Addr()),
@@ -86,7 +99,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, not
 	}
 	origins := make(map[ipvs.RealKey]Origin, len(instances))
 	note := func(in *catalog.Instance, format string, args ...any) {
-		*notes = append(*notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: fmt.Sprintf(format, args...)})
+		res.Notes = append(res.Notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: fmt.Sprintf(format, args...)})
 	}
 
 	serving := false
@@ -94,7 +107,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, not
 		if !in.HasTags(vs.Tags) {
 			continue
 		}
-		weight, source, ok := weigh(vs, in)
+		weight, source, ok := weigh(vs, in, h, res)
 		if !ok {
 			continue
 		}
@@ -144,28 +157,70 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, not
 
 // weigh applies the health rules to one instance: its weight, the rule that
 // gave it, and whether it is a real server at all.
-func weigh(vs *config.VirtualService, in *catalog.Instance) (int, Source, bool) {
+func weigh(vs *config.VirtualService, in *catalog.Instance, h History, res *Result) (int, Source, bool) {
+	status := in.Status
+	key := InstanceKey{Node: in.Node, ID: in.ID}
+	// Flap damping: an instance that was critical less than hold ago is
+	// held out as if it still were.
+	heldUntil := time.Time{}
+	if vs.Hold > 0 && status != catalog.Critical {
+		if last, ok := h.LastCritical[key]; ok && h.Now.Before(last.Add(vs.Hold)) {
+			heldUntil = last.Add(vs.Hold)
+			res.wake(heldUntil)
+			status = catalog.Critical
+		}
+	}
+	var weight int
+	var source Source
 	switch {
 	case in.InMaintenance():
 		return 0, SourceMaintenance, true
-	case in.Status == catalog.Passing:
-		return in.Weights.Passing, SourcePassing, true
-	case in.Status == catalog.Warning:
-		return in.Weights.Warning, SourceWarning, true
+	case status == catalog.Passing:
+		weight, source = in.Weights.Passing, SourcePassing
+	case status == catalog.Warning && vs.OnWarning == "quiesce":
+		return 0, SourceQuiesced, true
+	case status == catalog.Warning && vs.OnWarning == "remove":
+		return 0, "", false
+	case status == catalog.Warning:
+		weight, source = in.Weights.Warning, SourceWarning
 	case vs.Quiescent:
 		return 0, SourceQuiescent, true
+	default:
+		return 0, "", false
 	}
-	return 0, "", false
+	// Slow start: from 1 to the full weight over slow_start, counted from
+	// when the instance started serving (or its hold ended).
+	if vs.SlowStart > 0 && weight > 1 {
+		start := h.ServingSince[key]
+		if last, ok := h.LastCritical[key]; ok && vs.Hold > 0 && last.Add(vs.Hold).After(start) {
+			start = last.Add(vs.Hold)
+		}
+		if !start.IsZero() && h.Now.Before(start.Add(vs.SlowStart)) {
+			elapsed := h.Now.Sub(start)
+			w := max(1, int(int64(weight)*int64(elapsed)/int64(vs.SlowStart)))
+			// The weight steps up when elapsed reaches (w+1)/weight of it.
+			res.wake(start.Add(time.Duration(int64(vs.SlowStart) * int64(w+1) / int64(weight))))
+			return w, SourceSlowStart, true
+		}
+	}
+	return weight, source, true
 }
 
-// LocalFallback is where the local maintenance page is reached: the
-// loopback address of the VIP's family, on the virtual port. The kernel makes
-// a local address a "local node" destination, delivered to this host.
-func LocalFallback(vip netip.AddrPort) ipvs.RealKey {
-	if vip.Addr().Is6() {
-		return ipvs.RealKey{Addr: netip.IPv6Loopback(), Port: vip.Port()}
+// wake notes a time at which the result changes by itself.
+func (r *Result) wake(t time.Time) {
+	if r.NextChange.IsZero() || t.Before(r.NextChange) {
+		r.NextChange = t
 	}
-	return ipvs.RealKey{Addr: netip.AddrFrom4([4]byte{127, 0, 0, 1}), Port: vip.Port()}
+}
+
+// LocalFallback is where the local maintenance page is reached: the VIP
+// itself, on the virtual port. A real whose address is local to the
+// director is delivered to this host with the packet's VIP:port unchanged
+// (gate keeps it; masq rewrites it to the same). A loopback real would not
+// do: the kernel refuses to DNAT outside traffic to 127.0.0.1 ("stopping
+// DNAT to loopback address").
+func LocalFallback(vip netip.AddrPort) ipvs.RealKey {
+	return ipvs.RealKey{Addr: vip.Addr(), Port: vip.Port()}
 }
 
 func fallbackKey(vs *config.VirtualService) ipvs.RealKey {

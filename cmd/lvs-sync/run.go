@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/render"
@@ -46,7 +47,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
 	}
-	opts := daemon.Options{Config: cfg, Health: client.Health(), Kernel: kernel, Ownership: own, Logger: log}
+	pages := &fallback.Server{Log: log.Named("fallback")}
+	defer pages.Close()
+	opts := daemon.Options{Config: cfg, Health: client.Health(), Kernel: kernel, Ownership: own, Pages: pages, Logger: log}
 	if cfg.Director.VIPInterface != "" {
 		opts.VIPs = &ipvs.VIPLink{Name: cfg.Director.VIPInterface, Log: log.Named("vip")}
 	}

@@ -7,6 +7,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/render"
 )
@@ -26,6 +28,11 @@ type VIPSyncer interface {
 	Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, removed []netip.Addr, err error)
 }
 
+// PageServer serves the local maintenance pages; *fallback.Server is one.
+type PageServer interface {
+	Update([]fallback.Page) error
+}
+
 // Options wire a daemon. Config, Health and Kernel are required.
 type Options struct {
 	Config *config.Config
@@ -33,6 +40,8 @@ type Options struct {
 	Kernel ipvs.Kernel
 	// VIPs, when set, receives the VIPs of the desired services.
 	VIPs VIPSyncer
+	// Pages, when set, serves the local maintenance pages.
+	Pages PageServer
 	// Ownership records the services lvs-sync made (default: in memory).
 	Ownership *Ownership
 	Logger    hclog.Logger
@@ -70,6 +79,12 @@ type Daemon struct {
 	// lastApplied is the desired state of the last sync that fully
 	// succeeded; nil forces the next sync to read everything.
 	lastApplied ipvs.State
+	// history of the instances, for hold and slow start.
+	tracker render.Tracker
+	// drainer keeps leaving reals at weight 0 while connections finish.
+	drainer *ipvs.Drainer
+	// wake is when time alone calls for a sync (zero: never).
+	wake time.Time
 }
 
 // New checks the options and fills in defaults.
@@ -97,7 +112,24 @@ func New(opts Options) (*Daemon, error) {
 	}
 	opts.Watch.Datacenter = opts.Config.Consul.Datacenter
 	opts.Watch.Logger = opts.Logger.Named("catalog")
-	return &Daemon{opts: opts, log: opts.Logger, logged: map[string]bool{}}, nil
+	d := &Daemon{opts: opts, log: opts.Logger, logged: map[string]bool{}}
+	timeouts := map[ipvs.ServiceKey]time.Duration{}
+	for _, vs := range opts.Config.VirtualServices {
+		timeouts[vs.Key()] = vs.DrainTimeout
+	}
+	d.drainer = &ipvs.Drainer{Timeout: func(k ipvs.ServiceKey) time.Duration { return timeouts[k] }}
+	return d, nil
+}
+
+// pages lists the local maintenance pages the config asks for.
+func pages(cfg *config.Config) []fallback.Page {
+	var ps []fallback.Page
+	for _, vs := range cfg.VirtualServices {
+		if vs.Fallback.Local {
+			ps = append(ps, fallback.Page{Service: vs.Name, Addr: vs.Address, Template: vs.MaintenancePage})
+		}
+	}
+	return ps
 }
 
 // Run syncs until ctx ends. It never applies anything before the first
@@ -110,6 +142,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if d.opts.Pages != nil {
+		if err := d.opts.Pages.Update(pages(cfg)); err != nil {
+			d.log.Error("cannot serve a maintenance page", "error", err)
+		}
+	}
 	snaps := catalog.NewWatcher(d.opts.Health, services, d.opts.Watch).Run(ctx)
 	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(cfg.VirtualServices))
 
@@ -117,6 +154,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		snap                *catalog.Snapshot
 		quiet, deadline     timer
 		reconcile, retry    timer
+		wake                timer
 		failures            int
 		reconcileInterval   = cfg.Director.ReconcileInterval
 		reconcileWithJitter = func() time.Duration {
@@ -127,11 +165,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer deadline.stop()
 	defer reconcile.stop()
 	defer retry.stop()
+	defer wake.stop()
 
 	sync := func(reason string) {
 		quiet.stop()
 		deadline.stop()
 		retry.stop()
+		wake.stop()
 		if err := d.sync(*snap, reason); err != nil {
 			failures++
 			delay := min(d.opts.RetryBase<<min(failures-1, 16), d.opts.RetryMax)
@@ -141,6 +181,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			failures = 0
 		}
 		reconcile.start(reconcileWithJitter())
+		if !d.wake.IsZero() {
+			wake.start(max(time.Until(d.wake), time.Millisecond))
+		}
 	}
 
 	for {
@@ -156,6 +199,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				d.log.Info("first complete catalog snapshot", "services", len(s.Services))
 			}
 			snap = &s
+			d.tracker.Observe(s, time.Now())
 			quiet.start(d.opts.MinWait)
 			if !deadline.running() {
 				deadline.start(d.opts.MaxWait)
@@ -168,6 +212,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			sync("reconcile")
 		case <-retry.c():
 			sync("retry")
+		case <-wake.c():
+			sync("timer")
 		}
 	}
 }
@@ -175,8 +221,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 // sync renders the snapshot and makes the kernel match it.
 func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
 	start := time.Now()
-	cfg := d.opts.Config
-	res := render.Render(cfg, snap)
+	now := start
+	res := render.RenderAt(d.opts.Config, snap, d.tracker.At(now))
 	d.logNotes(res.Notes)
 	report := Report{At: start, Reason: reason, Desired: res}
 	defer func() {
@@ -186,30 +232,57 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
 		}
 	}()
 
-	// A sync for a catalog change looks only at the services whose desired
-	// state changed since the last sync that fully succeeded; the periodic
-	// reconcile and retries read everything, to repair drift.
+	// A real of an instance in maintenance leaves like a deregistered one:
+	// it drains, then goes.
+	desired := withoutMaintenance(res)
+
+	// A sync for a catalog change or a timer looks only at the services
+	// whose desired state changed since the last sync that fully succeeded,
+	// and those still draining; the periodic reconcile and retries read
+	// everything, to repair drift.
 	var scope func(ipvs.ServiceKey) bool
-	if reason == "catalog" && d.lastApplied != nil {
-		changed := ipvs.Changed(d.lastApplied, res.State)
+	if (reason == "catalog" || reason == "timer") && d.lastApplied != nil {
+		changed := ipvs.Changed(d.lastApplied, desired)
+		for k := range d.drainer.Draining() {
+			changed[k] = true
+		}
 		if len(changed) == 0 {
+			d.wake = res.NextChange
 			d.log.Debug("synced", "reason", reason, "changes", 0, "scope", "none", "took", time.Since(start))
 			return nil
 		}
 		scope = func(k ipvs.ServiceKey) bool { return changed[k] }
 	}
 	own := d.opts.Ownership
-	owned := func(k ipvs.ServiceKey) bool { return own.Owns(k) || res.State[k] != nil }
-	plan, result, err := ipvs.Reconcile(d.opts.Kernel, res.State, owned, scope, d.log.Named("ipvs"))
+	owned := func(k ipvs.ServiceKey) bool { return own.Owns(k) || desired[k] != nil }
+	var drainNext time.Time
+	adjust := func(desired, current ipvs.State) ipvs.State {
+		var out ipvs.State
+		out, drainNext = d.drainer.Adjust(desired, current, now)
+		return out
+	}
+	plan, result, err := ipvs.Reconcile(d.opts.Kernel, desired, owned, scope, adjust, d.log.Named("ipvs"))
 	if err != nil {
 		d.lastApplied = nil
 		return fmt.Errorf("reading the kernel: %w", err)
 	}
 	report.Plan, report.Applied = plan, result.Applied
+	d.wake = res.NextChange
+	if len(d.drainer.Draining()) > 0 {
+		// Poll the draining reals' connections each second, up to the
+		// first drain timeout.
+		poll := now.Add(time.Second)
+		if !drainNext.IsZero() && drainNext.Before(poll) {
+			poll = drainNext
+		}
+		if d.wake.IsZero() || poll.Before(d.wake) {
+			d.wake = poll
+		}
+	}
 
 	// Owned from now on: what is desired, and what could not be deleted.
 	keep := map[ipvs.ServiceKey]bool{}
-	for k := range res.State {
+	for k := range desired {
 		keep[k] = true
 	}
 	for _, op := range report.Plan {
@@ -221,9 +294,9 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
 	if err := own.Set(keep); err != nil {
 		d.log.Warn("cannot save which services lvs-sync owns", "error", err)
 	}
-	vipErr := d.syncVIPs(res.State, previously)
+	vipErr := d.syncVIPs(desired, previously)
 	if result.Err() == nil && vipErr == nil {
-		d.lastApplied = res.State
+		d.lastApplied = desired
 	} else {
 		d.lastApplied = nil
 	}
@@ -242,6 +315,27 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
 		return err
 	}
 	return vipErr
+}
+
+// withoutMaintenance drops the reals of instances in maintenance from the
+// rendered state, so that they drain and go.
+func withoutMaintenance(res render.Result) ipvs.State {
+	out := make(ipvs.State, len(res.State))
+	for k, svc := range res.State {
+		out[k] = svc
+		for rk := range svc.Reals {
+			if res.Origins[k][rk].Source != render.SourceMaintenance {
+				continue
+			}
+			if out[k] == svc {
+				cp := *svc
+				cp.Reals = maps.Clone(svc.Reals)
+				out[k] = &cp
+			}
+			delete(out[k].Reals, rk)
+		}
+	}
+	return out
 }
 
 // syncVIPs puts the desired VIPs on the VIP link and removes those of

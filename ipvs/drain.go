@@ -1,0 +1,111 @@
+package ipvs
+
+import "time"
+
+// Drainer lets real servers that leave the desired state go gracefully:
+// a leaving real first gets weight 0, so that it takes no new connection,
+// and is deleted once it has no active connection or its service's drain
+// timeout has passed. UDP reals, and services whose timeout is 0, are
+// deleted at once. A real that comes back while draining is simply given
+// its weight again.
+//
+// The start of each drain is remembered here; after a restart, a real at
+// weight 0 that is no longer desired is found in the kernel and drains
+// again from then.
+type Drainer struct {
+	// Timeout is the drain timeout of a service.
+	Timeout func(ServiceKey) time.Duration
+	since   map[ServiceKey]map[RealKey]time.Time
+}
+
+// Draining reports the reals draining now, by service.
+func (d *Drainer) Draining() map[ServiceKey]map[RealKey]time.Time {
+	out := make(map[ServiceKey]map[RealKey]time.Time, len(d.since))
+	for k, reals := range d.since {
+		out[k] = make(map[RealKey]time.Time, len(reals))
+		for rk, t := range reals {
+			out[k][rk] = t
+		}
+	}
+	return out
+}
+
+// Adjust returns desired with the draining reals of current added back at
+// weight 0, and the time the earliest drain times out (zero if none). It
+// only looks at services in both desired and current; a whole service that
+// leaves is deleted at once.
+func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Time) {
+	if d.since == nil {
+		d.since = map[ServiceKey]map[RealKey]time.Time{}
+	}
+	var next time.Time
+	out := desired
+	copied := false
+	for k, cur := range current {
+		want, ok := desired[k]
+		if !ok || cur.Reals == nil {
+			continue
+		}
+		timeout := time.Duration(0)
+		if d.Timeout != nil {
+			timeout = d.Timeout(k)
+		}
+		for rk, r := range cur.Reals {
+			if _, stays := want.Reals[rk]; stays {
+				d.stop(k, rk)
+				continue
+			}
+			if k.Protocol == UDP || timeout <= 0 || r.ActiveConns == 0 {
+				d.stop(k, rk) // deleted by the diff
+				continue
+			}
+			start, draining := d.since[k][rk]
+			if !draining {
+				start = now
+				if d.since[k] == nil {
+					d.since[k] = map[RealKey]time.Time{}
+				}
+				d.since[k][rk] = now
+			}
+			if !now.Before(start.Add(timeout)) {
+				d.stop(k, rk)
+				continue
+			}
+			if !copied {
+				out = make(State, len(desired))
+				for key, svc := range desired {
+					out[key] = svc
+				}
+				copied = true
+			}
+			if out[k] == want {
+				cp := *want
+				cp.Reals = make(map[RealKey]Real, len(want.Reals)+1)
+				for key, real := range want.Reals {
+					cp.Reals[key] = real
+				}
+				out[k] = &cp
+			}
+			out[k].Reals[rk] = Real{Weight: 0, Forward: r.Forward}
+			if deadline := start.Add(timeout); next.IsZero() || deadline.Before(next) {
+				next = deadline
+			}
+		}
+	}
+	// Forget drains of services that left the kernel or the scope's view.
+	for k := range d.since {
+		if _, ok := current[k]; !ok {
+			delete(d.since, k)
+		}
+	}
+	return out, next
+}
+
+func (d *Drainer) stop(k ServiceKey, rk RealKey) {
+	if reals, ok := d.since[k]; ok {
+		delete(reals, rk)
+		if len(reals) == 0 {
+			delete(d.since, k)
+		}
+	}
+}

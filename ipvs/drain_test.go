@@ -1,0 +1,110 @@
+package ipvs
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// drainStep runs one sync through the drainer against the fake kernel, as
+// the daemon does, and returns the plan.
+func drainStep(t *testing.T, k *FakeKernel, d *Drainer, desired State, now time.Time) (string, time.Time) {
+	t.Helper()
+	var next time.Time
+	mine := func(ServiceKey) bool { return true }
+	plan, res, err := Reconcile(k, desired, mine, nil, func(desired, current State) State {
+		var out State
+		out, next = d.Adjust(desired, current, now)
+		return out
+	}, nil)
+	if err != nil || res.Err() != nil {
+		t.Fatal(err, res.Err())
+	}
+	return planStrings(plan), next
+}
+
+func TestDrain(t *testing.T) {
+	web := svcKey("10.0.0.1:80")
+	dns := ServiceKey{Protocol: UDP, Addr: netip.MustParseAddr("10.0.0.2"), Port: 53}
+	b := realKey("10.1.0.12:80")
+	both := func() State {
+		return State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5), "10.1.0.12:80": gate(5)})}
+	}
+	onlyA := func() State { return State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5)})} }
+	k := NewFakeKernel(both())
+	d := &Drainer{Timeout: func(ServiceKey) time.Duration { return 30 * time.Second }}
+	t0 := time.Unix(1_700_000_000, 0)
+
+	// b leaves with a connection open: weight 0, not deleted.
+	if err := k.SetConns(web, b, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	plan, next := drainStep(t, k, d, onlyA(), t0)
+	if plan != "ipvsadm -e -t 10.0.0.1:80 -r 10.1.0.12:80 -g -w 0" || !next.Equal(t0.Add(30*time.Second)) {
+		t.Errorf("leaving with a connection: plan %q, next %v", plan, next)
+	}
+	// Still busy 10s later: nothing to do.
+	if plan, _ := drainStep(t, k, d, onlyA(), t0.Add(10*time.Second)); plan != "" {
+		t.Errorf("still draining: plan %q", plan)
+	}
+	// It comes back while draining: restored, not re-added.
+	if plan, _ := drainStep(t, k, d, both(), t0.Add(11*time.Second)); plan != "ipvsadm -e -t 10.0.0.1:80 -r 10.1.0.12:80 -g -w 5" {
+		t.Errorf("back while draining: plan %q", plan)
+	}
+	if len(d.Draining()) != 0 {
+		t.Errorf("still draining after coming back: %v", d.Draining())
+	}
+	// Leaves again; its connection ends: deleted.
+	drainStep(t, k, d, onlyA(), t0.Add(12*time.Second))
+	if err := k.SetConns(web, b, 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	if plan, _ := drainStep(t, k, d, onlyA(), t0.Add(13*time.Second)); plan != "ipvsadm -d -t 10.0.0.1:80 -r 10.1.0.12:80" {
+		t.Errorf("idle: plan %q", plan)
+	}
+
+	// The timeout passes with the connection still open: deleted.
+	k = NewFakeKernel(both())
+	d = &Drainer{Timeout: func(ServiceKey) time.Duration { return 30 * time.Second }}
+	if err := k.SetConns(web, b, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	drainStep(t, k, d, onlyA(), t0)
+	if plan, _ := drainStep(t, k, d, onlyA(), t0.Add(30*time.Second)); plan != "ipvsadm -d -t 10.0.0.1:80 -r 10.1.0.12:80" {
+		t.Errorf("timed out: plan %q", plan)
+	}
+
+	// No connection, drain_timeout = 0, or UDP: deleted at once.
+	for name, c := range map[string]struct {
+		key     ServiceKey
+		timeout time.Duration
+		conns   int
+	}{
+		"idle":      {web, 30 * time.Second, 0},
+		"timeout 0": {web, 0, 1},
+		"udp":       {dns, 30 * time.Second, 1},
+	} {
+		st := State{c.key: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5), "10.1.0.12:80": gate(5)})}
+		k := NewFakeKernel(st)
+		if err := k.SetConns(c.key, b, c.conns, 0); err != nil {
+			t.Fatal(err)
+		}
+		d := &Drainer{Timeout: func(ServiceKey) time.Duration { return c.timeout }}
+		want := State{c.key: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5)})}
+		plan, _ := drainStep(t, k, d, want, t0)
+		if plan != "ipvsadm -d "+c.key.ipvsadm()+" -r 10.1.0.12:80" {
+			t.Errorf("%s: plan %q", name, plan)
+		}
+	}
+
+	// After a restart: a real at weight 0 that is no longer desired, with
+	// connections, is draining again, from now.
+	k = NewFakeKernel(State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5), "10.1.0.12:80": gate(0)})})
+	if err := k.SetConns(web, b, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	d = &Drainer{Timeout: func(ServiceKey) time.Duration { return 30 * time.Second }}
+	if plan, next := drainStep(t, k, d, onlyA(), t0); plan != "" || !next.Equal(t0.Add(30*time.Second)) {
+		t.Errorf("after restart: plan %q, next %v", plan, next)
+	}
+}

@@ -1,0 +1,123 @@
+package render
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+func oneService(t *testing.T, attrs string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+`+attrs+`
+}`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// weightOf renders and returns the weight of 10.1.0.11:80, -1 if absent.
+func weightOf(t *testing.T, cfg *config.Config, in *catalog.Instance, h History) (int, Result) {
+	t.Helper()
+	res := RenderAt(cfg, snapshot(map[string][]*catalog.Instance{"web": {in}}), h)
+	r, ok := res.State[cfg.VirtualServices[0].Key()].Reals[realKey("10.1.0.11:80")]
+	if !ok {
+		return -1, res
+	}
+	return r.Weight, res
+}
+
+func realKey(s string) ipvs.RealKey {
+	ap := netip.MustParseAddrPort(s)
+	return ipvs.RealKey{Addr: ap.Addr(), Port: ap.Port()}
+}
+
+func TestOnWarning(t *testing.T) {
+	warn := inst("n1", "10.1.0.11", 80, "warning", "w=5/2")
+	for policy, want := range map[string]int{"serve": 2, "quiesce": 0, "remove": -1} {
+		got, _ := weightOf(t, oneService(t, `on_warning = "`+policy+`"`), warn, History{})
+		if got != want {
+			t.Errorf("on_warning = %s: weight %d, want %d", policy, got, want)
+		}
+	}
+}
+
+func TestHoldKeepsAFlappingInstanceOut(t *testing.T) {
+	cfg := oneService(t, `hold = "20s"`)
+	t0 := time.Unix(1_700_000_000, 0)
+	in := inst("n1", "10.1.0.11", 80, "passing", "w=5/1")
+	key := InstanceKey{Node: "n1", ID: in.ID}
+	hist := func(now time.Time) History {
+		return History{Now: now, LastCritical: map[InstanceKey]time.Time{key: t0}}
+	}
+	got, res := weightOf(t, cfg, in, hist(t0.Add(5*time.Second)))
+	if got != -1 || !res.NextChange.Equal(t0.Add(20*time.Second)) {
+		t.Errorf("5s after a failure: weight %d, next change %v; want held out until t0+20s", got, res.NextChange)
+	}
+	if got, _ := weightOf(t, cfg, in, hist(t0.Add(20*time.Second))); got != 5 {
+		t.Errorf("after the hold: weight %d, want 5", got)
+	}
+	// No hold configured: back at once.
+	if got, _ := weightOf(t, oneService(t, ""), in, hist(t0.Add(time.Second))); got != 5 {
+		t.Errorf("without hold: weight %d, want 5", got)
+	}
+}
+
+func TestSlowStartRamps(t *testing.T) {
+	cfg := oneService(t, `slow_start = "10s"`)
+	t0 := time.Unix(1_700_000_000, 0)
+	in := inst("n1", "10.1.0.11", 80, "passing", "w=10/1")
+	key := InstanceKey{Node: "n1", ID: in.ID}
+	var weights []int
+	for s := 0; s <= 11; s++ {
+		now := t0.Add(time.Duration(s) * time.Second)
+		got, res := weightOf(t, cfg, in, History{Now: now, ServingSince: map[InstanceKey]time.Time{key: t0}})
+		weights = append(weights, got)
+		// The weight is 1 until 2s (it never drops below 1), then steps each second.
+		if next := max(s+1, 2); s < 10 && !res.NextChange.Equal(t0.Add(time.Duration(next)*time.Second)) {
+			t.Errorf("at %ds the next change is %v, want %ds", s, res.NextChange.Sub(t0), next)
+		}
+	}
+	want := []int{1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10}
+	for i := range want {
+		if weights[i] != want[i] {
+			t.Fatalf("weights each second %v, want %v", weights, want)
+		}
+	}
+	// Serving since before lvs-sync started (the zero time): full weight.
+	if got, _ := weightOf(t, cfg, in, History{Now: t0, ServingSince: map[InstanceKey]time.Time{key: {}}}); got != 10 {
+		t.Errorf("an instance serving at startup ramps: weight %d", got)
+	}
+}
+
+func TestTracker(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	snap := func(status string) catalog.Snapshot {
+		return snapshot(map[string][]*catalog.Instance{"web": {inst("n1", "10.1.0.11", 80, status)}})
+	}
+	key := InstanceKey{Node: "n1", ID: "n1-80"}
+	var tr Tracker
+	h := tr.Observe(snap("passing"), t0)
+	if since, ok := h.ServingSince[key]; !ok || !since.IsZero() {
+		t.Errorf("serving at the first snapshot: since %v, %v; want the zero time", since, ok)
+	}
+	h = tr.Observe(snap("critical"), t0.Add(time.Second))
+	if _, ok := h.ServingSince[key]; ok || !h.LastCritical[key].Equal(t0.Add(time.Second)) {
+		t.Errorf("after critical: %+v", h)
+	}
+	h = tr.Observe(snap("passing"), t0.Add(3*time.Second))
+	if !h.ServingSince[key].Equal(t0.Add(3 * time.Second)) {
+		t.Errorf("recovered: serving since %v, want t0+3s", h.ServingSince[key])
+	}
+	h = tr.Observe(snapshot(nil), t0.Add(4*time.Second))
+	if len(h.ServingSince)+len(h.LastCritical) != 0 {
+		t.Errorf("deregistered instance still tracked: %+v", h)
+	}
+}
