@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -51,6 +52,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	src = []byte(strings.ReplaceAll(string(src), `"rr"`, `"wrr"`))
+	src = []byte(strings.Replace(string(src), `  service    = "web"`+"\n", `  service    = "web"`+"\n"+`  fallback   = "local"`+"\n", 1))
 	if err := os.WriteFile(config, src, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +87,36 @@ func TestDemo(t *testing.T) {
 	if got := requests(vipGate, 8); got["rs2"] != 4 {
 		t.Errorf("answers with rs2 back: %v", got)
 	}
+
+	say("every check fails: nothing can serve, so lvs-sync's own maintenance page does (fallback = \"local\")")
+	start = time.Now()
+	for _, id := range []string{"web1", "web2", "web3"} {
+		setCheck(t, id, api.HealthCritical)
+	}
+	var page string
+	var hdr http.Header
+	waitFor(t, "the maintenance page", 5*time.Second, func() bool {
+		code, b, h, err := fetch("GET", vipGate)
+		page, hdr = b, h
+		return err == nil && code == 503
+	})
+	fmt.Printf("(the page answered %v after the last check failed)\n", time.Since(start).Round(time.Millisecond))
+	show("/sbin/ipvsadm", "-Ln", "-t", vipGate+":80")
+	fmt.Printf("$ curl -i http://%s/\nHTTP/1.1 503 Service Unavailable\nRetry-After: %s\nCache-Control: %s\n\n", vipGate, hdr.Get("Retry-After"), hdr.Get("Cache-Control"))
+	for _, line := range strings.Split(page, "\n") {
+		if strings.Contains(line, "<h1>") || strings.Contains(line, "<p>We") {
+			fmt.Println(line)
+		}
+	}
+	if !strings.Contains(page, "web-gate is down for maintenance") {
+		t.Errorf("page: %s", page)
+	}
+	say("web1 passes again: it takes over, the page leaves the pool")
+	for _, id := range []string{"web1", "web2", "web3"} {
+		setCheck(t, id, api.HealthPassing)
+	}
+	waitFor(t, "all back", 5*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 })
+	show("/sbin/ipvsadm", "-Ln", "-t", vipGate+":80")
 
 	say("what lvs-sync logged")
 	for _, line := range strings.Split(l.logText(), "\n") {

@@ -51,6 +51,8 @@ func registerReals(t *testing.T, weights ...int) {
 		if err := c.Agent().ServiceRegister(reg); err != nil {
 			t.Fatalf("registering %s: %v", reg.ID, err)
 		}
+		// Registering again keeps an existing check's status: set it.
+		setCheck(t, reg.ID, api.HealthPassing)
 	}
 }
 
@@ -95,10 +97,17 @@ virtual_service "web-ipip" {
 
 func writeConfig(t *testing.T, withIPIP bool) string {
 	t.Helper()
+	return writeConfigWith(t, withIPIP, "")
+}
+
+// writeConfigWith adds attributes to every virtual service.
+func writeConfigWith(t *testing.T, withIPIP bool, attrs string) string {
+	t.Helper()
 	src := fmt.Sprintf(baseConfig, os.Getenv("LVS_CONSUL"))
 	if withIPIP {
 		src += ipipConfig
 	}
+	src = strings.ReplaceAll(src, "  service    = \"web\"\n", "  service    = \"web\"\n"+attrs+"\n")
 	p := filepath.Join(t.TempDir(), "lvs-sync.hcl")
 	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -226,6 +235,14 @@ func ipvsadm(t *testing.T, args ...string) string {
 	return out
 }
 
+// port is the real port of reals[i] for a forwarding method.
+func port(fwd string, i int) string {
+	if fwd == "masq" {
+		return fmt.Sprint(reals[i].port)
+	}
+	return "80"
+}
+
 // realAddrs is the real servers of a VIP as lvs-sync renders them.
 func realAddrs(fwd string, weights ...int) map[string]int {
 	m := map[string]int{}
@@ -256,8 +273,11 @@ func TestForwardingWithRealTraffic(t *testing.T) {
 			}
 
 			setCheck(t, "web2", api.HealthCritical)
+			// Out of rotation (weight 0) at once; out of the table once its
+			// connections settle (they are all closed here).
+			out := waitFor(t, "rs2 out of rotation", 5*time.Second, func() bool { return realsOf(t, tc.vip)[reals[1].addr+":"+port(tc.fwd, 1)] == 0 })
 			took := waitFor(t, "rs2 leaves", 5*time.Second, func() bool { return len(realsOf(t, tc.vip)) == 2 })
-			t.Logf("%s: failed check removed the real %v after the update", tc.fwd, took)
+			t.Logf("%s: failed check took the real out of rotation %v and out of the table %v after the update", tc.fwd, out, took)
 			if took > time.Second {
 				t.Errorf("removal took %v, want within 1s", took)
 			}

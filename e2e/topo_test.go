@@ -130,13 +130,14 @@ func inNamespace[T any](name string, fn func() (T, error)) (T, error) {
 }
 
 // serveReal starts an HTTP server in a real server's namespace on port,
-// answering with the namespace's name. /slow?ms=N trickles its answer.
-func serveReal(ns string, port int) error {
+// answering with the namespace's name. /slow?ms=N trickles its answer in
+// ten parts over N ms.
+func serveReal(ns string, port int) (*http.Server, error) {
 	l, err := inNamespace(ns, func() (net.Listener, error) {
 		return net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s\n", ns) })
@@ -152,8 +153,9 @@ func serveReal(ns string, port int) error {
 			time.Sleep(time.Duration(ms/10) * time.Millisecond)
 		}
 	})
-	go http.Serve(l, mux)
-	return nil
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	return srv, nil
 }
 
 // client is an HTTP client in the client namespace; one connection a
@@ -205,7 +207,7 @@ func TestMain(m *testing.M) {
 	buildTopology()
 	for _, r := range reals {
 		for _, port := range []int{80, r.port} {
-			if err := serveReal(r.ns, port); err != nil {
+			if _, err := serveReal(r.ns, port); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
 			}

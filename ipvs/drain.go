@@ -1,13 +1,24 @@
 package ipvs
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // Drainer lets real servers that leave the desired state go gracefully:
 // a leaving real first gets weight 0, so that it takes no new connection,
 // and is deleted once it has no active connection or its service's drain
-// timeout has passed. UDP reals, and services whose timeout is 0, are
-// deleted at once. A real that comes back while draining is simply given
-// its weight again.
+// timeout has passed. UDP reals, services whose timeout is 0 and reals with
+// no connection at all are deleted at once. A real that comes back while
+// draining is simply given its weight again.
+//
+// The kernel silently drops the packets of connections to a deleted real,
+// and counts a connection still in its handshake (SYN_RECV) as inactive. So
+// a real with any connection stays at weight 0 for Settle before "no active
+// connection" may delete it: by then a connection scheduled just before the
+// weight went to 0 is established, and counted, or gone. (Seen in the VM: a
+// request scheduled 5 ms before the weight change hung until its server
+// stopped, when the real was deleted at once.)
 //
 // The start of each drain is remembered here; after a restart, a real at
 // weight 0 that is no longer desired is found in the kernel and drains
@@ -15,8 +26,15 @@ import "time"
 type Drainer struct {
 	// Timeout is the drain timeout of a service.
 	Timeout func(ServiceKey) time.Duration
-	since   map[ServiceKey]map[RealKey]time.Time
+	// Settle is the least time at weight 0 before a real without active
+	// connections is deleted (default 500ms, a hundred times the handshake
+	// race seen in the VM; never more than the timeout).
+	Settle time.Duration
+	since  map[ServiceKey]map[RealKey]time.Time
 }
+
+// DefaultSettle is the default Drainer.Settle.
+const DefaultSettle = 500 * time.Millisecond
 
 // Draining reports the reals draining now, by service.
 func (d *Drainer) Draining() map[ServiceKey]map[RealKey]time.Time {
@@ -31,7 +49,8 @@ func (d *Drainer) Draining() map[ServiceKey]map[RealKey]time.Time {
 }
 
 // Adjust returns desired with the draining reals of current added back at
-// weight 0, and the time the earliest drain times out (zero if none). It
+// weight 0, and the earliest time a drain settles or times out (zero if
+// none). It
 // only looks at services in both desired and current; a whole service that
 // leaves is deleted at once.
 func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Time) {
@@ -55,7 +74,7 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 				d.stop(k, rk)
 				continue
 			}
-			if k.Protocol == UDP || timeout <= 0 || r.ActiveConns == 0 {
+			if k.Protocol == UDP || timeout <= 0 || r.ActiveConns+r.InactiveConns == 0 {
 				d.stop(k, rk) // deleted by the diff
 				continue
 			}
@@ -67,9 +86,15 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 				}
 				d.since[k][rk] = now
 			}
-			if !now.Before(start.Add(timeout)) {
+			settle := min(cmp.Or(d.Settle, DefaultSettle), timeout)
+			settled := !now.Before(start.Add(settle))
+			if !now.Before(start.Add(timeout)) || (settled && r.ActiveConns == 0) {
 				d.stop(k, rk)
 				continue
+			}
+			deadline := start.Add(timeout)
+			if r.ActiveConns == 0 {
+				deadline = start.Add(settle) // only settling is left
 			}
 			if !copied {
 				out = make(State, len(desired))
@@ -87,7 +112,7 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 				out[k] = &cp
 			}
 			out[k].Reals[rk] = Real{Weight: 0, Forward: r.Forward}
-			if deadline := start.Add(timeout); next.IsZero() || deadline.Before(next) {
+			if next.IsZero() || deadline.Before(next) {
 				next = deadline
 			}
 		}

@@ -32,7 +32,7 @@ func TestDrain(t *testing.T) {
 	}
 	onlyA := func() State { return State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5)})} }
 	k := NewFakeKernel(both())
-	d := &Drainer{Timeout: func(ServiceKey) time.Duration { return 30 * time.Second }}
+	d := &Drainer{Timeout: func(ServiceKey) time.Duration { return 30 * time.Second }, Settle: 2 * time.Second}
 	t0 := time.Unix(1_700_000_000, 0)
 
 	// b leaves with a connection open: weight 0, not deleted.
@@ -54,13 +54,20 @@ func TestDrain(t *testing.T) {
 	if len(d.Draining()) != 0 {
 		t.Errorf("still draining after coming back: %v", d.Draining())
 	}
-	// Leaves again; its connection ends: deleted.
-	drainStep(t, k, d, onlyA(), t0.Add(12*time.Second))
+	// Leaves again; its connection ends at once, but a connection in its
+	// handshake counts as inactive: the real settles at weight 0 (Settle 2s
+	// here) before "no active connection" deletes it.
+	if plan, next := drainStep(t, k, d, onlyA(), t0.Add(12*time.Second)); plan == "" || !next.Equal(t0.Add(42*time.Second)) {
+		t.Errorf("leaving again: plan %q, next %v (want the timeout)", plan, next.Sub(t0))
+	}
 	if err := k.SetConns(web, b, 0, 3); err != nil {
 		t.Fatal(err)
 	}
-	if plan, _ := drainStep(t, k, d, onlyA(), t0.Add(13*time.Second)); plan != "ipvsadm -d -t 10.0.0.1:80 -r 10.1.0.12:80" {
-		t.Errorf("idle: plan %q", plan)
+	if plan, next := drainStep(t, k, d, onlyA(), t0.Add(13*time.Second)); plan != "" || !next.Equal(t0.Add(14*time.Second)) {
+		t.Errorf("deleted before settling: plan %q, next %v (want the settle time)", plan, next.Sub(t0))
+	}
+	if plan, _ := drainStep(t, k, d, onlyA(), t0.Add(14*time.Second)); plan != "ipvsadm -d -t 10.0.0.1:80 -r 10.1.0.12:80" {
+		t.Errorf("settled and inactive: plan %q", plan)
 	}
 
 	// The timeout passes with the connection still open: deleted.
@@ -74,15 +81,15 @@ func TestDrain(t *testing.T) {
 		t.Errorf("timed out: plan %q", plan)
 	}
 
-	// No connection, drain_timeout = 0, or UDP: deleted at once.
+	// No connection at all, drain_timeout = 0, or UDP: deleted at once.
 	for name, c := range map[string]struct {
 		key     ServiceKey
 		timeout time.Duration
 		conns   int
 	}{
-		"idle":      {web, 30 * time.Second, 0},
-		"timeout 0": {web, 0, 1},
-		"udp":       {dns, 30 * time.Second, 1},
+		"no connection": {web, 30 * time.Second, 0},
+		"timeout 0":     {web, 0, 1},
+		"udp":           {dns, 30 * time.Second, 1},
 	} {
 		st := State{c.key: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5), "10.1.0.12:80": gate(5)})}
 		k := NewFakeKernel(st)

@@ -111,11 +111,14 @@ func TestHoldAndSlowStart(t *testing.T) {
 	})
 
 	// web1 flaps: critical, passing, critical, passing.
+	var lastFail time.Time // lvs-sync cannot see a failure before it is sent
 	for _, s := range []string{api.HealthCritical, api.HealthPassing, api.HealthCritical, api.HealthPassing} {
+		if s == api.HealthCritical {
+			lastFail = time.Now()
+		}
 		agent.SetStatus(t, "web1", s, "flap")
 		time.Sleep(150 * time.Millisecond)
 	}
-	lastFail := time.Now().Add(-300 * time.Millisecond)
 	waitFor(t, "web1 out", 2*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 1 })
 	time.Sleep(700 * time.Millisecond)
 	if len(reals(kernel.State(), "10.10.10.60:80")) != 1 {
