@@ -34,6 +34,14 @@ type Options struct {
 	// further error up to BackoffMax (defaults 250ms and 30s).
 	BackoffBase, BackoffMax time.Duration
 	Logger                  hclog.Logger
+	// Observer, if set, hears of every query's outcome.
+	Observer Observer
+}
+
+// Observer hears of every blocking query: its service, the index Consul
+// answered with, and the error if it failed. It must not block.
+type Observer interface {
+	ObserveQuery(service string, index uint64, err error)
 }
 
 func (o *Options) setDefaults() {
@@ -166,6 +174,13 @@ func (w *Watcher) watch(ctx context.Context, name string, updates chan<- *Servic
 		}
 		if err == nil && meta == nil {
 			err = errors.New("answer without query metadata")
+		}
+		if w.opts.Observer != nil {
+			var idx uint64
+			if meta != nil {
+				idx = meta.LastIndex
+			}
+			w.opts.Observer.ObserveQuery(name, idx, err)
 		}
 		if err != nil {
 			failures++

@@ -51,8 +51,24 @@ func (n Note) String() string {
 	return fmt.Sprintf("virtual_service %q: instance %q on node %q: %s", n.VirtualService, n.InstanceID, n.Node, n.Message)
 }
 
+// Decision is what render made of one instance, for `lvs-sync explain`.
+type Decision struct {
+	Instance *catalog.Instance
+	// In tells whether the instance is a real server; Real and Weight
+	// are its key and weight then.
+	In     bool
+	Real   ipvs.RealKey
+	Weight int
+	Source Source
+	// Rule is the rule of the config that applied, in words.
+	Rule string
+}
+
 // Result is the desired state and how it came about.
 type Result struct {
+	// Decisions for every instance of each virtual service's Consul
+	// service, by virtual service name.
+	Decisions map[string][]Decision
 	// NextChange is when the result changes with time alone (a hold ends,
 	// a slow start steps up); zero if never.
 	NextChange time.Time
@@ -75,7 +91,8 @@ func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
 	res := Result{
 		State:   make(ipvs.State, len(cfg.VirtualServices)),
 		Owners:  make(map[ipvs.ServiceKey]string, len(cfg.VirtualServices)),
-		Origins: make(map[ipvs.ServiceKey]map[ipvs.RealKey]Origin, len(cfg.VirtualServices)),
+		Origins:   make(map[ipvs.ServiceKey]map[ipvs.RealKey]Origin, len(cfg.VirtualServices)),
+		Decisions: make(map[string][]Decision, len(cfg.VirtualServices)),
 	}
 	for _, vs := range cfg.VirtualServices {
 		key := vs.Key()
@@ -104,27 +121,37 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 
 	serving := false
 	for _, in := range instances {
+		decide := func(d Decision) {
+			d.Instance = in
+			res.Decisions[vs.Name] = append(res.Decisions[vs.Name], d)
+		}
 		if !in.HasTags(vs.Tags) {
+			decide(Decision{Rule: fmt.Sprintf("left out: lacks one of the tags %q", vs.Tags)})
 			continue
 		}
 		weight, source, ok := weigh(vs, in, h, res)
+		rule := describeRule(vs, in, weight, source, ok, h)
 		if !ok {
+			decide(Decision{Rule: rule})
 			continue
 		}
 		addr, err := netip.ParseAddr(in.Address)
 		if err != nil {
 			note(in, "address %q is not an IP address", in.Address)
+			decide(Decision{Rule: fmt.Sprintf("left out: address %q is not an IP address", in.Address)})
 			continue
 		}
 		addr = addr.Unmap()
 		if addr.Is4() != vs.Address.Addr().Is4() {
 			note(in, "address %s is not of the IP family of the virtual address %s", addr, vs.Address.Addr())
+			decide(Decision{Rule: fmt.Sprintf("left out: address %s is not of the family of %s", addr, vs.Address.Addr())})
 			continue
 		}
 		port := vs.Address.Port()
 		if vs.Forwarding.TranslatesPort() {
 			if in.Port < 1 || in.Port > 65535 {
 				note(in, "port %d cannot be a real server's port", in.Port)
+				decide(Decision{Rule: fmt.Sprintf("left out: port %d cannot be a real server's port", in.Port)})
 				continue
 			}
 			port = uint16(in.Port)
@@ -139,11 +166,20 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			// virtual port): the one that can take the most traffic wins.
 			note(in, "same real server %s as instance %q", rk, origins[rk].InstanceID)
 			if prev.Weight >= weight {
+				decide(Decision{Rule: fmt.Sprintf("left out: real server %s is instance %q's, with a weight as large", rk, origins[rk].InstanceID)})
 				continue
+			}
+			ds := res.Decisions[vs.Name]
+			for i := range ds {
+				if ds[i].In && ds[i].Real == rk {
+					ds[i].In = false
+					ds[i].Rule = fmt.Sprintf("left out: real server %s is instance %q's, with a larger weight", rk, in.ID)
+				}
 			}
 		}
 		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding}
 		origins[rk] = Origin{VirtualService: vs.Name, Source: source, Node: in.Node, InstanceID: in.ID, Status: in.Status}
+		decide(Decision{In: true, Real: rk, Weight: weight, Source: source, Rule: rule})
 		serving = serving || weight > 0
 	}
 
@@ -204,6 +240,40 @@ func weigh(vs *config.VirtualService, in *catalog.Instance, h History, res *Resu
 		}
 	}
 	return weight, source, true
+}
+
+// describeRule says in words which rule gave an instance its fate.
+func describeRule(vs *config.VirtualService, in *catalog.Instance, weight int, source Source, ok bool, h History) string {
+	key := InstanceKey{Node: in.Node, ID: in.ID}
+	switch {
+	case in.NodeMaintenance:
+		return "node in maintenance: weight 0, draining until its connections end or drain_timeout " + vs.DrainTimeout.String()
+	case in.ServiceMaintenance:
+		return "service in maintenance: weight 0, draining until its connections end or drain_timeout " + vs.DrainTimeout.String()
+	case !ok && in.Status != catalog.Critical && in.Status == catalog.Warning && vs.OnWarning == "remove":
+		return "warning, on_warning = \"remove\": removed"
+	case in.Status != catalog.Critical && vs.Hold > 0 && h.LastCritical[key].Add(vs.Hold).After(h.Now) && !h.LastCritical[key].IsZero():
+		until := h.LastCritical[key].Add(vs.Hold)
+		if ok {
+			return fmt.Sprintf("held out by hold %s until %s (critical at %s): quiescent, weight 0", vs.Hold, until.Format(time.RFC3339), h.LastCritical[key].Format(time.RFC3339))
+		}
+		return fmt.Sprintf("held out by hold %s until %s (critical at %s)", vs.Hold, until.Format(time.RFC3339), h.LastCritical[key].Format(time.RFC3339))
+	case source == SourceQuiescent:
+		return "critical, quiescent = true: kept at weight 0"
+	case !ok:
+		return "critical: removed (quiescent = false)"
+	case source == SourceQuiesced:
+		return "warning, on_warning = \"quiesce\": weight 0"
+	case source == SourceSlowStart:
+		full := in.Weights.Passing
+		if in.Status == catalog.Warning {
+			full = in.Weights.Warning
+		}
+		return fmt.Sprintf("slow_start %s: weight %d rising to %d", vs.SlowStart, weight, full)
+	case source == SourceWarning:
+		return fmt.Sprintf("warning, on_warning = \"serve\": weight = Consul Weights.Warning (%d)", weight)
+	}
+	return fmt.Sprintf("passing: weight = Consul Weights.Passing (%d)", weight)
 }
 
 // wake notes a time at which the result changes by itself.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -263,6 +264,16 @@ func describe(res Result) string {
 		for _, rk := range res.State[k].SortedReals() {
 			o := res.Origins[k][rk]
 			fmt.Fprintf(&b, "#   %s <- %s node=%q instance=%q status=%q\n", rk, o.Source, o.Node, o.InstanceID, o.Status)
+		}
+	}
+	names := make([]string, 0, len(res.Decisions))
+	for name := range res.Decisions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for _, d := range res.Decisions[name] {
+			fmt.Fprintf(&b, "# %s: %s/%s: %s\n", name, d.Instance.Node, d.Instance.ID, d.Rule)
 		}
 	}
 	for _, n := range res.Notes {
