@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -26,6 +27,11 @@ import (
 type Config struct {
 	Consul   Consul
 	Director Director
+	API      API
+	// LogLevel and LogJSON, when set, are the default of run's -log-level
+	// and -log-json.
+	LogLevel string
+	LogJSON  bool
 	// VirtualServices in the order they were declared, files in name order.
 	VirtualServices []*VirtualService
 }
@@ -42,6 +48,15 @@ type Consul struct {
 	ServerName string
 }
 
+// API is lvs-sync's local HTTP API: /v1/status, /v1/health, /metrics.
+type API struct {
+	// Address to listen on; "" turns the API off.
+	Address string
+	// ConsulUnreachableAfter is how long Consul may fail to answer before
+	// /v1/health reports lvs-sync unhealthy.
+	ConsulUnreachableAfter time.Duration
+}
+
 // Director holds the settings of the director host itself.
 type Director struct {
 	// VIPInterface is the dummy link lvs-sync owns and puts its VIPs on;
@@ -54,6 +69,9 @@ type Director struct {
 	// StateFile records the virtual services lvs-sync made, so that one
 	// removed from the config is deleted after a restart too.
 	StateFile string
+	// CleanupOnExit removes what lvs-sync made when it stops
+	// (ldirectord's cleanstop); by default the kernel is left as it is.
+	CleanupOnExit bool
 }
 
 // VirtualService is one IPVS virtual service and the Consul service whose
@@ -89,6 +107,16 @@ type VirtualService struct {
 	DeclRange hcl.Range
 }
 
+// VirtualService returns the virtual service of that name, or nil.
+func (c *Config) VirtualService(name string) *VirtualService {
+	for _, vs := range c.VirtualServices {
+		if vs.Name == name {
+			return vs
+		}
+	}
+	return nil
+}
+
 // Key is the identity of the virtual service in the kernel.
 func (vs *VirtualService) Key() ipvs.ServiceKey {
 	return ipvs.ServiceKey{Protocol: vs.Protocol, Addr: vs.Address.Addr(), Port: vs.Address.Port()}
@@ -121,6 +149,8 @@ const (
 	DefaultScheduler         = "wlc"
 	DefaultReconcileInterval = 60 * time.Second
 	DefaultDrainTimeout      = 30 * time.Second
+	DefaultAPIAddress        = "127.0.0.1:9337"
+	DefaultConsulUnreachable = 30 * time.Second
 	DefaultOnWarning         = "serve"
 	DefaultStateFile         = "/var/lib/lvs-sync/state.json"
 )
@@ -128,6 +158,9 @@ const (
 // The raw structs mirror the HCL schema; gohcl decodes into them and reports
 // unknown attributes and blocks and type mismatches with their positions.
 type rawFile struct {
+	LogLevel        *string        `hcl:"log_level,optional"`
+	LogJSON         *bool          `hcl:"log_json,optional"`
+	API             []*rawAPI      `hcl:"api,block"`
 	Consul          []*rawConsul   `hcl:"consul,block"`
 	Director        []*rawDirector `hcl:"director,block"`
 	VirtualServices []*rawVS       `hcl:"virtual_service,block"`
@@ -150,9 +183,18 @@ type rawDirector struct {
 	VIPInterface      *string  `hcl:"vip_interface,optional"`
 	ReconcileInterval *string  `hcl:"reconcile_interval,optional"`
 	StateFile         *string  `hcl:"state_file,optional"`
+	CleanupOnExit     *bool    `hcl:"cleanup_on_exit,optional"`
 	Body              hcl.Body `hcl:",body"`
 	Remain            hcl.Body `hcl:",remain"`
 	DefRange          hcl.Range
+}
+
+type rawAPI struct {
+	Address                *string  `hcl:"address,optional"`
+	ConsulUnreachableAfter *string  `hcl:"consul_unreachable_after,optional"`
+	Body                   hcl.Body `hcl:",body"`
+	Remain                 hcl.Body `hcl:",remain"`
+	DefRange               hcl.Range
 }
 
 type rawVS struct {
@@ -270,11 +312,20 @@ var fileSchema, _ = gohcl.ImpliedBodySchema(&rawFile{})
 // decoded on its own, so that a problem in one hides none in the others.
 func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
-	cfg := &Config{Director: Director{ReconcileInterval: DefaultReconcileInterval, StateFile: DefaultStateFile}}
-	var consulAt, directorAt *hcl.Range
+	cfg := &Config{
+		Director: Director{ReconcileInterval: DefaultReconcileInterval, StateFile: DefaultStateFile},
+		API:      API{Address: DefaultAPIAddress, ConsulUnreachableAfter: DefaultConsulUnreachable},
+	}
+	var consulAt, directorAt, apiAt *hcl.Range
 	for _, body := range bodies {
 		content, d := body.Content(fileSchema)
 		diags = append(diags, d...)
+		if content == nil {
+			continue
+		}
+		for name, attr := range content.Attributes {
+			diags = append(diags, decodeTopAttr(cfg, name, attr)...)
+		}
 		for _, blk := range content.Blocks {
 			switch blk.Type {
 			case "consul":
@@ -304,6 +355,20 @@ func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 					continue
 				}
 				cfg.Director, d = decodeDirector(&rd)
+				diags = append(diags, d...)
+			case "api":
+				if apiAt != nil {
+					diags = append(diags, duplicateBlock("api", blk.DefRange, *apiAt))
+					continue
+				}
+				apiAt = blk.DefRange.Ptr()
+				ra := rawAPI{DefRange: blk.DefRange}
+				d, ok := decodeBlock(blk, &ra, &ra.Remain)
+				diags = append(diags, d...)
+				if !ok {
+					continue
+				}
+				cfg.API, d = decodeAPI(&ra)
 				diags = append(diags, d...)
 			case "virtual_service":
 				rv := rawVS{Name: blk.Labels[0], DefRange: blk.DefRange}
@@ -350,6 +415,52 @@ func decodeBlock(blk *hcl.Block, raw any, remain *hcl.Body) (diags hcl.Diagnosti
 		})
 	}
 	return diags, true
+}
+
+// decodeTopAttr decodes a top-level attribute: log_level or log_json.
+func decodeTopAttr(cfg *Config, name string, attr *hcl.Attribute) hcl.Diagnostics {
+	switch name {
+	case "log_level":
+		var v string
+		if d := gohcl.DecodeExpression(attr.Expr, nil, &v); d.HasErrors() {
+			return d
+		}
+		switch strings.ToLower(v) {
+		case "trace", "debug", "info", "warn", "error":
+			cfg.LogLevel = strings.ToLower(v)
+		default:
+			return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid log level",
+				Detail:  fmt.Sprintf("log_level: %q: want trace, debug, info, warn or error", v),
+				Subject: attr.Expr.Range().Ptr()}}
+		}
+	case "log_json":
+		if d := gohcl.DecodeExpression(attr.Expr, nil, &cfg.LogJSON); d.HasErrors() {
+			return d
+		}
+	}
+	return nil
+}
+
+func decodeAPI(ra *rawAPI) (API, hcl.Diagnostics) {
+	at := newAttrs("api", ra.Body, ra.DefRange)
+	var diags hcl.Diagnostics
+	a := API{Address: DefaultAPIAddress, ConsulUnreachableAfter: DefaultConsulUnreachable}
+	if ra.Address != nil {
+		a.Address = *ra.Address
+		if a.Address != "" {
+			if _, err := netip.ParseAddrPort(a.Address); err != nil {
+				diags = append(diags, at.errorf("address", "Invalid address", "%q is not IP:PORT (\"\" turns the API off)", a.Address))
+			}
+		}
+	}
+	if ra.ConsulUnreachableAfter != nil {
+		v, err := time.ParseDuration(*ra.ConsulUnreachableAfter)
+		if err != nil || v <= 0 {
+			diags = append(diags, at.errorf("consul_unreachable_after", "Invalid duration", "%q is not a positive duration such as \"30s\"", *ra.ConsulUnreachableAfter))
+		}
+		a.ConsulUnreachableAfter = v
+	}
+	return a, diags
 }
 
 func duplicateBlock(kind string, at, first hcl.Range) *hcl.Diagnostic {
@@ -438,6 +549,7 @@ func decodeDirector(rd *rawDirector) (Director, hcl.Diagnostics) {
 				"%q must be a duration of at least 1s, such as \"60s\"", *rd.ReconcileInterval))
 		}
 	}
+	d.CleanupOnExit = rd.CleanupOnExit != nil && *rd.CleanupOnExit
 	if rd.StateFile != nil {
 		d.StateFile = *rd.StateFile
 		if !filepath.IsAbs(d.StateFile) {

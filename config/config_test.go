@@ -105,6 +105,32 @@ func equalIgnoringRange(a, b VirtualService) bool {
 	return reflect.DeepEqual(a, b)
 }
 
+func TestOperationalSettings(t *testing.T) {
+	cfg, err := Parse([]byte(`log_level = "DEBUG"
+log_json  = true
+api {
+  address                  = "127.0.0.1:9400"
+  consul_unreachable_after = "10s"
+}
+director {
+  cleanup_on_exit = true
+}
+`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LogLevel != "debug" || !cfg.LogJSON || cfg.API != (API{Address: "127.0.0.1:9400", ConsulUnreachableAfter: 10 * time.Second}) || !cfg.Director.CleanupOnExit {
+		t.Errorf("config %+v", cfg)
+	}
+	cfg, err = Parse([]byte(``), "empty.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.Address != "127.0.0.1:9337" || cfg.API.ConsulUnreachableAfter != 30*time.Second || cfg.Director.CleanupOnExit {
+		t.Errorf("defaults %+v", cfg)
+	}
+}
+
 func TestInvalid(t *testing.T) {
 	vs := func(body string) string {
 		return "virtual_service \"web\" {\n" + body + "\n}\n"
@@ -217,6 +243,9 @@ maintenance_page = "/nonexistent/page.html"`), []string{`t.hcl:5:20: error: Inva
 forwarding = "gate"
 fallback = "local"
 maintenance_page = "testdata/broken-page.html"`), []string{`t.hcl:5:20: error: Invalid maintenance page`}},
+		{"bad api address", "api {\n  address = \"localhost:9337\"\n}\n", []string{`t.hcl:2:13: error: Invalid address; api: address:`}},
+		{"bad log level", "log_level = \"loud\"\n", []string{`t.hcl:1:13: error: Invalid log level`}},
+		{"two api blocks", "api {}\napi {}\n", []string{`t.hcl:2:1: error: Duplicate api block`}},
 		{"syntax error", "virtual_service \"web\" {\n  address = \n}\n", []string{`t.hcl:2:`}},
 		{"every problem at once", vs(`address = "10.0.0.1:0"
 forwarding = "nat"

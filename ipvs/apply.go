@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -54,6 +55,11 @@ type Result struct {
 	Applied int
 	// Failed services: their remaining changes were skipped.
 	Failed map[ServiceKey]error
+	// Done and Errors count the changes made and failed, by kind.
+	Done, Errors map[OpKind]int
+	// Foreign lists the services Reconcile saw in the kernel that are not
+	// lvs-sync's.
+	Foreign []ServiceKey
 }
 
 // Err joins the failures, or is nil.
@@ -73,18 +79,20 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	res := Result{Failed: map[ServiceKey]error{}}
+	res := Result{Failed: map[ServiceKey]error{}, Done: map[OpKind]int{}, Errors: map[OpKind]int{}}
 	for _, op := range plan {
 		if _, failed := res.Failed[op.Service]; failed {
 			continue
 		}
 		if err := applyOp(k, op); err != nil {
+			res.Errors[op.Kind]++
 			err = fmt.Errorf("%s: %w", op, err)
 			res.Failed[op.Service] = err
 			log.Error("kernel change failed; skipping the rest of this service", "service", op.Service, "error", err)
 			continue
 		}
 		res.Applied++
+		res.Done[op.Kind]++
 		switch op.Kind {
 		case AddService, UpdateService:
 			log.Info(op.Kind.String(), "service", op.Service, "scheduler", op.Spec.Scheduler,
@@ -176,13 +184,22 @@ func Reconcile(k Kernel, desired State, owned, scope func(ServiceKey) bool, adju
 	if err != nil {
 		return nil, Result{}, err
 	}
+	var foreign []ServiceKey
+	for key := range current {
+		if !owned(key) {
+			foreign = append(foreign, key)
+		}
+	}
+	slices.SortFunc(foreign, ServiceKey.Compare)
 	current = current.Filter(inScope)
 	desired = desired.Filter(inScope)
 	if adjust != nil {
 		desired = adjust(desired, current)
 	}
 	plan := Diff(desired, current, inScope)
-	return plan, Apply(k, plan, log), nil
+	res := Apply(k, plan, log)
+	res.Foreign = foreign
+	return plan, res, nil
 }
 
 // Filter returns the services for which keep holds.

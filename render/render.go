@@ -89,8 +89,8 @@ func Render(cfg *config.Config, snap catalog.Snapshot) Result {
 // flap damping (hold) and slow start. It is pure: time is h.Now.
 func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
 	res := Result{
-		State:   make(ipvs.State, len(cfg.VirtualServices)),
-		Owners:  make(map[ipvs.ServiceKey]string, len(cfg.VirtualServices)),
+		State:     make(ipvs.State, len(cfg.VirtualServices)),
+		Owners:    make(map[ipvs.ServiceKey]string, len(cfg.VirtualServices)),
 		Origins:   make(map[ipvs.ServiceKey]map[ipvs.RealKey]Origin, len(cfg.VirtualServices)),
 		Decisions: make(map[string][]Decision, len(cfg.VirtualServices)),
 	}

@@ -24,10 +24,12 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
+		"explain":    {"tell why a real server is in, out, or at its weight", runExplain},
 		"plan":       {"print the ipvsadm commands run would apply to the live kernel, changing nothing", runPlan},
 		"realserver": {"set this host up as a gate or ipip real server: VIPs and ARP sysctls", runRealServer},
 		"render":     {"print the desired IPVS state from the catalog, in ipvsadm -S -n format", runRender},
 		"run":        {"run the director: keep the kernel's IPVS table in step with Consul", runRun},
+		"status":     {"show the live IPVS table with what lvs-sync knows of each service and real", runStatus},
 		"validate":   {"check a config and print every problem with its position", runValidate},
 		"version":    {"print the version", runVersion},
 	}

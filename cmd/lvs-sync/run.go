@@ -2,17 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/fallback"
+	"github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/render"
@@ -21,16 +28,26 @@ import (
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", commands()["run"].synopsis, stderr)
 	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
-	level := fs.String("log-level", "info", "log `LEVEL`: trace, debug, info, warn or error")
-	json := fs.Bool("log-json", false, "log in JSON")
+	level := fs.String("log-level", "info", "log `LEVEL`: trace, debug, info, warn or error (default: the config's log_level, else info)")
+	jsonLogs := fs.Bool("log-json", false, "log in JSON (default: the config's log_json)")
+	autoreload := fs.Bool("autoreload", false, "reload the config when its files change, as on SIGHUP")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	log := newLogger(stderr, *level, *json)
 	cfg, ok := loadConfig(*path, fs, stderr)
 	if !ok {
 		return 1
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["log-level"] && cfg.LogLevel != "" {
+		*level = cfg.LogLevel
+	}
+	if !set["log-json"] && cfg.LogJSON {
+		*jsonLogs = true
+	}
+	log := newLogger(stderr, *level, *jsonLogs)
+
 	client, err := newConsulClient(cfg.Consul)
 	if err != nil {
 		log.Error("cannot set up the consul client", "error", err)
@@ -49,7 +66,10 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	pages := &fallback.Server{Log: log.Named("fallback")}
 	defer pages.Close()
-	opts := daemon.Options{Config: cfg, Health: client.Health(), Kernel: kernel, Ownership: own, Pages: pages, Logger: log}
+	registry := prometheus.NewRegistry()
+	metrics := daemon.NewMetrics(registry, versionString())
+	opts := daemon.Options{Config: cfg, Health: client.Health(), Kernel: kernel, Ownership: own, Pages: pages,
+		Metrics: metrics, Logger: log}
 	if cfg.Director.VIPInterface != "" {
 		opts.VIPs = &ipvs.VIPLink{Name: cfg.Director.VIPInterface, Log: log.Named("vip")}
 	}
@@ -58,14 +78,107 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", "error", err)
 		return 1
 	}
+	if cfg.API.Address != "" {
+		srv, err := api.Serve(cfg.API.Address, api.Handler(d, registry), log.Named("api"))
+		if err != nil {
+			log.Error("cannot serve the api", "address", cfg.API.Address, "error", err)
+			return 1
+		}
+		defer srv.Close()
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	reload := func(why string) {
+		next, err := config.Load(*path)
+		var diags *config.DiagnosticsError
+		switch {
+		case errors.As(err, &diags):
+			metrics.ConfigReload(false)
+			log.Error("config reload rejected; the running config stays", "trigger", why, "config", *path, "problems", len(diags.Diags))
+			for _, line := range strings.Split(diags.Error(), "\n") {
+				log.Error("config problem", "diagnostic", line)
+			}
+		case err != nil:
+			metrics.ConfigReload(false)
+			log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
+		default:
+			metrics.ConfigReload(true)
+			log.Info("config reloaded", "trigger", why, "config", *path, "virtual_services", len(next.VirtualServices))
+			d.Reload(next)
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		var changes <-chan struct{}
+		if *autoreload {
+			changes = watchFiles(ctx, *path, time.Second)
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload("SIGHUP")
+			case <-changes:
+				reload("file change")
+			}
+		}
+	}()
+
 	log.Info("starting", "version", versionString(), "config", *path, "pid", os.Getpid())
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped", "error", err)
 		return 1
 	}
+	if cfg.Director.CleanupOnExit {
+		if err := d.Cleanup(); err != nil {
+			log.Error("cleanup on exit failed", "error", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// watchFiles signals when the config's files change (checked every
+// interval): their names, sizes or modification times.
+func watchFiles(ctx context.Context, path string, interval time.Duration) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	fingerprint := func() string {
+		var b strings.Builder
+		files := []string{path}
+		if info, err := os.Stat(path); err == nil && info.IsDir() {
+			files, _ = filepath.Glob(filepath.Join(path, "*.hcl"))
+		}
+		for _, f := range files {
+			if info, err := os.Stat(f); err == nil {
+				fmt.Fprintf(&b, "%s %d %d\n", f, info.Size(), info.ModTime().UnixNano())
+			}
+		}
+		return b.String()
+	}
+	go func() {
+		last := fingerprint()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if now := fingerprint(); now != last {
+					last = now
+					select {
+					case ch <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return ch
 }
 
 func runPlan(args []string, stdout, stderr io.Writer) int {

@@ -1,7 +1,8 @@
 // Package daemon is the loop of `lvs-sync run`: watch the catalog, render
 // the desired state, diff it against the kernel and apply the difference,
 // on every change (coalesced), on a timer to repair drift, and again with
-// backoff after a failure.
+// backoff after a failure. It also answers what the operator asks of a
+// running lvs-sync: its status, why a real is where it is, its health.
 package daemon
 
 import (
@@ -12,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,7 +46,9 @@ type Options struct {
 	Pages PageServer
 	// Ownership records the services lvs-sync made (default: in memory).
 	Ownership *Ownership
-	Logger    hclog.Logger
+	// Metrics, when set, is kept up to date.
+	Metrics *Metrics
+	Logger  hclog.Logger
 	// MinWait and MaxWait coalesce bursts of catalog changes: a sync waits
 	// until no change came for MinWait, but no longer than MaxWait after
 	// the first (defaults 50ms and 500ms).
@@ -52,8 +56,8 @@ type Options struct {
 	// RetryBase and RetryMax bound the backoff after a failed sync
 	// (defaults 250ms and 30s).
 	RetryBase, RetryMax time.Duration
-	// Watch tunes the catalog watcher; its Datacenter and Logger are set
-	// from the config and Logger.
+	// Watch tunes the catalog watcher; its Datacenter, Logger and Observer
+	// are set by the daemon.
 	Watch catalog.Options
 	// OnSync, if set, is called after every sync attempt.
 	OnSync func(Report)
@@ -62,7 +66,7 @@ type Options struct {
 // Report describes one sync.
 type Report struct {
 	At      time.Time
-	Reason  string // "catalog", "reconcile" or "retry"
+	Reason  string // "catalog", "reconcile", "retry" or "timer"
 	Plan    ipvs.Plan
 	Applied int
 	Err     error
@@ -72,8 +76,12 @@ type Report struct {
 
 // Daemon runs the sync loop.
 type Daemon struct {
-	opts Options
-	log  hclog.Logger
+	opts   Options
+	log    hclog.Logger
+	reload chan *config.Config
+
+	// Owned by the loop's goroutine.
+	cfg *config.Config
 	// notes already logged, so a bad instance warns once, not every sync.
 	logged map[string]bool
 	// lastApplied is the desired state of the last sync that fully
@@ -85,6 +93,29 @@ type Daemon struct {
 	drainer *ipvs.Drainer
 	// wake is when time alone calls for a sync (zero: never).
 	wake time.Time
+
+	// Shared with Status, Explain and Health, under mu.
+	mu        sync.Mutex
+	shared    sharedState
+	consulMu  sync.Mutex
+	lastQuery map[string]queryState
+}
+
+// sharedState is what the loop publishes after each sync.
+type sharedState struct {
+	cfg       *config.Config
+	synced    time.Time // first successful sync; zero before
+	lastSync  time.Time
+	lastErr   error
+	result    render.Result
+	draining  map[ipvs.ServiceKey]map[ipvs.RealKey]time.Time
+	changedAt map[string]time.Time // decisionKey → when it last changed
+	signature map[string]string
+}
+
+type queryState struct {
+	lastOK, lastErrAt time.Time
+	err               error
 }
 
 // New checks the options and fills in defaults.
@@ -110,15 +141,47 @@ func New(opts Options) (*Daemon, error) {
 	if opts.RetryMax == 0 {
 		opts.RetryMax = 30 * time.Second
 	}
-	opts.Watch.Datacenter = opts.Config.Consul.Datacenter
-	opts.Watch.Logger = opts.Logger.Named("catalog")
-	d := &Daemon{opts: opts, log: opts.Logger, logged: map[string]bool{}}
+	d := &Daemon{
+		opts:      opts,
+		log:       opts.Logger,
+		reload:    make(chan *config.Config, 1),
+		logged:    map[string]bool{},
+		lastQuery: map[string]queryState{},
+	}
+	d.opts.Watch.Logger = opts.Logger.Named("catalog")
+	d.opts.Watch.Observer = d
+	d.setConfig(opts.Config)
+	d.shared.changedAt = map[string]time.Time{}
+	d.shared.signature = map[string]string{}
+	return d, nil
+}
+
+// setConfig makes cfg the one the loop works with.
+func (d *Daemon) setConfig(cfg *config.Config) {
+	d.cfg = cfg
+	d.opts.Watch.Datacenter = cfg.Consul.Datacenter
 	timeouts := map[ipvs.ServiceKey]time.Duration{}
-	for _, vs := range opts.Config.VirtualServices {
+	for _, vs := range cfg.VirtualServices {
 		timeouts[vs.Key()] = vs.DrainTimeout
 	}
-	d.drainer = &ipvs.Drainer{Timeout: func(k ipvs.ServiceKey) time.Duration { return timeouts[k] }}
-	return d, nil
+	if d.drainer == nil {
+		d.drainer = &ipvs.Drainer{}
+	}
+	d.drainer.Timeout = func(k ipvs.ServiceKey) time.Duration { return timeouts[k] }
+	d.mu.Lock()
+	d.shared.cfg = cfg
+	d.mu.Unlock()
+}
+
+// Reload hands the loop a new, already validated config. Services added,
+// changed and removed are applied as a diff at the next sync, once the new
+// set of Consul services has answered.
+func (d *Daemon) Reload(cfg *config.Config) {
+	select {
+	case <-d.reload: // a newer one replaces a pending one
+	default:
+	}
+	d.reload <- cfg
 }
 
 // pages lists the local maintenance pages the config asks for.
@@ -132,57 +195,69 @@ func pages(cfg *config.Config) []fallback.Page {
 	return ps
 }
 
-// Run syncs until ctx ends. It never applies anything before the first
-// complete snapshot, and on return it leaves the kernel as it is.
-func (d *Daemon) Run(ctx context.Context) error {
-	cfg := d.opts.Config
+func watched(cfg *config.Config) []string {
 	services := make([]string, 0, len(cfg.VirtualServices))
 	for _, vs := range cfg.VirtualServices {
 		services = append(services, vs.Service)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	return services
+}
+
+// startWatch serves the config's pages and starts watching its services,
+// until the returned cancel is called.
+func (d *Daemon) startWatch(ctx context.Context) (<-chan catalog.Snapshot, context.CancelFunc) {
 	if d.opts.Pages != nil {
-		if err := d.opts.Pages.Update(pages(cfg)); err != nil {
+		if err := d.opts.Pages.Update(pages(d.cfg)); err != nil {
 			d.log.Error("cannot serve a maintenance page", "error", err)
 		}
 	}
-	snaps := catalog.NewWatcher(d.opts.Health, services, d.opts.Watch).Run(ctx)
-	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(cfg.VirtualServices))
+	services := watched(d.cfg)
+	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(d.cfg.VirtualServices))
+	ctx, cancel := context.WithCancel(ctx)
+	return catalog.NewWatcher(d.opts.Health, services, d.opts.Watch).Run(ctx), cancel
+}
+
+// Run syncs until ctx ends. It never applies anything before the first
+// complete snapshot, and on return it leaves the kernel as it is.
+func (d *Daemon) Run(ctx context.Context) error {
+	snaps, stopWatch := d.startWatch(ctx)
+	defer func() { stopWatch() }()
 
 	var (
-		snap                *catalog.Snapshot
-		quiet, deadline     timer
-		reconcile, retry    timer
-		wake                timer
-		failures            int
-		reconcileInterval   = cfg.Director.ReconcileInterval
-		reconcileWithJitter = func() time.Duration {
-			return reconcileInterval + rand.N(reconcileInterval/10+1)
-		}
+		snap                     *catalog.Snapshot
+		pendingSince             time.Time // first catalog answer not yet applied
+		quiet, deadline          timer
+		reconcile, retry, wakeup timer
+		failures                 int
 	)
 	defer quiet.stop()
 	defer deadline.stop()
 	defer reconcile.stop()
 	defer retry.stop()
-	defer wake.stop()
+	defer wakeup.stop()
 
 	sync := func(reason string) {
 		quiet.stop()
 		deadline.stop()
 		retry.stop()
-		wake.stop()
-		if err := d.sync(*snap, reason); err != nil {
+		wakeup.stop()
+		applied, err := d.sync(*snap, reason)
+		if err != nil {
 			failures++
 			delay := min(d.opts.RetryBase<<min(failures-1, 16), d.opts.RetryMax)
 			d.log.Error("sync failed; keeping what the kernel has and retrying", "error", err, "retry_in", delay, "failures", failures)
 			retry.start(delay)
 		} else {
 			failures = 0
+			if reason == "catalog" && applied && !pendingSince.IsZero() && d.opts.Metrics != nil {
+				d.opts.Metrics.applyLatency.Observe(time.Since(pendingSince).Seconds())
+			}
+			pendingSince = time.Time{}
 		}
-		reconcile.start(reconcileWithJitter())
+		interval := d.cfg.Director.ReconcileInterval
+		reconcile.start(interval + rand.N(interval/10+1))
 		if !d.wake.IsZero() {
-			wake.start(max(time.Until(d.wake), time.Millisecond))
+			wakeup.start(max(time.Until(d.wake), time.Millisecond))
 		}
 	}
 
@@ -191,14 +266,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			d.log.Info("stopping; the kernel table is left as it is")
 			return nil
+		case cfg := <-d.reload:
+			d.log.Info("reloading the config", "virtual_services", len(cfg.VirtualServices))
+			stopWatch()
+			d.setConfig(cfg)
+			d.lastApplied = nil // the next sync compares everything
+			snap = nil          // and waits for the new services to answer
+			quiet.stop()
+			deadline.stop()
+			snaps, stopWatch = d.startWatch(ctx)
 		case s, ok := <-snaps:
 			if !ok {
-				return nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue // a stopped watcher of a config reloaded away
 			}
 			if snap == nil {
 				d.log.Info("first complete catalog snapshot", "services", len(s.Services))
 			}
 			snap = &s
+			if pendingSince.IsZero() {
+				pendingSince = time.Now()
+			}
 			d.tracker.Observe(s, time.Now())
 			quiet.start(d.opts.MinWait)
 			if !deadline.running() {
@@ -209,24 +299,32 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-deadline.c():
 			sync("catalog")
 		case <-reconcile.c():
-			sync("reconcile")
+			if snap != nil {
+				sync("reconcile")
+			}
 		case <-retry.c():
-			sync("retry")
-		case <-wake.c():
-			sync("timer")
+			if snap != nil {
+				sync("retry")
+			}
+		case <-wakeup.c():
+			if snap != nil {
+				sync("timer")
+			}
 		}
 	}
 }
 
-// sync renders the snapshot and makes the kernel match it.
-func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
+// sync renders the snapshot and makes the kernel match it. applied tells
+// whether it changed the kernel.
+func (d *Daemon) sync(snap catalog.Snapshot, reason string) (applied bool, err error) {
 	start := time.Now()
 	now := start
-	res := render.RenderAt(d.opts.Config, snap, d.tracker.At(now))
+	res := render.RenderAt(d.cfg, snap, d.tracker.At(now))
 	d.logNotes(res.Notes)
 	report := Report{At: start, Reason: reason, Desired: res}
 	defer func() {
 		report.Err = err
+		d.publish(report)
 		if d.opts.OnSync != nil {
 			d.opts.OnSync(report)
 		}
@@ -249,28 +347,29 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
 		if len(changed) == 0 {
 			d.wake = res.NextChange
 			d.log.Debug("synced", "reason", reason, "changes", 0, "scope", "none", "took", time.Since(start))
-			return nil
+			return false, nil
 		}
 		scope = func(k ipvs.ServiceKey) bool { return changed[k] }
 	}
 	own := d.opts.Ownership
 	owned := func(k ipvs.ServiceKey) bool { return own.Owns(k) || desired[k] != nil }
 	var drainNext time.Time
+	var adjusted ipvs.State
 	adjust := func(desired, current ipvs.State) ipvs.State {
-		var out ipvs.State
-		out, drainNext = d.drainer.Adjust(desired, current, now)
-		return out
+		adjusted, drainNext = d.drainer.Adjust(desired, current, now)
+		return adjusted
 	}
 	plan, result, err := ipvs.Reconcile(d.opts.Kernel, desired, owned, scope, adjust, d.log.Named("ipvs"))
 	if err != nil {
 		d.lastApplied = nil
-		return fmt.Errorf("reading the kernel: %w", err)
+		return false, fmt.Errorf("reading the kernel: %w", err)
 	}
 	report.Plan, report.Applied = plan, result.Applied
+	d.opts.Metrics.sawSync(result, scope == nil, len(result.Foreign))
 	d.wake = res.NextChange
 	if len(d.drainer.Draining()) > 0 {
 		// Poll the draining reals' connections each second, up to the
-		// first drain timeout.
+		// first drain deadline.
 		poll := now.Add(time.Second)
 		if !drainNext.IsZero() && drainNext.Before(poll) {
 			poll = drainNext
@@ -312,9 +411,9 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (err error) {
 			"failed_services", len(result.Failed), "took", time.Since(start).Round(time.Microsecond))
 	}
 	if err := result.Err(); err != nil {
-		return err
+		return result.Applied > 0, err
 	}
-	return vipErr
+	return result.Applied > 0, vipErr
 }
 
 // withoutMaintenance drops the reals of instances in maintenance from the
@@ -344,21 +443,49 @@ func (d *Daemon) syncVIPs(desired ipvs.State, previously []ipvs.ServiceKey) erro
 	if d.opts.VIPs == nil {
 		return nil
 	}
-	var want []netip.Addr
-	for k := range desired {
-		if k.FWMark == 0 && !slices.Contains(want, k.Addr) {
-			want = append(want, k.Addr)
-		}
-	}
-	slices.SortFunc(want, netip.Addr.Compare)
-	wasOurs := map[netip.Addr]bool{}
-	for _, k := range previously {
-		wasOurs[k.Addr] = true
-	}
-	_, _, err := d.opts.VIPs.Sync(want, func(a netip.Addr) bool { return wasOurs[a] })
+	wasOurs := vipsOfKeys(previously)
+	_, _, err := d.opts.VIPs.Sync(vipsOfKeys(slices.Collect(maps.Keys(desired))), func(a netip.Addr) bool { return slices.Contains(wasOurs, a) })
 	if err != nil {
 		return fmt.Errorf("syncing vips: %w", err)
 	}
+	return nil
+}
+
+// vipsOfKeys lists the VIPs of services, sorted, each once.
+func vipsOfKeys(keys []ipvs.ServiceKey) []netip.Addr {
+	var vips []netip.Addr
+	for _, k := range keys {
+		if k.FWMark == 0 && !slices.Contains(vips, k.Addr) {
+			vips = append(vips, k.Addr)
+		}
+	}
+	slices.SortFunc(vips, netip.Addr.Compare)
+	return vips
+}
+
+// Cleanup removes every virtual service lvs-sync owns, and their VIPs: what
+// cleanup_on_exit asks for when lvs-sync stops. Call it after Run returned.
+func (d *Daemon) Cleanup() error {
+	own := d.opts.Ownership
+	keys := own.Keys()
+	var plan ipvs.Plan
+	for _, k := range keys {
+		plan = append(plan, ipvs.Op{Kind: ipvs.DeleteService, Service: k})
+	}
+	res := ipvs.Apply(d.opts.Kernel, plan, d.log.Named("ipvs"))
+	if d.opts.VIPs != nil {
+		ours := vipsOfKeys(keys)
+		if _, _, err := d.opts.VIPs.Sync(nil, func(a netip.Addr) bool { return slices.Contains(ours, a) }); err != nil {
+			return fmt.Errorf("removing vips: %w", err)
+		}
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	if err := own.Set(map[ipvs.ServiceKey]bool{}); err != nil {
+		d.log.Warn("cannot save which services lvs-sync owns", "error", err)
+	}
+	d.log.Info("cleaned up on exit", "services", len(keys))
 	return nil
 }
 

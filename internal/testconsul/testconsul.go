@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,7 +29,11 @@ type Agent struct {
 	NodeName string
 	Client   *api.Client
 	LogPath  string
+	stop     func()
 }
+
+// Stop stops the agent now (it is stopped at the end of the test anyway).
+func (a *Agent) Stop() { a.stop() }
 
 // Binary finds the consul binary, or fails the test.
 func Binary(t testing.TB) string {
@@ -95,14 +100,20 @@ func Start(t testing.TB) *Agent {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
+	var once sync.Once
+	a.stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		a.stop()
 		logFile.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(a.LogPath); err == nil && len(b) > 0 {

@@ -1,0 +1,164 @@
+package daemon
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/render"
+)
+
+// Metrics are lvs-sync's Prometheus metrics. A nil *Metrics records
+// nothing, so the daemon needs none.
+type Metrics struct {
+	catalogQueries  *prometheus.CounterVec
+	catalogErrors   *prometheus.CounterVec
+	catalogIndex    *prometheus.GaugeVec
+	applyLatency    prometheus.Histogram
+	kernelOps       *prometheus.CounterVec
+	syncs           *prometheus.CounterVec
+	realsDesired    *prometheus.GaugeVec
+	realsApplied    *prometheus.GaugeVec
+	realsByState    *prometheus.GaugeVec
+	foreignServices prometheus.Gauge
+	configReloads   *prometheus.CounterVec
+	draining        prometheus.Gauge
+	lastSyncSuccess prometheus.Gauge
+}
+
+// NewMetrics registers lvs-sync's metrics, and the Go and process ones.
+func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
+	m := &Metrics{
+		catalogQueries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_catalog_queries_total",
+			Help: "Blocking queries answered by Consul, by Consul service."}, []string{"service"}),
+		catalogErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_catalog_query_errors_total",
+			Help: "Blocking queries that failed, by Consul service."}, []string{"service"}),
+		catalogIndex: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_catalog_last_index",
+			Help: "The Consul index of the last answer, by Consul service."}, []string{"service"}),
+		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lvs_sync_catalog_to_kernel_seconds",
+			Help:    "Time from a catalog answer to its change applied in the kernel.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+		kernelOps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_kernel_operations_total",
+			Help: "IPVS changes made, by kind (add_service, update_real, ...) and result (ok, error)."}, []string{"op", "result"}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_syncs_total",
+			Help: "Syncs of the kernel with the desired state, by scope (changed, all) and result."}, []string{"scope", "result"}),
+		realsDesired: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals_desired",
+			Help: "Real servers the last render wants, by virtual service."}, []string{"virtual_service"}),
+		realsApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals_applied",
+			Help: "Real servers in the kernel after the last successful sync, by virtual service."}, []string{"virtual_service"}),
+		realsByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals",
+			Help: "Real servers by virtual service and state: serving, quiesced, draining, fallback."}, []string{"virtual_service", "state"}),
+		foreignServices: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_foreign_services",
+			Help: "Virtual services in the kernel that lvs-sync does not own, seen at the last full sync."}),
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_config_reloads_total",
+			Help: "Config reloads, by result (ok, error)."}, []string{"result"}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_reals_draining",
+			Help: "Real servers at weight 0 waiting for their connections to end."}),
+		lastSyncSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_last_sync_success",
+			Help: "1 if the last sync succeeded, else 0."}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_build_info",
+		Help: "A constant 1, labelled with lvs-sync's version and Go version."}, []string{"version", "goversion"})
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+	reg.MustRegister(m.catalogQueries, m.catalogErrors, m.catalogIndex, m.applyLatency, m.kernelOps, m.syncs,
+		m.realsDesired, m.realsApplied, m.realsByState, m.foreignServices, m.configReloads, m.draining,
+		m.lastSyncSuccess, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+var opLabels = map[ipvs.OpKind]string{
+	ipvs.AddService: "add_service", ipvs.UpdateService: "update_service", ipvs.DeleteService: "delete_service",
+	ipvs.AddReal: "add_real", ipvs.UpdateReal: "update_real", ipvs.DeleteReal: "delete_real",
+}
+
+// ConfigReload counts a reload.
+func (m *Metrics) ConfigReload(ok bool) {
+	if m == nil {
+		return
+	}
+	m.configReloads.WithLabelValues(result(ok)).Inc()
+}
+
+func result(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "error"
+}
+
+func (m *Metrics) sawQuery(service string, index uint64, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.catalogErrors.WithLabelValues(service).Inc()
+		return
+	}
+	m.catalogQueries.WithLabelValues(service).Inc()
+	m.catalogIndex.WithLabelValues(service).Set(float64(index))
+}
+
+func (m *Metrics) sawSync(res ipvs.Result, full bool, foreign int) {
+	if m == nil {
+		return
+	}
+	for kind, n := range res.Done {
+		m.kernelOps.WithLabelValues(opLabels[kind], "ok").Add(float64(n))
+	}
+	for kind, n := range res.Errors {
+		m.kernelOps.WithLabelValues(opLabels[kind], "error").Add(float64(n))
+	}
+	scope := "changed"
+	if full {
+		scope = "all"
+		m.foreignServices.Set(float64(foreign))
+	}
+	m.syncs.WithLabelValues(scope, result(res.Err() == nil)).Inc()
+}
+
+// sawState sets the per-service gauges from a sync's outcome.
+func (m *Metrics) sawState(cfg *config.Config, res render.Result, draining map[ipvs.ServiceKey]map[ipvs.RealKey]time.Time, ok bool) {
+	if m == nil {
+		return
+	}
+	m.lastSyncSuccess.Set(map[bool]float64{true: 1, false: 0}[ok])
+	m.realsByState.Reset()
+	m.realsDesired.Reset()
+	total := 0
+	for _, vs := range cfg.VirtualServices {
+		k := vs.Key()
+		svc := res.State[k]
+		if svc == nil {
+			continue
+		}
+		counts := map[string]int{"serving": 0, "quiesced": 0, "draining": len(draining[k]), "fallback": 0}
+		total += len(draining[k])
+		for rk, r := range svc.Reals {
+			switch src := res.Origins[k][rk].Source; {
+			case src == render.SourceFallback:
+				counts["fallback"]++
+			case src == render.SourceMaintenance:
+				if _, d := draining[k][rk]; !d {
+					continue // drained and gone, or draining (counted)
+				}
+			case r.Weight > 0:
+				counts["serving"]++
+			default:
+				counts["quiesced"]++
+			}
+		}
+		for state, n := range counts {
+			m.realsByState.WithLabelValues(vs.Name, state).Set(float64(n))
+		}
+		m.realsDesired.WithLabelValues(vs.Name).Set(float64(len(svc.Reals)))
+		if ok {
+			m.realsApplied.WithLabelValues(vs.Name).Set(float64(counts["serving"] + counts["quiesced"] + counts["fallback"] + counts["draining"]))
+		}
+	}
+	m.draining.Set(float64(total))
+}
