@@ -1,0 +1,157 @@
+//go:build vmguest
+
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func apiHealth(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:9337/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// kernelOpsAfter returns the kernel changes lvs-sync logged after mark.
+func kernelOpsAfter(log, mark string) []string {
+	_, after, _ := strings.Cut(log, mark)
+	var ops []string
+	for _, line := range strings.Split(after, "\n") {
+		if i := strings.Index(line, `command="`); i >= 0 {
+			ops = append(ops, strings.TrimSuffix(line[i+len(`command="`):], `"`))
+		}
+	}
+	return ops
+}
+
+// TestSighupReload: a broken config is rejected with its diagnostics while
+// everything keeps serving; a good one that adds and removes services
+// changes exactly those in the kernel.
+func TestSighupReload(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	path := writeConfig(t, false)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLVS(t, path)
+	l.waitSynced(t)
+	waitFor(t, "converged", 15*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 && len(realsOf(t, vipMasq)) == 3 })
+	waitFor(t, "healthy", 5*time.Second, func() bool { return apiHealth(t) == 200 })
+	before := ipvsadm(t, "-Sn")
+
+	broken := strings.Replace(string(good), `forwarding = "masq"`, `forwarding = "nat"`, 1)
+	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = l.cmd.Process.Signal(syscall.SIGHUP)
+	diag := regexp.MustCompile(`config problem: diagnostic="[^"]*lvs-sync.hcl:\d+:\d+: error: Invalid forwarding method`)
+	waitFor(t, "the broken config rejected with its diagnostics", 5*time.Second, func() bool {
+		return strings.Contains(l.logText(), "config reload rejected; the running config stays") && diag.MatchString(l.logText())
+	})
+	t.Logf("rejected: %s", diag.FindString(l.logText()))
+	for _, vip := range []string{vipGate, vipMasq} {
+		if _, err := get(vip); err != nil {
+			t.Errorf("%s stopped serving after a broken reload: %v", vip, err)
+		}
+	}
+	if after := ipvsadm(t, "-Sn"); after != before || apiHealth(t) != 200 {
+		t.Errorf("a broken reload changed the kernel or the health:\n%s", after)
+	}
+
+	// web-masq leaves, web-ipip comes: exactly those change.
+	mark := "reloading the config"
+	next := strings.Replace(string(good), `virtual_service "web-masq"`, `virtual_service "web-ipip"`, 1)
+	next = strings.Replace(next, `address    = "10.10.10.61:80"
+  forwarding = "masq"`, `address    = "10.10.10.62:80"
+  forwarding = "ipip"`, 1)
+	if err := os.WriteFile(path, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = l.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the new services in the kernel", 10*time.Second, func() bool {
+		return len(realsOf(t, vipIPIP)) == 3 && realsOf(t, vipMasq) == nil
+	})
+	waitFor(t, "the VIPs follow", 5*time.Second, func() bool {
+		out, _ := sh("/sbin/ip", "-br", "addr", "show", "lvs0")
+		return strings.Contains(out, vipIPIP+"/32") && !strings.Contains(out, vipMasq+"/32")
+	})
+	ops := kernelOpsAfter(l.logText(), mark)
+	t.Logf("kernel changes after the reload:\n%s", strings.Join(ops, "\n"))
+	for _, op := range ops {
+		if strings.Contains(op, vipGate) {
+			t.Errorf("the reload touched the unchanged web-gate: %s", op)
+		}
+	}
+	want := []string{"ipvsadm -A -t 10.10.10.62:80 -s rr", "ipvsadm -D -t 10.10.10.61:80"}
+	for _, w := range want {
+		found := false
+		for _, op := range ops {
+			found = found || op == w
+		}
+		if !found {
+			t.Errorf("no %q among the changes", w)
+		}
+	}
+	if _, err := get(vipIPIP); err != nil {
+		t.Errorf("the new ipip service does not answer: %v", err)
+	}
+
+	// And the CLI against the running daemon.
+	out, err := sh("/bin/lvs-sync", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("lvs-sync status:\n%s", out)
+	for _, w := range []string{"web-gate (web)", "web-ipip (web)", "/ web1 / passing / passing", "Tunnel"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status lacks %q", w)
+		}
+	}
+	out, err = sh("/bin/lvs-sync", "explain", "web-gate", "web2")
+	if err != nil || !strings.Contains(out, "rule: passing: weight = Consul Weights.Passing (1)") {
+		t.Errorf("explain: %v\n%s", err, out)
+	}
+}
+
+// TestCleanupOnExit: with cleanup_on_exit, stopping lvs-sync removes its
+// services and VIPs, and nothing else.
+func TestCleanupOnExit(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	ipvsadm(t, "-A", "-t", "10.10.10.99:80", "-s", "sh")
+	defer ipvsadm(t, "-D", "-t", "10.10.10.99:80")
+	path := writeConfig(t, false)
+	src, _ := os.ReadFile(path)
+	src = []byte(strings.Replace(string(src), `state_file         = "/tmp/lvs-sync/state.json"`,
+		"state_file         = \"/tmp/lvs-sync/state.json\"\n  cleanup_on_exit    = true", 1))
+	if err := os.WriteFile(path, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := startLVS(t, path)
+	l.waitSynced(t)
+	waitFor(t, "converged", 15*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 })
+	l.stop(t, syscall.SIGTERM)
+	if realsOf(t, vipGate) != nil || realsOf(t, vipMasq) != nil {
+		t.Errorf("services left after cleanup_on_exit:\n%s", ipvsadm(t, "-Ln"))
+	}
+	if !strings.Contains(ipvsadm(t, "-Ln"), "10.10.10.99:80") {
+		t.Error("cleanup_on_exit removed a foreign service")
+	}
+	out, _ := sh("/sbin/ip", "-br", "addr", "show", "lvs0")
+	if strings.Contains(out, vipGate) || strings.Contains(out, vipMasq) {
+		t.Errorf("VIPs left on lvs0: %s", out)
+	}
+	if !strings.Contains(l.logText(), "cleaned up on exit") {
+		t.Errorf("no cleanup logged:\n%s", l.logText())
+	}
+}
