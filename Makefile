@@ -22,15 +22,20 @@ build: ## build bin/lvs-sync (static)
 
 .PHONY: consul
 consul: ## build the real Consul agent into $(LVS_SYNC_CACHE), once
-	@scripts/build-consul.sh
+	@scripts/build-tool.sh consul
+
+.PHONY: nomad
+nomad: ## build the real Nomad agent into $(LVS_SYNC_CACHE), once
+	@scripts/build-tool.sh nomad
 
 .PHONY: test
-test: consul vm-assets ## run every test: unit, real Consul, and real traffic in a real kernel (VM)
-	LVS_SYNC_CONSUL=$$(scripts/build-consul.sh) $(GO) test -race -count=1 -timeout 30m ./...
+test: consul nomad vm-assets ## run every test: unit, real Consul and Nomad, and real traffic in a real kernel (VM)
+	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) LVS_SYNC_NOMAD=$$(scripts/build-tool.sh nomad) \
+		$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: e2e
 e2e: consul vm-assets ## only the real-kernel tests: boot Debian's kernel under qemu, real traffic
-	LVS_SYNC_CONSUL=$$(scripts/build-consul.sh) $(GO) test -count=1 -timeout 30m -v -run TestInKernel ./e2e
+	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -count=1 -timeout 30m -v -run TestInKernel ./e2e
 
 .PHONY: vm-assets
 vm-assets: ## install qemu and stage Debian's kernel, modules and tools into $(LVS_SYNC_CACHE), once
@@ -56,5 +61,5 @@ clean: ## remove build output (the cache in $(LVS_SYNC_CACHE) stays)
 
 .PHONY: demo
 demo: consul vm-assets ## the embedded demo: Consul on the host, lvs-sync and real traffic in a VM
-	@LVS_SYNC_CONSUL=$$(scripts/build-consul.sh) LVS_SYNC_E2E_RUN='^TestDemo$$' LVS_SYNC_E2E_RAW=1 \
+	@LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) LVS_SYNC_E2E_RUN='^TestDemo$$' LVS_SYNC_E2E_RAW=1 \
 		$(GO) test -count=1 -timeout 30m -v -run TestInKernel ./e2e | grep -v '^=== RUN\|^--- PASS\|^PASS\|^ok '

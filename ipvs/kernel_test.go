@@ -174,7 +174,7 @@ func TestVIPLink(t *testing.T) {
 	}
 	// An address added by hand is never lvs-sync's.
 	hand := netip.MustParseAddr("192.0.2.7")
-	if err := addHostAddr(l, hand); err != nil {
+	if _, err := addHostAddr(l, hand); err != nil {
 		t.Fatal(err)
 	}
 	ours := map[netip.Addr]bool{a: true, b: true, c: true}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
@@ -43,7 +44,7 @@ func (v *VIPLink) Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, r
 		if have[a] {
 			continue
 		}
-		if err := addHostAddr(link, a); err != nil {
+		if _, err := addHostAddr(link, a); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -139,11 +140,16 @@ func hostAddr(a netip.Addr) *netlink.Addr {
 	return addr
 }
 
-func addHostAddr(link netlink.Link, a netip.Addr) error {
-	if err := netlink.AddrAdd(link, hostAddr(a)); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("adding %s to %s: %w", a, link.Attrs().Name, err)
+// addHostAddr adds a host address; added is false if it was there.
+func addHostAddr(link netlink.Link, a netip.Addr) (added bool, err error) {
+	err = netlink.AddrAdd(link, hostAddr(a))
+	switch {
+	case errors.Is(err, unix.EEXIST):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("adding %s to %s: %w", a, link.Attrs().Name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // RealServer configures this host as a real server of gate (direct
@@ -198,10 +204,13 @@ func RealServer(vips []netip.Addr, mode Forward, remove bool, log hclog.Logger) 
 				[2]string{"net/ipv4/conf/tunl0/rp_filter", "0"})
 		}
 		for _, s := range sysctls {
-			if err := writeSysctl(s[0], s[1]); err != nil {
+			changed, err := writeSysctl(s[0], s[1])
+			if err != nil {
 				return err
 			}
-			log.Info("set sysctl", "key", s[0], "value", s[1])
+			if changed {
+				log.Info("set sysctl", "key", s[0], "value", s[1])
+			}
 		}
 	}
 	for _, a := range vips {
@@ -212,18 +221,25 @@ func RealServer(vips []netip.Addr, mode Forward, remove bool, log hclog.Logger) 
 			log.Info("removed vip", "link", name, "vip", a)
 			continue
 		}
-		if err := addHostAddr(link, a); err != nil {
+		added, err := addHostAddr(link, a)
+		if err != nil {
 			return err
 		}
-		log.Info("added vip", "link", name, "vip", a)
+		if added {
+			log.Info("added vip", "link", name, "vip", a)
+		}
 	}
 	return nil
 }
 
-func writeSysctl(key, value string) error {
+// writeSysctl sets a sysctl; changed is false if it had that value.
+func writeSysctl(key, value string) (changed bool, err error) {
 	p := filepath.Join("/proc/sys", key)
-	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("setting %s=%s: %w", key, value, err)
+	if old, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(old)) == value {
+		return false, nil
 	}
-	return nil
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return false, fmt.Errorf("setting %s=%s: %w", key, value, err)
+	}
+	return true, nil
 }

@@ -31,22 +31,42 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 }
 
 func runRender(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("render", commands()["render"].synopsis, stderr)
+	c, code := renderCatalog("render", args, stderr)
+	if c == nil {
+		return code
+	}
+	fmt.Fprint(stdout, c.res.State.String())
+	return 0
+}
+
+// rendered is what render and plan start from: the config and the desired
+// state rendered from one read of the catalog.
+type rendered struct {
+	cfg *config.Config
+	res render.Result
+	log hclog.Logger
+}
+
+// renderCatalog parses the flags render and plan share, loads the config,
+// reads the catalog once and renders it. On failure it returns nil and the
+// exit code.
+func renderCatalog(name string, args []string, stderr io.Writer) (*rendered, int) {
+	fs := newFlagSet(name, commands()[name].synopsis, stderr)
 	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
 	level := fs.String("log-level", "warn", "log `LEVEL`: trace, debug, info, warn or error")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for Consul")
 	if code, ok := parseFlags(fs, args); !ok {
-		return code
+		return nil, code
 	}
 	log := newLogger(stderr, *level, false)
 	cfg, ok := loadConfig(*path, fs, stderr)
 	if !ok {
-		return 1
+		return nil, 1
 	}
 	client, err := newConsulClient(cfg.Consul)
 	if err != nil {
 		log.Error("cannot set up the consul client", "error", err)
-		return 1
+		return nil, 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -56,12 +76,11 @@ func runRender(args []string, stdout, stderr io.Writer) int {
 	})
 	if err != nil {
 		log.Error("cannot read the catalog", "error", err)
-		return 1
+		return nil, 1
 	}
 	res := render.Render(cfg, snap)
 	logNotes(log.Named("render"), res.Notes)
-	fmt.Fprint(stdout, res.State.String())
-	return 0
+	return &rendered{cfg: cfg, res: res, log: log}, 0
 }
 
 // loadConfig loads the config at path and prints its diagnostics if any.

@@ -16,13 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/ipvs"
-	"github.com/lvs-sync/lvs-sync/render"
 )
 
 func runRun(args []string, stdout, stderr io.Writer) int {
@@ -31,6 +29,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "log `LEVEL`: trace, debug, info, warn or error (default: the config's log_level, else info)")
 	jsonLogs := fs.Bool("log-json", false, "log in JSON (default: the config's log_json)")
 	autoreload := fs.Bool("autoreload", false, "reload the config when its files change, as on SIGHUP")
+	apiAddr := fs.String("api", "", "`ADDRESS` of the local API, over the config's api block (\"\" keeps the config's)")
+	dryRun := fs.Bool("dry-run", false, "apply to an in-memory table instead of the kernel, and log the changes; touch no VIP, serve no page, write no state file")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -47,31 +47,45 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		*jsonLogs = true
 	}
 	log := newLogger(stderr, *level, *jsonLogs)
+	if *apiAddr != "" {
+		cfg.API.Address = *apiAddr
+	}
 
 	client, err := newConsulClient(cfg.Consul)
 	if err != nil {
 		log.Error("cannot set up the consul client", "error", err)
 		return 1
 	}
-	kernel, err := ipvs.OpenNetlink(5*time.Second, log.Named("netlink"))
-	if err != nil {
-		log.Error("cannot reach the kernel's ipvs", "error", err)
-		return 1
+	var kernel ipvs.Kernel
+	stateFile := cfg.Director.StateFile
+	if *dryRun {
+		log.Warn("dry run: changes go to an in-memory table, not the kernel; no vip, page or state file is touched")
+		kernel = ipvs.NewFakeKernel(ipvs.State{})
+		stateFile = ""
+	} else {
+		nl, err := ipvs.OpenNetlink(5*time.Second, log.Named("netlink"))
+		if err != nil {
+			log.Error("cannot reach the kernel's ipvs", "error", err)
+			return 1
+		}
+		defer nl.Close()
+		kernel = nl
 	}
-	defer kernel.Close()
-	own, err := daemon.LoadOwnership(cfg.Director.StateFile)
+	own, err := daemon.LoadOwnership(stateFile)
 	if err != nil {
 		log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
 	}
-	pages := &fallback.Server{Log: log.Named("fallback")}
-	defer pages.Close()
 	registry := prometheus.NewRegistry()
 	metrics := daemon.NewMetrics(registry, versionString())
-	opts := daemon.Options{Config: cfg, Health: client.Health(), Kernel: kernel, Ownership: own, Pages: pages,
-		Metrics: metrics, Logger: log}
-	if cfg.Director.VIPInterface != "" {
-		opts.VIPs = &ipvs.VIPLink{Name: cfg.Director.VIPInterface, Log: log.Named("vip")}
+	opts := daemon.Options{Config: cfg, Health: client.Health(), Kernel: kernel, Ownership: own, Metrics: metrics, Logger: log}
+	if !*dryRun {
+		pages := &fallback.Server{Log: log.Named("fallback")}
+		defer pages.Close()
+		opts.Pages = pages
+		if cfg.Director.VIPInterface != "" {
+			opts.VIPs = &ipvs.VIPLink{Name: cfg.Director.VIPInterface, Log: log.Named("vip")}
+		}
 	}
 	d, err := daemon.New(opts)
 	if err != nil {
@@ -103,6 +117,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			metrics.ConfigReload(false)
 			log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
 		default:
+			if *apiAddr != "" {
+				next.API.Address = *apiAddr
+			}
 			metrics.ConfigReload(true)
 			log.Info("config reloaded", "trigger", why, "config", *path, "virtual_services", len(next.VirtualServices))
 			d.Reload(next)
@@ -182,52 +199,28 @@ func watchFiles(ctx context.Context, path string, interval time.Duration) <-chan
 }
 
 func runPlan(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("plan", commands()["plan"].synopsis, stderr)
-	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
-	level := fs.String("log-level", "warn", "log `LEVEL`: trace, debug, info, warn or error")
-	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for Consul")
-	if code, ok := parseFlags(fs, args); !ok {
+	c, code := renderCatalog("plan", args, stderr)
+	if c == nil {
 		return code
 	}
-	log := newLogger(stderr, *level, false)
-	cfg, ok := loadConfig(*path, fs, stderr)
-	if !ok {
-		return 1
-	}
-	client, err := newConsulClient(cfg.Consul)
+	kernel, err := ipvs.OpenNetlink(5*time.Second, c.log.Named("netlink"))
 	if err != nil {
-		log.Error("cannot set up the consul client", "error", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	snap, err := catalog.Fetch(ctx, client.Health(), watchedServices(cfg), catalog.Options{
-		Datacenter: cfg.Consul.Datacenter, Logger: log.Named("catalog"),
-	})
-	if err != nil {
-		log.Error("cannot read the catalog", "error", err)
-		return 1
-	}
-	res := render.Render(cfg, snap)
-	logNotes(log.Named("render"), res.Notes)
-	kernel, err := ipvs.OpenNetlink(5*time.Second, log.Named("netlink"))
-	if err != nil {
-		log.Error("cannot reach the kernel's ipvs", "error", err)
+		c.log.Error("cannot reach the kernel's ipvs", "error", err)
 		return 1
 	}
 	defer kernel.Close()
-	own, err := daemon.LoadOwnership(cfg.Director.StateFile)
+	own, err := daemon.LoadOwnership(c.cfg.Director.StateFile)
 	if err != nil {
-		log.Error("cannot read which services lvs-sync owns", "error", err)
+		c.log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
 	}
-	owned := func(k ipvs.ServiceKey) bool { return own.Owns(k) || res.State[k] != nil }
+	owned := func(k ipvs.ServiceKey) bool { return own.Owns(k) || c.res.State[k] != nil }
 	current, err := ipvs.Read(kernel, owned)
 	if err != nil {
-		log.Error("cannot read the kernel's ipvs table", "error", err)
+		c.log.Error("cannot read the kernel's ipvs table", "error", err)
 		return 1
 	}
-	for _, op := range ipvs.Diff(res.State, current, owned) {
+	for _, op := range ipvs.Diff(c.res.State, current.Filter(owned), owned) {
 		fmt.Fprintln(stdout, op)
 	}
 	return 0
@@ -248,6 +241,8 @@ func runRealServer(args []string, stdout, stderr io.Writer) int {
 	})
 	mode := fs.String("mode", "gate", "forwarding `METHOD` of the virtual services: gate or ipip")
 	remove := fs.Bool("remove", false, "take the VIPs off again (the sysctls stay)")
+	hold := fs.Bool("hold", false, "keep running: apply again every -interval, and take the VIPs off on SIGTERM (for a Nomad system job)")
+	interval := fs.Duration("interval", 30*time.Second, "with -hold, how often to apply again")
 	level := fs.String("log-level", "info", "log `LEVEL`: trace, debug, info, warn or error")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -262,10 +257,30 @@ func runRealServer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "-mode: %v\n", err)
 		return 1
 	}
-	log := newLogger(stderr, *level, false)
-	if err := ipvs.RealServer(vips, fwd, *remove, log.Named("realserver")); err != nil {
+	log := newLogger(stderr, *level, false).Named("realserver")
+	if err := ipvs.RealServer(vips, fwd, *remove, log); err != nil {
 		log.Error("cannot configure the real server", "error", err)
 		return 1
 	}
-	return 0
+	if !*hold || *remove {
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	t := time.NewTicker(*interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := ipvs.RealServer(vips, fwd, true, log); err != nil {
+				log.Error("cannot take the vips off", "error", err)
+				return 1
+			}
+			return 0
+		case <-t.C:
+			if err := ipvs.RealServer(vips, fwd, false, log.With("reapply", true)); err != nil {
+				log.Error("cannot configure the real server", "error", err)
+			}
+		}
+	}
 }

@@ -2,7 +2,7 @@
 // free loopback ports, and stops it when the test ends.
 //
 // The binary comes from $LVS_SYNC_CONSUL, else from the cache that
-// `make consul` (scripts/build-consul.sh) fills. A missing binary fails the
+// `make consul` (scripts/build-tool.sh consul) fills. A missing binary fails the
 // test loudly: the suite never skips the real agent.
 package testconsul
 
@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,21 +42,29 @@ func Binary(t testing.TB) string {
 	if p := os.Getenv("LVS_SYNC_CONSUL"); p != "" {
 		return p
 	}
-	out, err := exec.Command(filepath.Join(repoRoot(t), "scripts", "build-consul.sh")).Output()
-	if err != nil {
-		t.Fatalf("no consul binary: set LVS_SYNC_CONSUL or run `make consul`: %v", err)
-	}
-	return string(out[:len(out)-1])
+	return BuildTool(t, "consul")
 }
 
-func repoRoot(t testing.TB) string {
+// BuildTool returns the path of a tool scripts/build-tool.sh builds
+// (consul, nomad), building it if it is not cached, or fails the test.
+func BuildTool(t testing.TB, name string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(RepoRoot(t), "scripts", "build-tool.sh"), name).Output()
+	if err != nil {
+		t.Fatalf("no %s binary: run `make %s`: %v", name, name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// RepoRoot finds the repository from the test's working directory.
+func RepoRoot(t testing.TB) string {
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(dir, "scripts", "build-consul.sh")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "scripts", "build-tool.sh")); err == nil {
 				return dir
 			}
 		}
