@@ -268,6 +268,25 @@ func TestMetricsAndHealth(t *testing.T) {
 			value(before, "lvs_sync_catalog_last_index", "service", "web"), value(before, "lvs_sync_kernel_operations_total", "op", "add_real", "result", "ok"))
 	}
 
+	// The API reads what the loop writes: ask for the status all along, for
+	// the race detector to see both sides.
+	stopPolling := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stopPolling:
+				return
+			default:
+			}
+			for _, path := range []string{"/v1/status", "/v1/explain/web", "/v1/health", "/metrics"} {
+				if resp, err := http.Get("http://" + o.addr + path); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+	}()
 	agent.SetStatus(t, "web2", api.HealthCritical, "down")
 	waitUntil(t, "counters move", func() bool {
 		after := scrape(t, o.addr)
@@ -277,6 +296,8 @@ func TestMetricsAndHealth(t *testing.T) {
 			value(after, "lvs_sync_catalog_to_kernel_seconds") > value(before, "lvs_sync_catalog_to_kernel_seconds")
 	})
 
+	close(stopPolling)
+	<-polled
 	agent.Stop()
 	waitUntil(t, "unhealthy once Consul is gone for 1s", func() bool {
 		code, h := health()

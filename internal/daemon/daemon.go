@@ -236,7 +236,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer retry.stop()
 	defer wakeup.stop()
 
-	sync := func(reason string) {
+	syncNow := func(reason string) {
 		quiet.stop()
 		deadline.stop()
 		retry.stop()
@@ -295,20 +295,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 				deadline.start(d.opts.MaxWait)
 			}
 		case <-quiet.c():
-			sync("catalog")
+			syncNow("catalog")
 		case <-deadline.c():
-			sync("catalog")
+			syncNow("catalog")
 		case <-reconcile.c():
 			if snap != nil {
-				sync("reconcile")
+				syncNow("reconcile")
 			}
 		case <-retry.c():
 			if snap != nil {
-				sync("retry")
+				syncNow("retry")
 			}
 		case <-wakeup.c():
 			if snap != nil {
-				sync("timer")
+				syncNow("timer")
 			}
 		}
 	}

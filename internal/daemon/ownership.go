@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
@@ -16,8 +17,10 @@ import (
 // restarts, so that one removed from the config is deleted while one made
 // by hand or by keepalived is never touched. It is kept in a small JSON
 // file; with no path it lives in memory only.
+// It is safe for concurrent use: the API reads it while the loop writes.
 type Ownership struct {
 	path     string
+	mu       sync.Mutex
 	services map[ipvs.ServiceKey]bool
 }
 
@@ -54,21 +57,30 @@ func LoadOwnership(path string) (*Ownership, error) {
 }
 
 // Owns reports whether lvs-sync made the service.
-func (o *Ownership) Owns(k ipvs.ServiceKey) bool { return o.services[k] }
+func (o *Ownership) Owns(k ipvs.ServiceKey) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.services[k]
+}
 
 // Keys returns the owned services, sorted.
 func (o *Ownership) Keys() []ipvs.ServiceKey {
+	o.mu.Lock()
 	keys := slices.Collect(maps.Keys(o.services))
+	o.mu.Unlock()
 	slices.SortFunc(keys, ipvs.ServiceKey.Compare)
 	return keys
 }
 
 // Set replaces the owned services and saves them if they changed.
 func (o *Ownership) Set(keys map[ipvs.ServiceKey]bool) error {
+	o.mu.Lock()
 	if maps.Equal(keys, o.services) {
+		o.mu.Unlock()
 		return nil
 	}
 	o.services = maps.Clone(keys)
+	o.mu.Unlock()
 	if o.path == "" {
 		return nil
 	}
