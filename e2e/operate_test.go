@@ -5,6 +5,7 @@ package e2e
 import (
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -154,4 +155,85 @@ func TestCleanupOnExit(t *testing.T) {
 	if !strings.Contains(l.logText(), "cleaned up on exit") {
 		t.Errorf("no cleanup logged:\n%s", l.logText())
 	}
+}
+
+// TestPlanChangesNothing: with lvs-sync stopped and Consul changed, plan
+// prints the ipvsadm commands run would make, and the kernel stays as is.
+func TestPlanChangesNothing(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	path := writeConfig(t, false)
+	l := startLVS(t, path)
+	l.waitSynced(t)
+	waitFor(t, "converged", 15*time.Second, func() bool { return len(realsOf(t, vipGate)) == 3 })
+	l.stop(t, syscall.SIGTERM)
+	setCheck(t, "web1", "critical")
+	defer setCheck(t, "web1", "passing")
+	before := ipvsadm(t, "-Sn")
+	out, err := sh("/bin/lvs-sync", "plan", "-config", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ipvsadm -d -t 10.10.10.60:80 -r 10.1.0.11:80\nipvsadm -d -t 10.10.10.61:80 -r 10.1.0.11:8081\n"
+	if out != want {
+		t.Errorf("plan printed:\n%s\nwant:\n%s", out, want)
+	}
+	if after := ipvsadm(t, "-Sn"); after != before {
+		t.Errorf("plan changed the kernel:\n%s", after)
+	}
+}
+
+// TestRealServerSysctls: lvs-sync realserver set the ARP sysctls in each
+// real server's namespace (TestMain ran it), and the VIPs.
+func TestRealServerSysctls(t *testing.T) {
+	for _, r := range reals {
+		for key, want := range map[string]string{
+			"net/ipv4/conf/all/arp_ignore":     "1",
+			"net/ipv4/conf/all/arp_announce":   "2",
+			"net/ipv4/conf/lo/arp_ignore":      "1",
+			"net/ipv4/conf/lo/arp_announce":    "2",
+			"net/ipv4/conf/all/rp_filter":      "0",
+			"net/ipv4/conf/tunl0/rp_filter":    "0",
+			"net/ipv4/conf/tunl0/arp_announce": "2",
+		} {
+			out, err := sh("/sbin/ip", "netns", "exec", r.ns, "cat", "/proc/sys/"+key)
+			if err != nil || strings.TrimSpace(out) != want {
+				t.Errorf("%s: %s = %q (%v), want %s", r.ns, key, strings.TrimSpace(out), err, want)
+			}
+		}
+		for dev, vip := range map[string]string{"lo": vipGate, "tunl0": vipIPIP} {
+			out, _ := sh("/sbin/ip", "netns", "exec", r.ns, "/sbin/ip", "-br", "addr", "show", dev)
+			if !strings.Contains(out, vip+"/32") {
+				t.Errorf("%s: %s has no %s: %s", r.ns, dev, vip, out)
+			}
+		}
+	}
+}
+
+// TestAutoreload: with -autoreload, editing the config file reloads it.
+func TestAutoreload(t *testing.T) {
+	registerReals(t, 1, 1, 1)
+	path := writeConfig(t, false)
+	l := &lvsSync{done: make(chan struct{})}
+	l.cmd = exec.Command("/bin/lvs-sync", "run", "-config", path, "-autoreload", "-log-level", "debug")
+	l.cmd.Stdout, l.cmd.Stderr = l, l
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = l.cmd.Wait(); close(l.done) }()
+	defer l.stop(t, syscall.SIGTERM)
+	l.waitSynced(t)
+	waitFor(t, "converged", 15*time.Second, func() bool { return len(realsOf(t, vipMasq)) == 3 })
+	src, _ := os.ReadFile(path)
+	next := strings.Replace(string(src), `scheduler  = "rr"`, `scheduler  = "wrr"`, 1)
+	if err := os.WriteFile(path, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("lvs-sync log:\n%s", l.logText())
+		}
+	}()
+	waitFor(t, "reloaded on the file change", 10*time.Second, func() bool {
+		return strings.Contains(l.logText(), "config reloaded: trigger=\"file change\"") && strings.Contains(ipvsadm(t, "-Ln", "-t", vipGate+":80"), "wrr")
+	})
 }

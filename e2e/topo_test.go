@@ -68,6 +68,11 @@ func sysctl(ns, key, value string) {
 }
 
 func buildTopology() {
+	// The director: with gate and ipip it never sees the real server's FIN,
+	// so IPVS keeps old connections in FIN_WAIT, and with the default
+	// conn_reuse_mode=1 a new connection that reuses a client port goes to
+	// the same real even when it is draining. Bit 2 reschedules it.
+	must("/bin/sh", "-c", "echo 3 > /proc/sys/net/ipv4/vs/conn_reuse_mode")
 	ip("link", "add", "br0", "type", "bridge")
 	ip("addr", "add", "10.1.0.1/24", "dev", "br0")
 	ip("link", "set", "br0", "up")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 )
 
@@ -185,5 +186,26 @@ func TestVIPLink(t *testing.T) {
 	addrs, err := v.Addrs()
 	if err != nil || fmt.Sprint(addrs) != "[10.30.0.1 192.0.2.7]" {
 		t.Errorf("addresses %v, %v", addrs, err)
+	}
+}
+
+// TestNetlinkDeadline: a call that does not come back in time fails with
+// ErrTimeout, and the next call gets a fresh socket.
+func TestNetlinkDeadline(t *testing.T) {
+	k, err := OpenNetlink(200*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	start := time.Now()
+	err = k.do("a call that hangs", func(h *mobyipvs.Handle) error {
+		time.Sleep(2 * time.Second) // as a lost reply would
+		return nil
+	})
+	if !errors.Is(err, ErrTimeout) || time.Since(start) > time.Second {
+		t.Fatalf("got %v after %v, want ErrTimeout after 200ms", err, time.Since(start))
+	}
+	if _, err := k.Services(); err != nil {
+		t.Errorf("the call after a timeout: %v", err)
 	}
 }

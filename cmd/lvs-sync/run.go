@@ -128,11 +128,11 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var changes <-chan struct{}
+	if *autoreload {
+		changes = watchFiles(ctx, *path, time.Second)
+	}
 	go func() {
-		var changes <-chan struct{}
-		if *autoreload {
-			changes = watchFiles(ctx, *path, time.Second)
-		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -176,8 +176,8 @@ func watchFiles(ctx context.Context, path string, interval time.Duration) <-chan
 		}
 		return b.String()
 	}
+	last := fingerprint() // now, so that a change right after start counts
 	go func() {
-		last := fingerprint()
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
