@@ -60,8 +60,29 @@ type Decision struct {
 	Real   ipvs.RealKey
 	Weight int
 	Source Source
-	// Rule is the rule of the config that applied, in words.
-	Rule string
+	// rule is the rule in words when render had to say it at once (a rare
+	// "left out"); otherwise why holds what Rule formats on demand, so
+	// that a render of thousands of instances formats nothing.
+	rule string
+	why  ruleArgs
+}
+
+// ruleArgs are the inputs of describeRule.
+type ruleArgs struct {
+	vs           *config.VirtualService
+	weight       int
+	source       Source
+	ok           bool
+	lastCritical time.Time
+	now          time.Time
+}
+
+// Rule is the rule of the config that applied, in words.
+func (d Decision) Rule() string {
+	if d.why.vs == nil {
+		return d.rule
+	}
+	return describeRule(d.why.vs, d.Instance, d.why.weight, d.why.source, d.why.ok, d.why.lastCritical, d.why.now)
 }
 
 // Result is the desired state and how it came about.
@@ -120,38 +141,40 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	}
 
 	serving := false
+	decisions := make([]Decision, 0, len(instances))
+	defer func() { res.Decisions[vs.Name] = decisions }()
+	decide := func(in *catalog.Instance, d Decision) {
+		d.Instance = in
+		decisions = append(decisions, d)
+	}
 	for _, in := range instances {
-		decide := func(d Decision) {
-			d.Instance = in
-			res.Decisions[vs.Name] = append(res.Decisions[vs.Name], d)
-		}
 		if !in.HasTags(vs.Tags) {
-			decide(Decision{Rule: fmt.Sprintf("left out: lacks one of the tags %q", vs.Tags)})
+			decide(in, Decision{rule: fmt.Sprintf("left out: lacks one of the tags %q", vs.Tags)})
 			continue
 		}
 		weight, source, ok := weigh(vs, in, h, res)
-		rule := describeRule(vs, in, weight, source, ok, h)
+		why := ruleArgs{vs: vs, weight: weight, source: source, ok: ok, lastCritical: h.LastCritical[InstanceKey{Node: in.Node, ID: in.ID}], now: h.Now}
 		if !ok {
-			decide(Decision{Rule: rule})
+			decide(in, Decision{why: why})
 			continue
 		}
 		addr, err := netip.ParseAddr(in.Address)
 		if err != nil {
 			note(in, "address %q is not an IP address", in.Address)
-			decide(Decision{Rule: fmt.Sprintf("left out: address %q is not an IP address", in.Address)})
+			decide(in, Decision{rule: fmt.Sprintf("left out: address %q is not an IP address", in.Address)})
 			continue
 		}
 		addr = addr.Unmap()
 		if addr.Is4() != vs.Address.Addr().Is4() {
 			note(in, "address %s is not of the IP family of the virtual address %s", addr, vs.Address.Addr())
-			decide(Decision{Rule: fmt.Sprintf("left out: address %s is not of the family of %s", addr, vs.Address.Addr())})
+			decide(in, Decision{rule: fmt.Sprintf("left out: address %s is not of the family of %s", addr, vs.Address.Addr())})
 			continue
 		}
 		port := vs.Address.Port()
 		if vs.Forwarding.TranslatesPort() {
 			if in.Port < 1 || in.Port > 65535 {
 				note(in, "port %d cannot be a real server's port", in.Port)
-				decide(Decision{Rule: fmt.Sprintf("left out: port %d cannot be a real server's port", in.Port)})
+				decide(in, Decision{rule: fmt.Sprintf("left out: port %d cannot be a real server's port", in.Port)})
 				continue
 			}
 			port = uint16(in.Port)
@@ -166,20 +189,19 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			// virtual port): the one that can take the most traffic wins.
 			note(in, "same real server %s as instance %q", rk, origins[rk].InstanceID)
 			if prev.Weight >= weight {
-				decide(Decision{Rule: fmt.Sprintf("left out: real server %s is instance %q's, with a weight as large", rk, origins[rk].InstanceID)})
+				decide(in, Decision{rule: fmt.Sprintf("left out: real server %s is instance %q's, with a weight as large", rk, origins[rk].InstanceID)})
 				continue
 			}
-			ds := res.Decisions[vs.Name]
-			for i := range ds {
-				if ds[i].In && ds[i].Real == rk {
-					ds[i].In = false
-					ds[i].Rule = fmt.Sprintf("left out: real server %s is instance %q's, with a larger weight", rk, in.ID)
+			for i := range decisions {
+				if decisions[i].In && decisions[i].Real == rk {
+					decisions[i].In = false
+					decisions[i].rule, decisions[i].why = fmt.Sprintf("left out: real server %s is instance %q's, with a larger weight", rk, in.ID), ruleArgs{}
 				}
 			}
 		}
 		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding}
 		origins[rk] = Origin{VirtualService: vs.Name, Source: source, Node: in.Node, InstanceID: in.ID, Status: in.Status}
-		decide(Decision{In: true, Real: rk, Weight: weight, Source: source, Rule: rule})
+		decide(in, Decision{In: true, Real: rk, Weight: weight, Source: source, why: why})
 		serving = serving || weight > 0
 	}
 
@@ -243,8 +265,7 @@ func weigh(vs *config.VirtualService, in *catalog.Instance, h History, res *Resu
 }
 
 // describeRule says in words which rule gave an instance its fate.
-func describeRule(vs *config.VirtualService, in *catalog.Instance, weight int, source Source, ok bool, h History) string {
-	key := InstanceKey{Node: in.Node, ID: in.ID}
+func describeRule(vs *config.VirtualService, in *catalog.Instance, weight int, source Source, ok bool, lastCritical, now time.Time) string {
 	switch {
 	case in.NodeMaintenance:
 		return "node in maintenance: weight 0, draining until its connections end or drain_timeout " + vs.DrainTimeout.String()
@@ -252,12 +273,12 @@ func describeRule(vs *config.VirtualService, in *catalog.Instance, weight int, s
 		return "service in maintenance: weight 0, draining until its connections end or drain_timeout " + vs.DrainTimeout.String()
 	case !ok && in.Status != catalog.Critical && in.Status == catalog.Warning && vs.OnWarning == "remove":
 		return "warning, on_warning = \"remove\": removed"
-	case in.Status != catalog.Critical && vs.Hold > 0 && h.LastCritical[key].Add(vs.Hold).After(h.Now) && !h.LastCritical[key].IsZero():
-		until := h.LastCritical[key].Add(vs.Hold)
+	case in.Status != catalog.Critical && vs.Hold > 0 && !lastCritical.IsZero() && lastCritical.Add(vs.Hold).After(now):
+		until := lastCritical.Add(vs.Hold)
 		if ok {
-			return fmt.Sprintf("held out by hold %s until %s (critical at %s): quiescent, weight 0", vs.Hold, until.Format(time.RFC3339), h.LastCritical[key].Format(time.RFC3339))
+			return fmt.Sprintf("held out by hold %s until %s (critical at %s): quiescent, weight 0", vs.Hold, until.Format(time.RFC3339), lastCritical.Format(time.RFC3339))
 		}
-		return fmt.Sprintf("held out by hold %s until %s (critical at %s)", vs.Hold, until.Format(time.RFC3339), h.LastCritical[key].Format(time.RFC3339))
+		return fmt.Sprintf("held out by hold %s until %s (critical at %s)", vs.Hold, until.Format(time.RFC3339), lastCritical.Format(time.RFC3339))
 	case source == SourceQuiescent:
 		return "critical, quiescent = true: kept at weight 0"
 	case !ok:

@@ -273,7 +273,7 @@ func describe(res Result) string {
 	sort.Strings(names)
 	for _, name := range names {
 		for _, d := range res.Decisions[name] {
-			fmt.Fprintf(&b, "# %s: %s/%s: %s\n", name, d.Instance.Node, d.Instance.ID, d.Rule)
+			fmt.Fprintf(&b, "# %s: %s/%s: %s\n", name, d.Instance.Node, d.Instance.ID, d.Rule())
 		}
 	}
 	for _, n := range res.Notes {

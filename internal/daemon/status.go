@@ -263,7 +263,7 @@ func (d *Daemon) Explain(name string) (Explanation, error) {
 		in := dec.Instance
 		inst := Instance{
 			Node: in.Node, ID: in.ID, Address: in.Address, Port: in.Port, Health: in.Status, Checks: in.Checks,
-			In: dec.In, Weight: dec.Weight, Rule: dec.Rule,
+			In: dec.In, Weight: dec.Weight, Rule: dec.Rule(),
 			Changed: d.shared.changedAt[decisionKey(vs.Name, in.Node, in.ID)],
 		}
 		if in.InMaintenance() {

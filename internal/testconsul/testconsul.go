@@ -1,9 +1,9 @@
 // Package testconsul runs a real Consul agent in dev mode for tests, on
 // free loopback ports, and stops it when the test ends.
 //
-// The binary comes from $LVS_SYNC_CONSUL, else from the cache that
-// `make consul` (scripts/build-tool.sh consul) fills. A missing binary fails the
-// test loudly: the suite never skips the real agent.
+// The binary comes from testenv.Tool: $LVS_SYNC_CONSUL, else the cache
+// that `make consul` fills. A missing binary fails the test loudly: the
+// suite never skips the real agent.
 package testconsul
 
 import (
@@ -13,13 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/internal/testenv"
 )
 
 // Agent is a running dev agent.
@@ -36,51 +37,11 @@ type Agent struct {
 // Stop stops the agent now (it is stopped at the end of the test anyway).
 func (a *Agent) Stop() { a.stop() }
 
-// Binary finds the consul binary, or fails the test.
-func Binary(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("LVS_SYNC_CONSUL"); p != "" {
-		return p
-	}
-	return BuildTool(t, "consul")
-}
-
-// BuildTool returns the path of a tool scripts/build-tool.sh builds
-// (consul, nomad), building it if it is not cached, or fails the test.
-func BuildTool(t testing.TB, name string) string {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(RepoRoot(t), "scripts", "build-tool.sh"), name).Output()
-	if err != nil {
-		t.Fatalf("no %s binary: run `make %s`: %v", name, name, err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// RepoRoot finds the repository from the test's working directory.
-func RepoRoot(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(dir, "scripts", "build-tool.sh")); err == nil {
-				return dir
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("cannot find the repository root from the working directory")
-		}
-		dir = parent
-	}
-}
-
 // Start runs `consul agent -dev` bound to 127.0.0.1 and waits for it to
 // elect itself leader. The agent is stopped when the test ends.
 func Start(t testing.TB) *Agent {
 	t.Helper()
-	bin := Binary(t)
+	bin := testenv.Tool(t, "consul")
 	ports := FreePorts(t, 4)
 	dir := t.TempDir()
 	a := &Agent{

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+	"github.com/lvs-sync/lvs-sync/internal/testenv"
 )
 
 // Agent is a running dev agent.
@@ -35,10 +36,7 @@ type Agent struct {
 // lvs_realserver set, and waits for its client to be ready.
 func Start(t testing.TB, consulAddr string) *Agent {
 	t.Helper()
-	bin := os.Getenv("LVS_SYNC_NOMAD")
-	if bin == "" {
-		bin = testconsul.BuildTool(t, "nomad")
-	}
+	bin := testenv.Tool(t, "nomad")
 	dir := t.TempDir()
 	ports := testconsul.FreePorts(t, 3)
 	a := &Agent{Addr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Bin: bin, Dir: dir, LogPath: filepath.Join(dir, "nomad.log")}

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lvs-sync/lvs-sync/internal/testenv"
 )
 
 // HostFromGuest is the host's loopback as the guest sees it on qemu's user
@@ -54,7 +56,7 @@ type Options struct {
 // installs and downloads what is missing) or failing the test loudly.
 func Stage(t testing.TB) string {
 	t.Helper()
-	root := RepoRoot(t)
+	root := testenv.RepoRoot(t)
 	cmd := exec.Command(filepath.Join(root, "scripts", "vm-assets.sh"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -62,25 +64,6 @@ func Stage(t testing.TB) string {
 		t.Fatalf("staging the VM assets (scripts/vm-assets.sh): %v", err)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// RepoRoot finds the repository from the test's working directory.
-func RepoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "scripts", "vm-assets.sh")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("cannot find the repository root")
-		}
-		dir = parent
-	}
 }
 
 // BuildStatic builds a package's binary, or its test binary with -test,
@@ -96,7 +79,7 @@ func BuildStatic(t testing.TB, out, pkg string, test bool, tags ...string) {
 	}
 	args = append(args, pkg)
 	cmd := exec.Command("go", args...)
-	cmd.Dir = RepoRoot(t)
+	cmd.Dir = testenv.RepoRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, b)

@@ -1,0 +1,45 @@
+// Package testenv finds what the tests need around them: the repository,
+// and the real agents scripts/build-tool.sh builds.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// RepoRoot finds the repository from the test's working directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "scripts", "build-tool.sh")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("cannot find the repository root from the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Tool returns the path of a real agent (consul, nomad): $LVS_SYNC_CONSUL
+// or $LVS_SYNC_NOMAD if set, else the one scripts/build-tool.sh builds
+// into the cache. A missing one fails the test; none is ever skipped.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	if p := os.Getenv("LVS_SYNC_" + strings.ToUpper(name)); p != "" {
+		return p
+	}
+	out, err := exec.Command(filepath.Join(RepoRoot(t), "scripts", "build-tool.sh"), name).Output()
+	if err != nil {
+		t.Fatalf("no %s binary: run `make %s`: %v", name, name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
