@@ -23,6 +23,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/internal/testnomad"
 	"github.com/lvs-sync/lvs-sync/internal/vmtest"
 	"github.com/lvs-sync/lvs-sync/ipvs"
@@ -43,13 +44,7 @@ func jobVars(file string) []string {
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, timeout, cond)
 }
 
 // TestJobFiles validates and plans every job file with the real nomad,

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // RepoRoot finds the repository from the test's working directory.
@@ -42,4 +43,18 @@ func Tool(t testing.TB, name string) string {
 		t.Fatalf("no %s binary: run `make %s`: %v", name, name, err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// WaitFor polls cond every 10ms until it holds, and returns how long that
+// took; it fails the test if it does not hold within timeout.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
 }
