@@ -280,7 +280,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				continue // a stopped watcher of a config reloaded away
+				snaps = nil // closed: never select it again (a reload starts a new one)
+				continue
 			}
 			if snap == nil {
 				d.log.Info("first complete catalog snapshot", "services", len(s.Services))
