@@ -180,6 +180,18 @@ func TestPlanChangesNothing(t *testing.T) {
 	if after := ipvsadm(t, "-Sn"); after != before {
 		t.Errorf("plan changed the kernel:\n%s", after)
 	}
+
+	// With lvs-sync stopped, status shows the kernel alone, named from the
+	// config and its state file.
+	out, err = sh("/bin/lvs-sync", "status", "-config", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"lvs-sync is not running: the kernel's table alone", "TCP  10.10.10.60:80 rr", "web-gate (web)", "10.1.0.11:80"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status without a daemon lacks %q:\n%s", w, out)
+		}
+	}
 }
 
 // TestRealServerSysctls: lvs-sync realserver set the ARP sysctls in each
