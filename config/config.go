@@ -117,6 +117,26 @@ func (c *Config) VirtualService(name string) *VirtualService {
 	return nil
 }
 
+// VirtualServiceAt returns the virtual service with that kernel key, or nil.
+func (c *Config) VirtualServiceAt(k ipvs.ServiceKey) *VirtualService {
+	for _, vs := range c.VirtualServices {
+		if vs.Key() == k {
+			return vs
+		}
+	}
+	return nil
+}
+
+// Services lists the Consul service of every virtual service, in order;
+// a service two virtual services share is listed twice.
+func (c *Config) Services() []string {
+	names := make([]string, 0, len(c.VirtualServices))
+	for _, vs := range c.VirtualServices {
+		names = append(names, vs.Service)
+	}
+	return names
+}
+
 // Key is the identity of the virtual service in the kernel.
 func (vs *VirtualService) Key() ipvs.ServiceKey {
 	return ipvs.ServiceKey{Protocol: vs.Protocol, Addr: vs.Address.Addr(), Port: vs.Address.Port()}

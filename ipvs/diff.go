@@ -112,12 +112,3 @@ func normaliseReal(want, have Real) Real {
 	}
 	return have
 }
-
-// Count returns how many ops of each kind the plan has.
-func (p Plan) Count() map[OpKind]int {
-	n := map[OpKind]int{}
-	for _, op := range p {
-		n[op.Kind]++
-	}
-	return n
-}

@@ -33,8 +33,7 @@ const (
 
 // Origin tells where a desired real server comes from.
 type Origin struct {
-	VirtualService string
-	Source         Source
+	Source Source
 	// The Consul instance behind the real; empty for a fallback.
 	Node, InstanceID, Status string
 }
@@ -94,10 +93,8 @@ type Result struct {
 	// a slow start steps up); zero if never.
 	NextChange time.Time
 	State      ipvs.State
-	// Owners maps each desired service to the label of its virtual_service.
-	Owners  map[ipvs.ServiceKey]string
-	Origins map[ipvs.ServiceKey]map[ipvs.RealKey]Origin
-	Notes   []Note
+	Origins    map[ipvs.ServiceKey]map[ipvs.RealKey]Origin
+	Notes      []Note
 }
 
 // Render computes the desired state of every configured virtual service,
@@ -111,7 +108,6 @@ func Render(cfg *config.Config, snap catalog.Snapshot) Result {
 func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
 	res := Result{
 		State:     make(ipvs.State, len(cfg.VirtualServices)),
-		Owners:    make(map[ipvs.ServiceKey]string, len(cfg.VirtualServices)),
 		Origins:   make(map[ipvs.ServiceKey]map[ipvs.RealKey]Origin, len(cfg.VirtualServices)),
 		Decisions: make(map[string][]Decision, len(cfg.VirtualServices)),
 	}
@@ -119,7 +115,6 @@ func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
 		key := vs.Key()
 		svc, origins := renderService(vs, snap.Instances(vs.Service), h, &res)
 		res.State[key] = svc
-		res.Owners[key] = vs.Name
 		res.Origins[key] = origins
 	}
 	return res
@@ -200,7 +195,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			}
 		}
 		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding}
-		origins[rk] = Origin{VirtualService: vs.Name, Source: source, Node: in.Node, InstanceID: in.ID, Status: in.Status}
+		origins[rk] = Origin{Source: source, Node: in.Node, InstanceID: in.ID, Status: in.Status}
 		decide(in, Decision{In: true, Real: rk, Weight: weight, Source: source, why: why})
 		serving = serving || weight > 0
 	}
@@ -208,7 +203,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	if !serving && vs.Fallback.IsSet() {
 		rk := fallbackKey(vs)
 		svc.Reals[rk] = ipvs.Real{Weight: 1, Forward: vs.Forwarding}
-		origins[rk] = Origin{VirtualService: vs.Name, Source: SourceFallback}
+		origins[rk] = Origin{Source: SourceFallback}
 	}
 	return svc, origins
 }

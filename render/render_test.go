@@ -232,7 +232,7 @@ virtual_service "ok" {
 				t.Fatal(err)
 			}
 			res := Render(cfg, snapshot(tt.services))
-			got := describe(res)
+			got := describe(cfg, res)
 			golden := filepath.Join("testdata", tt.name+".golden")
 			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -247,7 +247,7 @@ virtual_service "ok" {
 				t.Errorf("render differs from %s (go test ./render -update to accept):\ngot:\n%s\nwant:\n%s", golden, got, want)
 			}
 			// Pure: rendering again gives the same.
-			if again := describe(Render(cfg, snapshot(tt.services))); again != got {
+			if again := describe(cfg, Render(cfg, snapshot(tt.services))); again != got {
 				t.Errorf("second render differs:\n%s", again)
 			}
 		})
@@ -256,11 +256,11 @@ virtual_service "ok" {
 
 // describe is the golden form: ipvsadm save lines, then where each real
 // came from, then the notes.
-func describe(res Result) string {
+func describe(cfg *config.Config, res Result) string {
 	var b strings.Builder
 	b.WriteString(res.State.String())
 	for _, k := range res.State.SortedKeys() {
-		fmt.Fprintf(&b, "# %s = virtual_service %q\n", k, res.Owners[k])
+		fmt.Fprintf(&b, "# %s = virtual_service %q\n", k, cfg.VirtualServiceAt(k).Name)
 		for _, rk := range res.State[k].SortedReals() {
 			o := res.Origins[k][rk]
 			fmt.Fprintf(&b, "#   %s <- %s node=%q instance=%q status=%q\n", rk, o.Source, o.Node, o.InstanceID, o.Status)

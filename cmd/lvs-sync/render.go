@@ -70,7 +70,7 @@ func renderCatalog(name string, args []string, stderr io.Writer) (*rendered, int
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	snap, err := catalog.Fetch(ctx, client.Health(), watchedServices(cfg), catalog.Options{
+	snap, err := catalog.Fetch(ctx, client.Health(), cfg.Services(), catalog.Options{
 		Datacenter: cfg.Consul.Datacenter,
 		Logger:     log.Named("catalog"),
 	})
@@ -101,14 +101,6 @@ func loadConfig(path string, fs *flag.FlagSet, stderr io.Writer) (*config.Config
 		return nil, false
 	}
 	return cfg, true
-}
-
-func watchedServices(cfg *config.Config) []string {
-	names := make([]string, 0, len(cfg.VirtualServices))
-	for _, vs := range cfg.VirtualServices {
-		names = append(names, vs.Service)
-	}
-	return names
 }
 
 func logNotes(log hclog.Logger, notes []render.Note) {

@@ -38,6 +38,13 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
+	withFlags := func(cfg *config.Config) *config.Config {
+		if *apiAddr != "" {
+			cfg.API.Address = *apiAddr
+		}
+		return cfg
+	}
+	cfg = withFlags(cfg)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["log-level"] && cfg.LogLevel != "" {
@@ -47,9 +54,6 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		*jsonLogs = true
 	}
 	log := newLogger(stderr, *level, *jsonLogs)
-	if *apiAddr != "" {
-		cfg.API.Address = *apiAddr
-	}
 
 	client, err := newConsulClient(cfg.Consul)
 	if err != nil {
@@ -117,12 +121,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			metrics.ConfigReload(false)
 			log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
 		default:
-			if *apiAddr != "" {
-				next.API.Address = *apiAddr
-			}
 			metrics.ConfigReload(true)
 			log.Info("config reloaded", "trigger", why, "config", *path, "virtual_services", len(next.VirtualServices))
-			d.Reload(next)
+			d.Reload(withFlags(next))
 		}
 	}
 	hup := make(chan os.Signal, 1)

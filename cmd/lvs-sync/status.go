@@ -117,32 +117,23 @@ func kernelStatus(cfg *config.Config) (daemon.Status, error) {
 	}
 	var own *daemon.Ownership
 	if cfg != nil {
-		own, _ = daemon.LoadOwnership(cfg.Director.StateFile)
+		if own, err = daemon.LoadOwnership(cfg.Director.StateFile); err != nil {
+			return daemon.Status{}, err
+		}
 	}
 	var st daemon.Status
 	for _, key := range current.SortedKeys() {
 		svc := daemon.KernelService(key, current[key])
-		switch {
-		case cfg == nil:
-		case own != nil && own.Owns(key) || configKey(cfg, key) != nil:
-			if vs := configKey(cfg, key); vs != nil {
+		if cfg != nil {
+			if vs := cfg.VirtualServiceAt(key); vs != nil {
 				svc.Name, svc.ConsulService, svc.Forwarding = vs.Name, vs.Service, vs.Forwarding.String()
+			} else {
+				svc.Foreign = !own.Owns(key)
 			}
-		default:
-			svc.Foreign = true
 		}
 		st.Services = append(st.Services, svc)
 	}
 	return st, nil
-}
-
-func configKey(cfg *config.Config, k ipvs.ServiceKey) *config.VirtualService {
-	for _, vs := range cfg.VirtualServices {
-		if vs.Key() == k {
-			return vs
-		}
-	}
-	return nil
 }
 
 // ipvsadmForward names a method as ipvsadm -Ln does.

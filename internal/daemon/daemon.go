@@ -195,14 +195,6 @@ func pages(cfg *config.Config) []fallback.Page {
 	return ps
 }
 
-func watched(cfg *config.Config) []string {
-	services := make([]string, 0, len(cfg.VirtualServices))
-	for _, vs := range cfg.VirtualServices {
-		services = append(services, vs.Service)
-	}
-	return services
-}
-
 // startWatch serves the config's pages and starts watching its services,
 // until the returned cancel is called.
 func (d *Daemon) startWatch(ctx context.Context) (<-chan catalog.Snapshot, context.CancelFunc) {
@@ -211,7 +203,7 @@ func (d *Daemon) startWatch(ctx context.Context) (<-chan catalog.Snapshot, conte
 			d.log.Error("cannot serve a maintenance page", "error", err)
 		}
 	}
-	services := watched(d.cfg)
+	services := d.cfg.Services()
 	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(d.cfg.VirtualServices))
 	ctx, cancel := context.WithCancel(ctx)
 	return catalog.NewWatcher(d.opts.Health, services, d.opts.Watch).Run(ctx), cancel

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/render"
 )
@@ -162,20 +163,16 @@ func (d *Daemon) Status() (Status, error) {
 	if d.shared.lastErr != nil {
 		st.LastError = d.shared.lastErr.Error()
 	}
-	byKey := map[ipvs.ServiceKey]string{}
-	for _, vs := range d.shared.cfg.VirtualServices {
-		byKey[vs.Key()] = vs.Name
-	}
 	for _, k := range current.SortedKeys() {
-		st.Services = append(st.Services, d.describeService(k, current[k], byKey[k]))
+		st.Services = append(st.Services, d.describeService(k, current[k], d.shared.cfg.VirtualServiceAt(k)))
 	}
 	return st, nil
 }
 
-// describeService annotates one kernel service; call with d.mu held.
-func (d *Daemon) describeService(k ipvs.ServiceKey, svc *ipvs.Service, name string) Service {
+// describeService annotates one kernel service, vs its virtual service (nil
+// if the config has none); call with d.mu held.
+func (d *Daemon) describeService(k ipvs.ServiceKey, svc *ipvs.Service, vs *config.VirtualService) Service {
 	out := KernelService(k, svc)
-	vs := d.shared.cfg.VirtualService(name)
 	if vs == nil {
 		out.Foreign = !d.opts.Ownership.Owns(k)
 		return out
@@ -204,7 +201,7 @@ func (d *Daemon) describeService(k ipvs.ServiceKey, svc *ipvs.Service, name stri
 			r.Source = string(o.Source)
 		}
 		if o.InstanceID != "" {
-			r.Changed = d.shared.changedAt[decisionKey(name, o.Node, o.InstanceID)]
+			r.Changed = d.shared.changedAt[decisionKey(vs.Name, o.Node, o.InstanceID)]
 		}
 	}
 	return out
@@ -249,7 +246,7 @@ func (d *Daemon) Explain(name string) (Explanation, error) {
 	var kernel Service
 	accounted := map[string]bool{}
 	if svc := current[k]; svc != nil {
-		kernel = d.describeService(k, svc, vs.Name)
+		kernel = d.describeService(k, svc, vs)
 	}
 	realOf := func(addr string) *Real {
 		for i := range kernel.Reals {
