@@ -192,27 +192,7 @@ func realsOf(t *testing.T, vip string) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := st[key]
-	if svc == nil {
-		return nil
-	}
-	m := map[string]int{}
-	for k, r := range svc.Reals {
-		m[k.String()] = r.Weight
-	}
-	return m
-}
-
-func sameWeights(a, b map[string]int) bool {
-	if len(a) != len(b) || (a == nil) != (b == nil) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+	return testenv.Weights(st, key)
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
@@ -259,7 +239,7 @@ func TestForwardingWithRealTraffic(t *testing.T) {
 	for _, tc := range []struct{ fwd, vip string }{{"masq", vipMasq}, {"gate", vipGate}, {"ipip", vipIPIP}} {
 		t.Run(tc.fwd, func(t *testing.T) {
 			waitFor(t, "three reals", 15*time.Second, func() bool {
-				return sameWeights(realsOf(t, tc.vip), realAddrs(tc.fwd, 1, 1, 1))
+				return testenv.SameWeights(realsOf(t, tc.vip), realAddrs(tc.fwd, 1, 1, 1))
 			})
 			// rr: six new connections reach each real server twice.
 			if got := answers(t, tc.vip, 6); got["rs1"] != 2 || got["rs2"] != 2 || got["rs3"] != 2 {
@@ -291,7 +271,7 @@ func TestForwardingWithRealTraffic(t *testing.T) {
 	// Weights from Consul show in ipvsadm -Ln.
 	registerReals(t, 5, 1, 3)
 	waitFor(t, "weights 5, 1, 3", 5*time.Second, func() bool {
-		return sameWeights(realsOf(t, vipGate), realAddrs("gate", 5, 1, 3))
+		return testenv.SameWeights(realsOf(t, vipGate), realAddrs("gate", 5, 1, 3))
 	})
 	out := ipvsadm(t, "-Ln", "-t", vipGate+":80")
 	for _, want := range []string{"10.1.0.11:80                 Route   5", "10.1.0.12:80                 Route   1", "10.1.0.13:80                 Route   3"} {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/internal/testenv"
 )
 
 // fetch does one request and returns status, body and the Retry-After.
@@ -42,7 +44,7 @@ func TestMaintenancePage(t *testing.T) {
 	l.waitSynced(t)
 	for _, tc := range []struct{ fwd, vip string }{{"masq", vipMasq}, {"gate", vipGate}} {
 		t.Run(tc.fwd, func(t *testing.T) {
-			waitFor(t, "three reals", 15*time.Second, func() bool { return sameWeights(realsOf(t, tc.vip), realAddrs(tc.fwd, 1, 1, 1)) })
+			waitFor(t, "three reals", 15*time.Second, func() bool { return testenv.SameWeights(realsOf(t, tc.vip), realAddrs(tc.fwd, 1, 1, 1)) })
 			start := time.Now()
 			for _, id := range []string{"web1", "web2", "web3"} {
 				setCheck(t, id, api.HealthCritical)
@@ -268,7 +270,7 @@ func TestFlapDampingAndSlowStart(t *testing.T) {
 	l := startLVS(t, writeConfigWith(t, false, `  hold       = "2s"
   slow_start = "3s"`))
 	l.waitSynced(t)
-	waitFor(t, "full weights", 15*time.Second, func() bool { return sameWeights(realsOf(t, vipGate), realAddrs("gate", 10, 10, 10)) })
+	waitFor(t, "full weights", 15*time.Second, func() bool { return testenv.SameWeights(realsOf(t, vipGate), realAddrs("gate", 10, 10, 10)) })
 	var lastFail time.Time // lvs-sync cannot see a failure before it is sent
 	for _, s := range []string{api.HealthCritical, api.HealthPassing, api.HealthCritical, api.HealthPassing} {
 		if s == api.HealthCritical {

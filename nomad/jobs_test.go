@@ -236,12 +236,7 @@ func TestWebRollingUpdate(t *testing.T) {
 		OnSync: func(daemon.Report) {
 			mu.Lock()
 			defer mu.Unlock()
-			now := map[string]int{}
-			if svc := kernel.State()[key]; svc != nil {
-				for rk, r := range svc.Reals {
-					now[rk.String()] = r.Weight
-				}
-			}
+			now := testenv.Weights(kernel.State(), key)
 			for r, w := range now {
 				if old, ok := last[r]; !ok || old != w {
 					from := -1

@@ -3,6 +3,7 @@ package render
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -282,7 +283,7 @@ func describe(cfg *config.Config, res Result) string {
 	return b.String()
 }
 
-func TestLocalFallbackIsLoopbackOnTheVirtualPort(t *testing.T) {
+func TestLocalFallbackIsTheVIP(t *testing.T) {
 	cfg, err := config.Parse([]byte(`virtual_service "web" {
   address    = "10.10.10.60:8443"
   forwarding = "masq"
@@ -293,7 +294,7 @@ func TestLocalFallbackIsLoopbackOnTheVirtualPort(t *testing.T) {
 	}
 	res := Render(cfg, snapshot(nil))
 	svc := res.State[cfg.VirtualServices[0].Key()]
-	want := ipvs.RealKey{Addr: LocalFallback(cfg.VirtualServices[0].Address).Addr, Port: 8443}
+	want := ipvs.RealKey{Addr: netip.MustParseAddr("10.10.10.60"), Port: 8443}
 	if r, ok := svc.Reals[want]; !ok || r.Weight != 1 || len(svc.Reals) != 1 {
 		t.Errorf("reals = %v, want only %s with weight 1", svc.Reals, want)
 	}

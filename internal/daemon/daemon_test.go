@@ -115,27 +115,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 
 func reals(st ipvs.State, vip string) map[string]int {
 	ap := netip.MustParseAddrPort(vip)
-	svc := st[ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: ap.Addr(), Port: ap.Port()}]
-	if svc == nil {
-		return nil
-	}
-	m := map[string]int{}
-	for k, r := range svc.Reals {
-		m[k.String()] = r.Weight
-	}
-	return m
-}
-
-func equalWeights(a, b map[string]int) bool {
-	if len(a) != len(b) || a == nil || b == nil {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+	return testenv.Weights(st, ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: ap.Addr(), Port: ap.Port()})
 }
 
 func register(t *testing.T, agent *testconsul.Agent) {
@@ -153,13 +133,13 @@ func TestDaemonFollowsConsul(t *testing.T) {
 
 	waitFor(t, "both services converge", 10*time.Second, func() bool {
 		st := kernel.State()
-		return equalWeights(reals(st, "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1}) &&
-			equalWeights(reals(st, "10.10.10.61:8080"), map[string]int{"10.1.0.11:8001": 5, "10.1.0.12:8002": 1})
+		return testenv.SameWeights(reals(st, "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1}) &&
+			testenv.SameWeights(reals(st, "10.10.10.61:8080"), map[string]int{"10.1.0.11:8001": 5, "10.1.0.12:8002": 1})
 	})
 
 	agent.SetStatus(t, "web1", api.HealthCritical, "down")
 	took := waitFor(t, "web1 leaves", 5*time.Second, func() bool {
-		return equalWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.12:80": 1})
+		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.12:80": 1})
 	})
 	t.Logf("a failed check left the kernel %v after the update", took)
 	if took > time.Second {
@@ -167,7 +147,7 @@ func TestDaemonFollowsConsul(t *testing.T) {
 	}
 	agent.SetStatus(t, "web1", api.HealthWarning, "slow")
 	waitFor(t, "web1 back at its warning weight", 5*time.Second, func() bool {
-		return equalWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 1, "10.1.0.12:80": 1})
+		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 1, "10.1.0.12:80": 1})
 	})
 
 	got, want := kernel.State(), foreignState()

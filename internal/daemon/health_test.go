@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
@@ -45,7 +46,7 @@ func TestLeavingRealsDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "web2 at weight 0", 5*time.Second, func() bool {
-		return equalWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 0})
+		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 0})
 	})
 	time.Sleep(1500 * time.Millisecond) // more than a drain poll
 	if len(reals(kernel.State(), "10.10.10.60:80")) != 2 {
@@ -66,14 +67,14 @@ func TestLeavingRealsDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "web1 draining", 5*time.Second, func() bool {
-		return equalWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 0})
+		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 0})
 	})
 	writes := kernel.Writes
 	if err := agent.Client.Agent().DisableServiceMaintenance("web1"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "web1 restored", 5*time.Second, func() bool {
-		return equalWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5})
+		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5})
 	})
 	if kernel.Writes-writes != 1 {
 		t.Errorf("restoring a draining real took %d writes, want 1 (an update, not delete and add)", kernel.Writes-writes)
@@ -107,7 +108,7 @@ func TestHoldAndSlowStart(t *testing.T) {
 	defer d.stop(t)
 	// Serving when lvs-sync started: no ramp.
 	waitFor(t, "converged at full weight", 10*time.Second, func() bool {
-		return equalWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1})
+		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1})
 	})
 
 	// web1 flaps: critical, passing, critical, passing.

@@ -3,12 +3,15 @@
 package testenv
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 // RepoRoot finds the repository from the test's working directory.
@@ -57,4 +60,24 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// Weights returns the reals of a service as "ip:port" → weight, nil if the
+// state has no such service: what the tests compare kernels with.
+func Weights(st ipvs.State, k ipvs.ServiceKey) map[string]int {
+	svc := st[k]
+	if svc == nil {
+		return nil
+	}
+	m := make(map[string]int, len(svc.Reals))
+	for rk, r := range svc.Reals {
+		m[rk.String()] = r.Weight
+	}
+	return m
+}
+
+// SameWeights reports whether a service exists (got is not nil) with
+// exactly the wanted reals and weights.
+func SameWeights(got, want map[string]int) bool {
+	return got != nil && maps.Equal(got, want)
 }
