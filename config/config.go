@@ -5,6 +5,8 @@
 package config
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"cmp"
 	"fmt"
 	"html/template"
@@ -19,8 +21,6 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
-
-	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 // Config is a validated lvs-sync configuration.
@@ -78,10 +78,10 @@ type Director struct {
 // healthy instances are its real servers.
 type VirtualService struct {
 	Name        string
-	Protocol    ipvs.Protocol
+	Protocol    lvs.Protocol
 	Address     netip.AddrPort
 	Scheduler   string
-	Forwarding  ipvs.Forward
+	Forwarding  lvs.Forward
 	Persistence time.Duration
 	Service     string
 	Tags        []string
@@ -118,7 +118,7 @@ func (c *Config) VirtualService(name string) *VirtualService {
 }
 
 // VirtualServiceAt returns the virtual service with that kernel key, or nil.
-func (c *Config) VirtualServiceAt(k ipvs.ServiceKey) *VirtualService {
+func (c *Config) VirtualServiceAt(k lvs.ServiceKey) *VirtualService {
 	for _, vs := range c.VirtualServices {
 		if vs.Key() == k {
 			return vs
@@ -138,8 +138,8 @@ func (c *Config) Services() []string {
 }
 
 // Key is the identity of the virtual service in the kernel.
-func (vs *VirtualService) Key() ipvs.ServiceKey {
-	return ipvs.ServiceKey{Protocol: vs.Protocol, Addr: vs.Address.Addr(), Port: vs.Address.Port()}
+func (vs *VirtualService) Key() lvs.ServiceKey {
+	return lvs.ServiceKey{Protocol: vs.Protocol, Addr: vs.Address.Addr(), Port: vs.Address.Port()}
 }
 
 // Fallback is the real server of last resort. The zero value is none.
@@ -620,7 +620,7 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		proto = *rv.Protocol
 	}
 	var err error
-	if vs.Protocol, err = ipvs.ParseProtocol(proto); err != nil {
+	if vs.Protocol, err = lvs.ParseProtocol(proto); err != nil {
 		diags = append(diags, at.errorf("protocol", "Invalid protocol", "%s", err))
 	}
 	if vs.Address, err = parseAddrPort(rv.Address); err != nil {
@@ -634,7 +634,7 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		}
 	}
 	fwdOK := true
-	if vs.Forwarding, err = ipvs.ParseForward(rv.Forwarding); err != nil {
+	if vs.Forwarding, err = lvs.ParseForward(rv.Forwarding); err != nil {
 		diags = append(diags, at.errorf("forwarding", "Invalid forwarding method", "%s", err))
 		fwdOK = false
 	}
@@ -691,7 +691,7 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 			diags = append(diags, at.errorf("on_warning", "Invalid warning policy", "%q: want serve, quiesce or remove", vs.OnWarning))
 		}
 	}
-	if vs.Fallback.Local && vs.Protocol != ipvs.TCP && vs.Protocol != 0 {
+	if vs.Fallback.Local && vs.Protocol != lvs.TCP && vs.Protocol != 0 {
 		diags = append(diags, at.errorf("fallback", "Local fallback needs tcp",
 			"the local maintenance page is served over HTTP; protocol is %s", vs.Protocol))
 	}
@@ -732,7 +732,7 @@ func loadPage(path, configFile string) (string, error) {
 func checkUnique(vss []*VirtualService) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	byName := map[string]*VirtualService{}
-	byKey := map[ipvs.ServiceKey]*VirtualService{}
+	byKey := map[lvs.ServiceKey]*VirtualService{}
 	for _, vs := range vss {
 		if first, ok := byName[vs.Name]; ok {
 			diags = append(diags, &hcl.Diagnostic{

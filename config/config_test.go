@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"errors"
 	"flag"
 	"net/netip"
@@ -12,8 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-
-	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -71,8 +71,8 @@ virtual_service "shop" {
 	}
 	web, dns := cfg.VirtualServices[0], cfg.VirtualServices[1]
 	want := VirtualService{
-		Name: "web", Protocol: ipvs.TCP, Address: netip.MustParseAddrPort("10.10.10.60:80"),
-		Scheduler: "wlc", Forwarding: ipvs.Route, Persistence: 300 * time.Second,
+		Name: "web", Protocol: lvs.TCP, Address: netip.MustParseAddrPort("10.10.10.60:80"),
+		Scheduler: "wlc", Forwarding: lvs.Route, Persistence: 300 * time.Second,
 		Service: "web", Tags: []string{"prod"},
 		Fallback:     Fallback{Addr: netip.MustParseAddrPort("10.9.9.9:80")},
 		DrainTimeout: 30 * time.Second, OnWarning: "serve",
@@ -82,8 +82,8 @@ virtual_service "shop" {
 	}
 	// Defaults: scheduler wlc, service = label, no persistence.
 	wantDNS := VirtualService{
-		Name: "dns", Protocol: ipvs.UDP, Address: netip.MustParseAddrPort("[2001:db8::53]:53"),
-		Scheduler: "wlc", Forwarding: ipvs.Masq, Service: "dns",
+		Name: "dns", Protocol: lvs.UDP, Address: netip.MustParseAddrPort("[2001:db8::53]:53"),
+		Scheduler: "wlc", Forwarding: lvs.Masq, Service: "dns",
 		Fallback:     Fallback{Addr: netip.MustParseAddrPort("[2001:db8::9]:5353")},
 		DrainTimeout: 30 * time.Second, OnWarning: "serve",
 	}

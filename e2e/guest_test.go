@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"bytes"
 	"fmt"
 	"net/netip"
@@ -187,8 +189,8 @@ var kernel = func() *ipvs.Netlink {
 // realsOf returns the weights of the reals of the TCP service at vip:80.
 func realsOf(t *testing.T, vip string) map[string]int {
 	t.Helper()
-	key := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr(vip), Port: 80}
-	st, err := ipvs.Read(kernel, func(k ipvs.ServiceKey) bool { return k == key })
+	key := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr(vip), Port: 80}
+	st, err := ipvs.Read(kernel, func(k lvs.ServiceKey) bool { return k == key })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"errors"
 	"fmt"
 	"maps"
@@ -16,19 +18,19 @@ type Kernel interface {
 	// Services lists every virtual service, without reals.
 	Services() (State, error)
 	// Reals lists the real servers of one service.
-	Reals(ServiceKey) (map[RealKey]Real, error)
-	AddService(ServiceKey, *Service) error
-	UpdateService(ServiceKey, *Service) error
-	DelService(ServiceKey) error
-	AddReal(ServiceKey, RealKey, Real) error
-	UpdateReal(ServiceKey, RealKey, Real) error
-	DelReal(ServiceKey, RealKey) error
+	Reals(lvs.ServiceKey) (map[lvs.RealKey]Real, error)
+	AddService(lvs.ServiceKey, *Service) error
+	UpdateService(lvs.ServiceKey, *Service) error
+	DelService(lvs.ServiceKey) error
+	AddReal(lvs.ServiceKey, lvs.RealKey, Real) error
+	UpdateReal(lvs.ServiceKey, lvs.RealKey, Real) error
+	DelReal(lvs.ServiceKey, lvs.RealKey) error
 }
 
 // Read returns the kernel's table: every service, and the reals of those
 // that want says are of interest (nil: all of them). Reading the reals of
 // foreign services is wasted netlink traffic on a busy director.
-func Read(k Kernel, want func(ServiceKey) bool) (State, error) {
+func Read(k Kernel, want func(lvs.ServiceKey) bool) (State, error) {
 	st, err := k.Services()
 	if err != nil {
 		return nil, fmt.Errorf("listing ipvs services: %w", err)
@@ -54,12 +56,12 @@ func Read(k Kernel, want func(ServiceKey) bool) (State, error) {
 type Result struct {
 	Applied int
 	// Failed services: their remaining changes were skipped.
-	Failed map[ServiceKey]error
+	Failed map[lvs.ServiceKey]error
 	// Done and Errors count the changes made and failed, by kind.
 	Done, Errors map[OpKind]int
 	// Foreign lists the services Reconcile saw in the kernel that are not
 	// lvs-sync's.
-	Foreign []ServiceKey
+	Foreign []lvs.ServiceKey
 }
 
 // Err joins the failures, or is nil.
@@ -79,7 +81,7 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	res := Result{Failed: map[ServiceKey]error{}, Done: map[OpKind]int{}, Errors: map[OpKind]int{}}
+	res := Result{Failed: map[lvs.ServiceKey]error{}, Done: map[OpKind]int{}, Errors: map[OpKind]int{}}
 	for _, op := range plan {
 		if _, failed := res.Failed[op.Service]; failed {
 			continue
@@ -157,8 +159,8 @@ func isGone(err error) bool {
 
 // Changed returns the services whose desired state differs between two
 // renders: added, removed, or with other settings or reals.
-func Changed(before, after State) map[ServiceKey]bool {
-	changed := map[ServiceKey]bool{}
+func Changed(before, after State) map[lvs.ServiceKey]bool {
+	changed := map[lvs.ServiceKey]bool{}
 	for k, a := range after {
 		b, ok := before[k]
 		if !ok || !a.Equal(b) || !maps.Equal(a.Reals, b.Reals) {
@@ -178,19 +180,19 @@ func Changed(before, after State) map[ServiceKey]bool {
 // only what is in scope: on a director with a thousand services, a change
 // to one costs three netlink calls, not a thousand. adjust, if not nil,
 // may change the desired state once the kernel's is known (to drain).
-func Reconcile(k Kernel, desired State, owned, scope func(ServiceKey) bool, adjust func(desired, current State) State, log hclog.Logger) (Plan, Result, error) {
-	inScope := func(key ServiceKey) bool { return (scope == nil || scope(key)) && owned(key) }
+func Reconcile(k Kernel, desired State, owned, scope func(lvs.ServiceKey) bool, adjust func(desired, current State) State, log hclog.Logger) (Plan, Result, error) {
+	inScope := func(key lvs.ServiceKey) bool { return (scope == nil || scope(key)) && owned(key) }
 	current, err := Read(k, inScope)
 	if err != nil {
 		return nil, Result{}, err
 	}
-	var foreign []ServiceKey
+	var foreign []lvs.ServiceKey
 	for key := range current {
 		if !owned(key) {
 			foreign = append(foreign, key)
 		}
 	}
-	slices.SortFunc(foreign, ServiceKey.Compare)
+	slices.SortFunc(foreign, lvs.ServiceKey.Compare)
 	current = current.Filter(inScope)
 	desired = desired.Filter(inScope)
 	if adjust != nil {
@@ -203,7 +205,7 @@ func Reconcile(k Kernel, desired State, owned, scope func(ServiceKey) bool, adju
 }
 
 // Filter returns the services for which keep holds.
-func (s State) Filter(keep func(ServiceKey) bool) State {
+func (s State) Filter(keep func(lvs.ServiceKey) bool) State {
 	out := make(State, len(s))
 	for k, svc := range s {
 		if keep(k) {

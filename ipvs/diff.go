@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"cmp"
 	"fmt"
 	"slices"
@@ -27,11 +29,11 @@ func (k OpKind) String() string { return opNames[k] }
 // Op is one kernel change.
 type Op struct {
 	Kind    OpKind
-	Service ServiceKey
+	Service lvs.ServiceKey
 	// Spec is the desired service, for AddService and UpdateService.
 	Spec *Service
 	// Real and RealSpec, for the real-server kinds.
-	Real     RealKey
+	Real     lvs.RealKey
 	RealSpec Real
 }
 
@@ -47,9 +49,9 @@ func (o Op) String() string {
 	case UpdateReal:
 		return "ipvsadm -e " + RealRule(o.Service, o.Real, o.RealSpec)
 	case DeleteReal:
-		return fmt.Sprintf("ipvsadm -d %s -r %s", o.Service.ipvsadm(), o.Real)
+		return fmt.Sprintf("ipvsadm -d %s -r %s", o.Service.Ipvsadm(), o.Real)
 	case DeleteService:
-		return "ipvsadm -D " + o.Service.ipvsadm()
+		return "ipvsadm -D " + o.Service.Ipvsadm()
 	}
 	return fmt.Sprintf("op(%d)", int(o.Kind))
 }
@@ -63,7 +65,7 @@ type Plan []Op
 // desired is deleted only if owned says lvs-sync made it (a virtual service
 // removed from the config); any other is foreign and never touched, nor are
 // its reals. Within an owned service every real is lvs-sync's to manage.
-func Diff(desired, current State, owned func(ServiceKey) bool) Plan {
+func Diff(desired, current State, owned func(lvs.ServiceKey) bool) Plan {
 	var plan Plan
 	for k, want := range desired {
 		have, ok := current[k]
@@ -107,7 +109,7 @@ func Diff(desired, current State, owned func(ServiceKey) bool) Plan {
 // address is local to the director is reported as "local node" whatever
 // method it was added with, so any method matches it.
 func normaliseReal(want, have Real) Real {
-	if have.Forward == LocalNode {
+	if have.Forward == lvs.LocalNode {
 		have.Forward = want.Forward
 	}
 	return have

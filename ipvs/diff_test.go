@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"errors"
 	"net/netip"
 	"strings"
@@ -8,26 +10,26 @@ import (
 	"testing"
 )
 
-func svcKey(s string) ServiceKey {
+func svcKey(s string) lvs.ServiceKey {
 	ap := netip.MustParseAddrPort(s)
-	return ServiceKey{Protocol: TCP, Addr: ap.Addr(), Port: ap.Port()}
+	return lvs.ServiceKey{Protocol: lvs.TCP, Addr: ap.Addr(), Port: ap.Port()}
 }
 
-func realKey(s string) RealKey {
+func realKey(s string) lvs.RealKey {
 	ap := netip.MustParseAddrPort(s)
-	return RealKey{Addr: ap.Addr(), Port: ap.Port()}
+	return lvs.RealKey{Addr: ap.Addr(), Port: ap.Port()}
 }
 
 func svc(sched string, reals map[string]Real) *Service {
-	s := &Service{Scheduler: sched, Netmask: 0xffffffff, Reals: map[RealKey]Real{}}
+	s := &Service{Scheduler: sched, Netmask: 0xffffffff, Reals: map[lvs.RealKey]Real{}}
 	for k, r := range reals {
 		s.Reals[realKey(k)] = r
 	}
 	return s
 }
 
-func gate(w int) Real { return Real{Weight: w, Forward: Route} }
-func masq(w int) Real { return Real{Weight: w, Forward: Masq} }
+func gate(w int) Real { return Real{Weight: w, Forward: lvs.Route} }
+func masq(w int) Real { return Real{Weight: w, Forward: lvs.Masq} }
 
 func planStrings(p Plan) string {
 	lines := make([]string, len(p))
@@ -46,15 +48,15 @@ func TestDiff(t *testing.T) {
 			"10.1.0.13:80": gate(1), // leaves
 			"10.1.0.14:80": gate(3), // stays
 		}),
-		api:                   svc("rr", map[string]Real{"10.1.0.21:8443": masq(1)}),                        // scheduler changes
-		foreign:               svc("rr", map[string]Real{"10.9.0.1:80": gate(1)}),                           // not ours: untouched
-		gone:                  svc("wlc", map[string]Real{"10.1.0.31:80": gate(1)}),                         // removed from config
-		svcKey("10.0.0.4:80"): svc("wlc", map[string]Real{"127.0.0.1:80": {Weight: 1, Forward: LocalNode}}), // local: normalised
+		api:                   svc("rr", map[string]Real{"10.1.0.21:8443": masq(1)}), // scheduler changes
+		foreign:               svc("rr", map[string]Real{"10.9.0.1:80": gate(1)}),    // not ours: untouched
+		gone:                  svc("wlc", map[string]Real{"10.1.0.31:80": gate(1)}),  // removed from config
+		svcKey("10.0.0.4:80"): svc("wlc", map[string]Real{"127.0.0.1:80": {Weight: 1, Forward: lvs.LocalNode}}),
 	}
 	desired := State{
 		web: svc("wlc", map[string]Real{
 			"10.1.0.11:80": gate(5),
-			"10.1.0.12:80": {Weight: 1, Forward: Tunnel},
+			"10.1.0.12:80": {Weight: 1, Forward: lvs.Tunnel},
 			"10.1.0.14:80": gate(3),
 			"10.1.0.15:80": gate(1),
 		}),
@@ -62,7 +64,7 @@ func TestDiff(t *testing.T) {
 		svcKey("10.0.0.5:80"): svc("wlc", map[string]Real{"10.1.0.51:80": gate(2)}),
 		svcKey("10.0.0.4:80"): svc("wlc", map[string]Real{"127.0.0.1:80": masq(1)}),
 	}
-	owned := func(k ServiceKey) bool { return k == gone || desired[k] != nil }
+	owned := func(k lvs.ServiceKey) bool { return k == gone || desired[k] != nil }
 	want := `ipvsadm -A -t 10.0.0.5:80 -s wlc
 ipvsadm -E -t 10.0.0.2:443 -s wrr
 ipvsadm -a -t 10.0.0.1:80 -r 10.1.0.15:80 -g -w 1
@@ -88,7 +90,7 @@ ipvsadm -D -t 10.0.0.3:80`
 	}
 	wantState := desired.Clone()
 	wantState[foreign] = current[foreign]
-	wantState[svcKey("10.0.0.4:80")].Reals[realKey("127.0.0.1:80")] = Real{Weight: 1, Forward: LocalNode}
+	wantState[svcKey("10.0.0.4:80")].Reals[realKey("127.0.0.1:80")] = Real{Weight: 1, Forward: lvs.LocalNode}
 	if after.String() != wantState.String() {
 		t.Errorf("kernel after apply:\n%s\nwant:\n%s", after, wantState)
 	}
@@ -100,7 +102,7 @@ ipvsadm -D -t 10.0.0.3:80`
 func TestDiffNeverTouchesForeignServices(t *testing.T) {
 	foreign := svcKey("10.0.0.9:80")
 	current := State{foreign: svc("rr", map[string]Real{"10.9.0.1:80": gate(1)})}
-	for _, owned := range []func(ServiceKey) bool{nil, func(ServiceKey) bool { return false }} {
+	for _, owned := range []func(lvs.ServiceKey) bool{nil, func(lvs.ServiceKey) bool { return false }} {
 		if plan := Diff(State{}, current, owned); len(plan) != 0 {
 			t.Errorf("plan touches a foreign service:\n%s", planStrings(plan))
 		}
@@ -109,7 +111,7 @@ func TestDiffNeverTouchesForeignServices(t *testing.T) {
 
 func TestDiffComparesConfigNotConnections(t *testing.T) {
 	k := svcKey("10.0.0.1:80")
-	current := State{k: svc("wlc", map[string]Real{"10.1.0.11:80": {Weight: 2, Forward: Route, ActiveConns: 7, InactiveConns: 3}})}
+	current := State{k: svc("wlc", map[string]Real{"10.1.0.11:80": {Weight: 2, Forward: lvs.Route, ActiveConns: 7, InactiveConns: 3}})}
 	desired := State{k: svc("wlc", map[string]Real{"10.1.0.11:80": gate(2)})}
 	if plan := Diff(desired, current, nil); len(plan) != 0 {
 		t.Errorf("connection counts caused changes:\n%s", planStrings(plan))
@@ -162,7 +164,7 @@ func TestApplyIsIdempotentAndIsolatesFailures(t *testing.T) {
 func TestReadSkipsForeignReals(t *testing.T) {
 	web, foreign := svcKey("10.0.0.1:80"), svcKey("10.0.0.9:80")
 	k := NewFakeKernel(State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(1)}), foreign: svc("rr", map[string]Real{"10.9.0.1:80": gate(1)})})
-	st, err := Read(k, func(key ServiceKey) bool { return key == web })
+	st, err := Read(k, func(key lvs.ServiceKey) bool { return key == web })
 	if err != nil {
 		t.Fatal(err)
 	}

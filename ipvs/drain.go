@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"cmp"
 	"time"
 )
@@ -25,22 +27,22 @@ import (
 // again from then.
 type Drainer struct {
 	// Timeout is the drain timeout of a service.
-	Timeout func(ServiceKey) time.Duration
+	Timeout func(lvs.ServiceKey) time.Duration
 	// Settle is the least time at weight 0 before a real without active
 	// connections is deleted (default 500ms, a hundred times the handshake
 	// race seen in the VM; never more than the timeout).
 	Settle time.Duration
-	since  map[ServiceKey]map[RealKey]time.Time
+	since  map[lvs.ServiceKey]map[lvs.RealKey]time.Time
 }
 
 // DefaultSettle is the default Drainer.Settle.
 const DefaultSettle = 500 * time.Millisecond
 
 // Draining reports the reals draining now, by service.
-func (d *Drainer) Draining() map[ServiceKey]map[RealKey]time.Time {
-	out := make(map[ServiceKey]map[RealKey]time.Time, len(d.since))
+func (d *Drainer) Draining() map[lvs.ServiceKey]map[lvs.RealKey]time.Time {
+	out := make(map[lvs.ServiceKey]map[lvs.RealKey]time.Time, len(d.since))
 	for k, reals := range d.since {
-		out[k] = make(map[RealKey]time.Time, len(reals))
+		out[k] = make(map[lvs.RealKey]time.Time, len(reals))
 		for rk, t := range reals {
 			out[k][rk] = t
 		}
@@ -55,7 +57,7 @@ func (d *Drainer) Draining() map[ServiceKey]map[RealKey]time.Time {
 // leaves is deleted at once.
 func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Time) {
 	if d.since == nil {
-		d.since = map[ServiceKey]map[RealKey]time.Time{}
+		d.since = map[lvs.ServiceKey]map[lvs.RealKey]time.Time{}
 	}
 	var next time.Time
 	out := desired
@@ -74,7 +76,7 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 				d.stop(k, rk)
 				continue
 			}
-			if k.Protocol == UDP || timeout <= 0 || r.ActiveConns+r.InactiveConns == 0 {
+			if k.Protocol == lvs.UDP || timeout <= 0 || r.ActiveConns+r.InactiveConns == 0 {
 				d.stop(k, rk) // deleted by the diff
 				continue
 			}
@@ -82,7 +84,7 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 			if !draining {
 				start = now
 				if d.since[k] == nil {
-					d.since[k] = map[RealKey]time.Time{}
+					d.since[k] = map[lvs.RealKey]time.Time{}
 				}
 				d.since[k][rk] = now
 			}
@@ -105,7 +107,7 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 			}
 			if out[k] == want {
 				cp := *want
-				cp.Reals = make(map[RealKey]Real, len(want.Reals)+1)
+				cp.Reals = make(map[lvs.RealKey]Real, len(want.Reals)+1)
 				for key, real := range want.Reals {
 					cp.Reals[key] = real
 				}
@@ -126,7 +128,7 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 	return out, next
 }
 
-func (d *Drainer) stop(k ServiceKey, rk RealKey) {
+func (d *Drainer) stop(k lvs.ServiceKey, rk lvs.RealKey) {
 	if reals, ok := d.since[k]; ok {
 		delete(reals, rk)
 		if len(reals) == 0 {

@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"net/netip"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 func drainStep(t *testing.T, k *FakeKernel, d *Drainer, desired State, now time.Time) (string, time.Time) {
 	t.Helper()
 	var next time.Time
-	mine := func(ServiceKey) bool { return true }
+	mine := func(lvs.ServiceKey) bool { return true }
 	plan, res, err := Reconcile(k, desired, mine, nil, func(desired, current State) State {
 		var out State
 		out, next = d.Adjust(desired, current, now)
@@ -25,14 +27,14 @@ func drainStep(t *testing.T, k *FakeKernel, d *Drainer, desired State, now time.
 
 func TestDrain(t *testing.T) {
 	web := svcKey("10.0.0.1:80")
-	dns := ServiceKey{Protocol: UDP, Addr: netip.MustParseAddr("10.0.0.2"), Port: 53}
+	dns := lvs.ServiceKey{Protocol: lvs.UDP, Addr: netip.MustParseAddr("10.0.0.2"), Port: 53}
 	b := realKey("10.1.0.12:80")
 	both := func() State {
 		return State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5), "10.1.0.12:80": gate(5)})}
 	}
 	onlyA := func() State { return State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5)})} }
 	k := NewFakeKernel(both())
-	d := &Drainer{Timeout: func(ServiceKey) time.Duration { return 30 * time.Second }, Settle: 2 * time.Second}
+	d := &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }, Settle: 2 * time.Second}
 	t0 := time.Unix(1_700_000_000, 0)
 
 	// b leaves with a connection open: weight 0, not deleted.
@@ -72,7 +74,7 @@ func TestDrain(t *testing.T) {
 
 	// The timeout passes with the connection still open: deleted.
 	k = NewFakeKernel(both())
-	d = &Drainer{Timeout: func(ServiceKey) time.Duration { return 30 * time.Second }}
+	d = &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
 	if err := k.SetConns(web, b, 1, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,7 @@ func TestDrain(t *testing.T) {
 
 	// No connection at all, drain_timeout = 0, or UDP: deleted at once.
 	for name, c := range map[string]struct {
-		key     ServiceKey
+		key     lvs.ServiceKey
 		timeout time.Duration
 		conns   int
 	}{
@@ -96,10 +98,10 @@ func TestDrain(t *testing.T) {
 		if err := k.SetConns(c.key, b, c.conns, 0); err != nil {
 			t.Fatal(err)
 		}
-		d := &Drainer{Timeout: func(ServiceKey) time.Duration { return c.timeout }}
+		d := &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return c.timeout }}
 		want := State{c.key: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5)})}
 		plan, _ := drainStep(t, k, d, want, t0)
-		if plan != "ipvsadm -d "+c.key.ipvsadm()+" -r 10.1.0.12:80" {
+		if plan != "ipvsadm -d "+c.key.Ipvsadm()+" -r 10.1.0.12:80" {
 			t.Errorf("%s: plan %q", name, plan)
 		}
 	}
@@ -110,7 +112,7 @@ func TestDrain(t *testing.T) {
 	if err := k.SetConns(web, b, 2, 0); err != nil {
 		t.Fatal(err)
 	}
-	d = &Drainer{Timeout: func(ServiceKey) time.Duration { return 30 * time.Second }}
+	d = &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
 	if plan, next := drainStep(t, k, d, onlyA(), t0); plan != "" || !next.Equal(t0.Add(30*time.Second)) {
 		t.Errorf("after restart: plan %q, next %v", plan, next)
 	}

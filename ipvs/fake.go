@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"fmt"
 	"maps"
 	"sync"
@@ -19,14 +21,14 @@ type FakeKernel struct {
 	// Writes counts the calls that change the table.
 	Writes int
 	// FailService makes every change to that service fail with the error.
-	FailService map[ServiceKey]error
+	FailService map[lvs.ServiceKey]error
 }
 
 var _ Kernel = (*FakeKernel)(nil)
 
 // NewFakeKernel returns a fake holding a copy of st.
 func NewFakeKernel(st State) *FakeKernel {
-	return &FakeKernel{state: st.Clone(), FailService: map[ServiceKey]error{}}
+	return &FakeKernel{state: st.Clone(), FailService: map[lvs.ServiceKey]error{}}
 }
 
 // State returns a copy of the whole table.
@@ -43,7 +45,7 @@ func (s State) Clone() State {
 		cp := *svc
 		cp.Reals = maps.Clone(svc.Reals)
 		if cp.Reals == nil {
-			cp.Reals = map[RealKey]Real{}
+			cp.Reals = map[lvs.RealKey]Real{}
 		}
 		c[k] = &cp
 	}
@@ -63,7 +65,7 @@ func (f *FakeKernel) Services() (State, error) {
 	return st, nil
 }
 
-func (f *FakeKernel) Reals(k ServiceKey) (map[RealKey]Real, error) {
+func (f *FakeKernel) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Calls++
@@ -75,7 +77,7 @@ func (f *FakeKernel) Reals(k ServiceKey) (map[RealKey]Real, error) {
 }
 
 // change runs a write under the lock, counting it and injecting failures.
-func (f *FakeKernel) change(k ServiceKey, fn func() error) error {
+func (f *FakeKernel) change(k lvs.ServiceKey, fn func() error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Calls++
@@ -89,19 +91,19 @@ func (f *FakeKernel) change(k ServiceKey, fn func() error) error {
 	return nil
 }
 
-func (f *FakeKernel) AddService(k ServiceKey, s *Service) error {
+func (f *FakeKernel) AddService(k lvs.ServiceKey, s *Service) error {
 	return f.change(k, func() error {
 		if _, ok := f.state[k]; ok {
 			return syscall.EEXIST
 		}
 		cp := *s
-		cp.Reals = map[RealKey]Real{}
+		cp.Reals = map[lvs.RealKey]Real{}
 		f.state[k] = &cp
 		return nil
 	})
 }
 
-func (f *FakeKernel) UpdateService(k ServiceKey, s *Service) error {
+func (f *FakeKernel) UpdateService(k lvs.ServiceKey, s *Service) error {
 	return f.change(k, func() error {
 		svc, ok := f.state[k]
 		if !ok {
@@ -112,7 +114,7 @@ func (f *FakeKernel) UpdateService(k ServiceKey, s *Service) error {
 	})
 }
 
-func (f *FakeKernel) DelService(k ServiceKey) error {
+func (f *FakeKernel) DelService(k lvs.ServiceKey) error {
 	return f.change(k, func() error {
 		if _, ok := f.state[k]; !ok {
 			return syscall.ESRCH
@@ -122,7 +124,7 @@ func (f *FakeKernel) DelService(k ServiceKey) error {
 	})
 }
 
-func (f *FakeKernel) AddReal(k ServiceKey, rk RealKey, r Real) error {
+func (f *FakeKernel) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	return f.change(k, func() error {
 		svc, ok := f.state[k]
 		if !ok {
@@ -136,7 +138,7 @@ func (f *FakeKernel) AddReal(k ServiceKey, rk RealKey, r Real) error {
 	})
 }
 
-func (f *FakeKernel) UpdateReal(k ServiceKey, rk RealKey, r Real) error {
+func (f *FakeKernel) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	return f.change(k, func() error {
 		svc, ok := f.state[k]
 		if !ok {
@@ -153,7 +155,7 @@ func (f *FakeKernel) UpdateReal(k ServiceKey, rk RealKey, r Real) error {
 	})
 }
 
-func (f *FakeKernel) DelReal(k ServiceKey, rk RealKey) error {
+func (f *FakeKernel) DelReal(k lvs.ServiceKey, rk lvs.RealKey) error {
 	return f.change(k, func() error {
 		svc, ok := f.state[k]
 		if !ok {
@@ -168,7 +170,7 @@ func (f *FakeKernel) DelReal(k ServiceKey, rk RealKey) error {
 }
 
 // SetConns sets a real's connection counts, as traffic would.
-func (f *FakeKernel) SetConns(k ServiceKey, rk RealKey, active, inactive int) error {
+func (f *FakeKernel) SetConns(k lvs.ServiceKey, rk lvs.RealKey, active, inactive int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	svc, ok := f.state[k]
@@ -186,9 +188,9 @@ func (f *FakeKernel) SetConns(k ServiceKey, rk RealKey, active, inactive int) er
 
 // kernelReal is what the kernel stores for a real: a local address becomes
 // a local node whatever method was asked for.
-func kernelReal(rk RealKey, r Real) Real {
+func kernelReal(rk lvs.RealKey, r Real) Real {
 	if rk.Addr.IsLoopback() {
-		r.Forward = LocalNode
+		r.Forward = lvs.LocalNode
 	}
 	return r
 }

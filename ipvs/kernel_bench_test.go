@@ -3,6 +3,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"net/netip"
 	"testing"
 	"time"
@@ -12,11 +14,11 @@ import (
 func benchState(services, reals int) State {
 	st := State{}
 	for i := range services {
-		k := ServiceKey{Protocol: TCP, Addr: netip.AddrFrom4([4]byte{10, 50, byte(i >> 8), byte(i)}), Port: 80}
-		svc := &Service{Scheduler: "wlc", Netmask: HostMask(k.Addr), Reals: map[RealKey]Real{}}
+		k := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.AddrFrom4([4]byte{10, 50, byte(i >> 8), byte(i)}), Port: 80}
+		svc := &Service{Scheduler: "wlc", Netmask: lvs.HostMask(k.Addr), Reals: map[lvs.RealKey]Real{}}
 		for j := range reals {
-			rk := RealKey{Addr: netip.AddrFrom4([4]byte{10, 60 + byte(j), byte(i >> 8), byte(i)}), Port: 8080}
-			svc.Reals[rk] = Real{Weight: 1 + j, Forward: Route}
+			rk := lvs.RealKey{Addr: netip.AddrFrom4([4]byte{10, 60 + byte(j), byte(i >> 8), byte(i)}), Port: 8080}
+			svc.Reals[rk] = Real{Weight: 1 + j, Forward: lvs.Route}
 		}
 		st[k] = svc
 	}
@@ -25,8 +27,8 @@ func benchState(services, reals int) State {
 
 // benchSync is what the daemon does on a change: read what is in scope
 // (nil: everything), diff, apply.
-func benchSync(b *testing.B, k *Netlink, desired State, scope func(ServiceKey) bool) Plan {
-	mine := func(key ServiceKey) bool { return desired[key] != nil }
+func benchSync(b *testing.B, k *Netlink, desired State, scope func(lvs.ServiceKey) bool) Plan {
+	mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
 	plan, res, err := Reconcile(k, desired, mine, scope, nil, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -104,10 +106,10 @@ func benchOneChange(b *testing.B, scoped bool) {
 		r := desired[target].Reals[rk]
 		r.Weight = 100 + i%2
 		desired[target].Reals[rk] = r
-		var scope func(ServiceKey) bool
+		var scope func(lvs.ServiceKey) bool
 		if scoped {
 			changed := Changed(before, desired)
-			scope = func(key ServiceKey) bool { return changed[key] }
+			scope = func(key lvs.ServiceKey) bool { return changed[key] }
 		}
 		n := k.Calls()
 		if plan := benchSync(b, k, desired, scope); len(plan) != 1 {

@@ -5,6 +5,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -27,7 +29,7 @@ func openKernel(t *testing.T) *Netlink {
 }
 
 // cleanup deletes the services a test made, whatever happened.
-func cleanup(t *testing.T, k Kernel, keys ...ServiceKey) {
+func cleanup(t *testing.T, k Kernel, keys ...lvs.ServiceKey) {
 	t.Cleanup(func() {
 		for _, key := range keys {
 			_ = k.DelService(key)
@@ -41,25 +43,25 @@ func cleanup(t *testing.T, k Kernel, keys ...ServiceKey) {
 // normalised.
 func TestNetlinkConverges(t *testing.T) {
 	k := openKernel(t)
-	web := ServiceKey{Protocol: TCP, Addr: netip.MustParseAddr("10.20.0.1"), Port: 80}
-	dns6 := ServiceKey{Protocol: UDP, Addr: netip.MustParseAddr("2001:db8::53"), Port: 53}
-	sctp := ServiceKey{Protocol: SCTP, Addr: netip.MustParseAddr("10.20.0.2"), Port: 3868}
+	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.20.0.1"), Port: 80}
+	dns6 := lvs.ServiceKey{Protocol: lvs.UDP, Addr: netip.MustParseAddr("2001:db8::53"), Port: 53}
+	sctp := lvs.ServiceKey{Protocol: lvs.SCTP, Addr: netip.MustParseAddr("10.20.0.2"), Port: 3868}
 	cleanup(t, k, web, dns6, sctp)
 	desired := State{
-		web: {Scheduler: "wlc", Flags: FlagPersistent, Timeout: 300, Netmask: HostMask(web.Addr), Reals: map[RealKey]Real{
-			{Addr: netip.MustParseAddr("10.20.1.1"), Port: 80}:   {Weight: 5, Forward: Route},
-			{Addr: netip.MustParseAddr("10.20.1.2"), Port: 80}:   {Weight: 0, Forward: Tunnel},
-			{Addr: netip.MustParseAddr("10.20.1.3"), Port: 8080}: {Weight: 1, Forward: Masq},
-			{Addr: netip.MustParseAddr("127.0.0.1"), Port: 80}:   {Weight: 1, Forward: Masq}, // local node
+		web: {Scheduler: "wlc", Flags: FlagPersistent, Timeout: 300, Netmask: lvs.HostMask(web.Addr), Reals: map[lvs.RealKey]Real{
+			{Addr: netip.MustParseAddr("10.20.1.1"), Port: 80}:   {Weight: 5, Forward: lvs.Route},
+			{Addr: netip.MustParseAddr("10.20.1.2"), Port: 80}:   {Weight: 0, Forward: lvs.Tunnel},
+			{Addr: netip.MustParseAddr("10.20.1.3"), Port: 8080}: {Weight: 1, Forward: lvs.Masq},
+			{Addr: netip.MustParseAddr("127.0.0.1"), Port: 80}:   {Weight: 1, Forward: lvs.Masq},
 		}},
-		dns6: {Scheduler: "rr", Netmask: HostMask(dns6.Addr), Reals: map[RealKey]Real{
-			{Addr: netip.MustParseAddr("2001:db8::11"), Port: 5353}: {Weight: 2, Forward: Masq},
+		dns6: {Scheduler: "rr", Netmask: lvs.HostMask(dns6.Addr), Reals: map[lvs.RealKey]Real{
+			{Addr: netip.MustParseAddr("2001:db8::11"), Port: 5353}: {Weight: 2, Forward: lvs.Masq},
 		}},
-		sctp: {Scheduler: "sh", Netmask: HostMask(sctp.Addr), Reals: map[RealKey]Real{
-			{Addr: netip.MustParseAddr("10.20.1.1"), Port: 3868}: {Weight: 1, Forward: Masq},
+		sctp: {Scheduler: "sh", Netmask: lvs.HostMask(sctp.Addr), Reals: map[lvs.RealKey]Real{
+			{Addr: netip.MustParseAddr("10.20.1.1"), Port: 3868}: {Weight: 1, Forward: lvs.Masq},
 		}},
 	}
-	mine := func(key ServiceKey) bool { return desired[key] != nil }
+	mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
 	current, err := Read(k, mine)
 	if err != nil {
 		t.Fatal(err)
@@ -78,15 +80,15 @@ func TestNetlinkConverges(t *testing.T) {
 	// Older kernels report a local real as "local node" whatever it was
 	// added with; 6.x decides local delivery when transmitting and reports
 	// the method as given. Diff converges either way (above).
-	f := current[web].Reals[RealKey{Addr: netip.MustParseAddr("127.0.0.1"), Port: 80}].Forward
-	if f != LocalNode && f != Masq {
+	f := current[web].Reals[lvs.RealKey{Addr: netip.MustParseAddr("127.0.0.1"), Port: 80}].Forward
+	if f != lvs.LocalNode && f != lvs.Masq {
 		t.Errorf("a local real came back as %s", f)
 	}
 	t.Logf("this kernel reports a local masq real as %s", f)
 
 	// Change weight, method and scheduler: only those changes are planned.
 	desired[web].Scheduler = "wrr"
-	desired[web].Reals[RealKey{Addr: netip.MustParseAddr("10.20.1.2"), Port: 80}] = Real{Weight: 3, Forward: Route}
+	desired[web].Reals[lvs.RealKey{Addr: netip.MustParseAddr("10.20.1.2"), Port: 80}] = Real{Weight: 3, Forward: lvs.Route}
 	plan = Diff(desired, current, mine)
 	want := "ipvsadm -E -t 10.20.0.1:80 -s wrr -p 300\nipvsadm -e -t 10.20.0.1:80 -r 10.20.1.2:80 -g -w 3"
 	if got := planStrings(plan); got != want {
@@ -120,10 +122,10 @@ func TestNetlinkConverges(t *testing.T) {
 // TestKernelErrnos pins the errors Apply relies on to be idempotent.
 func TestKernelErrnos(t *testing.T) {
 	k := openKernel(t)
-	key := ServiceKey{Protocol: TCP, Addr: netip.MustParseAddr("10.20.0.9"), Port: 80}
-	rk := RealKey{Addr: netip.MustParseAddr("10.20.1.9"), Port: 80}
+	key := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.20.0.9"), Port: 80}
+	rk := lvs.RealKey{Addr: netip.MustParseAddr("10.20.1.9"), Port: 80}
 	cleanup(t, k, key)
-	svc := &Service{Scheduler: "rr", Netmask: HostMask(key.Addr)}
+	svc := &Service{Scheduler: "rr", Netmask: lvs.HostMask(key.Addr)}
 	if err := k.AddService(key, svc); err != nil {
 		t.Fatal(err)
 	}
@@ -134,22 +136,22 @@ func TestKernelErrnos(t *testing.T) {
 	}{
 		{"add an existing service", k.AddService(key, svc), syscall.EEXIST},
 		{"delete a real that is not there", k.DelReal(key, rk), syscall.ENOENT},
-		{"update a real that is not there", k.UpdateReal(key, rk, Real{Weight: 1, Forward: Route}), syscall.ENOENT},
-		{"delete a service that is not there", k.DelService(ServiceKey{Protocol: TCP, Addr: netip.MustParseAddr("10.20.0.10"), Port: 80}), syscall.ESRCH},
-		{"add to a service that is not there", k.AddReal(ServiceKey{Protocol: TCP, Addr: netip.MustParseAddr("10.20.0.10"), Port: 80}, rk, Real{Weight: 1}), syscall.ESRCH},
+		{"update a real that is not there", k.UpdateReal(key, rk, Real{Weight: 1, Forward: lvs.Route}), syscall.ENOENT},
+		{"delete a service that is not there", k.DelService(lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.20.0.10"), Port: 80}), syscall.ESRCH},
+		{"add to a service that is not there", k.AddReal(lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.20.0.10"), Port: 80}, rk, Real{Weight: 1}), syscall.ESRCH},
 	} {
 		if !errors.Is(c.err, c.want) {
 			t.Errorf("%s: got %v, want %v", c.what, c.err, c.want)
 		}
 	}
-	if err := k.AddReal(key, rk, Real{Weight: 1, Forward: Route}); err != nil {
+	if err := k.AddReal(key, rk, Real{Weight: 1, Forward: lvs.Route}); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.AddReal(key, rk, Real{Weight: 1, Forward: Route}); !errors.Is(err, syscall.EEXIST) {
+	if err := k.AddReal(key, rk, Real{Weight: 1, Forward: lvs.Route}); !errors.Is(err, syscall.EEXIST) {
 		t.Errorf("add an existing real: %v", err)
 	}
 	before := k.Calls()
-	if res := Apply(k, Plan{{Kind: AddReal, Service: key, Real: rk, RealSpec: Real{Weight: 4, Forward: Route}}}, nil); res.Err() != nil {
+	if res := Apply(k, Plan{{Kind: AddReal, Service: key, Real: rk, RealSpec: Real{Weight: 4, Forward: lvs.Route}}}, nil); res.Err() != nil {
 		t.Errorf("apply over an existing real: %v", res.Err())
 	}
 	if k.Calls()-before != 2 {

@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"errors"
 	"fmt"
 	"net"
@@ -113,7 +115,7 @@ func (n *Netlink) Services() (State, error) {
 	return st, nil
 }
 
-func (n *Netlink) Reals(k ServiceKey) (map[RealKey]Real, error) {
+func (n *Netlink) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
 	var dsts []*mobyipvs.Destination
 	err := n.do("list reals of "+k.String(), func(h *mobyipvs.Handle) (err error) {
 		dsts, err = h.GetDestinations(toMobyService(k, nil))
@@ -122,15 +124,15 @@ func (n *Netlink) Reals(k ServiceKey) (map[RealKey]Real, error) {
 	if err != nil {
 		return nil, err
 	}
-	reals := make(map[RealKey]Real, len(dsts))
+	reals := make(map[lvs.RealKey]Real, len(dsts))
 	for _, d := range dsts {
 		addr, ok := netip.AddrFromSlice(d.Address)
 		if !ok {
 			continue
 		}
-		reals[RealKey{Addr: addr.Unmap(), Port: d.Port}] = Real{
+		reals[lvs.RealKey{Addr: addr.Unmap(), Port: d.Port}] = Real{
 			Weight:        d.Weight,
-			Forward:       Forward(d.ConnectionFlags & FwdMask),
+			Forward:       lvs.Forward(d.ConnectionFlags & lvs.FwdMask),
 			ActiveConns:   d.ActiveConnections,
 			InactiveConns: d.InactiveConnections,
 		}
@@ -138,31 +140,31 @@ func (n *Netlink) Reals(k ServiceKey) (map[RealKey]Real, error) {
 	return reals, nil
 }
 
-func (n *Netlink) AddService(k ServiceKey, s *Service) error {
+func (n *Netlink) AddService(k lvs.ServiceKey, s *Service) error {
 	return n.do("add service "+k.String(), func(h *mobyipvs.Handle) error { return h.NewService(toMobyService(k, s)) })
 }
 
-func (n *Netlink) UpdateService(k ServiceKey, s *Service) error {
+func (n *Netlink) UpdateService(k lvs.ServiceKey, s *Service) error {
 	return n.do("update service "+k.String(), func(h *mobyipvs.Handle) error { return h.UpdateService(toMobyService(k, s)) })
 }
 
-func (n *Netlink) DelService(k ServiceKey) error {
+func (n *Netlink) DelService(k lvs.ServiceKey) error {
 	return n.do("delete service "+k.String(), func(h *mobyipvs.Handle) error { return h.DelService(toMobyService(k, nil)) })
 }
 
-func (n *Netlink) AddReal(k ServiceKey, rk RealKey, r Real) error {
+func (n *Netlink) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	return n.do("add real "+rk.String()+" to "+k.String(), func(h *mobyipvs.Handle) error {
 		return h.NewDestination(toMobyService(k, nil), toMobyDest(rk, r))
 	})
 }
 
-func (n *Netlink) UpdateReal(k ServiceKey, rk RealKey, r Real) error {
+func (n *Netlink) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	return n.do("update real "+rk.String()+" of "+k.String(), func(h *mobyipvs.Handle) error {
 		return h.UpdateDestination(toMobyService(k, nil), toMobyDest(rk, r))
 	})
 }
 
-func (n *Netlink) DelReal(k ServiceKey, rk RealKey) error {
+func (n *Netlink) DelReal(k lvs.ServiceKey, rk lvs.RealKey) error {
 	return n.do("delete real "+rk.String()+" of "+k.String(), func(h *mobyipvs.Handle) error {
 		return h.DelDestination(toMobyService(k, nil), toMobyDest(rk, Real{}))
 	})
@@ -177,7 +179,7 @@ func family(a netip.Addr) uint16 {
 
 // toMobyService converts a key and, when s is not nil, its settings. The
 // kernel finds a service by key alone, so deletes and real changes pass nil.
-func toMobyService(k ServiceKey, s *Service) *mobyipvs.Service {
+func toMobyService(k lvs.ServiceKey, s *Service) *mobyipvs.Service {
 	ms := &mobyipvs.Service{
 		AddressFamily: family(k.Addr),
 		FWMark:        k.FWMark,
@@ -196,7 +198,7 @@ func toMobyService(k ServiceKey, s *Service) *mobyipvs.Service {
 	return ms
 }
 
-func toMobyDest(rk RealKey, r Real) *mobyipvs.Destination {
+func toMobyDest(rk lvs.RealKey, r Real) *mobyipvs.Destination {
 	return &mobyipvs.Destination{
 		Address:         net.IP(rk.Addr.AsSlice()),
 		Port:            rk.Port,
@@ -208,14 +210,14 @@ func toMobyDest(rk RealKey, r Real) *mobyipvs.Destination {
 
 // fromMobyService normalises what the kernel reports: the "hashed" flag it
 // sets on every service is dropped, so that it compares with desired state.
-func fromMobyService(s *mobyipvs.Service) (ServiceKey, *Service, error) {
-	k := ServiceKey{FWMark: s.FWMark}
+func fromMobyService(s *mobyipvs.Service) (lvs.ServiceKey, *Service, error) {
+	k := lvs.ServiceKey{FWMark: s.FWMark}
 	if s.FWMark == 0 {
 		addr, ok := netip.AddrFromSlice(s.Address)
 		if !ok {
 			return k, nil, fmt.Errorf("service with address %v", s.Address)
 		}
-		k.Addr, k.Protocol, k.Port = addr.Unmap(), Protocol(s.Protocol), s.Port
+		k.Addr, k.Protocol, k.Port = addr.Unmap(), lvs.Protocol(s.Protocol), s.Port
 	} else if s.AddressFamily == syscall.AF_INET6 {
 		k.Addr = netip.IPv6Unspecified()
 	} else {

@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"errors"
 	"fmt"
 	"net"
@@ -164,16 +166,16 @@ func addHostAddr(link netlink.Link, a netip.Addr) (added bool, err error) {
 //     from clients that are routed through another interface.
 //
 // With remove, the VIPs are taken off again; the sysctls stay.
-func RealServer(vips []netip.Addr, mode Forward, remove bool, log hclog.Logger) error {
+func RealServer(vips []netip.Addr, mode lvs.Forward, remove bool, log hclog.Logger) error {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	var name string
 	var mk func() netlink.Link
 	switch mode {
-	case Route:
+	case lvs.Route:
 		name = "lo"
-	case Tunnel:
+	case lvs.Tunnel:
 		name = "tunl0"
 		mk = func() netlink.Link { return &netlink.Iptun{LinkAttrs: netlink.LinkAttrs{Name: "tunl0"}} }
 		for _, a := range vips {
@@ -186,7 +188,7 @@ func RealServer(vips []netip.Addr, mode Forward, remove bool, log hclog.Logger) 
 	}
 	link, err := ensureLink(name, mk, log)
 	if err != nil {
-		if mode == Tunnel {
+		if mode == lvs.Tunnel {
 			err = fmt.Errorf("%w (is the ipip module loaded? modprobe ipip)", err)
 		}
 		return err
@@ -198,7 +200,7 @@ func RealServer(vips []netip.Addr, mode Forward, remove bool, log hclog.Logger) 
 			{"net/ipv4/conf/" + name + "/arp_ignore", "1"},
 			{"net/ipv4/conf/" + name + "/arp_announce", "2"},
 		}
-		if mode == Tunnel {
+		if mode == lvs.Tunnel {
 			sysctls = append(sysctls,
 				[2]string{"net/ipv4/conf/all/rp_filter", "0"},
 				[2]string{"net/ipv4/conf/tunl0/rp_filter", "0"})

@@ -3,6 +3,8 @@
 package nomad
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -279,7 +281,7 @@ func TestWebRollingUpdate(t *testing.T) {
 	// Each v1 real has a client connected, as under load.
 	for r := range v1 {
 		ap := netip.MustParseAddrPort(r)
-		if err := kernel.SetConns(key, ipvs.RealKey{Addr: ap.Addr(), Port: ap.Port()}, 1, 0); err != nil {
+		if err := kernel.SetConns(key, lvs.RealKey{Addr: ap.Addr(), Port: ap.Port()}, 1, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -293,7 +295,7 @@ func TestWebRollingUpdate(t *testing.T) {
 			if w[r] == 0 && !ended[r] {
 				if _, in := w[r]; in {
 					ap := netip.MustParseAddrPort(r)
-					_ = kernel.SetConns(key, ipvs.RealKey{Addr: ap.Addr(), Port: ap.Port()}, 0, 1)
+					_ = kernel.SetConns(key, lvs.RealKey{Addr: ap.Addr(), Port: ap.Port()}, 0, 1)
 					ended[r] = true
 				}
 			}

@@ -1,13 +1,14 @@
 package render
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"fmt"
 	"net/netip"
 	"testing"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
-	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 // benchInput is 1,000 virtual services, each over its own Consul service of
@@ -18,9 +19,9 @@ func benchInput(services, instances int) (*config.Config, catalog.Snapshot) {
 	statuses := []string{catalog.Passing, catalog.Passing, catalog.Passing, catalog.Warning, catalog.Critical}
 	for i := range services {
 		name := fmt.Sprintf("svc%04d", i)
-		fwd := []ipvs.Forward{ipvs.Masq, ipvs.Route, ipvs.Tunnel}[i%3]
+		fwd := []lvs.Forward{lvs.Masq, lvs.Route, lvs.Tunnel}[i%3]
 		cfg.VirtualServices = append(cfg.VirtualServices, &config.VirtualService{
-			Name: name, Service: name, Protocol: ipvs.TCP, Scheduler: "wlc", Forwarding: fwd,
+			Name: name, Service: name, Protocol: lvs.TCP, Scheduler: "wlc", Forwarding: fwd,
 			Address:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 10, byte(i >> 8), byte(i)}), 80),
 			Quiescent: i%2 == 0, Tags: []string{"prod"},
 		})

@@ -1,13 +1,14 @@
 package render
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
-	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 func oneService(t *testing.T, attrs string) *config.Config {
@@ -34,9 +35,9 @@ func weightOf(t *testing.T, cfg *config.Config, in *catalog.Instance, h History)
 	return r.Weight, res
 }
 
-func realKey(s string) ipvs.RealKey {
+func realKey(s string) lvs.RealKey {
 	ap := netip.MustParseAddrPort(s)
-	return ipvs.RealKey{Addr: ap.Addr(), Port: ap.Port()}
+	return lvs.RealKey{Addr: ap.Addr(), Port: ap.Port()}
 }
 
 func TestOnWarning(t *testing.T) {

@@ -4,6 +4,8 @@
 package render
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"fmt"
 	"net/netip"
 	"time"
@@ -56,7 +58,7 @@ type Decision struct {
 	// In tells whether the instance is a real server; Real and Weight
 	// are its key and weight then.
 	In     bool
-	Real   ipvs.RealKey
+	Real   lvs.RealKey
 	Weight int
 	Source Source
 	// rule is the rule in words when render had to say it at once (a rare
@@ -93,7 +95,7 @@ type Result struct {
 	// a slow start steps up); zero if never.
 	NextChange time.Time
 	State      ipvs.State
-	Origins    map[ipvs.ServiceKey]map[ipvs.RealKey]Origin
+	Origins    map[lvs.ServiceKey]map[lvs.RealKey]Origin
 	Notes      []Note
 }
 
@@ -108,7 +110,7 @@ func Render(cfg *config.Config, snap catalog.Snapshot) Result {
 func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
 	res := Result{
 		State:     make(ipvs.State, len(cfg.VirtualServices)),
-		Origins:   make(map[ipvs.ServiceKey]map[ipvs.RealKey]Origin, len(cfg.VirtualServices)),
+		Origins:   make(map[lvs.ServiceKey]map[lvs.RealKey]Origin, len(cfg.VirtualServices)),
 		Decisions: make(map[string][]Decision, len(cfg.VirtualServices)),
 	}
 	for _, vs := range cfg.VirtualServices {
@@ -120,17 +122,17 @@ func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
 	return res
 }
 
-func renderService(vs *config.VirtualService, instances []*catalog.Instance, h History, res *Result) (*ipvs.Service, map[ipvs.RealKey]Origin) {
+func renderService(vs *config.VirtualService, instances []*catalog.Instance, h History, res *Result) (*ipvs.Service, map[lvs.RealKey]Origin) {
 	svc := &ipvs.Service{
 		Scheduler: vs.Scheduler,
-		Netmask:   ipvs.HostMask(vs.Address.Addr()),
-		Reals:     make(map[ipvs.RealKey]ipvs.Real, len(instances)),
+		Netmask:   lvs.HostMask(vs.Address.Addr()),
+		Reals:     make(map[lvs.RealKey]ipvs.Real, len(instances)),
 	}
 	if vs.Persistence > 0 {
 		svc.Flags |= ipvs.FlagPersistent
 		svc.Timeout = uint32(vs.Persistence.Seconds())
 	}
-	origins := make(map[ipvs.RealKey]Origin, len(instances))
+	origins := make(map[lvs.RealKey]Origin, len(instances))
 	note := func(in *catalog.Instance, format string, args ...any) {
 		res.Notes = append(res.Notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: fmt.Sprintf(format, args...)})
 	}
@@ -178,7 +180,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			note(in, "weight %d clamped to %d", weight, MaxWeight)
 			weight = MaxWeight
 		}
-		rk := ipvs.RealKey{Addr: addr, Port: port}
+		rk := lvs.RealKey{Addr: addr, Port: port}
 		if prev, dup := svc.Reals[rk]; dup {
 			// Two instances behind one real server (gate and ipip keep the
 			// virtual port): the one that can take the most traffic wins.
@@ -305,13 +307,13 @@ func (r *Result) wake(t time.Time) {
 // (gate keeps it; masq rewrites it to the same). A loopback real would not
 // do: the kernel refuses to DNAT outside traffic to 127.0.0.1 ("stopping
 // DNAT to loopback address").
-func LocalFallback(vip netip.AddrPort) ipvs.RealKey {
-	return ipvs.RealKey{Addr: vip.Addr(), Port: vip.Port()}
+func LocalFallback(vip netip.AddrPort) lvs.RealKey {
+	return lvs.RealKey{Addr: vip.Addr(), Port: vip.Port()}
 }
 
-func fallbackKey(vs *config.VirtualService) ipvs.RealKey {
+func fallbackKey(vs *config.VirtualService) lvs.RealKey {
 	if vs.Fallback.Local {
 		return LocalFallback(vs.Address)
 	}
-	return ipvs.RealKey{Addr: vs.Fallback.Addr.Addr(), Port: vs.Fallback.Addr.Port()}
+	return lvs.RealKey{Addr: vs.Fallback.Addr.Addr(), Port: vs.Fallback.Addr.Port()}
 }

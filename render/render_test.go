@@ -1,6 +1,8 @@
 package render
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"flag"
 	"fmt"
 	"net/netip"
@@ -12,7 +14,6 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
-	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -294,7 +295,7 @@ func TestLocalFallbackIsTheVIP(t *testing.T) {
 	}
 	res := Render(cfg, snapshot(nil))
 	svc := res.State[cfg.VirtualServices[0].Key()]
-	want := ipvs.RealKey{Addr: netip.MustParseAddr("10.10.10.60"), Port: 8443}
+	want := lvs.RealKey{Addr: netip.MustParseAddr("10.10.10.60"), Port: 8443}
 	if r, ok := svc.Reals[want]; !ok || r.Weight != 1 || len(svc.Reals) != 1 {
 		t.Errorf("reals = %v, want only %s with weight 1", svc.Reals, want)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,7 +37,7 @@ type operated struct {
 	stop   func()
 }
 
-var foreignKey = ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.99.0.1"), Port: 80}
+var foreignKey = lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.99.0.1"), Port: 80}
 
 func operate(t *testing.T, agent *testconsul.Agent, src string) *operated {
 	t.Helper()
@@ -43,8 +45,8 @@ func operate(t *testing.T, agent *testconsul.Agent, src string) *operated {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kernel := ipvs.NewFakeKernel(ipvs.State{foreignKey: {Scheduler: "sh", Netmask: 0xffffffff, Reals: map[ipvs.RealKey]ipvs.Real{
-		{Addr: netip.MustParseAddr("10.99.1.1"), Port: 80}: {Weight: 7, Forward: ipvs.Route},
+	kernel := ipvs.NewFakeKernel(ipvs.State{foreignKey: {Scheduler: "sh", Netmask: 0xffffffff, Reals: map[lvs.RealKey]ipvs.Real{
+		{Addr: netip.MustParseAddr("10.99.1.1"), Port: 80}: {Weight: 7, Forward: lvs.Route},
 	}}})
 	reg := prometheus.NewRegistry()
 	d, err := daemon.New(daemon.Options{Config: cfg, Health: agent.Client.Health(), Kernel: kernel,
@@ -100,17 +102,17 @@ func TestStatusAndExplain(t *testing.T) {
 	// Consul defers an output-only change to the catalog: change the status too.
 	agent.SetStatus(t, "web3", api.HealthCritical, "HTTP GET http://10.1.0.13:8080/health: 503 Service Unavailable")
 	o := operate(t, agent, operatedConfig)
-	web := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
+	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
 	waitUntil(t, "web synced", func() bool { svc := o.kernel.State()[web]; return svc != nil && len(svc.Reals) == 4 })
 	// web4 has a connection open and is deregistered: it drains.
-	if err := o.kernel.SetConns(web, ipvs.RealKey{Addr: netip.MustParseAddr("10.1.0.14"), Port: 80}, 2, 1); err != nil {
+	if err := o.kernel.SetConns(web, lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.14"), Port: 80}, 2, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := agent.Client.Agent().ServiceDeregister("web4"); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "web4 draining", func() bool {
-		return o.kernel.State()[web].Reals[ipvs.RealKey{Addr: netip.MustParseAddr("10.1.0.14"), Port: 80}].Weight == 0
+		return o.kernel.State()[web].Reals[lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.14"), Port: 80}].Weight == 0
 	})
 
 	code, out, errOut := cli("status", "-api", o.addr)

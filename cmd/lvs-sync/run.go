@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"context"
 	"errors"
 	"flag"
@@ -215,7 +217,7 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		c.log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
 	}
-	owned := func(k ipvs.ServiceKey) bool { return own.Owns(k) || c.res.State[k] != nil }
+	owned := func(k lvs.ServiceKey) bool { return own.Owns(k) || c.res.State[k] != nil }
 	current, err := ipvs.Read(kernel, owned)
 	if err != nil {
 		c.log.Error("cannot read the kernel's ipvs table", "error", err)
@@ -253,7 +255,7 @@ func runRealServer(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 1
 	}
-	fwd, err := ipvs.ParseForward(*mode)
+	fwd, err := lvs.ParseForward(*mode)
 	if err != nil {
 		fmt.Fprintf(stderr, "-mode: %v\n", err)
 		return 1

@@ -14,6 +14,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // apiFlags are the flags of the commands that ask a running lvs-sync.
@@ -137,18 +138,11 @@ func kernelStatus(cfg *config.Config) (daemon.Status, error) {
 }
 
 // ipvsadmForward names a method as ipvsadm -Ln does.
-func ipvsadmForward(f string) string {
-	switch f {
-	case "masq":
-		return "Masq"
-	case "gate":
-		return "Route"
-	case "ipip":
-		return "Tunnel"
-	case "local":
-		return "Local"
+func ipvsadmForward(name string) string {
+	if f, ok := lvs.ParseForwardName(name); ok {
+		return f.IpvsadmName()
 	}
-	return f
+	return name
 }
 
 func printStatus(w io.Writer, st daemon.Status, live bool) {

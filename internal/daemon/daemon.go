@@ -6,6 +6,8 @@
 package daemon
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"context"
 	"fmt"
 	"maps"
@@ -108,7 +110,7 @@ type sharedState struct {
 	lastSync  time.Time
 	lastErr   error
 	result    render.Result
-	draining  map[ipvs.ServiceKey]map[ipvs.RealKey]time.Time
+	draining  map[lvs.ServiceKey]map[lvs.RealKey]time.Time
 	changedAt map[string]time.Time // decisionKey → when it last changed
 	signature map[string]string
 }
@@ -160,14 +162,14 @@ func New(opts Options) (*Daemon, error) {
 func (d *Daemon) setConfig(cfg *config.Config) {
 	d.cfg = cfg
 	d.opts.Watch.Datacenter = cfg.Consul.Datacenter
-	timeouts := map[ipvs.ServiceKey]time.Duration{}
+	timeouts := map[lvs.ServiceKey]time.Duration{}
 	for _, vs := range cfg.VirtualServices {
 		timeouts[vs.Key()] = vs.DrainTimeout
 	}
 	if d.drainer == nil {
 		d.drainer = &ipvs.Drainer{}
 	}
-	d.drainer.Timeout = func(k ipvs.ServiceKey) time.Duration { return timeouts[k] }
+	d.drainer.Timeout = func(k lvs.ServiceKey) time.Duration { return timeouts[k] }
 	d.mu.Lock()
 	d.shared.cfg = cfg
 	d.mu.Unlock()
@@ -331,7 +333,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (applied bool, err e
 	// whose desired state changed since the last sync that fully succeeded,
 	// and those still draining; the periodic reconcile and retries read
 	// everything, to repair drift.
-	var scope func(ipvs.ServiceKey) bool
+	var scope func(lvs.ServiceKey) bool
 	if (reason == "catalog" || reason == "timer") && d.lastApplied != nil {
 		changed := ipvs.Changed(d.lastApplied, desired)
 		for k := range d.drainer.Draining() {
@@ -342,10 +344,10 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (applied bool, err e
 			d.log.Debug("synced", "reason", reason, "changes", 0, "scope", "none", "took", time.Since(start))
 			return false, nil
 		}
-		scope = func(k ipvs.ServiceKey) bool { return changed[k] }
+		scope = func(k lvs.ServiceKey) bool { return changed[k] }
 	}
 	own := d.opts.Ownership
-	owned := func(k ipvs.ServiceKey) bool { return own.Owns(k) || desired[k] != nil }
+	owned := func(k lvs.ServiceKey) bool { return own.Owns(k) || desired[k] != nil }
 	var drainNext time.Time
 	var adjusted ipvs.State
 	adjust := func(desired, current ipvs.State) ipvs.State {
@@ -373,7 +375,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, reason string) (applied bool, err e
 	}
 
 	// Owned from now on: what is desired, and what could not be deleted.
-	keep := map[ipvs.ServiceKey]bool{}
+	keep := map[lvs.ServiceKey]bool{}
 	for k := range desired {
 		keep[k] = true
 	}
@@ -432,7 +434,7 @@ func withoutMaintenance(res render.Result) ipvs.State {
 
 // syncVIPs puts the desired VIPs on the VIP link and removes those of
 // services lvs-sync owned before and no longer serves.
-func (d *Daemon) syncVIPs(desired ipvs.State, previously []ipvs.ServiceKey) error {
+func (d *Daemon) syncVIPs(desired ipvs.State, previously []lvs.ServiceKey) error {
 	if d.opts.VIPs == nil {
 		return nil
 	}
@@ -445,7 +447,7 @@ func (d *Daemon) syncVIPs(desired ipvs.State, previously []ipvs.ServiceKey) erro
 }
 
 // vipsOfKeys lists the VIPs of services, sorted, each once.
-func vipsOfKeys(keys []ipvs.ServiceKey) []netip.Addr {
+func vipsOfKeys(keys []lvs.ServiceKey) []netip.Addr {
 	var vips []netip.Addr
 	for _, k := range keys {
 		if k.FWMark == 0 && !slices.Contains(vips, k.Addr) {
@@ -475,7 +477,7 @@ func (d *Daemon) Cleanup() error {
 	if err := res.Err(); err != nil {
 		return err
 	}
-	if err := own.Set(map[ipvs.ServiceKey]bool{}); err != nil {
+	if err := own.Set(map[lvs.ServiceKey]bool{}); err != nil {
 		d.log.Warn("cannot save which services lvs-sync owns", "error", err)
 	}
 	d.log.Info("cleaned up on exit", "services", len(keys))

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"context"
 	"errors"
 	"net/netip"
@@ -18,11 +20,11 @@ import (
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
-var foreignKey = ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.99.0.1"), Port: 80}
+var foreignKey = lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.99.0.1"), Port: 80}
 
 func foreignState() ipvs.State {
-	return ipvs.State{foreignKey: &ipvs.Service{Scheduler: "rr", Netmask: 0xffffffff, Reals: map[ipvs.RealKey]ipvs.Real{
-		{Addr: netip.MustParseAddr("10.99.1.1"), Port: 80}: {Weight: 1, Forward: ipvs.Masq},
+	return ipvs.State{foreignKey: &ipvs.Service{Scheduler: "rr", Netmask: 0xffffffff, Reals: map[lvs.RealKey]ipvs.Real{
+		{Addr: netip.MustParseAddr("10.99.1.1"), Port: 80}: {Weight: 1, Forward: lvs.Masq},
 	}}}
 }
 
@@ -115,7 +117,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 
 func reals(st ipvs.State, vip string) map[string]int {
 	ap := netip.MustParseAddrPort(vip)
-	return testenv.Weights(st, ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: ap.Addr(), Port: ap.Port()})
+	return testenv.Weights(st, lvs.ServiceKey{Protocol: lvs.TCP, Addr: ap.Addr(), Port: ap.Port()})
 }
 
 func register(t *testing.T, agent *testconsul.Agent) {
@@ -230,8 +232,8 @@ func TestDaemonRepairsDrift(t *testing.T) {
 	kernel := ipvs.NewFakeKernel(ipvs.State{})
 	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel})
 	defer d.stop(t)
-	web := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
-	rk := ipvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}
+	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
+	rk := lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
 
 	// ipvsadm -d by hand: the catalog does not change, the reconcile
@@ -260,7 +262,7 @@ func TestDaemonRetriesAFailedApply(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
 	kernel := ipvs.NewFakeKernel(ipvs.State{})
-	web := ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
+	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
 	kernel.FailService[web] = errors.New("injected failure")
 	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel,
 		RetryBase: 20 * time.Millisecond})

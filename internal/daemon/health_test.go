@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"net/netip"
 	"testing"
 	"time"
@@ -13,9 +15,9 @@ import (
 )
 
 var (
-	gateKey = ipvs.ServiceKey{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
-	real1   = ipvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}
-	real2   = ipvs.RealKey{Addr: netip.MustParseAddr("10.1.0.12"), Port: 80}
+	gateKey = lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
+	real1   = lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}
+	real2   = lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.12"), Port: 80}
 )
 
 func gateConfig(extra string) string {

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"runtime"
 	"time"
 
@@ -122,7 +124,7 @@ func (m *Metrics) sawSync(res ipvs.Result, full bool, foreign int) {
 }
 
 // sawState sets the per-service gauges from a sync's outcome.
-func (m *Metrics) sawState(cfg *config.Config, res render.Result, draining map[ipvs.ServiceKey]map[ipvs.RealKey]time.Time, ok bool) {
+func (m *Metrics) sawState(cfg *config.Config, res render.Result, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, ok bool) {
 	if m == nil {
 		return
 	}

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-
-	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 // Ownership remembers which virtual services lvs-sync made, across
@@ -21,7 +21,7 @@ import (
 type Ownership struct {
 	path     string
 	mu       sync.Mutex
-	services map[ipvs.ServiceKey]bool
+	services map[lvs.ServiceKey]bool
 }
 
 type ownershipFile struct {
@@ -31,7 +31,7 @@ type ownershipFile struct {
 
 // LoadOwnership reads the record at path; a missing file is an empty one.
 func LoadOwnership(path string) (*Ownership, error) {
-	o := &Ownership{path: path, services: map[ipvs.ServiceKey]bool{}}
+	o := &Ownership{path: path, services: map[lvs.ServiceKey]bool{}}
 	if path == "" {
 		return o, nil
 	}
@@ -47,7 +47,7 @@ func LoadOwnership(path string) (*Ownership, error) {
 		return nil, fmt.Errorf("reading state file %s: %w", path, err)
 	}
 	for _, s := range f.Services {
-		k, err := ipvs.ParseServiceKey(s)
+		k, err := lvs.ParseServiceKey(s)
 		if err != nil {
 			return nil, fmt.Errorf("state file %s: %w", path, err)
 		}
@@ -57,23 +57,23 @@ func LoadOwnership(path string) (*Ownership, error) {
 }
 
 // Owns reports whether lvs-sync made the service.
-func (o *Ownership) Owns(k ipvs.ServiceKey) bool {
+func (o *Ownership) Owns(k lvs.ServiceKey) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.services[k]
 }
 
 // Keys returns the owned services, sorted.
-func (o *Ownership) Keys() []ipvs.ServiceKey {
+func (o *Ownership) Keys() []lvs.ServiceKey {
 	o.mu.Lock()
 	keys := slices.Collect(maps.Keys(o.services))
 	o.mu.Unlock()
-	slices.SortFunc(keys, ipvs.ServiceKey.Compare)
+	slices.SortFunc(keys, lvs.ServiceKey.Compare)
 	return keys
 }
 
 // Set replaces the owned services and saves them if they changed.
-func (o *Ownership) Set(keys map[ipvs.ServiceKey]bool) error {
+func (o *Ownership) Set(keys map[lvs.ServiceKey]bool) error {
 	o.mu.Lock()
 	if maps.Equal(keys, o.services) {
 		o.mu.Unlock()

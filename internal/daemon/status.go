@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"cmp"
 	"fmt"
 	"slices"
@@ -171,7 +173,7 @@ func (d *Daemon) Status() (Status, error) {
 
 // describeService annotates one kernel service, vs its virtual service (nil
 // if the config has none); call with d.mu held.
-func (d *Daemon) describeService(k ipvs.ServiceKey, svc *ipvs.Service, vs *config.VirtualService) Service {
+func (d *Daemon) describeService(k lvs.ServiceKey, svc *ipvs.Service, vs *config.VirtualService) Service {
 	out := KernelService(k, svc)
 	if vs == nil {
 		out.Foreign = !d.opts.Ownership.Owns(k)
@@ -209,10 +211,10 @@ func (d *Daemon) describeService(k ipvs.ServiceKey, svc *ipvs.Service, vs *confi
 
 // KernelService describes a kernel service with nothing of lvs-sync's:
 // what `lvs-sync status` shows when the daemon is not running.
-func KernelService(k ipvs.ServiceKey, svc *ipvs.Service) Service {
+func KernelService(k lvs.ServiceKey, svc *ipvs.Service) Service {
 	out := Service{Key: k.String(), Protocol: k.Protocol.String(), Scheduler: svc.Scheduler, Address: k.String()}
 	if k.FWMark == 0 {
-		out.Address = ipvs.RealKey{Addr: k.Addr, Port: k.Port}.String()
+		out.Address = lvs.RealKey{Addr: k.Addr, Port: k.Port}.String()
 	}
 	if svc.Flags&ipvs.FlagPersistent != 0 {
 		out.Persistence = svc.Timeout
@@ -236,7 +238,7 @@ func (d *Daemon) Explain(name string) (Explanation, error) {
 		return Explanation{}, fmt.Errorf("no virtual_service %q in the config", name)
 	}
 	k := vs.Key()
-	current, err := ipvs.Read(d.opts.Kernel, func(key ipvs.ServiceKey) bool { return key == k })
+	current, err := ipvs.Read(d.opts.Kernel, func(key lvs.ServiceKey) bool { return key == k })
 	if err != nil {
 		return Explanation{}, fmt.Errorf("reading the kernel: %w", err)
 	}

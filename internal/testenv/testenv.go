@@ -3,6 +3,8 @@
 package testenv
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"maps"
 	"os"
 	"os/exec"
@@ -64,7 +66,7 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 
 // Weights returns the reals of a service as "ip:port" → weight, nil if the
 // state has no such service: what the tests compare kernels with.
-func Weights(st ipvs.State, k ipvs.ServiceKey) map[string]int {
+func Weights(st ipvs.State, k lvs.ServiceKey) map[string]int {
 	svc := st[k]
 	if svc == nil {
 		return nil
