@@ -5,8 +5,6 @@
 package config
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"cmp"
 	"fmt"
 	"html/template"
@@ -21,6 +19,8 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // Config is a validated lvs-sync configuration.

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"errors"
 	"flag"
 	"net/netip"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"bytes"
 	"fmt"
 	"net/netip"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // consul is the host's agent, reached through qemu's forward.

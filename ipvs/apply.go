@@ -1,8 +1,6 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"errors"
 	"fmt"
 	"maps"
@@ -10,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // Kernel is the part of the kernel's IPVS that lvs-sync uses. Netlink is

@@ -1,11 +1,11 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // OpKind is the kind of one kernel change, in the order a plan applies them.

@@ -1,13 +1,13 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"errors"
 	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func svcKey(s string) lvs.ServiceKey {

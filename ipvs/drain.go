@@ -1,10 +1,10 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"cmp"
 	"time"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // Drainer lets real servers that leave the desired state go gracefully:

@@ -1,11 +1,11 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // drainStep runs one sync through the drainer against the fake kernel, as

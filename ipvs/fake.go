@@ -1,12 +1,12 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"fmt"
 	"maps"
 	"sync"
 	"syscall"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // FakeKernel is an in-memory IPVS table for tests of the code above the

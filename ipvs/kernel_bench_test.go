@@ -3,11 +3,11 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // benchState is 1,000 virtual services of 10 real servers each.

@@ -5,8 +5,6 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"errors"
 	"fmt"
 	"net/netip"
@@ -16,6 +14,8 @@ import (
 
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func openKernel(t *testing.T) *Netlink {

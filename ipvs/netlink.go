@@ -1,8 +1,6 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	mobyipvs "github.com/moby/ipvs"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // ErrTimeout is returned when the kernel did not answer a netlink call in

@@ -8,12 +8,12 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // Service flags lvs-sync sets or reads (IP_VS_SVC_F_*).

@@ -1,8 +1,6 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +13,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // VIPLink keeps the VIPs on a dummy link that lvs-sync owns.

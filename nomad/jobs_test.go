@@ -3,8 +3,6 @@
 package nomad
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,6 +27,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/testnomad"
 	"github.com/lvs-sync/lvs-sync/internal/vmtest"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 var jobFiles = []string{"lvs-sync.nomad.hcl", "realserver.nomad.hcl", "../examples/web.nomad.hcl"}

@@ -1,14 +1,13 @@
 package render
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"fmt"
 	"net/netip"
 	"testing"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // benchInput is 1,000 virtual services, each over its own Consul service of

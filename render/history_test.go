@@ -1,14 +1,13 @@
 package render
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func oneService(t *testing.T, attrs string) *config.Config {

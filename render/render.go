@@ -4,8 +4,6 @@
 package render
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"fmt"
 	"net/netip"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // MaxWeight is the largest weight ipvsadm accepts; larger Consul weights

@@ -1,8 +1,6 @@
 package render
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"flag"
 	"fmt"
 	"net/netip"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

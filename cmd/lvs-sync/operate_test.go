@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,6 +24,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // operated is a daemon over a real Consul and the fake kernel, with its

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"context"
 	"errors"
 	"flag"
@@ -23,6 +21,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func runRun(args []string, stdout, stderr io.Writer) int {

@@ -6,8 +6,6 @@
 package daemon
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"context"
 	"fmt"
 	"maps"
@@ -24,6 +22,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 	"github.com/lvs-sync/lvs-sync/render"
 )
 

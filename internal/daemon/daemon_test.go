@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"context"
 	"errors"
 	"net/netip"
@@ -18,6 +16,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 var foreignKey = lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.99.0.1"), Port: 80}

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"net/netip"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 var (

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"runtime"
 	"time"
 
@@ -11,6 +9,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 	"github.com/lvs-sync/lvs-sync/render"
 )
 

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // Ownership remembers which virtual services lvs-sync made, across

@@ -3,8 +3,6 @@
 package testenv
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"maps"
 	"os"
 	"os/exec"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // RepoRoot finds the repository from the test's working directory.
