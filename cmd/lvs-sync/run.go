@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -167,10 +166,7 @@ func watchFiles(ctx context.Context, path string, interval time.Duration) <-chan
 	ch := make(chan struct{}, 1)
 	fingerprint := func() string {
 		var b strings.Builder
-		files := []string{path}
-		if info, err := os.Stat(path); err == nil && info.IsDir() {
-			files, _ = filepath.Glob(filepath.Join(path, "*.hcl"))
-		}
+		files, _ := config.Files(path) // none when unreadable or empty: fingerprint ""
 		for _, f := range files {
 			if info, err := os.Stat(f); err == nil {
 				fmt.Fprintf(&b, "%s %d %d\n", f, info.Size(), info.ModTime().UnixNano())

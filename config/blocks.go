@@ -1,0 +1,255 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
+)
+
+// The blocks of a config file: each one's raw struct, as gohcl decodes it,
+// and its validation into the public type.
+
+type rawConsul struct {
+	Address    *string  `hcl:"address,optional"`
+	TokenFile  *string  `hcl:"token_file,optional"`
+	Datacenter *string  `hcl:"datacenter,optional"`
+	CAFile     *string  `hcl:"ca_file,optional"`
+	CertFile   *string  `hcl:"cert_file,optional"`
+	KeyFile    *string  `hcl:"key_file,optional"`
+	ServerName *string  `hcl:"server_name,optional"`
+	Body       hcl.Body `hcl:",body"`
+	Remain     hcl.Body `hcl:",remain"`
+	DefRange   hcl.Range
+}
+
+type rawDirector struct {
+	VIPInterface      *string  `hcl:"vip_interface,optional"`
+	ReconcileInterval *string  `hcl:"reconcile_interval,optional"`
+	StateFile         *string  `hcl:"state_file,optional"`
+	CleanupOnExit     *bool    `hcl:"cleanup_on_exit,optional"`
+	Body              hcl.Body `hcl:",body"`
+	Remain            hcl.Body `hcl:",remain"`
+	DefRange          hcl.Range
+}
+
+type rawAPI struct {
+	Address                *string  `hcl:"address,optional"`
+	ConsulUnreachableAfter *string  `hcl:"consul_unreachable_after,optional"`
+	Body                   hcl.Body `hcl:",body"`
+	Remain                 hcl.Body `hcl:",remain"`
+	DefRange               hcl.Range
+}
+
+type rawVS struct {
+	Name            string   `hcl:"name,label"`
+	Address         string   `hcl:"address"`
+	Protocol        *string  `hcl:"protocol,optional"`
+	Scheduler       *string  `hcl:"scheduler,optional"`
+	Forwarding      string   `hcl:"forwarding"`
+	Persistence     *string  `hcl:"persistence,optional"`
+	Service         *string  `hcl:"service,optional"`
+	Tags            []string `hcl:"tags,optional"`
+	Quiescent       *bool    `hcl:"quiescent,optional"`
+	Fallback        *string  `hcl:"fallback,optional"`
+	MaintenancePage *string  `hcl:"maintenance_page,optional"`
+	DrainTimeout    *string  `hcl:"drain_timeout,optional"`
+	Hold            *string  `hcl:"hold,optional"`
+	SlowStart       *string  `hcl:"slow_start,optional"`
+	OnWarning       *string  `hcl:"on_warning,optional"`
+	Body            hcl.Body `hcl:",body"`
+	Remain          hcl.Body `hcl:",remain"`
+	DefRange        hcl.Range
+}
+
+func decodeConsul(rc *rawConsul) (Consul, hcl.Diagnostics) {
+	at := newAttrs("consul", rc.Body, rc.DefRange)
+	var diags hcl.Diagnostics
+	c := Consul{
+		Address:    deref(rc.Address),
+		TokenFile:  deref(rc.TokenFile),
+		Datacenter: deref(rc.Datacenter),
+		CAFile:     deref(rc.CAFile),
+		CertFile:   deref(rc.CertFile),
+		KeyFile:    deref(rc.KeyFile),
+		ServerName: deref(rc.ServerName),
+	}
+	for _, f := range []struct {
+		name  string
+		value *string
+	}{
+		{"address", rc.Address}, {"token_file", rc.TokenFile}, {"datacenter", rc.Datacenter},
+		{"ca_file", rc.CAFile}, {"cert_file", rc.CertFile}, {"key_file", rc.KeyFile},
+		{"server_name", rc.ServerName},
+	} {
+		if f.value != nil && *f.value == "" {
+			diags = append(diags, at.errorf(f.name, "Empty value", "must not be empty; leave it out for the default"))
+		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		diags = append(diags, at.errorf("cert_file", "Incomplete client certificate", "cert_file and key_file go together"))
+	}
+	return c, diags
+}
+
+func decodeDirector(rd *rawDirector) (Director, hcl.Diagnostics) {
+	at := newAttrs("director", rd.Body, rd.DefRange)
+	var diags hcl.Diagnostics
+	d := Director{VIPInterface: deref(rd.VIPInterface), ReconcileInterval: DefaultReconcileInterval, StateFile: DefaultStateFile}
+	if rd.VIPInterface != nil {
+		if err := validInterfaceName(d.VIPInterface); err != nil {
+			diags = append(diags, at.errorf("vip_interface", "Invalid interface name", "%s", err))
+		}
+	}
+	if rd.ReconcileInterval != nil {
+		var err error
+		if d.ReconcileInterval, err = parseReconcileInterval(*rd.ReconcileInterval); err != nil {
+			diags = append(diags, at.errorf("reconcile_interval", "Invalid reconcile interval", "%s", err))
+		}
+	}
+	d.CleanupOnExit = rd.CleanupOnExit != nil && *rd.CleanupOnExit
+	if rd.StateFile != nil {
+		d.StateFile = *rd.StateFile
+		if err := validStateFile(d.StateFile); err != nil {
+			diags = append(diags, at.errorf("state_file", "Invalid state file", "%s", err))
+		}
+	}
+	return d, diags
+}
+
+func decodeAPI(ra *rawAPI) (API, hcl.Diagnostics) {
+	at := newAttrs("api", ra.Body, ra.DefRange)
+	var diags hcl.Diagnostics
+	a := API{Address: DefaultAPIAddress, ConsulUnreachableAfter: DefaultConsulUnreachable}
+	if ra.Address != nil {
+		a.Address = *ra.Address
+		if err := validAPIAddress(a.Address); err != nil {
+			diags = append(diags, at.errorf("address", "Invalid address", "%s", err))
+		}
+	}
+	if ra.ConsulUnreachableAfter != nil {
+		v, err := parsePositive(*ra.ConsulUnreachableAfter)
+		if err != nil {
+			diags = append(diags, at.errorf("consul_unreachable_after", "Invalid duration", "%s", err))
+		}
+		a.ConsulUnreachableAfter = v
+	}
+	return a, diags
+}
+
+func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
+	at := newAttrs(fmt.Sprintf("virtual_service %q", rv.Name), rv.Body, rv.DefRange)
+	var diags hcl.Diagnostics
+	vs := &VirtualService{
+		Name:         rv.Name,
+		Scheduler:    DefaultScheduler,
+		Service:      rv.Name,
+		Tags:         rv.Tags,
+		Quiescent:    rv.Quiescent != nil && *rv.Quiescent,
+		DrainTimeout: DefaultDrainTimeout,
+		OnWarning:    DefaultOnWarning,
+		DeclRange:    rv.DefRange,
+	}
+	if rv.Name == "" {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Empty virtual service name",
+			Detail: "virtual_service needs a non-empty label naming it.", Subject: rv.DefRange.Ptr(),
+		})
+	}
+
+	proto := DefaultProtocol
+	if rv.Protocol != nil {
+		proto = *rv.Protocol
+	}
+	var err error
+	if vs.Protocol, err = lvs.ParseProtocol(proto); err != nil {
+		diags = append(diags, at.errorf("protocol", "Invalid protocol", "%s", err))
+	}
+	if vs.Address, err = parseAddrPort(rv.Address); err != nil {
+		diags = append(diags, at.errorf("address", "Invalid address", "%s", err))
+	}
+	if rv.Scheduler != nil {
+		vs.Scheduler = *rv.Scheduler
+		if err := validScheduler(vs.Scheduler); err != nil {
+			diags = append(diags, at.errorf("scheduler", "Invalid scheduler", "%s", err))
+		}
+	}
+	fwdOK := true
+	if vs.Forwarding, err = lvs.ParseForward(rv.Forwarding); err != nil {
+		diags = append(diags, at.errorf("forwarding", "Invalid forwarding method", "%s", err))
+		fwdOK = false
+	}
+	if rv.Persistence != nil {
+		if vs.Persistence, err = parsePersistence(*rv.Persistence); err != nil {
+			diags = append(diags, at.errorf("persistence", "Invalid persistence", "%s", err))
+		}
+	}
+	if rv.Service != nil {
+		vs.Service = *rv.Service
+	}
+	if err := validServiceName(vs.Service); err != nil {
+		diags = append(diags, at.errorf("service", "Invalid Consul service name", "%s", err))
+	}
+	for _, t := range vs.Tags {
+		if t == "" {
+			diags = append(diags, at.errorf("tags", "Invalid tag", "tags must not be empty strings"))
+			break
+		}
+	}
+	if rv.Fallback != nil {
+		vs.Fallback, err = parseFallback(*rv.Fallback)
+		switch {
+		case err != nil:
+			diags = append(diags, at.errorf("fallback", "Invalid fallback", "%s", err))
+		case vs.Fallback.Local || !vs.Address.IsValid():
+		case vs.Fallback.Addr.Addr().Is4() != vs.Address.Addr().Is4():
+			diags = append(diags, at.errorf("fallback", "Mixed address families",
+				"fallback %s and address %s must both be IPv4 or both IPv6", vs.Fallback.Addr, vs.Address))
+		case fwdOK && !vs.Forwarding.TranslatesPort() && vs.Fallback.Addr.Port() != vs.Address.Port():
+			diags = append(diags, at.errorf("fallback", "Port cannot be changed",
+				"%s forwarding delivers packets to the virtual port %d unchanged; use port %d or masq forwarding",
+				vs.Forwarding, vs.Address.Port(), vs.Address.Port()))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		raw  *string
+		into *time.Duration
+	}{{"drain_timeout", rv.DrainTimeout, &vs.DrainTimeout}, {"hold", rv.Hold, &vs.Hold}, {"slow_start", rv.SlowStart, &vs.SlowStart}} {
+		if d.raw == nil {
+			continue
+		}
+		v, err := parseNonNegative(*d.raw)
+		if err != nil {
+			diags = append(diags, at.errorf(d.name, "Invalid duration", "%s", err))
+			continue
+		}
+		*d.into = v
+	}
+	if rv.OnWarning != nil {
+		if vs.OnWarning, err = parseOnWarning(*rv.OnWarning); err != nil {
+			diags = append(diags, at.errorf("on_warning", "Invalid warning policy", "%s", err))
+		}
+	}
+	if vs.Fallback.Local && vs.Protocol != lvs.TCP && vs.Protocol != 0 {
+		diags = append(diags, at.errorf("fallback", "Local fallback needs tcp",
+			"the local maintenance page is served over HTTP; protocol is %s", vs.Protocol))
+	}
+	if rv.MaintenancePage != nil {
+		vs.MaintenancePagePath = *rv.MaintenancePage
+		switch {
+		case !vs.Fallback.Local:
+			diags = append(diags, at.errorf("maintenance_page", "Maintenance page without local fallback",
+				"maintenance_page is served only with fallback = \"local\""))
+		default:
+			page, err := loadPage(*rv.MaintenancePage, rv.DefRange.Filename)
+			if err != nil {
+				diags = append(diags, at.errorf("maintenance_page", "Invalid maintenance page", "%s", err))
+			}
+			vs.MaintenancePage = page
+		}
+	}
+	return vs, diags
+}
