@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	consulsrc "github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
@@ -233,7 +234,7 @@ func TestWebRollingUpdate(t *testing.T) {
 	var mu sync.Mutex
 	var log []transition
 	last := map[string]int{}
-	d, err := daemon.New(daemon.Options{Config: cfg, Health: consul.Client.Health(), Kernel: kernel,
+	d, err := daemon.New(daemon.Options{Config: cfg, Source: consulsrc.NewSource(consul.Client, consulsrc.Options{}), Kernel: kernel,
 		OnSync: func(daemon.Report) {
 			mu.Lock()
 			defer mu.Unlock()

@@ -15,7 +15,7 @@ import (
 func benchInput(services, instances int) (*config.Config, catalog.Snapshot) {
 	cfg := &config.Config{}
 	snap := catalog.Snapshot{Services: map[string]*catalog.Service{}}
-	statuses := []string{catalog.Passing, catalog.Passing, catalog.Passing, catalog.Warning, catalog.Critical}
+	statuses := []catalog.Health{catalog.Passing, catalog.Passing, catalog.Passing, catalog.Warning, catalog.Critical}
 	for i := range services {
 		name := fmt.Sprintf("svc%04d", i)
 		fwd := []lvs.Forward{lvs.Masq, lvs.Route, lvs.Tunnel}[i%3]

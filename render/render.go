@@ -196,7 +196,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			}
 		}
 		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding}
-		origins[rk] = Origin{Source: source, Node: in.Node, InstanceID: in.ID, Status: in.Status}
+		origins[rk] = Origin{Source: source, Node: in.Node, InstanceID: in.ID, Status: string(in.Status)}
 		decide(in, Decision{In: true, Real: rk, Weight: weight, Source: source, why: why})
 		serving = serving || weight > 0
 	}

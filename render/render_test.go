@@ -26,8 +26,8 @@ func inst(node, addr string, port int, opts ...string) *catalog.Instance {
 	}
 	for _, o := range opts {
 		switch {
-		case o == catalog.Passing || o == catalog.Warning || o == catalog.Critical:
-			in.Status = o
+		case o == string(catalog.Passing) || o == string(catalog.Warning) || o == string(catalog.Critical):
+			in.Status = catalog.Health(o)
 		case o == "nodemaint":
 			in.NodeMaintenance = true
 		case o == "svcmaint":

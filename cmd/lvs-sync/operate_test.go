@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	apipkg "github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
@@ -48,8 +48,8 @@ func operate(t *testing.T, agent *testconsul.Agent, src string) *operated {
 		{Addr: netip.MustParseAddr("10.99.1.1"), Port: 80}: {Weight: 7, Forward: lvs.Route},
 	}}})
 	reg := prometheus.NewRegistry()
-	d, err := daemon.New(daemon.Options{Config: cfg, Health: agent.Client.Health(), Kernel: kernel,
-		Metrics: daemon.NewMetrics(reg, "test"), Watch: daemonWatch()})
+	d, err := daemon.New(daemon.Options{Config: cfg, Source: consul.NewSource(agent.Client, daemonWatch()), Kernel: kernel,
+		Metrics: daemon.NewMetrics(reg, "test")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestHealthBeforeTheFirstSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := config.Parse([]byte(operatedConfig), "t.hcl")
-	d, err := daemon.New(daemon.Options{Config: cfg, Health: client.Health(), Kernel: ipvs.NewFakeKernel(ipvs.State{})})
+	d, err := daemon.New(daemon.Options{Config: cfg, Source: consul.NewSource(client, consul.Options{}), Kernel: ipvs.NewFakeKernel(ipvs.State{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,6 +337,6 @@ func TestStatusWithoutADaemon(t *testing.T) {
 	}
 }
 
-func daemonWatch() catalog.Options {
-	return catalog.Options{MinInterval: 10 * time.Millisecond, WaitTime: 5 * time.Second}
+func daemonWatch() consul.Options {
+	return consul.Options{MinInterval: 10 * time.Millisecond, WaitTime: 5 * time.Second}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/render"
 )
@@ -70,10 +70,8 @@ func renderCatalog(name string, args []string, stderr io.Writer) (*rendered, int
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	snap, err := catalog.Fetch(ctx, client.Health(), cfg.Services(), catalog.Options{
-		Datacenter: cfg.Consul.Datacenter,
-		Logger:     log.Named("catalog"),
-	})
+	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, Logger: log.Named("catalog")})
+	snap, err := src.Fetch(ctx, cfg.Services())
 	if err != nil {
 		log.Error("cannot read the catalog", "error", err)
 		return nil, 1

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/internal/api"
@@ -82,7 +83,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	registry := prometheus.NewRegistry()
 	metrics := daemon.NewMetrics(registry, versionString())
-	opts := daemon.Options{Config: cfg, Health: client.Health(), Kernel: kernel, Ownership: own, Metrics: metrics, Logger: log}
+	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, Logger: log.Named("catalog")})
+	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: metrics, Logger: log}
 	if !*dryRun {
 		pages := &fallback.Server{Log: log.Named("fallback")}
 		defer pages.Close()

@@ -36,10 +36,10 @@ type PageServer interface {
 	Update([]fallback.Page) error
 }
 
-// Options wire a daemon. Config, Health and Kernel are required.
+// Options wire a daemon. Config, Source and Kernel are required.
 type Options struct {
 	Config *config.Config
-	Health catalog.Health
+	Source catalog.Source
 	Kernel ipvs.Kernel
 	// VIPs, when set, receives the VIPs of the desired services.
 	VIPs VIPSyncer
@@ -57,9 +57,6 @@ type Options struct {
 	// RetryBase and RetryMax bound the backoff after a failed sync
 	// (defaults 250ms and 30s).
 	RetryBase, RetryMax time.Duration
-	// Watch tunes the catalog watcher; its Datacenter, Logger and Observer
-	// are set by the daemon.
-	Watch catalog.Options
 	// OnSync, if set, is called after every sync attempt.
 	OnSync func(Report)
 }
@@ -121,8 +118,8 @@ type queryState struct {
 
 // New checks the options and fills in defaults.
 func New(opts Options) (*Daemon, error) {
-	if opts.Config == nil || opts.Health == nil || opts.Kernel == nil {
-		return nil, fmt.Errorf("daemon needs a config, a consul health client and a kernel")
+	if opts.Config == nil || opts.Source == nil || opts.Kernel == nil {
+		return nil, fmt.Errorf("daemon needs a config, a catalog source and a kernel")
 	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -149,8 +146,6 @@ func New(opts Options) (*Daemon, error) {
 		logged:    map[string]bool{},
 		lastQuery: map[string]queryState{},
 	}
-	d.opts.Watch.Logger = opts.Logger.Named("catalog")
-	d.opts.Watch.Observer = d
 	d.setConfig(opts.Config)
 	d.shared.changedAt = map[string]time.Time{}
 	d.shared.signature = map[string]string{}
@@ -160,7 +155,6 @@ func New(opts Options) (*Daemon, error) {
 // setConfig makes cfg the one the loop works with.
 func (d *Daemon) setConfig(cfg *config.Config) {
 	d.cfg = cfg
-	d.opts.Watch.Datacenter = cfg.Consul.Datacenter
 	timeouts := map[lvs.ServiceKey]time.Duration{}
 	for _, vs := range cfg.VirtualServices {
 		timeouts[vs.Key()] = vs.DrainTimeout
@@ -207,7 +201,7 @@ func (d *Daemon) startWatch(ctx context.Context) (<-chan catalog.Snapshot, conte
 	services := d.cfg.Services()
 	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(d.cfg.VirtualServices))
 	ctx, cancel := context.WithCancel(ctx)
-	return catalog.NewWatcher(d.opts.Health, services, d.opts.Watch).Run(ctx), cancel
+	return d.opts.Source.Watch(ctx, services, d), cancel
 }
 
 // Run syncs until ctx ends. It never applies anything before the first

@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
@@ -79,6 +81,11 @@ func (r *running) all() []Report {
 	return append([]Report(nil), r.reports...)
 }
 
+// source watches the test agent, quickly.
+func source(c *api.Client) catalog.Source {
+	return consul.NewSource(c, consul.Options{MinInterval: 10 * time.Millisecond})
+}
+
 func start(t *testing.T, opts Options) *running {
 	t.Helper()
 	r := &running{done: make(chan error, 1)}
@@ -90,7 +97,6 @@ func start(t *testing.T, opts Options) *running {
 	if opts.Logger == nil {
 		opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "lvs-sync", Level: hclog.Debug, Output: testWriter{t}})
 	}
-	opts.Watch.MinInterval = 10 * time.Millisecond
 	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +135,7 @@ func TestDaemonFollowsConsul(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
 	kernel := ipvs.NewFakeKernel(foreignState())
-	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel})
+	d := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel})
 	defer d.stop(t)
 
 	waitFor(t, "both services converge", 10*time.Second, func() bool {
@@ -175,7 +181,7 @@ func TestDaemonRestartMakesNoChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel, Ownership: o}
+		return Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel, Ownership: o}
 	}
 	first := start(t, opts())
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.61:8080")) == 2 })
@@ -199,7 +205,7 @@ func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
 	kernel := ipvs.NewFakeKernel(foreignState())
 	own := filepath.Join(t.TempDir(), "state.json")
 	o, _ := LoadOwnership(own)
-	first := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel, Ownership: o})
+	first := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel, Ownership: o})
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(kernel.State()) == 3 })
 	first.stop(t)
 
@@ -216,7 +222,7 @@ func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
   forwarding = "gate"
   scheduler  = "rr"
 }`)
-	second := start(t, Options{Config: cfg, Health: agent.Client.Health(), Kernel: kernel, Ownership: o})
+	second := start(t, Options{Config: cfg, Source: source(agent.Client), Kernel: kernel, Ownership: o})
 	defer second.stop(t)
 	waitFor(t, "api deleted", 10*time.Second, func() bool { return reals(kernel.State(), "10.10.10.61:8080") == nil })
 	st := kernel.State()
@@ -229,7 +235,7 @@ func TestDaemonRepairsDrift(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
 	kernel := ipvs.NewFakeKernel(ipvs.State{})
-	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel})
+	d := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel})
 	defer d.stop(t)
 	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
 	rk := lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}
@@ -263,7 +269,7 @@ func TestDaemonRetriesAFailedApply(t *testing.T) {
 	kernel := ipvs.NewFakeKernel(ipvs.State{})
 	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
 	kernel.FailService[web] = errors.New("injected failure")
-	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel,
+	d := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel,
 		RetryBase: 20 * time.Millisecond})
 	defer d.stop(t)
 	waitFor(t, "api applied beside the failing web", 10*time.Second, func() bool {
@@ -291,7 +297,7 @@ func TestNothingAppliedBeforeTheFirstSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	kernel := ipvs.NewFakeKernel(foreignState())
-	d := start(t, Options{Config: mustConfig(t, webConfig), Health: client.Health(), Kernel: kernel})
+	d := start(t, Options{Config: mustConfig(t, webConfig), Source: source(client), Kernel: kernel})
 	time.Sleep(1500 * time.Millisecond) // longer than the reconcile interval
 	d.stop(t)
 	if kernel.Calls != 0 || len(d.all()) != 0 {

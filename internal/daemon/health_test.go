@@ -35,7 +35,7 @@ func TestLeavingRealsDrain(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
 	kernel := ipvs.NewFakeKernel(ipvs.State{})
-	d := start(t, Options{Config: mustConfig(t, gateConfig(`drain_timeout = "30s"`)), Health: agent.Client.Health(), Kernel: kernel})
+	d := start(t, Options{Config: mustConfig(t, gateConfig(`drain_timeout = "30s"`)), Source: source(agent.Client), Kernel: kernel})
 	defer d.stop(t)
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
 
@@ -87,7 +87,7 @@ func TestDrainTimeoutZeroDeletesAtOnce(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
 	kernel := ipvs.NewFakeKernel(ipvs.State{})
-	d := start(t, Options{Config: mustConfig(t, gateConfig(`drain_timeout = "0s"`)), Health: agent.Client.Health(), Kernel: kernel})
+	d := start(t, Options{Config: mustConfig(t, gateConfig(`drain_timeout = "0s"`)), Source: source(agent.Client), Kernel: kernel})
 	defer d.stop(t)
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
 	if err := kernel.SetConns(gateKey, real2, 5, 0); err != nil {
@@ -105,7 +105,7 @@ func TestHoldAndSlowStart(t *testing.T) {
 	kernel := ipvs.NewFakeKernel(ipvs.State{})
 	d := start(t, Options{Config: mustConfig(t, gateConfig(`
   hold       = "1500ms"
-  slow_start = "2s"`)), Health: agent.Client.Health(), Kernel: kernel})
+  slow_start = "2s"`)), Source: source(agent.Client), Kernel: kernel})
 	defer d.stop(t)
 	// Serving when lvs-sync started: no ramp.
 	waitFor(t, "converged at full weight", 10*time.Second, func() bool {

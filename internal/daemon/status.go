@@ -260,7 +260,7 @@ func (d *Daemon) Explain(name string) (Explanation, error) {
 	for _, dec := range d.shared.result.Decisions[vs.Name] {
 		in := dec.Instance
 		inst := Instance{
-			Node: in.Node, ID: in.ID, Address: in.Address, Port: in.Port, Health: in.Status, Checks: in.Checks,
+			Node: in.Node, ID: in.ID, Address: in.Address, Port: in.Port, Health: string(in.Status), Checks: in.Checks,
 			In: dec.In, Weight: dec.Weight, Rule: dec.Rule(),
 			Changed: d.shared.changedAt[decisionKey(vs.Name, in.Node, in.ID)],
 		}

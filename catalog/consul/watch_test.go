@@ -1,4 +1,4 @@
-package catalog
+package consul
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
 )
 
 // answer is one reply of the fake health endpoint.
@@ -79,7 +81,7 @@ func check(id, status string) *api.HealthCheck {
 	return &api.HealthCheck{CheckID: id, Name: id, Status: status}
 }
 
-// testWatcher has no real sleeps: it records them, and jitter is half of
+// testSource has no real sleeps: it records them, and jitter is half of
 // the range asked for.
 type sleeps struct {
 	mu sync.Mutex
@@ -99,8 +101,8 @@ func (s *sleeps) all() []time.Duration {
 	return append([]time.Duration(nil), s.d...)
 }
 
-func testWatcher(h Health, services []string, log hclog.Logger) (*Watcher, *sleeps) {
-	w := NewWatcher(h, services, Options{
+func testSource(h Health, log hclog.Logger) (*Source, *sleeps) {
+	w := newSource(h, Options{
 		MinInterval: 100 * time.Millisecond, BackoffBase: time.Second, BackoffMax: 30 * time.Second, Logger: log,
 	})
 	s := &sleeps{}
@@ -111,22 +113,22 @@ func testWatcher(h Health, services []string, log hclog.Logger) (*Watcher, *slee
 	return w, s
 }
 
-func receive(t *testing.T, ch <-chan *Service) *Service {
+func receive(t *testing.T, ch <-chan update) *catalog.Service {
 	t.Helper()
 	select {
-	case s := <-ch:
-		return s
+	case u := <-ch:
+		return u.svc
 	case <-time.After(5 * time.Second):
 		t.Fatal("no update in 5s")
 		return nil
 	}
 }
 
-func expectNothing(t *testing.T, ch <-chan *Service) {
+func expectNothing(t *testing.T, ch <-chan update) {
 	t.Helper()
 	select {
-	case s := <-ch:
-		t.Fatalf("unexpected update at index %d: %+v", s.Index, s.Instances)
+	case u := <-ch:
+		t.Fatalf("unexpected update at index %d: %+v", u.svc.Index, u.svc.Instances)
 	case <-time.After(50 * time.Millisecond):
 	}
 }
@@ -148,12 +150,12 @@ func TestWatchFollowsIndexRules(t *testing.T) {
 	} {
 		feed <- ans
 	}
-	w, sl := testWatcher(h, []string{"web"}, nil)
+	w, sl := testSource(h, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	updates := make(chan *Service)
+	updates := make(chan update)
 	done := make(chan struct{})
-	go func() { w.watch(ctx, "web", updates); close(done) }()
+	go func() { w.watch(ctx, "web", nil, updates); close(done) }()
 
 	if got := receive(t, updates); got.Index != 5 || len(got.Instances) != 1 {
 		t.Errorf("first update: index %d with %d instances", got.Index, len(got.Instances))
@@ -198,11 +200,11 @@ func TestWatchBacksOffAndResets(t *testing.T) {
 	}
 	feed <- answer{index: 2, entries: nil}
 	feed <- answer{err: boom}
-	w, sl := testWatcher(h, []string{"web"}, nil)
+	w, sl := testSource(h, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	updates := make(chan *Service, 10)
-	go w.watch(ctx, "web", updates)
+	updates := make(chan update, 10)
+	go w.watch(ctx, "web", nil, updates)
 	got := receive(t, updates)
 	if got.Index != 2 || len(got.Instances) != 0 {
 		t.Errorf("update after errors: %+v", got)
@@ -227,11 +229,11 @@ func TestWatchBacksOffAndResets(t *testing.T) {
 	}
 }
 
-func TestRunEmitsOnlyCompleteSnapshots(t *testing.T) {
+func TestWatchEmitsOnlyCompleteSnapshots(t *testing.T) {
 	h := newFakeHealth()
-	w, _ := testWatcher(h, []string{"web", "api", "web"}, nil)
+	w, _ := testSource(h, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	snaps := w.Run(ctx)
+	snaps := w.Watch(ctx, []string{"web", "api", "web"}, nil)
 
 	h.feed("web") <- answer{index: 10, entries: []*api.ServiceEntry{entry("n1", "web1", "10.1.0.11", 80)}}
 	select {
@@ -245,6 +247,9 @@ func TestRunEmitsOnlyCompleteSnapshots(t *testing.T) {
 		if len(s.Services) != 2 || len(s.Instances("web")) != 1 || s.Instances("api") != nil || s.Services["api"].Index != 11 {
 			t.Errorf("first snapshot: %+v", s.Services)
 		}
+		if s.Changed != nil || !s.ChangedService("web") || !s.ChangedService("api") {
+			t.Errorf("first snapshot changed %v: want nil, everything", s.Changed)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no snapshot after both answered")
 	}
@@ -254,6 +259,9 @@ func TestRunEmitsOnlyCompleteSnapshots(t *testing.T) {
 	case s := <-snaps:
 		if len(s.Instances("web")) != 1 || len(s.Instances("api")) != 1 {
 			t.Errorf("second snapshot: %+v", s.Services)
+		}
+		if !reflect.DeepEqual(s.Changed, map[string]bool{"api": true}) || s.ChangedService("web") {
+			t.Errorf("second snapshot changed %v, want only api", s.Changed)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no snapshot after api changed")
@@ -275,12 +283,51 @@ func TestRunEmitsOnlyCompleteSnapshots(t *testing.T) {
 	}
 }
 
-func TestRunDeliversTheLatestToASlowReader(t *testing.T) {
+// TestWatchIgnoresOutputOnlyChanges: a check whose output changes but not
+// its status makes no snapshot, yet the next snapshot carries its output.
+func TestWatchIgnoresOutputOnlyChanges(t *testing.T) {
 	h := newFakeHealth()
-	w, _ := testWatcher(h, []string{"web"}, nil)
+	w, _ := testSource(h, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	snaps := w.Run(ctx)
+	snaps := w.Watch(ctx, []string{"web", "api"}, nil)
+	withOutput := func(out string) []*api.ServiceEntry {
+		c := check("web1-http", "passing")
+		c.Output = out
+		return []*api.ServiceEntry{entry("n1", "web1", "10.1.0.11", 80, c)}
+	}
+	h.feed("web") <- answer{index: 1, entries: withOutput("200 OK")}
+	h.feed("api") <- answer{index: 1}
+	first := <-snaps
+	if got := first.Instances("web")[0].Checks[0].Output; got != "200 OK" {
+		t.Fatalf("first output %q", got)
+	}
+	h.feed("web") <- answer{index: 2, entries: withOutput("200 OK in 3ms")}
+	select {
+	case s := <-snaps:
+		t.Fatalf("snapshot for an output-only change: changed %v", s.Changed)
+	case <-time.After(100 * time.Millisecond):
+	}
+	h.feed("api") <- answer{index: 2, entries: []*api.ServiceEntry{entry("n2", "api1", "10.1.0.21", 8080)}}
+	select {
+	case s := <-snaps:
+		if !reflect.DeepEqual(s.Changed, map[string]bool{"api": true}) {
+			t.Errorf("changed %v, want only api", s.Changed)
+		}
+		if got := s.Instances("web")[0].Checks[0].Output; got != "200 OK in 3ms" {
+			t.Errorf("web output %q, want the latest", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no snapshot after api changed")
+	}
+}
+
+func TestWatchDeliversTheLatestToASlowReader(t *testing.T) {
+	h := newFakeHealth()
+	w, _ := testSource(h, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := w.Watch(ctx, []string{"web"}, nil)
 	feed := h.feed("web")
 	for i := uint64(1); i <= 5; i++ {
 		feed <- answer{index: i, entries: []*api.ServiceEntry{entry("n1", "web1", "10.1.0.11", int(i))}}
@@ -305,11 +352,11 @@ func TestWatchLogsACLFilteredAnswersLoudly(t *testing.T) {
 	log := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &buf, mu: &mu}, Level: hclog.Info})
 	h := newFakeHealth()
 	h.feed("web") <- answer{index: 4, filtered: true}
-	w, _ := testWatcher(h, []string{"web"}, log)
+	w, _ := testSource(h, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	updates := make(chan *Service, 1)
-	go w.watch(ctx, "web", updates)
+	updates := make(chan update, 1)
+	go w.watch(ctx, "web", nil, updates)
 	if s := receive(t, updates); !s.FilteredByACLs {
 		t.Error("FilteredByACLs not set")
 	}
@@ -335,41 +382,41 @@ func TestNewInstance(t *testing.T) {
 	tests := []struct {
 		name  string
 		entry *api.ServiceEntry
-		want  Instance
+		want  catalog.Instance
 	}{
 		{
 			name:  "no checks is passing; service address wins",
 			entry: entry("n1", "web1", "10.1.0.11", 80),
-			want:  Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: Weights{1, 1}, Status: Passing},
+			want:  catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing},
 		},
 		{
 			name:  "node address when the service has none",
 			entry: entry("n1", "web1", "", 80),
-			want:  Instance{ID: "web1", Node: "n1", Address: "192.0.2.1", Port: 80, Weights: Weights{1, 1}, Status: Passing},
+			want:  catalog.Instance{ID: "web1", Node: "n1", Address: "192.0.2.1", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing},
 		},
 		{
 			name: "worst of node and service checks",
 			entry: entry("n1", "web1", "10.1.0.11", 80,
 				check("serfHealth", "passing"), check("web1-http", "warning")),
-			want: Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: Weights{1, 1}, Status: Warning},
+			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Warning},
 		},
 		{
 			name: "a critical node check makes the instance critical",
 			entry: entry("n1", "web1", "10.1.0.11", 80,
 				check("serfHealth", "critical"), check("web1-http", "passing")),
-			want: Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: Weights{1, 1}, Status: Critical},
+			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Critical},
 		},
 		{
 			name: "an unknown status counts as critical",
 			entry: entry("n1", "web1", "10.1.0.11", 80,
 				check("web1-http", "bogus")),
-			want: Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: Weights{1, 1}, Status: Critical},
+			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Critical},
 		},
 		{
 			name: "maintenance is apart from status",
 			entry: entry("n1", "web1", "10.1.0.11", 80,
 				check("_node_maintenance", "critical"), check("_service_maintenance:web1", "critical"), check("web1-http", "passing")),
-			want: Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: Weights{1, 1}, Status: Passing,
+			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing,
 				NodeMaintenance: true, ServiceMaintenance: true},
 		},
 	}
@@ -385,7 +432,7 @@ func TestNewInstance(t *testing.T) {
 	// Weights missing from an old catalog default to Consul's 1 and 1.
 	e := entry("n1", "web1", "10.1.0.11", 80)
 	e.Service.Weights = api.AgentWeights{}
-	if got := newInstance(e).Weights; got != (Weights{1, 1}) {
+	if got := newInstance(e).Weights; got != (catalog.Weights{Passing: 1, Warning: 1}) {
 		t.Errorf("default weights = %+v", got)
 	}
 }

@@ -1,4 +1,4 @@
-package catalog_test
+package consul_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 )
 
@@ -38,9 +39,9 @@ func byID(ins []*catalog.Instance) map[string]*catalog.Instance {
 	return m
 }
 
-// TestWatcherAgainstRealConsul registers instances with TTL checks on a
-// real agent, flips them, and checks what the watcher sees.
-func TestWatcherAgainstRealConsul(t *testing.T) {
+// TestWatchAgainstRealConsul registers instances with TTL checks on a
+// real agent, flips them, and checks what the source sees.
+func TestWatchAgainstRealConsul(t *testing.T) {
 	agent := testconsul.Start(t)
 	agent.Register(t, &api.AgentServiceRegistration{
 		ID: "web1", Name: "web", Address: "10.1.0.11", Port: 8080, Tags: []string{"prod"},
@@ -48,10 +49,10 @@ func TestWatcherAgainstRealConsul(t *testing.T) {
 	}, api.HealthPassing)
 	agent.Register(t, &api.AgentServiceRegistration{ID: "web2", Name: "web", Port: 8081}, api.HealthWarning)
 
-	w := catalog.NewWatcher(agent.Client.Health(), []string{"web", "ghost"}, catalog.Options{WaitTime: 30 * time.Second})
+	src := consul.NewSource(agent.Client, consul.Options{WaitTime: 30 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	snaps := w.Run(ctx)
+	snaps := src.Watch(ctx, []string{"web", "ghost"}, nil)
 
 	s := next(t, snaps, "both registered", func(ins []*catalog.Instance) bool { return len(ins) == 2 })
 	got := byID(s.Instances("web"))
@@ -65,7 +66,7 @@ func TestWatcherAgainstRealConsul(t *testing.T) {
 		t.Errorf("web1 = %+v", web1)
 	}
 	// No service address: the node's address, 127.0.0.1 for the dev agent.
-	if web2.Address != "127.0.0.1" || web2.Status != catalog.Warning || web2.Weights != (catalog.Weights{1, 1}) {
+	if web2.Address != "127.0.0.1" || web2.Status != catalog.Warning || web2.Weights != (catalog.Weights{Passing: 1, Warning: 1}) {
 		t.Errorf("web2 = %+v", web2)
 	}
 	// serfHealth (node) and the TTL check (service) are both behind it.
@@ -130,7 +131,7 @@ func TestWatcherAgainstRealConsul(t *testing.T) {
 func TestFetchAgainstRealConsul(t *testing.T) {
 	agent := testconsul.Start(t)
 	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthCritical)
-	snap, err := catalog.Fetch(context.Background(), agent.Client.Health(), []string{"web", "web", "none"}, catalog.Options{})
+	snap, err := consul.NewSource(agent.Client, consul.Options{}).Fetch(context.Background(), []string{"web", "web", "none"})
 	if err != nil {
 		t.Fatal(err)
 	}

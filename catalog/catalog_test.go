@@ -1,0 +1,53 @@
+package catalog
+
+import "testing"
+
+func TestSameContent(t *testing.T) {
+	base := func() *Service {
+		return &Service{Name: "web", Index: 7, Instances: []*Instance{{
+			ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Tags: []string{"prod"},
+			Meta: map[string]string{"v": "1"}, Weights: Weights{Passing: 1, Warning: 1}, Status: Passing,
+			Checks: []Check{{CheckID: "serfHealth", Status: "passing", Output: "Agent alive"}},
+		}}}
+	}
+	tests := []struct {
+		name   string
+		change func(*Service)
+		same   bool
+	}{
+		{"identical", func(*Service) {}, true},
+		{"index aside", func(s *Service) { s.Index = 8 }, true},
+		{"check output aside", func(s *Service) { s.Instances[0].Checks[0].Output = "still alive" }, true},
+		{"check status", func(s *Service) { s.Instances[0].Checks[0].Status = "critical" }, false},
+		{"check added", func(s *Service) { s.Instances[0].Checks = append(s.Instances[0].Checks, Check{CheckID: "x"}) }, false},
+		{"status", func(s *Service) { s.Instances[0].Status = Warning }, false},
+		{"address", func(s *Service) { s.Instances[0].Address = "10.1.0.12" }, false},
+		{"port", func(s *Service) { s.Instances[0].Port = 81 }, false},
+		{"weights", func(s *Service) { s.Instances[0].Weights.Passing = 5 }, false},
+		{"tags", func(s *Service) { s.Instances[0].Tags = nil }, false},
+		{"meta", func(s *Service) { s.Instances[0].Meta["v"] = "2" }, false},
+		{"maintenance", func(s *Service) { s.Instances[0].NodeMaintenance = true }, false},
+		{"instance gone", func(s *Service) { s.Instances = nil }, false},
+		{"acl filtering", func(s *Service) { s.FilteredByACLs = true }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := base(), base()
+			tt.change(b)
+			if got := a.SameContent(b); got != tt.same {
+				t.Errorf("SameContent = %v, want %v", got, tt.same)
+			}
+		})
+	}
+}
+
+func TestChangedService(t *testing.T) {
+	first := Snapshot{}
+	if !first.ChangedService("web") {
+		t.Error("nil Changed: every service changed")
+	}
+	later := Snapshot{Changed: map[string]bool{"api": true}}
+	if later.ChangedService("web") || !later.ChangedService("api") {
+		t.Errorf("Changed %v: want only api", later.Changed)
+	}
+}

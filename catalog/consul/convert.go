@@ -1,0 +1,97 @@
+package consul
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+)
+
+// newService converts a health endpoint answer.
+func newService(name string, entries []*api.ServiceEntry, meta *api.QueryMeta) *catalog.Service {
+	svc := &catalog.Service{Name: name}
+	if meta != nil {
+		svc.Index = meta.LastIndex
+		svc.FilteredByACLs = meta.ResultsFilteredByACLs
+	}
+	for _, e := range entries {
+		if e == nil || e.Service == nil || e.Node == nil {
+			continue
+		}
+		svc.Instances = append(svc.Instances, newInstance(e))
+	}
+	slices.SortFunc(svc.Instances, func(a, b *catalog.Instance) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID))
+	})
+	return svc
+}
+
+func newInstance(e *api.ServiceEntry) *catalog.Instance {
+	in := &catalog.Instance{
+		ID:      e.Service.ID,
+		Node:    e.Node.Node,
+		Address: e.Service.Address,
+		Port:    e.Service.Port,
+		Tags:    slices.Clone(e.Service.Tags),
+		Weights: catalog.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
+		Status:  catalog.Passing,
+	}
+	if in.Address == "" {
+		in.Address = e.Node.Address
+	}
+	if len(e.Service.Meta) > 0 {
+		in.Meta = maps.Clone(e.Service.Meta)
+	}
+	if in.Weights == (catalog.Weights{}) {
+		// Consul fills in 1 and 1 on registration; a catalog from before
+		// weights existed has neither.
+		in.Weights = catalog.Weights{Passing: 1, Warning: 1}
+	}
+	for _, c := range e.Checks {
+		if c == nil {
+			continue
+		}
+		in.Checks = append(in.Checks, catalog.Check{
+			CheckID: c.CheckID, Name: c.Name, Status: c.Status, Output: c.Output, ServiceID: c.ServiceID,
+		})
+		switch {
+		case c.CheckID == api.NodeMaint:
+			in.NodeMaintenance = true
+		case strings.HasPrefix(c.CheckID, api.ServiceMaintPrefix):
+			in.ServiceMaintenance = true
+		default:
+			in.Status = worse(in.Status, c.Status)
+		}
+	}
+	slices.SortFunc(in.Checks, func(a, b catalog.Check) int {
+		return cmp.Or(cmp.Compare(a.ServiceID, b.ServiceID), cmp.Compare(a.CheckID, b.CheckID))
+	})
+	return in
+}
+
+// worse returns the worse of a status and a check's; an unknown check
+// status counts as critical.
+func worse(a catalog.Health, check string) catalog.Health {
+	b := catalog.Health(check)
+	if b != catalog.Passing && b != catalog.Warning {
+		b = catalog.Critical
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+func rank(h catalog.Health) int {
+	switch h {
+	case catalog.Passing:
+		return 0
+	case catalog.Warning:
+		return 1
+	}
+	return 2
+}
