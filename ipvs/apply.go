@@ -3,8 +3,6 @@ package ipvs
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -155,62 +153,4 @@ func applyOp(k Kernel, op Op) error {
 // a service, ENOENT for a real server (ip_vs_ctl.c).
 func isGone(err error) bool {
 	return errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.ENOENT)
-}
-
-// Changed returns the services whose desired state differs between two
-// renders: added, removed, or with other settings or reals.
-func Changed(before, after State) map[lvs.ServiceKey]bool {
-	changed := map[lvs.ServiceKey]bool{}
-	for k, a := range after {
-		b, ok := before[k]
-		if !ok || !a.Equal(b) || !maps.Equal(a.Reals, b.Reals) {
-			changed[k] = true
-		}
-	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			changed[k] = true
-		}
-	}
-	return changed
-}
-
-// Reconcile makes the kernel match desired for the services in scope (nil:
-// every service), never touching a service owned does not claim. It reads
-// only what is in scope: on a director with a thousand services, a change
-// to one costs three netlink calls, not a thousand. adjust, if not nil,
-// may change the desired state once the kernel's is known (to drain).
-func Reconcile(k Kernel, desired State, owned, scope func(lvs.ServiceKey) bool, adjust func(desired, current State) State, log hclog.Logger) (Plan, Result, error) {
-	inScope := func(key lvs.ServiceKey) bool { return (scope == nil || scope(key)) && owned(key) }
-	current, err := Read(k, inScope)
-	if err != nil {
-		return nil, Result{}, err
-	}
-	var foreign []lvs.ServiceKey
-	for key := range current {
-		if !owned(key) {
-			foreign = append(foreign, key)
-		}
-	}
-	slices.SortFunc(foreign, lvs.ServiceKey.Compare)
-	current = current.Filter(inScope)
-	desired = desired.Filter(inScope)
-	if adjust != nil {
-		desired = adjust(desired, current)
-	}
-	plan := Diff(desired, current, inScope)
-	res := Apply(k, plan, log)
-	res.Foreign = foreign
-	return plan, res, nil
-}
-
-// Filter returns the services for which keep holds.
-func (s State) Filter(keep func(lvs.ServiceKey) bool) State {
-	out := make(State, len(s))
-	for k, svc := range s {
-		if keep(k) {
-			out[k] = svc
-		}
-	}
-	return out
 }

@@ -12,13 +12,8 @@ import (
 // the daemon does, and returns the plan.
 func drainStep(t *testing.T, k *FakeKernel, d *Drainer, desired State, now time.Time) (string, time.Time) {
 	t.Helper()
-	var next time.Time
 	mine := func(lvs.ServiceKey) bool { return true }
-	plan, res, err := Reconcile(k, desired, mine, nil, func(desired, current State) State {
-		var out State
-		out, next = d.Adjust(desired, current, now)
-		return out
-	}, nil)
+	plan, res, next, err := Reconcile(k, desired, mine, nil, d, now, nil)
 	if err != nil || res.Err() != nil {
 		t.Fatal(err, res.Err())
 	}

@@ -29,7 +29,7 @@ func benchState(services, reals int) State {
 // (nil: everything), diff, apply.
 func benchSync(b *testing.B, k *Netlink, desired State, scope func(lvs.ServiceKey) bool) Plan {
 	mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
-	plan, res, err := Reconcile(k, desired, mine, scope, nil, nil)
+	plan, res, _, err := Reconcile(k, desired, mine, scope, nil, time.Now(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,25 +18,12 @@ import (
 // are clamped to it.
 const MaxWeight = 65535
 
-// Source says which rule gave a real server its weight.
-type Source string
-
-// The rules of render.
-const (
-	SourcePassing     Source = "passing"     // Weights.Passing of a passing instance
-	SourceWarning     Source = "warning"     // Weights.Warning of an instance in warning
-	SourceQuiescent   Source = "quiescent"   // critical, kept at 0 by quiescent = true
-	SourceMaintenance Source = "maintenance" // node or service in maintenance: 0, draining
-	SourceFallback    Source = "fallback"    // no instance can take traffic
-	SourceQuiesced    Source = "quiesced"    // in warning, with on_warning = "quiesce"
-	SourceSlowStart   Source = "slow start"  // passing or warning, ramping up after slow_start
-)
-
 // Origin tells where a desired real server comes from.
 type Origin struct {
 	Source Source
 	// The Consul instance behind the real; empty for a fallback.
-	Node, InstanceID, Status string
+	Node, InstanceID string
+	Status           catalog.Health
 }
 
 // Note is catalog data render had to leave out, for the caller to log.
@@ -51,50 +38,35 @@ func (n Note) String() string {
 	return fmt.Sprintf("virtual_service %q: instance %q on node %q: %s", n.VirtualService, n.InstanceID, n.Node, n.Message)
 }
 
-// Decision is what render made of one instance, for `lvs-sync explain`.
+// Decision is what render made of one instance, for status and explain.
 type Decision struct {
 	Instance *catalog.Instance
-	// In tells whether the instance is a real server; Real and Weight
-	// are its key and weight then.
+	// In tells whether the instance is a real server of the desired
+	// state, Real and Weight its key and weight then. An instance in
+	// maintenance is not, but Real still names the real it drains from.
 	In     bool
 	Real   lvs.RealKey
 	Weight int
-	Source Source
-	// rule is the rule in words when render had to say it at once (a rare
-	// "left out"); otherwise why holds what Rule formats on demand, so
-	// that a render of thousands of instances formats nothing.
-	rule string
-	why  ruleArgs
+	Rule   Rule
 }
 
-// ruleArgs are the inputs of describeRule.
-type ruleArgs struct {
-	vs           *config.VirtualService
-	weight       int
-	source       Source
-	ok           bool
-	lastCritical time.Time
-	now          time.Time
-}
-
-// Rule is the rule of the config that applied, in words.
-func (d Decision) Rule() string {
-	if d.why.vs == nil {
-		return d.rule
-	}
-	return describeRule(d.why.vs, d.Instance, d.why.weight, d.why.source, d.why.ok, d.why.lastCritical, d.why.now)
-}
+// Source is the weight source of the instance's real.
+func (d Decision) Source() Source { return d.Rule.Source() }
 
 // Result is the desired state and how it came about.
 type Result struct {
+	// State is exactly what run wants in the kernel, drains aside: the
+	// planner keeps leaving reals at weight 0 while connections finish.
+	State ipvs.State
 	// Decisions for every instance of each virtual service's Consul
 	// service, by virtual service name.
 	Decisions map[string][]Decision
+	// Origins index the decisions by real: every real of State, and the
+	// reals instances in maintenance drain from.
+	Origins map[lvs.ServiceKey]map[lvs.RealKey]Origin
 	// NextChange is when the result changes with time alone (a hold ends,
 	// a slow start steps up); zero if never.
 	NextChange time.Time
-	State      ipvs.State
-	Origins    map[lvs.ServiceKey]map[lvs.RealKey]Origin
 	Notes      []Note
 }
 
@@ -135,70 +107,65 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	note := func(in *catalog.Instance, format string, args ...any) {
 		res.Notes = append(res.Notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: fmt.Sprintf(format, args...)})
 	}
-
-	serving := false
 	decisions := make([]Decision, 0, len(instances))
 	defer func() { res.Decisions[vs.Name] = decisions }()
-	decide := func(in *catalog.Instance, d Decision) {
-		d.Instance = in
-		decisions = append(decisions, d)
-	}
+	// draining are the reals of instances in maintenance: not in the
+	// state, but named in Origins unless an instance serves there.
+	var draining []Decision
+
+	serving := false
 	for _, in := range instances {
 		if !in.HasTags(vs.Tags) {
-			decide(in, Decision{rule: fmt.Sprintf("left out: lacks one of the tags %q", vs.Tags)})
+			decisions = append(decisions, Decision{Instance: in, Rule: leftOut("lacks one of the tags %q", vs.Tags)})
 			continue
 		}
-		weight, source, ok := weigh(vs, in, h, res)
-		why := ruleArgs{vs: vs, weight: weight, source: source, ok: ok, lastCritical: h.LastCritical[InstanceKey{Node: in.Node, ID: in.ID}], now: h.Now}
-		if !ok {
-			decide(in, Decision{why: why})
+		rule, next := decide(vs, in, h)
+		res.wake(next)
+		if !rule.In() && rule.Source() != SourceMaintenance {
+			decisions = append(decisions, Decision{Instance: in, Rule: rule})
 			continue
 		}
-		addr, err := netip.ParseAddr(in.Address)
-		if err != nil {
-			note(in, "address %q is not an IP address", in.Address)
-			decide(in, Decision{rule: fmt.Sprintf("left out: address %q is not an IP address", in.Address)})
+		rk, why, short := realOf(vs, in)
+		if why != "" {
+			note(in, "%s", why)
+			decisions = append(decisions, Decision{Instance: in, Rule: leftOut("%s", short)})
 			continue
 		}
-		addr = addr.Unmap()
-		if addr.Is4() != vs.Address.Addr().Is4() {
-			note(in, "address %s is not of the IP family of the virtual address %s", addr, vs.Address.Addr())
-			decide(in, Decision{rule: fmt.Sprintf("left out: address %s is not of the family of %s", addr, vs.Address.Addr())})
+		if rule.Source() == SourceMaintenance {
+			d := Decision{Instance: in, Real: rk, Rule: rule}
+			decisions = append(decisions, d)
+			draining = append(draining, d)
 			continue
 		}
-		port := vs.Address.Port()
-		if vs.Forwarding.TranslatesPort() {
-			if in.Port < 1 || in.Port > 65535 {
-				note(in, "port %d cannot be a real server's port", in.Port)
-				decide(in, Decision{rule: fmt.Sprintf("left out: port %d cannot be a real server's port", in.Port)})
-				continue
-			}
-			port = uint16(in.Port)
-		}
+		weight := rule.Weight // Consul's, which the rule quotes
 		if weight > MaxWeight {
 			note(in, "weight %d clamped to %d", weight, MaxWeight)
 			weight = MaxWeight
 		}
-		rk := lvs.RealKey{Addr: addr, Port: port}
 		if prev, dup := svc.Reals[rk]; dup {
 			// Two instances behind one real server (gate and ipip keep the
 			// virtual port): the one that can take the most traffic wins.
 			note(in, "same real server %s as instance %q", rk, origins[rk].InstanceID)
 			if prev.Weight >= weight {
-				decide(in, Decision{rule: fmt.Sprintf("left out: real server %s is instance %q's, with a weight as large", rk, origins[rk].InstanceID)})
+				decisions = append(decisions, Decision{Instance: in, Rule: leftOut("real server %s is instance %q's, with a weight as large", rk, origins[rk].InstanceID)})
 				continue
 			}
 			for i := range decisions {
 				if decisions[i].In && decisions[i].Real == rk {
 					decisions[i].In = false
-					decisions[i].rule, decisions[i].why = fmt.Sprintf("left out: real server %s is instance %q's, with a larger weight", rk, in.ID), ruleArgs{}
+					decisions[i].Rule = leftOut("real server %s is instance %q's, with a larger weight", rk, in.ID)
 				}
 			}
 		}
 		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding}
-		origins[rk] = Origin{Source: source, Node: in.Node, InstanceID: in.ID, Status: string(in.Status)}
-		decide(in, Decision{In: true, Real: rk, Weight: weight, Source: source, why: why})
+		origins[rk] = Origin{Source: rule.Source(), Node: in.Node, InstanceID: in.ID, Status: in.Status}
+		decisions = append(decisions, Decision{Instance: in, In: true, Real: rk, Weight: weight, Rule: rule})
 		serving = serving || weight > 0
+	}
+	for _, d := range draining {
+		if _, taken := origins[d.Real]; !taken {
+			origins[d.Real] = Origin{Source: SourceMaintenance, Node: d.Instance.Node, InstanceID: d.Instance.ID, Status: d.Instance.Status}
+		}
 	}
 
 	if !serving && vs.Fallback.IsSet() {
@@ -209,93 +176,33 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	return svc, origins
 }
 
-// weigh applies the health rules to one instance: its weight, the rule that
-// gave it, and whether it is a real server at all.
-func weigh(vs *config.VirtualService, in *catalog.Instance, h History, res *Result) (int, Source, bool) {
-	status := in.Status
-	key := InstanceKey{Node: in.Node, ID: in.ID}
-	// Flap damping: an instance that was critical less than hold ago is
-	// held out as if it still were.
-	heldUntil := time.Time{}
-	if vs.Hold > 0 && status != catalog.Critical {
-		if last, ok := h.LastCritical[key]; ok && h.Now.Before(last.Add(vs.Hold)) {
-			heldUntil = last.Add(vs.Hold)
-			res.wake(heldUntil)
-			status = catalog.Critical
-		}
+// realOf is the real server an instance is, or why it cannot be one: in
+// a warning's words and in explain's shorter ones.
+func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, why, short string) {
+	addr, err := netip.ParseAddr(in.Address)
+	if err != nil {
+		why = fmt.Sprintf("address %q is not an IP address", in.Address)
+		return rk, why, why
 	}
-	var weight int
-	var source Source
-	switch {
-	case in.InMaintenance():
-		return 0, SourceMaintenance, true
-	case status == catalog.Passing:
-		weight, source = in.Weights.Passing, SourcePassing
-	case status == catalog.Warning && vs.OnWarning == "quiesce":
-		return 0, SourceQuiesced, true
-	case status == catalog.Warning && vs.OnWarning == "remove":
-		return 0, "", false
-	case status == catalog.Warning:
-		weight, source = in.Weights.Warning, SourceWarning
-	case vs.Quiescent:
-		return 0, SourceQuiescent, true
-	default:
-		return 0, "", false
+	addr = addr.Unmap()
+	if addr.Is4() != vs.Address.Addr().Is4() {
+		return rk, fmt.Sprintf("address %s is not of the IP family of the virtual address %s", addr, vs.Address.Addr()),
+			fmt.Sprintf("address %s is not of the family of %s", addr, vs.Address.Addr())
 	}
-	// Slow start: from 1 to the full weight over slow_start, counted from
-	// when the instance started serving (or its hold ended).
-	if vs.SlowStart > 0 && weight > 1 {
-		start := h.ServingSince[key]
-		if last, ok := h.LastCritical[key]; ok && vs.Hold > 0 && last.Add(vs.Hold).After(start) {
-			start = last.Add(vs.Hold)
+	port := vs.Address.Port()
+	if vs.Forwarding.TranslatesPort() {
+		if in.Port < 1 || in.Port > 65535 {
+			why = fmt.Sprintf("port %d cannot be a real server's port", in.Port)
+			return rk, why, why
 		}
-		if !start.IsZero() && h.Now.Before(start.Add(vs.SlowStart)) {
-			elapsed := h.Now.Sub(start)
-			w := max(1, int(int64(weight)*int64(elapsed)/int64(vs.SlowStart)))
-			// The weight steps up when elapsed reaches (w+1)/weight of it.
-			res.wake(start.Add(time.Duration(int64(vs.SlowStart) * int64(w+1) / int64(weight))))
-			return w, SourceSlowStart, true
-		}
+		port = uint16(in.Port)
 	}
-	return weight, source, true
-}
-
-// describeRule says in words which rule gave an instance its fate.
-func describeRule(vs *config.VirtualService, in *catalog.Instance, weight int, source Source, ok bool, lastCritical, now time.Time) string {
-	switch {
-	case in.NodeMaintenance:
-		return "node in maintenance: weight 0, draining until its connections end or drain_timeout " + vs.DrainTimeout.String()
-	case in.ServiceMaintenance:
-		return "service in maintenance: weight 0, draining until its connections end or drain_timeout " + vs.DrainTimeout.String()
-	case !ok && in.Status != catalog.Critical && in.Status == catalog.Warning && vs.OnWarning == "remove":
-		return "warning, on_warning = \"remove\": removed"
-	case in.Status != catalog.Critical && vs.Hold > 0 && !lastCritical.IsZero() && lastCritical.Add(vs.Hold).After(now):
-		until := lastCritical.Add(vs.Hold)
-		if ok {
-			return fmt.Sprintf("held out by hold %s until %s (critical at %s): quiescent, weight 0", vs.Hold, until.Format(time.RFC3339), lastCritical.Format(time.RFC3339))
-		}
-		return fmt.Sprintf("held out by hold %s until %s (critical at %s)", vs.Hold, until.Format(time.RFC3339), lastCritical.Format(time.RFC3339))
-	case source == SourceQuiescent:
-		return "critical, quiescent = true: kept at weight 0"
-	case !ok:
-		return "critical: removed (quiescent = false)"
-	case source == SourceQuiesced:
-		return "warning, on_warning = \"quiesce\": weight 0"
-	case source == SourceSlowStart:
-		full := in.Weights.Passing
-		if in.Status == catalog.Warning {
-			full = in.Weights.Warning
-		}
-		return fmt.Sprintf("slow_start %s: weight %d rising to %d", vs.SlowStart, weight, full)
-	case source == SourceWarning:
-		return fmt.Sprintf("warning, on_warning = \"serve\": weight = Consul Weights.Warning (%d)", weight)
-	}
-	return fmt.Sprintf("passing: weight = Consul Weights.Passing (%d)", weight)
+	return lvs.RealKey{Addr: addr, Port: port}, "", ""
 }
 
 // wake notes a time at which the result changes by itself.
 func (r *Result) wake(t time.Time) {
-	if r.NextChange.IsZero() || t.Before(r.NextChange) {
+	if !t.IsZero() && (r.NextChange.IsZero() || t.Before(r.NextChange)) {
 		r.NextChange = t
 	}
 }

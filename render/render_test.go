@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -266,6 +267,17 @@ func describe(cfg *config.Config, res Result) string {
 			o := res.Origins[k][rk]
 			fmt.Fprintf(&b, "#   %s <- %s node=%q instance=%q status=%q\n", rk, o.Source, o.Node, o.InstanceID, o.Status)
 		}
+		var gone []lvs.RealKey
+		for rk := range res.Origins[k] {
+			if _, in := res.State[k].Reals[rk]; !in {
+				gone = append(gone, rk)
+			}
+		}
+		slices.SortFunc(gone, lvs.RealKey.Compare)
+		for _, rk := range gone {
+			o := res.Origins[k][rk]
+			fmt.Fprintf(&b, "#   %s <- %s node=%q instance=%q status=%q (not in the state: drains)\n", rk, o.Source, o.Node, o.InstanceID, o.Status)
+		}
 	}
 	names := make([]string, 0, len(res.Decisions))
 	for name := range res.Decisions {
@@ -274,7 +286,7 @@ func describe(cfg *config.Config, res Result) string {
 	sort.Strings(names)
 	for _, name := range names {
 		for _, d := range res.Decisions[name] {
-			fmt.Fprintf(&b, "# %s: %s/%s: %s\n", name, d.Instance.Node, d.Instance.ID, d.Rule())
+			fmt.Fprintf(&b, "# %s: %s/%s: %s\n", name, d.Instance.Node, d.Instance.ID, d.Rule)
 		}
 	}
 	for _, n := range res.Notes {

@@ -90,16 +90,15 @@ virtual_service "web6" {
 	// Critical: removed from web, quiesced (weight 0) in api.
 	agent.SetStatus(t, "web1", api.HealthCritical, "down")
 	agent.SetStatus(t, "web3", api.HealthCritical, "down")
-	// Maintenance: weight 0 everywhere, whatever the check says.
+	// Maintenance: out of the desired state everywhere, whatever the check
+	// says (run drains its reals; render shows what run wants).
 	if err := agent.Client.Agent().EnableServiceMaintenance("web2", "deploy"); err != nil {
 		t.Fatal(err)
 	}
 	render(`-A -t 10.10.10.60:80 -s wlc -p 300
--a -t 10.10.10.60:80 -r 10.1.0.12:80 -g -w 0
 -a -t 10.10.10.60:80 -r 10.9.9.9:80 -g -w 1
 -A -t 10.10.10.61:8080 -s rr
 -a -t 10.10.10.61:8080 -r 10.1.0.11:8001 -m -w 0
--a -t 10.10.10.61:8080 -r 10.1.0.12:8002 -m -w 0
 -a -t 10.10.10.61:8080 -r 10.1.0.13:8003 -m -w 0
 -A -u [2001:db8::60]:53 -s wlc
 -a -u [2001:db8::60]:53 -r [2001:db8::11]:53 -i -w 1

@@ -20,6 +20,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
@@ -76,7 +77,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		defer nl.Close()
 		kernel = nl
 	}
-	own, err := daemon.LoadOwnership(stateFile)
+	own, err := ownership.Load(stateFile)
 	if err != nil {
 		log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
@@ -209,18 +210,23 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer kernel.Close()
-	own, err := daemon.LoadOwnership(c.cfg.Director.StateFile)
+	own, err := ownership.Load(c.cfg.Director.StateFile)
 	if err != nil {
 		c.log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
 	}
-	owned := func(k lvs.ServiceKey) bool { return own.Owns(k) || c.res.State[k] != nil }
-	current, err := ipvs.Read(kernel, owned)
+	ours := func(k lvs.ServiceKey) bool { return own.Owns(k) || c.res.State[k] != nil }
+	current, err := ipvs.Read(kernel, ours)
 	if err != nil {
 		c.log.Error("cannot read the kernel's ipvs table", "error", err)
 		return 1
 	}
-	for _, op := range ipvs.Diff(c.res.State, current.Filter(owned), owned) {
+	// What a run starting now would do: a fresh drainer, as after a
+	// restart, finds the leaving reals that still have connections and
+	// drains them.
+	drains := daemon.NewDrainer(c.cfg)
+	plan, _ := ipvs.Changes(c.res.State, current, own.Owns, drains, time.Now())
+	for _, op := range plan {
 		fmt.Fprintln(stdout, op)
 	}
 	return 0

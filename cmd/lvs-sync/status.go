@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/config"
-	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/ownership"
+	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
+	"github.com/lvs-sync/lvs-sync/render"
 )
 
 // apiFlags are the flags of the commands that ask a running lvs-sync.
@@ -84,7 +86,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	var st daemon.Status
+	var st status.View
 	err := getJSON(addr, "/v1/status", &st)
 	live := err == nil
 	if errors.Is(err, errNotRunning) {
@@ -106,35 +108,25 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 
 // kernelStatus is the status without a running lvs-sync: the kernel's
 // table, named from the config and its state file when one is given.
-func kernelStatus(cfg *config.Config) (daemon.Status, error) {
+func kernelStatus(cfg *config.Config) (status.View, error) {
 	k, err := ipvs.OpenNetlink(5*time.Second, nil)
 	if err != nil {
-		return daemon.Status{}, err
+		return status.View{}, err
 	}
 	defer k.Close()
 	current, err := ipvs.Read(k, nil)
 	if err != nil {
-		return daemon.Status{}, err
+		return status.View{}, err
 	}
-	var own *daemon.Ownership
+	in := status.Input{Config: cfg}
 	if cfg != nil {
-		if own, err = daemon.LoadOwnership(cfg.Director.StateFile); err != nil {
-			return daemon.Status{}, err
+		own, err := ownership.Load(cfg.Director.StateFile)
+		if err != nil {
+			return status.View{}, err
 		}
+		in.Owns = own.Owns
 	}
-	var st daemon.Status
-	for _, key := range current.SortedKeys() {
-		svc := daemon.KernelService(key, current[key])
-		if cfg != nil {
-			if vs := cfg.VirtualServiceAt(key); vs != nil {
-				svc.Name, svc.ConsulService, svc.Forwarding = vs.Name, vs.Service, vs.Forwarding.String()
-			} else {
-				svc.Foreign = !own.Owns(key)
-			}
-		}
-		st.Services = append(st.Services, svc)
-	}
-	return st, nil
+	return status.View{Services: status.Services(current, in)}, nil
 }
 
 // ipvsadmForward names a method as ipvsadm -Ln does.
@@ -145,7 +137,7 @@ func ipvsadmForward(name string) string {
 	return name
 }
 
-func printStatus(w io.Writer, st daemon.Status, live bool) {
+func printStatus(w io.Writer, st status.View, live bool) {
 	switch {
 	case !live:
 		fmt.Fprintln(w, "lvs-sync is not running: the kernel's table alone")
@@ -177,7 +169,7 @@ func printStatus(w io.Writer, st daemon.Status, live bool) {
 		for _, r := range s.Reals {
 			who := ""
 			if s.Name != "" {
-				who = strings.Join(nonEmpty(r.Node, r.InstanceID, r.Health, r.Source), " / ")
+				who = strings.Join(nonEmpty(r.Node, r.InstanceID, r.Health, string(r.Source)), " / ")
 			}
 			fmt.Fprintf(w, "  -> %-22s %-7s %-6d %-10d %-9d %s\n", r.Address, ipvsadmForward(r.Forwarding), r.Weight, r.ActiveConns, r.InactiveConns, who)
 		}
@@ -217,19 +209,19 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	var ex daemon.Explanation
+	var ex status.Explanation
 	if err := getJSON(addr, "/v1/explain/"+fs.Arg(0), &ex); err != nil {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 1
 	}
 	if filter := fs.Arg(1); filter != "" {
-		var kept []daemon.Instance
+		var kept []status.InstanceView
 		for _, in := range ex.Instances {
 			if in.Real == filter || in.ID == filter || in.Node == filter || fmt.Sprintf("%s:%d", in.Address, in.Port) == filter {
 				kept = append(kept, in)
 			}
 		}
-		var others []daemon.Real
+		var others []status.RealView
 		for _, r := range ex.Others {
 			if r.Address == filter {
 				others = append(others, r)
@@ -251,7 +243,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func printExplanation(w io.Writer, ex daemon.Explanation) {
+func printExplanation(w io.Writer, ex status.Explanation) {
 	fmt.Fprintf(w, "virtual_service %q: %s, Consul service %q, forwarding %s, scheduler %s\n",
 		ex.Name, ex.Key, ex.ConsulService, ex.Forwarding, ex.Scheduler)
 	if len(ex.Instances) == 0 {
@@ -282,11 +274,11 @@ func printExplanation(w io.Writer, ex daemon.Explanation) {
 		}
 	}
 	for _, r := range ex.Others {
-		why := r.Source
+		why := string(r.Source)
 		switch r.Source {
-		case "fallback":
+		case render.SourceFallback:
 			why = "the fallback: no instance has a weight above 0"
-		case "draining":
+		case render.SourceDraining:
 			why = "draining: its instance left; deleted when its connections end or drain_timeout passes"
 			if !r.DrainingSince.IsZero() {
 				why += fmt.Sprintf(" (since %s)", r.DrainingSince.UTC().Format(time.RFC3339))

@@ -14,13 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/status"
 )
 
 // Source is what the API shows; *daemon.Daemon is one.
 type Source interface {
-	Status() (daemon.Status, error)
-	Explain(name string) (daemon.Explanation, error)
+	Status() (status.View, error)
+	Explain(name string) (status.Explanation, error)
 	Health() (bool, string)
 }
 

@@ -8,9 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/ipvs"
-	"github.com/lvs-sync/lvs-sync/lvs"
-	"github.com/lvs-sync/lvs-sync/render"
 )
 
 // Metrics are lvs-sync's Prometheus metrics. A nil *Metrics records
@@ -122,8 +121,9 @@ func (m *Metrics) sawSync(res ipvs.Result, full bool, foreign int) {
 	m.syncs.WithLabelValues(scope, result(res.Err() == nil)).Inc()
 }
 
-// sawState sets the per-service gauges from a sync's outcome.
-func (m *Metrics) sawState(cfg *config.Config, res render.Result, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, ok bool) {
+// sawState sets the per-service gauges from the status room's view of
+// what a sync left in the kernel.
+func (m *Metrics) sawState(cfg *config.Config, views []status.ServiceView, ok bool) {
 	if m == nil {
 		return
 	}
@@ -131,35 +131,36 @@ func (m *Metrics) sawState(cfg *config.Config, res render.Result, draining map[l
 	m.realsByState.Reset()
 	m.realsDesired.Reset()
 	total := 0
-	for _, vs := range cfg.VirtualServices {
-		k := vs.Key()
-		svc := res.State[k]
-		if svc == nil {
+	for _, v := range views {
+		if v.Name == "" {
 			continue
 		}
-		counts := map[string]int{"serving": 0, "quiesced": 0, "draining": len(draining[k]), "fallback": 0}
-		total += len(draining[k])
-		for rk, r := range svc.Reals {
-			switch src := res.Origins[k][rk].Source; {
-			case src == render.SourceFallback:
-				counts["fallback"]++
-			case src == render.SourceMaintenance:
-				if _, d := draining[k][rk]; !d {
-					continue // drained and gone, or draining (counted)
-				}
-			case r.Weight > 0:
-				counts["serving"]++
-			default:
-				counts["quiesced"]++
+		counts := map[string]int{"serving": 0, "quiesced": 0, "draining": 0, "fallback": 0}
+		desired := 0
+		for _, r := range v.Reals {
+			state := status.State(r.Source, r.Weight)
+			counts[state]++
+			if state != "draining" {
+				desired++
 			}
 		}
+		total += counts["draining"]
 		for state, n := range counts {
-			m.realsByState.WithLabelValues(vs.Name, state).Set(float64(n))
+			m.realsByState.WithLabelValues(v.Name, state).Set(float64(n))
 		}
-		m.realsDesired.WithLabelValues(vs.Name).Set(float64(len(svc.Reals)))
+		m.realsDesired.WithLabelValues(v.Name).Set(float64(desired))
 		if ok {
-			m.realsApplied.WithLabelValues(vs.Name).Set(float64(counts["serving"] + counts["quiesced"] + counts["fallback"] + counts["draining"]))
+			m.realsApplied.WithLabelValues(v.Name).Set(float64(len(v.Reals)))
 		}
 	}
 	m.draining.Set(float64(total))
+}
+
+// observeApplyLatency records how long a catalog answer took to reach the
+// kernel.
+func (m *Metrics) observeApplyLatency(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.applyLatency.Observe(d.Seconds())
 }

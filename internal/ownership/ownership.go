@@ -1,4 +1,7 @@
-package daemon
+// Package ownership is the record of which virtual services lvs-sync made,
+// kept across restarts in the state file: the line between lvs-sync's
+// services and everyone else's. It imports only the lvs vocabulary.
+package ownership
 
 import (
 	"encoding/json"
@@ -13,12 +16,12 @@ import (
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
-// Ownership remembers which virtual services lvs-sync made, across
+// Record remembers which virtual services lvs-sync made, across
 // restarts, so that one removed from the config is deleted while one made
 // by hand or by keepalived is never touched. It is kept in a small JSON
 // file; with no path it lives in memory only.
 // It is safe for concurrent use: the API reads it while the loop writes.
-type Ownership struct {
+type Record struct {
 	path     string
 	mu       sync.Mutex
 	services map[lvs.ServiceKey]bool
@@ -29,9 +32,9 @@ type ownershipFile struct {
 	Services []string `json:"services"`
 }
 
-// LoadOwnership reads the record at path; a missing file is an empty one.
-func LoadOwnership(path string) (*Ownership, error) {
-	o := &Ownership{path: path, services: map[lvs.ServiceKey]bool{}}
+// Load reads the record at path; a missing file is an empty one.
+func Load(path string) (*Record, error) {
+	o := &Record{path: path, services: map[lvs.ServiceKey]bool{}}
 	if path == "" {
 		return o, nil
 	}
@@ -57,14 +60,14 @@ func LoadOwnership(path string) (*Ownership, error) {
 }
 
 // Owns reports whether lvs-sync made the service.
-func (o *Ownership) Owns(k lvs.ServiceKey) bool {
+func (o *Record) Owns(k lvs.ServiceKey) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.services[k]
 }
 
 // Keys returns the owned services, sorted.
-func (o *Ownership) Keys() []lvs.ServiceKey {
+func (o *Record) Keys() []lvs.ServiceKey {
 	o.mu.Lock()
 	keys := slices.Collect(maps.Keys(o.services))
 	o.mu.Unlock()
@@ -73,7 +76,7 @@ func (o *Ownership) Keys() []lvs.ServiceKey {
 }
 
 // Set replaces the owned services and saves them if they changed.
-func (o *Ownership) Set(keys map[lvs.ServiceKey]bool) error {
+func (o *Record) Set(keys map[lvs.ServiceKey]bool) error {
 	o.mu.Lock()
 	if maps.Equal(keys, o.services) {
 		o.mu.Unlock()

@@ -1,0 +1,205 @@
+package daemon
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/status"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
+	"github.com/lvs-sync/lvs-sync/render"
+)
+
+// shared is what the loop publishes after each sync for Status, Explain
+// and Health, which the API calls from its own goroutines.
+type shared struct {
+	mu        sync.Mutex
+	cfg       *config.Config
+	synced    time.Time // first successful sync; zero before
+	lastSync  time.Time
+	lastErr   error
+	result    render.Result
+	draining  map[lvs.ServiceKey]map[lvs.RealKey]time.Time
+	changedAt map[decisionKey]time.Time
+	signature map[decisionKey]decisionSig
+
+	queryMu   sync.Mutex
+	lastQuery map[string]queryState
+}
+
+// decisionKey names an instance of a virtual service.
+type decisionKey struct {
+	vs string
+	in render.InstanceKey
+}
+
+// decisionSig is what of a decision counts as a change of it.
+type decisionSig struct {
+	in     bool
+	weight int
+	rule   render.RuleKind
+}
+
+type queryState struct {
+	lastOK, lastErrAt time.Time
+	err               error
+}
+
+func (s *shared) init() {
+	s.changedAt = map[decisionKey]time.Time{}
+	s.signature = map[decisionKey]decisionSig{}
+	s.lastQuery = map[string]queryState{}
+}
+
+func (s *shared) setConfig(cfg *config.Config) {
+	s.mu.Lock()
+	s.cfg = cfg
+	s.mu.Unlock()
+}
+
+// publish shares a sync's outcome.
+func (d *Daemon) publish(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time) {
+	s := &d.shared
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastSync = r.At
+	s.lastErr = r.Err
+	if r.Err == nil && s.synced.IsZero() {
+		s.synced = r.At
+	}
+	s.result = r.Desired
+	s.draining = draining
+	// Note when each instance's decision last changed, and forget the
+	// instances that are gone.
+	seen := make(map[decisionKey]bool, len(s.signature))
+	for name, ds := range r.Desired.Decisions {
+		for _, dec := range ds {
+			k := decisionKey{vs: name, in: render.InstanceKey{Node: dec.Instance.Node, ID: dec.Instance.ID}}
+			seen[k] = true
+			sig := decisionSig{in: dec.In, weight: dec.Weight, rule: dec.Rule.Kind}
+			if old, ok := s.signature[k]; !ok || old != sig {
+				s.signature[k] = sig
+				s.changedAt[k] = r.At
+			}
+		}
+	}
+	for k := range s.signature {
+		if !seen[k] {
+			delete(s.signature, k)
+			delete(s.changedAt, k)
+		}
+	}
+	d.opts.Metrics.sawState(s.cfg, status.Services(expected(r.Desired.State, draining), s.input(d)), r.Err == nil)
+}
+
+// expected is the owned part of the kernel's table after a sync that
+// succeeded: the desired state, with the draining reals at weight 0.
+func expected(desired ipvs.State, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time) ipvs.State {
+	if len(draining) == 0 {
+		return desired
+	}
+	out := make(ipvs.State, len(desired))
+	for k, svc := range desired {
+		out[k] = svc
+		if reals := draining[k]; len(reals) > 0 {
+			cp := *svc
+			cp.Reals = make(map[lvs.RealKey]ipvs.Real, len(svc.Reals)+len(reals))
+			for rk, r := range svc.Reals {
+				cp.Reals[rk] = r
+			}
+			for rk := range reals {
+				cp.Reals[rk] = ipvs.Real{Weight: 0}
+			}
+			out[k] = &cp
+		}
+	}
+	return out
+}
+
+// input is the status room's input; call with s.mu held.
+func (s *shared) input(d *Daemon) status.Input {
+	return status.Input{
+		Config:   s.cfg,
+		Owns:     d.opts.Ownership.Owns,
+		Desired:  &s.result,
+		Draining: s.draining,
+		ChangedAt: func(vs string, in render.InstanceKey) time.Time {
+			return s.changedAt[decisionKey{vs: vs, in: in}]
+		},
+	}
+}
+
+// Health reports whether lvs-sync is doing its job: it has applied a first
+// sync, and Consul has not been unreachable for longer than the config's
+// consul_unreachable_after.
+func (d *Daemon) Health() (bool, string) {
+	s := &d.shared
+	s.mu.Lock()
+	synced, cfg := s.synced, s.cfg
+	s.mu.Unlock()
+	if synced.IsZero() {
+		return false, "no sync applied yet"
+	}
+	s.queryMu.Lock()
+	defer s.queryMu.Unlock()
+	limit := cfg.API.ConsulUnreachableAfter
+	now := d.clock.Now()
+	for query, q := range s.lastQuery {
+		if q.err != nil && q.lastErrAt.After(q.lastOK) && now.Sub(q.lastOK) > limit {
+			return false, fmt.Sprintf("consul unreachable for %s (query %q): %v", now.Sub(q.lastOK).Round(time.Second), query, q.err)
+		}
+	}
+	return true, "synced"
+}
+
+// ObserveQuery hears from the catalog source.
+func (d *Daemon) ObserveQuery(query string, index uint64, err error) {
+	s := &d.shared
+	s.queryMu.Lock()
+	q := s.lastQuery[query]
+	if err != nil {
+		q.err, q.lastErrAt = err, d.clock.Now()
+	} else {
+		q.err, q.lastOK = nil, d.clock.Now()
+	}
+	s.lastQuery[query] = q
+	s.queryMu.Unlock()
+	d.opts.Metrics.sawQuery(query, index, err)
+}
+
+// Status reads the kernel's whole table and annotates it.
+func (d *Daemon) Status() (status.View, error) {
+	current, err := ipvs.Read(d.opts.Kernel, nil)
+	if err != nil {
+		return status.View{}, fmt.Errorf("reading the kernel: %w", err)
+	}
+	s := &d.shared
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := status.View{Synced: s.synced, LastSync: s.lastSync, Services: status.Services(current, s.input(d))}
+	if s.lastErr != nil {
+		v.LastError = s.lastErr.Error()
+	}
+	return v, nil
+}
+
+// Explain tells why each instance of a virtual service is where it is.
+func (d *Daemon) Explain(name string) (status.Explanation, error) {
+	s := &d.shared
+	s.mu.Lock()
+	vs := s.cfg.VirtualService(name)
+	s.mu.Unlock()
+	if vs == nil {
+		return status.Explanation{}, fmt.Errorf("no virtual_service %q in the config", name)
+	}
+	k := vs.Key()
+	current, err := ipvs.Read(d.opts.Kernel, func(key lvs.ServiceKey) bool { return key == k })
+	if err != nil {
+		return status.Explanation{}, fmt.Errorf("reading the kernel: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return status.Explain(vs, current[k], s.input(d)), nil
+}

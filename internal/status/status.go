@@ -1,0 +1,260 @@
+// Package status is the annotated view of the live IPVS table: the
+// kernel's services and reals, named from the config, marked with what
+// lvs-sync owns, decided and drains. The daemon's API (/v1/status,
+// /v1/explain), `lvs-sync status` without a daemon and the metrics all
+// read it, so a real is classified in one place. Without a daemon there
+// are no decisions: the view is the kernel named from the config.
+//
+// It may import config, catalog, render, ipvs and lvs; it changes nothing
+// and reads nothing itself: its callers hand it the kernel's table.
+package status
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
+	"github.com/lvs-sync/lvs-sync/render"
+)
+
+// View is the live table as lvs-sync sees it.
+type View struct {
+	// Synced is when the first sync was applied; zero before.
+	Synced    time.Time     `json:"synced"`
+	LastSync  time.Time     `json:"last_sync"`
+	LastError string        `json:"last_error,omitempty"`
+	Services  []ServiceView `json:"services"`
+}
+
+// ServiceView is one virtual service of the kernel's table.
+type ServiceView struct {
+	Key       string `json:"key"` // tcp://10.0.0.1:80
+	Protocol  string `json:"protocol"`
+	Address   string `json:"address"`
+	Scheduler string `json:"scheduler"`
+	// Persistence in seconds, 0 for none.
+	Persistence uint32 `json:"persistence"`
+	// Name is the config label; empty, with Foreign, for a service
+	// lvs-sync does not own.
+	Name          string     `json:"name,omitempty"`
+	ConsulService string     `json:"consul_service,omitempty"`
+	Forwarding    string     `json:"forwarding,omitempty"`
+	Foreign       bool       `json:"foreign"`
+	Reals         []RealView `json:"reals"`
+}
+
+// RealView is one real server of a service.
+type RealView struct {
+	Address       string `json:"address"`
+	Forwarding    string `json:"forwarding"`
+	Weight        int    `json:"weight"`
+	ActiveConns   int    `json:"active_conns"`
+	InactiveConns int    `json:"inactive_conns"`
+	// What lvs-sync knows of it, for a service it owns.
+	Node       string `json:"node,omitempty"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Health     string `json:"health,omitempty"`
+	// Source is the rule behind the weight: passing, warning, quiescent,
+	// quiesced, maintenance, slow start, fallback, or draining.
+	Source        render.Source `json:"source,omitempty"`
+	DrainingSince time.Time     `json:"draining_since,omitzero"`
+	Changed       time.Time     `json:"changed,omitzero"`
+}
+
+// Explanation is why each instance of a virtual service's Consul service
+// is in, out, or at its weight.
+type Explanation struct {
+	Name          string         `json:"name"`
+	Key           string         `json:"key"`
+	ConsulService string         `json:"consul_service"`
+	Forwarding    string         `json:"forwarding"`
+	Scheduler     string         `json:"scheduler"`
+	Instances     []InstanceView `json:"instances"`
+	// Others are reals in the kernel no instance accounts for: the
+	// fallback, or reals draining after their instance left.
+	Others []RealView `json:"others,omitempty"`
+}
+
+// InstanceView is one Consul instance and what lvs-sync made of it.
+type InstanceView struct {
+	Node    string          `json:"node"`
+	ID      string          `json:"id"`
+	Address string          `json:"address"`
+	Port    int             `json:"port"`
+	Health  string          `json:"health"`
+	Checks  []catalog.Check `json:"checks"`
+	In      bool            `json:"in"`
+	Real    string          `json:"real,omitempty"`
+	Weight  int             `json:"weight"`
+	Rule    string          `json:"rule"`
+	// Kernel is the real as the kernel has it now, if it has it.
+	Kernel  *RealView `json:"kernel,omitempty"`
+	Changed time.Time `json:"changed,omitzero"`
+}
+
+// Input is what lvs-sync knows beside the kernel's table. The zero value
+// is the kernel alone; Config names its services; Desired (a running
+// daemon's last render) and Draining say what each real is.
+type Input struct {
+	Config *config.Config
+	// Owns reports the services lvs-sync made (its state file); nil owns
+	// none but those of the config.
+	Owns     func(lvs.ServiceKey) bool
+	Desired  *render.Result
+	Draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time
+	// ChangedAt is when the decision for an instance of a virtual service
+	// last changed; nil if unknown.
+	ChangedAt func(vs string, in render.InstanceKey) time.Time
+}
+
+// Services annotates every service of the kernel's table, in ipvsadm
+// order.
+func Services(kernel ipvs.State, in Input) []ServiceView {
+	out := make([]ServiceView, 0, len(kernel))
+	for _, k := range kernel.SortedKeys() {
+		out = append(out, in.service(k, kernel[k]))
+	}
+	return out
+}
+
+// service annotates one kernel service.
+func (in Input) service(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
+	out := kernelService(k, svc)
+	var vs *config.VirtualService
+	if in.Config != nil {
+		vs = in.Config.VirtualServiceAt(k)
+	}
+	if vs == nil {
+		// Owned and out of the config: being deleted. Without a config
+		// to tell, say nothing rather than call lvs-sync's own foreign.
+		out.Foreign = in.Config != nil && (in.Owns == nil || !in.Owns(k))
+		return out
+	}
+	out.Name, out.ConsulService, out.Forwarding = vs.Name, vs.Service, vs.Forwarding.String()
+	if in.Desired == nil {
+		return out
+	}
+	want := in.Desired.State[k]
+	for i, rk := range svc.SortedReals() { // the order kernelService listed them in
+		r := &out.Reals[i]
+		o, known := in.Desired.Origins[k][rk]
+		since, draining := in.Draining[k][rk]
+		desired := false
+		if want != nil {
+			_, desired = want.Reals[rk]
+		}
+		r.Source = Classify(o, known, draining, desired)
+		r.DrainingSince = since
+		if !known {
+			continue
+		}
+		r.Node, r.InstanceID, r.Health = o.Node, o.InstanceID, string(o.Status)
+		if o.Source == render.SourceMaintenance {
+			r.Health = "maintenance"
+		}
+		if o.InstanceID != "" && in.ChangedAt != nil {
+			r.Changed = in.ChangedAt(vs.Name, render.InstanceKey{Node: o.Node, ID: o.InstanceID})
+		}
+	}
+	return out
+}
+
+// Classify is the one answer to "what is this real": the rule behind its
+// weight. A real the planner keeps at weight 0 while its connections end
+// is draining, whatever its instance says; one desired is what render
+// decided; one neither desired nor known is left over from an instance
+// that went, so draining too.
+func Classify(o render.Origin, known, draining, desired bool) render.Source {
+	switch {
+	case draining:
+		return render.SourceDraining
+	case known && (desired || o.Source == render.SourceMaintenance):
+		return o.Source
+	}
+	return render.SourceDraining
+}
+
+// State is a real's state as the lvs_sync_reals metric counts it:
+// serving, quiesced, draining or fallback.
+func State(source render.Source, weight int) string {
+	switch {
+	case source == render.SourceFallback:
+		return "fallback"
+	case source == render.SourceDraining || source == render.SourceMaintenance:
+		return "draining"
+	case weight > 0:
+		return "serving"
+	}
+	return "quiesced"
+}
+
+// kernelService describes a kernel service with nothing of lvs-sync's.
+func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
+	out := ServiceView{Key: k.String(), Protocol: k.Protocol.String(), Scheduler: svc.Scheduler, Address: k.String()}
+	if k.FWMark == 0 {
+		out.Address = lvs.RealKey{Addr: k.Addr, Port: k.Port}.String()
+	}
+	if svc.Flags&ipvs.FlagPersistent != 0 {
+		out.Persistence = svc.Timeout
+	}
+	for _, rk := range svc.SortedReals() {
+		r := svc.Reals[rk]
+		out.Reals = append(out.Reals, RealView{
+			Address: rk.String(), Forwarding: r.Forward.String(), Weight: r.Weight,
+			ActiveConns: r.ActiveConns, InactiveConns: r.InactiveConns,
+		})
+	}
+	return out
+}
+
+// Explain tells why each instance of a virtual service is where it is;
+// kernel is the service as the kernel has it, nil if it has not.
+func Explain(vs *config.VirtualService, kernel *ipvs.Service, in Input) Explanation {
+	k := vs.Key()
+	ex := Explanation{Name: vs.Name, Key: k.String(), ConsulService: vs.Service, Forwarding: vs.Forwarding.String(), Scheduler: vs.Scheduler}
+	var reals []RealView
+	if kernel != nil {
+		reals = in.service(k, kernel).Reals
+	}
+	realOf := func(addr string) *RealView {
+		for i := range reals {
+			if reals[i].Address == addr {
+				return &reals[i]
+			}
+		}
+		return nil
+	}
+	accounted := map[string]bool{}
+	if in.Desired != nil {
+		for _, dec := range in.Desired.Decisions[vs.Name] {
+			i := dec.Instance
+			iv := InstanceView{
+				Node: i.Node, ID: i.ID, Address: i.Address, Port: i.Port, Health: string(i.Status), Checks: i.Checks,
+				In: dec.In, Weight: dec.Weight, Rule: dec.Rule.String(),
+			}
+			if in.ChangedAt != nil {
+				iv.Changed = in.ChangedAt(vs.Name, render.InstanceKey{Node: i.Node, ID: i.ID})
+			}
+			if i.InMaintenance() {
+				iv.Health = "maintenance"
+			}
+			if dec.In || dec.Source() == render.SourceMaintenance {
+				iv.Real = dec.Real.String()
+				iv.Kernel = realOf(iv.Real)
+				accounted[iv.Real] = iv.Kernel != nil
+			}
+			ex.Instances = append(ex.Instances, iv)
+		}
+	}
+	slices.SortFunc(ex.Instances, func(a, b InstanceView) int { return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID)) })
+	for _, r := range reals {
+		if !accounted[r.Address] {
+			ex.Others = append(ex.Others, r)
+		}
+	}
+	return ex
+}
