@@ -23,6 +23,7 @@ import (
 	consulsrc "github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/internal/testnomad"
@@ -157,8 +158,8 @@ func TestLVSSyncSystemJob(t *testing.T) {
 			return c.Name == "lvs-sync health" && c.Status == api.HealthPassing
 		})
 	})
-	status := func() daemon.Status {
-		var st daemon.Status
+	liveStatus := func() status.View {
+		var st status.View
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", apiPort))
 		if err == nil {
 			defer resp.Body.Close()
@@ -168,7 +169,7 @@ func TestLVSSyncSystemJob(t *testing.T) {
 	}
 	names := func() []string {
 		var n []string
-		for _, s := range status().Services {
+		for _, s := range liveStatus().Services {
 			n = append(n, s.Name)
 		}
 		return n

@@ -21,6 +21,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/config"
 	apipkg "github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
@@ -140,7 +141,7 @@ func TestStatusAndExplain(t *testing.T) {
 	}
 
 	code, out, _ = cli("status", "-api", o.addr, "-json")
-	var st daemon.Status
+	var st status.View
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st.Services) != 3 || st.Synced.IsZero() {
 		t.Errorf("status -json: exit %d, %v, %+v", code, err, st)
 	}

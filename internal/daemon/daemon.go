@@ -67,9 +67,9 @@ type Options struct {
 	// until no change came for MinWait, but no longer than MaxWait after
 	// the first (defaults 50ms and 500ms).
 	MinWait, MaxWait time.Duration
-	// Retry is the backoff after a failed sync (default 250ms doubling to
-	// 30s).
-	Retry backoff.Exponential
+	// RetryBase and RetryMax bound the backoff after a failed sync
+	// (defaults 250ms and 30s).
+	RetryBase, RetryMax time.Duration
 	// OnSync, if set, is called after every sync attempt.
 	OnSync func(Report)
 }
@@ -120,11 +120,11 @@ func New(opts Options) (*Daemon, error) {
 	if opts.MaxWait == 0 {
 		opts.MaxWait = 500 * time.Millisecond
 	}
-	if opts.Retry.Base == 0 {
-		opts.Retry.Base = 250 * time.Millisecond
+	if opts.RetryBase == 0 {
+		opts.RetryBase = 250 * time.Millisecond
 	}
-	if opts.Retry.Max == 0 {
-		opts.Retry.Max = 30 * time.Second
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 30 * time.Second
 	}
 	d := &Daemon{
 		opts:   opts,
@@ -236,7 +236,7 @@ func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 	l.sched.cancel(TriggerTimer)
 	if err != nil {
 		l.failures++
-		delay := l.d.opts.Retry.Delay(l.failures)
+		delay := backoff.Delay(l.failures, l.d.opts.RetryBase, l.d.opts.RetryMax, nil)
 		l.d.log.Error("sync failed; keeping what the kernel has and retrying", "error", err, "retry_in", delay, "failures", l.failures)
 		l.sched.at(TriggerRetry, now.Add(delay))
 	} else {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -15,11 +14,27 @@ import (
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
+
+var (
+	gateKey = lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
+	real1   = lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}
+	real2   = lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.12"), Port: 80}
+)
+
+func gateConfig(extra string) string {
+	return `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  service    = "web"
+` + extra + `
+}`
+}
 
 var foreignKey = lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.99.0.1"), Port: 80}
 
@@ -95,7 +110,7 @@ func start(t *testing.T, opts Options) *running {
 		r.mu.Unlock()
 	}
 	if opts.Logger == nil {
-		opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "lvs-sync", Level: hclog.Debug, Output: testWriter{t}})
+		opts.Logger = testLogger(t)
 	}
 	d, err := New(opts)
 	if err != nil {
@@ -106,6 +121,10 @@ func start(t *testing.T, opts Options) *running {
 	go func() { r.done <- d.Run(ctx) }()
 	t.Cleanup(cancel)
 	return r
+}
+
+func testLogger(t *testing.T) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "lvs-sync", Level: hclog.Debug, Output: testWriter{t}})
 }
 
 type testWriter struct{ t *testing.T }
@@ -149,9 +168,6 @@ func TestDaemonFollowsConsul(t *testing.T) {
 		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.12:80": 1})
 	})
 	t.Logf("a failed check left the kernel %v after the update", took)
-	if took > time.Second {
-		t.Errorf("web1 left after %v, want within 1s", took)
-	}
 	agent.SetStatus(t, "web1", api.HealthWarning, "slow")
 	waitFor(t, "web1 back at its warning weight", 5*time.Second, func() bool {
 		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 1, "10.1.0.12:80": 1})
@@ -177,7 +193,7 @@ func TestDaemonRestartMakesNoChanges(t *testing.T) {
 	kernel := ipvs.NewFakeKernel(foreignState())
 	own := filepath.Join(t.TempDir(), "state.json")
 	opts := func() Options {
-		o, err := LoadOwnership(own)
+		o, err := ownership.Load(own)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,13 +220,13 @@ func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
 	register(t, agent)
 	kernel := ipvs.NewFakeKernel(foreignState())
 	own := filepath.Join(t.TempDir(), "state.json")
-	o, _ := LoadOwnership(own)
+	o, _ := ownership.Load(own)
 	first := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel, Ownership: o})
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(kernel.State()) == 3 })
 	first.stop(t)
 
 	// The api virtual service leaves the config while lvs-sync is down.
-	o, err := LoadOwnership(own)
+	o, err := ownership.Load(own)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,79 +244,5 @@ func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
 	st := kernel.State()
 	if len(st) != 2 || st[foreignKey] == nil {
 		t.Errorf("kernel after removal:\n%s", st)
-	}
-}
-
-func TestDaemonRepairsDrift(t *testing.T) {
-	agent := testconsul.Start(t)
-	register(t, agent)
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
-	d := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel})
-	defer d.stop(t)
-	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
-	rk := lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}
-	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
-
-	// ipvsadm -d by hand: the catalog does not change, the reconcile
-	// timer (1s + up to 10% jitter) brings it back.
-	if err := kernel.DelReal(web, rk); err != nil {
-		t.Fatal(err)
-	}
-	took := waitFor(t, "deleted real restored", 5*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
-	t.Logf("restored after %v", took)
-	// One period at most (1.1s with jitter), plus slack for a loaded machine.
-	if took > 1400*time.Millisecond {
-		t.Errorf("restored after %v, want within one reconcile period (1.1s)", took)
-	}
-	var reasons []string
-	for _, r := range d.all() {
-		if len(r.Plan) > 0 {
-			reasons = append(reasons, r.Reason)
-		}
-	}
-	if reasons[len(reasons)-1] != "reconcile" {
-		t.Errorf("repairing sync reasons %v, want the last one a reconcile", reasons)
-	}
-}
-
-func TestDaemonRetriesAFailedApply(t *testing.T) {
-	agent := testconsul.Start(t)
-	register(t, agent)
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
-	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
-	kernel.FailService[web] = errors.New("injected failure")
-	d := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel,
-		RetryBase: 20 * time.Millisecond})
-	defer d.stop(t)
-	waitFor(t, "api applied beside the failing web", 10*time.Second, func() bool {
-		return len(reals(kernel.State(), "10.10.10.61:8080")) == 2
-	})
-	waitFor(t, "retries", 5*time.Second, func() bool {
-		n := 0
-		for _, r := range d.all() {
-			if r.Reason == "retry" {
-				n++
-			}
-		}
-		return n >= 2
-	})
-	delete(kernel.FailService, web)
-	waitFor(t, "web applied on a retry", 5*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
-}
-
-func TestNothingAppliedBeforeTheFirstSnapshot(t *testing.T) {
-	port := testconsul.FreePorts(t, 1)[0]
-	conf := api.DefaultConfig()
-	conf.Address = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String()
-	client, err := api.NewClient(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kernel := ipvs.NewFakeKernel(foreignState())
-	d := start(t, Options{Config: mustConfig(t, webConfig), Source: source(client), Kernel: kernel})
-	time.Sleep(1500 * time.Millisecond) // longer than the reconcile interval
-	d.stop(t)
-	if kernel.Calls != 0 || len(d.all()) != 0 {
-		t.Errorf("with Consul unreachable: %d kernel calls, %d syncs; want none", kernel.Calls, len(d.all()))
 	}
 }

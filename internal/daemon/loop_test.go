@@ -1,0 +1,369 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/internal/testenv"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+// The loop's tests drive it event by event on a fake clock: a snapshot
+// arrives, time moves, the due trigger fires. No sleeps, no wall clock.
+
+var t0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+
+// harness is a daemon's loop under test, with the reports of its syncs.
+type harness struct {
+	t       *testing.T
+	clock   *clockwork.FakeClock
+	kernel  *ipvs.FakeKernel
+	d       *Daemon
+	l       *loop
+	reports []Report
+}
+
+func newHarness(t *testing.T, cfg string, kernel *ipvs.FakeKernel) *harness {
+	t.Helper()
+	h := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), kernel: kernel}
+	d, err := New(Options{Config: mustConfig(t, cfg), Source: chanSource{}, Kernel: kernel, Clock: h.clock,
+		Logger: testLogger(t), OnSync: func(r Report) { h.reports = append(h.reports, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.d, h.l = d, &loop{d: d}
+	return h
+}
+
+// snapshot hands the loop a snapshot of the web service now.
+func (h *harness) snapshot(instances ...*catalog.Instance) {
+	h.l.snapshot(catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", Instances: instances}}}, h.clock.Now())
+}
+
+// advance moves the clock and fires what is due.
+func (h *harness) advance(d time.Duration) {
+	h.clock.Advance(d)
+	h.l.fire(h.clock.Now())
+}
+
+// due is when the trigger is next due; zero if it is not.
+func (h *harness) due(t Trigger) time.Time { return h.l.sched.due[t] }
+
+// untilNext moves the clock to the next due trigger and fires it.
+func (h *harness) untilNext() Trigger {
+	h.t.Helper()
+	t, at, ok := h.l.sched.next()
+	if !ok {
+		h.t.Fatal("nothing is due")
+	}
+	h.advance(at.Sub(h.clock.Now()))
+	return t
+}
+
+func (h *harness) web() map[string]int { return reals(h.kernel.State(), "10.10.10.60:80") }
+
+func instance(id, addr string, status catalog.Health, weight int) *catalog.Instance {
+	return &catalog.Instance{ID: id, Node: "node-" + id, Address: addr, Port: 8080, Status: status,
+		Weights: catalog.Weights{Passing: weight, Warning: 1}}
+}
+
+var (
+	web1 = func(s catalog.Health) *catalog.Instance { return instance("web1", "10.1.0.11", s, 5) }
+	web2 = func(s catalog.Health) *catalog.Instance { return instance("web2", "10.1.0.12", s, 1) }
+)
+
+func TestLoopWaitsForQuietThenSyncs(t *testing.T) {
+	h := newHarness(t, gateConfig(""), ipvs.NewFakeKernel(ipvs.State{}))
+	h.snapshot(web1(catalog.Passing))
+	if got := h.due(TriggerCatalog); !got.Equal(t0.Add(50 * time.Millisecond)) {
+		t.Fatalf("catalog sync due at %s, want after MinWait (50ms)", got.Sub(t0))
+	}
+	h.advance(49 * time.Millisecond)
+	if len(h.reports) != 0 || h.kernel.Calls != 0 {
+		t.Fatalf("synced before the burst settled: %d syncs, %d kernel calls", len(h.reports), h.kernel.Calls)
+	}
+	h.advance(time.Millisecond)
+	if len(h.reports) != 1 || h.reports[0].Trigger != TriggerCatalog {
+		t.Fatalf("reports %+v, want one catalog sync", h.reports)
+	}
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
+		t.Errorf("kernel has %v", h.web())
+	}
+	// After a sync, only the periodic reconcile is due: 1m plus up to 10%.
+	if r := h.due(TriggerReconcile).Sub(h.clock.Now()); r < time.Minute || r > 66*time.Second {
+		t.Errorf("reconcile due in %s, want 60s-66s", r)
+	}
+	if !h.due(TriggerCatalog).IsZero() || !h.due(TriggerRetry).IsZero() {
+		t.Errorf("after a sync: %+v still due", h.l.sched.due)
+	}
+}
+
+func TestLoopCoalescesABurstForAtMostMaxWait(t *testing.T) {
+	h := newHarness(t, gateConfig(""), ipvs.NewFakeKernel(ipvs.State{}))
+	// A change every 40ms never leaves 50ms of quiet: the burst is synced
+	// 500ms after its first change, once.
+	for i := 0; len(h.reports) == 0; i++ {
+		if i > 20 {
+			t.Fatal("a burst of changes was never synced")
+		}
+		status := catalog.Passing
+		if i%2 == 1 {
+			status = catalog.Warning
+		}
+		h.snapshot(web1(status))
+		if due := h.due(TriggerCatalog); due.After(t0.Add(500 * time.Millisecond)) {
+			t.Fatalf("change %d: sync due at %s, past MaxWait after the first", i, due.Sub(t0))
+		}
+		h.advance(40 * time.Millisecond)
+	}
+	if n, at := len(h.reports), h.reports[0].At.Sub(t0); n != 1 || at != 520*time.Millisecond {
+		t.Errorf("%d syncs, the first at %s; want one, at the first tick past 500ms (520ms)", n, at)
+	}
+}
+
+func TestLoopAppliesNothingBeforeTheFirstSnapshot(t *testing.T) {
+	h := newHarness(t, gateConfig(""), ipvs.NewFakeKernel(foreignState()))
+	if _, _, ok := h.l.sched.next(); ok {
+		t.Fatalf("something is due before any snapshot: %+v", h.l.sched.due)
+	}
+	h.advance(time.Hour)
+	// After a reload the old snapshot is forgotten: a due reconcile syncs
+	// nothing until the new services have answered.
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	calls := h.kernel.Calls
+	h.l.reloaded()
+	h.untilNext() // the reconcile
+	if h.kernel.Calls != calls || len(h.reports) != 1 {
+		t.Errorf("synced without a snapshot of the new config: %d kernel calls, %d syncs", h.kernel.Calls-calls, len(h.reports))
+	}
+}
+
+func TestLoopRetriesWithBackoffAndResets(t *testing.T) {
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	h := newHarness(t, gateConfig(""), kernel)
+	kernel.FailService[gateKey] = errors.New("injected failure")
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	// 250ms, 500ms, 1s: doubling from RetryBase, less up to a quarter.
+	for i, want := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second} {
+		last := h.reports[len(h.reports)-1]
+		if last.Err == nil {
+			t.Fatalf("sync %d succeeded against a failing kernel", i)
+		}
+		retry := h.due(TriggerRetry).Sub(h.clock.Now())
+		if retry > want || retry < want*3/4 {
+			t.Fatalf("after failure %d, retry in %s; want in [%s, %s]", i+1, retry, want*3/4, want)
+		}
+		if got := h.untilNext(); got != TriggerRetry {
+			t.Fatalf("fired %s, want a retry", got)
+		}
+	}
+	delete(kernel.FailService, gateKey)
+	h.untilNext()
+	if last := h.reports[len(h.reports)-1]; last.Err != nil || last.Trigger != TriggerRetry {
+		t.Fatalf("last sync %s: %v, want a retry that succeeds", last.Trigger, last.Err)
+	}
+	if !h.due(TriggerRetry).IsZero() || h.l.failures != 0 {
+		t.Errorf("after a success a retry is still due, or failures (%d) not reset", h.l.failures)
+	}
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
+		t.Errorf("kernel has %v", h.web())
+	}
+}
+
+func TestLoopReconcileRepairsDrift(t *testing.T) {
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	h := newHarness(t, gateConfig(""), kernel)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	// ipvsadm -d by hand: the catalog is quiet, a catalog-scoped sync would
+	// not look; the periodic reconcile reads everything and repairs it.
+	if err := kernel.DelReal(gateKey, real1); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.untilNext(); got != TriggerReconcile {
+		t.Fatalf("fired %s, want the reconcile", got)
+	}
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1}) {
+		t.Errorf("after the reconcile the kernel has %v", h.web())
+	}
+}
+
+func TestLoopOnlyLooksAtChangedServices(t *testing.T) {
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	h := newHarness(t, webConfig, kernel) // web and api, both on Consul's web
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	calls := kernel.Calls
+	// The same content again: render changes nothing, the kernel is not
+	// even read.
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	if kernel.Calls != calls {
+		t.Errorf("an unchanged render made %d kernel calls, want 0", kernel.Calls-calls)
+	}
+}
+
+func TestLoopTimerEndsAHoldAndStepsASlowStart(t *testing.T) {
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	h := newHarness(t, gateConfig(`
+  hold       = "4s"
+  slow_start = "10s"`), kernel)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	h.snapshot(web1(catalog.Critical), web2(catalog.Passing))
+	h.untilNext()
+	failedAt := h.clock.Now().Add(-50 * time.Millisecond) // when the critical snapshot came
+	h.advance(time.Second)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	if _, in := h.web()["10.1.0.11:80"]; in {
+		t.Fatal("web1 back before its hold ended")
+	}
+	if due := h.due(TriggerTimer); !due.Equal(failedAt.Add(4 * time.Second)) {
+		t.Fatalf("timer due at %s, want the end of the hold (%s)", due.Sub(t0), failedAt.Add(4*time.Second).Sub(t0))
+	}
+	// The hold ends: back at weight 1, then a step every 2s (weight 5 over 10s).
+	var weights []int
+	for range 10 {
+		if got := h.untilNext(); got != TriggerTimer {
+			t.Fatalf("fired %s, want the timer", got)
+		}
+		w := h.web()["10.1.0.11:80"]
+		weights = append(weights, w)
+		if w == 5 {
+			break
+		}
+	}
+	if want := []int{1, 2, 3, 4, 5}; !slices.Equal(weights, want) {
+		t.Errorf("weights at each timer %v, want %v", weights, want)
+	}
+	if !h.due(TriggerTimer).IsZero() {
+		t.Errorf("a timer is still due at full weight: %s", h.due(TriggerTimer).Sub(t0))
+	}
+}
+
+func TestLoopDrainsALeavingReal(t *testing.T) {
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	h := newHarness(t, gateConfig(`drain_timeout = "30s"`), kernel)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+
+	// web2 has a connection and is deregistered: weight 0, kept, polled
+	// every second.
+	if err := kernel.SetConns(gateKey, real2, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 0}) {
+		t.Fatalf("after deregistration the kernel has %v, want web2 at weight 0", h.web())
+	}
+	for range 3 {
+		if got := h.untilNext(); got != TriggerTimer {
+			t.Fatalf("fired %s, want the drain poll", got)
+		}
+		if len(h.web()) != 2 {
+			t.Fatal("web2 deleted with a connection open")
+		}
+	}
+	// Its connection ends: deleted at the next poll.
+	if err := kernel.SetConns(gateKey, real2, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
+		t.Fatalf("after its connection ended the kernel has %v", h.web())
+	}
+
+	// Maintenance drains too, and coming back restores the weight with
+	// one update, not a delete and an add.
+	if err := kernel.SetConns(gateKey, real1, 3, 0); err != nil {
+		t.Fatal(err)
+	}
+	maint := web1(catalog.Passing)
+	maint.ServiceMaintenance = true
+	h.snapshot(maint)
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 0}) {
+		t.Fatalf("in maintenance the kernel has %v, want web1 draining at 0", h.web())
+	}
+	writes := kernel.Writes
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) || kernel.Writes-writes != 1 {
+		t.Errorf("back from maintenance: %v in %d writes, want weight 5 in 1", h.web(), kernel.Writes-writes)
+	}
+}
+
+func TestLoopDrainTimeoutZeroDeletesAtOnce(t *testing.T) {
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	h := newHarness(t, gateConfig(`drain_timeout = "0s"`), kernel)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	if err := kernel.SetConns(gateKey, real2, 5, 0); err != nil {
+		t.Fatal(err)
+	}
+	h.snapshot(web1(catalog.Passing), web2(catalog.Critical))
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
+		t.Errorf("kernel has %v, want web2 deleted at once", h.web())
+	}
+}
+
+// TestRunOnTheFakeClock runs the whole loop, as run does, with the fake
+// clock: a snapshot is applied once MinWait has passed on it, not before.
+func TestRunOnTheFakeClock(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(t0)
+	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	src := chanSource{snaps: make(chan catalog.Snapshot)}
+	synced := make(chan Report, 10)
+	d, err := New(Options{Config: mustConfig(t, gateConfig("")), Source: src, Kernel: kernel, Clock: clock,
+		Logger: testLogger(t), OnSync: func(r Report) { synced <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	src.snaps <- catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", Instances: []*catalog.Instance{web1(catalog.Passing)}}}}
+	// The loop arms its one timer for the quiet wait.
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(49 * time.Millisecond)
+	select {
+	case r := <-synced:
+		t.Fatalf("synced (%s) before MinWait", r.Trigger)
+	default:
+	}
+	clock.Advance(time.Millisecond)
+	r := <-synced
+	if r.Trigger != TriggerCatalog || r.Err != nil || !r.At.Equal(t0.Add(50*time.Millisecond)) {
+		t.Fatalf("sync %s at %s: %v; want a catalog sync at 50ms", r.Trigger, r.At.Sub(t0), r.Err)
+	}
+	if !testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5}) {
+		t.Errorf("kernel has %v", reals(kernel.State(), "10.10.10.60:80"))
+	}
+}
+
+// chanSource is a catalog source whose snapshots the test sends.
+type chanSource struct{ snaps chan catalog.Snapshot }
+
+func (s chanSource) Watch(ctx context.Context, _ []string, _ catalog.Observer) <-chan catalog.Snapshot {
+	return s.snaps
+}
