@@ -39,23 +39,29 @@ func consul(t *testing.T) *api.Client {
 // given passing weights.
 func registerReals(t *testing.T, weights ...int) {
 	t.Helper()
-	c := consul(t)
-	for i, r := range reals {
+	for i := range reals {
 		w := 1
 		if i < len(weights) {
 			w = weights[i]
 		}
-		reg := &api.AgentServiceRegistration{
-			ID: fmt.Sprintf("web%d", i+1), Name: "web", Address: r.addr, Port: r.port,
-			Weights: &api.AgentWeights{Passing: w, Warning: 1},
-			Check:   &api.AgentServiceCheck{CheckID: fmt.Sprintf("web%d-ttl", i+1), TTL: "10m", Status: api.HealthPassing},
-		}
-		if err := c.Agent().ServiceRegister(reg); err != nil {
-			t.Fatalf("registering %s: %v", reg.ID, err)
-		}
-		// Registering again keeps an existing check's status: set it.
-		setCheck(t, reg.ID, api.HealthPassing)
+		registerReal(t, i, w)
 	}
+}
+
+// registerReal registers web<i+1>, on reals[i], with a TTL check, passing.
+func registerReal(t *testing.T, i, weight int) {
+	t.Helper()
+	r := reals[i]
+	reg := &api.AgentServiceRegistration{
+		ID: fmt.Sprintf("web%d", i+1), Name: "web", Address: r.addr, Port: r.port,
+		Weights: &api.AgentWeights{Passing: weight, Warning: 1},
+		Check:   &api.AgentServiceCheck{CheckID: fmt.Sprintf("web%d-ttl", i+1), TTL: "10m", Status: api.HealthPassing},
+	}
+	if err := consul(t).Agent().ServiceRegister(reg); err != nil {
+		t.Fatalf("registering %s: %v", reg.ID, err)
+	}
+	// Registering again keeps an existing check's status: set it.
+	setCheck(t, reg.ID, api.HealthPassing)
 }
 
 func setCheck(t *testing.T, id, status string) {

@@ -28,8 +28,8 @@ func kernelOpsAfter(log, mark string) []string {
 	_, after, _ := strings.Cut(log, mark)
 	var ops []string
 	for _, line := range strings.Split(after, "\n") {
-		if i := strings.Index(line, `command="`); i >= 0 {
-			ops = append(ops, strings.TrimSuffix(line[i+len(`command="`):], `"`))
+		if cmd, ok := logField(line, "command"); ok {
+			ops = append(ops, cmd)
 		}
 	}
 	return ops
