@@ -128,10 +128,10 @@ func TestPlanIsNextSync(t *testing.T) {
 	zero := func(vip, fwd string, i int) string {
 		return regexp.QuoteMeta("ipvsadm -e -t " + vip + ":80 -r " + rk(fwd, i) + " " + flag[fwd] + " -w 0")
 	}
-	// leave is a real with no connection leaving for maintenance: the
-	// README's weight table says "kept at weight 0 (draining)", its drain
-	// section that a real with no connection goes at once; either will do.
-	leave := func(vip, fwd string, i int) string { return "(?:" + zero(vip, fwd, i) + "|" + del(vip, fwd, i) + ")" }
+	// leave is a real with no connection leaving for maintenance: it
+	// drains like any leaving real, and one with no connection at all goes
+	// at once.
+	leave := del
 
 	rows := []planRow{{
 		name:   "critical",
