@@ -38,20 +38,6 @@ func (f *FakeKernel) State() State {
 	return f.state.Clone()
 }
 
-// Clone returns a deep copy of the state.
-func (s State) Clone() State {
-	c := make(State, len(s))
-	for k, svc := range s {
-		cp := *svc
-		cp.Reals = maps.Clone(svc.Reals)
-		if cp.Reals == nil {
-			cp.Reals = map[lvs.RealKey]Real{}
-		}
-		c[k] = &cp
-	}
-	return c
-}
-
 func (f *FakeKernel) Services() (State, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
