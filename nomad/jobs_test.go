@@ -24,6 +24,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/internal/testnomad"
@@ -229,7 +230,7 @@ func TestWebRollingUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	key := cfg.VirtualServices[0].Key()
 	var mu sync.Mutex
 	var log []transition

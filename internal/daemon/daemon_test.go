@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
@@ -129,7 +130,7 @@ func register(t *testing.T, agent *testconsul.Agent) {
 func TestDaemonFollowsConsul(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(foreignState())
+	kernel := ipvstest.New(foreignState())
 	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel})
 	defer d.stop(t)
 
@@ -169,7 +170,7 @@ func TestDaemonFollowsConsul(t *testing.T) {
 func TestDaemonRestartMakesNoChanges(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(foreignState())
+	kernel := ipvstest.New(foreignState())
 	own := filepath.Join(t.TempDir(), "state.json")
 	opts := func() Options {
 		o, err := LoadOwnership(own)
@@ -182,22 +183,22 @@ func TestDaemonRestartMakesNoChanges(t *testing.T) {
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.61:8080")) == 2 })
 	first.stop(t)
 
-	writes := kernel.Writes
+	writes := kernel.Writes()
 	second := start(t, opts())
 	waitFor(t, "first sync after restart", 10*time.Second, func() bool { return len(second.all()) > 0 })
 	second.stop(t)
 	if rep := second.all()[0]; len(rep.Plan) != 0 || rep.Err != nil {
 		t.Errorf("restart planned %d changes (%v): %v", len(rep.Plan), rep.Err, rep.Plan)
 	}
-	if kernel.Writes != writes {
-		t.Errorf("restart made %d kernel writes, want 0", kernel.Writes-writes)
+	if kernel.Writes() != writes {
+		t.Errorf("restart made %d kernel writes, want 0", kernel.Writes()-writes)
 	}
 }
 
 func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(foreignState())
+	kernel := ipvstest.New(foreignState())
 	own := filepath.Join(t.TempDir(), "state.json")
 	o, _ := LoadOwnership(own)
 	first := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel, Ownership: o})
@@ -229,7 +230,7 @@ func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
 func TestDaemonRepairsDrift(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel})
 	defer d.stop(t)
 	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
@@ -261,9 +262,9 @@ func TestDaemonRepairsDrift(t *testing.T) {
 func TestDaemonRetriesAFailedApply(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.60"), Port: 80}
-	kernel.FailService[web] = errors.New("injected failure")
+	kernel.FailService(web, errors.New("injected failure"))
 	d := start(t, Options{Config: mustConfig(t, webConfig), Health: agent.Client.Health(), Kernel: kernel,
 		RetryBase: 20 * time.Millisecond})
 	defer d.stop(t)
@@ -279,7 +280,7 @@ func TestDaemonRetriesAFailedApply(t *testing.T) {
 		}
 		return n >= 2
 	})
-	delete(kernel.FailService, web)
+	kernel.FailService(web, nil)
 	waitFor(t, "web applied on a retry", 5*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
 }
 
@@ -291,11 +292,11 @@ func TestNothingAppliedBeforeTheFirstSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kernel := ipvs.NewFakeKernel(foreignState())
+	kernel := ipvstest.New(foreignState())
 	d := start(t, Options{Config: mustConfig(t, webConfig), Health: client.Health(), Kernel: kernel})
 	time.Sleep(1500 * time.Millisecond) // longer than the reconcile interval
 	d.stop(t)
-	if kernel.Calls != 0 || len(d.all()) != 0 {
-		t.Errorf("with Consul unreachable: %d kernel calls, %d syncs; want none", kernel.Calls, len(d.all()))
+	if kernel.Calls() != 0 || len(d.all()) != 0 {
+		t.Errorf("with Consul unreachable: %d kernel calls, %d syncs; want none", kernel.Calls(), len(d.all()))
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
@@ -35,7 +36,7 @@ func gateConfig(extra string) string {
 func TestLeavingRealsDrain(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	d := start(t, Options{Config: mustConfig(t, gateConfig(`drain_timeout = "30s"`)), Health: agent.Client.Health(), Kernel: kernel})
 	defer d.stop(t)
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
@@ -71,15 +72,15 @@ func TestLeavingRealsDrain(t *testing.T) {
 	waitFor(t, "web1 draining", 5*time.Second, func() bool {
 		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 0})
 	})
-	writes := kernel.Writes
+	writes := kernel.Writes()
 	if err := agent.Client.Agent().DisableServiceMaintenance("web1"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "web1 restored", 5*time.Second, func() bool {
 		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5})
 	})
-	if kernel.Writes-writes != 1 {
-		t.Errorf("restoring a draining real took %d writes, want 1 (an update, not delete and add)", kernel.Writes-writes)
+	if kernel.Writes()-writes != 1 {
+		t.Errorf("restoring a draining real took %d writes, want 1 (an update, not delete and add)", kernel.Writes()-writes)
 	}
 }
 
@@ -87,7 +88,7 @@ func TestLeavingRealsDrain(t *testing.T) {
 func TestDrainTimeoutZeroDeletesAtOnce(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	d := start(t, Options{Config: mustConfig(t, gateConfig(`drain_timeout = "0s"`)), Health: agent.Client.Health(), Kernel: kernel})
 	defer d.stop(t)
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.60:80")) == 2 })
@@ -103,7 +104,7 @@ func TestDrainTimeoutZeroDeletesAtOnce(t *testing.T) {
 func TestHoldAndSlowStart(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent) // web1 weight 5, web2 weight 1
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	d := start(t, Options{Config: mustConfig(t, gateConfig(`
   hold       = "1500ms"
   slow_start = "2s"`)), Health: agent.Client.Health(), Kernel: kernel})
