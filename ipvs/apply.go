@@ -11,7 +11,7 @@ import (
 )
 
 // Kernel is the part of the kernel's IPVS that lvs-sync uses. Netlink is
-// the real one; FakeKernel keeps a State in memory for unit tests.
+// the real one; MemKernel keeps a State in memory (-dry-run, tests).
 type Kernel interface {
 	// Services lists every virtual service, without reals.
 	Services() (State, error)

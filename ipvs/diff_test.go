@@ -1,13 +1,12 @@
 package ipvs
 
 import (
-	"errors"
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func svcKey(s string) lvs.ServiceKey {
@@ -80,7 +79,7 @@ ipvsadm -D -t 10.0.0.3:80`
 
 	// Applying the plan makes the kernel equal to desired, foreign aside,
 	// and a second diff is empty: the loop converges.
-	k := NewFakeKernel(current)
+	k := NewMemKernel(current)
 	if res := Apply(k, plan, nil); res.Err() != nil || res.Applied != len(plan) {
 		t.Fatalf("apply: %d applied, %v", res.Applied, res.Err())
 	}
@@ -120,59 +119,6 @@ func TestDiffComparesConfigNotConnections(t *testing.T) {
 	persistent.Flags, persistent.Timeout = FlagPersistent, 300
 	if plan := Diff(State{k: persistent}, State{k: svc("wlc", nil)}, nil); planStrings(plan) != "ipvsadm -E -t 10.0.0.1:80 -s wlc -p 300" {
 		t.Errorf("persistence change: %s", planStrings(plan))
-	}
-}
-
-func TestApplyIsIdempotentAndIsolatesFailures(t *testing.T) {
-	web, api := svcKey("10.0.0.1:80"), svcKey("10.0.0.2:80")
-	desired := State{
-		web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(1)}),
-		api: svc("wlc", map[string]Real{"10.1.0.21:80": gate(1)}),
-	}
-	// The plan was made against an empty kernel, but the kernel changed
-	// since: web and one real exist already. Adding them updates them.
-	k := NewFakeKernel(State{web: svc("rr", map[string]Real{"10.1.0.11:80": gate(9)})})
-	plan := Diff(desired, State{}, nil)
-	if res := Apply(k, plan, nil); res.Err() != nil {
-		t.Fatalf("apply over existing objects: %v", res.Err())
-	}
-	if got := k.State().String(); got != desired.String() {
-		t.Errorf("kernel:\n%s\nwant:\n%s", got, desired)
-	}
-	// Deleting what is gone succeeds.
-	del := Plan{{Kind: DeleteReal, Service: web, Real: realKey("10.1.0.99:80")}, {Kind: DeleteService, Service: svcKey("10.0.0.7:80")}}
-	if res := Apply(k, del, nil); res.Err() != nil {
-		t.Errorf("deleting what is gone: %v", res.Err())
-	}
-
-	// One failing service is skipped; the others are still applied.
-	boom := errors.New("netlink: no buffer space")
-	k2 := NewFakeKernel(State{})
-	k2.FailService[web] = boom
-	res := Apply(k2, Diff(desired, State{}, nil), nil)
-	if !errors.Is(res.Err(), boom) || len(res.Failed) != 1 || res.Failed[web] == nil {
-		t.Errorf("failures: %v", res.Failed)
-	}
-	if got := k2.State(); len(got) != 1 || got[api] == nil || len(got[api].Reals) != 1 {
-		t.Errorf("api not applied beside the failing web: %s", got)
-	}
-	if !strings.Contains(res.Err().Error(), "ipvsadm -A -t 10.0.0.1:80 -s wlc") {
-		t.Errorf("error does not name the change: %v", res.Err())
-	}
-}
-
-func TestReadSkipsForeignReals(t *testing.T) {
-	web, foreign := svcKey("10.0.0.1:80"), svcKey("10.0.0.9:80")
-	k := NewFakeKernel(State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(1)}), foreign: svc("rr", map[string]Real{"10.9.0.1:80": gate(1)})})
-	st, err := Read(k, func(key lvs.ServiceKey) bool { return key == web })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st) != 2 || len(st[web].Reals) != 1 || st[foreign].Reals != nil {
-		t.Errorf("read %s", st)
-	}
-	if k.Calls != 2 {
-		t.Errorf("%d kernel calls, want 2 (list services, reals of web)", k.Calls)
 	}
 }
 

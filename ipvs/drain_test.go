@@ -1,35 +1,40 @@
-package ipvs
+package ipvs_test
 
 import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
 	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/lvs-sync/lvs-sync/lvs"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
+	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 // drainStep runs one sync through the drainer against the fake kernel, as
 // the daemon does, and returns the plan.
-func drainStep(t *testing.T, k *FakeKernel, d *Drainer, desired State, now time.Time) (string, time.Time) {
+func drainStep(t *testing.T, k *ipvstest.Kernel, d *ipvs.Drainer, desired ipvs.State, now time.Time) (string, time.Time) {
 	t.Helper()
 	mine := func(lvs.ServiceKey) bool { return true }
-	plan, res, next, err := Reconcile(k, desired, mine, nil, d, now, nil)
+	plan, res, next, err := ipvs.Reconcile(k, desired, mine, nil, d, now, nil)
 	if err != nil || res.Err() != nil {
 		t.Fatal(err, res.Err())
 	}
-	return planStrings(plan), next
+	return ipvs.PlanStrings(plan), next
 }
 
 func TestDrain(t *testing.T) {
-	web := svcKey("10.0.0.1:80")
+	web := ipvs.SvcKey("10.0.0.1:80")
 	dns := lvs.ServiceKey{Protocol: lvs.UDP, Addr: netip.MustParseAddr("10.0.0.2"), Port: 53}
-	b := realKey("10.1.0.12:80")
-	both := func() State {
-		return State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5), "10.1.0.12:80": gate(5)})}
+	b := ipvs.RealKeyOf("10.1.0.12:80")
+	both := func() ipvs.State {
+		return ipvs.State{web: ipvs.Svc("wlc", map[string]ipvs.Real{"10.1.0.11:80": ipvs.Gate(5), "10.1.0.12:80": ipvs.Gate(5)})}
 	}
-	onlyA := func() State { return State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5)})} }
-	k := NewFakeKernel(both())
-	d := &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }, Settle: 2 * time.Second}
+	onlyA := func() ipvs.State {
+		return ipvs.State{web: ipvs.Svc("wlc", map[string]ipvs.Real{"10.1.0.11:80": ipvs.Gate(5)})}
+	}
+	k := ipvstest.New(both())
+	d := &ipvs.Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }, Settle: 2 * time.Second}
 	t0 := time.Unix(1_700_000_000, 0)
 
 	// b leaves with a connection open: weight 0, not deleted.
@@ -68,8 +73,8 @@ func TestDrain(t *testing.T) {
 	}
 
 	// The timeout passes with the connection still open: deleted.
-	k = NewFakeKernel(both())
-	d = &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
+	k = ipvstest.New(both())
+	d = &ipvs.Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
 	if err := k.SetConns(web, b, 1, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +93,13 @@ func TestDrain(t *testing.T) {
 		"timeout 0":     {web, 0, 1},
 		"udp":           {dns, 30 * time.Second, 1},
 	} {
-		st := State{c.key: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5), "10.1.0.12:80": gate(5)})}
-		k := NewFakeKernel(st)
+		st := ipvs.State{c.key: ipvs.Svc("wlc", map[string]ipvs.Real{"10.1.0.11:80": ipvs.Gate(5), "10.1.0.12:80": ipvs.Gate(5)})}
+		k := ipvstest.New(st)
 		if err := k.SetConns(c.key, b, c.conns, 0); err != nil {
 			t.Fatal(err)
 		}
-		d := &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return c.timeout }}
-		want := State{c.key: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5)})}
+		d := &ipvs.Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return c.timeout }}
+		want := ipvs.State{c.key: ipvs.Svc("wlc", map[string]ipvs.Real{"10.1.0.11:80": ipvs.Gate(5)})}
 		plan, _ := drainStep(t, k, d, want, t0)
 		if plan != "ipvsadm -d "+c.key.Ipvsadm()+" -r 10.1.0.12:80" {
 			t.Errorf("%s: plan %q", name, plan)
@@ -103,11 +108,11 @@ func TestDrain(t *testing.T) {
 
 	// After a restart: a real at weight 0 that is no longer desired, with
 	// connections, is draining again, from now.
-	k = NewFakeKernel(State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5), "10.1.0.12:80": gate(0)})})
+	k = ipvstest.New(ipvs.State{web: ipvs.Svc("wlc", map[string]ipvs.Real{"10.1.0.11:80": ipvs.Gate(5), "10.1.0.12:80": ipvs.Gate(0)})})
 	if err := k.SetConns(web, b, 2, 0); err != nil {
 		t.Fatal(err)
 	}
-	d = &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
+	d = &ipvs.Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
 	if plan, next := drainStep(t, k, d, onlyA(), t0); plan != "" || !next.Equal(t0.Add(30*time.Second)) {
 		t.Errorf("after restart: plan %q, next %v", plan, next)
 	}

@@ -9,6 +9,7 @@ package ipvs
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -69,6 +70,20 @@ func (s *Service) SortedReals() []lvs.RealKey {
 
 // State is a set of virtual services: the kernel's table, or part of it.
 type State map[lvs.ServiceKey]*Service
+
+// Clone returns a deep copy of the state; every service has a reals map.
+func (s State) Clone() State {
+	c := make(State, len(s))
+	for k, svc := range s {
+		cp := *svc
+		cp.Reals = maps.Clone(svc.Reals)
+		if cp.Reals == nil {
+			cp.Reals = map[lvs.RealKey]Real{}
+		}
+		c[k] = &cp
+	}
+	return c
+}
 
 // SortedKeys returns the state's service keys in ipvsadm reading order.
 func (s State) SortedKeys() []lvs.ServiceKey {

@@ -23,6 +23,7 @@ import (
 	consulsrc "github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
@@ -230,7 +231,7 @@ func TestWebRollingUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	key := cfg.VirtualServices[0].Key()
 	var mu sync.Mutex
 	var log []transition

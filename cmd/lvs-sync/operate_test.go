@@ -21,6 +21,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/config"
 	apipkg "github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
@@ -32,7 +33,7 @@ import (
 // API served on loopback, as `lvs-sync run` wires it.
 type operated struct {
 	agent  *testconsul.Agent
-	kernel *ipvs.FakeKernel
+	kernel *ipvstest.Kernel
 	addr   string
 	stop   func()
 }
@@ -45,7 +46,7 @@ func operate(t *testing.T, agent *testconsul.Agent, src string) *operated {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kernel := ipvs.NewFakeKernel(ipvs.State{foreignKey: {Scheduler: "sh", Netmask: 0xffffffff, Reals: map[lvs.RealKey]ipvs.Real{
+	kernel := ipvstest.New(ipvs.State{foreignKey: {Scheduler: "sh", Netmask: 0xffffffff, Reals: map[lvs.RealKey]ipvs.Real{
 		{Addr: netip.MustParseAddr("10.99.1.1"), Port: 80}: {Weight: 7, Forward: lvs.Route},
 	}}})
 	reg := prometheus.NewRegistry()
@@ -314,7 +315,7 @@ func TestHealthBeforeTheFirstSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := config.Parse([]byte(operatedConfig), "t.hcl")
-	d, err := daemon.New(daemon.Options{Config: cfg, Source: consul.NewSource(client, consul.Options{}), Kernel: ipvs.NewFakeKernel(ipvs.State{})})
+	d, err := daemon.New(daemon.Options{Config: cfg, Source: consul.NewSource(client, consul.Options{}), Kernel: ipvstest.New(ipvs.State{})})
 	if err != nil {
 		t.Fatal(err)
 	}

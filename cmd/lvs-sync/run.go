@@ -66,7 +66,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	stateFile := cfg.Director.StateFile
 	if *dryRun {
 		log.Warn("dry run: changes go to an in-memory table, not the kernel; no vip, page or state file is touched")
-		kernel = ipvs.NewFakeKernel(ipvs.State{})
+		kernel = ipvs.NewMemKernel(ipvs.State{})
 		stateFile = ""
 	} else {
 		nl, err := ipvs.OpenNetlink(5*time.Second, log.Named("netlink"))

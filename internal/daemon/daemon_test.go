@@ -14,6 +14,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
@@ -153,7 +154,7 @@ func register(t *testing.T, agent *testconsul.Agent) {
 func TestDaemonFollowsConsul(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(foreignState())
+	kernel := ipvstest.New(foreignState())
 	d := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel})
 	defer d.stop(t)
 
@@ -190,7 +191,7 @@ func TestDaemonFollowsConsul(t *testing.T) {
 func TestDaemonRestartMakesNoChanges(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(foreignState())
+	kernel := ipvstest.New(foreignState())
 	own := filepath.Join(t.TempDir(), "state.json")
 	opts := func() Options {
 		o, err := ownership.Load(own)
@@ -203,22 +204,22 @@ func TestDaemonRestartMakesNoChanges(t *testing.T) {
 	waitFor(t, "converged", 10*time.Second, func() bool { return len(reals(kernel.State(), "10.10.10.61:8080")) == 2 })
 	first.stop(t)
 
-	writes := kernel.Writes
+	writes := kernel.Writes()
 	second := start(t, opts())
 	waitFor(t, "first sync after restart", 10*time.Second, func() bool { return len(second.all()) > 0 })
 	second.stop(t)
 	if rep := second.all()[0]; len(rep.Plan) != 0 || rep.Err != nil {
 		t.Errorf("restart planned %d changes (%v): %v", len(rep.Plan), rep.Err, rep.Plan)
 	}
-	if kernel.Writes != writes {
-		t.Errorf("restart made %d kernel writes, want 0", kernel.Writes-writes)
+	if kernel.Writes() != writes {
+		t.Errorf("restart made %d kernel writes, want 0", kernel.Writes()-writes)
 	}
 }
 
 func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
 	agent := testconsul.Start(t)
 	register(t, agent)
-	kernel := ipvs.NewFakeKernel(foreignState())
+	kernel := ipvstest.New(foreignState())
 	own := filepath.Join(t.TempDir(), "state.json")
 	o, _ := ownership.Load(own)
 	first := start(t, Options{Config: mustConfig(t, webConfig), Source: source(agent.Client), Kernel: kernel, Ownership: o})

@@ -10,6 +10,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
@@ -23,13 +24,13 @@ var t0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 type harness struct {
 	t       *testing.T
 	clock   *clockwork.FakeClock
-	kernel  *ipvs.FakeKernel
+	kernel  *ipvstest.Kernel
 	d       *Daemon
 	l       *loop
 	reports []Report
 }
 
-func newHarness(t *testing.T, cfg string, kernel *ipvs.FakeKernel) *harness {
+func newHarness(t *testing.T, cfg string, kernel *ipvstest.Kernel) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), kernel: kernel}
 	d, err := New(Options{Config: mustConfig(t, cfg), Source: chanSource{}, Kernel: kernel, Clock: h.clock,
@@ -79,14 +80,14 @@ var (
 )
 
 func TestLoopWaitsForQuietThenSyncs(t *testing.T) {
-	h := newHarness(t, gateConfig(""), ipvs.NewFakeKernel(ipvs.State{}))
+	h := newHarness(t, gateConfig(""), ipvstest.New(ipvs.State{}))
 	h.snapshot(web1(catalog.Passing))
 	if got := h.due(TriggerCatalog); !got.Equal(t0.Add(50 * time.Millisecond)) {
 		t.Fatalf("catalog sync due at %s, want after MinWait (50ms)", got.Sub(t0))
 	}
 	h.advance(49 * time.Millisecond)
-	if len(h.reports) != 0 || h.kernel.Calls != 0 {
-		t.Fatalf("synced before the burst settled: %d syncs, %d kernel calls", len(h.reports), h.kernel.Calls)
+	if len(h.reports) != 0 || h.kernel.Calls() != 0 {
+		t.Fatalf("synced before the burst settled: %d syncs, %d kernel calls", len(h.reports), h.kernel.Calls())
 	}
 	h.advance(time.Millisecond)
 	if len(h.reports) != 1 || h.reports[0].Trigger != TriggerCatalog {
@@ -105,7 +106,7 @@ func TestLoopWaitsForQuietThenSyncs(t *testing.T) {
 }
 
 func TestLoopCoalescesABurstForAtMostMaxWait(t *testing.T) {
-	h := newHarness(t, gateConfig(""), ipvs.NewFakeKernel(ipvs.State{}))
+	h := newHarness(t, gateConfig(""), ipvstest.New(ipvs.State{}))
 	// A change every 40ms never leaves 50ms of quiet: the burst is synced
 	// 500ms after its first change, once.
 	for i := 0; len(h.reports) == 0; i++ {
@@ -128,7 +129,7 @@ func TestLoopCoalescesABurstForAtMostMaxWait(t *testing.T) {
 }
 
 func TestLoopAppliesNothingBeforeTheFirstSnapshot(t *testing.T) {
-	h := newHarness(t, gateConfig(""), ipvs.NewFakeKernel(foreignState()))
+	h := newHarness(t, gateConfig(""), ipvstest.New(foreignState()))
 	if _, _, ok := h.l.sched.next(); ok {
 		t.Fatalf("something is due before any snapshot: %+v", h.l.sched.due)
 	}
@@ -137,18 +138,18 @@ func TestLoopAppliesNothingBeforeTheFirstSnapshot(t *testing.T) {
 	// nothing until the new services have answered.
 	h.snapshot(web1(catalog.Passing))
 	h.untilNext()
-	calls := h.kernel.Calls
+	calls := h.kernel.Calls()
 	h.l.reloaded()
 	h.untilNext() // the reconcile
-	if h.kernel.Calls != calls || len(h.reports) != 1 {
-		t.Errorf("synced without a snapshot of the new config: %d kernel calls, %d syncs", h.kernel.Calls-calls, len(h.reports))
+	if h.kernel.Calls() != calls || len(h.reports) != 1 {
+		t.Errorf("synced without a snapshot of the new config: %d kernel calls, %d syncs", h.kernel.Calls()-calls, len(h.reports))
 	}
 }
 
 func TestLoopRetriesWithBackoffAndResets(t *testing.T) {
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	h := newHarness(t, gateConfig(""), kernel)
-	kernel.FailService[gateKey] = errors.New("injected failure")
+	kernel.FailService(gateKey, errors.New("injected failure"))
 	h.snapshot(web1(catalog.Passing))
 	h.untilNext()
 	// 250ms, 500ms, 1s: doubling from RetryBase, less up to a quarter.
@@ -165,7 +166,7 @@ func TestLoopRetriesWithBackoffAndResets(t *testing.T) {
 			t.Fatalf("fired %s, want a retry", got)
 		}
 	}
-	delete(kernel.FailService, gateKey)
+	kernel.FailService(gateKey, nil)
 	h.untilNext()
 	if last := h.reports[len(h.reports)-1]; last.Err != nil || last.Trigger != TriggerRetry {
 		t.Fatalf("last sync %s: %v, want a retry that succeeds", last.Trigger, last.Err)
@@ -179,7 +180,7 @@ func TestLoopRetriesWithBackoffAndResets(t *testing.T) {
 }
 
 func TestLoopReconcileRepairsDrift(t *testing.T) {
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	h := newHarness(t, gateConfig(""), kernel)
 	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
 	h.untilNext()
@@ -197,22 +198,22 @@ func TestLoopReconcileRepairsDrift(t *testing.T) {
 }
 
 func TestLoopOnlyLooksAtChangedServices(t *testing.T) {
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	h := newHarness(t, webConfig, kernel) // web and api, both on Consul's web
 	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
 	h.untilNext()
-	calls := kernel.Calls
+	calls := kernel.Calls()
 	// The same content again: render changes nothing, the kernel is not
 	// even read.
 	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
 	h.untilNext()
-	if kernel.Calls != calls {
-		t.Errorf("an unchanged render made %d kernel calls, want 0", kernel.Calls-calls)
+	if kernel.Calls() != calls {
+		t.Errorf("an unchanged render made %d kernel calls, want 0", kernel.Calls()-calls)
 	}
 }
 
 func TestLoopTimerEndsAHoldAndStepsASlowStart(t *testing.T) {
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	h := newHarness(t, gateConfig(`
   hold       = "4s"
   slow_start = "10s"`), kernel)
@@ -251,7 +252,7 @@ func TestLoopTimerEndsAHoldAndStepsASlowStart(t *testing.T) {
 }
 
 func TestLoopDrainsALeavingReal(t *testing.T) {
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	h := newHarness(t, gateConfig(`drain_timeout = "30s"`), kernel)
 	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
 	h.untilNext()
@@ -295,16 +296,16 @@ func TestLoopDrainsALeavingReal(t *testing.T) {
 	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 0}) {
 		t.Fatalf("in maintenance the kernel has %v, want web1 draining at 0", h.web())
 	}
-	writes := kernel.Writes
+	writes := kernel.Writes()
 	h.snapshot(web1(catalog.Passing))
 	h.untilNext()
-	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) || kernel.Writes-writes != 1 {
-		t.Errorf("back from maintenance: %v in %d writes, want weight 5 in 1", h.web(), kernel.Writes-writes)
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) || kernel.Writes()-writes != 1 {
+		t.Errorf("back from maintenance: %v in %d writes, want weight 5 in 1", h.web(), kernel.Writes()-writes)
 	}
 }
 
 func TestLoopDrainTimeoutZeroDeletesAtOnce(t *testing.T) {
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	h := newHarness(t, gateConfig(`drain_timeout = "0s"`), kernel)
 	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
 	h.untilNext()
@@ -322,7 +323,7 @@ func TestLoopDrainTimeoutZeroDeletesAtOnce(t *testing.T) {
 // clock: a snapshot is applied once MinWait has passed on it, not before.
 func TestRunOnTheFakeClock(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(t0)
-	kernel := ipvs.NewFakeKernel(ipvs.State{})
+	kernel := ipvstest.New(ipvs.State{})
 	src := chanSource{snaps: make(chan catalog.Snapshot)}
 	synced := make(chan Report, 10)
 	d, err := New(Options{Config: mustConfig(t, gateConfig("")), Source: src, Kernel: kernel, Clock: clock,

@@ -1,0 +1,205 @@
+// Package ipvstest is the kernel tests run the code above IPVS against: an
+// ipvs.MemKernel behind ipvs.Kernel, with the knobs a test needs and the
+// kernel has not: counts of calls and writes, injected failures per service
+// or per real, and connection counts set as traffic would. It is stateful:
+// tests assert on the whole table (State), not on a sequence of calls.
+//
+// It imports ipvs and lvs only; only tests import it.
+package ipvstest
+
+import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
+	"fmt"
+	"sync"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+// Kernel is an in-memory kernel with test knobs. It is safe for
+// concurrent use.
+type Kernel struct {
+	mem *ipvs.MemKernel
+
+	mu          sync.Mutex
+	calls       int
+	writes      int
+	failService map[lvs.ServiceKey]error
+	failReal    map[realOf]error
+	conns       map[realOf]conns
+}
+
+// realOf names one real of one service.
+type realOf struct {
+	svc  lvs.ServiceKey
+	real lvs.RealKey
+}
+
+type conns struct{ active, inactive int }
+
+var _ ipvs.Kernel = (*Kernel)(nil)
+
+// New returns a kernel holding a copy of st.
+func New(st ipvs.State) *Kernel {
+	return &Kernel{
+		mem:         ipvs.NewMemKernel(st),
+		failService: map[lvs.ServiceKey]error{},
+		failReal:    map[realOf]error{},
+		conns:       map[realOf]conns{},
+	}
+}
+
+// Calls counts every call, reads included.
+func (k *Kernel) Calls() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.calls
+}
+
+// Writes counts the calls that changed the table.
+func (k *Kernel) Writes() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.writes
+}
+
+// FailService makes every change to the service, its reals included, fail
+// with err; a nil err ends that.
+func (k *Kernel) FailService(svc lvs.ServiceKey, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		delete(k.failService, svc)
+		return
+	}
+	k.failService[svc] = err
+}
+
+// FailReal makes every change to one real of a service (add, update,
+// delete) fail with err, the other reals unaffected; a nil err ends that.
+func (k *Kernel) FailReal(svc lvs.ServiceKey, rk lvs.RealKey, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		delete(k.failReal, realOf{svc, rk})
+		return
+	}
+	k.failReal[realOf{svc, rk}] = err
+}
+
+// SetConns sets a real's connection counts, as traffic would: reads report
+// them until the real is deleted. The real must exist.
+func (k *Kernel) SetConns(svc lvs.ServiceKey, rk lvs.RealKey, active, inactive int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.mem.State()
+	if st[svc] == nil {
+		return fmt.Errorf("setting connections: no service %s", svc)
+	}
+	if _, ok := st[svc].Reals[rk]; !ok {
+		return fmt.Errorf("setting connections: no real %s in %s", rk, svc)
+	}
+	k.conns[realOf{svc, rk}] = conns{active, inactive}
+	return nil
+}
+
+// State returns a copy of the whole table, connection counts included.
+func (k *Kernel) State() ipvs.State {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.mem.State()
+	for key, svc := range st {
+		k.overlay(key, svc.Reals)
+	}
+	return st
+}
+
+// overlay sets the connection counts SetConns gave on the reals of svc.
+func (k *Kernel) overlay(svc lvs.ServiceKey, reals map[lvs.RealKey]ipvs.Real) {
+	for rk, r := range reals {
+		if c, ok := k.conns[realOf{svc, rk}]; ok {
+			r.ActiveConns, r.InactiveConns = c.active, c.inactive
+			reals[rk] = r
+		}
+	}
+}
+
+func (k *Kernel) Services() (ipvs.State, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls++
+	return k.mem.Services()
+}
+
+func (k *Kernel) Reals(svc lvs.ServiceKey) (map[lvs.RealKey]ipvs.Real, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls++
+	reals, err := k.mem.Reals(svc)
+	k.overlay(svc, reals)
+	return reals, err
+}
+
+// change makes one write under the lock: counted, and failed if a test
+// said so.
+func (k *Kernel) change(svc lvs.ServiceKey, rk *lvs.RealKey, write func() error) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls++
+	if err := k.failService[svc]; err != nil {
+		return err
+	}
+	if rk != nil {
+		if err := k.failReal[realOf{svc, *rk}]; err != nil {
+			return err
+		}
+	}
+	if err := write(); err != nil {
+		return err
+	}
+	k.writes++
+	return nil
+}
+
+func (k *Kernel) AddService(svc lvs.ServiceKey, s *ipvs.Service) error {
+	return k.change(svc, nil, func() error { return k.mem.AddService(svc, s) })
+}
+
+func (k *Kernel) UpdateService(svc lvs.ServiceKey, s *ipvs.Service) error {
+	return k.change(svc, nil, func() error { return k.mem.UpdateService(svc, s) })
+}
+
+// DelService also ends the connections of its reals.
+func (k *Kernel) DelService(svc lvs.ServiceKey) error {
+	return k.change(svc, nil, func() error {
+		if err := k.mem.DelService(svc); err != nil {
+			return err
+		}
+		for r := range k.conns {
+			if r.svc == svc {
+				delete(k.conns, r)
+			}
+		}
+		return nil
+	})
+}
+
+func (k *Kernel) AddReal(svc lvs.ServiceKey, rk lvs.RealKey, r ipvs.Real) error {
+	return k.change(svc, &rk, func() error { return k.mem.AddReal(svc, rk, r) })
+}
+
+// UpdateReal keeps the connection counts, as the kernel does.
+func (k *Kernel) UpdateReal(svc lvs.ServiceKey, rk lvs.RealKey, r ipvs.Real) error {
+	return k.change(svc, &rk, func() error { return k.mem.UpdateReal(svc, rk, r) })
+}
+
+// DelReal also ends the real's connections.
+func (k *Kernel) DelReal(svc lvs.ServiceKey, rk lvs.RealKey) error {
+	return k.change(svc, &rk, func() error {
+		if err := k.mem.DelReal(svc, rk); err != nil {
+			return err
+		}
+		delete(k.conns, realOf{svc, rk})
+		return nil
+	})
+}

@@ -1,0 +1,186 @@
+package ipvstest
+
+import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
+	"errors"
+	"maps"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+var (
+	web  = lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}
+	api  = lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.0.0.2"), Port: 443}
+	a, b = lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 80}, lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.12"), Port: 80}
+	gate = ipvs.Real{Weight: 1, Forward: lvs.Route}
+	boom = errors.New("injected")
+)
+
+func service() *ipvs.Service { return &ipvs.Service{Scheduler: "wlc", Netmask: 0xffffffff} }
+
+// wantState checks the whole table, connection counts included.
+func wantState(t *testing.T, k *Kernel, want ipvs.State) {
+	t.Helper()
+	got := k.State()
+	ok := len(got) == len(want)
+	for key, w := range want {
+		g := got[key]
+		ok = ok && g != nil && g.Equal(w) && maps.Equal(g.Reals, w.Reals)
+	}
+	if !ok {
+		t.Errorf("table:\n%v\nwant:\n%v", dump(got), dump(want))
+	}
+}
+
+func dump(st ipvs.State) map[string]any {
+	m := map[string]any{}
+	for k, s := range st {
+		m[k.String()] = *s
+	}
+	return m
+}
+
+func withReals(reals map[lvs.RealKey]ipvs.Real) *ipvs.Service {
+	s := service()
+	s.Reals = reals
+	return s
+}
+
+func TestCountsCallsAndWrites(t *testing.T) {
+	k := New(ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{a: gate})})
+	_, _ = k.Services()
+	_, _ = k.Reals(web)
+	if err := k.AddService(web, service()); !errors.Is(err, syscall.EEXIST) {
+		t.Fatalf("add an existing service: %v", err)
+	}
+	if err := k.AddReal(web, b, gate); err != nil {
+		t.Fatal(err)
+	}
+	if k.Calls() != 4 || k.Writes() != 1 {
+		t.Errorf("%d calls, %d writes; want 4 (two reads, a refused write, a write) and 1", k.Calls(), k.Writes())
+	}
+	wantState(t, k, ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{a: gate, b: gate})})
+}
+
+func TestFailService(t *testing.T) {
+	k := New(ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{a: gate})})
+	k.FailService(web, boom)
+	for what, err := range map[string]error{
+		"update service": k.UpdateService(web, &ipvs.Service{Scheduler: "rr", Netmask: 0xffffffff}),
+		"add real":       k.AddReal(web, b, gate),
+		"delete real":    k.DelReal(web, a),
+		"delete service": k.DelService(web),
+	} {
+		if !errors.Is(err, boom) {
+			t.Errorf("%s of a failing service: %v", what, err)
+		}
+	}
+	if err := k.AddService(api, service()); err != nil {
+		t.Errorf("another service: %v", err)
+	}
+	if k.Writes() != 1 {
+		t.Errorf("%d writes, want 1", k.Writes())
+	}
+	wantState(t, k, ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{a: gate}), api: withReals(map[lvs.RealKey]ipvs.Real{})})
+
+	k.FailService(web, nil)
+	if err := k.DelService(web); err != nil {
+		t.Errorf("after the failure ended: %v", err)
+	}
+	wantState(t, k, ipvs.State{api: withReals(map[lvs.RealKey]ipvs.Real{})})
+}
+
+// One refused real does not stop the others of its service.
+func TestFailReal(t *testing.T) {
+	k := New(ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{})})
+	k.FailReal(web, a, boom)
+	if err := k.AddReal(web, a, gate); !errors.Is(err, boom) {
+		t.Errorf("add the failing real: %v", err)
+	}
+	if err := k.AddReal(web, b, gate); err != nil {
+		t.Errorf("add another real of the service: %v", err)
+	}
+	if err := k.UpdateService(web, &ipvs.Service{Scheduler: "rr", Netmask: 0xffffffff}); err != nil {
+		t.Errorf("update the service: %v", err)
+	}
+	if err := k.AddReal(api, a, gate); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the same real in another service fails as the kernel would: %v", err)
+	}
+	want := &ipvs.Service{Scheduler: "rr", Netmask: 0xffffffff, Reals: map[lvs.RealKey]ipvs.Real{b: gate}}
+	wantState(t, k, ipvs.State{web: want})
+
+	k.FailReal(web, a, nil)
+	if err := k.AddReal(web, a, gate); err != nil {
+		t.Errorf("after the failure ended: %v", err)
+	}
+	want.Reals[a] = gate
+	wantState(t, k, ipvs.State{web: want})
+}
+
+func TestSetConns(t *testing.T) {
+	k := New(ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{a: gate, b: gate})})
+	if err := k.SetConns(web, a, 3, 1); err != nil {
+		t.Fatal(err)
+	}
+	busy := ipvs.Real{Weight: 1, Forward: lvs.Route, ActiveConns: 3, InactiveConns: 1}
+	if reals, err := k.Reals(web); err != nil || !maps.Equal(reals, map[lvs.RealKey]ipvs.Real{a: busy, b: gate}) {
+		t.Errorf("reals read: %v, %v", reals, err)
+	}
+	// An update keeps them, as the kernel does.
+	if err := k.UpdateReal(web, a, ipvs.Real{Weight: 0, Forward: lvs.Route}); err != nil {
+		t.Fatal(err)
+	}
+	busy.Weight = 0
+	wantState(t, k, ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{a: busy, b: gate})})
+	// A deleted real's connections go with it.
+	if err := k.DelReal(web, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.AddReal(web, a, gate); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, k, ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{a: gate, b: gate})})
+
+	for what, err := range map[string]error{
+		"a real that is not there":    k.SetConns(web, lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.99"), Port: 80}, 1, 0),
+		"a service that is not there": k.SetConns(api, a, 1, 0),
+	} {
+		if err == nil {
+			t.Errorf("connections set on %s", what)
+		}
+	}
+}
+
+// The knobs and the table are safe to use from several goroutines (run
+// with -race).
+func TestConcurrentUse(t *testing.T) {
+	k := New(ipvs.State{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), Port: 80}
+			_ = k.AddService(key, service())
+			_ = k.AddReal(key, a, gate)
+			_ = k.SetConns(key, a, i, 0)
+			k.FailReal(key, b, boom)
+			_, _ = ipvs.Read(k, nil)
+		}()
+	}
+	wg.Wait()
+	st := k.State()
+	if len(st) != 8 || k.Writes() != 16 {
+		t.Errorf("%d services, %d writes; want 8 and 16", len(st), k.Writes())
+	}
+	for key, s := range st {
+		if r := s.Reals[a]; r.ActiveConns != int(key.Addr.As4()[3]) {
+			t.Errorf("%s: %+v", key, r)
+		}
+	}
+}

@@ -1,0 +1,11 @@
+package ipvs
+
+// The external tests (package ipvs_test, which may import internal/ipvstest)
+// build their tables with the same helpers as the internal ones.
+var (
+	SvcKey      = svcKey
+	RealKeyOf   = realKey
+	Svc         = svc
+	Gate        = gate
+	PlanStrings = planStrings
+)

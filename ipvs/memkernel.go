@@ -1,0 +1,202 @@
+package ipvs
+
+import (
+	"github.com/lvs-sync/lvs-sync/lvs"
+
+	"maps"
+	"net/netip"
+	"sync"
+	"syscall"
+)
+
+// MemKernel is an IPVS table in memory: what `lvs-sync run -dry-run`
+// applies to, and what tests of the code above the kernel run against. It
+// answers every call lvs-sync makes as the kernel does (the same contract
+// test runs against both, the kernel in the VM): EEXIST for a duplicate,
+// ESRCH for a missing service, ENOENT for a missing real or an unknown
+// scheduler, EINVAL for an IPv6 netmask out of 1..128, ERANGE for a
+// negative weight. It is safe for concurrent use. It has no test knobs:
+// those are in internal/ipvstest.
+type MemKernel struct {
+	mu    sync.Mutex
+	state State
+}
+
+var _ Kernel = (*MemKernel)(nil)
+
+// NewMemKernel returns a table holding a copy of st, connection counts
+// included.
+func NewMemKernel(st State) *MemKernel {
+	m := &MemKernel{state: State{}}
+	for k, svc := range st.Clone() {
+		m.state[memKey(k)] = svc
+	}
+	return m
+}
+
+// State returns a copy of the whole table.
+func (m *MemKernel) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state.Clone()
+}
+
+// schedulers are the kernel's IPVS schedulers (net/netfilter/ipvs/Kconfig);
+// the kernel loads ip_vs_<name> on demand and answers ENOENT for another.
+var schedulers = map[string]bool{
+	"rr": true, "wrr": true, "lc": true, "wlc": true, "fo": true, "ovf": true,
+	"lblc": true, "lblcr": true, "dh": true, "sh": true, "mh": true,
+	"sed": true, "nq": true, "twos": true,
+}
+
+// memKey is the key the kernel finds a service by: a firewall-mark service
+// is its mark and address family alone.
+func memKey(k lvs.ServiceKey) lvs.ServiceKey {
+	if k.FWMark == 0 {
+		return k
+	}
+	if k.Addr.Is6() {
+		return lvs.ServiceKey{FWMark: k.FWMark, Addr: netip.IPv6Unspecified()}
+	}
+	return lvs.ServiceKey{FWMark: k.FWMark, Addr: netip.IPv4Unspecified()}
+}
+
+// checkService refuses what ip_vs_add_service and ip_vs_edit_service do.
+func checkService(k lvs.ServiceKey, s *Service) error {
+	if !schedulers[s.Scheduler] {
+		return syscall.ENOENT
+	}
+	if k.Addr.Is6() && (s.Netmask < 1 || s.Netmask > 128) {
+		return syscall.EINVAL
+	}
+	return nil
+}
+
+// settings is what the kernel keeps of a service: never the reals.
+func settings(s *Service) *Service {
+	return &Service{Scheduler: s.Scheduler, Flags: s.Flags &^ FlagHashed, Timeout: s.Timeout, Netmask: s.Netmask}
+}
+
+func (m *MemKernel) Services() (State, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := make(State, len(m.state))
+	for k, svc := range m.state {
+		st[k] = settings(svc)
+	}
+	return st, nil
+}
+
+// Reals answers for a missing service as the kernel's dump does: no reals,
+// no error.
+func (m *MemKernel) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	svc, ok := m.state[memKey(k)]
+	if !ok {
+		return map[lvs.RealKey]Real{}, nil
+	}
+	return maps.Clone(svc.Reals), nil
+}
+
+func (m *MemKernel) AddService(k lvs.ServiceKey, s *Service) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k = memKey(k)
+	if _, ok := m.state[k]; ok {
+		return syscall.EEXIST
+	}
+	if err := checkService(k, s); err != nil {
+		return err
+	}
+	svc := settings(s)
+	svc.Reals = map[lvs.RealKey]Real{}
+	m.state[k] = svc
+	return nil
+}
+
+// UpdateService changes the settings and keeps the reals.
+func (m *MemKernel) UpdateService(k lvs.ServiceKey, s *Service) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	svc, ok := m.state[memKey(k)]
+	if !ok {
+		return syscall.ESRCH
+	}
+	if err := checkService(k, s); err != nil {
+		return err
+	}
+	reals := svc.Reals
+	*svc = *settings(s)
+	svc.Reals = reals
+	return nil
+}
+
+func (m *MemKernel) DelService(k lvs.ServiceKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.state[memKey(k)]; !ok {
+		return syscall.ESRCH
+	}
+	delete(m.state, memKey(k))
+	return nil
+}
+
+// realOf finds a service and checks a real's settings as the kernel does
+// before it looks the real up.
+func (m *MemKernel) realOf(k lvs.ServiceKey, r Real) (*Service, error) {
+	svc, ok := m.state[memKey(k)]
+	if !ok {
+		return nil, syscall.ESRCH
+	}
+	if r.Weight < 0 {
+		return nil, syscall.ERANGE
+	}
+	return svc, nil
+}
+
+func (m *MemKernel) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	svc, err := m.realOf(k, r)
+	if err != nil {
+		return err
+	}
+	if _, ok := svc.Reals[rk]; ok {
+		return syscall.EEXIST
+	}
+	svc.Reals[rk] = Real{Weight: r.Weight, Forward: r.Forward}
+	return nil
+}
+
+// UpdateReal changes the weight and forwarding method and keeps the
+// connection counts.
+func (m *MemKernel) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	svc, err := m.realOf(k, r)
+	if err != nil {
+		return err
+	}
+	old, ok := svc.Reals[rk]
+	if !ok {
+		return syscall.ENOENT
+	}
+	old.Weight, old.Forward = r.Weight, r.Forward
+	svc.Reals[rk] = old
+	return nil
+}
+
+func (m *MemKernel) DelReal(k lvs.ServiceKey, rk lvs.RealKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	svc, ok := m.state[memKey(k)]
+	if !ok {
+		return syscall.ESRCH
+	}
+	if _, ok := svc.Reals[rk]; !ok {
+		return syscall.ENOENT
+	}
+	delete(svc.Reals, rk)
+	return nil
+}
