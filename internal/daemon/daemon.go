@@ -27,7 +27,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/render"
 )
 
-// VIPSyncer puts the VIPs on the director; *ipvs.VIPLink is one.
+// VIPSyncer puts the VIPs on the director; *hostnet.VIPLink is one.
 type VIPSyncer interface {
 	Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, removed []netip.Addr, err error)
 }
