@@ -10,9 +10,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/lvs-sync/lvs-sync/hostnet"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
+
+// newRealServer is the host's real-server setup; tests put one over
+// hostnettest's fakes in its place.
+var newRealServer = func(log hclog.Logger) *hostnet.RealServer {
+	return hostnet.NewRealServer(nil, nil, log)
+}
 
 func runRealServer(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("realserver", commands()["realserver"].synopsis, stderr)
@@ -29,7 +37,7 @@ func runRealServer(args []string, stdout, stderr io.Writer) int {
 	})
 	mode := fs.String("mode", "gate", "forwarding `METHOD` of the virtual services: gate or ipip")
 	remove := fs.Bool("remove", false, "take the VIPs off again (the sysctls stay)")
-	hold := fs.Bool("hold", false, "keep running: apply again every -interval, and take the VIPs off on SIGTERM (for a Nomad system job)")
+	hold := fs.Bool("hold", false, "keep running and apply again every -interval (for a Nomad system job); the VIPs stay when it stops, -remove takes them off")
 	interval := fs.Duration("interval", 30*time.Second, "with -hold, how often to apply again")
 	level := fs.String("log-level", "info", "log `LEVEL`: trace, debug, info, warn or error")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -46,7 +54,7 @@ func runRealServer(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(stderr, *level, false).Named("realserver")
-	rs := hostnet.NewRealServer(nil, nil, log)
+	rs := newRealServer(log)
 	if *remove {
 		if err := rs.Remove(vips, fwd); err != nil {
 			log.Error("cannot take the vips off", "error", err)
@@ -65,17 +73,32 @@ func runRealServer(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	t := time.NewTicker(*interval)
 	defer t.Stop()
+	holdRealServer(ctx, t.C, func() error { return rs.Setup(vips, fwd) }, log)
+	return 0
+}
+
+// holdRealServer applies again on every tick until ctx ends. It never
+// takes the VIPs off: a job update stops this task while the application
+// on the host still serves them, and a VIP gone from lo would drop its
+// connections; `realserver -remove` is for taking them off. A failure is
+// logged when it starts or changes, not on every tick, and so is the
+// recovery.
+func holdRealServer(ctx context.Context, tick <-chan time.Time, apply func() error, log hclog.Logger) {
+	var failing string
 	for {
 		select {
 		case <-ctx.Done():
-			if err := rs.Remove(vips, fwd); err != nil {
-				log.Error("cannot take the vips off", "error", err)
-				return 1
-			}
-			return 0
-		case <-t.C:
-			if err := rs.Setup(vips, fwd); err != nil {
-				log.Error("cannot configure the real server", "error", err)
+			log.Info("stopping; the vips stay (realserver -remove takes them off)")
+			return
+		case <-tick:
+			err := apply()
+			switch {
+			case err != nil && err.Error() != failing:
+				failing = err.Error()
+				log.Error("cannot configure the real server", "reapply", true, "error", err)
+			case err == nil && failing != "":
+				failing = ""
+				log.Info("real server configured again", "reapply", true)
 			}
 		}
 	}
