@@ -35,7 +35,9 @@ var _ Netlink = (*netlink.Handle)(nil)
 
 // Default returns an rtnetlink handle on the caller's network namespace,
 // opened with netlink.NewHandle and kept for the life of the process. If it
-// cannot be opened, every call returns why.
+// cannot be opened, every call returns why. It asks for NETLINK_ROUTE
+// alone: NewHandle() with no family also opens xfrm and netfilter sockets,
+// and fails with "protocol not supported" on a kernel without xfrm.
 func Default() Netlink {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/lvs-sync/lvs-sync/hostnet"
 )
@@ -18,7 +19,7 @@ import (
 // called name when the test ends, whatever happened.
 func kernelLink(t *testing.T, name string) *netlink.Handle {
 	t.Helper()
-	h, err := netlink.NewHandle()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}
