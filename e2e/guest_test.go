@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/lvs-sync/lvs-sync/hostnet"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
@@ -409,7 +410,11 @@ func TestDeletedRealComesBack(t *testing.T) {
 // leaves the config and comes back; an address added by hand stays.
 func TestVIPsFollowTheConfig(t *testing.T) {
 	registerReals(t, 1, 1, 1)
-	link := &ipvs.VIPLink{Name: "lvs0"}
+	link := hostnet.NewVIPLink("lvs0", nil, nil)
+	// Run alone, no test before has made lvs0: a sync of no VIPs makes it.
+	if _, _, err := link.Sync(nil, nil); err != nil {
+		t.Fatal(err)
+	}
 	ip("addr", "add", "192.0.2.1/32", "dev", "lvs0")
 	vips := func() string {
 		addrs, err := link.Addrs()

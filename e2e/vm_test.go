@@ -19,12 +19,14 @@ import (
 )
 
 // TestInKernel builds the guest binaries, boots the VM and runs, in it,
-// the ipvs package's kernel tests and this package's traffic tests.
+// the ipvs and hostnet packages' kernel tests and this package's traffic
+// tests.
 func TestInKernel(t *testing.T) {
 	stage := vmtest.Stage(t)
 	bin := t.TempDir()
 	vmtest.BuildStatic(t, filepath.Join(bin, "lvs-sync"), "./cmd/lvs-sync", false)
 	vmtest.BuildStatic(t, filepath.Join(bin, "ipvs.test"), "./ipvs", true, "vmguest")
+	vmtest.BuildStatic(t, filepath.Join(bin, "hostnet.test"), "./hostnet", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "e2e.test"), "./e2e", true, "vmguest")
 	agent := testconsul.Start(t)
 
@@ -39,7 +41,7 @@ func TestInKernel(t *testing.T) {
 	if run != "" {
 		args += " -test.run '" + run + "'"
 	}
-	command := "/bin/ipvs.test" + args + " && /bin/e2e.test" + args
+	command := "/bin/ipvs.test" + args + " && /bin/hostnet.test" + args + " && /bin/e2e.test" + args
 	if run != "" {
 		command = "/bin/e2e.test" + args
 	}
@@ -50,9 +52,10 @@ func TestInKernel(t *testing.T) {
 	}
 	code := vmtest.Boot(t, stage, vmtest.Options{
 		Files: map[string]string{
-			"/bin/lvs-sync":  filepath.Join(bin, "lvs-sync"),
-			"/bin/ipvs.test": filepath.Join(bin, "ipvs.test"),
-			"/bin/e2e.test":  filepath.Join(bin, "e2e.test"),
+			"/bin/lvs-sync":     filepath.Join(bin, "lvs-sync"),
+			"/bin/ipvs.test":    filepath.Join(bin, "ipvs.test"),
+			"/bin/hostnet.test": filepath.Join(bin, "hostnet.test"),
+			"/bin/e2e.test":     filepath.Join(bin, "e2e.test"),
 		},
 		Command: command,
 		Env:     map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr)},

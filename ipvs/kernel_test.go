@@ -6,14 +6,12 @@ package ipvs
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	mobyipvs "github.com/moby/ipvs"
-	"github.com/vishvananda/netlink"
 
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
@@ -53,38 +51,6 @@ func TestNetlinkContract(t *testing.T) {
 			c.Close()
 		}
 	})
-}
-
-func TestVIPLink(t *testing.T) {
-	v := &VIPLink{Name: "lvstest0"}
-	t.Cleanup(func() {
-		if l, err := netlink.LinkByName("lvstest0"); err == nil {
-			_ = netlink.LinkDel(l)
-		}
-	})
-	a, b, c := netip.MustParseAddr("10.30.0.1"), netip.MustParseAddr("10.30.0.2"), netip.MustParseAddr("2001:db8::30")
-	added, _, err := v.Sync([]netip.Addr{a, b, c}, nil)
-	if err != nil || len(added) != 3 {
-		t.Fatalf("first sync: added %v, %v", added, err)
-	}
-	l, err := netlink.LinkByName("lvstest0")
-	if err != nil || l.Type() != "dummy" {
-		t.Fatalf("link: %v %v", l, err)
-	}
-	// An address added by hand is never lvs-sync's.
-	hand := netip.MustParseAddr("192.0.2.7")
-	if _, err := addHostAddr(l, hand); err != nil {
-		t.Fatal(err)
-	}
-	ours := map[netip.Addr]bool{a: true, b: true, c: true}
-	added, removed, err := v.Sync([]netip.Addr{a}, func(x netip.Addr) bool { return ours[x] })
-	if err != nil || len(added) != 0 || fmt.Sprint(removed) != "[10.30.0.2 2001:db8::30]" {
-		t.Errorf("second sync: added %v removed %v, %v", added, removed, err)
-	}
-	addrs, err := v.Addrs()
-	if err != nil || fmt.Sprint(addrs) != "[10.30.0.1 192.0.2.7]" {
-		t.Errorf("addresses %v, %v", addrs, err)
-	}
 }
 
 // TestNetlinkDeadline: a call that does not come back in time fails with

@@ -6,9 +6,11 @@
 # Real servers are the client nodes whose config carries
 #   client { meta { lvs_realserver = "true" } }
 # It uses raw_exec: the sysctls are written under /proc/sys, which the exec
-# driver's isolation mounts read-only. With -hold the task stays up,
-# applies again every 30s (after a reboot, say) and takes the VIPs off when
-# the job is stopped.
+# driver's isolation mounts read-only. With -hold the task stays up and
+# applies again every 30s (after a reboot, say). Stopping or updating the
+# job leaves the VIPs up: the application on the node may still be serving
+# them. To take them off, run `lvs-sync realserver -remove` with the same
+# -vip and -mode.
 #
 #   nomad job run -var artifact=https://.../lvs-sync -var vips=10.10.10.60 nomad/realserver.nomad.hcl
 

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/fallback"
+	"github.com/lvs-sync/lvs-sync/hostnet"
 	"github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
@@ -91,7 +91,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		defer pages.Close()
 		opts.Pages = pages
 		if cfg.Director.VIPInterface != "" {
-			opts.VIPs = &ipvs.VIPLink{Name: cfg.Director.VIPInterface, Log: log.Named("vip")}
+			opts.VIPs = hostnet.NewVIPLink(cfg.Director.VIPInterface, nil, log.Named("vip"))
 		}
 	}
 	d, err := daemon.New(opts)
@@ -230,63 +230,4 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, op)
 	}
 	return 0
-}
-
-func runRealServer(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("realserver", commands()["realserver"].synopsis, stderr)
-	var vips []netip.Addr
-	fs.Func("vip", "a VIP this real server serves (repeat, or separate with commas)", func(s string) error {
-		for _, p := range strings.Split(s, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(p))
-			if err != nil {
-				return fmt.Errorf("%q is not an IP address", p)
-			}
-			vips = append(vips, a.Unmap())
-		}
-		return nil
-	})
-	mode := fs.String("mode", "gate", "forwarding `METHOD` of the virtual services: gate or ipip")
-	remove := fs.Bool("remove", false, "take the VIPs off again (the sysctls stay)")
-	hold := fs.Bool("hold", false, "keep running: apply again every -interval, and take the VIPs off on SIGTERM (for a Nomad system job)")
-	interval := fs.Duration("interval", 30*time.Second, "with -hold, how often to apply again")
-	level := fs.String("log-level", "info", "log `LEVEL`: trace, debug, info, warn or error")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if len(vips) == 0 {
-		fmt.Fprintln(stderr, "-vip is required")
-		fs.Usage()
-		return 1
-	}
-	fwd, err := lvs.ParseForward(*mode)
-	if err != nil {
-		fmt.Fprintf(stderr, "-mode: %v\n", err)
-		return 1
-	}
-	log := newLogger(stderr, *level, false).Named("realserver")
-	if err := ipvs.RealServer(vips, fwd, *remove, log); err != nil {
-		log.Error("cannot configure the real server", "error", err)
-		return 1
-	}
-	if !*hold || *remove {
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	t := time.NewTicker(*interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			if err := ipvs.RealServer(vips, fwd, true, log); err != nil {
-				log.Error("cannot take the vips off", "error", err)
-				return 1
-			}
-			return 0
-		case <-t.C:
-			if err := ipvs.RealServer(vips, fwd, false, log.With("reapply", true)); err != nil {
-				log.Error("cannot configure the real server", "error", err)
-			}
-		}
-	}
 }

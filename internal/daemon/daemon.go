@@ -37,7 +37,7 @@ type Source interface {
 	Watch(ctx context.Context, services []string, obs catalog.Observer) <-chan catalog.Snapshot
 }
 
-// VIPSyncer puts the VIPs on the director.
+// VIPSyncer puts the VIPs on the director; *hostnet.VIPLink is one.
 type VIPSyncer interface {
 	Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, removed []netip.Addr, err error)
 }

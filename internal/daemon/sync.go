@@ -85,7 +85,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, t Trigger, now time.Time) (wake tim
 			changed[k] = true
 		}
 		if len(changed) == 0 {
-			d.log.Debug("synced", "trigger", t, "changes", 0, "scope", "none", "took", d.clock.Since(start))
+			d.log.Debug("synced", "reason", t, "changes", 0, "scope", "none", "took", d.clock.Since(start))
 			return wake, false, nil
 		}
 		scope = func(k lvs.ServiceKey) bool { return changed[k] }
@@ -136,7 +136,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, t Trigger, now time.Time) (wake tim
 		scoped = "changed"
 	}
 	took := d.clock.Since(start)
-	d.log.Debug("synced", "trigger", t, "changes", len(plan), "applied", result.Applied,
+	d.log.Debug("synced", "reason", t, "changes", len(plan), "applied", result.Applied,
 		"failed", len(result.Failed), "scope", scoped, "took", took)
 	if len(plan) > 0 {
 		d.log.Info("applied changes", "reason", t, "changes", len(plan), "applied", result.Applied,

@@ -1,0 +1,66 @@
+//go:build vmguest
+
+// These tests run in the VM (see e2e.TestInKernel), as root against the
+// kernel's rtnetlink and /proc/sys.
+package hostnet_test
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/lvs-sync/lvs-sync/hostnet"
+)
+
+// kernelLink returns a handle on the VM's namespace, and deletes the link
+// called name when the test ends, whatever happened.
+func kernelLink(t *testing.T, name string) *netlink.Handle {
+	t.Helper()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if l, err := h.LinkByName(name); err == nil {
+			_ = h.LinkDel(l)
+		}
+		h.Close()
+	})
+	return h
+}
+
+// TestKernelAnswers: the kernel answers as the fakes do.
+func TestKernelAnswers(t *testing.T) {
+	checkKernelAnswers(t, kernelLink(t, "lvsk0"), hostnet.ProcSys{}, "lvsk0")
+}
+
+func TestVIPLink(t *testing.T) {
+	h := kernelLink(t, "lvstest0")
+	v := hostnet.NewVIPLink("lvstest0", nil, nil) // the Default handle
+	a, b, c := netip.MustParseAddr("10.30.0.1"), netip.MustParseAddr("10.30.0.2"), netip.MustParseAddr("2001:db8::30")
+	added, _, err := v.Sync([]netip.Addr{a, b, c}, nil)
+	if err != nil || len(added) != 3 {
+		t.Fatalf("first sync: added %v, %v", added, err)
+	}
+	l, err := h.LinkByName("lvstest0")
+	if err != nil || l.Type() != "dummy" {
+		t.Fatalf("link: %v %v", l, err)
+	}
+	// An address added by hand is never lvs-sync's.
+	hand, _ := netlink.ParseAddr("192.0.2.7/32")
+	if err := h.AddrAdd(l, hand); err != nil {
+		t.Fatal(err)
+	}
+	ours := map[netip.Addr]bool{a: true, b: true, c: true}
+	added, removed, err := v.Sync([]netip.Addr{a}, func(x netip.Addr) bool { return ours[x] })
+	if err != nil || len(added) != 0 || fmt.Sprint(removed) != "[10.30.0.2 2001:db8::30]" {
+		t.Errorf("second sync: added %v removed %v, %v", added, removed, err)
+	}
+	addrs, err := v.Addrs()
+	if err != nil || fmt.Sprint(addrs) != "[10.30.0.1 192.0.2.7]" {
+		t.Errorf("addresses %v, %v", addrs, err)
+	}
+}

@@ -1,0 +1,181 @@
+package hostnet
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// VIPLink keeps the director's VIPs on a dummy link that lvs-sync owns.
+type VIPLink struct {
+	name string
+	nl   Netlink
+	log  hclog.Logger
+}
+
+// NewVIPLink drives the link called name through nl (Default() when nil),
+// logging to log (none when nil).
+func NewVIPLink(name string, nl Netlink, log hclog.Logger) *VIPLink {
+	if nl == nil {
+		nl = Default()
+	}
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &VIPLink{name: name, nl: nl, log: log}
+}
+
+// Name is the link's name.
+func (v *VIPLink) Name() string { return v.name }
+
+// Sync makes the link exist and be up, adds every wanted VIP as a host
+// address (/32, /128), and removes the VIPs on it that owned says were
+// lvs-sync's and are no longer wanted. Every other address is left alone.
+func (v *VIPLink) Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, removed []netip.Addr, err error) {
+	link, err := ensureLink(v.nl, v.name, func() netlink.Link {
+		return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: v.name}}
+	}, v.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	have, err := hostAddrs(v.nl, link)
+	if err != nil {
+		return nil, nil, err
+	}
+	var errs []error
+	for _, a := range want {
+		if have[a] {
+			continue
+		}
+		if _, err := addHostAddr(v.nl, link, a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		v.log.Info("added vip", "link", v.name, "vip", a)
+		added = append(added, a)
+	}
+	for a := range have {
+		if slices.Contains(want, a) || owned == nil || !owned(a) {
+			continue
+		}
+		// One gone meanwhile (EADDRNOTAVAIL) is removed all the same.
+		if _, err := delHostAddr(v.nl, link, a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		v.log.Info("removed vip", "link", v.name, "vip", a)
+		removed = append(removed, a)
+	}
+	slices.SortFunc(removed, netip.Addr.Compare)
+	return added, removed, errors.Join(errs...)
+}
+
+// Addrs lists the host addresses on the link, sorted; none if it does not
+// exist.
+func (v *VIPLink) Addrs() ([]netip.Addr, error) {
+	link, err := v.nl.LinkByName(v.name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("finding link %s: %w", v.name, err)
+	}
+	have, err := hostAddrs(v.nl, link)
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]netip.Addr, 0, len(have))
+	for a := range have {
+		addrs = append(addrs, a)
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	return addrs, nil
+}
+
+// ensureLink finds a link by name, creating it with mk when missing (and
+// mk is not nil), and sets it up.
+func ensureLink(nl Netlink, name string, mk func() netlink.Link, log hclog.Logger) (netlink.Link, error) {
+	link, err := nl.LinkByName(name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) && mk != nil {
+		if err := nl.LinkAdd(mk()); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("creating link %s: %w", name, err)
+		}
+		log.Info("created link", "link", name)
+		link, err = nl.LinkByName(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("finding link %s: %w", name, err)
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		if err := nl.LinkSetUp(link); err != nil {
+			return nil, fmt.Errorf("setting link %s up: %w", name, err)
+		}
+	}
+	return link, nil
+}
+
+// dumpTries is how often an address dump the kernel marked interrupted is
+// asked for, in all.
+const dumpTries = 5
+
+// hostAddrs returns the link's addresses with a full-length prefix.
+func hostAddrs(nl Netlink, link netlink.Link) (map[netip.Addr]bool, error) {
+	// A dump the kernel saw change midway (an address settling) is marked
+	// interrupted and must be asked again.
+	addrs, err := nl.AddrList(link, netlink.FAMILY_ALL)
+	for try := 1; errors.Is(err, netlink.ErrDumpInterrupted) && try < dumpTries; try++ {
+		addrs, err = nl.AddrList(link, netlink.FAMILY_ALL)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing addresses of %s: %w", link.Attrs().Name, err)
+	}
+	have := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		ones, bits := a.Mask.Size()
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if ok && bits != 0 && ones == bits {
+			have[ip.Unmap()] = true
+		}
+	}
+	return have, nil
+}
+
+func hostAddr(a netip.Addr) *netlink.Addr {
+	bits := a.BitLen()
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(bits, bits)}}
+	if a.Is6() {
+		addr.Flags = unix.IFA_F_NODAD // usable at once, no duplicate detection wait
+	}
+	return addr
+}
+
+// addHostAddr adds a host address; added is false if it was there.
+func addHostAddr(nl Netlink, link netlink.Link, a netip.Addr) (added bool, err error) {
+	err = nl.AddrAdd(link, hostAddr(a))
+	switch {
+	case errors.Is(err, unix.EEXIST):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("adding vip %s to %s: %w", a, link.Attrs().Name, err)
+	}
+	return true, nil
+}
+
+// delHostAddr removes a host address; removed is false if it was not
+// there.
+func delHostAddr(nl Netlink, link netlink.Link, a netip.Addr) (removed bool, err error) {
+	err = nl.AddrDel(link, hostAddr(a))
+	switch {
+	case errors.Is(err, unix.EADDRNOTAVAIL):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("removing vip %s from %s: %w", a, link.Attrs().Name, err)
+	}
+	return true, nil
+}
