@@ -24,16 +24,26 @@ import (
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
-// consul is the host's agent, reached through qemu's forward.
+var (
+	consulOnce   sync.Once
+	consulClient *api.Client
+	consulErr    error
+)
+
+// consul is the host's agent, reached through qemu's forward. One client
+// serves every test: each client keeps its own idle connections, and the
+// agent allows 200 per client address, which all of the guest shares.
 func consul(t *testing.T) *api.Client {
 	t.Helper()
-	conf := api.DefaultConfig()
-	conf.Address = os.Getenv("LVS_CONSUL")
-	c, err := api.NewClient(conf)
-	if err != nil {
-		t.Fatal(err)
+	consulOnce.Do(func() {
+		conf := api.DefaultConfig()
+		conf.Address = os.Getenv("LVS_CONSUL")
+		consulClient, consulErr = api.NewClient(conf)
+	})
+	if consulErr != nil {
+		t.Fatal(consulErr)
 	}
-	return c
+	return consulClient
 }
 
 // registerReals registers web1..web3 with TTL checks, passing, with the
