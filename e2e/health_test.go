@@ -263,29 +263,32 @@ func TestRollingUpdateDropsNothing(t *testing.T) {
 	registerReals(t, 1, 1, 1)
 }
 
-// TestFlapDampingAndSlowStart: a flapping instance stays out for hold, then
-// its weight ramps up over slow_start.
+// TestFlapDampingAndSlowStart: a flapping instance (fail, pass, fail, pass
+// a second apart) stays out until it has passed for the whole hold since
+// its last pass, then its weight ramps up over slow_start.
 func TestFlapDampingAndSlowStart(t *testing.T) {
 	registerReals(t, 10, 10, 10)
-	l := startLVS(t, writeConfigWith(t, false, `  hold       = "2s"
+	l := startLVS(t, writeConfigWith(t, false, `  hold       = "4s"
   slow_start = "3s"`))
 	l.waitSynced(t)
 	waitFor(t, "full weights", 15*time.Second, func() bool { return testenv.SameWeights(realsOf(t, vipGate), realAddrs("gate", 10, 10, 10)) })
-	var lastFail time.Time // lvs-sync cannot see a failure before it is sent
-	for _, s := range []string{api.HealthCritical, api.HealthPassing, api.HealthCritical, api.HealthPassing} {
-		if s == api.HealthCritical {
-			lastFail = time.Now()
+	var lastPass time.Time // lvs-sync cannot see a pass before it is sent
+	for i, s := range []string{api.HealthCritical, api.HealthPassing, api.HealthCritical, api.HealthPassing} {
+		if s == api.HealthPassing {
+			lastPass = time.Now()
 		}
 		setCheck(t, "web1", s)
-		time.Sleep(200 * time.Millisecond)
+		if i < 3 {
+			time.Sleep(time.Second)
+		}
 	}
 	waitFor(t, "web1 held out", 2*time.Second, func() bool { return len(realsOf(t, vipGate)) == 2 })
 	var weights []int
 	var back time.Duration
-	waitFor(t, "web1 at full weight", 10*time.Second, func() bool {
+	waitFor(t, "web1 at full weight", 15*time.Second, func() bool {
 		w, in := realsOf(t, vipGate)["10.1.0.11:80"]
 		if in && len(weights) == 0 {
-			back = time.Since(lastFail)
+			back = time.Since(lastPass)
 		}
 		if in && (len(weights) == 0 || weights[len(weights)-1] != w) {
 			weights = append(weights, w)
@@ -295,9 +298,9 @@ func TestFlapDampingAndSlowStart(t *testing.T) {
 	if got := answers(t, vipGate, 6); got["rs1"] != 2 {
 		t.Errorf("rs1 back at full weight answers %d of 6 requests (rr): %v", got["rs1"], got)
 	}
-	t.Logf("web1 back %v after its last failure (hold 2s); weights as it ramped: %v", back.Round(10*time.Millisecond), weights)
-	if back < 2*time.Second {
-		t.Errorf("web1 back after %v, inside its 2s hold", back)
+	t.Logf("web1 back %v after its last pass (hold 4s); weights as it ramped: %v", back.Round(10*time.Millisecond), weights)
+	if back < 4*time.Second {
+		t.Errorf("web1 back %v after its last pass, inside its 4s hold", back)
 	}
 	if len(weights) < 4 || weights[0] > 2 {
 		t.Errorf("weights %v: want a ramp from 1 in several steps", weights)

@@ -16,6 +16,10 @@ type History struct {
 	Now time.Time
 	// LastCritical is when each instance was last seen critical.
 	LastCritical map[InstanceKey]time.Time
+	// Recovered is when each instance that was critical last stopped
+	// being so: flap damping counts its hold from then, the pass, not
+	// from the failure.
+	Recovered map[InstanceKey]time.Time
 	// ServingSince is when each instance last started to serve (passing or
 	// warning after being critical or absent); the zero time for instances
 	// already serving when lvs-sync started, which do not ramp.
@@ -25,7 +29,9 @@ type History struct {
 // Tracker builds the History from the snapshots it is shown.
 type Tracker struct {
 	lastCritical map[InstanceKey]time.Time
+	recovered    map[InstanceKey]time.Time
 	servingSince map[InstanceKey]time.Time
+	critical     map[InstanceKey]bool // critical at the last snapshot
 	seeded       bool
 }
 
@@ -35,7 +41,9 @@ type Tracker struct {
 func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 	if t.lastCritical == nil {
 		t.lastCritical = map[InstanceKey]time.Time{}
+		t.recovered = map[InstanceKey]time.Time{}
 		t.servingSince = map[InstanceKey]time.Time{}
+		t.critical = map[InstanceKey]bool{}
 	}
 	seen := map[InstanceKey]bool{}
 	for _, svc := range snap.Services {
@@ -48,8 +56,14 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 			switch {
 			case in.Status == catalog.Critical:
 				t.lastCritical[k] = now
+				t.critical[k] = true
+				delete(t.recovered, k)
 				delete(t.servingSince, k)
 			default:
+				if t.critical[k] {
+					t.recovered[k] = now
+					delete(t.critical, k)
+				}
 				if _, ok := t.servingSince[k]; !ok {
 					since := now
 					if !t.seeded {
@@ -65,9 +79,16 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 			delete(t.servingSince, k)
 		}
 	}
-	for k := range t.lastCritical {
+	for _, m := range []map[InstanceKey]time.Time{t.lastCritical, t.recovered} {
+		for k := range m {
+			if !seen[k] {
+				delete(m, k)
+			}
+		}
+	}
+	for k := range t.critical {
 		if !seen[k] {
-			delete(t.lastCritical, k)
+			delete(t.critical, k)
 		}
 	}
 	t.seeded = true
@@ -77,5 +98,5 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 // At returns the history as of now, without a new snapshot: for a sync that
 // only time calls for (a hold ending, a slow start stepping up).
 func (t *Tracker) At(now time.Time) History {
-	return History{Now: now, LastCritical: maps.Clone(t.lastCritical), ServingSince: maps.Clone(t.servingSince)}
+	return History{Now: now, LastCritical: maps.Clone(t.lastCritical), Recovered: maps.Clone(t.recovered), ServingSince: maps.Clone(t.servingSince)}
 }

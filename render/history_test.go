@@ -55,7 +55,7 @@ func TestHoldKeepsAFlappingInstanceOut(t *testing.T) {
 	in := inst("n1", "10.1.0.11", 80, "passing", "w=5/1")
 	key := InstanceKey{Node: "n1", ID: in.ID}
 	hist := func(now time.Time) History {
-		return History{Now: now, LastCritical: map[InstanceKey]time.Time{key: t0}}
+		return History{Now: now, LastCritical: map[InstanceKey]time.Time{key: t0.Add(-time.Second)}, Recovered: map[InstanceKey]time.Time{key: t0}}
 	}
 	got, res := weightOf(t, cfg, in, hist(t0.Add(5*time.Second)))
 	if got != -1 || !res.NextChange.Equal(t0.Add(20*time.Second)) {
@@ -113,11 +113,45 @@ func TestTracker(t *testing.T) {
 		t.Errorf("after critical: %+v", h)
 	}
 	h = tr.Observe(snap("passing"), t0.Add(3*time.Second))
-	if !h.ServingSince[key].Equal(t0.Add(3 * time.Second)) {
-		t.Errorf("recovered: serving since %v, want t0+3s", h.ServingSince[key])
+	if !h.ServingSince[key].Equal(t0.Add(3*time.Second)) || !h.Recovered[key].Equal(t0.Add(3*time.Second)) {
+		t.Errorf("recovered: serving since %v, recovered %v; want both t0+3s", h.ServingSince[key], h.Recovered[key])
+	}
+	// Still passing: the recovery is not moved.
+	h = tr.Observe(snap("passing"), t0.Add(3500*time.Millisecond))
+	if !h.Recovered[key].Equal(t0.Add(3 * time.Second)) {
+		t.Errorf("a second passing snapshot moved the recovery to %v", h.Recovered[key])
 	}
 	h = tr.Observe(snapshot(nil), t0.Add(4*time.Second))
-	if len(h.ServingSince)+len(h.LastCritical) != 0 {
+	if len(h.ServingSince)+len(h.LastCritical)+len(h.Recovered) != 0 || len(tr.critical) != 0 {
 		t.Errorf("deregistered instance still tracked: %+v", h)
+	}
+}
+
+// TestHoldCountsFromThePass: fail, pass, fail, pass one second apart with
+// hold = "4s" keeps the instance out until it has passed for 4s since the
+// last pass, not 4s after the last failure (issue: back 3.0s after the
+// last pass, measured in the VM).
+func TestHoldCountsFromThePass(t *testing.T) {
+	cfg := oneService(t, `hold = "4s"`)
+	t0 := time.Unix(1_700_000_000, 0)
+	var tr Tracker
+	tr.Observe(snapshot(map[string][]*catalog.Instance{"web": {inst("n1", "10.1.0.11", 80, "passing")}}), t0)
+	var in *catalog.Instance
+	for i, status := range []string{"critical", "passing", "critical", "passing"} {
+		in = inst("n1", "10.1.0.11", 80, status)
+		tr.Observe(snapshot(map[string][]*catalog.Instance{"web": {in}}), t0.Add(time.Duration(i+1)*time.Second))
+	}
+	lastPass := t0.Add(4 * time.Second)
+	for _, tt := range []struct {
+		after time.Duration
+		want  int
+	}{{time.Second, -1}, {3 * time.Second, -1}, {3999 * time.Millisecond, -1}, {4 * time.Second, 1}} {
+		got, res := weightOf(t, cfg, in, tr.At(lastPass.Add(tt.after)))
+		if got != tt.want {
+			t.Errorf("%s after the last pass: weight %d, want %d", tt.after, got, tt.want)
+		}
+		if tt.want == -1 && !res.NextChange.Equal(lastPass.Add(4*time.Second)) {
+			t.Errorf("%s after the last pass: next change %v, want the hold's end", tt.after, res.NextChange.Sub(lastPass))
+		}
 	}
 }

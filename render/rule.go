@@ -51,9 +51,9 @@ type Rule struct {
 	Weight int
 	// Full is the weight a ramping instance rises to.
 	Full int
-	// LastCritical and Until, for a held instance: when it was last
-	// critical and when its hold ends.
-	LastCritical, Until time.Time
+	// LastCritical, Recovered and Until, for a held instance: when it was
+	// last critical, when it passed again and when its hold ends.
+	LastCritical, Recovered, Until time.Time
 	// Quiescent, for a held instance: kept at weight 0 rather than out.
 	Quiescent bool
 	// Why, for RuleLeftOut.
@@ -107,7 +107,8 @@ func (r Rule) String() string {
 	case RuleWarningRemoved:
 		return "warning, on_warning = \"remove\": removed"
 	case RuleHeld:
-		s := fmt.Sprintf("held out by hold %s until %s (critical at %s)", r.hold, r.Until.Format(time.RFC3339), r.LastCritical.Format(time.RFC3339))
+		s := fmt.Sprintf("held out by hold %s until %s (passing again since %s, critical at %s)", r.hold,
+			r.Until.Format(time.RFC3339), r.Recovered.Format(time.RFC3339), r.LastCritical.Format(time.RFC3339))
 		if r.Quiescent {
 			s += ": quiescent, weight 0"
 		}
@@ -149,11 +150,13 @@ func decide(vs *config.VirtualService, in *catalog.Instance, h History) (Rule, t
 	}
 	key := InstanceKey{Node: in.Node, ID: in.ID}
 	status := in.Status
-	// Flap damping: an instance that was critical less than hold ago is
-	// held out as if it still were.
+	// Flap damping: an instance that came back from critical less than
+	// hold ago is held out as if it still were: it must have passed for
+	// the whole hold, however often it failed before.
 	if vs.Hold > 0 && status != catalog.Critical {
-		if last, ok := h.LastCritical[key]; ok && h.Now.Before(last.Add(vs.Hold)) {
-			r.Kind, r.LastCritical, r.Until, r.Quiescent = RuleHeld, last, last.Add(vs.Hold), vs.Quiescent
+		if back, ok := h.Recovered[key]; ok && h.Now.Before(back.Add(vs.Hold)) {
+			r.Kind, r.LastCritical, r.Until, r.Quiescent = RuleHeld, h.LastCritical[key], back.Add(vs.Hold), vs.Quiescent
+			r.Recovered = back
 			return r, r.Until
 		}
 	}
@@ -179,8 +182,8 @@ func decide(vs *config.VirtualService, in *catalog.Instance, h History) (Rule, t
 	// when the instance started serving (or its hold ended).
 	if vs.SlowStart > 0 && r.Weight > 1 {
 		start := h.ServingSince[key]
-		if last, ok := h.LastCritical[key]; ok && vs.Hold > 0 && last.Add(vs.Hold).After(start) {
-			start = last.Add(vs.Hold)
+		if back, ok := h.Recovered[key]; ok && vs.Hold > 0 && back.Add(vs.Hold).After(start) {
+			start = back.Add(vs.Hold)
 		}
 		if !start.IsZero() && h.Now.Before(start.Add(vs.SlowStart)) {
 			full := r.Weight

@@ -221,15 +221,15 @@ func TestLoopTimerEndsAHoldAndStepsASlowStart(t *testing.T) {
 	h.untilNext()
 	h.snapshot(web1(catalog.Critical), web2(catalog.Passing))
 	h.untilNext()
-	failedAt := h.clock.Now().Add(-50 * time.Millisecond) // when the critical snapshot came
 	h.advance(time.Second)
+	passedAt := h.clock.Now() // the hold counts from the pass
 	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
 	h.untilNext()
 	if _, in := h.web()["10.1.0.11:80"]; in {
 		t.Fatal("web1 back before its hold ended")
 	}
-	if due := h.due(TriggerTimer); !due.Equal(failedAt.Add(4 * time.Second)) {
-		t.Fatalf("timer due at %s, want the end of the hold (%s)", due.Sub(t0), failedAt.Add(4*time.Second).Sub(t0))
+	if due := h.due(TriggerTimer); !due.Equal(passedAt.Add(4 * time.Second)) {
+		t.Fatalf("timer due at %s, want the end of the hold (%s)", due.Sub(t0), passedAt.Add(4*time.Second).Sub(t0))
 	}
 	// The hold ends: back at weight 1, then a step every 2s (weight 5 over 10s).
 	var weights []int
