@@ -187,3 +187,29 @@ const (
 	// OnWarningRemove takes the instance out.
 	OnWarningRemove OnWarning = "remove"
 )
+
+// NeedsRestart names the settings that differ in next and that a running
+// lvs-sync cannot take on a reload: the API listener, the state file, the
+// VIP link, the Consul connection (but its token_file, re-read on every
+// reload) and the logger. A reload applies the rest and logs these.
+func (c *Config) NeedsRestart(next *Config) []string {
+	var names []string
+	check := func(name string, changed bool) {
+		if changed {
+			names = append(names, name)
+		}
+	}
+	check("log_level", c.LogLevel != next.LogLevel)
+	check("log_json", c.LogJSON != next.LogJSON)
+	check("api.address", c.API.Address != next.API.Address)
+	check("director.state_file", c.Director.StateFile != next.Director.StateFile)
+	check("director.vip_interface", c.Director.VIPInterface != next.Director.VIPInterface)
+	check("director.cleanup_on_exit", c.Director.CleanupOnExit != next.Director.CleanupOnExit)
+	check("consul.address", c.Consul.Address != next.Consul.Address)
+	check("consul.datacenter", c.Consul.Datacenter != next.Consul.Datacenter)
+	check("consul.ca_file", c.Consul.CAFile != next.Consul.CAFile)
+	check("consul.cert_file", c.Consul.CertFile != next.Consul.CertFile)
+	check("consul.key_file", c.Consul.KeyFile != next.Consul.KeyFile)
+	check("consul.server_name", c.Consul.ServerName != next.Consul.ServerName)
+	return names
+}

@@ -217,3 +217,55 @@ func TestFiles(t *testing.T) {
 		t.Errorf("missing path: %q, %v", got, err)
 	}
 }
+
+func TestNeedsRestart(t *testing.T) {
+	base := `
+api {
+  address = "127.0.0.1:9337"
+}
+director {
+  state_file = "/var/lib/lvs-sync/state.json"
+}
+virtual_service "web" {
+  address    = "10.0.0.1:80"
+  forwarding = "gate"
+}
+`
+	old, err := Parse([]byte(base), "a.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := Parse([]byte(base+`virtual_service "shop" {
+  address    = "10.0.0.2:80"
+  forwarding = "masq"
+}`), "b.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := old.NeedsRestart(same); len(got) != 0 {
+		t.Errorf("a new virtual service needs a restart of %v, want none", got)
+	}
+	moved, err := Parse([]byte(`
+api {
+  address = "127.0.0.1:9444"
+}
+director {
+  state_file    = "/srv/state.json"
+  vip_interface = "lvs1"
+}
+consul {
+  datacenter = "dc2"
+}
+virtual_service "web" {
+  address    = "10.0.0.1:80"
+  forwarding = "gate"
+}
+`), "c.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"api.address", "director.state_file", "director.vip_interface", "consul.datacenter"}
+	if got := old.NeedsRestart(moved); !slices.Equal(got, want) {
+		t.Errorf("NeedsRestart = %v, want %v", got, want)
+	}
+}

@@ -124,9 +124,13 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			metrics.ConfigReload(false)
 			log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
 		default:
-			metrics.ConfigReload(true)
-			log.Info("config reloaded", "trigger", why, "config", *path, "virtual_services", len(next.VirtualServices))
-			d.Reload(withFlags(next))
+			next = withFlags(next)
+			for _, name := range cfg.NeedsRestart(next) {
+				log.Warn("a changed setting takes effect only after a restart; the running value stays", "setting", name)
+			}
+			log.Info("config read; it takes over once its services answer", "trigger", why, "config", *path,
+				"virtual_services", len(next.VirtualServices))
+			d.Reload(next, why)
 		}
 	}
 	hup := make(chan os.Signal, 1)

@@ -70,6 +70,10 @@ type Options struct {
 	// RetryBase and RetryMax bound the backoff after a failed sync
 	// (defaults 250ms and 30s).
 	RetryBase, RetryMax time.Duration
+	// ReloadTimeout is how long a reload waits for the new config's
+	// services to answer before it gives up and keeps the running config
+	// (default 30s).
+	ReloadTimeout time.Duration
 	// OnSync, if set, is called after every sync attempt.
 	OnSync func(Report)
 }
@@ -90,7 +94,7 @@ type Daemon struct {
 	opts   Options
 	log    hclog.Logger
 	clock  clockwork.Clock
-	reload chan *config.Config
+	reload chan reloadRequest
 
 	// Owned by the loop's goroutine.
 	cfg   *config.Config
@@ -120,6 +124,9 @@ func New(opts Options) (*Daemon, error) {
 	if opts.MaxWait == 0 {
 		opts.MaxWait = 500 * time.Millisecond
 	}
+	if opts.ReloadTimeout == 0 {
+		opts.ReloadTimeout = 30 * time.Second
+	}
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 250 * time.Millisecond
 	}
@@ -130,7 +137,7 @@ func New(opts Options) (*Daemon, error) {
 		opts:   opts,
 		log:    opts.Logger,
 		clock:  opts.Clock,
-		reload: make(chan *config.Config, 1),
+		reload: make(chan reloadRequest, 1),
 	}
 	d.state.init()
 	d.shared.init()
@@ -145,15 +152,22 @@ func (d *Daemon) setConfig(cfg *config.Config) {
 	d.shared.setConfig(cfg)
 }
 
-// Reload hands the loop a new, already validated config. Services added,
-// changed and removed are applied as a diff at the next sync, once the new
-// set of Consul services has answered.
-func (d *Daemon) Reload(cfg *config.Config) {
+// reloadRequest is a new config and what asked for it (SIGHUP, a file
+// change), for the logs.
+type reloadRequest struct {
+	cfg     *config.Config
+	trigger string
+}
+
+// Reload hands the loop a new, already validated config. The running
+// config stays in charge until the new one's Consul services have all
+// answered; then what it adds, changes and removes is applied as a diff.
+func (d *Daemon) Reload(cfg *config.Config, trigger string) {
 	select {
 	case <-d.reload: // a newer one replaces a pending one
 	default:
 	}
-	d.reload <- cfg
+	d.reload <- reloadRequest{cfg: cfg, trigger: trigger}
 }
 
 // pages lists the local maintenance pages the config asks for.
@@ -167,29 +181,46 @@ func pages(cfg *config.Config) []fallback.Page {
 	return ps
 }
 
-// startWatch serves the config's pages and starts watching its services,
-// until the returned cancel is called.
-func (d *Daemon) startWatch(ctx context.Context) (<-chan catalog.Snapshot, context.CancelFunc) {
+// watch is one running watch of a config's Consul services.
+type watch struct {
+	cfg     *config.Config
+	trigger string // what asked for it, for a reload
+	snaps <-chan catalog.Snapshot
+	stop  context.CancelFunc
+	// by is when a reload gives up on this watch's first snapshot.
+	by time.Time
+}
+
+// startWatch starts watching cfg's services until the watch is stopped.
+func (d *Daemon) startWatch(ctx context.Context, cfg *config.Config) *watch {
+	services := cfg.Services()
+	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(cfg.VirtualServices))
+	ctx, cancel := context.WithCancel(ctx)
+	return &watch{cfg: cfg, snaps: d.opts.Source.Watch(ctx, services, d), stop: cancel}
+}
+
+// servePages serves the local maintenance pages cfg asks for.
+func (d *Daemon) servePages(cfg *config.Config) {
 	if d.opts.Pages != nil {
-		if err := d.opts.Pages.Update(pages(d.cfg)); err != nil {
+		if err := d.opts.Pages.Update(pages(cfg)); err != nil {
 			d.log.Error("cannot serve a maintenance page", "error", err)
 		}
 	}
-	services := d.cfg.Services()
-	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(d.cfg.VirtualServices))
-	ctx, cancel := context.WithCancel(ctx)
-	return d.opts.Source.Watch(ctx, services, d), cancel
 }
 
-// loop is the sync loop's state between two events: the latest snapshot,
-// what is due when, and how many syncs failed in a row. Its methods take
-// the time as an argument, so that tests drive it event by event.
+// loop is the sync loop's state between two events: the watches, the
+// latest snapshot, what is due when, and how many syncs failed in a row.
+// Its methods take the time as an argument, so that tests drive it event
+// by event.
 type loop struct {
-	d        *Daemon
-	snap     *catalog.Snapshot
-	sched    schedule
-	pending  time.Time // first catalog answer not yet applied
-	failures int
+	d *Daemon
+	// cur is the watch of the running config; next, during a reload, the
+	// new config's, until its first complete snapshot.
+	cur, next *watch
+	snap      *catalog.Snapshot
+	sched     schedule
+	pending   time.Time // first catalog answer not yet applied
+	failures  int
 }
 
 // snapshot takes a new catalog snapshot: a catalog sync is due once no
@@ -210,22 +241,67 @@ func (l *loop) snapshot(s catalog.Snapshot, now time.Time) {
 	l.sched.at(TriggerCatalog, due)
 }
 
-// reloaded forgets the old config's snapshot: nothing is applied until
-// the new set of services has answered.
-func (l *loop) reloaded() {
-	l.snap = nil
-	l.pending = time.Time{}
-	l.sched.cancel(TriggerCatalog)
+// reload starts watching a new config's services beside the running
+// watch, which keeps the kernel attended until the new one has answered.
+// A newer reload replaces a pending one.
+func (l *loop) reload(ctx context.Context, r reloadRequest, now time.Time) {
+	cfg := r.cfg
+	if l.next != nil {
+		l.next.stop()
+		l.d.log.Info("a newer config replaces the reload in progress")
+	}
+	l.d.log.Info("reloading the config: waiting for its services to answer", "virtual_services", len(cfg.VirtualServices),
+		"timeout", l.d.opts.ReloadTimeout)
+	l.next = l.d.startWatch(ctx, cfg)
+	l.next.by, l.next.trigger = now.Add(l.d.opts.ReloadTimeout), r.trigger
 }
 
-// fire runs the sync that is due at now, if any.
+// switchTo makes the reload's watch the running one, on its first
+// complete snapshot: the new config's changes are applied as a diff at
+// the next sync, which compares everything.
+func (l *loop) switchTo(s catalog.Snapshot, now time.Time) {
+	l.cur.stop()
+	l.cur, l.next = l.next, nil
+	l.d.setConfig(l.cur.cfg)
+	l.d.servePages(l.cur.cfg)
+	l.d.opts.Metrics.ConfigReload(true)
+	l.d.log.Info("config reloaded", "trigger", l.cur.trigger, "virtual_services", len(l.cur.cfg.VirtualServices))
+	l.snap, l.pending = nil, time.Time{}
+	l.snapshot(s, now)
+}
+
+// giveUp ends a reload whose services did not answer in time: the running
+// config stays, and the reload is reported failed.
+func (l *loop) giveUp(now time.Time) {
+	if l.next == nil || now.Before(l.next.by) {
+		return
+	}
+	l.next.stop()
+	l.d.opts.Metrics.ConfigReload(false)
+	l.d.log.Error("config reload failed: its services did not all answer in time; the running config stays",
+		"trigger", l.next.trigger, "timeout", l.d.opts.ReloadTimeout)
+	l.next = nil
+}
+
+// fire runs what is due at now: a reload that timed out, a sync.
 func (l *loop) fire(now time.Time) {
+	l.giveUp(now)
 	t, ok := l.sched.fire(now)
 	if !ok || l.snap == nil {
 		return // nothing to sync before the first snapshot
 	}
 	wake, applied, err := l.d.sync(*l.snap, t, now)
 	l.synced(t, now, wake, applied, err)
+}
+
+// nextEvent is when the loop's timer must fire: the earliest due trigger
+// or reload deadline.
+func (l *loop) nextEvent() (time.Time, bool) {
+	_, at, ok := l.sched.next()
+	if l.next != nil && (!ok || l.next.by.Before(at)) {
+		return l.next.by, true
+	}
+	return at, ok
 }
 
 // synced schedules what follows a sync: a retry after a failure, the next
@@ -256,35 +332,49 @@ func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 // Run syncs until ctx ends. It never applies anything before the first
 // complete snapshot, and on return it leaves the kernel as it is.
 func (d *Daemon) Run(ctx context.Context) error {
-	snaps, stopWatch := d.startWatch(ctx)
-	defer func() { stopWatch() }()
-	l := &loop{d: d}
+	d.servePages(d.cfg)
+	l := &loop{d: d, cur: d.startWatch(ctx, d.cfg)}
+	defer func() {
+		l.cur.stop()
+		if l.next != nil {
+			l.next.stop()
+		}
+	}()
 	timer := d.clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		// One timer, to the earliest due trigger.
+		// One timer, to the earliest event.
 		timer.Stop()
 		var fire <-chan time.Time
-		if _, at, ok := l.sched.next(); ok {
+		if at, ok := l.nextEvent(); ok {
 			timer.Reset(max(at.Sub(d.clock.Now()), 0))
 			fire = timer.Chan()
+		}
+		var nextSnaps <-chan catalog.Snapshot
+		if l.next != nil {
+			nextSnaps = l.next.snaps
 		}
 		select {
 		case <-ctx.Done():
 			d.log.Info("stopping; the kernel table is left as it is")
 			return nil
-		case cfg := <-d.reload:
-			d.log.Info("reloading the config", "virtual_services", len(cfg.VirtualServices))
-			stopWatch()
-			d.setConfig(cfg)
-			l.reloaded()
-			snaps, stopWatch = d.startWatch(ctx)
-		case s, ok := <-snaps:
+		case r := <-d.reload:
+			l.reload(ctx, r, d.clock.Now())
+		case s, ok := <-nextSnaps:
 			if !ok {
 				if ctx.Err() != nil {
 					return nil
 				}
-				snaps = nil // closed: never select it again (a reload starts a new one)
+				l.next.snaps = nil
+				continue
+			}
+			l.switchTo(s, d.clock.Now())
+		case s, ok := <-l.cur.snaps:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				l.cur.snaps = nil // closed: never select it again (a reload starts a new one)
 				continue
 			}
 			l.snapshot(s, d.clock.Now())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,18 +28,20 @@ type harness struct {
 	kernel  *ipvstest.Kernel
 	d       *Daemon
 	l       *loop
+	src     *watches
 	reports []Report
 }
 
 func newHarness(t *testing.T, cfg string, kernel *ipvstest.Kernel) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), kernel: kernel}
-	d, err := New(Options{Config: mustConfig(t, cfg), Source: chanSource{}, Kernel: kernel, Clock: h.clock,
+	h := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), kernel: kernel, src: &watches{}}
+	d, err := New(Options{Config: mustConfig(t, cfg), Source: h.src, Kernel: kernel, Clock: h.clock,
 		Logger: testLogger(t), OnSync: func(r Report) { h.reports = append(h.reports, r) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.d, h.l = d, &loop{d: d}
+	h.d = d
+	h.l = &loop{d: d, cur: d.startWatch(context.Background(), d.cfg)}
 	return h
 }
 
@@ -134,15 +137,59 @@ func TestLoopAppliesNothingBeforeTheFirstSnapshot(t *testing.T) {
 		t.Fatalf("something is due before any snapshot: %+v", h.l.sched.due)
 	}
 	h.advance(time.Hour)
-	// After a reload the old snapshot is forgotten: a due reconcile syncs
-	// nothing until the new services have answered.
-	h.snapshot(web1(catalog.Passing))
+	if h.kernel.Calls() != 0 || len(h.reports) != 0 {
+		t.Errorf("before any snapshot: %d kernel calls, %d syncs", h.kernel.Calls(), len(h.reports))
+	}
+}
+
+// TestReloadKeepsTheKernelAttended: during a reload the running config
+// goes on syncing until the new config's services have all answered;
+// then the new config is applied as a diff. A reload whose services do
+// not answer in time is given up, and the running config stays.
+func TestReloadKeepsTheKernelAttended(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, gateConfig(""), kernel)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
 	h.untilNext()
-	calls := h.kernel.Calls()
-	h.l.reloaded()
-	h.untilNext() // the reconcile
-	if h.kernel.Calls() != calls || len(h.reports) != 1 {
-		t.Errorf("synced without a snapshot of the new config: %d kernel calls, %d syncs", h.kernel.Calls()-calls, len(h.reports))
+
+	shop := `virtual_service "shop" {
+  address    = "10.10.10.70:80"
+  forwarding = "gate"
+}`
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, shop), trigger: "test"}, h.clock.Now())
+	if got := h.src.services(1); !slices.Equal(got, []string{"shop"}) {
+		t.Fatalf("the reload watches %v, want shop", got)
+	}
+	// The old config still follows its catalog while the new one waits.
+	h.snapshot(web1(catalog.Critical), web2(catalog.Passing))
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.12:80": 1}) {
+		t.Fatalf("during the reload web has %v, want web1 gone", h.web())
+	}
+	// The new config's first complete snapshot: it takes over.
+	h.l.switchTo(catalog.Snapshot{Services: map[string]*catalog.Service{"shop": {Name: "shop", Instances: []*catalog.Instance{
+		instance("shop1", "10.1.0.21", catalog.Passing, 3)}}}}, h.clock.Now())
+	if h.d.cfg.VirtualService("shop") == nil || h.l.next != nil {
+		t.Fatal("the new config did not take over")
+	}
+	h.untilNext()
+	st := kernel.State()
+	if len(st) != 1 || !testenv.SameWeights(reals(st, "10.10.10.70:80"), map[string]int{"10.1.0.21:80": 3}) {
+		t.Errorf("after the reload the kernel has:\n%s", st)
+	}
+
+	// A reload whose services never answer: given up after the timeout.
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), trigger: "test"}, h.clock.Now())
+	at, _ := h.l.nextEvent()
+	if want := h.clock.Now().Add(30 * time.Second); at.After(want) {
+		t.Fatalf("next event at %s, want the reload deadline at the latest", at.Sub(t0))
+	}
+	h.advance(30 * time.Second)
+	if h.l.next != nil || h.d.cfg.VirtualService("shop") == nil {
+		t.Fatal("a reload that timed out was not given up, or replaced the running config")
+	}
+	if !h.src.stopped(2) {
+		t.Error("the given-up reload's watch was not stopped")
 	}
 }
 
@@ -360,6 +407,38 @@ func TestRunOnTheFakeClock(t *testing.T) {
 	if !testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5}) {
 		t.Errorf("kernel has %v", reals(kernel.State(), "10.10.10.60:80"))
 	}
+}
+
+// watches is a catalog source that records each watch: its services and
+// whether it was stopped. Tests hand the loop snapshots themselves.
+type watches struct {
+	mu   sync.Mutex
+	list []struct {
+		services []string
+		ctx      context.Context
+	}
+}
+
+func (w *watches) Watch(ctx context.Context, services []string, _ catalog.Observer) <-chan catalog.Snapshot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = append(w.list, struct {
+		services []string
+		ctx      context.Context
+	}{services, ctx})
+	return make(chan catalog.Snapshot)
+}
+
+func (w *watches) services(i int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.list[i].services
+}
+
+func (w *watches) stopped(i int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.list[i].ctx.Err() != nil
 }
 
 // chanSource is a catalog source whose snapshots the test sends.
