@@ -53,6 +53,7 @@ type rawVS struct {
 	Service         *string  `hcl:"service,optional"`
 	Tags            []string `hcl:"tags,optional"`
 	Quiescent       *bool    `hcl:"quiescent,optional"`
+	Adopt           *bool    `hcl:"adopt,optional"`
 	Fallback        *string  `hcl:"fallback,optional"`
 	MaintenancePage *string  `hcl:"maintenance_page,optional"`
 	DrainTimeout    *string  `hcl:"drain_timeout,optional"`
@@ -148,6 +149,7 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		Service:      rv.Name,
 		Tags:         rv.Tags,
 		Quiescent:    rv.Quiescent != nil && *rv.Quiescent,
+		Adopt:        rv.Adopt != nil && *rv.Adopt,
 		DrainTimeout: DefaultDrainTimeout,
 		OnWarning:    DefaultOnWarning,
 		DeclRange:    rv.DefRange,

@@ -86,7 +86,11 @@ type VirtualService struct {
 	Service     string
 	Tags        []string
 	Quiescent   bool
-	Fallback    Fallback
+	// Adopt lets lvs-sync take over a virtual service at this address that
+	// the kernel already has and lvs-sync did not make; without it such a
+	// service is a conflict, left untouched.
+	Adopt    bool
+	Fallback Fallback
 	// MaintenancePage is the html/template of the local fallback page, as
 	// read from maintenance_page; empty for the built-in one.
 	MaintenancePage     string
@@ -212,4 +216,11 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	check("consul.key_file", c.Consul.KeyFile != next.Consul.KeyFile)
 	check("consul.server_name", c.Consul.ServerName != next.Consul.ServerName)
 	return names
+}
+
+// Adopts reports whether the virtual service at k may take over a service
+// the kernel has and lvs-sync did not make (adopt = true).
+func (c *Config) Adopts(k lvs.ServiceKey) bool {
+	vs := c.VirtualServiceAt(k)
+	return vs != nil && vs.Adopt
 }

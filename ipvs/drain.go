@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"cmp"
+	"slices"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/lvs"
@@ -52,9 +53,10 @@ func (d *Drainer) Draining() map[lvs.ServiceKey]map[lvs.RealKey]time.Time {
 
 // Adjust returns desired with the draining reals of current added back at
 // weight 0, and the earliest time a drain settles or times out (zero if
-// none). It
-// only looks at services in both desired and current; a whole service that
-// leaves is deleted at once.
+// none). current holds only lvs-sync's services: a service of current
+// that desired lacks has left the config (or changed its address, port or
+// protocol) and drains as a whole — its reals at weight 0 until their
+// connections end, then the service is deleted.
 func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Time) {
 	if d.since == nil {
 		d.since = map[lvs.ServiceKey]map[lvs.RealKey]time.Time{}
@@ -62,10 +64,33 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 	var next time.Time
 	out := desired
 	copied := false
+	edit := func(k lvs.ServiceKey, base *Service) *Service {
+		if !copied {
+			out = make(State, len(desired)+1)
+			for key, svc := range desired {
+				out[key] = svc
+			}
+			copied = true
+		}
+		if out[k] == nil || out[k] == desired[k] {
+			cp := *base
+			cp.Reals = make(map[lvs.RealKey]Real, len(base.Reals)+1)
+			for key, real := range base.Reals {
+				cp.Reals[key] = real
+			}
+			out[k] = &cp
+		}
+		return out[k]
+	}
 	for k, cur := range current {
-		want, ok := desired[k]
-		if !ok || cur.Reals == nil {
-			continue
+		if cur.Reals == nil {
+			continue // not read: out of scope
+		}
+		want, desiredService := desired[k]
+		if !desiredService {
+			// The whole service leaves: it stays, with no real but those
+			// that drain, until none does.
+			want = &Service{Scheduler: cur.Scheduler, Flags: cur.Flags, Timeout: cur.Timeout, Netmask: cur.Netmask}
 		}
 		timeout := time.Duration(0)
 		if d.Timeout != nil {
@@ -98,22 +123,7 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 			if r.ActiveConns == 0 {
 				deadline = start.Add(settle) // only settling is left
 			}
-			if !copied {
-				out = make(State, len(desired))
-				for key, svc := range desired {
-					out[key] = svc
-				}
-				copied = true
-			}
-			if out[k] == want {
-				cp := *want
-				cp.Reals = make(map[lvs.RealKey]Real, len(want.Reals)+1)
-				for key, real := range want.Reals {
-					cp.Reals[key] = real
-				}
-				out[k] = &cp
-			}
-			out[k].Reals[rk] = Real{Weight: 0, Forward: r.Forward}
+			edit(k, want).Reals[rk] = Real{Weight: 0, Forward: r.Forward}
 			if next.IsZero() || deadline.Before(next) {
 				next = deadline
 			}
@@ -126,6 +136,20 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 		}
 	}
 	return out, next
+}
+
+// DrainingServices lists the services of a drained state (what Adjust
+// returned) that desired lacks: those that left and wait for their
+// connections before they are deleted.
+func DrainingServices(adjusted, desired State) []lvs.ServiceKey {
+	var keys []lvs.ServiceKey
+	for k := range adjusted {
+		if desired[k] == nil {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, lvs.ServiceKey.Compare)
+	return keys
 }
 
 func (d *Drainer) stop(k lvs.ServiceKey, rk lvs.RealKey) {

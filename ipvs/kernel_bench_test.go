@@ -29,7 +29,8 @@ func benchState(services, reals int) State {
 // (nil: everything), diff, apply.
 func benchSync(b *testing.B, k *Netlink, desired State, scope func(lvs.ServiceKey) bool) Plan {
 	mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
-	plan, res, _, err := Reconcile(k, desired, mine, scope, nil, time.Now(), nil)
+	planned, res, err := Reconcile(k, Input{Desired: desired, Owned: mine, Now: time.Now()}, scope, nil)
+	plan := planned.Plan
 	if err != nil {
 		b.Fatal(err)
 	}

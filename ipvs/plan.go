@@ -10,50 +10,101 @@ import (
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
+// Input is what a plan is made from.
+type Input struct {
+	// Desired is every service render wants; Current is the kernel's
+	// table, with the reals of the services of interest.
+	Desired, Current State
+	// Owned says which services lvs-sync made (its state file). An owned
+	// service out of Desired has left the config: it drains, then goes.
+	Owned func(lvs.ServiceKey) bool
+	// Adopt says which desired services lvs-sync may take over when the
+	// kernel has them and lvs-sync did not make them (adopt = true).
+	Adopt func(lvs.ServiceKey) bool
+	// Drains keeps leaving reals at weight 0 while their connections
+	// finish; nil deletes them at once.
+	Drains *Drainer
+	Now    time.Time
+}
+
+// Planned is a plan and what it leaves for later.
+type Planned struct {
+	Plan Plan
+	// Next is the earliest time a drain settles or times out; zero if none.
+	Next time.Time
+	// Conflicts are desired services the kernel has from someone else
+	// (a foreign service on a desired VIP:port): left untouched.
+	Conflicts []lvs.ServiceKey
+	// Leaving are services out of Desired that lvs-sync keeps, their
+	// reals at weight 0, until their connections end.
+	Leaving []lvs.ServiceKey
+	// Kept is every service that is lvs-sync's after the plan: desired
+	// ones without a conflict, and those leaving.
+	Kept map[lvs.ServiceKey]bool
+}
+
 // Changes is the one planning function: the ordered kernel changes that
 // make the kernel's table match the desired state. `run` applies them,
 // `plan` prints them and `status` shows what is pending, so the three can
 // never tell different stories.
 //
-// current is the kernel's table, with the reals of the services of
-// interest; desired is every service render wants (all of them lvs-sync's);
-// owned says which other services lvs-sync made (its state file), so that
-// one that left the config is deleted; every other service is foreign and
-// neither read nor touched. drains keeps leaving reals at weight 0 while
-// their connections finish; a nil Drainer deletes them at once. next is
-// the earliest time a drain settles or times out, zero if none.
-func Changes(desired, current State, owned func(lvs.ServiceKey) bool, drains *Drainer, now time.Time) (plan Plan, next time.Time) {
-	ours := func(k lvs.ServiceKey) bool { return desired[k] != nil || (owned != nil && owned(k)) }
-	current = current.Filter(ours)
-	if drains != nil {
-		desired, next = drains.Adjust(desired, current, now)
+// A service is lvs-sync's if it made it (Owned), or if it is desired and
+// the kernel does not have it yet, or has it and Adopt allows; every
+// other service is foreign and neither read nor touched — a desired one
+// among them is a conflict.
+func Changes(in Input) Planned {
+	owned := func(k lvs.ServiceKey) bool { return in.Owned != nil && in.Owned(k) }
+	p := Planned{Kept: make(map[lvs.ServiceKey]bool, len(in.Desired))}
+	desired := make(State, len(in.Desired))
+	for k, svc := range in.Desired {
+		if _, exists := in.Current[k]; exists && !owned(k) && (in.Adopt == nil || !in.Adopt(k)) {
+			p.Conflicts = append(p.Conflicts, k)
+			continue
+		}
+		desired[k] = svc
+		p.Kept[k] = true
 	}
-	return Diff(desired, current, ours), next
+	slices.SortFunc(p.Conflicts, lvs.ServiceKey.Compare)
+	ours := func(k lvs.ServiceKey) bool { return desired[k] != nil || owned(k) }
+	current := in.Current.Filter(ours)
+	adjusted := desired
+	if in.Drains != nil {
+		adjusted, p.Next = in.Drains.Adjust(desired, current, in.Now)
+	}
+	p.Leaving = DrainingServices(adjusted, desired)
+	for _, k := range p.Leaving {
+		p.Kept[k] = true
+	}
+	p.Plan = Diff(adjusted, current, ours)
+	return p
 }
 
 // Reconcile makes the kernel match desired for the services in scope (nil:
-// every service), never touching a service that is neither desired nor
-// owned. It reads only what is in scope: on a director with a thousand
+// every service), never touching a service that is not lvs-sync's (see
+// Changes). It reads only what is in scope: on a director with a thousand
 // services, a change to one costs three netlink calls, not a thousand.
-func Reconcile(k Kernel, desired State, owned, scope func(lvs.ServiceKey) bool, drains *Drainer, now time.Time, log hclog.Logger) (Plan, Result, time.Time, error) {
+// Kept and Leaving cover the services in scope only.
+func Reconcile(k Kernel, in Input, scope func(lvs.ServiceKey) bool, log hclog.Logger) (Planned, Result, error) {
+	owned := func(key lvs.ServiceKey) bool { return in.Owned != nil && in.Owned(key) }
 	inScope := func(key lvs.ServiceKey) bool {
-		return (scope == nil || scope(key)) && (desired[key] != nil || owned(key))
+		return (scope == nil || scope(key)) && (in.Desired[key] != nil || owned(key))
 	}
 	current, err := Read(k, inScope)
 	if err != nil {
-		return nil, Result{}, time.Time{}, err
+		return Planned{}, Result{}, err
 	}
 	var foreign []lvs.ServiceKey
 	for key := range current {
-		if desired[key] == nil && !owned(key) {
+		if !owned(key) && (in.Desired[key] == nil || (in.Adopt == nil || !in.Adopt(key))) {
 			foreign = append(foreign, key)
 		}
 	}
 	slices.SortFunc(foreign, lvs.ServiceKey.Compare)
-	plan, next := Changes(desired.Filter(inScope), current.Filter(inScope), owned, drains, now)
-	res := Apply(k, plan, log)
+	in.Desired, in.Current = in.Desired.Filter(inScope), current.Filter(inScope)
+	p := Changes(in)
+	res := Apply(k, p.Plan, log)
 	res.Foreign = foreign
-	return plan, res, next, nil
+	return p, res, nil
 }
 
 // Changed returns the services whose desired state differs between two

@@ -65,6 +65,13 @@ func TestChanges(t *testing.T) {
 		},
 		want: "ipvsadm -D -t 10.0.0.3:80",
 	}, {
+		name:    "an owned service that left the config drains: live reals at 0, idle ones go",
+		desired: State{},
+		current: State{removed: svc("wlc", map[string]Real{"10.1.0.31:80": withConns(gate(4), 1, 0), "10.1.0.32:80": gate(1)})},
+		want: "ipvsadm -e -t 10.0.0.3:80 -r 10.1.0.31:80 -g -w 0\n" +
+			"ipvsadm -d -t 10.0.0.3:80 -r 10.1.0.32:80",
+		wantNext: 30 * time.Second,
+	}, {
 		name:    "nothing to do",
 		desired: State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(1)})},
 		current: State{web: svc("wlc", map[string]Real{"10.1.0.11:80": withConns(gate(1), 7, 3)})},
@@ -73,7 +80,8 @@ func TestChanges(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
-			plan, next := Changes(tt.desired, tt.current, owned, d, t0)
+			p := Changes(Input{Desired: tt.desired, Current: tt.current, Owned: owned, Drains: d, Now: t0})
+			plan, next := p.Plan, p.Next
 			if got := planStrings(plan); got != tt.want {
 				t.Errorf("plan:\n%s\nwant:\n%s", got, tt.want)
 			}
@@ -98,8 +106,44 @@ func TestChanges(t *testing.T) {
 func TestChangesWithoutDrainer(t *testing.T) {
 	web := svcKey("10.0.0.1:80")
 	cur := svc("wlc", map[string]Real{"10.1.0.12:80": {Weight: 1, Forward: lvs.Route, ActiveConns: 3}})
-	plan, _ := Changes(State{web: svc("wlc", nil)}, State{web: cur}, nil, nil, time.Now())
-	if got := planStrings(plan); got != "ipvsadm -d -t 10.0.0.1:80 -r 10.1.0.12:80" {
+	mine := func(lvs.ServiceKey) bool { return true }
+	p := Changes(Input{Desired: State{web: svc("wlc", nil)}, Current: State{web: cur}, Owned: mine, Now: time.Now()})
+	if got := planStrings(p.Plan); got != "ipvsadm -d -t 10.0.0.1:80 -r 10.1.0.12:80" {
 		t.Errorf("plan %q", got)
+	}
+}
+
+// TestChangesLeavesAConflictAlone: a desired service the kernel has from
+// someone else is a conflict, untouched, unless the config adopts it; a
+// service that drains after leaving the config stays lvs-sync's until it
+// is gone.
+func TestChangesLeavesAConflictAlone(t *testing.T) {
+	web, removed := svcKey("10.0.0.1:80"), svcKey("10.0.0.3:80")
+	foreignWeb := State{web: svc("rr", map[string]Real{"10.9.0.1:80": gate(7)})}
+	desired := State{web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(1)})}
+	p := Changes(Input{Desired: desired, Current: foreignWeb, Now: time.Now()})
+	if len(p.Plan) != 0 || len(p.Conflicts) != 1 || p.Conflicts[0] != web || p.Kept[web] {
+		t.Errorf("conflict: plan %q, conflicts %v, kept %v; want nothing planned, web a conflict, not kept", planStrings(p.Plan), p.Conflicts, p.Kept)
+	}
+	p = Changes(Input{Desired: desired, Current: foreignWeb, Adopt: func(k lvs.ServiceKey) bool { return k == web }, Now: time.Now()})
+	want := "ipvsadm -E -t 10.0.0.1:80 -s wlc\n" +
+		"ipvsadm -a -t 10.0.0.1:80 -r 10.1.0.11:80 -g -w 1\n" +
+		"ipvsadm -d -t 10.0.0.1:80 -r 10.9.0.1:80"
+	if got := planStrings(p.Plan); got != want || len(p.Conflicts) != 0 || !p.Kept[web] {
+		t.Errorf("adopted: plan\n%s\nwant\n%s\n(conflicts %v, kept %v)", got, want, p.Conflicts, p.Kept)
+	}
+	// A service that left the config with a live connection is kept, and
+	// listed as leaving, until its connections end.
+	d := &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
+	cur := State{removed: svc("wlc", map[string]Real{"10.1.0.31:80": {Weight: 2, Forward: lvs.Route, ActiveConns: 1}})}
+	owned := func(k lvs.ServiceKey) bool { return k == removed }
+	p = Changes(Input{Current: cur, Owned: owned, Drains: d, Now: time.Now()})
+	if !p.Kept[removed] || len(p.Leaving) != 1 {
+		t.Errorf("leaving service: kept %v, leaving %v; want it kept and leaving", p.Kept, p.Leaving)
+	}
+	cur[removed].Reals[realKey("10.1.0.31:80")] = Real{Weight: 0, Forward: lvs.Route}
+	p = Changes(Input{Current: cur, Owned: owned, Drains: d, Now: time.Now()})
+	if got := planStrings(p.Plan); got != "ipvsadm -D -t 10.0.0.3:80" || p.Kept[removed] {
+		t.Errorf("once idle: plan %q, kept %v; want the service deleted, no longer kept", got, p.Kept)
 	}
 }

@@ -220,7 +220,7 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	ours := func(k lvs.ServiceKey) bool { return own.Owns(k) || c.res.State[k] != nil }
-	current, err := ipvs.Read(kernel, ours)
+	current, err := ipvs.Read(kernel, ours) // every service, the reals of these
 	if err != nil {
 		c.log.Error("cannot read the kernel's ipvs table", "error", err)
 		return 1
@@ -229,8 +229,13 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	// restart, finds the leaving reals that still have connections and
 	// drains them.
 	drains := daemon.NewDrainer(c.cfg)
-	plan, _ := ipvs.Changes(c.res.State, current, own.Owns, drains, time.Now())
-	for _, op := range plan {
+	planned := ipvs.Changes(ipvs.Input{Desired: c.res.State, Current: current, Owned: own.Owns, Adopt: c.cfg.Adopts,
+		Drains: drains, Now: time.Now()})
+	for _, k := range planned.Conflicts {
+		c.log.Warn("the kernel already has this virtual service and lvs-sync did not make it: run leaves it untouched; set adopt = true to take it over",
+			"virtual_service", c.cfg.VirtualServiceAt(k).Name, "service", k)
+	}
+	for _, op := range planned.Plan {
 		fmt.Fprintln(stdout, op)
 	}
 	return 0

@@ -160,6 +160,8 @@ func printStatus(w io.Writer, st status.View, live bool) {
 		head := fmt.Sprintf("%-4s %s %s%s", strings.ToUpper(s.Protocol), s.Address, s.Scheduler, flags)
 		label := "(foreign: not lvs-sync's)"
 		switch {
+		case s.Conflict:
+			label = fmt.Sprintf("%s (%s) (conflict: made by someone else, left untouched; adopt = true takes it over)", s.Name, s.ConsulService)
 		case s.Name != "":
 			label = fmt.Sprintf("%s (%s)", s.Name, s.ConsulService)
 		case !s.Foreign:

@@ -185,8 +185,8 @@ func pages(cfg *config.Config) []fallback.Page {
 type watch struct {
 	cfg     *config.Config
 	trigger string // what asked for it, for a reload
-	snaps <-chan catalog.Snapshot
-	stop  context.CancelFunc
+	snaps   <-chan catalog.Snapshot
+	stop    context.CancelFunc
 	// by is when a reload gives up on this watch's first snapshot.
 	by time.Time
 }

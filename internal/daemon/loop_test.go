@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // The loop's tests drive it event by event on a fake clock: a snapshot
@@ -446,4 +448,67 @@ type chanSource struct{ snaps chan catalog.Snapshot }
 
 func (s chanSource) Watch(ctx context.Context, _ []string, _ catalog.Observer) <-chan catalog.Snapshot {
 	return s.snaps
+}
+
+// TestLoopLeavesAConflictAlone: a virtual service the kernel already has
+// from someone else is left untouched, and not recorded as lvs-sync's,
+// unless the config adopts it.
+func TestLoopLeavesAConflictAlone(t *testing.T) {
+	theirs := ipvs.State{gateKey: &ipvs.Service{Scheduler: "rr", Netmask: 0xffffffff, Reals: map[lvs.RealKey]ipvs.Real{
+		{Addr: netip.MustParseAddr("10.99.1.1"), Port: 80}: {Weight: 7, Forward: lvs.Route},
+	}}}
+	kernel := ipvstest.New(theirs)
+	h := newHarness(t, gateConfig(""), kernel)
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	if got := kernel.State().String(); got != theirs.String() {
+		t.Errorf("a conflicting service was changed:\n%s", got)
+	}
+	if h.d.opts.Ownership.Owns(gateKey) {
+		t.Error("a conflicting service is recorded as lvs-sync's")
+	}
+	st, err := h.d.Status()
+	if err != nil || len(st.Services) != 1 || !st.Services[0].Conflict {
+		t.Errorf("status %+v (%v): want the service shown as a conflict", st.Services, err)
+	}
+
+	h = newHarness(t, gateConfig(`adopt = true`), kernel)
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) || !h.d.opts.Ownership.Owns(gateKey) {
+		t.Errorf("with adopt = true: kernel %v, owned %v; want it taken over", h.web(), h.d.opts.Ownership.Owns(gateKey))
+	}
+}
+
+// TestLoopDrainsARemovedService: a virtual service that leaves the config
+// keeps its service, its reals at weight 0, until their connections end;
+// then it is deleted.
+func TestLoopDrainsARemovedService(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, webConfig, kernel) // web (gate) and api (masq)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	apiKey := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.10.10.61"), Port: 8080}
+	apiReal := lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.11"), Port: 8080}
+	if err := kernel.SetConns(apiKey, apiReal, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A reload drops api.
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), trigger: "test"}, h.clock.Now())
+	h.l.switchTo(catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", Instances: []*catalog.Instance{
+		web1(catalog.Passing), web2(catalog.Passing)}}}}, h.clock.Now())
+	h.untilNext()
+	if got := reals(kernel.State(), "10.10.10.61:8080"); !testenv.SameWeights(got, map[string]int{"10.1.0.11:8080": 0}) {
+		t.Fatalf("the removed service has %v, want only its live real, at weight 0", got)
+	}
+	if !h.d.opts.Ownership.Owns(apiKey) {
+		t.Fatal("a draining service is no longer recorded as lvs-sync's")
+	}
+	if err := kernel.SetConns(apiKey, apiReal, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	h.untilNext() // the drain poll
+	if _, still := kernel.State()[apiKey]; still || h.d.opts.Ownership.Owns(apiKey) {
+		t.Errorf("after its connections ended the service is still there (%v) or owned", still)
+	}
 }

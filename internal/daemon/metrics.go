@@ -25,6 +25,7 @@ type Metrics struct {
 	realsApplied    *prometheus.GaugeVec
 	realsByState    *prometheus.GaugeVec
 	foreignServices prometheus.Gauge
+	conflicts       prometheus.Gauge
 	configReloads   *prometheus.CounterVec
 	draining        prometheus.Gauge
 	lastSyncSuccess prometheus.Gauge
@@ -54,6 +55,8 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Real servers by virtual service and state: serving, quiesced, draining, fallback."}, []string{"virtual_service", "state"}),
 		foreignServices: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_foreign_services",
 			Help: "Virtual services in the kernel that lvs-sync does not own, seen at the last full sync."}),
+		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_conflicts",
+			Help: "Virtual services of the config that the kernel has from someone else: left untouched (adopt = true takes one over)."}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_config_reloads_total",
 			Help: "Config reloads, by result (ok, error)."}, []string{"result"}),
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_reals_draining",
@@ -65,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		Help: "A constant 1, labelled with lvs-sync's version and Go version."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	reg.MustRegister(m.catalogQueries, m.catalogErrors, m.catalogIndex, m.applyLatency, m.kernelOps, m.syncs,
-		m.realsDesired, m.realsApplied, m.realsByState, m.foreignServices, m.configReloads, m.draining,
+		m.realsDesired, m.realsApplied, m.realsByState, m.foreignServices, m.conflicts, m.configReloads, m.draining,
 		m.lastSyncSuccess, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -163,4 +166,12 @@ func (m *Metrics) observeApplyLatency(d time.Duration) {
 		return
 	}
 	m.applyLatency.Observe(d.Seconds())
+}
+
+// sawConflicts sets the number of conflicts.
+func (m *Metrics) sawConflicts(n int) {
+	if m == nil {
+		return
+	}
+	m.conflicts.Set(float64(n))
 }

@@ -30,27 +30,50 @@ type syncState struct {
 	tracker render.Tracker
 	// drainer keeps leaving reals at weight 0 while connections finish.
 	drainer ipvs.Drainer
+	// conflicts are the desired services the kernel has from someone
+	// else, each warned about once.
+	conflicts map[lvs.ServiceKey]bool
+	// timeouts are the drain timeouts of every virtual service a config
+	// has named, so that one a reload removed drains with its own.
+	timeouts map[lvs.ServiceKey]time.Duration
 }
 
-func (s *syncState) init() { s.logged = map[string]bool{} }
+func (s *syncState) init() {
+	s.logged = map[string]bool{}
+	s.conflicts = map[lvs.ServiceKey]bool{}
+}
 
 func (s *syncState) setConfig(cfg *config.Config) {
-	s.drainer.Timeout = drainTimeouts(cfg)
+	// A service a reload removed drains with the timeout it had.
+	if s.timeouts == nil {
+		s.timeouts = map[lvs.ServiceKey]time.Duration{}
+	}
+	for _, vs := range cfg.VirtualServices {
+		s.timeouts[vs.Key()] = vs.DrainTimeout
+	}
+	s.drainer.Timeout = drainTimeout(s.timeouts)
 	s.lastApplied = nil // the next sync compares everything
 }
 
 // NewDrainer is a drainer with no drain under way, as run has when it
 // starts, with each virtual service's drain_timeout: what plan shows.
 func NewDrainer(cfg *config.Config) *ipvs.Drainer {
-	return &ipvs.Drainer{Timeout: drainTimeouts(cfg)}
-}
-
-func drainTimeouts(cfg *config.Config) func(lvs.ServiceKey) time.Duration {
 	timeouts := make(map[lvs.ServiceKey]time.Duration, len(cfg.VirtualServices))
 	for _, vs := range cfg.VirtualServices {
 		timeouts[vs.Key()] = vs.DrainTimeout
 	}
-	return func(k lvs.ServiceKey) time.Duration { return timeouts[k] }
+	return &ipvs.Drainer{Timeout: drainTimeout(timeouts)}
+}
+
+// drainTimeout is each service's drain_timeout; a service no config
+// names (it left the config while lvs-sync was stopped) has the default.
+func drainTimeout(timeouts map[lvs.ServiceKey]time.Duration) func(lvs.ServiceKey) time.Duration {
+	return func(k lvs.ServiceKey) time.Duration {
+		if t, ok := timeouts[k]; ok {
+			return t
+		}
+		return config.DefaultDrainTimeout
+	}
 }
 
 func (s *syncState) observe(snap catalog.Snapshot, now time.Time) { s.tracker.Observe(snap, now) }
@@ -91,40 +114,47 @@ func (d *Daemon) sync(snap catalog.Snapshot, t Trigger, now time.Time) (wake tim
 		scope = func(k lvs.ServiceKey) bool { return changed[k] }
 	}
 	own := d.opts.Ownership
-	plan, result, drainNext, err := ipvs.Reconcile(d.opts.Kernel, desired, own.Owns, scope, &st.drainer, now, d.log.Named("ipvs"))
+	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now}
+	planned, result, err := ipvs.Reconcile(d.opts.Kernel, in, scope, d.log.Named("ipvs"))
 	if err != nil {
 		st.lastApplied = nil
 		return wake, false, fmt.Errorf("reading the kernel: %w", err)
 	}
+	plan := planned.Plan
 	report.Plan, report.Applied = plan, result.Applied
 	d.opts.Metrics.sawSync(result, scope == nil, len(result.Foreign))
+	d.noteConflicts(planned.Conflicts, scope)
 	if len(st.drainer.Draining()) > 0 {
 		// Poll the draining reals' connections, up to the first drain
 		// deadline.
 		poll := now.Add(drainPoll)
-		if !drainNext.IsZero() && drainNext.Before(poll) {
-			poll = drainNext
+		if !planned.Next.IsZero() && planned.Next.Before(poll) {
+			poll = planned.Next
 		}
 		if wake.IsZero() || poll.Before(wake) {
 			wake = poll
 		}
 	}
 
-	// Owned from now on: what is desired, and what could not be deleted.
-	keep := make(map[lvs.ServiceKey]bool, len(desired))
-	for k := range desired {
-		keep[k] = true
+	// Owned from now on: what the plan kept of the services in scope
+	// (desired without a conflict, and leaving ones still draining), what
+	// could not be deleted, and every owned service out of scope.
+	previously := own.Keys()
+	keep := maps.Clone(planned.Kept)
+	for _, k := range previously {
+		if scope != nil && !scope(k) {
+			keep[k] = true
+		}
 	}
 	for _, op := range plan {
 		if op.Kind == ipvs.DeleteService && result.Failed[op.Service] != nil {
 			keep[op.Service] = true
 		}
 	}
-	previously := own.Keys()
 	if err := own.Set(keep); err != nil {
 		d.log.Warn("cannot save which services lvs-sync owns", "error", err)
 	}
-	vipErr := d.syncVIPs(desired, previously)
+	vipErr := d.syncVIPs(slices.Collect(maps.Keys(keep)), previously)
 	if result.Err() == nil && vipErr == nil {
 		st.lastApplied = desired
 	} else {
@@ -148,14 +178,15 @@ func (d *Daemon) sync(snap catalog.Snapshot, t Trigger, now time.Time) (wake tim
 	return wake, result.Applied > 0, vipErr
 }
 
-// syncVIPs puts the desired VIPs on the VIP link and removes those of
-// services lvs-sync owned before and no longer serves.
-func (d *Daemon) syncVIPs(desired ipvs.State, previously []lvs.ServiceKey) error {
+// syncVIPs puts the VIPs of the services lvs-sync keeps on the VIP link
+// (a leaving one keeps its VIP while it drains) and removes those of
+// services it owned before and no longer has.
+func (d *Daemon) syncVIPs(kept, previously []lvs.ServiceKey) error {
 	if d.opts.VIPs == nil {
 		return nil
 	}
 	wasOurs := vipsOfKeys(previously)
-	_, _, err := d.opts.VIPs.Sync(vipsOfKeys(slices.Collect(maps.Keys(desired))), func(a netip.Addr) bool { return slices.Contains(wasOurs, a) })
+	_, _, err := d.opts.VIPs.Sync(vipsOfKeys(kept), func(a netip.Addr) bool { return slices.Contains(wasOurs, a) })
 	if err != nil {
 		return fmt.Errorf("syncing vips: %w", err)
 	}
@@ -198,6 +229,34 @@ func (d *Daemon) Cleanup() error {
 	}
 	d.log.Info("cleaned up on exit", "services", len(keys))
 	return nil
+}
+
+// noteConflicts warns once about each desired service the kernel has from
+// someone else, and forgets those of the scope that no longer conflict.
+func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope func(lvs.ServiceKey) bool) {
+	st := &d.state
+	now := make(map[lvs.ServiceKey]bool, len(conflicts))
+	for _, k := range conflicts {
+		now[k] = true
+		if st.conflicts[k] {
+			continue
+		}
+		name := ""
+		if vs := d.cfg.VirtualServiceAt(k); vs != nil {
+			name = vs.Name
+		}
+		d.log.Warn("the kernel already has this virtual service and lvs-sync did not make it: left untouched; set adopt = true to take it over",
+			"virtual_service", name, "service", k)
+	}
+	for k := range st.conflicts {
+		if scope == nil || scope(k) {
+			delete(st.conflicts, k)
+		}
+	}
+	for k := range now {
+		st.conflicts[k] = true
+	}
+	d.opts.Metrics.sawConflicts(len(st.conflicts))
 }
 
 // logNotes warns once about each piece of catalog data render left out.

@@ -40,11 +40,14 @@ type ServiceView struct {
 	Persistence uint32 `json:"persistence"`
 	// Name is the config label; empty, with Foreign, for a service
 	// lvs-sync does not own.
-	Name          string     `json:"name,omitempty"`
-	ConsulService string     `json:"consul_service,omitempty"`
-	Forwarding    string     `json:"forwarding,omitempty"`
-	Foreign       bool       `json:"foreign"`
-	Reals         []RealView `json:"reals"`
+	Name          string `json:"name,omitempty"`
+	ConsulService string `json:"consul_service,omitempty"`
+	Forwarding    string `json:"forwarding,omitempty"`
+	Foreign       bool   `json:"foreign"`
+	// Conflict is a service the config names but lvs-sync did not make:
+	// left untouched unless the virtual service says adopt = true.
+	Conflict bool       `json:"conflict,omitempty"`
+	Reals    []RealView `json:"reals"`
 }
 
 // RealView is one real server of a service.
@@ -135,6 +138,10 @@ func (in Input) service(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 		return out
 	}
 	out.Name, out.ConsulService, out.Forwarding = vs.Name, vs.Service, vs.Forwarding.String()
+	if in.Owns != nil && !in.Owns(k) && !vs.Adopt {
+		out.Conflict = true
+		return out // not lvs-sync's: nothing it decided applies
+	}
 	if in.Desired == nil {
 		return out
 	}
