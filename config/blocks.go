@@ -20,6 +20,7 @@ type rawConsul struct {
 	CertFile   *string  `hcl:"cert_file,optional"`
 	KeyFile    *string  `hcl:"key_file,optional"`
 	ServerName *string  `hcl:"server_name,optional"`
+	MaxConns   *int     `hcl:"max_connections,optional"`
 	Body       hcl.Body `hcl:",body"`
 	Remain     hcl.Body `hcl:",remain"`
 	DefRange   hcl.Range
@@ -87,6 +88,12 @@ func decodeConsul(rc *rawConsul) (Consul, hcl.Diagnostics) {
 	} {
 		if f.value != nil && *f.value == "" {
 			diags = append(diags, at.errorf(f.name, "Empty value", "must not be empty; leave it out for the default"))
+		}
+	}
+	if rc.MaxConns != nil {
+		c.MaxConnections = *rc.MaxConns
+		if c.MaxConnections < 1 {
+			diags = append(diags, at.errorf("max_connections", "Invalid connection budget", "%d: at least 1 connection is needed", c.MaxConnections))
 		}
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {

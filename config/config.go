@@ -46,6 +46,9 @@ type Consul struct {
 	CertFile   string
 	KeyFile    string
 	ServerName string
+	// MaxConnections caps the TCP connections to the agent, whatever the
+	// number of services watched (max_connections; 0 is the default, 8).
+	MaxConnections int
 }
 
 // API is lvs-sync's local HTTP API: /v1/status, /v1/health, /metrics.
@@ -211,6 +214,7 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	check("director.cleanup_on_exit", c.Director.CleanupOnExit != next.Director.CleanupOnExit)
 	check("consul.address", c.Consul.Address != next.Consul.Address)
 	check("consul.datacenter", c.Consul.Datacenter != next.Consul.Datacenter)
+	check("consul.max_connections", c.Consul.MaxConnections != next.Consul.MaxConnections)
 	check("consul.ca_file", c.Consul.CAFile != next.Consul.CAFile)
 	check("consul.cert_file", c.Consul.CertFile != next.Consul.CertFile)
 	check("consul.key_file", c.Consul.KeyFile != next.Consul.KeyFile)

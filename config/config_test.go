@@ -24,6 +24,7 @@ consul {
   address    = "127.0.0.1:8500"
   token_file = "/etc/lvs-sync/consul.token"
   datacenter = "dc1"
+  max_connections = 4
 }
 director {
   vip_interface = "lvs0"
@@ -60,7 +61,7 @@ virtual_service "shop" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Consul != (Consul{Address: "127.0.0.1:8500", TokenFile: "/etc/lvs-sync/consul.token", Datacenter: "dc1"}) {
+	if cfg.Consul != (Consul{Address: "127.0.0.1:8500", TokenFile: "/etc/lvs-sync/consul.token", Datacenter: "dc1", MaxConnections: 4}) {
 		t.Errorf("consul = %+v", cfg.Consul)
 	}
 	if cfg.Director != (Director{VIPInterface: "lvs0", ReconcileInterval: time.Minute, StateFile: "/var/lib/lvs-sync/state.json"}) {
@@ -95,8 +96,8 @@ virtual_service "shop" {
 		shop.OnWarning != "quiesce" || !strings.Contains(shop.MaintenancePage, "{{.Service}}") {
 		t.Errorf("shop = %+v", shop)
 	}
-	if dns.DeclRange.Start.Line != 21 {
-		t.Errorf("dns declared at line %d, want 21", dns.DeclRange.Start.Line)
+	if dns.DeclRange.Start.Line != 22 {
+		t.Errorf("dns declared at line %d, want 22", dns.DeclRange.Start.Line)
 	}
 }
 
@@ -214,6 +215,7 @@ fallback = "10.0.0.9:0"
 }`, []string{`t.hcl:9:12: error: Invalid fallback`}},
 		{"two consul blocks", "consul {}\nconsul {}\n", []string{`t.hcl:2:1: error: Duplicate consul block; Only one consul block is allowed; the first is at t.hcl:1,1-7.`}},
 		{"empty consul address", "consul {\n  address = \"\"\n}\n", []string{`t.hcl:2:13: error: Empty value; consul: address: must not be empty`}},
+		{"no connection budget", "consul {\n  max_connections = 0\n}\n", []string{`t.hcl:2:21: error: Invalid connection budget`}},
 		{"cert without key", "consul {\n  cert_file = \"/c.pem\"\n}\n", []string{`Incomplete client certificate`}},
 		{"bad vip interface", "director {\n  vip_interface = \"lvs 0\"\n}\n", []string{`t.hcl:2:19: error: Invalid interface name`}},
 		{"long vip interface", "director {\n  vip_interface = \"a-very-long-link-name\"\n}\n", []string{`must be 1 to 15 characters`}},

@@ -95,3 +95,16 @@ func rank(h catalog.Health) int {
 	}
 	return 2
 }
+
+// outputsMoved reports whether a's check outputs differ from b's, given
+// that their content is the same.
+func outputsMoved(a, b *catalog.Service) bool {
+	for i, in := range a.Instances {
+		for j, c := range in.Checks {
+			if c.Output != b.Instances[i].Checks[j].Output {
+				return true
+			}
+		}
+	}
+	return false
+}

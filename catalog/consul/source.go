@@ -1,48 +1,89 @@
-// Package consul is the Consul implementation of catalog.Source: blocking
-// queries against a Consul agent's HTTP API, converted into the neutral
-// model of package catalog. It may import catalog, internal/backoff and
-// consul/api; nothing above it.
 package consul
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 )
 
-// Health is the part of Consul's health endpoint the source uses;
-// (*api.Client).Health() satisfies it.
-type Health interface {
-	Service(service, tag string, passingOnly bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
+// DefaultMaxConnections is the connection budget when none is given.
+const DefaultMaxConnections = 8
+
+// feeds is the number of blocking queries that each hold a connection.
+const feeds = 4
+
+// reader is the part of Consul's HTTP API the source uses; clientReader
+// wraps a *api.Client, tests give a fake.
+type reader interface {
+	Service(service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
+	State(state string, q *api.QueryOptions) (api.HealthChecks, *api.QueryMeta, error)
+	Services(q *api.QueryOptions) (map[string][]string, *api.QueryMeta, error)
+	Nodes(q *api.QueryOptions) ([]*api.Node, *api.QueryMeta, error)
 }
 
-var _ Health = (*api.Health)(nil)
+type clientReader struct{ c *api.Client }
+
+func (r clientReader) Service(name string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	return r.c.Health().Service(name, "", false, q)
+}
+
+func (r clientReader) State(state string, q *api.QueryOptions) (api.HealthChecks, *api.QueryMeta, error) {
+	return r.c.Health().State(state, q)
+}
+
+func (r clientReader) Services(q *api.QueryOptions) (map[string][]string, *api.QueryMeta, error) {
+	return r.c.Catalog().Services(q)
+}
+
+func (r clientReader) Nodes(q *api.QueryOptions) ([]*api.Node, *api.QueryMeta, error) {
+	return r.c.Catalog().Nodes(q)
+}
 
 // Options tune the source. The zero value gives the defaults.
 type Options struct {
 	// Datacenter to query; empty is the agent's own.
 	Datacenter string
-	// WaitTime is how long Consul may hold a blocking query (default 5m).
+	// MaxConnections is the connection budget (default 8); give the
+	// client's transport the same with LimitConnections.
+	MaxConnections int
+	// WaitTime is how long Consul may hold a blocking query (default 5m;
+	// 1s when the budget is under 5, so that reads get a connection).
 	WaitTime time.Duration
-	// MinInterval is the least time between two queries of one service,
-	// to which up to as much again of random jitter is added (default 100ms).
+	// MinInterval is the least time between two queries of one feed, to
+	// which up to as much again of random jitter is added (default 100ms).
 	MinInterval time.Duration
 	// BackoffBase is the first retry delay after an error, doubled on every
 	// further error up to BackoffMax (defaults 250ms and 30s).
 	BackoffBase, BackoffMax time.Duration
-	Logger                  hclog.Logger
+	// ResyncInterval is how often every service is re-read whatever the
+	// feeds say, up to 10% jitter added (default 5m).
+	ResyncInterval time.Duration
+	// Clock drives the rate limits, backoffs and resyncs (default real).
+	Clock  clockwork.Clock
+	Logger hclog.Logger
 }
 
 func (o *Options) setDefaults() {
+	if o.MaxConnections < 1 {
+		o.MaxConnections = DefaultMaxConnections
+	}
 	if o.WaitTime == 0 {
 		o.WaitTime = 5 * time.Minute
+		if o.MaxConnections <= feeds {
+			o.WaitTime = time.Second
+		}
 	}
 	if o.MinInterval == 0 {
 		o.MinInterval = 100 * time.Millisecond
@@ -53,60 +94,187 @@ func (o *Options) setDefaults() {
 	if o.BackoffMax == 0 {
 		o.BackoffMax = 30 * time.Second
 	}
+	if o.ResyncInterval == 0 {
+		o.ResyncInterval = 5 * time.Minute
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
 }
 
-// Source watches Consul services, one blocking query per service.
+// readers is how many reads may run at once beside the feeds.
+func (o *Options) readers() int { return max(1, o.MaxConnections-feeds) }
+
+// LimitConnections caps conf's transport at n connections to the agent
+// (DefaultMaxConnections when n < 1), idle ones included. Call it before
+// api.NewClient.
+func LimitConnections(conf *api.Config, n int) {
+	if n < 1 {
+		n = DefaultMaxConnections
+	}
+	if conf.Transport == nil {
+		conf.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	conf.Transport.MaxConnsPerHost = n
+	conf.Transport.MaxIdleConnsPerHost = n
+}
+
+// Source watches Consul services through the change feeds described above.
 type Source struct {
-	health Health
-	opts   Options
-	log    hclog.Logger
+	api     reader
+	opts    Options
+	log     hclog.Logger
+	trouble trouble
 
 	// sleep waits d or until ctx ends; jitter picks a random delay in
 	// [0, d). Tests replace both.
 	sleep  func(ctx context.Context, d time.Duration) error
 	jitter func(d time.Duration) time.Duration
-	now    func() time.Time
 }
 
 var _ catalog.Source = (*Source)(nil)
 
-// NewSource reads the catalog through client's agent.
+// NewSource reads the catalog through client's agent. Give the client's
+// transport the budget first (LimitConnections).
 func NewSource(client *api.Client, opts Options) *Source {
-	return newSource(client.Health(), opts)
+	return newSource(clientReader{client}, opts)
 }
 
-func newSource(h Health, opts Options) *Source {
+func newSource(r reader, opts Options) *Source {
 	opts.setDefaults()
-	return &Source{
-		health: h,
-		opts:   opts,
-		log:    opts.Logger,
-		sleep:  sleepCtx,
-		jitter: randJitter,
-		now:    time.Now,
+	s := &Source{api: r, opts: opts, log: opts.Logger, jitter: randJitter}
+	s.trouble.log = opts.Logger
+	s.sleep = func(ctx context.Context, d time.Duration) error {
+		t := s.opts.Clock.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.Chan():
+			return nil
+		}
 	}
+	return s
 }
 
-// Fetch asks once for every service, without blocking, and returns the
-// snapshot: what `lvs-sync render` shows.
+// Fetch reads every service once, without blocking, as many at a time as
+// the budget allows: what `lvs-sync render` shows.
 func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot, error) {
-	snap := catalog.Snapshot{Services: make(map[string]*catalog.Service, len(services))}
-	for _, name := range unique(services) {
-		q := (&api.QueryOptions{Datacenter: s.opts.Datacenter}).WithContext(ctx)
-		entries, meta, err := s.health.Service(name, "", false, q)
-		if err != nil {
-			return catalog.Snapshot{}, fmt.Errorf("querying health of service %q: %w", name, err)
-		}
-		svc := newService(name, entries, meta)
-		if svc.FilteredByACLs {
-			s.log.Warn("consul filtered the answer by acls: the token cannot read every instance", "service", name)
-		}
-		snap.Services[name] = svc
+	names := unique(services)
+	snap := catalog.Snapshot{Services: make(map[string]*catalog.Service, len(names))}
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		next  = make(chan string)
+	)
+	for range min(s.opts.MaxConnections, max(1, len(names))) {
+		wg.Go(func() {
+			for name := range next {
+				svc, err := s.read(ctx, name, false, nil)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				}
+				if err == nil {
+					snap.Services[name] = svc
+					if svc.FilteredByACLs {
+						s.log.Warn("consul filtered the answer by acls: the token cannot read every instance", "service", name)
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, name := range names {
+		next <- name
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return catalog.Snapshot{}, first
 	}
 	return snap, nil
+}
+
+// read asks for one service's instances without blocking.
+func (s *Source) read(ctx context.Context, name string, stale bool, obs catalog.Observer) (*catalog.Service, error) {
+	q := (&api.QueryOptions{Datacenter: s.opts.Datacenter, AllowStale: stale}).WithContext(ctx)
+	entries, meta, err := s.api.Service(name, q)
+	err = observe(obs, name, meta, err)
+	if err != nil {
+		return nil, fmt.Errorf("querying health of service %q: %w", name, err)
+	}
+	return newService(name, entries, meta), nil
+}
+
+// observe tells obs of a query's outcome; an answer without metadata is
+// an error.
+func observe(obs catalog.Observer, query string, meta *api.QueryMeta, err error) error {
+	if err == nil && meta == nil {
+		err = errors.New("answer without query metadata")
+	}
+	if obs != nil {
+		var idx uint64
+		if meta != nil {
+			idx = meta.LastIndex
+		}
+		obs.ObserveQuery(query, idx, err)
+	}
+	return err
+}
+
+// trouble logs failures once per kind and episode, with what to do about
+// them, instead of once per query: an episode ends with a success.
+type trouble struct {
+	log  hclog.Logger
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// failed notes a failed query.
+func (t *trouble) failed(what string, err error) {
+	kind, advice := classify(err)
+	t.mu.Lock()
+	repeated := t.seen[kind]
+	if t.seen == nil {
+		t.seen = map[string]bool{}
+	}
+	t.seen[kind] = true
+	t.mu.Unlock()
+	if repeated {
+		t.log.Debug("consul query failed again", "query", what, "error", err)
+		return
+	}
+	t.log.Warn("consul query failed; retrying with backoff, further failures are logged at debug",
+		"query", what, "error", err, "advice", advice)
+}
+
+// ok notes a successful query, ending an episode.
+func (t *trouble) ok() {
+	t.mu.Lock()
+	was := len(t.seen)
+	clear(t.seen)
+	t.mu.Unlock()
+	if was > 0 {
+		t.log.Info("consul answers again")
+	}
+}
+
+func classify(err error) (kind, advice string) {
+	var status api.StatusError
+	switch {
+	case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
+		return "too many connections",
+			"the agent limits connections per client address: raise its limits.http_max_conns_per_client, or lower consul.max_connections here"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+		return "connection refused",
+			"is the agent running at the configured address? an agent over its limits.http_max_conns_per_client also closes connections: raise it, or lower consul.max_connections"
+	}
+	return "query error", "see the error"
 }
 
 // unique returns the names sorted, each once.
@@ -114,17 +282,6 @@ func unique(names []string) []string {
 	names = slices.Clone(names)
 	slices.Sort(names)
 	return slices.Compact(names)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func randJitter(d time.Duration) time.Duration {

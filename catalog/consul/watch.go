@@ -2,161 +2,405 @@ package consul
 
 import (
 	"context"
-	"errors"
 	"maps"
-
-	"github.com/hashicorp/consul/api"
+	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/internal/backoff"
 )
 
-// update is one service's new answer. material is false when only check
-// outputs changed: the answer is kept, so the next snapshot carries the
-// latest outputs, but it does not make a snapshot by itself.
-type update struct {
-	svc      *catalog.Service
-	material bool
+// rebuildEvery throttles rebuilding a snapshot the reader has not taken
+// yet: a burst of answers costs one copy of the service map per period,
+// not one per answer.
+const rebuildEvery = 10 * time.Millisecond
+
+// queued says whether, and how, a service waits for a read.
+type queued int
+
+const (
+	notQueued queued = iota
+	queuedUrgent
+	queuedSweep
+)
+
+// serviceState is what a watch holds for one watched service: bounded by
+// the watched services, whatever the catalog does.
+type serviceState struct {
+	svc   *catalog.Service // the latest answer; nil until the first
+	index uint64           // its index: a stale answer older than it is dropped
+	queue queued
+	stale bool // the queued read may be ?stale (a backstop resync)
+	// inflight is set while a read is out; issued is the event sequence
+	// number when it went; again asks for one more read after it.
+	inflight, again, againUrgent bool
+	issued                       uint64
+	failures                     int
+	retrying                     bool
 }
 
-// Watch runs one blocking query per service and merges the answers into
-// snapshots; see catalog.Source.
+type readRequest struct {
+	name  string
+	stale bool
+}
+
+type readResult struct {
+	name  string
+	stale bool
+	svc   *catalog.Service
+	err   error
+}
+
+// watch is the state of one Watch call, owned by its run goroutine.
+type watch struct {
+	s        *Source
+	services map[string]*serviceState
+	answered int
+
+	// The feeds' last answers, and which feeds have answered once.
+	checks map[string]map[checkKey]checkVal
+	nodes  map[string]string
+	tags   map[string][]string
+	ready  map[string]bool
+
+	// byNode maps a node to the watched services with an instance on it;
+	// nodeSeq stamps the last event on a node with the event sequence.
+	byNode  map[string]map[string]bool
+	nodeSeq map[string]uint64
+	seq     uint64
+
+	urgent, sweep []string
+	retries       chan string
+
+	// Emission: latest is shared with the snapshot last built (so it is
+	// copied before a change); sinceSent and sinceBuilt are the services
+	// changed since the last snapshot sent and since the one built.
+	latest                        map[string]*catalog.Service
+	built                         *catalog.Snapshot
+	builtAt                       time.Time
+	shared, dirty, pending, first bool
+	sinceSent, sinceBuilt         map[string]bool
+}
+
+// Watch follows the change feeds and re-reads the services they name;
+// see the package documentation and catalog.Source.
 func (s *Source) Watch(ctx context.Context, services []string, obs catalog.Observer) <-chan catalog.Snapshot {
-	names := unique(services)
-	out := make(chan catalog.Snapshot)
-	updates := make(chan update)
-	for _, name := range names {
-		go s.watch(ctx, name, obs, updates)
+	w := &watch{
+		s: s, services: map[string]*serviceState{},
+		checks: map[string]map[checkKey]checkVal{}, ready: map[string]bool{},
+		byNode: map[string]map[string]bool{}, nodeSeq: map[string]uint64{},
+		retries: make(chan string), latest: map[string]*catalog.Service{},
+		first: true, sinceSent: map[string]bool{}, sinceBuilt: map[string]bool{},
 	}
-	go merge(ctx, len(names), updates, out)
+	for _, name := range unique(services) {
+		w.services[name] = &serviceState{}
+	}
+	out := make(chan catalog.Snapshot)
+	answers := make(chan feedAnswer)
+	for feed, ask := range s.feedQueries() {
+		go s.follow(ctx, feed, ask, obs, answers)
+	}
+	work := make(chan readRequest)
+	results := make(chan readResult)
+	for range s.opts.readers() {
+		go s.readLoop(ctx, obs, work, results)
+	}
+	go w.run(ctx, answers, work, results, out)
 	return out
 }
 
-// merge keeps the latest answer of every service and offers the latest
-// complete snapshot on out, with the services changed since the last one
-// it delivered.
-func merge(ctx context.Context, n int, updates <-chan update, out chan<- catalog.Snapshot) {
+// readLoop is one of the readers sharing the budget left by the feeds.
+func (s *Source) readLoop(ctx context.Context, obs catalog.Observer, work <-chan readRequest, results chan<- readResult) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-work:
+			svc, err := s.read(ctx, r.name, r.stale, obs)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				s.trouble.failed(r.name, err)
+			} else {
+				s.trouble.ok()
+			}
+			select {
+			case results <- readResult{name: r.name, stale: r.stale, svc: svc, err: err}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, work chan<- readRequest, results <-chan readResult, out chan<- catalog.Snapshot) {
 	defer close(out)
-	latest := make(map[string]*catalog.Service, n)
-	var (
-		pending bool
-		first   = true
-		changed = map[string]bool{}
-	)
+	clock := w.s.opts.Clock
+	resyncIn := func() time.Duration {
+		return w.s.opts.ResyncInterval + w.s.jitter(w.s.opts.ResyncInterval/10)
+	}
+	resync := clock.NewTimer(resyncIn())
+	defer resync.Stop()
 	for {
 		var send chan<- catalog.Snapshot
-		var next catalog.Snapshot
-		if pending {
-			send = out
-			next = catalog.Snapshot{Services: maps.Clone(latest)}
-			if !first {
-				next.Changed = maps.Clone(changed)
+		var snap catalog.Snapshot
+		if w.pending {
+			if w.built == nil || (w.dirty && clock.Since(w.builtAt) >= rebuildEvery) {
+				w.build()
 			}
+			send, snap = out, *w.built
+		}
+		var give chan<- readRequest
+		var req readRequest
+		if name, ok := w.peek(); ok {
+			give, req = work, readRequest{name: name, stale: w.services[name].stale}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case u := <-updates:
-			latest[u.svc.Name] = u.svc
-			if u.material {
-				changed[u.svc.Name] = true
-			}
-			pending = pending || (u.material && len(latest) == n)
-		case send <- next:
-			pending, first = false, false
-			clear(changed)
+		case a := <-answers:
+			w.onFeed(a)
+		case r := <-results:
+			w.onResult(ctx, r)
+		case name := <-w.retries:
+			w.services[name].retrying = false
+			w.mark(name, true)
+		case give <- req:
+			w.dispatched(req.name)
+		case send <- snap:
+			w.sent()
+		case <-resync.Chan():
+			w.s.log.Debug("resyncing every service")
+			w.sweepAll(true)
+			resync.Reset(resyncIn())
 		}
 	}
 }
 
-// watch is the blocking-query loop of one service, after consul-template's
-// watch/view.go and Consul's documented rules.
-func (s *Source) watch(ctx context.Context, name string, obs catalog.Observer, updates chan<- update) {
-	log := s.log.With("service", name)
-	var (
-		index    uint64
-		last     *catalog.Service
-		failures int
-	)
-	for {
-		start := s.now()
-		q := (&api.QueryOptions{
-			Datacenter: s.opts.Datacenter,
-			WaitIndex:  index,
-			WaitTime:   s.opts.WaitTime,
-		}).WithContext(ctx)
-		entries, meta, err := s.health.Service(name, "", false, q)
-		if ctx.Err() != nil {
-			return
+// onFeed turns a feed's answer into the reads it calls for.
+func (w *watch) onFeed(a feedAnswer) {
+	w.seq++
+	first := !w.ready[a.feed]
+	w.ready[a.feed] = true
+	if a.reset {
+		for _, st := range w.services {
+			st.index = 0
 		}
-		if err == nil && meta == nil {
-			err = errors.New("answer without query metadata")
-		}
-		if obs != nil {
-			var idx uint64
-			if meta != nil {
-				idx = meta.LastIndex
+	}
+	switch a.feed {
+	case feedCritical, feedWarning:
+		cur := checkSet(a.checks)
+		if !first {
+			services, nodes := diffChecks(w.checks[a.feed], cur)
+			for _, name := range services {
+				w.mark(name, true)
 			}
-			obs.ObserveQuery(name, idx, err)
-		}
-		if err != nil {
-			failures++
-			delay := backoff.Delay(failures, s.opts.BackoffBase, s.opts.BackoffMax, s.jitter)
-			log.Warn("catalog query failed", "error", err, "failures", failures, "retry_in", delay)
-			if s.sleep(ctx, delay) != nil {
-				return
+			for _, n := range nodes {
+				w.nodeEvent(n)
 			}
-			continue
 		}
-		failures = 0
-		log.Trace("catalog query returned", "index", meta.LastIndex, "instances", len(entries))
+		w.checks[a.feed] = cur
+	case feedNodes:
+		cur := nodeAddrs(a.nodes)
+		if !first {
+			for _, n := range diffNodes(w.nodes, cur) {
+				w.nodeEvent(n)
+			}
+		}
+		w.nodes = cur
+		for n := range w.nodeSeq {
+			if _, ok := cur[n]; !ok {
+				delete(w.nodeSeq, n)
+			}
+		}
+	case feedServices:
+		cur := watchedTags(a.services, w.services)
+		if !first {
+			for _, name := range diffTags(w.tags, cur) {
+				w.mark(name, true)
+			}
+			w.sweepAll(false)
+		}
+		w.tags = cur
+	}
+	switch {
+	case first && len(w.ready) == feeds:
+		// Every feed holds an index now: any later change moves one.
+		w.sweepAll(false)
+		if len(w.services) == 0 {
+			w.pending = true
+		}
+	case a.reset && !first:
+		w.sweepAll(false)
+	}
+}
 
-		unchanged := index != 0 && meta.LastIndex == index
-		switch {
-		case meta.LastIndex == 0:
-			log.Debug("consul returned index 0, starting over")
-			index = 0
-		case meta.LastIndex < index:
-			log.Debug("consul index went backwards, starting over", "was", index, "now", meta.LastIndex)
-			index = 0
-		default:
-			index = meta.LastIndex
+// nodeEvent re-reads every watched service on node, and stamps the node
+// so that a read already out when the event came is done again.
+func (w *watch) nodeEvent(node string) {
+	w.nodeSeq[node] = w.seq
+	for name := range w.byNode[node] {
+		w.mark(name, true)
+	}
+}
+
+// mark asks for a read of a watched service: urgent ones go first.
+func (w *watch) mark(name string, urgent bool) {
+	st, ok := w.services[name]
+	if !ok {
+		return
+	}
+	if st.inflight {
+		st.again, st.againUrgent = true, st.againUrgent || urgent
+		return
+	}
+	switch {
+	case urgent && st.queue != queuedUrgent:
+		st.queue, st.stale = queuedUrgent, false
+		w.urgent = append(w.urgent, name)
+	case !urgent && st.queue == notQueued:
+		st.queue = queuedSweep
+		w.sweep = append(w.sweep, name)
+	}
+}
+
+// sweepAll queues a read of every watched service; stale ones may be
+// answered by any server (the backstop resync).
+func (w *watch) sweepAll(stale bool) {
+	for name, st := range w.services {
+		if st.queue == notQueued && !st.inflight {
+			st.stale = stale
 		}
-		if !unchanged {
-			svc := newService(name, entries, meta)
-			if svc.FilteredByACLs {
-				log.Warn("consul filtered the answer by acls: the token cannot read every instance, so some real servers may be missing",
-					"index", svc.Index)
+		w.mark(name, false)
+	}
+}
+
+// peek returns the next service to read, urgent ones first.
+func (w *watch) peek() (string, bool) {
+	for _, q := range []struct {
+		list *[]string
+		kind queued
+	}{{&w.urgent, queuedUrgent}, {&w.sweep, queuedSweep}} {
+		for len(*q.list) > 0 {
+			name := (*q.list)[0]
+			if w.services[name].queue == q.kind {
+				return name, true
 			}
-			material := last == nil || !svc.SameContent(last)
-			if material || outputsMoved(svc, last) {
-				last = svc
+			*q.list = (*q.list)[1:] // promoted to urgent, or already read
+		}
+		*q.list = nil
+	}
+	return "", false
+}
+
+// dispatched notes that the read of name peek chose is out.
+func (w *watch) dispatched(name string) {
+	st := w.services[name]
+	if st.queue == queuedUrgent {
+		w.urgent = w.urgent[1:]
+	} else {
+		w.sweep = w.sweep[1:]
+	}
+	st.queue, st.inflight, st.issued = notQueued, true, w.seq
+}
+
+// onResult takes a read's answer in.
+func (w *watch) onResult(ctx context.Context, r readResult) {
+	st := w.services[r.name]
+	st.inflight = false
+	again, againUrgent := st.again, st.againUrgent
+	st.again, st.againUrgent = false, false
+	if r.err != nil {
+		st.failures++
+		if !st.retrying {
+			st.retrying = true
+			delay := backoff.Delay(st.failures, w.s.opts.BackoffBase, w.s.opts.BackoffMax, w.s.jitter)
+			w.s.opts.Clock.AfterFunc(delay, func() {
 				select {
-				case updates <- update{svc: svc, material: material}:
+				case w.retries <- r.name:
 				case <-ctx.Done():
-					return
+				}
+			})
+		}
+		return
+	}
+	st.failures = 0
+	if r.stale && st.svc != nil && r.svc.Index < st.index {
+		// A server behind the one that answered before: ask the leader.
+		w.mark(r.name, true)
+		return
+	}
+	for _, in := range r.svc.Instances {
+		if w.nodeSeq[in.Node] > st.issued {
+			again, againUrgent = true, true // a node event came while the read was out
+			break
+		}
+	}
+	w.apply(r.name, st, r.svc)
+	if again {
+		w.mark(r.name, againUrgent)
+	}
+}
+
+// apply makes svc the service's latest answer.
+func (w *watch) apply(name string, st *serviceState, svc *catalog.Service) {
+	old := st.svc
+	st.index = svc.Index
+	material := old == nil || !svc.SameContent(old)
+	if !material && !outputsMoved(svc, old) {
+		return
+	}
+	if svc.FilteredByACLs && (old == nil || !old.FilteredByACLs) {
+		w.s.log.Warn("consul filtered the answer by acls: the token cannot read every instance, so some real servers may be missing",
+			"service", name, "index", svc.Index)
+	}
+	if old == nil {
+		w.answered++
+	} else {
+		for _, in := range old.Instances {
+			if set := w.byNode[in.Node]; set != nil {
+				delete(set, name)
+				if len(set) == 0 {
+					delete(w.byNode, in.Node)
 				}
 			}
 		}
-
-		// Rate limit: at least MinInterval plus jitter between two queries,
-		// so that a flapping index cannot turn into a busy loop.
-		wait := s.opts.MinInterval + s.jitter(s.opts.MinInterval) - s.now().Sub(start)
-		if wait > 0 && s.sleep(ctx, wait) != nil {
-			return
+	}
+	for _, in := range svc.Instances {
+		set := w.byNode[in.Node]
+		if set == nil {
+			set = map[string]bool{}
+			w.byNode[in.Node] = set
 		}
+		set[name] = true
+	}
+	st.svc = svc
+	if w.shared {
+		w.latest, w.shared = maps.Clone(w.latest), false // the built snapshot keeps its own
+	}
+	w.latest[name] = svc
+	w.dirty = true
+	if material {
+		w.sinceSent[name], w.sinceBuilt[name] = true, true
+		w.pending = w.pending || w.answered == len(w.services)
 	}
 }
 
-// outputsMoved reports whether a's check outputs differ from b's, given
-// that their content is the same.
-func outputsMoved(a, b *catalog.Service) bool {
-	for i, in := range a.Instances {
-		for j, c := range in.Checks {
-			if c.Output != b.Instances[i].Checks[j].Output {
-				return true
-			}
-		}
+// build makes the snapshot offered to the reader.
+func (w *watch) build() {
+	snap := catalog.Snapshot{Services: w.latest}
+	if !w.first {
+		snap.Changed = maps.Clone(w.sinceSent)
 	}
-	return false
+	w.built, w.builtAt, w.dirty, w.shared = &snap, w.s.opts.Clock.Now(), false, true
+	clear(w.sinceBuilt)
+}
+
+// sent notes that the reader took the built snapshot.
+func (w *watch) sent() {
+	w.first = false
+	w.sinceSent, w.sinceBuilt = w.sinceBuilt, w.sinceSent
+	clear(w.sinceBuilt)
+	w.pending = len(w.sinceSent) > 0
+	w.built = nil // never offered twice
 }

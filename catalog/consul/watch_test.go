@@ -3,8 +3,9 @@ package consul
 import (
 	"bytes"
 	"context"
-	"errors"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,359 +13,424 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 )
 
-// answer is one reply of the fake health endpoint.
-type answer struct {
-	index    uint64
-	entries  []*api.ServiceEntry
-	err      error
-	filtered bool
+func clockworkFake() *clockwork.FakeClock { return clockwork.NewFakeClock() }
+
+// fakeConsul is a stateful catalog with one index for everything but
+// /v1/catalog/services, which only writes of services move, as in Consul.
+type fakeConsul struct {
+	mu         sync.Mutex
+	index      uint64
+	svcIndex   uint64
+	wake       chan struct{}
+	nodes      map[string]string              // node → address
+	nodeChecks map[string][]*api.HealthCheck  // node → its node checks
+	entries    map[string][]*api.ServiceEntry // service → instances with their service checks
+	hold       map[string]chan struct{}       // a read of the service waits on it, its answer already taken
+	taken      map[string]int                 // answers taken, by service
+	onState    func(state string, waitIndex uint64)
+	err        error // every query fails with it
+	filtered   bool
 }
 
-// fakeHealth serves answers fed to it per service, blocking like a
-// blocking query until one is fed or the query's context ends. It records
-// the index each query waited on.
-type fakeHealth struct {
-	mu     sync.Mutex
-	feeds  map[string]chan answer
-	waited map[string][]uint64
+func newFakeConsul() *fakeConsul {
+	return &fakeConsul{index: 1, svcIndex: 1, wake: make(chan struct{}), nodes: map[string]string{},
+		nodeChecks: map[string][]*api.HealthCheck{}, entries: map[string][]*api.ServiceEntry{}, hold: map[string]chan struct{}{}, taken: map[string]int{}}
 }
 
-func newFakeHealth() *fakeHealth {
-	return &fakeHealth{feeds: map[string]chan answer{}, waited: map[string][]uint64{}}
+// write changes services and moves every index; writeHealth changes
+// checks or nodes only; silently changes the catalog without moving any
+// index, as a change no feed sees.
+func (f *fakeConsul) write(change func()) {
+	f.writeHealth(func() { change(); f.svcIndex = f.index + 1 })
 }
 
-func (f *fakeHealth) feed(service string) chan answer {
+func (f *fakeConsul) writeHealth(change func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ch, ok := f.feeds[service]
-	if !ok {
-		ch = make(chan answer, 100)
-		f.feeds[service] = ch
-	}
-	return ch
+	change()
+	f.index++
+	close(f.wake)
+	f.wake = make(chan struct{})
 }
 
-func (f *fakeHealth) waitedOn(service string) []uint64 {
+func (f *fakeConsul) silently(change func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]uint64(nil), f.waited[service]...)
+	change()
 }
 
-func (f *fakeHealth) Service(service, tag string, passingOnly bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+// block waits like a blocking query on the index and returns with f.mu
+// held.
+func (f *fakeConsul) block(q *api.QueryOptions) (*api.QueryMeta, error) {
+	return f.blockOn(q, &f.index)
+}
+
+func (f *fakeConsul) blockOn(q *api.QueryOptions, index *uint64) (*api.QueryMeta, error) {
 	f.mu.Lock()
-	f.waited[service] = append(f.waited[service], q.WaitIndex)
-	f.mu.Unlock()
-	select {
-	case a := <-f.feed(service):
-		if a.err != nil {
-			return nil, nil, a.err
+	for q.WaitIndex != 0 && *index <= q.WaitIndex && f.err == nil {
+		w := f.wake
+		f.mu.Unlock()
+		select {
+		case <-w:
+		case <-q.Context().Done():
+			f.mu.Lock()
+			return nil, q.Context().Err()
 		}
-		return a.entries, &api.QueryMeta{LastIndex: a.index, ResultsFilteredByACLs: a.filtered}, nil
-	case <-q.Context().Done():
-		return nil, nil, q.Context().Err()
+		f.mu.Lock()
 	}
+	return &api.QueryMeta{LastIndex: *index}, f.err
 }
 
-func entry(node, id, addr string, port int, checks ...*api.HealthCheck) *api.ServiceEntry {
-	return &api.ServiceEntry{
-		Node:    &api.Node{Node: node, Address: "192.0.2.1"},
-		Service: &api.AgentService{ID: id, Service: "web", Address: addr, Port: port, Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+func (f *fakeConsul) Service(name string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	meta, err := f.block(q)
+	if err != nil {
+		f.mu.Unlock()
+		return nil, nil, err
+	}
+	var out []*api.ServiceEntry
+	for _, e := range f.entries[name] {
+		svc := *e.Service
+		svc.Tags = slices.Clone(svc.Tags)
+		out = append(out, &api.ServiceEntry{
+			Node:    &api.Node{Node: e.Node.Node, Address: f.nodes[e.Node.Node]},
+			Service: &svc,
+			Checks:  copyChecks(append(slices.Clone(f.nodeChecks[e.Node.Node]), e.Checks...)),
+		})
+	}
+	meta.ResultsFilteredByACLs = f.filtered
+	f.taken[name]++
+	hold := f.hold[name]
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-q.Context().Done():
+			return nil, nil, q.Context().Err()
+		}
+	}
+	return out, meta, nil
+}
+
+func (f *fakeConsul) State(state string, q *api.QueryOptions) (api.HealthChecks, *api.QueryMeta, error) {
+	f.mu.Lock()
+	cb := f.onState
+	f.mu.Unlock()
+	if cb != nil {
+		cb(state, q.WaitIndex) // before blocking: the feed handed on its last answer
+	}
+	meta, err := f.block(q)
+	var out api.HealthChecks
+	for _, checks := range f.nodeChecks {
+		out = append(out, checks...)
+	}
+	for _, entries := range f.entries {
+		for _, e := range entries {
+			out = append(out, e.Checks...)
+		}
+	}
+	out = copyChecks(slices.DeleteFunc(out, func(c *api.HealthCheck) bool { return c.Status != state }))
+	f.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, meta, nil
+}
+
+func (f *fakeConsul) Services(q *api.QueryOptions) (map[string][]string, *api.QueryMeta, error) {
+	meta, err := f.blockOn(q, &f.svcIndex)
+	defer f.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string][]string{}
+	for name, entries := range f.entries {
+		for _, e := range entries {
+			out[name] = append(out[name], e.Service.Tags...)
+		}
+	}
+	return out, meta, nil
+}
+
+func (f *fakeConsul) Nodes(q *api.QueryOptions) ([]*api.Node, *api.QueryMeta, error) {
+	meta, err := f.block(q)
+	defer f.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []*api.Node
+	for n, addr := range f.nodes {
+		out = append(out, &api.Node{Node: n, Address: addr})
+	}
+	return out, meta, nil
+}
+
+// copyChecks copies checks, so that answers never share what a later
+// write changes.
+func copyChecks(checks api.HealthChecks) api.HealthChecks {
+	out := make(api.HealthChecks, len(checks))
+	for i, c := range checks {
+		cc := *c
+		out[i] = &cc
+	}
+	return out
+}
+
+// add registers an instance (no lock: call it inside write or silently).
+func (f *fakeConsul) add(service, node, id string, port int, checks ...*api.HealthCheck) {
+	for _, c := range checks {
+		c.Node, c.ServiceID, c.ServiceName = node, id, service
+	}
+	f.entries[service] = append(f.entries[service], &api.ServiceEntry{
+		Node:    &api.Node{Node: node},
+		Service: &api.AgentService{ID: id, Service: service, Port: port, Weights: api.AgentWeights{Passing: 1, Warning: 1}},
 		Checks:  checks,
-	}
-}
-
-func check(id, status string) *api.HealthCheck {
-	return &api.HealthCheck{CheckID: id, Name: id, Status: status}
-}
-
-// testSource has no real sleeps: it records them, and jitter is half of
-// the range asked for.
-type sleeps struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	s.d = append(s.d, d)
-	s.mu.Unlock()
-	return ctx.Err()
-}
-
-func (s *sleeps) all() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Duration(nil), s.d...)
-}
-
-func testSource(h Health, log hclog.Logger) (*Source, *sleeps) {
-	w := newSource(h, Options{
-		MinInterval: 100 * time.Millisecond, BackoffBase: time.Second, BackoffMax: 30 * time.Second, Logger: log,
 	})
-	s := &sleeps{}
-	w.sleep = s.sleep
-	w.jitter = func(d time.Duration) time.Duration { return d / 2 }
-	fixed := time.Unix(1_700_000_000, 0)
-	w.now = func() time.Time { return fixed }
-	return w, s
 }
 
-func receive(t *testing.T, ch <-chan update) *catalog.Service {
+func (f *fakeConsul) instance(service, id string) *api.ServiceEntry {
+	for _, e := range f.entries[service] {
+		if e.Service.ID == id {
+			return e
+		}
+	}
+	panic("no instance " + id)
+}
+
+// quick is a source over f with a real clock and short waits.
+func quick(f *fakeConsul, log hclog.Logger) *Source {
+	return newSource(f, Options{MinInterval: time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 2 * time.Millisecond, Logger: log})
+}
+
+func next(t *testing.T, snaps <-chan catalog.Snapshot, what string) catalog.Snapshot {
 	t.Helper()
 	select {
-	case u := <-ch:
-		return u.svc
+	case s, ok := <-snaps:
+		if !ok {
+			t.Fatalf("%s: channel closed", what)
+		}
+		return s
 	case <-time.After(5 * time.Second):
-		t.Fatal("no update in 5s")
-		return nil
+		t.Fatalf("%s: no snapshot in 5s", what)
+		return catalog.Snapshot{}
 	}
 }
 
-func expectNothing(t *testing.T, ch <-chan update) {
-	t.Helper()
+func changed(names ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// TestWatchNamesWhatChanged: each kind of change reaches a snapshot that
+// names only the service it touched; an output-only change makes none.
+func TestWatchNamesWhatChanged(t *testing.T) {
+	f := newFakeConsul()
+	f.silently(func() {
+		f.nodes["n1"], f.nodes["n2"] = "192.0.2.1", "192.0.2.2"
+		f.nodeChecks["n2"] = []*api.HealthCheck{{Node: "n2", CheckID: "serfHealth", Status: api.HealthPassing}}
+		f.add("web", "n1", "web1", 80, &api.HealthCheck{CheckID: "web1-http", Status: api.HealthPassing, Output: "200"})
+		f.add("api", "n2", "api1", 8080)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := quick(f, nil).Watch(ctx, []string{"web", "api", "ghost", "web"}, nil)
+
+	s := next(t, snaps, "first")
+	if len(s.Services) != 3 || s.Changed != nil || len(s.Instances("web")) != 1 || len(s.Instances("ghost")) != 0 {
+		t.Fatalf("first snapshot: %+v changed %v", s.Services, s.Changed)
+	}
+	steps := []struct {
+		name    string
+		health  bool // moves no /v1/catalog/services index: no sweep
+		change  func()
+		changed map[string]bool
+		check   func(catalog.Snapshot) bool
+	}{
+		{"service check flips", true, func() { f.instance("web", "web1").Checks[0].Status = api.HealthCritical },
+			changed("web"), func(s catalog.Snapshot) bool { return s.Instances("web")[0].Status == catalog.Critical }},
+		{"web's output and api's weight", false, func() {
+			f.instance("web", "web1").Checks[0].Output = "503"
+			f.instance("api", "api1").Service.Weights.Passing = 7
+		}, changed("api"), func(s catalog.Snapshot) bool { return s.Instances("api")[0].Weights.Passing == 7 }},
+		{"node check of the node under api", true, func() { f.nodeChecks["n2"][0].Status = api.HealthCritical },
+			changed("api"), func(s catalog.Snapshot) bool { return s.Instances("api")[0].Status == catalog.Critical }},
+		{"node address under web", true, func() { f.nodes["n1"] = "192.0.2.11" },
+			changed("web"), func(s catalog.Snapshot) bool { return s.Instances("web")[0].Address == "192.0.2.11" }},
+		{"healthy instance registered", false, func() { f.add("ghost", "n1", "ghost1", 81) },
+			changed("ghost"), func(s catalog.Snapshot) bool { return len(s.Instances("ghost")) == 1 }},
+		{"instance deregistered", false, func() { delete(f.entries, "api") },
+			changed("api"), func(s catalog.Snapshot) bool { return len(s.Instances("api")) == 0 }},
+	}
+	for _, st := range steps {
+		if st.health {
+			f.writeHealth(st.change)
+		} else {
+			f.write(st.change)
+		}
+		s := next(t, snaps, st.name)
+		if !reflect.DeepEqual(s.Changed, st.changed) || !st.check(s) {
+			t.Errorf("%s: changed %v (want %v), services %v", st.name, s.Changed, st.changed, describeAll(s))
+		}
+	}
+}
+
+func describeAll(s catalog.Snapshot) string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(s.Services)) {
+		for _, in := range s.Services[name].Instances {
+			b.WriteString(name + ":" + in.ID + "@" + in.Address + " " + string(in.Status) + " ")
+		}
+	}
+	return b.String()
+}
+
+// TestWatchResyncsEveryInterval: a change no feed sees is found by the
+// backstop resync, on the injected clock's schedule.
+func TestWatchResyncsEveryInterval(t *testing.T) {
+	f := newFakeConsul()
+	f.silently(func() { f.nodes["n1"] = "192.0.2.1"; f.add("web", "n1", "web1", 80) })
+	clock := clockwork.NewFakeClock()
+	src := newSource(f, Options{ResyncInterval: time.Minute, Clock: clock})
+	src.jitter = func(d time.Duration) time.Duration { return d / 2 }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := src.Watch(ctx, []string{"web"}, nil)
+	next(t, snaps, "first")
+
+	f.silently(func() { f.instance("web", "web1").Service.Port = 81 })
+	// The four feeds sleep out their rate limit; the resync timer waits.
+	if err := clock.BlockUntilContext(ctx, feeds+1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute + 2*time.Second) // the interval and half of its 10% of jitter, less a little
 	select {
-	case u := <-ch:
-		t.Fatalf("unexpected update at index %d: %+v", u.svc.Index, u.svc.Instances)
+	case s := <-snaps:
+		t.Fatalf("resync before its time: %v", describeAll(s))
 	case <-time.After(50 * time.Millisecond):
 	}
+	clock.Advance(time.Second)
+	if s := next(t, snaps, "resync"); s.Instances("web")[0].Port != 81 || !reflect.DeepEqual(s.Changed, changed("web")) {
+		t.Errorf("after the resync: port %d, changed %v", s.Instances("web")[0].Port, s.Changed)
+	}
 }
 
-func TestWatchFollowsIndexRules(t *testing.T) {
-	h := newFakeHealth()
-	a := []*api.ServiceEntry{entry("n1", "web1", "10.1.0.11", 80)}
-	b := []*api.ServiceEntry{entry("n1", "web1", "10.1.0.11", 80), entry("n2", "web2", "10.1.0.12", 80)}
-	c := []*api.ServiceEntry{entry("n2", "web2", "10.1.0.12", 80)}
-	feed := h.feed("web")
-	for _, ans := range []answer{
-		{index: 5, entries: a}, // first answer: emitted
-		{index: 5, entries: a}, // same index: nothing, ask again with 5
-		{index: 6, entries: a}, // index moved, same content: nothing
-		{index: 7, entries: b}, // new content: emitted
-		{index: 3, entries: b}, // went backwards: start over from 0
-		{index: 0, entries: c}, // index 0: start over from 0, content emitted
-		{index: 8, entries: c}, // same content: nothing
-	} {
-		feed <- ans
-	}
-	w, sl := testSource(h, nil)
+// TestWatchRereadsAfterANodeEventDuringARead: a read already out when a
+// node check of a node it did not know the service on flips is done again.
+func TestWatchRereadsAfterANodeEventDuringARead(t *testing.T) {
+	f := newFakeConsul()
+	f.silently(func() {
+		f.nodes["n1"] = "192.0.2.1"
+		f.nodeChecks["n1"] = []*api.HealthCheck{{Node: "n1", CheckID: "serfHealth", Status: api.HealthPassing}}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	updates := make(chan update)
-	done := make(chan struct{})
-	go func() { w.watch(ctx, "web", nil, updates); close(done) }()
+	snaps := quick(f, nil).Watch(ctx, []string{"web"}, nil)
+	next(t, snaps, "first")
 
-	if got := receive(t, updates); got.Index != 5 || len(got.Instances) != 1 {
-		t.Errorf("first update: index %d with %d instances", got.Index, len(got.Instances))
-	}
-	if got := receive(t, updates); got.Index != 7 || len(got.Instances) != 2 {
-		t.Errorf("second update: index %d with %d instances", got.Index, len(got.Instances))
-	}
-	if got := receive(t, updates); got.Index != 0 || len(got.Instances) != 1 || got.Instances[0].ID != "web2" {
-		t.Errorf("third update: index %d with %+v", got.Index, got.Instances)
-	}
-	expectNothing(t, updates)
-	// Wait until the watcher blocks on its 8th query.
-	for deadline := time.Now().Add(5 * time.Second); len(h.waitedOn("web")) < 8; {
-		if time.Now().After(deadline) {
-			t.Fatalf("watcher made %d queries, want 8", len(h.waitedOn("web")))
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if got, want := h.waitedOn("web"), []uint64{0, 5, 5, 6, 7, 0, 0, 8}; !reflect.DeepEqual(got, want) {
-		t.Errorf("waited on indexes %v, want %v", got, want)
-	}
-	// Every query after a success is rate limited: MinInterval + jitter.
-	for i, d := range sl.all() {
-		if d != 150*time.Millisecond {
-			t.Errorf("sleep %d = %v, want 150ms", i, d)
-		}
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("watch did not stop on cancel")
-	}
-}
-
-func TestWatchBacksOffAndResets(t *testing.T) {
-	h := newFakeHealth()
-	feed := h.feed("web")
-	boom := errors.New("connection refused")
-	for range 8 {
-		feed <- answer{err: boom}
-	}
-	feed <- answer{index: 2, entries: nil}
-	feed <- answer{err: boom}
-	w, sl := testSource(h, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	updates := make(chan update, 10)
-	go w.watch(ctx, "web", nil, updates)
-	got := receive(t, updates)
-	if got.Index != 2 || len(got.Instances) != 0 {
-		t.Errorf("update after errors: %+v", got)
-	}
-	for deadline := time.Now().Add(5 * time.Second); len(sl.all()) < 10; {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d sleeps: %v", len(sl.all()), sl.all())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// Backoff doubles from 1s to the 30s cap, less a quarter of jitter
-	// (the test's jitter takes half of that quarter); a success resets it.
-	less := func(d time.Duration) time.Duration { return d - d/8 }
-	want := []time.Duration{
-		less(1 * time.Second), less(2 * time.Second), less(4 * time.Second), less(8 * time.Second),
-		less(16 * time.Second), less(30 * time.Second), less(30 * time.Second), less(30 * time.Second),
-		150 * time.Millisecond, // rate limit after the success
-		less(1 * time.Second),  // reset
-	}
-	if got := sl.all()[:10]; !reflect.DeepEqual(got, want) {
-		t.Errorf("sleeps\n got %v\nwant %v", got, want)
-	}
-}
-
-func TestWatchEmitsOnlyCompleteSnapshots(t *testing.T) {
-	h := newFakeHealth()
-	w, _ := testSource(h, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	snaps := w.Watch(ctx, []string{"web", "api", "web"}, nil)
-
-	h.feed("web") <- answer{index: 10, entries: []*api.ServiceEntry{entry("n1", "web1", "10.1.0.11", 80)}}
-	select {
-	case s := <-snaps:
-		t.Fatalf("snapshot before api answered: %+v", s)
-	case <-time.After(100 * time.Millisecond):
-	}
-	h.feed("api") <- answer{index: 11}
-	select {
-	case s := <-snaps:
-		if len(s.Services) != 2 || len(s.Instances("web")) != 1 || s.Instances("api") != nil || s.Services["api"].Index != 11 {
-			t.Errorf("first snapshot: %+v", s.Services)
-		}
-		if s.Changed != nil || !s.ChangedService("web") || !s.ChangedService("api") {
-			t.Errorf("first snapshot changed %v: want nil, everything", s.Changed)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no snapshot after both answered")
-	}
-	// Later changes come one service at a time, the others carried over.
-	h.feed("api") <- answer{index: 12, entries: []*api.ServiceEntry{entry("n2", "api1", "10.1.0.21", 8080)}}
-	select {
-	case s := <-snaps:
-		if len(s.Instances("web")) != 1 || len(s.Instances("api")) != 1 {
-			t.Errorf("second snapshot: %+v", s.Services)
-		}
-		if !reflect.DeepEqual(s.Changed, map[string]bool{"api": true}) || s.ChangedService("web") {
-			t.Errorf("second snapshot changed %v, want only api", s.Changed)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no snapshot after api changed")
-	}
-	if got := h.waitedOn("web"); len(got) == 0 || got[0] != 0 {
-		t.Errorf("web queried with %v", got)
-	}
-	cancel()
-	select {
-	case _, open := <-snaps:
-		if open {
-			// a pending snapshot may still be delivered once
-			if _, open = <-snaps; open {
-				t.Error("channel still open after cancel")
+	// web's next read takes its answer, then waits until the critical feed
+	// has handed on the node check's flip and asks again.
+	release := make(chan struct{})
+	var once sync.Once
+	f.silently(func() { f.hold["web"] = release })
+	f.write(func() { f.add("web", "n1", "web1", 80) })
+	waitFor(t, "web's second read", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.taken["web"] >= 2
+	})
+	var flipped uint64
+	f.writeHealth(func() {
+		f.nodeChecks["n1"][0].Status = api.HealthCritical
+		flipped = f.index + 1
+		f.onState = func(state string, waitIndex uint64) {
+			if state == api.HealthCritical && waitIndex >= flipped {
+				once.Do(func() {
+					f.silently(func() { delete(f.hold, "web") })
+					close(release)
+				})
 			}
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("channel not closed after cancel")
+	})
+	for {
+		s := next(t, snaps, "web critical")
+		if ins := s.Instances("web"); len(ins) == 1 && ins[0].Status == catalog.Critical {
+			return
+		}
 	}
 }
 
-// TestWatchIgnoresOutputOnlyChanges: a check whose output changes but not
-// its status makes no snapshot, yet the next snapshot carries its output.
-func TestWatchIgnoresOutputOnlyChanges(t *testing.T) {
-	h := newFakeHealth()
-	w, _ := testSource(h, nil)
+// TestWatchLogsTroubleOnce: a 429 in a loop of retries is one warning,
+// saying what to do; the recovery one info.
+func TestWatchLogsTroubleOnce(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &buf, mu: &mu}, Level: hclog.Info})
+	f := newFakeConsul()
+	f.silently(func() { f.err = api.StatusError{Code: 429, Body: "Your IP is issuing too many concurrent connections"} })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	snaps := w.Watch(ctx, []string{"web", "api"}, nil)
-	withOutput := func(out string) []*api.ServiceEntry {
-		c := check("web1-http", "passing")
-		c.Output = out
-		return []*api.ServiceEntry{entry("n1", "web1", "10.1.0.11", 80, c)}
+	failures := &counting{}
+	snaps := quick(f, log).Watch(ctx, []string{"web"}, failures)
+	waitFor(t, "50 failed queries", func() bool { return failures.failed() >= 50 })
+	f.write(func() { f.err = nil })
+	next(t, snaps, "first after recovery")
+	mu.Lock()
+	defer mu.Unlock()
+	out := buf.String()
+	if n := strings.Count(out, "[WARN]"); n != 1 || !strings.Contains(out, "http_max_conns_per_client") {
+		t.Errorf("%d warnings, want 1 with the advice:\n%s", n, out)
 	}
-	h.feed("web") <- answer{index: 1, entries: withOutput("200 OK")}
-	h.feed("api") <- answer{index: 1}
-	first := <-snaps
-	if got := first.Instances("web")[0].Checks[0].Output; got != "200 OK" {
-		t.Fatalf("first output %q", got)
-	}
-	h.feed("web") <- answer{index: 2, entries: withOutput("200 OK in 3ms")}
-	select {
-	case s := <-snaps:
-		t.Fatalf("snapshot for an output-only change: changed %v", s.Changed)
-	case <-time.After(100 * time.Millisecond):
-	}
-	h.feed("api") <- answer{index: 2, entries: []*api.ServiceEntry{entry("n2", "api1", "10.1.0.21", 8080)}}
-	select {
-	case s := <-snaps:
-		if !reflect.DeepEqual(s.Changed, map[string]bool{"api": true}) {
-			t.Errorf("changed %v, want only api", s.Changed)
-		}
-		if got := s.Instances("web")[0].Checks[0].Output; got != "200 OK in 3ms" {
-			t.Errorf("web output %q, want the latest", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no snapshot after api changed")
+	if !strings.Contains(out, "consul answers again") {
+		t.Errorf("no recovery logged:\n%s", out)
 	}
 }
 
-func TestWatchDeliversTheLatestToASlowReader(t *testing.T) {
-	h := newFakeHealth()
-	w, _ := testSource(h, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	snaps := w.Watch(ctx, []string{"web"}, nil)
-	feed := h.feed("web")
-	for i := uint64(1); i <= 5; i++ {
-		feed <- answer{index: i, entries: []*api.ServiceEntry{entry("n1", "web1", "10.1.0.11", int(i))}}
-	}
-	// Let the watcher consume all five before reading.
-	for deadline := time.Now().Add(5 * time.Second); len(h.waitedOn("web")) < 6; {
-		if time.Now().After(deadline) {
-			t.Fatal("watcher did not consume the answers")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
-	s := <-snaps
-	if got := s.Instances("web")[0].Port; got != 5 {
-		t.Errorf("slow reader got port %d, want the latest, 5", got)
-	}
-}
-
+// TestWatchLogsACLFilteredAnswersLoudly: once, not on every read.
 func TestWatchLogsACLFilteredAnswersLoudly(t *testing.T) {
 	var buf bytes.Buffer
 	var mu sync.Mutex
 	log := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &buf, mu: &mu}, Level: hclog.Info})
-	h := newFakeHealth()
-	h.feed("web") <- answer{index: 4, filtered: true}
-	w, _ := testSource(h, log)
+	f := newFakeConsul()
+	f.silently(func() { f.filtered = true; f.nodes["n1"] = "192.0.2.1"; f.add("web", "n1", "web1", 80) })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	updates := make(chan update, 1)
-	go w.watch(ctx, "web", nil, updates)
-	if s := receive(t, updates); !s.FilteredByACLs {
+	snaps := quick(f, log).Watch(ctx, []string{"web"}, nil)
+	if s := next(t, snaps, "first"); !s.Services["web"].FilteredByACLs {
 		t.Error("FilteredByACLs not set")
 	}
+	f.write(func() { f.instance("web", "web1").Service.Port = 81 })
+	next(t, snaps, "edit")
 	mu.Lock()
 	defer mu.Unlock()
-	if !strings.Contains(buf.String(), "[WARN]") || !strings.Contains(buf.String(), "filtered the answer by acls") {
-		t.Errorf("no warning logged:\n%s", buf.String())
+	if n := strings.Count(buf.String(), "filtered the answer by acls"); n != 1 {
+		t.Errorf("%d acl warnings, want 1:\n%s", n, buf.String())
 	}
+}
+
+type counting struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counting) ObserveQuery(_ string, _ uint64, err error) {
+	if err != nil {
+		c.mu.Lock()
+		c.n++
+		c.mu.Unlock()
+	}
+}
+
+func (c *counting) failed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
 
 type lockedWriter struct {
@@ -376,63 +442,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-func TestNewInstance(t *testing.T) {
-	tests := []struct {
-		name  string
-		entry *api.ServiceEntry
-		want  catalog.Instance
-	}{
-		{
-			name:  "no checks is passing; service address wins",
-			entry: entry("n1", "web1", "10.1.0.11", 80),
-			want:  catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing},
-		},
-		{
-			name:  "node address when the service has none",
-			entry: entry("n1", "web1", "", 80),
-			want:  catalog.Instance{ID: "web1", Node: "n1", Address: "192.0.2.1", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing},
-		},
-		{
-			name: "worst of node and service checks",
-			entry: entry("n1", "web1", "10.1.0.11", 80,
-				check("serfHealth", "passing"), check("web1-http", "warning")),
-			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Warning},
-		},
-		{
-			name: "a critical node check makes the instance critical",
-			entry: entry("n1", "web1", "10.1.0.11", 80,
-				check("serfHealth", "critical"), check("web1-http", "passing")),
-			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Critical},
-		},
-		{
-			name: "an unknown status counts as critical",
-			entry: entry("n1", "web1", "10.1.0.11", 80,
-				check("web1-http", "bogus")),
-			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Critical},
-		},
-		{
-			name: "maintenance is apart from status",
-			entry: entry("n1", "web1", "10.1.0.11", 80,
-				check("_node_maintenance", "critical"), check("_service_maintenance:web1", "critical"), check("web1-http", "passing")),
-			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing,
-				NodeMaintenance: true, ServiceMaintenance: true},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := *newInstance(tt.entry)
-			got.Checks = nil
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("got  %+v\nwant %+v", got, tt.want)
-			}
-		})
-	}
-	// Weights missing from an old catalog default to Consul's 1 and 1.
-	e := entry("n1", "web1", "10.1.0.11", 80)
-	e.Service.Weights = api.AgentWeights{}
-	if got := newInstance(e).Weights; got != (catalog.Weights{Passing: 1, Warning: 1}) {
-		t.Errorf("default weights = %+v", got)
-	}
 }

@@ -70,7 +70,7 @@ func renderCatalog(name string, args []string, stderr io.Writer) (*rendered, int
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, Logger: log.Named("catalog")})
+	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})
 	snap, err := src.Fetch(ctx, cfg.Services())
 	if err != nil {
 		log.Error("cannot read the catalog", "error", err)
@@ -135,6 +135,7 @@ func newConsulClient(c config.Consul) (*api.Client, error) {
 	if c.CAFile != "" || c.CertFile != "" {
 		conf.Scheme = "https"
 	}
+	consul.LimitConnections(conf, c.MaxConnections)
 	client, err := api.NewClient(conf)
 	if err != nil {
 		return nil, fmt.Errorf("consul at %s: %w", conf.Address, err)

@@ -84,7 +84,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	registry := prometheus.NewRegistry()
 	metrics := daemon.NewMetrics(registry, versionString())
-	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, Logger: log.Named("catalog")})
+	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})
 	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: metrics, Logger: log}
 	if !*dryRun {
 		pages := &fallback.Server{Log: log.Named("fallback")}

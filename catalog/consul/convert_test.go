@@ -1,0 +1,81 @@
+package consul
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+)
+
+func entry(node, id, addr string, port int, checks ...*api.HealthCheck) *api.ServiceEntry {
+	return &api.ServiceEntry{
+		Node:    &api.Node{Node: node, Address: "192.0.2.1"},
+		Service: &api.AgentService{ID: id, Service: "web", Address: addr, Port: port, Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+		Checks:  checks,
+	}
+}
+
+func check(id, status string) *api.HealthCheck {
+	return &api.HealthCheck{CheckID: id, Name: id, Status: status}
+}
+
+func TestNewInstance(t *testing.T) {
+	tests := []struct {
+		name  string
+		entry *api.ServiceEntry
+		want  catalog.Instance
+	}{
+		{
+			name:  "no checks is passing; service address wins",
+			entry: entry("n1", "web1", "10.1.0.11", 80),
+			want:  catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing},
+		},
+		{
+			name:  "node address when the service has none",
+			entry: entry("n1", "web1", "", 80),
+			want:  catalog.Instance{ID: "web1", Node: "n1", Address: "192.0.2.1", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing},
+		},
+		{
+			name: "worst of node and service checks",
+			entry: entry("n1", "web1", "10.1.0.11", 80,
+				check("serfHealth", "passing"), check("web1-http", "warning")),
+			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Warning},
+		},
+		{
+			name: "a critical node check makes the instance critical",
+			entry: entry("n1", "web1", "10.1.0.11", 80,
+				check("serfHealth", "critical"), check("web1-http", "passing")),
+			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Critical},
+		},
+		{
+			name: "an unknown status counts as critical",
+			entry: entry("n1", "web1", "10.1.0.11", 80,
+				check("web1-http", "bogus")),
+			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Critical},
+		},
+		{
+			name: "maintenance is apart from status",
+			entry: entry("n1", "web1", "10.1.0.11", 80,
+				check("_node_maintenance", "critical"), check("_service_maintenance:web1", "critical"), check("web1-http", "passing")),
+			want: catalog.Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Weights: catalog.Weights{Passing: 1, Warning: 1}, Status: catalog.Passing,
+				NodeMaintenance: true, ServiceMaintenance: true},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := *newInstance(tt.entry)
+			got.Checks = nil
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+	// Weights missing from an old catalog default to Consul's 1 and 1.
+	e := entry("n1", "web1", "10.1.0.11", 80)
+	e.Service.Weights = api.AgentWeights{}
+	if got := newInstance(e).Weights; got != (catalog.Weights{Passing: 1, Warning: 1}) {
+		t.Errorf("default weights = %+v", got)
+	}
+}

@@ -1,0 +1,519 @@
+package consul_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/catalog/consul"
+	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+)
+
+// watcherAddr is the loopback address the source under test connects
+// from, so that its connections can be told from the test's own (and the
+// agent's per-address limit applies to it alone).
+const watcherAddr = "127.0.0.2"
+
+// budgetClient is a client capped at budget connections, dialing from
+// watcherAddr.
+func budgetClient(t *testing.T, agent *testconsul.Agent, budget int) *api.Client {
+	t.Helper()
+	conf := api.DefaultConfig()
+	conf.Address = agent.HTTPAddr
+	conf.Token, conf.TokenFile = "", ""
+	consul.LimitConnections(conf, budget)
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(watcherAddr)}, Timeout: 5 * time.Second}
+	conf.Transport.DialContext = dialer.DialContext
+	c, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// openConns counts the TCP connections from watcherAddr to port, from
+// /proc/net/tcp: every state but TIME_WAIT, CLOSE and LISTEN.
+func openConns(t testing.TB, port int) int {
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	local := "0200007F:" // 127.0.0.2, little-endian hex
+	remote := fmt.Sprintf(":%04X", port)
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 || !strings.HasPrefix(fields[1], local) || !strings.HasSuffix(fields[2], remote) {
+			continue
+		}
+		switch fields[3] {
+		case "06", "07", "0A":
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// connSampler samples openConns every few milliseconds until stopped and
+// returns the most it saw.
+func connSampler(t testing.TB, agent *testconsul.Agent) (stop func() int) {
+	_, p, _ := net.SplitHostPort(agent.HTTPAddr)
+	port, _ := strconv.Atoi(p)
+	var most atomic.Int64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			if n := int64(openConns(t, port)); n > most.Load() {
+				most.Store(n)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int { close(done); <-finished; return int(most.Load()) }
+}
+
+// queryErrors is an Observer that counts failed queries and 429s.
+type queryErrors struct {
+	mu            sync.Mutex
+	errs, tooMany int
+	first         error
+}
+
+func (q *queryErrors) ObserveQuery(_ string, _ uint64, err error) {
+	if err == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.errs++
+	var st api.StatusError
+	if errors.As(err, &st) && st.Code == http.StatusTooManyRequests {
+		q.tooMany++
+	}
+	if q.first == nil {
+		q.first = err
+	}
+}
+
+// register writes instances through the catalog API, a few at a time.
+func register(t *testing.T, c *api.Client, regs []*api.CatalogRegistration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(regs))
+	next := make(chan *api.CatalogRegistration)
+	for range 8 {
+		wg.Go(func() {
+			for r := range next {
+				if _, err := c.Catalog().Register(r, nil); err != nil {
+					errs <- fmt.Errorf("registering %s on %s: %w", r.Service.ID, r.Node, err)
+				}
+			}
+		})
+	}
+	for _, r := range regs {
+		next <- r
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func nodeName(i int) string { return fmt.Sprintf("node-%02d", i) }
+
+// latestOf drains snaps in the background and keeps the last one.
+type latestOf struct {
+	mu    sync.Mutex
+	snap  catalog.Snapshot
+	count int
+	ch    chan catalog.Snapshot
+}
+
+func follow(snaps <-chan catalog.Snapshot) *latestOf {
+	l := &latestOf{ch: make(chan catalog.Snapshot, 1000)}
+	go func() {
+		for s := range snaps {
+			l.mu.Lock()
+			l.snap, l.count = s, l.count+1
+			l.mu.Unlock()
+			select {
+			case l.ch <- s:
+			default:
+			}
+		}
+	}()
+	return l
+}
+
+func (l *latestOf) get() (catalog.Snapshot, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.snap, l.count
+}
+
+// TestWatchWithinTheBudget: 300 services of 3 instances on a default
+// agent, a budget of 8: the first snapshot completes, there are never more
+// than 8 connections, no query fails; a flip names only its service; an
+// output-only change emits nothing.
+func TestWatchWithinTheBudget(t *testing.T) {
+	agent := testconsul.Start(t)
+	const services, instances, nodes, budget = 300, 3, 10, 8
+	var regs []*api.CatalogRegistration
+	for s := range services {
+		for i := range instances {
+			id := fmt.Sprintf("svc%03d-%d", s, i)
+			n := (s*instances + i) % nodes
+			regs = append(regs, &api.CatalogRegistration{
+				Node: nodeName(n), Address: fmt.Sprintf("10.0.0.%d", n+1),
+				Service: &api.AgentService{ID: id, Service: fmt.Sprintf("svc%03d", s), Port: 8000 + i,
+					Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+				Check: &api.AgentCheck{CheckID: id + "-check", Name: id, Status: api.HealthPassing, ServiceID: id},
+			})
+		}
+	}
+	register(t, agent.Client, regs)
+	names := make([]string, services)
+	for s := range names {
+		names[s] = fmt.Sprintf("svc%03d", s)
+	}
+
+	stop := connSampler(t, agent)
+	obs := &queryErrors{}
+	src := consul.NewSource(budgetClient(t, agent, budget), consul.Options{MaxConnections: budget})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	snaps := src.Watch(ctx, names, obs)
+	var first catalog.Snapshot
+	select {
+	case first = <-snaps:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no first snapshot in 30s (connections at most %d, errors %d: %v)", stop(), obs.errs, obs.first)
+	}
+	t.Logf("first snapshot of %d services after %v", len(first.Services), time.Since(start))
+	total := 0
+	for _, name := range names {
+		total += len(first.Instances(name))
+	}
+	if len(first.Services) != services || total != services*instances || first.Changed != nil {
+		t.Errorf("first snapshot: %d services, %d instances, changed %v", len(first.Services), total, first.Changed)
+	}
+
+	// One flip: a snapshot naming only that service.
+	flip := regs[4] // svc001-1
+	check := *flip.Check
+	check.Status = api.HealthCritical
+	check.Output = "connection refused"
+	if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{Node: flip.Node, SkipNodeUpdate: true, Check: &check}, nil); err != nil {
+		t.Fatal(err)
+	}
+	flipped := time.Now()
+	select {
+	case s := <-snaps:
+		t.Logf("flip seen after %v", time.Since(flipped))
+		if !reflect.DeepEqual(s.Changed, map[string]bool{"svc001": true}) {
+			t.Errorf("changed %v, want only svc001", s.Changed)
+		}
+		for _, in := range s.Instances("svc001") {
+			if want := map[bool]catalog.Health{true: catalog.Critical, false: catalog.Passing}[in.ID == flip.Service.ID]; in.Status != want {
+				t.Errorf("%s is %s, want %s", in.ID, in.Status, want)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no snapshot after a flip")
+	}
+
+	// Only the output changes: no snapshot.
+	check.Output = "connection refused again"
+	if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{Node: flip.Node, SkipNodeUpdate: true, Check: &check}, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-snaps:
+		t.Errorf("snapshot for an output-only change: changed %v", s.Changed)
+	case <-time.After(time.Second):
+	}
+
+	most := stop()
+	t.Logf("connections from the watcher: at most %d (budget %d)", most, budget)
+	if most > budget || most == 0 {
+		t.Errorf("at most %d connections to the agent, budget %d", most, budget)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.errs != 0 || obs.tooMany != 0 {
+		t.Errorf("%d failed queries, %d of them 429; first: %v", obs.errs, obs.tooMany, obs.first)
+	}
+}
+
+// catalogModel is the test's idea of what it registered, to pick changes
+// that make sense; the agent, read by Fetch, is the truth compared with.
+type catalogModel struct {
+	rng       *rand.Rand
+	nodes     []string
+	nodeAddr  map[string]string
+	nodeMaint map[string]bool
+	instances map[string]*modelInstance // by service ID
+	serial    int
+}
+
+type modelInstance struct {
+	reg     *api.CatalogRegistration
+	check   *api.AgentCheck // nil: no check
+	maint   bool
+	service string
+}
+
+func (m *catalogModel) pick() *modelInstance {
+	if len(m.instances) == 0 {
+		return nil
+	}
+	k := m.rng.IntN(len(m.instances))
+	for _, in := range m.instances {
+		if k == 0 {
+			return in
+		}
+		k--
+	}
+	return nil
+}
+
+func (m *catalogModel) newInstance(services int) *modelInstance {
+	m.serial++
+	svc := fmt.Sprintf("rnd%02d", m.rng.IntN(services))
+	id := fmt.Sprintf("%s-%d", svc, m.serial)
+	node := m.nodes[m.rng.IntN(len(m.nodes))]
+	s := &api.AgentService{ID: id, Service: svc, Port: 9000 + m.rng.IntN(100),
+		Tags:    []string{"prod", "canary"}[:m.rng.IntN(3)%2+1],
+		Weights: api.AgentWeights{Passing: 1 + m.rng.IntN(5), Warning: 1}}
+	if m.rng.IntN(2) == 0 {
+		s.Address = fmt.Sprintf("10.1.%d.%d", m.rng.IntN(250), 1+m.rng.IntN(250)) // else the node's address
+	}
+	in := &modelInstance{service: svc, reg: &api.CatalogRegistration{Node: node, Address: m.nodeAddr[node], Service: s}}
+	if m.rng.IntN(4) != 0 { // a quarter without any check
+		in.check = &api.AgentCheck{CheckID: id + "-check", Name: id, ServiceID: id,
+			Status: []string{api.HealthPassing, api.HealthWarning, api.HealthCritical}[m.rng.IntN(3)]}
+		in.reg.Check = in.check
+	}
+	m.instances[id] = in
+	return in
+}
+
+// TestNoChangeMissed makes a few hundred random changes of every kind on a
+// real agent, as fast as it takes them, then requires the watcher's last
+// snapshot to equal a fresh Fetch. The backstop resync is an hour away: the
+// feeds alone must see everything.
+func TestNoChangeMissed(t *testing.T) {
+	agent := testconsul.Start(t)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	m := &catalogModel{rng: rand.New(rand.NewPCG(seed, 1)), nodeAddr: map[string]string{},
+		nodeMaint: map[string]bool{}, instances: map[string]*modelInstance{}}
+	const services, nodes, changes, burstLen = 40, 8, 400, 20
+	cat := agent.Client.Catalog()
+	write := func(what string, r *api.CatalogRegistration) {
+		t.Helper()
+		if _, err := cat.Register(r, nil); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	for i := range nodes {
+		n := nodeName(i)
+		m.nodes = append(m.nodes, n)
+		m.nodeAddr[n] = fmt.Sprintf("10.0.0.%d", i+1)
+		write("node", &api.CatalogRegistration{Node: n, Address: m.nodeAddr[n],
+			Check: &api.AgentCheck{CheckID: "nodehealth", Name: "node health", Status: api.HealthPassing}})
+	}
+	var regs []*api.CatalogRegistration
+	for range services * 3 {
+		regs = append(regs, m.newInstance(services).reg)
+	}
+	register(t, agent.Client, regs)
+	names := []string{"absent"} // one that never exists
+	for s := range services {
+		names = append(names, fmt.Sprintf("rnd%02d", s))
+	}
+
+	src := consul.NewSource(budgetClient(t, agent, 8), consul.Options{MaxConnections: 8, ResyncInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	latest := follow(src.Watch(ctx, names, nil))
+	select {
+	case <-latest.ch:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no first snapshot in 20s")
+	}
+
+	fetcher := consul.NewSource(agent.Client, consul.Options{})
+	converge := func(what string) {
+		t.Helper()
+		want, err := fetcher.Fetch(context.Background(), names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got, n := latest.get()
+			diffs := compare(got, want)
+			if len(diffs) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: after 5s the last of %d snapshots differs from a fresh fetch:\n%s", what, n, strings.Join(diffs, "\n"))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	// Bursts: odd ones of every kind of change; even ones only of changes
+	// that do not move /v1/catalog/services (and so start no sweep), so
+	// that the health and node feeds must see them alone.
+	kinds := map[string]int{}
+	for c := range changes {
+		burst := c / burstLen
+		in := m.pick()
+		k := m.rng.IntN(10)
+		if burst%2 == 0 {
+			k = 2 + m.rng.IntN(4) // flip, maintenance, node check or address
+		}
+		switch {
+		case k == 0 || in == nil:
+			kinds["register"]++
+			write("register", m.newInstance(services).reg)
+		case k == 1:
+			kinds["deregister"]++
+			if _, err := cat.Deregister(&api.CatalogDeregistration{Node: in.reg.Node, ServiceID: in.reg.Service.ID}, nil); err != nil {
+				t.Fatal(err)
+			}
+			delete(m.instances, in.reg.Service.ID)
+		case k == 2 && in.check == nil:
+			kinds["flip (none: node check)"]++
+			write("node check", &api.CatalogRegistration{Node: in.reg.Node, SkipNodeUpdate: true,
+				Check: &api.AgentCheck{CheckID: "nodehealth", Name: "node health",
+					Status: []string{api.HealthPassing, api.HealthWarning, api.HealthCritical}[m.rng.IntN(3)]}})
+		case k == 2:
+			kinds["flip"]++
+			c := *in.check
+			c.Status = map[string]string{api.HealthPassing: api.HealthCritical, api.HealthCritical: api.HealthWarning, api.HealthWarning: api.HealthPassing}[c.Status]
+			c.Output = fmt.Sprintf("flip %d", m.rng.Int())
+			in.check = &c
+			write("flip", &api.CatalogRegistration{Node: in.reg.Node, SkipNodeUpdate: true, Check: &c})
+		case k == 3:
+			kinds["service maintenance"]++
+			id := api.ServiceMaintPrefix + in.reg.Service.ID
+			if in.maint {
+				if _, err := cat.Deregister(&api.CatalogDeregistration{Node: in.reg.Node, CheckID: id}, nil); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				write("service maintenance", &api.CatalogRegistration{Node: in.reg.Node, SkipNodeUpdate: true,
+					Check: &api.AgentCheck{CheckID: id, Name: "maintenance", Status: api.HealthCritical, ServiceID: in.reg.Service.ID}})
+			}
+			in.maint = !in.maint
+		case k == 4:
+			n := m.nodes[m.rng.IntN(len(m.nodes))]
+			if m.rng.IntN(2) == 0 {
+				kinds["node maintenance"]++
+				if m.nodeMaint[n] {
+					if _, err := cat.Deregister(&api.CatalogDeregistration{Node: n, CheckID: api.NodeMaint}, nil); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					write("node maintenance", &api.CatalogRegistration{Node: n, SkipNodeUpdate: true,
+						Check: &api.AgentCheck{CheckID: api.NodeMaint, Name: "maintenance", Status: api.HealthCritical}})
+				}
+				m.nodeMaint[n] = !m.nodeMaint[n]
+			} else {
+				kinds["node check"]++
+				write("node check", &api.CatalogRegistration{Node: n, SkipNodeUpdate: true,
+					Check: &api.AgentCheck{CheckID: "nodehealth", Name: "node health",
+						Status: []string{api.HealthPassing, api.HealthWarning, api.HealthCritical}[m.rng.IntN(3)]}})
+			}
+		case k == 5:
+			kinds["node address"]++
+			n := m.nodes[m.rng.IntN(len(m.nodes))]
+			m.nodeAddr[n] = fmt.Sprintf("10.0.%d.%d", 1+m.rng.IntN(250), 1+m.rng.IntN(250))
+			write("node address", &api.CatalogRegistration{Node: n, Address: m.nodeAddr[n]})
+		default:
+			field := []string{"address", "port", "weights", "tags", "meta"}[m.rng.IntN(5)]
+			kinds["edit "+field]++
+			s := *in.reg.Service
+			switch field {
+			case "address":
+				s.Address = fmt.Sprintf("10.2.%d.%d", m.rng.IntN(250), 1+m.rng.IntN(250))
+			case "port":
+				s.Port++
+			case "weights":
+				s.Weights.Passing = 1 + (s.Weights.Passing+1)%10
+			case "tags":
+				s.Tags = append(s.Tags[:len(s.Tags):len(s.Tags)], fmt.Sprintf("t%d", m.rng.IntN(100)))
+			case "meta":
+				s.Meta = map[string]string{"version": strconv.Itoa(m.rng.IntN(1000))}
+			}
+			in.reg = &api.CatalogRegistration{Node: in.reg.Node, Address: m.nodeAddr[in.reg.Node], Service: &s}
+			write("edit", in.reg)
+		}
+		if m.rng.IntN(20) == 0 {
+			time.Sleep(time.Duration(m.rng.IntN(30)) * time.Millisecond) // let some reads be out mid-change
+		}
+		if c%burstLen == burstLen-1 {
+			converge(fmt.Sprintf("burst %d", burst))
+		}
+	}
+	_, n := latest.get()
+	t.Logf("changes: %v; %d snapshots, each burst's last equal to a fresh fetch", kinds, n)
+}
+
+// compare lists how got differs from want, service by service, check
+// outputs and indexes aside.
+func compare(got, want catalog.Snapshot) []string {
+	var diffs []string
+	for name, w := range want.Services {
+		g := got.Services[name]
+		switch {
+		case g == nil:
+			diffs = append(diffs, fmt.Sprintf("%s: missing", name))
+		case !g.SameContent(w):
+			diffs = append(diffs, fmt.Sprintf("%s:\n  got  %s\n  want %s", name, describe(g), describe(w)))
+		}
+	}
+	if len(got.Services) != len(want.Services) {
+		diffs = append(diffs, fmt.Sprintf("%d services, want %d", len(got.Services), len(want.Services)))
+	}
+	return diffs
+}
+
+func describe(s *catalog.Service) string {
+	var parts []string
+	for _, in := range s.Instances {
+		parts = append(parts, fmt.Sprintf("%s@%s %s:%d %v %v w=%v %s nm=%v sm=%v checks=%d",
+			in.ID, in.Node, in.Address, in.Port, in.Tags, in.Meta, in.Weights, in.Status, in.NodeMaintenance, in.ServiceMaintenance, len(in.Checks)))
+	}
+	return "[" + strings.Join(parts, "; ") + "]"
+}
