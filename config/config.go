@@ -16,6 +16,7 @@ package config
 
 import (
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -34,6 +35,25 @@ type Config struct {
 	LogJSON  bool
 	// VirtualServices in the order they were declared, files in name order.
 	VirtualServices []*VirtualService
+
+	// index finds a virtual service by name and by key; built on first
+	// use, as a config is never changed once loaded.
+	index struct {
+		once   sync.Once
+		byName map[string]*VirtualService
+		byKey  map[lvs.ServiceKey]*VirtualService
+	}
+}
+
+func (c *Config) indexed() {
+	c.index.once.Do(func() {
+		c.index.byName = make(map[string]*VirtualService, len(c.VirtualServices))
+		c.index.byKey = make(map[lvs.ServiceKey]*VirtualService, len(c.VirtualServices))
+		for _, vs := range c.VirtualServices {
+			c.index.byName[vs.Name] = vs
+			c.index.byKey[vs.Key()] = vs
+		}
+	})
 }
 
 // Consul says how to reach the Consul agent. Empty fields fall back to the
@@ -115,22 +135,14 @@ type VirtualService struct {
 
 // VirtualService returns the virtual service of that name, or nil.
 func (c *Config) VirtualService(name string) *VirtualService {
-	for _, vs := range c.VirtualServices {
-		if vs.Name == name {
-			return vs
-		}
-	}
-	return nil
+	c.indexed()
+	return c.index.byName[name]
 }
 
 // VirtualServiceAt returns the virtual service with that kernel key, or nil.
 func (c *Config) VirtualServiceAt(k lvs.ServiceKey) *VirtualService {
-	for _, vs := range c.VirtualServices {
-		if vs.Key() == k {
-			return vs
-		}
-	}
-	return nil
+	c.indexed()
+	return c.index.byKey[k]
 }
 
 // Services lists the Consul service of every virtual service, in order;

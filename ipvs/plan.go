@@ -113,6 +113,9 @@ func Changed(before, after State) map[lvs.ServiceKey]bool {
 	changed := map[lvs.ServiceKey]bool{}
 	for k, a := range after {
 		b, ok := before[k]
+		if ok && a == b {
+			continue // the same render: unchanged by construction
+		}
 		if !ok || !a.Equal(b) || !maps.Equal(a.Reals, b.Reals) {
 			changed[k] = true
 		}

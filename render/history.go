@@ -1,7 +1,6 @@
 package render
 
 import (
-	"maps"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
@@ -26,13 +25,18 @@ type History struct {
 	ServingSince map[InstanceKey]time.Time
 }
 
-// Tracker builds the History from the snapshots it is shown.
+// Tracker builds the History from the snapshots it is shown. Its work is
+// proportional to what changed: a snapshot that names its changed
+// services (catalog.Snapshot.Changed) is looked at for those only.
 type Tracker struct {
 	lastCritical map[InstanceKey]time.Time
 	recovered    map[InstanceKey]time.Time
 	servingSince map[InstanceKey]time.Time
 	critical     map[InstanceKey]bool // critical at the last snapshot
-	seeded       bool
+	// byService are the instances last seen of each service, to forget
+	// those that go.
+	byService map[string][]InstanceKey
+	seeded    bool
 }
 
 // Observe records a snapshot seen at now and returns the history to render
@@ -44,59 +48,78 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 		t.recovered = map[InstanceKey]time.Time{}
 		t.servingSince = map[InstanceKey]time.Time{}
 		t.critical = map[InstanceKey]bool{}
+		t.byService = map[string][]InstanceKey{}
 	}
-	seen := map[InstanceKey]bool{}
-	for _, svc := range snap.Services {
-		for _, in := range svc.Instances {
-			k := InstanceKey{Node: in.Node, ID: in.ID}
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			switch {
-			case in.Status == catalog.Critical:
-				t.lastCritical[k] = now
-				t.critical[k] = true
-				delete(t.recovered, k)
-				delete(t.servingSince, k)
-			default:
-				if t.critical[k] {
-					t.recovered[k] = now
-					delete(t.critical, k)
-				}
-				if _, ok := t.servingSince[k]; !ok {
-					since := now
-					if !t.seeded {
-						since = time.Time{}
-					}
-					t.servingSince[k] = since
-				}
-			}
+	for name, svc := range snap.Services {
+		if snap.ChangedService(name) || t.byService[name] == nil {
+			t.observeService(name, svc.Instances, now)
 		}
 	}
-	for k := range t.servingSince {
-		if !seen[k] {
-			delete(t.servingSince, k)
-		}
-	}
-	for _, m := range []map[InstanceKey]time.Time{t.lastCritical, t.recovered} {
-		for k := range m {
-			if !seen[k] {
-				delete(m, k)
+	if snap.Changed == nil { // every service: forget those no longer watched
+		for name := range t.byService {
+			if _, ok := snap.Services[name]; !ok {
+				t.observeService(name, nil, now)
 			}
-		}
-	}
-	for k := range t.critical {
-		if !seen[k] {
-			delete(t.critical, k)
 		}
 	}
 	t.seeded = true
 	return t.At(now)
 }
 
-// At returns the history as of now, without a new snapshot: for a sync that
-// only time calls for (a hold ending, a slow start stepping up).
-func (t *Tracker) At(now time.Time) History {
-	return History{Now: now, LastCritical: maps.Clone(t.lastCritical), Recovered: maps.Clone(t.recovered), ServingSince: maps.Clone(t.servingSince)}
+// observeService records the instances of one service.
+func (t *Tracker) observeService(name string, instances []*catalog.Instance, now time.Time) {
+	keys := make([]InstanceKey, 0, len(instances))
+	seen := make(map[InstanceKey]bool, len(instances))
+	for _, in := range instances {
+		k := InstanceKey{Node: in.Node, ID: in.ID}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		keys = append(keys, k)
+		switch {
+		case in.Status == catalog.Critical:
+			t.lastCritical[k] = now
+			t.critical[k] = true
+			delete(t.recovered, k)
+			delete(t.servingSince, k)
+		default:
+			if t.critical[k] {
+				t.recovered[k] = now
+				delete(t.critical, k)
+			}
+			if _, ok := t.servingSince[k]; !ok {
+				since := now
+				if !t.seeded {
+					since = time.Time{}
+				}
+				t.servingSince[k] = since
+			}
+		}
+	}
+	for _, k := range t.byService[name] {
+		if !seen[k] {
+			delete(t.lastCritical, k)
+			delete(t.recovered, k)
+			delete(t.servingSince, k)
+			delete(t.critical, k)
+		}
+	}
+	if len(keys) == 0 && instances == nil {
+		delete(t.byService, name)
+		return
+	}
+	t.byService[name] = keys
 }
+
+// At returns the history as of now, without a new snapshot: for a sync that
+// only time calls for (a hold ending, a slow start stepping up). The
+// History shares the tracker's maps: it is valid until the next Observe,
+// which a render finishes before.
+func (t *Tracker) At(now time.Time) History {
+	return History{Now: now, LastCritical: t.lastCritical, Recovered: t.recovered, ServingSince: t.servingSince}
+}
+
+// Len is how many instances the tracker remembers, for tests of its
+// bounds.
+func (t *Tracker) Len() int { return len(t.servingSince) + len(t.critical) }

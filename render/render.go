@@ -68,6 +68,13 @@ type Result struct {
 	// a slow start steps up); zero if never.
 	NextChange time.Time
 	Notes      []Note
+	// Rendered names the virtual services Update rendered anew; the
+	// others are the previous result's.
+	Rendered []string
+
+	// Each virtual service's next change and notes, for Update.
+	next  map[string]time.Time
+	notes map[string][]Note
 }
 
 // Render computes the desired state of every configured virtual service,
@@ -79,21 +86,66 @@ func Render(cfg *config.Config, snap catalog.Snapshot) Result {
 // RenderAt computes the desired state given what is known of the past, for
 // flap damping (hold) and slow start. It is pure: time is h.Now.
 func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
+	return Update(Result{}, cfg, snap, h, nil)
+}
+
+// Update renders again only what may have changed since prev, which must
+// have been rendered from the same config: the virtual services for which
+// changed holds (nil: every one), and those whose own next change (a hold
+// ending, a slow start step) is due at h.Now. The others are taken from
+// prev as they are. Like RenderAt it is pure, and it leaves prev intact:
+// a flip among ten thousand services renders one.
+func Update(prev Result, cfg *config.Config, snap catalog.Snapshot, h History, changed func(*config.VirtualService) bool) Result {
+	n := len(cfg.VirtualServices)
 	res := Result{
-		State:     make(ipvs.State, len(cfg.VirtualServices)),
-		Origins:   make(map[lvs.ServiceKey]map[lvs.RealKey]Origin, len(cfg.VirtualServices)),
-		Decisions: make(map[string][]Decision, len(cfg.VirtualServices)),
+		State:     make(ipvs.State, n),
+		Origins:   make(map[lvs.ServiceKey]map[lvs.RealKey]Origin, n),
+		Decisions: make(map[string][]Decision, n),
+		next:      make(map[string]time.Time, len(prev.next)),
+		notes:     make(map[string][]Note, len(prev.notes)),
 	}
 	for _, vs := range cfg.VirtualServices {
 		key := vs.Key()
-		svc, origins := renderService(vs, snap.Instances(vs.Service), h, &res)
-		res.State[key] = svc
-		res.Origins[key] = origins
+		next, waking := prev.next[vs.Name]
+		if prev.State != nil && changed != nil && !changed(vs) && (!waking || h.Now.Before(next)) {
+			res.State[key], res.Origins[key], res.Decisions[vs.Name] = prev.State[key], prev.Origins[key], prev.Decisions[vs.Name]
+			if waking {
+				res.next[vs.Name] = next
+			}
+			if notes := prev.notes[vs.Name]; notes != nil {
+				res.notes[vs.Name] = notes
+			}
+			continue
+		}
+		res.Rendered = append(res.Rendered, vs.Name)
+		r := renderService(vs, snap.Instances(vs.Service), h)
+		res.State[key], res.Origins[key], res.Decisions[vs.Name] = r.svc, r.origins, r.decisions
+		if !r.next.IsZero() {
+			res.next[vs.Name] = r.next
+		}
+		if r.notes != nil {
+			res.notes[vs.Name] = r.notes
+		}
+	}
+	for _, vs := range cfg.VirtualServices {
+		res.Notes = append(res.Notes, res.notes[vs.Name]...)
+		if t, ok := res.next[vs.Name]; ok && (res.NextChange.IsZero() || t.Before(res.NextChange)) {
+			res.NextChange = t
+		}
 	}
 	return res
 }
 
-func renderService(vs *config.VirtualService, instances []*catalog.Instance, h History, res *Result) (*ipvs.Service, map[lvs.RealKey]Origin) {
+// rendered is one virtual service's part of a Result.
+type rendered struct {
+	svc       *ipvs.Service
+	origins   map[lvs.RealKey]Origin
+	decisions []Decision
+	notes     []Note
+	next      time.Time
+}
+
+func renderService(vs *config.VirtualService, instances []*catalog.Instance, h History) (out rendered) {
 	svc := &ipvs.Service{
 		Scheduler: vs.Scheduler,
 		Netmask:   lvs.HostMask(vs.Address.Addr()),
@@ -105,10 +157,9 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	}
 	origins := make(map[lvs.RealKey]Origin, len(instances))
 	note := func(in *catalog.Instance, format string, args ...any) {
-		res.Notes = append(res.Notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: fmt.Sprintf(format, args...)})
+		out.notes = append(out.notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: fmt.Sprintf(format, args...)})
 	}
 	decisions := make([]Decision, 0, len(instances))
-	defer func() { res.Decisions[vs.Name] = decisions }()
 	// draining are the reals of instances in maintenance: not in the
 	// state, but named in Origins unless an instance serves there.
 	var draining []Decision
@@ -120,7 +171,9 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			continue
 		}
 		rule, next := decide(vs, in, h)
-		res.wake(next)
+		if !next.IsZero() && (out.next.IsZero() || next.Before(out.next)) {
+			out.next = next
+		}
 		if !rule.In() && rule.Source() != SourceMaintenance {
 			decisions = append(decisions, Decision{Instance: in, Rule: rule})
 			continue
@@ -173,7 +226,8 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 		svc.Reals[rk] = ipvs.Real{Weight: 1, Forward: vs.Forwarding}
 		origins[rk] = Origin{Source: SourceFallback}
 	}
-	return svc, origins
+	out.svc, out.origins, out.decisions = svc, origins, decisions
+	return out
 }
 
 // realOf is the real server an instance is, or why it cannot be one: in
@@ -198,13 +252,6 @@ func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, wh
 		port = uint16(in.Port)
 	}
 	return lvs.RealKey{Addr: addr, Port: port}, "", ""
-}
-
-// wake notes a time at which the result changes by itself.
-func (r *Result) wake(t time.Time) {
-	if !t.IsZero() && (r.NextChange.IsZero() || t.Before(r.NextChange)) {
-		r.NextChange = t
-	}
 }
 
 // LocalFallback is where the local maintenance page is reached: the VIP

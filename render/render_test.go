@@ -3,6 +3,7 @@ package render
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
@@ -309,5 +311,64 @@ func TestLocalFallbackIsTheVIP(t *testing.T) {
 	want := lvs.RealKey{Addr: netip.MustParseAddr("10.10.10.60"), Port: 8443}
 	if r, ok := svc.Reals[want]; !ok || r.Weight != 1 || len(svc.Reals) != 1 {
 		t.Errorf("reals = %v, want only %s with weight 1", svc.Reals, want)
+	}
+}
+
+// TestUpdateRendersOnlyWhatChanged: Update gives what RenderAt gives, but
+// renders again only the virtual services of the changed Consul services
+// and those whose next change is due; the others are the previous
+// result's, untouched.
+func TestUpdateRendersOnlyWhatChanged(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}
+virtual_service "shop" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+  hold       = "10s"
+}`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_700_000_000, 0)
+	before := snapshot(map[string][]*catalog.Instance{
+		"web":  {inst("n1", "10.1.0.11", 80, "passing")},
+		"shop": {inst("n2", "10.1.0.21", 80, "passing")},
+	})
+	prev := RenderAt(cfg, before, History{Now: t0})
+	after := snapshot(map[string][]*catalog.Instance{
+		"web":  {inst("n1", "10.1.0.11", 80, "critical")},
+		"shop": {inst("n2", "10.1.0.21", 80, "critical")}, // changed, but not said to be
+	})
+	onlyWeb := func(vs *config.VirtualService) bool { return vs.Service == "web" }
+	got := Update(prev, cfg, after, History{Now: t0.Add(time.Second)}, onlyWeb)
+	if !slices.Equal(got.Rendered, []string{"web"}) {
+		t.Errorf("rendered %v, want only web", got.Rendered)
+	}
+	shop := cfg.VirtualService("shop").Key()
+	if got.State[shop] != prev.State[shop] {
+		t.Error("shop was rendered again though its service was not said to change")
+	}
+	web := cfg.VirtualService("web").Key()
+	if want := RenderAt(cfg, after, History{Now: t0.Add(time.Second)}); !maps.Equal(got.State[web].Reals, want.State[web].Reals) {
+		t.Errorf("web rendered by Update %v, by RenderAt %v", got.State[web].Reals, want.State[web].Reals)
+	}
+	// A hold that ends is due: shop renders again at its next change,
+	// changed or not.
+	key := InstanceKey{Node: "n2", ID: "n2-80"}
+	held := History{Now: t0, LastCritical: map[InstanceKey]time.Time{key: t0.Add(-time.Second)}, Recovered: map[InstanceKey]time.Time{key: t0}}
+	prev = RenderAt(cfg, before, held)
+	if !prev.NextChange.Equal(t0.Add(10 * time.Second)) {
+		t.Fatalf("next change %v, want the end of shop's hold", prev.NextChange)
+	}
+	held.Now = t0.Add(10 * time.Second)
+	got = Update(prev, cfg, before, held, func(*config.VirtualService) bool { return false })
+	if !slices.Equal(got.Rendered, []string{"shop"}) || !got.NextChange.IsZero() {
+		t.Errorf("at the hold's end rendered %v (next %v), want shop and no next change", got.Rendered, got.NextChange)
+	}
+	if _, in := got.State[shop].Reals[realKey("10.1.0.21:80")]; !in {
+		t.Error("shop's instance still held out after its hold")
 	}
 }

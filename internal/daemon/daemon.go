@@ -218,9 +218,12 @@ type loop struct {
 	// new config's, until its first complete snapshot.
 	cur, next *watch
 	snap      *catalog.Snapshot
-	sched     schedule
-	pending   time.Time // first catalog answer not yet applied
-	failures  int
+	// changed are the Consul services that changed since the last sync
+	// (nil: any may have).
+	changed  map[string]bool
+	sched    schedule
+	pending  time.Time // first catalog answer not yet applied
+	failures int
 }
 
 // snapshot takes a new catalog snapshot: a catalog sync is due once no
@@ -229,7 +232,16 @@ func (l *loop) snapshot(s catalog.Snapshot, now time.Time) {
 	if l.snap == nil {
 		l.d.log.Info("first complete catalog snapshot", "services", len(s.Services))
 	}
+	first := l.snap == nil
 	l.snap = &s
+	switch {
+	case first || s.Changed == nil:
+		l.changed = nil
+	case l.changed != nil:
+		for name := range s.Changed {
+			l.changed[name] = true
+		}
+	}
 	if l.pending.IsZero() {
 		l.pending = now
 	}
@@ -266,7 +278,7 @@ func (l *loop) switchTo(s catalog.Snapshot, now time.Time) {
 	l.d.servePages(l.cur.cfg)
 	l.d.opts.Metrics.ConfigReload(true)
 	l.d.log.Info("config reloaded", "trigger", l.cur.trigger, "virtual_services", len(l.cur.cfg.VirtualServices))
-	l.snap, l.pending = nil, time.Time{}
+	l.snap, l.pending, l.changed = nil, time.Time{}, nil
 	l.snapshot(s, now)
 }
 
@@ -290,7 +302,7 @@ func (l *loop) fire(now time.Time) {
 	if !ok || l.snap == nil {
 		return // nothing to sync before the first snapshot
 	}
-	wake, applied, err := l.d.sync(*l.snap, t, now)
+	wake, applied, err := l.d.sync(*l.snap, l.changed, t, now)
 	l.synced(t, now, wake, applied, err)
 }
 
@@ -321,6 +333,7 @@ func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 		}
 		l.failures = 0
 		l.pending = time.Time{}
+		l.changed = map[string]bool{} // rendered: from now on, what changes
 	}
 	interval := l.d.cfg.Director.ReconcileInterval
 	l.sched.at(TriggerReconcile, now.Add(interval+rand.N(interval/10+1)))

@@ -45,7 +45,7 @@ func foreignState() ipvs.State {
 	}}}
 }
 
-func mustConfig(t *testing.T, src string) *config.Config {
+func mustConfig(t testing.TB, src string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse([]byte(src), "test.hcl")
 	if err != nil {
@@ -124,11 +124,11 @@ func start(t *testing.T, opts Options) *running {
 	return r
 }
 
-func testLogger(t *testing.T) hclog.Logger {
+func testLogger(t testing.TB) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "lvs-sync", Level: hclog.Debug, Output: testWriter{t}})
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)

@@ -25,7 +25,7 @@ var t0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 
 // harness is a daemon's loop under test, with the reports of its syncs.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *clockwork.FakeClock
 	kernel  *ipvstest.Kernel
 	d       *Daemon
@@ -34,7 +34,7 @@ type harness struct {
 	reports []Report
 }
 
-func newHarness(t *testing.T, cfg string, kernel *ipvstest.Kernel) *harness {
+func newHarness(t testing.TB, cfg string, kernel *ipvstest.Kernel) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), kernel: kernel, src: &watches{}}
 	d, err := New(Options{Config: mustConfig(t, cfg), Source: h.src, Kernel: kernel, Clock: h.clock,
@@ -51,6 +51,9 @@ func newHarness(t *testing.T, cfg string, kernel *ipvstest.Kernel) *harness {
 func (h *harness) snapshot(instances ...*catalog.Instance) {
 	h.l.snapshot(catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", Instances: instances}}}, h.clock.Now())
 }
+
+// snapshot2 hands the loop a whole snapshot now.
+func (h *harness) snapshot2(s catalog.Snapshot) { h.l.snapshot(s, h.clock.Now()) }
 
 // advance moves the clock and fires what is due.
 func (h *harness) advance(d time.Duration) {

@@ -2,12 +2,12 @@ package daemon
 
 import (
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
@@ -29,11 +29,17 @@ type Metrics struct {
 	configReloads   *prometheus.CounterVec
 	draining        prometheus.Gauge
 	lastSyncSuccess prometheus.Gauge
+
+	mu sync.Mutex
+	// drainingBy counts the draining reals of each virtual service, for
+	// their total.
+	drainingBy map[string]int
 }
 
 // NewMetrics registers lvs-sync's metrics, and the Go and process ones.
 func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 	m := &Metrics{
+		drainingBy: map[string]int{},
 		catalogQueries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_catalog_queries_total",
 			Help: "Blocking queries answered by Consul, by Consul service."}, []string{"service"}),
 		catalogErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_catalog_query_errors_total",
@@ -125,15 +131,23 @@ func (m *Metrics) sawSync(res ipvs.Result, full bool, foreign int) {
 }
 
 // sawState sets the per-service gauges from the status room's view of
-// what a sync left in the kernel.
-func (m *Metrics) sawState(cfg *config.Config, views []status.ServiceView, ok bool) {
+// what a sync left in the kernel: of every service when full, else of
+// those the sync looked at.
+func (m *Metrics) sawState(views []status.ServiceView, full, ok bool) {
 	if m == nil {
 		return
 	}
 	m.lastSyncSuccess.Set(map[bool]float64{true: 1, false: 0}[ok])
-	m.realsByState.Reset()
-	m.realsDesired.Reset()
-	total := 0
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if full {
+		m.realsByState.Reset()
+		m.realsDesired.Reset()
+		if ok {
+			m.realsApplied.Reset()
+		}
+		clear(m.drainingBy)
+	}
 	for _, v := range views {
 		if v.Name == "" {
 			continue
@@ -147,7 +161,7 @@ func (m *Metrics) sawState(cfg *config.Config, views []status.ServiceView, ok bo
 				desired++
 			}
 		}
-		total += counts["draining"]
+		m.drainingBy[v.Name] = counts["draining"]
 		for state, n := range counts {
 			m.realsByState.WithLabelValues(v.Name, state).Set(float64(n))
 		}
@@ -155,6 +169,10 @@ func (m *Metrics) sawState(cfg *config.Config, views []status.ServiceView, ok bo
 		if ok {
 			m.realsApplied.WithLabelValues(v.Name).Set(float64(len(v.Reals)))
 		}
+	}
+	total := 0
+	for _, n := range m.drainingBy {
+		total += n
 	}
 	m.draining.Set(float64(total))
 }

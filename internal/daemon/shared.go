@@ -15,24 +15,20 @@ import (
 // shared is what the loop publishes after each sync for Status, Explain
 // and Health, which the API calls from its own goroutines.
 type shared struct {
-	mu        sync.Mutex
-	cfg       *config.Config
-	synced    time.Time // first successful sync; zero before
-	lastSync  time.Time
-	lastErr   error
-	result    render.Result
-	draining  map[lvs.ServiceKey]map[lvs.RealKey]time.Time
-	changedAt map[decisionKey]time.Time
-	signature map[decisionKey]decisionSig
+	mu       sync.Mutex
+	cfg      *config.Config
+	synced   time.Time // first successful sync; zero before
+	lastSync time.Time
+	lastErr  error
+	result   render.Result
+	draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time
+	// changedAt is when each instance's decision last changed, and
+	// signature what it was, by virtual service name.
+	changedAt map[string]map[render.InstanceKey]time.Time
+	signature map[string]map[render.InstanceKey]decisionSig
 
 	queryMu   sync.Mutex
 	lastQuery map[string]queryState
-}
-
-// decisionKey names an instance of a virtual service.
-type decisionKey struct {
-	vs string
-	in render.InstanceKey
 }
 
 // decisionSig is what of a decision counts as a change of it.
@@ -48,8 +44,8 @@ type queryState struct {
 }
 
 func (s *shared) init() {
-	s.changedAt = map[decisionKey]time.Time{}
-	s.signature = map[decisionKey]decisionSig{}
+	s.changedAt = map[string]map[render.InstanceKey]time.Time{}
+	s.signature = map[string]map[render.InstanceKey]decisionSig{}
 	s.lastQuery = map[string]queryState{}
 }
 
@@ -59,8 +55,10 @@ func (s *shared) setConfig(cfg *config.Config) {
 	s.mu.Unlock()
 }
 
-// publish shares a sync's outcome.
-func (d *Daemon) publish(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time) {
+// publish shares a sync's outcome. Its work is proportional to what the
+// sync looked at: the decisions of the virtual services render rendered
+// anew, the metrics of the services in scope (nil: all).
+func (d *Daemon) publish(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, scope func(lvs.ServiceKey) bool) {
 	s := &d.shared
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -71,32 +69,49 @@ func (d *Daemon) publish(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]t
 	}
 	s.result = r.Desired
 	s.draining = draining
-	// Note when each instance's decision last changed, and forget the
-	// instances that are gone.
-	seen := make(map[decisionKey]bool, len(s.signature))
-	for name, ds := range r.Desired.Decisions {
+	// Note when each instance's decision last changed.
+	for _, name := range r.Desired.Rendered {
+		sigs, at := s.signature[name], s.changedAt[name]
+		if sigs == nil {
+			sigs, at = map[render.InstanceKey]decisionSig{}, map[render.InstanceKey]time.Time{}
+			s.signature[name], s.changedAt[name] = sigs, at
+		}
+		ds := r.Desired.Decisions[name]
+		seen := make(map[render.InstanceKey]bool, len(ds))
 		for _, dec := range ds {
-			k := decisionKey{vs: name, in: render.InstanceKey{Node: dec.Instance.Node, ID: dec.Instance.ID}}
+			k := render.InstanceKey{Node: dec.Instance.Node, ID: dec.Instance.ID}
 			seen[k] = true
 			sig := decisionSig{in: dec.In, weight: dec.Weight, rule: dec.Rule.Kind}
-			if old, ok := s.signature[k]; !ok || old != sig {
-				s.signature[k] = sig
-				s.changedAt[k] = r.At
+			if old, ok := sigs[k]; !ok || old != sig {
+				sigs[k], at[k] = sig, r.At
+			}
+		}
+		for k := range sigs {
+			if !seen[k] {
+				delete(sigs, k)
+				delete(at, k)
 			}
 		}
 	}
-	for k := range s.signature {
-		if !seen[k] {
-			delete(s.signature, k)
-			delete(s.changedAt, k)
+	if len(r.Desired.Rendered) == len(s.cfg.VirtualServices) {
+		for name := range s.signature { // forget virtual services a reload removed
+			if s.cfg.VirtualService(name) == nil {
+				delete(s.signature, name)
+				delete(s.changedAt, name)
+			}
 		}
 	}
-	d.opts.Metrics.sawState(s.cfg, status.Services(expected(r.Desired.State, draining), s.input(d)), r.Err == nil)
+	views := status.Services(expected(r.Desired.State, draining, scope), s.input(d))
+	d.opts.Metrics.sawState(views, scope == nil, r.Err == nil)
 }
 
-// expected is the owned part of the kernel's table after a sync that
-// succeeded: the desired state, with the draining reals at weight 0.
-func expected(desired ipvs.State, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time) ipvs.State {
+// expected is the owned part of the kernel's table, in scope (nil: all),
+// after a sync that succeeded: the desired state, with the draining reals
+// at weight 0.
+func expected(desired ipvs.State, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, scope func(lvs.ServiceKey) bool) ipvs.State {
+	if scope != nil {
+		desired = desired.Filter(scope)
+	}
 	if len(draining) == 0 {
 		return desired
 	}
@@ -126,7 +141,7 @@ func (s *shared) input(d *Daemon) status.Input {
 		Desired:  &s.result,
 		Draining: s.draining,
 		ChangedAt: func(vs string, in render.InstanceKey) time.Time {
-			return s.changedAt[decisionKey{vs: vs, in: in}]
+			return s.changedAt[vs][in]
 		},
 	}
 }

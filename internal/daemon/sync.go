@@ -36,6 +36,9 @@ type syncState struct {
 	// timeouts are the drain timeouts of every virtual service a config
 	// has named, so that one a reload removed drains with its own.
 	timeouts map[lvs.ServiceKey]time.Duration
+	// lastResult is the last render, which the next one updates; the zero
+	// value renders everything.
+	lastResult render.Result
 }
 
 func (s *syncState) init() {
@@ -52,7 +55,8 @@ func (s *syncState) setConfig(cfg *config.Config) {
 		s.timeouts[vs.Key()] = vs.DrainTimeout
 	}
 	s.drainer.Timeout = drainTimeout(s.timeouts)
-	s.lastApplied = nil // the next sync compares everything
+	s.lastApplied = nil            // the next sync compares everything
+	s.lastResult = render.Result{} // and renders everything
 }
 
 // NewDrainer is a drainer with no drain under way, as run has when it
@@ -78,18 +82,26 @@ func drainTimeout(timeouts map[lvs.ServiceKey]time.Duration) func(lvs.ServiceKey
 
 func (s *syncState) observe(snap catalog.Snapshot, now time.Time) { s.tracker.Observe(snap, now) }
 
-// sync renders the snapshot and makes the kernel match it. wake is when
-// time alone next calls for a sync (zero: never); applied tells whether
-// the kernel changed.
-func (d *Daemon) sync(snap catalog.Snapshot, t Trigger, now time.Time) (wake time.Time, applied bool, err error) {
+// sync renders the snapshot and makes the kernel match it. changed names
+// the Consul services that changed since the last sync (nil: any may
+// have); only their virtual services are rendered again, but on a full
+// sync. wake is when time alone next calls for a sync (zero: never);
+// applied tells whether the kernel changed.
+func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger, now time.Time) (wake time.Time, applied bool, err error) {
 	start := d.clock.Now()
 	st := &d.state
-	res := render.RenderAt(d.cfg, snap, st.tracker.At(now))
+	var only func(*config.VirtualService) bool
+	if changed != nil && !t.Full() {
+		only = func(vs *config.VirtualService) bool { return changed[vs.Service] }
+	}
+	res := render.Update(st.lastResult, d.cfg, snap, st.tracker.At(now), only)
+	st.lastResult = res
 	d.logNotes(res.Notes)
 	report := Report{At: now, Trigger: t, Desired: res}
+	var scope func(lvs.ServiceKey) bool
 	defer func() {
 		report.Err = err
-		d.publish(report, st.drainer.Draining())
+		d.publish(report, st.drainer.Draining(), scope)
 		if d.opts.OnSync != nil {
 			d.opts.OnSync(report)
 		}
@@ -101,17 +113,17 @@ func (d *Daemon) sync(snap catalog.Snapshot, t Trigger, now time.Time) (wake tim
 	// state changed since the last sync that fully succeeded, and those
 	// still draining; a reconcile or a retry reads everything, to repair
 	// drift.
-	var scope func(lvs.ServiceKey) bool
 	if !t.Full() && st.lastApplied != nil {
-		changed := ipvs.Changed(st.lastApplied, desired)
+		dirty := ipvs.Changed(st.lastApplied, desired)
 		for k := range st.drainer.Draining() {
-			changed[k] = true
+			dirty[k] = true
 		}
-		if len(changed) == 0 {
+		if len(dirty) == 0 {
+			scope = func(lvs.ServiceKey) bool { return false }
 			d.log.Debug("synced", "reason", t, "changes", 0, "scope", "none", "took", d.clock.Since(start))
 			return wake, false, nil
 		}
-		scope = func(k lvs.ServiceKey) bool { return changed[k] }
+		scope = func(k lvs.ServiceKey) bool { return dirty[k] }
 	}
 	own := d.opts.Ownership
 	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now}

@@ -1,0 +1,68 @@
+package daemon
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+// scaleConfig has n gate virtual services, each on its own Consul service.
+func scaleConfig(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "virtual_service \"vs%05d\" {\n  address    = \"10.%d.%d.%d:80\"\n  forwarding = \"gate\"\n  service    = \"svc%05d\"\n}\n",
+			i, 50+i/65536, (i/256)%256, i%256, i)
+	}
+	return b.String()
+}
+
+// scaleSnapshot has 10 passing instances of each of n services; flip
+// makes instance 0 of service 0 critical.
+func scaleSnapshot(n int, flip bool, changed map[string]bool) catalog.Snapshot {
+	snap := catalog.Snapshot{Services: make(map[string]*catalog.Service, n), Changed: changed}
+	for i := range n {
+		name := fmt.Sprintf("svc%05d", i)
+		svc := &catalog.Service{Name: name}
+		for j := range 10 {
+			status := catalog.Passing
+			if flip && i == 0 && j == 0 {
+				status = catalog.Critical
+			}
+			svc.Instances = append(svc.Instances, &catalog.Instance{
+				ID: fmt.Sprintf("%s-%d", name, j), Node: fmt.Sprintf("node%d", j),
+				Address: fmt.Sprintf("10.%d.%d.%d", 60+j, (i/256)%256, i%256), Port: 80,
+				Status: status, Weights: catalog.Weights{Passing: 1 + j, Warning: 1},
+			})
+		}
+		snap.Services[name] = svc
+	}
+	return snap
+}
+
+// BenchmarkOneFlip is one check flip among n services × 10 instances:
+// snapshot in, sync done, in the in-memory kernel.
+func BenchmarkOneFlip(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			kernel := ipvstest.New(ipvs.State{})
+			h := newHarness(b, scaleConfig(n), kernel)
+			h.d.log = hclog.NewNullLogger()
+			h.snapshot2(scaleSnapshot(n, false, nil))
+			h.untilNext()
+			snaps := [2]catalog.Snapshot{
+				scaleSnapshot(n, true, map[string]bool{"svc00000": true}),
+				scaleSnapshot(n, false, map[string]bool{"svc00000": true}),
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				h.snapshot2(snaps[i%2])
+				h.untilNext()
+			}
+		})
+	}
+}
