@@ -139,3 +139,41 @@ func TestFetchAgainstRealConsul(t *testing.T) {
 		t.Errorf("snapshot %+v", snap.Services)
 	}
 }
+
+// TestSetTokenAsksAgainAtOnce, against an agent with ACLs on: a source
+// whose token cannot read gets answers filtered by ACLs; SetToken (what a
+// reload does after re-reading token_file) ends the blocking queries in
+// flight, which ask again with the new token at once, not after their
+// wait time.
+func TestSetTokenAsksAgainAtOnce(t *testing.T) {
+	agent := testconsul.StartWithACLs(t)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthPassing)
+	weak, _ := agent.Token(t, "weak", `service_prefix "" { policy = "read" }`)
+	strong, _ := agent.Token(t, "strong", `service_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }`)
+	conf := api.DefaultConfig()
+	conf.Address, conf.Token, conf.TokenFile = agent.HTTPAddr, "", ""
+	client, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := consul.NewSource(client, consul.Options{MinInterval: 10 * time.Millisecond, WaitTime: 5 * time.Minute})
+	src.SetToken(weak)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := src.Watch(ctx, []string{"web"}, nil)
+	s := <-snaps
+	if svc := s.Services["web"]; svc == nil || !svc.FilteredByACLs || len(svc.Instances) != 0 {
+		t.Fatalf("with a token without node read: %+v, want an empty answer filtered by acls", svc)
+	}
+	time.Sleep(200 * time.Millisecond) // the feeds are now blocked in their 5m wait
+	swapped := time.Now()
+	src.SetToken(strong)
+	s = next(t, snaps, "the instance, read with the new token", func(ins []*catalog.Instance) bool { return len(ins) == 1 })
+	if took := time.Since(swapped); took > 5*time.Second {
+		t.Errorf("the new token took %s to be used, want at once", took)
+	}
+	if s.Services["web"].FilteredByACLs {
+		t.Error("the answer read with the new token is still filtered")
+	}
+}

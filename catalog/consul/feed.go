@@ -67,15 +67,19 @@ func (s *Source) follow(ctx context.Context, feed string, ask query, obs catalog
 	)
 	for {
 		start := s.opts.Clock.Now()
-		q := (&api.QueryOptions{
+		q, done, retry := s.query(ctx, &api.QueryOptions{
 			Datacenter: s.opts.Datacenter,
 			WaitIndex:  index,
 			WaitTime:   s.opts.WaitTime,
-		}).WithContext(ctx)
+		})
 		a := feedAnswer{feed: feed}
 		meta, err := ask(q, &a)
+		done()
 		if ctx.Err() != nil {
 			return
+		}
+		if retry() {
+			continue // a new token: ask again with it, at once
 		}
 		err = observe(obs, feed, meta, err)
 		if err != nil {

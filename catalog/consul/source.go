@@ -128,6 +128,7 @@ type Source struct {
 	opts    Options
 	log     hclog.Logger
 	trouble trouble
+	tok     token
 
 	// sleep waits d or until ctx ends; jitter picks a random delay in
 	// [0, d). Tests replace both.
@@ -146,6 +147,7 @@ func NewSource(client *api.Client, opts Options) *Source {
 func newSource(r reader, opts Options) *Source {
 	opts.setDefaults()
 	s := &Source{api: r, opts: opts, log: opts.Logger, jitter: randJitter}
+	s.tok.changed, s.tok.cancel = context.WithCancel(context.Background())
 	s.trouble.log = opts.Logger
 	s.sleep = func(ctx context.Context, d time.Duration) error {
 		t := s.opts.Clock.NewTimer(d)
@@ -202,8 +204,9 @@ func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot
 
 // read asks for one service's instances without blocking.
 func (s *Source) read(ctx context.Context, name string, stale bool, obs catalog.Observer) (*catalog.Service, error) {
-	q := (&api.QueryOptions{Datacenter: s.opts.Datacenter, AllowStale: stale}).WithContext(ctx)
+	q, done, _ := s.query(ctx, &api.QueryOptions{Datacenter: s.opts.Datacenter, AllowStale: stale})
 	entries, meta, err := s.api.Service(name, q)
+	done()
 	err = observe(obs, name, meta, err)
 	if err != nil {
 		return nil, fmt.Errorf("querying health of service %q: %w", name, err)

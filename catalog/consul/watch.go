@@ -141,6 +141,7 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, work chan<- 
 	}
 	resync := clock.NewTimer(resyncIn())
 	defer resync.Stop()
+	tokenChanged := w.s.tokenChanged()
 	for {
 		var send chan<- catalog.Snapshot
 		var snap catalog.Snapshot
@@ -173,6 +174,14 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, work chan<- 
 			w.s.log.Debug("resyncing every service")
 			w.sweepAll(true)
 			resync.Reset(resyncIn())
+		case <-tokenChanged:
+			// What the token may read changed: every answer held may be
+			// wrong, whatever its index.
+			tokenChanged = w.s.tokenChanged()
+			for _, st := range w.services {
+				st.index = 0
+			}
+			w.sweepAll(false)
 		}
 	}
 }

@@ -125,6 +125,15 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
 		default:
 			next = withFlags(next)
+			if next.Consul.TokenFile != "" {
+				token, err := readToken(next.Consul.TokenFile)
+				if err != nil {
+					metrics.ConfigReload(false)
+					log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
+					return
+				}
+				src.SetToken(token)
+			}
 			for _, name := range cfg.NeedsRestart(next) {
 				log.Warn("a changed setting takes effect only after a restart; the running value stays", "setting", name)
 			}
@@ -239,4 +248,18 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, op)
 	}
 	return 0
+}
+
+// readToken reads a Consul token file as consul/api does: the first line,
+// trimmed; it must not be empty.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading consul token_file %s: %w", path, err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("consul token_file %s is empty", path)
+	}
+	return token, nil
 }

@@ -150,6 +150,9 @@ func printStatus(w io.Writer, st status.View, live bool) {
 		}
 		fmt.Fprintln(w)
 	}
+	for _, warning := range st.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warning)
+	}
 	fmt.Fprintf(w, "%-42s %s\n", "Prot LocalAddress:Port Scheduler Flags", "Virtual service (Consul service)")
 	fmt.Fprintf(w, "  -> %-22s %-7s %-6s %-10s %-9s %s\n", "RemoteAddress:Port", "Forward", "Weight", "ActiveConn", "InActConn", "Node / Instance / Health / Weight source")
 	for _, s := range st.Services {

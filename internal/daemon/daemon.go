@@ -233,6 +233,7 @@ func (l *loop) snapshot(s catalog.Snapshot, now time.Time) {
 		l.d.log.Info("first complete catalog snapshot", "services", len(s.Services))
 	}
 	first := l.snap == nil
+	s = l.d.guardSnapshot(s)
 	l.snap = &s
 	switch {
 	case first || s.Changed == nil:
@@ -275,6 +276,7 @@ func (l *loop) switchTo(s catalog.Snapshot, now time.Time) {
 	l.cur.stop()
 	l.cur, l.next = l.next, nil
 	l.d.setConfig(l.cur.cfg)
+	l.d.shared.forgetQueries()
 	l.d.servePages(l.cur.cfg)
 	l.d.opts.Metrics.ConfigReload(true)
 	l.d.log.Info("config reloaded", "trigger", l.cur.trigger, "virtual_services", len(l.cur.cfg.VirtualServices))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,6 +73,7 @@ virtual_service "api" {
 
 // running is a daemon under test and the reports of its syncs.
 type running struct {
+	d       *Daemon
 	cancel  context.CancelFunc
 	done    chan error
 	mu      sync.Mutex
@@ -118,7 +120,7 @@ func start(t *testing.T, opts Options) *running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
+	r.cancel, r.d = cancel, d
 	go func() { r.done <- d.Run(ctx) }()
 	t.Cleanup(cancel)
 	return r
@@ -246,4 +248,53 @@ func TestRemovedServiceIsDeletedEvenAfterRestart(t *testing.T) {
 	if len(st) != 2 || st[foreignKey] == nil {
 		t.Errorf("kernel after removal:\n%s", st)
 	}
+}
+
+// TestFilteredAnswersKeepTheKernel, with a real agent with ACLs on: a
+// token whose policy loses node read gets `200 []` answers filtered by
+// ACLs on its next fresh queries (a reload makes them); lvs-sync keeps
+// the last good state, says so in health and status, and follows Consul
+// again once the token reads everything.
+func TestFilteredAnswersKeepTheKernel(t *testing.T) {
+	agent := testconsul.StartWithACLs(t)
+	register(t, agent)
+	const full = `service_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }`
+	token, policy := agent.Token(t, "lvs-sync", full)
+	conf := api.DefaultConfig()
+	conf.Address, conf.Token, conf.TokenFile = agent.HTTPAddr, token, ""
+	client, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := ipvstest.New(ipvs.State{})
+	cfg := mustConfig(t, webConfig)
+	r := start(t, Options{Config: cfg, Source: source(client), Kernel: kernel})
+	defer r.stop(t)
+	want := map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1}
+	waitFor(t, "converged", 10*time.Second, func() bool { return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), want) })
+
+	agent.SetRules(t, policy, "lvs-sync", `service_prefix "" { policy = "read" }`)
+	r.d.Reload(mustConfig(t, webConfig), "test")
+	waitFor(t, "health to name the acls", 10*time.Second, func() bool {
+		ok, why := r.d.Health()
+		return !ok && strings.Contains(why, "acls")
+	})
+	syncs := len(r.all())
+	waitFor(t, "a sync after the filtered answer", 10*time.Second, func() bool { return len(r.all()) > syncs })
+	if got := reals(kernel.State(), "10.10.10.60:80"); !testenv.SameWeights(got, want) {
+		t.Fatalf("after answers filtered by acls the kernel has %v, want %v kept", got, want)
+	}
+	st, err := r.d.Status()
+	if err != nil || len(st.Warnings) == 0 {
+		t.Errorf("status warnings %v (%v), want the filtered service named", st.Warnings, err)
+	}
+
+	agent.SetRules(t, policy, "lvs-sync", full)
+	r.d.Reload(mustConfig(t, webConfig), "test")
+	waitFor(t, "healthy again", 10*time.Second, func() bool { ok, _ := r.d.Health(); return ok })
+	agent.SetStatus(t, "web2", api.HealthCritical, "down")
+	waitFor(t, "following consul again", 10*time.Second, func() bool {
+		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5})
+	})
 }

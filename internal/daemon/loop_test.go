@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -513,5 +514,89 @@ func TestLoopDrainsARemovedService(t *testing.T) {
 	h.untilNext() // the drain poll
 	if _, still := kernel.State()[apiKey]; still || h.d.opts.Ownership.Owns(apiKey) {
 		t.Errorf("after its connections ended the service is still there (%v) or owned", still)
+	}
+}
+
+// filtered is a snapshot of web answered as `200 []` with
+// X-Consul-Results-Filtered-By-ACLs.
+func filtered() catalog.Snapshot {
+	return catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", FilteredByACLs: true}},
+		Changed: map[string]bool{"web": true}}
+}
+
+// TestLoopKeepsTheLastGoodStateOfAFilteredAnswer: an answer filtered by
+// ACLs is no answer: the last good one is kept; after a restart, with
+// none, the service is left as the kernel has it. Health says so.
+func TestLoopKeepsTheLastGoodStateOfAFilteredAnswer(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, gateConfig(""), kernel)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	want := map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1}
+	h.snapshot2(filtered())
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), want) {
+		t.Fatalf("after a filtered answer the kernel has %v, want %v kept", h.web(), want)
+	}
+	if ok, why := h.d.Health(); ok || !strings.Contains(why, "acls") {
+		t.Errorf("health %v %q, want unhealthy, naming the acls", ok, why)
+	}
+	// A real change still applies once Consul answers in full again.
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
+		t.Fatalf("after a full answer the kernel has %v", h.web())
+	}
+	if ok, why := h.d.Health(); !ok {
+		t.Errorf("health %q after a full answer, want healthy", why)
+	}
+
+	// A restart whose first answer is filtered: frozen, untouched.
+	before := kernel.State().String()
+	h = newHarness(t, gateConfig(""), kernel)
+	h.d.opts.Ownership.Set(map[lvs.ServiceKey]bool{gateKey: true})
+	h.snapshot2(filtered())
+	h.untilNext()
+	h.advance(2 * time.Minute) // and a reconcile
+	if got := kernel.State().String(); got != before {
+		t.Errorf("a filtered first answer changed the kernel:\n%s\nwant:\n%s", got, before)
+	}
+	if !h.d.opts.Ownership.Owns(gateKey) {
+		t.Error("a frozen service is no longer recorded as lvs-sync's")
+	}
+}
+
+// TestHealthAfterFailedSyncs: one failed sync is retried, and lvs-sync
+// stays healthy; three in a row make it unhealthy; a success heals it.
+func TestHealthAfterFailedSyncs(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, gateConfig(""), kernel)
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	kernel.FailService(gateKey, errors.New("injected failure"))
+	h.snapshot(web1(catalog.Warning))
+	for i := 1; i <= 3; i++ {
+		h.untilNext()
+		ok, why := h.d.Health()
+		if want := i < 3; ok != want {
+			t.Errorf("after %d failed syncs healthy = %v (%s), want %v", i, ok, why, want)
+		}
+	}
+	kernel.FailService(gateKey, nil)
+	h.untilNext()
+	if ok, why := h.d.Health(); !ok {
+		t.Errorf("after a successful sync: %s", why)
+	}
+	// Errors of a query a reload made obsolete are forgotten.
+	h.d.ObserveQuery("/v1/health/service/gone", 0, errors.New("connection refused"))
+	h.clock.Advance(time.Minute)
+	if ok, _ := h.d.Health(); ok {
+		t.Fatal("consul unreachable for a minute, yet healthy")
+	}
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), trigger: "test"}, h.clock.Now())
+	h.l.switchTo(catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", Instances: []*catalog.Instance{web1(catalog.Passing)}}}}, h.clock.Now())
+	h.untilNext()
+	if ok, why := h.d.Health(); !ok {
+		t.Errorf("after a reload that dropped the failing query: %s", why)
 	}
 }

@@ -26,6 +26,7 @@ type Metrics struct {
 	realsByState    *prometheus.GaugeVec
 	foreignServices prometheus.Gauge
 	conflicts       prometheus.Gauge
+	filtered        *prometheus.GaugeVec
 	configReloads   *prometheus.CounterVec
 	draining        prometheus.Gauge
 	lastSyncSuccess prometheus.Gauge
@@ -63,6 +64,8 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Virtual services in the kernel that lvs-sync does not own, seen at the last full sync."}),
 		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_conflicts",
 			Help: "Virtual services of the config that the kernel has from someone else: left untouched (adopt = true takes one over)."}),
+		filtered: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_catalog_filtered",
+			Help: "1 for a Consul service whose answer ACLs filter: its last good state is kept."}, []string{"service"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_config_reloads_total",
 			Help: "Config reloads, by result (ok, error)."}, []string{"result"}),
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_reals_draining",
@@ -74,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		Help: "A constant 1, labelled with lvs-sync's version and Go version."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	reg.MustRegister(m.catalogQueries, m.catalogErrors, m.catalogIndex, m.applyLatency, m.kernelOps, m.syncs,
-		m.realsDesired, m.realsApplied, m.realsByState, m.foreignServices, m.conflicts, m.configReloads, m.draining,
+		m.realsDesired, m.realsApplied, m.realsByState, m.foreignServices, m.conflicts, m.filtered, m.configReloads, m.draining,
 		m.lastSyncSuccess, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -192,4 +195,15 @@ func (m *Metrics) sawConflicts(n int) {
 		return
 	}
 	m.conflicts.Set(float64(n))
+}
+
+// sawFiltered sets which services' answers ACLs filter.
+func (m *Metrics) sawFiltered(services []string) {
+	if m == nil {
+		return
+	}
+	m.filtered.Reset()
+	for _, name := range services {
+		m.filtered.WithLabelValues(name).Set(1)
+	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,10 @@ type shared struct {
 	synced   time.Time // first successful sync; zero before
 	lastSync time.Time
 	lastErr  error
+	// failures counts the syncs that failed in a row.
+	failures int
+	// filtered are the Consul services whose answers ACLs filter.
+	filtered []string
 	result   render.Result
 	draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time
 	// changedAt is when each instance's decision last changed, and
@@ -67,6 +72,13 @@ func (d *Daemon) publish(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]t
 	if r.Err == nil && s.synced.IsZero() {
 		s.synced = r.At
 	}
+	if r.Err != nil {
+		s.failures++
+	} else {
+		s.failures = 0
+	}
+	s.filtered = d.state.acl.filteredServices()
+	d.opts.Metrics.sawFiltered(s.filtered)
 	s.result = r.Desired
 	s.draining = draining
 	// Note when each instance's decision last changed.
@@ -146,16 +158,27 @@ func (s *shared) input(d *Daemon) status.Input {
 	}
 }
 
+// unhealthyAfter is how many syncs in a row must fail before /v1/health
+// says so: one failure is retried within a second.
+const unhealthyAfter = 3
+
 // Health reports whether lvs-sync is doing its job: it has applied a first
-// sync, and Consul has not been unreachable for longer than the config's
+// sync, its syncs succeed, Consul answers in full (no answer filtered by
+// ACLs), and Consul has not been unreachable for longer than the config's
 // consul_unreachable_after.
 func (d *Daemon) Health() (bool, string) {
 	s := &d.shared
 	s.mu.Lock()
-	synced, cfg := s.synced, s.cfg
+	synced, cfg, failures, lastErr, filtered := s.synced, s.cfg, s.failures, s.lastErr, s.filtered
 	s.mu.Unlock()
-	if synced.IsZero() {
+	switch {
+	case synced.IsZero():
 		return false, "no sync applied yet"
+	case failures >= unhealthyAfter:
+		return false, fmt.Sprintf("the last %d syncs failed: %v", failures, lastErr)
+	case len(filtered) > 0:
+		return false, fmt.Sprintf("consul filters the answers of %s by acls: the last good state is kept; give the token service and node read",
+			strings.Join(filtered, ", "))
 	}
 	s.queryMu.Lock()
 	defer s.queryMu.Unlock()
@@ -167,6 +190,15 @@ func (d *Daemon) Health() (bool, string) {
 		}
 	}
 	return true, "synced"
+}
+
+// forgetQueries drops what is known of the queries of a config that a
+// reload replaced, so that a service it removed cannot keep lvs-sync
+// unhealthy.
+func (s *shared) forgetQueries() {
+	s.queryMu.Lock()
+	clear(s.lastQuery)
+	s.queryMu.Unlock()
 }
 
 // ObserveQuery hears from the catalog source.
@@ -194,6 +226,9 @@ func (d *Daemon) Status() (status.View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := status.View{Synced: s.synced, LastSync: s.lastSync, Services: status.Services(current, s.input(d))}
+	for _, name := range s.filtered {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("consul filtered the answer for service %q by acls: its last good state is kept", name))
+	}
 	if s.lastErr != nil {
 		v.LastError = s.lastErr.Error()
 	}

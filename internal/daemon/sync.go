@@ -39,10 +39,13 @@ type syncState struct {
 	// lastResult is the last render, which the next one updates; the zero
 	// value renders everything.
 	lastResult render.Result
+	// acl keeps answers filtered by ACLs from emptying pools.
+	acl aclGuard
 }
 
 func (s *syncState) init() {
 	s.logged = map[string]bool{}
+	s.acl.init()
 	s.conflicts = map[lvs.ServiceKey]bool{}
 }
 
@@ -108,6 +111,12 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	}()
 	desired := res.State
 	wake = res.NextChange
+	// Virtual services whose Consul answer is filtered by ACLs, with no
+	// good one to keep, are left as the kernel has them.
+	frozen := st.acl.frozen(d.cfg)
+	if frozen != nil {
+		desired = desired.Filter(func(k lvs.ServiceKey) bool { return !frozen[k] })
+	}
 
 	// A catalog or timer sync looks only at the services whose desired
 	// state changed since the last sync that fully succeeded, and those
@@ -124,6 +133,10 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 			return wake, false, nil
 		}
 		scope = func(k lvs.ServiceKey) bool { return dirty[k] }
+	}
+	if frozen != nil {
+		inner := scope
+		scope = func(k lvs.ServiceKey) bool { return !frozen[k] && (inner == nil || inner(k)) }
 	}
 	own := d.opts.Ownership
 	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now}

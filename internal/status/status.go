@@ -24,10 +24,13 @@ import (
 // View is the live table as lvs-sync sees it.
 type View struct {
 	// Synced is when the first sync was applied; zero before.
-	Synced    time.Time     `json:"synced"`
-	LastSync  time.Time     `json:"last_sync"`
-	LastError string        `json:"last_error,omitempty"`
-	Services  []ServiceView `json:"services"`
+	Synced    time.Time `json:"synced"`
+	LastSync  time.Time `json:"last_sync"`
+	LastError string    `json:"last_error,omitempty"`
+	// Warnings are conditions that keep lvs-sync from following Consul
+	// for some services (an answer filtered by ACLs).
+	Warnings []string      `json:"warnings,omitempty"`
+	Services []ServiceView `json:"services"`
 }
 
 // ServiceView is one virtual service of the kernel's table.

@@ -41,6 +41,53 @@ func (a *Agent) Stop() { a.stop() }
 // elect itself leader. The agent is stopped when the test ends.
 func Start(t testing.TB) *Agent {
 	t.Helper()
+	return start(t, "")
+}
+
+// RootToken is the management token of an agent started with ACLs.
+const RootToken = "3a1b5c8e-0000-4000-8000-00000000root"
+
+// StartWithACLs runs a dev agent with ACLs on and default_policy "deny",
+// as production agents run: its Client carries RootToken, and Token
+// makes tokens of narrower policies.
+func StartWithACLs(t testing.TB) *Agent {
+	t.Helper()
+	return start(t, `acl {
+  enabled                  = true
+  default_policy           = "deny"
+  enable_token_persistence = false
+  tokens {
+    initial_management = "`+RootToken+`"
+    agent              = "`+RootToken+`"
+  }
+}`)
+}
+
+// Token makes a policy of the given rules and a token of it, and returns
+// the token's secret and the policy's ID (to change its rules later).
+func (a *Agent) Token(t testing.TB, name, rules string) (secret, policyID string) {
+	t.Helper()
+	p, _, err := a.Client.ACL().PolicyCreate(&api.ACLPolicy{Name: name, Rules: rules}, nil)
+	if err != nil {
+		t.Fatalf("creating acl policy %s: %v", name, err)
+	}
+	tok, _, err := a.Client.ACL().TokenCreate(&api.ACLToken{Description: name, Policies: []*api.ACLTokenPolicyLink{{ID: p.ID}}}, nil)
+	if err != nil {
+		t.Fatalf("creating acl token %s: %v", name, err)
+	}
+	return tok.SecretID, p.ID
+}
+
+// SetRules replaces the rules of a policy Token made.
+func (a *Agent) SetRules(t testing.TB, policyID, name, rules string) {
+	t.Helper()
+	if _, _, err := a.Client.ACL().PolicyUpdate(&api.ACLPolicy{ID: policyID, Name: name, Rules: rules}, nil); err != nil {
+		t.Fatalf("updating acl policy %s: %v", name, err)
+	}
+}
+
+func start(t testing.TB, hcl string) *Agent {
+	t.Helper()
 	bin := testenv.Tool(t, "consul")
 	ports := FreePorts(t, 4)
 	dir := t.TempDir()
@@ -63,6 +110,9 @@ func Start(t testing.TB) *Agent {
 		"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1",
 		"-data-dir", filepath.Join(dir, "data"),
 	)
+	if hcl != "" {
+		cmd.Args = append(cmd.Args, "-hcl", hcl)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -96,6 +146,9 @@ func Start(t testing.TB) *Agent {
 	conf.Address = a.HTTPAddr
 	conf.Token = ""
 	conf.TokenFile = ""
+	if hcl != "" {
+		conf.Token = RootToken
+	}
 	a.Client, err = api.NewClient(conf)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/lvs"
+)
+
+// aclGuard keeps catalog answers that ACLs filtered from emptying pools.
+// A token whose policy lost a read (node_prefix, say) gets `200 []` with
+// X-Consul-Results-Filtered-By-ACLs: that is not "no instances", it is "no
+// answer". Such a service keeps its last good answer; after a restart,
+// with none, its virtual services are frozen: the kernel keeps what it
+// has of them, untouched, until Consul answers in full again.
+type aclGuard struct {
+	lastGood map[string]*catalog.Service
+	// filtered are the services whose latest answer is filtered.
+	filtered map[string]bool
+}
+
+func (g *aclGuard) init() {
+	g.lastGood = map[string]*catalog.Service{}
+	g.filtered = map[string]bool{}
+}
+
+// apply returns the snapshot to render: every filtered answer replaced by
+// the service's last good one, if any. It logs each change of a
+// service's state once.
+func (d *Daemon) guardSnapshot(s catalog.Snapshot) catalog.Snapshot {
+	g := &d.state.acl
+	var out catalog.Snapshot
+	copied := false
+	for name, svc := range s.Services {
+		if !svc.FilteredByACLs {
+			if g.filtered[name] {
+				delete(g.filtered, name)
+				d.log.Named("catalog").Info("consul answers the service in full again", "service", name)
+			}
+			g.lastGood[name] = svc
+			continue
+		}
+		if !g.filtered[name] {
+			g.filtered[name] = true
+			kept := "its last good answer is kept"
+			if g.lastGood[name] == nil {
+				kept = "no good answer yet: its virtual services are left as the kernel has them"
+			}
+			d.log.Named("catalog").Warn("consul filtered the answer by acls: the token cannot read every instance (it needs service and node read); "+kept,
+				"service", name, "index", svc.Index)
+		}
+		if !copied {
+			out = catalog.Snapshot{Services: maps.Clone(s.Services), Changed: s.Changed}
+			copied = true
+		}
+		if good := g.lastGood[name]; good != nil {
+			out.Services[name] = good
+		}
+	}
+	for name := range g.lastGood { // forget services no longer watched
+		if _, ok := s.Services[name]; !ok && s.Changed == nil {
+			delete(g.lastGood, name)
+			delete(g.filtered, name)
+		}
+	}
+	if !copied {
+		return s
+	}
+	return out
+}
+
+// frozen are the keys of the virtual services whose Consul service is
+// filtered with no good answer to keep: the plan leaves them untouched.
+func (g *aclGuard) frozen(cfg *config.Config) map[lvs.ServiceKey]bool {
+	var keys map[lvs.ServiceKey]bool
+	for _, vs := range cfg.VirtualServices {
+		if g.filtered[vs.Service] && g.lastGood[vs.Service] == nil {
+			if keys == nil {
+				keys = map[lvs.ServiceKey]bool{}
+			}
+			keys[vs.Key()] = true
+		}
+	}
+	return keys
+}
+
+// filteredServices lists the services whose answers are filtered now.
+func (g *aclGuard) filteredServices() []string {
+	names := slices.Collect(maps.Keys(g.filtered))
+	slices.Sort(names)
+	return names
+}
