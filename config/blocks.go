@@ -58,6 +58,8 @@ type rawVS struct {
 	Fallback        *string  `hcl:"fallback,optional"`
 	MaintenancePage *string  `hcl:"maintenance_page,optional"`
 	DrainTimeout    *string  `hcl:"drain_timeout,optional"`
+	MaxRemoval      *string  `hcl:"max_removal,optional"`
+	RemovalHold     *string  `hcl:"removal_hold,optional"`
 	Hold            *string  `hcl:"hold,optional"`
 	SlowStart       *string  `hcl:"slow_start,optional"`
 	OnWarning       *string  `hcl:"on_warning,optional"`
@@ -158,6 +160,8 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		Quiescent:    rv.Quiescent != nil && *rv.Quiescent,
 		Adopt:        rv.Adopt != nil && *rv.Adopt,
 		DrainTimeout: DefaultDrainTimeout,
+		MaxRemoval:   DefaultMaxRemoval,
+		RemovalHold:  DefaultRemovalHold,
 		OnWarning:    DefaultOnWarning,
 		DeclRange:    rv.DefRange,
 	}
@@ -226,7 +230,8 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		name string
 		raw  *string
 		into *time.Duration
-	}{{"drain_timeout", rv.DrainTimeout, &vs.DrainTimeout}, {"hold", rv.Hold, &vs.Hold}, {"slow_start", rv.SlowStart, &vs.SlowStart}} {
+	}{{"drain_timeout", rv.DrainTimeout, &vs.DrainTimeout}, {"hold", rv.Hold, &vs.Hold}, {"slow_start", rv.SlowStart, &vs.SlowStart},
+		{"removal_hold", rv.RemovalHold, &vs.RemovalHold}} {
 		if d.raw == nil {
 			continue
 		}
@@ -236,6 +241,11 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 			continue
 		}
 		*d.into = v
+	}
+	if rv.MaxRemoval != nil {
+		if vs.MaxRemoval, err = parseMaxRemoval(*rv.MaxRemoval); err != nil {
+			diags = append(diags, at.errorf("max_removal", "Invalid removal limit", "%s", err))
+		}
 	}
 	if rv.OnWarning != nil {
 		if vs.OnWarning, err = parseOnWarning(*rv.OnWarning); err != nil {

@@ -15,6 +15,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -118,6 +119,13 @@ type VirtualService struct {
 	// read from maintenance_page; empty for the built-in one.
 	MaintenancePage     string
 	MaintenancePagePath string
+	// MaxRemoval is how much of a virtual service's reals one update may
+	// remove because their instances vanished from the catalog (not for
+	// their health) before those reals are held for RemovalHold.
+	MaxRemoval Limit
+	// RemovalHold is how long vanished reals over MaxRemoval are held as
+	// they were; 0 turns the guard off.
+	RemovalHold time.Duration
 	// DrainTimeout bounds how long a leaving real server keeps weight 0
 	// for its connections to finish before it is deleted.
 	DrainTimeout time.Duration
@@ -181,12 +189,38 @@ func (f Fallback) String() string {
 	return ""
 }
 
+// Limit is a share of a whole ("50%") or a count ("3").
+type Limit struct {
+	// Percent, or Count when Percent is false.
+	Value   int
+	Percent bool
+}
+
+// DefaultMaxRemoval is max_removal's default: half of a service's reals.
+var DefaultMaxRemoval = Limit{Value: 50, Percent: true}
+
+// Exceeded reports whether n of total goes over the limit.
+func (l Limit) Exceeded(n, total int) bool {
+	if l.Percent {
+		return n*100 > l.Value*total
+	}
+	return n > l.Value
+}
+
+func (l Limit) String() string {
+	if l.Percent {
+		return fmt.Sprintf("%d%%", l.Value)
+	}
+	return fmt.Sprint(l.Value)
+}
+
 // Defaults of optional attributes.
 const (
 	DefaultProtocol          = "tcp"
 	DefaultScheduler         = "wlc"
 	DefaultReconcileInterval = 60 * time.Second
 	DefaultDrainTimeout      = 30 * time.Second
+	DefaultRemovalHold       = 10 * time.Second
 	DefaultAPIAddress        = "127.0.0.1:9337"
 	DefaultConsulUnreachable = 30 * time.Second
 	DefaultOnWarning         = OnWarningServe

@@ -76,7 +76,7 @@ virtual_service "shop" {
 		Scheduler: "wlc", Forwarding: lvs.Route, Persistence: 300 * time.Second,
 		Service: "web", Tags: []string{"prod"},
 		Fallback:     Fallback{Addr: netip.MustParseAddrPort("10.9.9.9:80")},
-		DrainTimeout: 30 * time.Second, OnWarning: "serve",
+		DrainTimeout: 30 * time.Second, OnWarning: "serve", MaxRemoval: DefaultMaxRemoval, RemovalHold: 10 * time.Second,
 	}
 	if got := *web; !equalIgnoringRange(got, want) {
 		t.Errorf("web =\n%+v\nwant\n%+v", got, want)
@@ -86,7 +86,7 @@ virtual_service "shop" {
 		Name: "dns", Protocol: lvs.UDP, Address: netip.MustParseAddrPort("[2001:db8::53]:53"),
 		Scheduler: "wlc", Forwarding: lvs.Masq, Service: "dns",
 		Fallback:     Fallback{Addr: netip.MustParseAddrPort("[2001:db8::9]:5353")},
-		DrainTimeout: 30 * time.Second, OnWarning: "serve",
+		DrainTimeout: 30 * time.Second, OnWarning: "serve", MaxRemoval: DefaultMaxRemoval, RemovalHold: 10 * time.Second,
 	}
 	if got := *dns; !equalIgnoringRange(got, wantDNS) {
 		t.Errorf("dns =\n%+v\nwant\n%+v", got, wantDNS)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -187,4 +188,21 @@ func loadPage(path, configFile string) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// parseMaxRemoval parses max_removal: a percentage from 0% to 100%, or a
+// count of reals.
+func parseMaxRemoval(s string) (Limit, error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 100 {
+			return Limit{}, fmt.Errorf("%q is not a percentage from 0%% to 100%%, such as \"50%%\"", s)
+		}
+		return Limit{Value: n, Percent: true}, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return Limit{}, fmt.Errorf("%q is not a percentage such as \"50%%\" nor a count of reals such as \"3\"", s)
+	}
+	return Limit{Value: n}, nil
 }

@@ -269,3 +269,31 @@ virtual_service "web" {
 		t.Errorf("NeedsRestart = %v, want %v", got, want)
 	}
 }
+
+func TestParseMaxRemoval(t *testing.T) {
+	for in, want := range map[string]Limit{"50%": {50, true}, "0%": {0, true}, "100%": {100, true}, "3": {3, false}, "0": {0, false}} {
+		got, err := parseMaxRemoval(in)
+		if err != nil || got != want {
+			t.Errorf("parseMaxRemoval(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"101%": `"101%" is not a percentage from 0% to 100%, such as "50%"`,
+		"-1%":  `"-1%" is not a percentage from 0% to 100%, such as "50%"`,
+		"half": `"half" is not a percentage such as "50%" nor a count of reals such as "3"`,
+		"-2":   `"-2" is not a percentage such as "50%" nor a count of reals such as "3"`,
+	} {
+		if _, err := parseMaxRemoval(in); err == nil || err.Error() != want {
+			t.Errorf("parseMaxRemoval(%q) error %v, want %q", in, err, want)
+		}
+	}
+	half := Limit{Value: 50, Percent: true}
+	for _, tt := range []struct {
+		n, total int
+		want     bool
+	}{{2, 4, false}, {3, 4, true}, {1, 1, true}, {0, 0, false}} {
+		if got := half.Exceeded(tt.n, tt.total); got != tt.want {
+			t.Errorf("50%%: %d of %d exceeded = %v, want %v", tt.n, tt.total, got, tt.want)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
@@ -19,10 +21,20 @@ type History struct {
 	// being so: flap damping counts its hold from then, the pass, not
 	// from the failure.
 	Recovered map[InstanceKey]time.Time
+	// Vanished are the instances that left the catalog (deregistered, their
+	// service renamed, a snapshot restored) less than Tracker.VanishedFor
+	// ago, by Consul service: the mass removal guard may hold them.
+	Vanished map[string][]Vanished
 	// ServingSince is when each instance last started to serve (passing or
 	// warning after being critical or absent); the zero time for instances
 	// already serving when lvs-sync started, which do not ramp.
 	ServingSince map[InstanceKey]time.Time
+}
+
+// Vanished is an instance that left the catalog, as it was last seen.
+type Vanished struct {
+	Instance *catalog.Instance
+	At       time.Time
 }
 
 // Tracker builds the History from the snapshots it is shown. Its work is
@@ -34,9 +46,14 @@ type Tracker struct {
 	servingSince map[InstanceKey]time.Time
 	critical     map[InstanceKey]bool // critical at the last snapshot
 	// byService are the instances last seen of each service, to forget
-	// those that go.
+	// those that go; last is each one as last seen.
 	byService map[string][]InstanceKey
+	last      map[InstanceKey]*catalog.Instance
+	vanished  map[string]map[InstanceKey]Vanished
 	seeded    bool
+	// VanishedFor is how long an instance that left is remembered: the
+	// longest removal_hold of the config (0: not at all).
+	VanishedFor time.Duration
 }
 
 // Observe records a snapshot seen at now and returns the history to render
@@ -49,6 +66,18 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 		t.servingSince = map[InstanceKey]time.Time{}
 		t.critical = map[InstanceKey]bool{}
 		t.byService = map[string][]InstanceKey{}
+		t.last = map[InstanceKey]*catalog.Instance{}
+		t.vanished = map[string]map[InstanceKey]Vanished{}
+	}
+	for name, gone := range t.vanished { // forget what left long enough ago
+		for k, v := range gone {
+			if !now.Before(v.At.Add(t.VanishedFor)) {
+				delete(gone, k)
+			}
+		}
+		if len(gone) == 0 {
+			delete(t.vanished, name)
+		}
 	}
 	for name, svc := range snap.Services {
 		if snap.ChangedService(name) || t.byService[name] == nil {
@@ -77,6 +106,10 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 		}
 		seen[k] = true
 		keys = append(keys, k)
+		t.last[k] = in
+		if gone := t.vanished[name]; gone != nil {
+			delete(gone, k) // back
+		}
 		switch {
 		case in.Status == catalog.Critical:
 			t.lastCritical[k] = now
@@ -99,6 +132,13 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 	}
 	for _, k := range t.byService[name] {
 		if !seen[k] {
+			if last := t.last[k]; last != nil && t.VanishedFor > 0 && t.seeded {
+				if t.vanished[name] == nil {
+					t.vanished[name] = map[InstanceKey]Vanished{}
+				}
+				t.vanished[name][k] = Vanished{Instance: last, At: now}
+			}
+			delete(t.last, k)
 			delete(t.lastCritical, k)
 			delete(t.recovered, k)
 			delete(t.servingSince, k)
@@ -117,9 +157,27 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 // History shares the tracker's maps: it is valid until the next Observe,
 // which a render finishes before.
 func (t *Tracker) At(now time.Time) History {
-	return History{Now: now, LastCritical: t.lastCritical, Recovered: t.recovered, ServingSince: t.servingSince}
+	h := History{Now: now, LastCritical: t.lastCritical, Recovered: t.recovered, ServingSince: t.servingSince}
+	if len(t.vanished) > 0 {
+		h.Vanished = make(map[string][]Vanished, len(t.vanished))
+		for name, gone := range t.vanished {
+			for _, v := range gone {
+				h.Vanished[name] = append(h.Vanished[name], v)
+			}
+			slices.SortFunc(h.Vanished[name], func(a, b Vanished) int {
+				return cmp.Or(cmp.Compare(a.Instance.Node, b.Instance.Node), cmp.Compare(a.Instance.ID, b.Instance.ID))
+			})
+		}
+	}
+	return h
 }
 
 // Len is how many instances the tracker remembers, for tests of its
 // bounds.
-func (t *Tracker) Len() int { return len(t.servingSince) + len(t.critical) }
+func (t *Tracker) Len() int {
+	n := len(t.servingSince) + len(t.critical) + len(t.last)
+	for _, gone := range t.vanished {
+		n += len(gone)
+	}
+	return n
+}

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -153,5 +154,79 @@ func TestHoldCountsFromThePass(t *testing.T) {
 		if tt.want == -1 && !res.NextChange.Equal(lastPass.Add(4*time.Second)) {
 			t.Errorf("%s after the last pass: next change %v, want the hold's end", tt.after, res.NextChange.Sub(lastPass))
 		}
+	}
+}
+
+// TestMassRemovalGuard: three of four instances vanish from the catalog at
+// once (over max_removal 50%): their reals are held as they were for
+// removal_hold, then go; one of four vanishing goes at once; failing
+// health is never held; instances that come back are simply back.
+func TestMassRemovalGuard(t *testing.T) {
+	cfg := oneService(t, `removal_hold = "10s"`)
+	vs := cfg.VirtualServices[0]
+	t0 := time.Unix(1_700_000_000, 0)
+	four := func(status ...string) []*catalog.Instance {
+		var ins []*catalog.Instance
+		for i := range 4 {
+			st := "passing"
+			if i < len(status) {
+				st = status[i]
+			}
+			ins = append(ins, inst(fmt.Sprintf("n%d", i+1), fmt.Sprintf("10.1.0.%d", 11+i), 80, st))
+		}
+		return ins
+	}
+	reals := func(res Result) int { return len(res.State[vs.Key()].Reals) }
+	observe := func(tr *Tracker, ins []*catalog.Instance, at time.Time) Result {
+		snap := snapshot(map[string][]*catalog.Instance{"web": ins})
+		return RenderAt(cfg, snap, tr.Observe(snap, at))
+	}
+	newTracker := func() *Tracker {
+		tr := &Tracker{VanishedFor: vs.RemovalHold}
+		observe(tr, four(), t0)
+		return tr
+	}
+
+	tr := newTracker()
+	t1 := t0.Add(time.Minute)
+	res := observe(tr, four()[:1], t1)
+	if reals(res) != 4 || len(res.Holds) != 1 || res.Holds[0].Vanished != 3 || res.Holds[0].Of != 4 {
+		t.Fatalf("3 of 4 vanished: %d reals, holds %+v; want all 4 held", reals(res), res.Holds)
+	}
+	if !res.NextChange.Equal(t1.Add(10 * time.Second)) {
+		t.Errorf("next change %v, want the hold's end", res.NextChange.Sub(t1))
+	}
+	for _, d := range res.Decisions["web"] {
+		if d.Instance.Node != "n1" && (d.Rule.Kind != RuleRemovalHold || d.Source() != SourceHeld || !d.In) {
+			t.Errorf("%s: %s, want held", d.Instance.Node, d.Rule)
+		}
+	}
+	if res := RenderAt(cfg, snapshot(map[string][]*catalog.Instance{"web": four()[:1]}), tr.At(t1.Add(10*time.Second))); reals(res) != 1 {
+		t.Errorf("after removal_hold: %d reals, want 1", reals(res))
+	}
+	// They come back within the hold: simply back, nothing held.
+	if res := observe(tr, four(), t1.Add(5*time.Second)); reals(res) != 4 || len(res.Holds) != 0 {
+		t.Errorf("back: %d reals, holds %v", reals(res), res.Holds)
+	}
+
+	// One of four is no mass removal: it goes at once.
+	tr = newTracker()
+	if res := observe(tr, four()[:3], t1); reals(res) != 3 || len(res.Holds) != 0 {
+		t.Errorf("1 of 4 vanished: %d reals, holds %v; want 3, none held", reals(res), res.Holds)
+	}
+	// Health is never held: three critical go at once (that is how a
+	// service reaches its fallback).
+	tr = newTracker()
+	if res := observe(tr, four("critical", "critical", "critical"), t1); reals(res) != 1 || len(res.Holds) != 0 {
+		t.Errorf("3 of 4 critical: %d reals, holds %v; want 1, none held", reals(res), res.Holds)
+	}
+	// removal_hold = "0s" turns the guard off.
+	off := oneService(t, `removal_hold = "0s"`)
+	tr = &Tracker{}
+	snap := snapshot(map[string][]*catalog.Instance{"web": four()})
+	tr.Observe(snap, t0)
+	snap = snapshot(map[string][]*catalog.Instance{"web": four()[:1]})
+	if res := RenderAt(off, snap, tr.Observe(snap, t1)); len(res.State[off.VirtualServices[0].Key()].Reals) != 1 {
+		t.Error("with removal_hold 0s vanished reals were held")
 	}
 }

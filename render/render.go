@@ -68,13 +68,16 @@ type Result struct {
 	// a slow start steps up); zero if never.
 	NextChange time.Time
 	Notes      []Note
+	// Holds are the mass removal guard's, for the caller to log.
+	Holds []Hold
 	// Rendered names the virtual services Update rendered anew; the
 	// others are the previous result's.
 	Rendered []string
 
-	// Each virtual service's next change and notes, for Update.
+	// Each virtual service's next change, notes and holds, for Update.
 	next  map[string]time.Time
 	notes map[string][]Note
+	holds map[string][]Hold
 }
 
 // Render computes the desired state of every configured virtual service,
@@ -103,6 +106,7 @@ func Update(prev Result, cfg *config.Config, snap catalog.Snapshot, h History, c
 		Decisions: make(map[string][]Decision, n),
 		next:      make(map[string]time.Time, len(prev.next)),
 		notes:     make(map[string][]Note, len(prev.notes)),
+		holds:     make(map[string][]Hold, len(prev.holds)),
 	}
 	for _, vs := range cfg.VirtualServices {
 		key := vs.Key()
@@ -115,6 +119,9 @@ func Update(prev Result, cfg *config.Config, snap catalog.Snapshot, h History, c
 			if notes := prev.notes[vs.Name]; notes != nil {
 				res.notes[vs.Name] = notes
 			}
+			if holds := prev.holds[vs.Name]; holds != nil {
+				res.holds[vs.Name] = holds
+			}
 			continue
 		}
 		res.Rendered = append(res.Rendered, vs.Name)
@@ -126,9 +133,13 @@ func Update(prev Result, cfg *config.Config, snap catalog.Snapshot, h History, c
 		if r.notes != nil {
 			res.notes[vs.Name] = r.notes
 		}
+		if r.holds != nil {
+			res.holds[vs.Name] = r.holds
+		}
 	}
 	for _, vs := range cfg.VirtualServices {
 		res.Notes = append(res.Notes, res.notes[vs.Name]...)
+		res.Holds = append(res.Holds, res.holds[vs.Name]...)
 		if t, ok := res.next[vs.Name]; ok && (res.NextChange.IsZero() || t.Before(res.NextChange)) {
 			res.NextChange = t
 		}
@@ -142,7 +153,16 @@ type rendered struct {
 	origins   map[lvs.RealKey]Origin
 	decisions []Decision
 	notes     []Note
+	holds     []Hold
 	next      time.Time
+}
+
+// Hold is the mass removal guard at work on a virtual service: Vanished
+// of its Of reals left the catalog at once and are held until Until.
+type Hold struct {
+	VirtualService string
+	Vanished, Of   int
+	Until          time.Time
 }
 
 func renderService(vs *config.VirtualService, instances []*catalog.Instance, h History) (out rendered) {
@@ -215,6 +235,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 		decisions = append(decisions, Decision{Instance: in, In: true, Real: rk, Weight: weight, Rule: rule})
 		serving = serving || weight > 0
 	}
+	serving = holdVanished(vs, h, svc, origins, &decisions, &out) || serving
 	for _, d := range draining {
 		if _, taken := origins[d.Real]; !taken {
 			origins[d.Real] = Origin{Source: SourceMaintenance, Node: d.Instance.Node, InstanceID: d.Instance.ID, Status: d.Instance.Status}
@@ -228,6 +249,69 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	}
 	out.svc, out.origins, out.decisions = svc, origins, decisions
 	return out
+}
+
+// holdVanished is the mass removal guard: when instances that vanished
+// from the catalog (not for their health) are more than max_removal of the
+// service's reals, within removal_hold of vanishing, their reals are kept
+// as they were, so that an agent that restarts and re-registers, a
+// snapshot restore or a renamed service does not empty the pool. It tells
+// whether a held real serves.
+func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origins map[lvs.RealKey]Origin, decisions *[]Decision, out *rendered) (serving bool) {
+	if vs.RemovalHold <= 0 || len(h.Vanished[vs.Service]) == 0 {
+		return false
+	}
+	type held struct {
+		in   *catalog.Instance
+		rk   lvs.RealKey
+		rule Rule
+	}
+	var gone []held
+	for _, v := range h.Vanished[vs.Service] {
+		until := v.At.Add(vs.RemovalHold)
+		if !h.Now.Before(until) || !v.Instance.HasTags(vs.Tags) {
+			continue
+		}
+		rule, _ := decide(vs, v.Instance, h)
+		rk, why, _ := realOf(vs, v.Instance)
+		if !rule.In() || why != "" {
+			continue // it was no real: nothing to hold
+		}
+		if _, taken := svc.Reals[rk]; taken {
+			continue
+		}
+		rule.Weight = min(rule.Weight, MaxWeight)
+		rule.Until = until
+		gone = append(gone, held{v.Instance, rk, rule})
+	}
+	present := 0
+	for _, d := range *decisions {
+		if d.In {
+			present++
+		}
+	}
+	if len(gone) == 0 || !vs.MaxRemoval.Exceeded(len(gone), present+len(gone)) {
+		return false
+	}
+	for _, g := range gone {
+		r := Rule{Kind: RuleRemovalHold, Weight: g.rule.Weight, Until: g.rule.Until, Vanished: len(gone), Of: present + len(gone),
+			limit: vs.MaxRemoval, hold: vs.RemovalHold}
+		svc.Reals[g.rk] = ipvs.Real{Weight: r.Weight, Forward: vs.Forwarding}
+		origins[g.rk] = Origin{Source: SourceHeld, Node: g.in.Node, InstanceID: g.in.ID, Status: g.in.Status}
+		*decisions = append(*decisions, Decision{Instance: g.in, In: true, Real: g.rk, Weight: r.Weight, Rule: r})
+		if out.next.IsZero() || r.Until.Before(out.next) {
+			out.next = r.Until
+		}
+		serving = serving || r.Weight > 0
+	}
+	hold := Hold{VirtualService: vs.Name, Vanished: len(gone), Of: present + len(gone), Until: gone[0].rule.Until}
+	for _, g := range gone[1:] {
+		if g.rule.Until.Before(hold.Until) {
+			hold.Until = g.rule.Until
+		}
+	}
+	out.holds = append(out.holds, hold)
+	return serving
 }
 
 // realOf is the real server an instance is, or why it cannot be one: in

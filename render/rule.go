@@ -23,6 +23,7 @@ const (
 	SourceQuiesced    Source = "quiesced"    // in warning, with on_warning = "quiesce"
 	SourceSlowStart   Source = "slow start"  // passing or warning, ramping up after slow_start
 	SourceDraining    Source = "draining"    // left the desired state; weight 0 until its connections end
+	SourceHeld        Source = "removal hold" // vanished with too many others: held as it was
 )
 
 // RuleKind is which rule of the config decided an instance's fate.
@@ -41,6 +42,7 @@ const (
 	RuleNodeMaintenance                    // out of the state: drains
 	RuleServiceMaintenance                 // out of the state: drains
 	RuleLeftOut                            // not a real at all: tags, address, port, a duplicate
+	RuleRemovalHold                        // vanished from the catalog with too many others: held as it was
 )
 
 // Rule is the outcome of the health rules for one instance: whether it is
@@ -58,6 +60,10 @@ type Rule struct {
 	Quiescent bool
 	// Why, for RuleLeftOut.
 	Why string
+	// Vanished and Of, for RuleRemovalHold: how many of the service's
+	// reals vanished at once, and the limit they went over.
+	Vanished, Of int
+	limit        config.Limit
 	// The settings the words quote.
 	drainTimeout, hold, slowStart time.Duration
 }
@@ -66,7 +72,7 @@ type Rule struct {
 // desired state.
 func (r Rule) In() bool {
 	switch r.Kind {
-	case RulePassing, RuleWarning, RuleQuiesced, RuleQuiescent, RuleSlowStart:
+	case RulePassing, RuleWarning, RuleQuiesced, RuleQuiescent, RuleSlowStart, RuleRemovalHold:
 		return true
 	case RuleHeld:
 		return r.Quiescent
@@ -88,6 +94,8 @@ func (r Rule) Source() Source {
 		return SourceQuiescent
 	case RuleSlowStart:
 		return SourceSlowStart
+	case RuleRemovalHold:
+		return SourceHeld
 	case RuleHeld:
 		if r.Quiescent {
 			return SourceQuiescent
@@ -125,6 +133,9 @@ func (r Rule) String() string {
 		return fmt.Sprintf("warning, on_warning = \"serve\": weight = Consul Weights.Warning (%d)", r.Weight)
 	case RuleLeftOut:
 		return "left out: " + r.Why
+	case RuleRemovalHold:
+		return fmt.Sprintf("vanished from the catalog with %d of %d reals, over max_removal %s: held at weight %d until %s (removal_hold %s)",
+			r.Vanished, r.Of, r.limit, r.Weight, r.Until.Format(time.RFC3339), r.hold)
 	}
 	return fmt.Sprintf("passing: weight = Consul Weights.Passing (%d)", r.Weight)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
+	"github.com/lvs-sync/lvs-sync/render"
 )
 
 // The loop's tests drive it event by event on a fake clock: a snapshot
@@ -598,5 +599,42 @@ func TestHealthAfterFailedSyncs(t *testing.T) {
 	h.untilNext()
 	if ok, why := h.d.Health(); !ok {
 		t.Errorf("after a reload that dropped the failing query: %s", why)
+	}
+}
+
+// TestLoopHoldsAMassDeregistration: three of four instances deregistered
+// at once keep their reals for removal_hold; the timer then applies the
+// removal; status shows the hold.
+func TestLoopHoldsAMassDeregistration(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, gateConfig(`removal_hold = "10s"`), kernel)
+	web3, web4 := instance("web3", "10.1.0.13", catalog.Passing, 1), instance("web4", "10.1.0.14", catalog.Passing, 1)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing), web3, web4)
+	h.untilNext()
+	all := map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1, "10.1.0.13:80": 1, "10.1.0.14:80": 1}
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	if !testenv.SameWeights(h.web(), all) {
+		t.Fatalf("right after 3 of 4 vanished the kernel has %v, want all held", h.web())
+	}
+	st, err := h.d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for _, r := range st.Services[0].Reals {
+		if r.Source == render.SourceHeld {
+			held++
+		}
+	}
+	if held != 3 {
+		t.Errorf("status shows %d reals held, want 3: %+v", held, st.Services[0].Reals)
+	}
+	start := h.clock.Now()
+	if got := h.untilNext(); got != TriggerTimer || h.clock.Since(start) > 10*time.Second {
+		t.Fatalf("fired %s after %s, want the timer at the hold's end", got, h.clock.Since(start))
+	}
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
+		t.Errorf("after the hold the kernel has %v, want only web1", h.web())
 	}
 }

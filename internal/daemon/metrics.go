@@ -59,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		realsApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals_applied",
 			Help: "Real servers in the kernel after the last successful sync, by virtual service."}, []string{"virtual_service"}),
 		realsByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals",
-			Help: "Real servers by virtual service and state: serving, quiesced, draining, fallback."}, []string{"virtual_service", "state"}),
+			Help: "Real servers by virtual service and state: serving, quiesced, draining, fallback, held (vanished with too many others)."}, []string{"virtual_service", "state"}),
 		foreignServices: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_foreign_services",
 			Help: "Virtual services in the kernel that lvs-sync does not own, seen at the last full sync."}),
 		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_conflicts",
@@ -155,7 +155,7 @@ func (m *Metrics) sawState(views []status.ServiceView, full, ok bool) {
 		if v.Name == "" {
 			continue
 		}
-		counts := map[string]int{"serving": 0, "quiesced": 0, "draining": 0, "fallback": 0}
+		counts := map[string]int{"serving": 0, "quiesced": 0, "draining": 0, "fallback": 0, "held": 0}
 		desired := 0
 		for _, r := range v.Reals {
 			state := status.State(r.Source, r.Weight)

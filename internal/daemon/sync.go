@@ -41,6 +41,8 @@ type syncState struct {
 	lastResult render.Result
 	// acl keeps answers filtered by ACLs from emptying pools.
 	acl aclGuard
+	// holds are the mass removal guard's, each warned about once.
+	holds map[render.Hold]bool
 }
 
 func (s *syncState) init() {
@@ -58,6 +60,10 @@ func (s *syncState) setConfig(cfg *config.Config) {
 		s.timeouts[vs.Key()] = vs.DrainTimeout
 	}
 	s.drainer.Timeout = drainTimeout(s.timeouts)
+	s.tracker.VanishedFor = 0
+	for _, vs := range cfg.VirtualServices {
+		s.tracker.VanishedFor = max(s.tracker.VanishedFor, vs.RemovalHold)
+	}
 	s.lastApplied = nil            // the next sync compares everything
 	s.lastResult = render.Result{} // and renders everything
 }
@@ -100,6 +106,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	res := render.Update(st.lastResult, d.cfg, snap, st.tracker.At(now), only)
 	st.lastResult = res
 	d.logNotes(res.Notes)
+	d.logHolds(res.Holds)
 	report := Report{At: now, Trigger: t, Desired: res}
 	var scope func(lvs.ServiceKey) bool
 	defer func() {
@@ -282,6 +289,20 @@ func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope func(lvs.Servic
 		st.conflicts[k] = true
 	}
 	d.opts.Metrics.sawConflicts(len(st.conflicts))
+}
+
+// logHolds warns once about each hold of the mass removal guard.
+func (d *Daemon) logHolds(holds []render.Hold) {
+	seen := make(map[render.Hold]bool, len(holds))
+	for _, h := range holds {
+		seen[h] = true
+		if d.state.holds[h] {
+			continue
+		}
+		d.log.Named("render").Warn("instances vanished from the catalog at once: holding their reals as they were",
+			"virtual_service", h.VirtualService, "vanished", h.Vanished, "of", h.Of, "until", h.Until.Format(time.RFC3339))
+	}
+	d.state.holds = seen
 }
 
 // logNotes warns once about each piece of catalog data render left out.

@@ -189,13 +189,16 @@ func Classify(o render.Origin, known, draining, desired bool) render.Source {
 }
 
 // State is a real's state as the lvs_sync_reals metric counts it:
-// serving, quiesced, draining or fallback.
+// serving, quiesced, draining, fallback, or held (by the mass removal
+// guard).
 func State(source render.Source, weight int) string {
 	switch {
 	case source == render.SourceFallback:
 		return "fallback"
 	case source == render.SourceDraining || source == render.SourceMaintenance:
 		return "draining"
+	case source == render.SourceHeld:
+		return "held"
 	case weight > 0:
 		return "serving"
 	}
