@@ -1,7 +1,6 @@
 package render
 
 import (
-	"cmp"
 	"slices"
 	"time"
 
@@ -21,20 +20,25 @@ type History struct {
 	// being so: flap damping counts its hold from then, the pass, not
 	// from the failure.
 	Recovered map[InstanceKey]time.Time
-	// Vanished are the instances that left the catalog (deregistered, their
-	// service renamed, a snapshot restored) less than Tracker.VanishedFor
-	// ago, by Consul service: the mass removal guard may hold them.
-	Vanished map[string][]Vanished
+	// Vanished are the updates, less than Tracker.VanishedFor ago, in which
+	// instances left the catalog (deregistered, their service renamed, a
+	// snapshot restored), by Consul service: the mass removal guard may
+	// hold them.
+	Vanished map[string][]Vanishing
 	// ServingSince is when each instance last started to serve (passing or
 	// warning after being critical or absent); the zero time for instances
 	// already serving when lvs-sync started, which do not ramp.
 	ServingSince map[InstanceKey]time.Time
 }
 
-// Vanished is an instance that left the catalog, as it was last seen.
-type Vanished struct {
-	Instance *catalog.Instance
-	At       time.Time
+// Vanishing is one update in which instances of a service left the
+// catalog: those that left, and all the service had just before, as last
+// seen, so that whether it was a mass removal is decided by that update
+// alone, never by what happens later.
+type Vanishing struct {
+	At     time.Time
+	Gone   []*catalog.Instance
+	Before []*catalog.Instance
 }
 
 // Tracker builds the History from the snapshots it is shown. Its work is
@@ -49,7 +53,7 @@ type Tracker struct {
 	// those that go; last is each one as last seen.
 	byService map[string][]InstanceKey
 	last      map[InstanceKey]*catalog.Instance
-	vanished  map[string]map[InstanceKey]Vanished
+	vanished  map[string][]Vanishing
 	seeded    bool
 	// VanishedFor is how long an instance that left is remembered: the
 	// longest removal_hold of the config (0: not at all).
@@ -67,16 +71,14 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 		t.critical = map[InstanceKey]bool{}
 		t.byService = map[string][]InstanceKey{}
 		t.last = map[InstanceKey]*catalog.Instance{}
-		t.vanished = map[string]map[InstanceKey]Vanished{}
+		t.vanished = map[string][]Vanishing{}
 	}
-	for name, gone := range t.vanished { // forget what left long enough ago
-		for k, v := range gone {
-			if !now.Before(v.At.Add(t.VanishedFor)) {
-				delete(gone, k)
-			}
-		}
-		if len(gone) == 0 {
+	for name, vs := range t.vanished { // forget what left long enough ago
+		vs = slices.DeleteFunc(vs, func(v Vanishing) bool { return !now.Before(v.At.Add(t.VanishedFor)) })
+		if len(vs) == 0 {
 			delete(t.vanished, name)
+		} else {
+			t.vanished[name] = vs
 		}
 	}
 	for name, svc := range snap.Services {
@@ -106,10 +108,6 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 		}
 		seen[k] = true
 		keys = append(keys, k)
-		t.last[k] = in
-		if gone := t.vanished[name]; gone != nil {
-			delete(gone, k) // back
-		}
 		switch {
 		case in.Status == catalog.Critical:
 			t.lastCritical[k] = now
@@ -130,13 +128,15 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 			}
 		}
 	}
+	var gone, before []*catalog.Instance
 	for _, k := range t.byService[name] {
+		last := t.last[k]
+		if last != nil {
+			before = append(before, last)
+		}
 		if !seen[k] {
-			if last := t.last[k]; last != nil && t.VanishedFor > 0 && t.seeded {
-				if t.vanished[name] == nil {
-					t.vanished[name] = map[InstanceKey]Vanished{}
-				}
-				t.vanished[name][k] = Vanished{Instance: last, At: now}
+			if last != nil {
+				gone = append(gone, last)
 			}
 			delete(t.last, k)
 			delete(t.lastCritical, k)
@@ -144,6 +144,12 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 			delete(t.servingSince, k)
 			delete(t.critical, k)
 		}
+	}
+	if len(gone) > 0 && t.VanishedFor > 0 && t.seeded {
+		t.vanished[name] = append(t.vanished[name], Vanishing{At: now, Gone: gone, Before: before})
+	}
+	for _, in := range instances {
+		t.last[InstanceKey{Node: in.Node, ID: in.ID}] = in
 	}
 	if len(keys) == 0 && instances == nil {
 		delete(t.byService, name)
@@ -159,15 +165,7 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 func (t *Tracker) At(now time.Time) History {
 	h := History{Now: now, LastCritical: t.lastCritical, Recovered: t.recovered, ServingSince: t.servingSince}
 	if len(t.vanished) > 0 {
-		h.Vanished = make(map[string][]Vanished, len(t.vanished))
-		for name, gone := range t.vanished {
-			for _, v := range gone {
-				h.Vanished[name] = append(h.Vanished[name], v)
-			}
-			slices.SortFunc(h.Vanished[name], func(a, b Vanished) int {
-				return cmp.Or(cmp.Compare(a.Instance.Node, b.Instance.Node), cmp.Compare(a.Instance.ID, b.Instance.ID))
-			})
-		}
+		h.Vanished = t.vanished
 	}
 	return h
 }
@@ -176,8 +174,10 @@ func (t *Tracker) At(now time.Time) History {
 // bounds.
 func (t *Tracker) Len() int {
 	n := len(t.servingSince) + len(t.critical) + len(t.last)
-	for _, gone := range t.vanished {
-		n += len(gone)
+	for _, vs := range t.vanished {
+		for _, v := range vs {
+			n += len(v.Gone) + len(v.Before)
+		}
 	}
 	return n
 }

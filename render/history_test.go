@@ -214,6 +214,12 @@ func TestMassRemovalGuard(t *testing.T) {
 	if res := observe(tr, four()[:3], t1); reals(res) != 3 || len(res.Holds) != 0 {
 		t.Errorf("1 of 4 vanished: %d reals, holds %v; want 3, none held", reals(res), res.Holds)
 	}
+	// Nor later: when the rest then fail their checks, the one that
+	// vanished alone is not brought back (the hold is decided by the
+	// update it vanished in).
+	if res := observe(tr, four("critical", "critical", "critical")[:3], t1.Add(time.Second)); reals(res) != 0 || len(res.Holds) != 0 {
+		t.Errorf("then 3 critical: %d reals, holds %v; want none", reals(res), res.Holds)
+	}
 	// Health is never held: three critical go at once (that is how a
 	// service reaches its fallback).
 	tr = newTracker()

@@ -261,56 +261,63 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 	if vs.RemovalHold <= 0 || len(h.Vanished[vs.Service]) == 0 {
 		return false
 	}
-	type held struct {
-		in   *catalog.Instance
-		rk   lvs.RealKey
-		rule Rule
+	present := make(map[InstanceKey]bool, len(*decisions))
+	for _, d := range *decisions {
+		present[InstanceKey{Node: d.Instance.Node, ID: d.Instance.ID}] = true
 	}
-	var gone []held
+	// reals counts the instances of a list that were reals of this virtual
+	// service, as they were last seen.
+	reals := func(ins []*catalog.Instance, each func(*catalog.Instance, lvs.RealKey, Rule)) int {
+		n := 0
+		for _, in := range ins {
+			if !in.HasTags(vs.Tags) {
+				continue
+			}
+			rule, _ := decide(vs, in, h)
+			rk, why, _ := realOf(vs, in)
+			if !rule.In() || why != "" {
+				continue
+			}
+			n++
+			if each != nil {
+				each(in, rk, rule)
+			}
+		}
+		return n
+	}
 	for _, v := range h.Vanished[vs.Service] {
 		until := v.At.Add(vs.RemovalHold)
-		if !h.Now.Before(until) || !v.Instance.HasTags(vs.Tags) {
+		if !h.Now.Before(until) {
 			continue
 		}
-		rule, _ := decide(vs, v.Instance, h)
-		rk, why, _ := realOf(vs, v.Instance)
-		if !rule.In() || why != "" {
-			continue // it was no real: nothing to hold
+		gone, before := reals(v.Gone, nil), reals(v.Before, nil)
+		if gone == 0 || !vs.MaxRemoval.Exceeded(gone, before) {
+			continue // no mass removal: those reals simply went
 		}
-		if _, taken := svc.Reals[rk]; taken {
+		held := 0
+		reals(v.Gone, func(in *catalog.Instance, rk lvs.RealKey, rule Rule) {
+			if present[InstanceKey{Node: in.Node, ID: in.ID}] {
+				return // back
+			}
+			if _, taken := svc.Reals[rk]; taken {
+				return
+			}
+			r := Rule{Kind: RuleRemovalHold, Weight: min(rule.Weight, MaxWeight), Until: until, Vanished: gone, Of: before,
+				limit: vs.MaxRemoval, hold: vs.RemovalHold}
+			svc.Reals[rk] = ipvs.Real{Weight: r.Weight, Forward: vs.Forwarding}
+			origins[rk] = Origin{Source: SourceHeld, Node: in.Node, InstanceID: in.ID, Status: in.Status}
+			*decisions = append(*decisions, Decision{Instance: in, In: true, Real: rk, Weight: r.Weight, Rule: r})
+			serving = serving || r.Weight > 0
+			held++
+		})
+		if held == 0 {
 			continue
 		}
-		rule.Weight = min(rule.Weight, MaxWeight)
-		rule.Until = until
-		gone = append(gone, held{v.Instance, rk, rule})
-	}
-	present := 0
-	for _, d := range *decisions {
-		if d.In {
-			present++
+		if out.next.IsZero() || until.Before(out.next) {
+			out.next = until
 		}
+		out.holds = append(out.holds, Hold{VirtualService: vs.Name, Vanished: gone, Of: before, Until: until})
 	}
-	if len(gone) == 0 || !vs.MaxRemoval.Exceeded(len(gone), present+len(gone)) {
-		return false
-	}
-	for _, g := range gone {
-		r := Rule{Kind: RuleRemovalHold, Weight: g.rule.Weight, Until: g.rule.Until, Vanished: len(gone), Of: present + len(gone),
-			limit: vs.MaxRemoval, hold: vs.RemovalHold}
-		svc.Reals[g.rk] = ipvs.Real{Weight: r.Weight, Forward: vs.Forwarding}
-		origins[g.rk] = Origin{Source: SourceHeld, Node: g.in.Node, InstanceID: g.in.ID, Status: g.in.Status}
-		*decisions = append(*decisions, Decision{Instance: g.in, In: true, Real: g.rk, Weight: r.Weight, Rule: r})
-		if out.next.IsZero() || r.Until.Before(out.next) {
-			out.next = r.Until
-		}
-		serving = serving || r.Weight > 0
-	}
-	hold := Hold{VirtualService: vs.Name, Vanished: len(gone), Of: present + len(gone), Until: gone[0].rule.Until}
-	for _, g := range gone[1:] {
-		if g.rule.Until.Before(hold.Until) {
-			hold.Until = g.rule.Until
-		}
-	}
-	out.holds = append(out.holds, hold)
 	return serving
 }
 

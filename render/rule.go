@@ -15,14 +15,14 @@ type Source string
 // The weight sources. Draining is not render's: it is the planner's, for a
 // real that left the desired state and waits for its connections.
 const (
-	SourcePassing     Source = "passing"     // Weights.Passing of a passing instance
-	SourceWarning     Source = "warning"     // Weights.Warning of an instance in warning
-	SourceQuiescent   Source = "quiescent"   // critical, kept at 0 by quiescent = true
-	SourceMaintenance Source = "maintenance" // node or service in maintenance: drains
-	SourceFallback    Source = "fallback"    // no instance can take traffic
-	SourceQuiesced    Source = "quiesced"    // in warning, with on_warning = "quiesce"
-	SourceSlowStart   Source = "slow start"  // passing or warning, ramping up after slow_start
-	SourceDraining    Source = "draining"    // left the desired state; weight 0 until its connections end
+	SourcePassing     Source = "passing"      // Weights.Passing of a passing instance
+	SourceWarning     Source = "warning"      // Weights.Warning of an instance in warning
+	SourceQuiescent   Source = "quiescent"    // critical, kept at 0 by quiescent = true
+	SourceMaintenance Source = "maintenance"  // node or service in maintenance: drains
+	SourceFallback    Source = "fallback"     // no instance can take traffic
+	SourceQuiesced    Source = "quiesced"     // in warning, with on_warning = "quiesce"
+	SourceSlowStart   Source = "slow start"   // passing or warning, ramping up after slow_start
+	SourceDraining    Source = "draining"     // left the desired state; weight 0 until its connections end
 	SourceHeld        Source = "removal hold" // vanished with too many others: held as it was
 )
 
