@@ -142,6 +142,10 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			note(in, "weight %d clamped to %d", weight, MaxWeight)
 			weight = MaxWeight
 		}
+		if weight < 0 { // the kernel takes none; found by FuzzRender
+			note(in, "weight %d clamped to 0", weight)
+			weight = 0
+		}
 		if prev, dup := svc.Reals[rk]; dup {
 			// Two instances behind one real server (gate and ipip keep the
 			// virtual port): the one that can take the most traffic wins.
