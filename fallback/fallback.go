@@ -195,7 +195,11 @@ func (s *Server) Update(pages []Page) error {
 			WriteTimeout:      10 * time.Second,
 			IdleTimeout:       10 * time.Second,
 			MaxHeaderBytes:    MaxHeaderBytes,
-			ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+			// "OPTIONS *" too gets the 503, not net/http's own 200: a
+			// monitor pinging with it must not see a service that is down
+			// as up (found by FuzzMaintenanceRequest).
+			DisableGeneralOptionsHandler: true,
+			ErrorLog:                     log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 		}
 		// One answer per connection: a slot is not held by an idle client.
 		l.srv.SetKeepAlivesEnabled(false)
