@@ -7,6 +7,14 @@
 // itself. It listens with IP_FREEBIND, before the VIP is on its link, and
 // only sees traffic when IPVS hands it over: while real servers are up,
 // IPVS forwards every packet for the VIP before any socket sees it.
+//
+// The page must never hurt the director it runs on: headers are capped at
+// MaxHeaderBytes, at most MaxConns connections per page are served at once
+// (the next ones get a short 503 and are closed), keep-alive is off, and
+// every phase has a timeout. A page whose address cannot be bound is
+// reported by Update and by Serving, so that its local real is not used.
+//
+// It imports only the standard library, go-hclog and x/sys/unix.
 package fallback
 
 import (
@@ -20,6 +28,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +62,16 @@ p { color: #57606a; line-height: 1.5; }
 
 // RetryAfter is the Retry-After a client is given, in seconds.
 const RetryAfter = 30
+
+const (
+	// MaxHeaderBytes caps a request's line and headers (net/http reads up
+	// to 4 KiB more before it refuses with 431).
+	MaxHeaderBytes = 8 << 10
+	// MaxConns is the default cap of connections served at once, per page.
+	MaxConns = 256
+	// DefaultHeaderTimeout lets go a client that does not send its request.
+	DefaultHeaderTimeout = 5 * time.Second
+)
 
 // Page is the maintenance page of one virtual service.
 type Page struct {
@@ -93,8 +112,12 @@ func Handler(service string, tmpl *template.Template, now func() time.Time) http
 // Server runs the pages of all virtual services with a local fallback.
 type Server struct {
 	Log hclog.Logger
-	// HeaderTimeout lets go a client that sends no request (default 5s).
+	// HeaderTimeout lets go a client that sends no whole request header
+	// (default DefaultHeaderTimeout); trickling bytes does not extend it.
 	HeaderTimeout time.Duration
+	// MaxConns caps the connections served at once, per page (default
+	// MaxConns).
+	MaxConns int
 
 	mu      sync.Mutex
 	running map[netip.AddrPort]*listener
@@ -103,10 +126,25 @@ type Server struct {
 type listener struct {
 	page Page
 	srv  *http.Server
+	ln   *capListener
+	dead atomic.Bool // Serve returned on its own
+}
+
+// Serving reports whether the page at addr is being served: false for an
+// address Update could not bind, or whose server stopped. A local
+// fallback real must only be rendered where this is true.
+func (s *Server) Serving(addr netip.AddrPort) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.running[addr]
+	return ok && !l.dead.Load()
 }
 
 // Update makes the server listen for exactly these pages: new addresses
-// start, gone ones stop, and a changed template is taken up.
+// start, gone ones stop, and a changed template is taken up. The error
+// names every page that could not start (a bad template, an address that
+// cannot be bound); those are not Serving, and the next Update tries them
+// again.
 func (s *Server) Update(pages []Page) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,7 +160,7 @@ func (s *Server) Update(pages []Page) error {
 		want[p.Addr] = p
 	}
 	for addr, l := range s.running {
-		if p, ok := want[addr]; !ok || p != l.page {
+		if p, ok := want[addr]; !ok || p != l.page || l.dead.Load() {
 			_ = l.srv.Close()
 			delete(s.running, addr)
 			if !ok {
@@ -144,25 +182,34 @@ func (s *Server) Update(pages []Page) error {
 			errs = append(errs, fmt.Errorf("maintenance page of %s: %w", p.Service, err))
 			continue
 		}
-		ln, err := Listen(addr)
+		bound, err := Listen(addr)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("maintenance page of %s: %w", p.Service, err))
+			errs = append(errs, fmt.Errorf("maintenance page of %s: not served: %w", p.Service, err))
 			continue
 		}
-		srv := &http.Server{
+		l := &listener{page: p, ln: newCapListener(bound, cmp.Or(s.MaxConns, MaxConns), p.Service)}
+		l.srv = &http.Server{
 			Handler:           Handler(p.Service, tmpl, time.Now),
-			ReadHeaderTimeout: cmp.Or(s.HeaderTimeout, 5*time.Second), // a client that says nothing is let go
+			ReadHeaderTimeout: cmp.Or(s.HeaderTimeout, DefaultHeaderTimeout), // a client that says nothing is let go
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
 			IdleTimeout:       10 * time.Second,
-			ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+			MaxHeaderBytes:    MaxHeaderBytes,
+			// "OPTIONS *" too gets the 503, not net/http's own 200: a
+			// monitor pinging with it must not see a service that is down
+			// as up (found by FuzzMaintenanceRequest).
+			DisableGeneralOptionsHandler: true,
+			ErrorLog:                     log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 		}
+		// One answer per connection: a slot is not held by an idle client.
+		l.srv.SetKeepAlivesEnabled(false)
 		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				l.dead.Store(true)
 				log.Error("maintenance page stopped", "address", addr, "error", err)
 			}
 		}()
-		s.running[addr] = &listener{page: p, srv: srv}
+		s.running[addr] = l
 		log.Info("serving maintenance page", "address", addr, "virtual_service", p.Service)
 	}
 	return errors.Join(errs...)

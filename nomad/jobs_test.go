@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -111,13 +112,18 @@ func serveFile(t *testing.T, path string) string {
 	return srv.URL + "/lvs-sync"
 }
 
-// TestLVSSyncSystemJob runs the system job on a dev agent (lvs-sync in
-// -dry-run: this kernel has no IPVS): the allocation becomes healthy, its
-// /v1/health check shows in Consul, and a change of the templated config
-// reaches the running lvs-sync as a reload, without a restart.
+// TestLVSSyncSystemJob runs the system job on a dev agent whose client
+// sits on a non-loopback interface (lvs-sync in -dry-run: this kernel has
+// no IPVS): the allocation becomes healthy; its API answers on loopback and
+// not on the node's address, and its /v1/health check shows in Consul,
+// run against 127.0.0.1; a change of the templated config reaches the
+// running lvs-sync as a reload, without a restart; and the state file's
+// directory is the client's host volume, written from one allocation and
+// read from the next.
 func TestLVSSyncSystemJob(t *testing.T) {
 	consul := testconsul.Start(t)
-	nomad := testnomad.Start(t, consul.HTTPAddr)
+	iface, nodeIP := testnomad.HostInterface(t)
+	nomad := testnomad.StartWith(t, consul.HTTPAddr, testnomad.Options{NetworkInterface: iface})
 	bin := filepath.Join(t.TempDir(), "lvs-sync")
 	vmtest.BuildStatic(t, bin, "./cmd/lvs-sync", false)
 	apiPort := testconsul.FreePorts(t, 1)[0]
@@ -133,32 +139,70 @@ func TestLVSSyncSystemJob(t *testing.T) {
 	}
 	consul.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthPassing)
 
-	code, out := nomad.CLI(t, "job", "run", "-detach",
-		"-var", "artifact="+serveFile(t, bin),
-		"-var", fmt.Sprintf("api_port=%d", apiPort),
-		"-var", `extra_args=["-dry-run","-log-level","debug"]`,
-		"lvs-sync.nomad.hcl")
-	if code != 0 {
-		t.Fatalf("nomad job run: exit %d\n%s", code, out)
+	artifact := serveFile(t, bin)
+	runJob := func(logLevel string) {
+		t.Helper()
+		code, out := nomad.CLI(t, "job", "run", "-detach",
+			"-var", "artifact="+artifact,
+			"-var", fmt.Sprintf("api_port=%d", apiPort),
+			"-var", fmt.Sprintf(`extra_args=["-dry-run","-log-level",%q]`, logLevel),
+			"lvs-sync.nomad.hcl")
+		if code != 0 {
+			t.Fatalf("nomad job run: exit %d\n%s", code, out)
+		}
 	}
-	var alloc allocation
-	waitFor(t, "the allocation running", 90*time.Second, func() bool {
-		as := allocs(t, nomad, "lvs-sync")
-		if len(as) == 1 && as[0].ClientStatus == "failed" {
-			t.Fatalf("allocation failed: %+v", as[0].TaskStates)
-		}
-		if len(as) == 1 && as[0].ClientStatus == "running" {
-			alloc = as[0]
-			return true
-		}
-		return false
-	})
+	running := func(not string) allocation {
+		t.Helper()
+		var alloc allocation
+		waitFor(t, "the allocation running", 90*time.Second, func() bool {
+			for _, a := range allocs(t, nomad, "lvs-sync") {
+				if a.ID != not && a.ClientStatus == "failed" {
+					t.Fatalf("allocation failed: %+v", a.TaskStates)
+				}
+				if a.ID != not && a.ClientStatus == "running" {
+					alloc = a
+					return true
+				}
+			}
+			return false
+		})
+		return alloc
+	}
+	runJob("debug")
+	alloc := running("")
 	waitFor(t, "the lvs-sync health check passing in Consul", 60*time.Second, func() bool {
 		entries, _, err := consul.Client.Health().Service("lvs-sync", "", true, nil)
 		return err == nil && len(entries) == 1 && slices.ContainsFunc(entries[0].Checks, func(c *api.HealthCheck) bool {
 			return c.Name == "lvs-sync health" && c.Status == api.HealthPassing
 		})
 	})
+	// The API is on loopback, the check goes there, and the node's own
+	// address has nothing on the port.
+	loopback := fmt.Sprintf("127.0.0.1:%d", apiPort)
+	checks, _, err := consul.Client.Health().Checks("lvs-sync", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Consul's HTTP check says what it asked: "HTTP GET <url>: 200 OK ...".
+	want := "HTTP GET http://" + loopback + "/v1/health: 200 OK"
+	if len(checks) != 1 || !strings.HasPrefix(checks[0].Output, want) {
+		for _, c := range checks {
+			t.Logf("check %q: %s: %s", c.Name, c.Status, c.Output)
+		}
+		t.Errorf("lvs-sync's check in Consul does not say %q", want)
+	}
+	services, _, err := consul.Client.Catalog().Service("lvs-sync", "", nil)
+	var registered []string
+	for _, svc := range services {
+		registered = append(registered, fmt.Sprintf("%s:%d", svc.ServiceAddress, svc.ServicePort))
+	}
+	if err != nil || !slices.Equal(registered, []string{loopback}) {
+		t.Errorf("lvs-sync in Consul's catalog at %q (%v), want %q", registered, err, loopback)
+	}
+	if c, err := net.DialTimeout("tcp", netip.AddrPortFrom(nodeIP, uint16(apiPort)).String(), 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("the API answers on the node's address %s:%d, want loopback only", nodeIP, apiPort)
+	}
 	liveStatus := func() status.View {
 		var st status.View
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", apiPort))
@@ -191,6 +235,23 @@ func TestLVSSyncSystemJob(t *testing.T) {
 	_, logs := nomad.CLI(t, "alloc", "logs", "-stderr", alloc.ID, "lvs-sync")
 	if !strings.Contains(logs, "config reloaded: trigger=SIGHUP") {
 		t.Errorf("no reload in lvs-sync's log:\n%s", logs)
+	}
+
+	// The state file's directory is the host volume: what one allocation
+	// writes there, the director keeps, and the next allocation finds.
+	const stateDir = "/var/lib/lvs-sync"
+	probe := "written by " + alloc.ID
+	if code, out := nomad.CLI(t, "alloc", "exec", "-task", "lvs-sync", alloc.ID, "/bin/sh", "-c", "echo '"+probe+"' > "+stateDir+"/probe"); code != 0 {
+		t.Fatalf("writing into %s in the allocation: exit %d\n%s", stateDir, code, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(nomad.Volumes["lvs-sync"], "probe")); err != nil || strings.TrimSpace(string(b)) != probe {
+		t.Errorf("the host volume has %q (%v), want %q", b, err, probe)
+	}
+	runJob("info") // new arguments: a new allocation
+	next := running(alloc.ID)
+	code, out := nomad.CLI(t, "alloc", "exec", "-task", "lvs-sync", next.ID, "/bin/cat", stateDir+"/probe")
+	if code != 0 || strings.TrimSpace(out) != probe {
+		t.Errorf("the next allocation reads %q from %s (exit %d), want %q", out, stateDir, code, probe)
 	}
 	if code, out := nomad.CLI(t, "job", "stop", "-purge", "lvs-sync"); code != 0 {
 		t.Errorf("nomad job stop: %d %s", code, out)

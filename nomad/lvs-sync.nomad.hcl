@@ -9,6 +9,25 @@
 # The host needs the ip_vs module (and ip_vs_<scheduler> for the schedulers
 # used); lvs-sync loads nothing itself.
 #
+# The state file (which virtual services lvs-sync made) must outlive the
+# allocation, or a new one would forget them and never delete a service
+# removed from the config meanwhile. It lives on a Nomad host volume that
+# each director's client config provides:
+#   client {
+#     host_volume "lvs-sync" {
+#       path      = "/var/lib/lvs-sync"
+#       read_only = false
+#     }
+#   }
+# (its name is the state_volume variable), mounted at /var/lib/lvs-sync,
+# where the config's director.state_file is by default. lvs-sync locks the
+# file: should two allocations ever overlap on one director, the second
+# refuses to start until the first has gone.
+#
+# The local API listens on loopback only: status, metrics and /v1/health
+# are for this host. The service is registered with address 127.0.0.1, so
+# that the Consul agent on the director runs its HTTP check there.
+#
 # The config comes from Consul KV (config_key); editing the key re-renders
 # the template and sends SIGHUP, which lvs-sync applies as a diff without a
 # restart, or rejects with its diagnostics. A Consul token, if ACLs are on,
@@ -46,6 +65,12 @@ variable "api_port" {
   default     = 9337
 }
 
+variable "state_volume" {
+  description = "Name of the client host_volume that keeps lvs-sync's state file across allocations."
+  type        = string
+  default     = "lvs-sync"
+}
+
 variable "extra_args" {
   description = "More arguments to lvs-sync run, such as [\"-log-level\", \"debug\"] or [\"-dry-run\"]."
   type        = list(string)
@@ -78,11 +103,21 @@ job "lvs-sync" {
       }
     }
 
+    # The state file's directory, kept by the director across allocations.
+    volume "state" {
+      type      = "host"
+      source    = var.state_volume
+      read_only = false
+    }
+
     service {
       name     = "lvs-sync"
       provider = "consul"
       port     = "api"
-      tags     = ["lvs-director"]
+      # Where the API listens; the check below follows it (Consul's agent
+      # on this host runs the check).
+      address = "127.0.0.1"
+      tags    = ["lvs-director"]
 
       check {
         name     = "lvs-sync health"
@@ -98,8 +133,14 @@ job "lvs-sync" {
 
       config {
         command = "local/lvs-sync"
-        args    = concat(["run", "-config", "local/lvs-sync.hcl", "-api", "${NOMAD_ADDR_api}"], var.extra_args)
+        args    = concat(["run", "-config", "local/lvs-sync.hcl", "-api", "127.0.0.1:${NOMAD_PORT_api}"], var.extra_args)
         cap_add = ["net_admin"]
+      }
+
+      volume_mount {
+        volume      = "state"
+        destination = "/var/lib/lvs-sync"
+        read_only   = false
       }
 
       artifact {

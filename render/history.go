@@ -25,6 +25,10 @@ type History struct {
 	// snapshot restored), by Consul service: the mass removal guard may
 	// hold them.
 	Vanished map[string][]Vanishing
+	// PagesDown names the virtual services whose local maintenance page
+	// cannot be served (its address would not bind): their local fallback
+	// is not rendered, as it would answer nothing.
+	PagesDown map[string]bool
 	// ServingSince is when each instance last started to serve (passing or
 	// warning after being critical or absent); the zero time for instances
 	// already serving when lvs-sync started, which do not ramp.

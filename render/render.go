@@ -215,6 +215,10 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			note(in, "weight %d clamped to %d", weight, MaxWeight)
 			weight = MaxWeight
 		}
+		if weight < 0 { // the kernel takes none; found by FuzzRender
+			note(in, "weight %d clamped to 0", weight)
+			weight = 0
+		}
 		if prev, dup := svc.Reals[rk]; dup {
 			// Two instances behind one real server (gate and ipip keep the
 			// virtual port): the one that can take the most traffic wins.
@@ -242,7 +246,9 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 		}
 	}
 
-	if !serving && vs.Fallback.IsSet() {
+	if !serving && vs.Fallback.Local && h.PagesDown[vs.Name] {
+		out.notes = append(out.notes, Note{VirtualService: vs.Name, Message: "the local maintenance page cannot be served: no fallback real"})
+	} else if !serving && vs.Fallback.IsSet() {
 		rk := fallbackKey(vs)
 		svc.Reals[rk] = ipvs.Real{Weight: 1, Forward: vs.Forwarding}
 		origins[rk] = Origin{Source: SourceFallback}

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"math/bits"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
@@ -198,11 +199,25 @@ func decide(vs *config.VirtualService, in *catalog.Instance, h History) (Rule, t
 		}
 		if !start.IsZero() && h.Now.Before(start.Add(vs.SlowStart)) {
 			full := r.Weight
-			w := max(1, int(int64(full)*int64(h.Now.Sub(start))/int64(vs.SlowStart)))
+			elapsed := max(0, h.Now.Sub(start))
+			w := max(1, int(mulDiv(int64(full), int64(elapsed), int64(vs.SlowStart), false)))
 			r.Kind, r.Weight, r.Full = RuleSlowStart, w, full
-			// The weight steps up when elapsed reaches (w+1)/full of it.
-			return r, start.Add(time.Duration(int64(vs.SlowStart) * int64(w+1) / int64(full)))
+			// The weight steps up when elapsed reaches (w+1)/full of it:
+			// rounded up, or the wake-up could fall on now itself.
+			return r, start.Add(time.Duration(mulDiv(int64(vs.SlowStart), int64(w+1), int64(full), true)))
 		}
 	}
 	return r, time.Time{}
+}
+
+// mulDiv is a*b/c, rounded down or up, for 0 <= a, b, 0 < c and
+// a*b/c < 2^63, without the overflow of a*b (a Consul weight of 2^31 times
+// a minute in nanoseconds overflows int64; found by FuzzRender).
+func mulDiv(a, b, c int64, up bool) int64 {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	q, rem := bits.Div64(hi, lo, uint64(c))
+	if up && rem != 0 {
+		q++
+	}
+	return int64(q)
 }

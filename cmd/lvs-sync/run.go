@@ -62,12 +62,33 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot set up the consul client", "error", err)
 		return 1
 	}
-	var kernel ipvs.Kernel
 	stateFile := cfg.Director.StateFile
+	if *dryRun {
+		stateFile = ""
+	}
+	// Before anything else touches the kernel: a second lvs-sync on the
+	// same state file stops here.
+	own, err := ownership.Open(stateFile) // held, locked, until run returns
+	var locked *ownership.LockedError
+	switch {
+	case errors.As(err, &locked):
+		log.Error("another lvs-sync runs on this state file; not starting", "state_file", locked.Path, "holder_pid", locked.Pid, "error", err)
+		return 1
+	case errors.Is(err, ownership.ErrUnknown):
+		log.Warn("state file unreadable: deleting no virtual service", "state_file", stateFile, "error", err)
+	case err != nil:
+		log.Error("cannot read which services lvs-sync owns", "error", err)
+		return 1
+	}
+	defer func() {
+		if err := own.Close(); err != nil {
+			log.Warn("cannot save which services lvs-sync owns", "state_file", stateFile, "error", err)
+		}
+	}()
+	var kernel ipvs.Kernel
 	if *dryRun {
 		log.Warn("dry run: changes go to an in-memory table, not the kernel; no vip, page or state file is touched")
 		kernel = ipvs.NewMemKernel(ipvs.State{})
-		stateFile = ""
 	} else {
 		nl, err := ipvs.OpenNetlink(5*time.Second, log.Named("netlink"))
 		if err != nil {
@@ -76,11 +97,6 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		}
 		defer nl.Close()
 		kernel = nl
-	}
-	own, err := ownership.Load(stateFile)
-	if err != nil {
-		log.Error("cannot read which services lvs-sync owns", "error", err)
-		return 1
 	}
 	registry := prometheus.NewRegistry()
 	metrics := daemon.NewMetrics(registry, versionString())
@@ -223,8 +239,11 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer kernel.Close()
-	own, err := ownership.Load(c.cfg.Director.StateFile)
-	if err != nil {
+	own, err := ownership.Load(c.cfg.Director.StateFile) // a reader: no lock
+	switch {
+	case errors.Is(err, ownership.ErrUnknown):
+		c.log.Warn("state file unreadable: deleting no virtual service", "state_file", c.cfg.Director.StateFile, "error", err)
+	case err != nil:
 		c.log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
 	}

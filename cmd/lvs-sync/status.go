@@ -90,7 +90,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	err := getJSON(addr, "/v1/status", &st)
 	live := err == nil
 	if errors.Is(err, errNotRunning) {
-		st, err = kernelStatus(cfg)
+		st, err = kernelStatus(cfg, stderr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
@@ -108,7 +108,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 
 // kernelStatus is the status without a running lvs-sync: the kernel's
 // table, named from the config and its state file when one is given.
-func kernelStatus(cfg *config.Config) (status.View, error) {
+func kernelStatus(cfg *config.Config, stderr io.Writer) (status.View, error) {
 	k, err := ipvs.OpenNetlink(5*time.Second, nil)
 	if err != nil {
 		return status.View{}, err
@@ -120,8 +120,12 @@ func kernelStatus(cfg *config.Config) (status.View, error) {
 	}
 	in := status.Input{Config: cfg}
 	if cfg != nil {
-		own, err := ownership.Load(cfg.Director.StateFile)
-		if err != nil {
+		own, err := ownership.Load(cfg.Director.StateFile) // a reader: no lock
+		switch {
+		case errors.Is(err, ownership.ErrUnknown):
+			// Shown, and every service counts as foreign, as run treats them.
+			fmt.Fprintf(stderr, "Warning: %v\n", err)
+		case err != nil:
 			return status.View{}, err
 		}
 		in.Owns = own.Owns

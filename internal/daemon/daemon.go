@@ -13,6 +13,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -45,6 +46,8 @@ type VIPSyncer interface {
 // PageServer serves the local maintenance pages; *fallback.Server is one.
 type PageServer interface {
 	Update([]fallback.Page) error
+	// Serving reports whether the page at addr is being served.
+	Serving(addr netip.AddrPort) bool
 }
 
 // Options wire a daemon. Config, Source and Kernel are required.
@@ -199,13 +202,40 @@ func (d *Daemon) startWatch(ctx context.Context, cfg *config.Config) *watch {
 	return &watch{cfg: cfg, snaps: d.opts.Source.Watch(ctx, services, d), stop: cancel}
 }
 
-// servePages serves the local maintenance pages cfg asks for.
+// servePages serves the local maintenance pages cfg asks for, and notes
+// those that cannot be served, whose local fallback render then leaves
+// out. An error is logged when it changes, not at every sync that tries
+// again.
 func (d *Daemon) servePages(cfg *config.Config) {
-	if d.opts.Pages != nil {
-		if err := d.opts.Pages.Update(pages(cfg)); err != nil {
-			d.log.Error("cannot serve a maintenance page", "error", err)
+	if d.opts.Pages == nil {
+		return
+	}
+	err := d.opts.Pages.Update(pages(cfg))
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != d.state.pagesErr {
+		if err != nil {
+			d.log.Error("cannot serve a maintenance page; its local fallback is left out until it can", "error", err)
+		} else if d.state.pagesErr != "" {
+			d.log.Info("every maintenance page is served again")
+		}
+		d.state.pagesErr = msg
+	}
+	var down map[string]bool
+	for _, p := range pages(cfg) {
+		if !d.opts.Pages.Serving(p.Addr) {
+			if down == nil {
+				down = map[string]bool{}
+			}
+			down[p.Service] = true
 		}
 	}
+	if !maps.Equal(down, d.state.pagesDown) {
+		d.state.lastResult = render.Result{} // render every service again
+	}
+	d.state.pagesDown = down
 }
 
 // loop is the sync loop's state between two events: the watches, the

@@ -13,6 +13,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
@@ -636,5 +637,59 @@ func TestLoopHoldsAMassDeregistration(t *testing.T) {
 	}
 	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
 		t.Errorf("after the hold the kernel has %v, want only web1", h.web())
+	}
+}
+
+// pageServer is a maintenance page server whose binds the test decides.
+type pageServer struct {
+	mu   sync.Mutex
+	fail bool
+	up   map[netip.AddrPort]bool
+}
+
+func (p *pageServer) Update(pages []fallback.Page) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.up = map[netip.AddrPort]bool{}
+	if p.fail {
+		return errors.New("listen tcp 10.10.10.60:80: bind: address already in use")
+	}
+	for _, pg := range pages {
+		p.up[pg.Addr] = true
+	}
+	return nil
+}
+
+func (p *pageServer) Serving(a netip.AddrPort) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.up[a]
+}
+
+// TestLoopLeavesOutALocalFallbackThatCannotBeServed: a maintenance page
+// whose address will not bind is no fallback: render leaves its real out
+// (it would answer nothing), status says why, and once the page can be
+// served the fallback comes back.
+func TestLoopLeavesOutALocalFallbackThatCannotBeServed(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, gateConfig(`fallback = "local"`), kernel)
+	pages := &pageServer{fail: true}
+	h.d.opts.Pages = pages
+	h.d.servePages(h.d.cfg)
+	h.snapshot(web1(catalog.Critical))
+	h.untilNext()
+	if got := h.web(); len(got) != 0 {
+		t.Fatalf("with the page down the kernel has %v, want no fallback real", got)
+	}
+	st, _ := h.d.Status()
+	if len(st.Warnings) == 0 || !strings.Contains(st.Warnings[0], "maintenance page") {
+		t.Errorf("status warnings %v, want the page named", st.Warnings)
+	}
+	pages.mu.Lock()
+	pages.fail = false
+	pages.mu.Unlock()
+	h.advance(time.Minute + 7*time.Second) // the next sync tries again
+	if got := h.web(); !testenv.SameWeights(got, map[string]int{"10.10.10.60:80": 1}) {
+		t.Errorf("with the page up the kernel has %v, want the VIP as the fallback real", got)
 	}
 }

@@ -25,6 +25,8 @@ type shared struct {
 	failures int
 	// filtered are the Consul services whose answers ACLs filter.
 	filtered []string
+	// pagesErr is why a maintenance page cannot be served, if one cannot.
+	pagesErr string
 	result   render.Result
 	draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time
 	// changedAt is when each instance's decision last changed, and
@@ -78,6 +80,7 @@ func (d *Daemon) publish(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]t
 		s.failures = 0
 	}
 	s.filtered = d.state.acl.filteredServices()
+	s.pagesErr = d.state.pagesErr
 	d.opts.Metrics.sawFiltered(s.filtered)
 	s.result = r.Desired
 	s.draining = draining
@@ -226,6 +229,12 @@ func (d *Daemon) Status() (status.View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := status.View{Synced: s.synced, LastSync: s.lastSync, Services: status.Services(current, s.input(d))}
+	if d.opts.Ownership.Unknown() {
+		v.Warnings = append(v.Warnings, "the state file could not be read: lvs-sync owns nothing and deletes nothing until it is moved aside")
+	}
+	if s.pagesErr != "" {
+		v.Warnings = append(v.Warnings, "a maintenance page cannot be served: "+s.pagesErr)
+	}
 	for _, name := range s.filtered {
 		v.Warnings = append(v.Warnings, fmt.Sprintf("consul filtered the answer for service %q by acls: its last good state is kept", name))
 	}

@@ -43,6 +43,12 @@ type syncState struct {
 	acl aclGuard
 	// holds are the mass removal guard's, each warned about once.
 	holds map[render.Hold]bool
+	// pagesDown are the virtual services whose local page cannot be
+	// served; pagesErr the last error logged of it.
+	pagesDown map[string]bool
+	pagesErr  string
+	// saveErr is the last state file error logged.
+	saveErr string
 }
 
 func (s *syncState) init() {
@@ -103,7 +109,12 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	if changed != nil && !t.Full() {
 		only = func(vs *config.VirtualService) bool { return changed[vs.Service] }
 	}
-	res := render.Update(st.lastResult, d.cfg, snap, st.tracker.At(now), only)
+	if len(st.pagesDown) > 0 {
+		d.servePages(d.cfg) // try again
+	}
+	hist := st.tracker.At(now)
+	hist.PagesDown = st.pagesDown
+	res := render.Update(st.lastResult, d.cfg, snap, hist, only)
 	st.lastResult = res
 	d.logNotes(res.Notes)
 	d.logHolds(res.Holds)
@@ -183,9 +194,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 			keep[op.Service] = true
 		}
 	}
-	if err := own.Set(keep); err != nil {
-		d.log.Warn("cannot save which services lvs-sync owns", "error", err)
-	}
+	d.saved(own.Set(keep))
 	vipErr := d.syncVIPs(slices.Collect(maps.Keys(keep)), previously)
 	if result.Err() == nil && vipErr == nil {
 		st.lastApplied = desired
@@ -256,9 +265,7 @@ func (d *Daemon) Cleanup() error {
 	if err := res.Err(); err != nil {
 		return err
 	}
-	if err := own.Set(map[lvs.ServiceKey]bool{}); err != nil {
-		d.log.Warn("cannot save which services lvs-sync owns", "error", err)
-	}
+	d.saved(own.Set(map[lvs.ServiceKey]bool{}))
 	d.log.Info("cleaned up on exit", "services", len(keys))
 	return nil
 }
@@ -289,6 +296,24 @@ func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope func(lvs.Servic
 		st.conflicts[k] = true
 	}
 	d.opts.Metrics.sawConflicts(len(st.conflicts))
+}
+
+// saved logs a failure to save the state file when it changes, not at
+// every sync that tries again.
+func (d *Daemon) saved(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg == d.state.saveErr {
+		return
+	}
+	if err != nil {
+		d.log.Warn("cannot save which services lvs-sync owns; trying again at every sync", "error", err)
+	} else {
+		d.log.Info("the state file is saved again")
+	}
+	d.state.saveErr = msg
 }
 
 // logHolds warns once about each hold of the mass removal guard.

@@ -10,7 +10,9 @@ package testnomad
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,17 +31,45 @@ type Agent struct {
 	Bin     string
 	Dir     string
 	LogPath string
+	// Volumes are the client's host volumes, by name: "lvs-sync", which
+	// nomad/lvs-sync.nomad.hcl mounts for its state file, at a directory
+	// of the test's.
+	Volumes map[string]string
+}
+
+// Options change how Start sets up the agent.
+type Options struct {
+	// NetworkInterface is the client's network_interface, whose address
+	// the jobs' ports get (NOMAD_IP_*); default "lo".
+	NetworkInterface string
 }
 
 // Start runs `nomad agent -dev` with Consul at consulAddr, the raw_exec
-// driver on, NET_ADMIN allowed to exec, and client meta lvs_director and
-// lvs_realserver set, and waits for its client to be ready.
+// driver on, NET_ADMIN allowed to exec, client meta lvs_director and
+// lvs_realserver set, and the host volume "lvs-sync", and waits for its
+// client to be ready.
 func Start(t testing.TB, consulAddr string) *Agent {
+	t.Helper()
+	return StartWith(t, consulAddr, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, consulAddr string, opts Options) *Agent {
 	t.Helper()
 	bin := testenv.Tool(t, "nomad")
 	dir := t.TempDir()
 	ports := testconsul.FreePorts(t, 3)
-	a := &Agent{Addr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Bin: bin, Dir: dir, LogPath: filepath.Join(dir, "nomad.log")}
+	a := &Agent{Addr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Bin: bin, Dir: dir, LogPath: filepath.Join(dir, "nomad.log"),
+		Volumes: map[string]string{"lvs-sync": filepath.Join(dir, "volumes", "lvs-sync")}}
+	for _, path := range a.Volumes {
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	iface := opts.NetworkInterface
+	if iface == "" {
+		iface = "lo"
+	}
 	conf := fmt.Sprintf(`
 data_dir  = %q
 bind_addr = "127.0.0.1"
@@ -55,7 +85,11 @@ advertise {
 }
 client {
   enabled           = true
-  network_interface = "lo"
+  network_interface = %q
+  host_volume "lvs-sync" {
+    path      = %q
+    read_only = false
+  }
   meta {
     lvs_director   = "true"
     lvs_realserver = "true"
@@ -79,7 +113,7 @@ plugin "exec" {
       "net_bind_service", "setfcap", "setgid", "setpcap", "setuid", "sys_chroot", "net_admin"]
   }
 }
-`, filepath.Join(dir, "data"), ports[0], ports[1], ports[2], consulAddr)
+`, filepath.Join(dir, "data"), ports[0], ports[1], ports[2], iface, a.Volumes["lvs-sync"], consulAddr)
 	confPath := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -184,4 +218,28 @@ func unmountUnder(dir string) {
 	for i := len(points) - 1; i >= 0; i-- {
 		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
 	}
+}
+
+// HostInterface returns the name and IPv4 address of an interface that is
+// up and not loopback, for a client whose jobs' addresses must differ from
+// 127.0.0.1; it fails the test when the machine has none.
+func HostInterface(t testing.TB) (string, netip.Addr) {
+	t.Helper()
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Addr().IsGlobalUnicast() {
+				return ifc.Name, p.Addr()
+			}
+		}
+	}
+	t.Fatal("no interface that is up, not loopback, with an IPv4 address: the job test needs one for its client")
+	return "", netip.Addr{}
 }
