@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -104,17 +103,8 @@ func TestLongConnectionSurvivesDeregistration(t *testing.T) {
 			l.waitSynced(t)
 			waitFor(t, "three reals", 15*time.Second, func() bool { return len(realsOf(t, tc.vip)) == 3 })
 
-			resp, err := client.Get("http://" + tc.vip + "/slow?ms=3000")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			r := bufio.NewReader(resp.Body)
-			first, err := r.ReadString('\n')
-			if err != nil {
-				t.Fatal(err)
-			}
-			ns := strings.Fields(first)[0] // the real server of the download
+			dl := startDownload(t, tc.vip)
+			ns := reals[dl.real].ns // the real server of the download
 			id := "web" + strings.TrimPrefix(ns, "rs")
 			if err := consul(t).Agent().ServiceDeregister(id); err != nil {
 				t.Fatal(err)
@@ -131,14 +121,9 @@ func TestLongConnectionSurvivesDeregistration(t *testing.T) {
 			if got := answers(t, tc.vip, 6); got[ns] != 0 {
 				t.Errorf("new connections reached the draining %s: %v", ns, got)
 			}
-			rest, err := io.ReadAll(r)
-			if err != nil {
+			if err := dl.finish(); err != nil {
 				t.Fatalf("the long download broke: %v", err)
 			}
-			if lines := strings.Count(first+string(rest), "\n"); lines != 10 {
-				t.Errorf("download has %d of 10 parts", lines)
-			}
-			resp.Body.Close()
 			took := waitFor(t, "the drained real leaves", 10*time.Second, func() bool { return len(realsOf(t, tc.vip)) == 2 })
 			t.Logf("%s: the drained real left %v after the download ended", tc.fwd, took.Round(time.Millisecond))
 			l.stop(t, syscall.SIGTERM)
