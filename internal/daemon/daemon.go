@@ -7,16 +7,15 @@
 // It may import the stages it drives (config, catalog, render, ipvs,
 // fallback) and the status room; nothing imports it but cmd and the API.
 // This file is the loop only: sync.go is one sync, trigger.go when one is
-// due, shared.go what the loop publishes for the API.
+// due, reload.go how a new config takes over, guard.go what an answer
+// filtered by ACLs leaves, shared.go what the loop publishes for the API.
 package daemon
 
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -155,89 +154,6 @@ func (d *Daemon) setConfig(cfg *config.Config) {
 	d.shared.setConfig(cfg)
 }
 
-// reloadRequest is a new config and what asked for it (SIGHUP, a file
-// change), for the logs.
-type reloadRequest struct {
-	cfg     *config.Config
-	trigger string
-}
-
-// Reload hands the loop a new, already validated config. The running
-// config stays in charge until the new one's Consul services have all
-// answered; then what it adds, changes and removes is applied as a diff.
-func (d *Daemon) Reload(cfg *config.Config, trigger string) {
-	select {
-	case <-d.reload: // a newer one replaces a pending one
-	default:
-	}
-	d.reload <- reloadRequest{cfg: cfg, trigger: trigger}
-}
-
-// pages lists the local maintenance pages the config asks for.
-func pages(cfg *config.Config) []fallback.Page {
-	var ps []fallback.Page
-	for _, vs := range cfg.VirtualServices {
-		if vs.Fallback.Local {
-			ps = append(ps, fallback.Page{Service: vs.Name, Addr: vs.Address, Template: vs.MaintenancePage})
-		}
-	}
-	return ps
-}
-
-// watch is one running watch of a config's Consul services.
-type watch struct {
-	cfg     *config.Config
-	trigger string // what asked for it, for a reload
-	snaps   <-chan catalog.Snapshot
-	stop    context.CancelFunc
-	// by is when a reload gives up on this watch's first snapshot.
-	by time.Time
-}
-
-// startWatch starts watching cfg's services until the watch is stopped.
-func (d *Daemon) startWatch(ctx context.Context, cfg *config.Config) *watch {
-	services := cfg.Services()
-	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(cfg.VirtualServices))
-	ctx, cancel := context.WithCancel(ctx)
-	return &watch{cfg: cfg, snaps: d.opts.Source.Watch(ctx, services, d), stop: cancel}
-}
-
-// servePages serves the local maintenance pages cfg asks for, and notes
-// those that cannot be served, whose local fallback render then leaves
-// out. An error is logged when it changes, not at every sync that tries
-// again.
-func (d *Daemon) servePages(cfg *config.Config) {
-	if d.opts.Pages == nil {
-		return
-	}
-	err := d.opts.Pages.Update(pages(cfg))
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	if msg != d.state.pagesErr {
-		if err != nil {
-			d.log.Error("cannot serve a maintenance page; its local fallback is left out until it can", "error", err)
-		} else if d.state.pagesErr != "" {
-			d.log.Info("every maintenance page is served again")
-		}
-		d.state.pagesErr = msg
-	}
-	var down map[string]bool
-	for _, p := range pages(cfg) {
-		if !d.opts.Pages.Serving(p.Addr) {
-			if down == nil {
-				down = map[string]bool{}
-			}
-			down[p.Service] = true
-		}
-	}
-	if !maps.Equal(down, d.state.pagesDown) {
-		d.state.lastResult = render.Result{} // render every service again
-	}
-	d.state.pagesDown = down
-}
-
 // loop is the sync loop's state between two events: the watches, the
 // latest snapshot, what is due when, and how many syncs failed in a row.
 // Its methods take the time as an argument, so that tests drive it event
@@ -282,49 +198,6 @@ func (l *loop) snapshot(s catalog.Snapshot, now time.Time) {
 		due = latest
 	}
 	l.sched.at(TriggerCatalog, due)
-}
-
-// reload starts watching a new config's services beside the running
-// watch, which keeps the kernel attended until the new one has answered.
-// A newer reload replaces a pending one.
-func (l *loop) reload(ctx context.Context, r reloadRequest, now time.Time) {
-	cfg := r.cfg
-	if l.next != nil {
-		l.next.stop()
-		l.d.log.Info("a newer config replaces the reload in progress")
-	}
-	l.d.log.Info("reloading the config: waiting for its services to answer", "virtual_services", len(cfg.VirtualServices),
-		"timeout", l.d.opts.ReloadTimeout)
-	l.next = l.d.startWatch(ctx, cfg)
-	l.next.by, l.next.trigger = now.Add(l.d.opts.ReloadTimeout), r.trigger
-}
-
-// switchTo makes the reload's watch the running one, on its first
-// complete snapshot: the new config's changes are applied as a diff at
-// the next sync, which compares everything.
-func (l *loop) switchTo(s catalog.Snapshot, now time.Time) {
-	l.cur.stop()
-	l.cur, l.next = l.next, nil
-	l.d.setConfig(l.cur.cfg)
-	l.d.shared.forgetQueries()
-	l.d.servePages(l.cur.cfg)
-	l.d.opts.Metrics.ConfigReload(true)
-	l.d.log.Info("config reloaded", "trigger", l.cur.trigger, "virtual_services", len(l.cur.cfg.VirtualServices))
-	l.snap, l.pending, l.changed = nil, time.Time{}, nil
-	l.snapshot(s, now)
-}
-
-// giveUp ends a reload whose services did not answer in time: the running
-// config stays, and the reload is reported failed.
-func (l *loop) giveUp(now time.Time) {
-	if l.next == nil || now.Before(l.next.by) {
-		return
-	}
-	l.next.stop()
-	l.d.opts.Metrics.ConfigReload(false)
-	l.d.log.Error("config reload failed: its services did not all answer in time; the running config stays",
-		"trigger", l.next.trigger, "timeout", l.d.opts.ReloadTimeout)
-	l.next = nil
 }
 
 // fire runs what is due at now: a reload that timed out, a sync.
