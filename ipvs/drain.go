@@ -51,6 +51,12 @@ func (d *Drainer) Draining() map[lvs.ServiceKey]map[lvs.RealKey]time.Time {
 	return out
 }
 
+// Clone is a copy with the same drains under way, to plan with (status
+// shows what the next sync would do) without moving the original's.
+func (d *Drainer) Clone() *Drainer {
+	return &Drainer{Timeout: d.Timeout, Settle: d.Settle, since: d.Draining()}
+}
+
 // Adjust returns desired with the draining reals of current added back at
 // weight 0, and the earliest time a drain settles or times out (zero if
 // none). current holds only lvs-sync's services: a service of current

@@ -157,6 +157,12 @@ func printStatus(w io.Writer, st status.View, live bool) {
 	for _, warning := range st.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warning)
 	}
+	if len(st.Pending) > 0 {
+		fmt.Fprintf(w, "pending: %d changes the next sync makes:\n", len(st.Pending))
+		for _, p := range st.Pending {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
 	fmt.Fprintf(w, "%-42s %s\n", "Prot LocalAddress:Port Scheduler Flags", "Virtual service (Consul service)")
 	fmt.Fprintf(w, "  -> %-22s %-7s %-6s %-10s %-9s %s\n", "RemoteAddress:Port", "Forward", "Weight", "ActiveConn", "InActConn", "Node / Instance / Health / Weight source")
 	for _, s := range st.Services {

@@ -241,8 +241,17 @@ func TestLoopReconcileRepairsDrift(t *testing.T) {
 	h.untilNext()
 	// ipvsadm -d by hand: the catalog is quiet, a catalog-scoped sync would
 	// not look; the periodic reconcile reads everything and repairs it.
+	st, err := h.d.Status()
+	if err != nil || len(st.Pending) != 0 {
+		t.Fatalf("in step, status has pending changes %v (%v)", st.Pending, err)
+	}
 	if err := kernel.DelReal(gateKey, real1); err != nil {
 		t.Fatal(err)
+	}
+	// status plans as run does: the next sync adds it back.
+	st, _ = h.d.Status()
+	if want := []string{"ipvsadm -a -t 10.10.10.60:80 -r 10.1.0.11:80 -g -w 5"}; !slices.Equal(st.Pending, want) {
+		t.Errorf("status pending %v, want %v", st.Pending, want)
 	}
 	if got := h.untilNext(); got != TriggerReconcile {
 		t.Fatalf("fired %s, want the reconcile", got)

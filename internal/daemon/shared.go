@@ -28,6 +28,11 @@ type shared struct {
 	// pagesErr is why a maintenance page cannot be served, if one cannot.
 	pagesErr string
 	result   render.Result
+	// desired is what the last sync wanted in the kernel, and drains its
+	// drains under way: what status plans the next sync with.
+	desired  ipvs.State
+	drains   *ipvs.Drainer
+	frozen   map[lvs.ServiceKey]bool
 	draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time
 	// changedAt is when each instance's decision last changed, and
 	// signature what it was, by virtual service name.
@@ -65,7 +70,8 @@ func (s *shared) setConfig(cfg *config.Config) {
 // publish shares a sync's outcome. Its work is proportional to what the
 // sync looked at: the decisions of the virtual services render rendered
 // anew, the metrics of the services in scope (nil: all).
-func (d *Daemon) publish(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, scope func(lvs.ServiceKey) bool) {
+func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, scope func(lvs.ServiceKey) bool) {
+	draining := drains.Draining()
 	s := &d.shared
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,6 +89,9 @@ func (d *Daemon) publish(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]t
 	s.pagesErr = d.state.pagesErr
 	d.opts.Metrics.sawFiltered(s.filtered)
 	s.result = r.Desired
+	s.desired = desired
+	s.drains = drains.Clone()
+	s.frozen = d.state.acl.frozen(s.cfg)
 	s.draining = draining
 	// Note when each instance's decision last changed.
 	for _, name := range r.Desired.Rendered {
@@ -229,6 +238,16 @@ func (d *Daemon) Status() (status.View, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := status.View{Synced: s.synced, LastSync: s.lastSync, Services: status.Services(current, s.input(d))}
+	if s.drains != nil {
+		// What the next sync would change: the one plan run applies,
+		// with a copy of its drains.
+		unfrozen := current.Filter(func(k lvs.ServiceKey) bool { return !s.frozen[k] })
+		planned := ipvs.Changes(ipvs.Input{Desired: s.desired, Current: unfrozen, Owned: d.opts.Ownership.Owns,
+			Adopt: s.cfg.Adopts, Drains: s.drains.Clone(), Now: d.clock.Now()})
+		for _, op := range planned.Plan {
+			v.Pending = append(v.Pending, op.String())
+		}
+	}
 	if d.opts.Ownership.Unknown() {
 		v.Warnings = append(v.Warnings, "the state file could not be read: lvs-sync owns nothing and deletes nothing until it is moved aside")
 	}

@@ -120,14 +120,14 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	d.logHolds(res.Holds)
 	report := Report{At: now, Trigger: t, Desired: res}
 	var scope func(lvs.ServiceKey) bool
+	desired := res.State
 	defer func() {
 		report.Err = err
-		d.publish(report, st.drainer.Draining(), scope)
+		d.publish(report, desired, &st.drainer, scope)
 		if d.opts.OnSync != nil {
 			d.opts.OnSync(report)
 		}
 	}()
-	desired := res.State
 	wake = res.NextChange
 	// Virtual services whose Consul answer is filtered by ACLs, with no
 	// good one to keep, are left as the kernel has them.

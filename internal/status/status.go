@@ -29,7 +29,10 @@ type View struct {
 	LastError string    `json:"last_error,omitempty"`
 	// Warnings are conditions that keep lvs-sync from following Consul
 	// for some services (an answer filtered by ACLs).
-	Warnings []string      `json:"warnings,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// Pending are the changes the next sync would make, as ipvsadm
+	// commands: the plan run applies, from the kernel as it is now.
+	Pending  []string      `json:"pending,omitempty"`
 	Services []ServiceView `json:"services"`
 }
 
