@@ -19,13 +19,14 @@ import (
 )
 
 // TestInKernel builds the guest binaries, boots the VM and runs, in it,
-// the ipvs and hostnet packages' kernel tests and this package's traffic
+// the ipvs, ipvs/genl and hostnet packages' kernel tests and this package's traffic
 // tests.
 func TestInKernel(t *testing.T) {
 	stage := vmtest.Stage(t)
 	bin := t.TempDir()
 	vmtest.BuildStatic(t, filepath.Join(bin, "lvs-sync"), "./cmd/lvs-sync", false)
 	vmtest.BuildStatic(t, filepath.Join(bin, "ipvs.test"), "./ipvs", true, "vmguest")
+	vmtest.BuildStatic(t, filepath.Join(bin, "genl.test"), "./ipvs/genl", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "hostnet.test"), "./hostnet", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "e2e.test"), "./e2e", true, "vmguest")
 	agent := testconsul.Start(t)
@@ -41,7 +42,7 @@ func TestInKernel(t *testing.T) {
 	if run != "" {
 		args += " -test.run '" + run + "'"
 	}
-	command := "/bin/ipvs.test" + args + " && /bin/hostnet.test" + args + " && /bin/e2e.test" + args
+	command := "/bin/ipvs.test" + args + " && /bin/genl.test" + args + " && /bin/hostnet.test" + args + " && /bin/e2e.test" + args
 	if run != "" {
 		command = "/bin/e2e.test" + args
 	}
@@ -54,6 +55,7 @@ func TestInKernel(t *testing.T) {
 		Files: map[string]string{
 			"/bin/lvs-sync":     filepath.Join(bin, "lvs-sync"),
 			"/bin/ipvs.test":    filepath.Join(bin, "ipvs.test"),
+			"/bin/genl.test":    filepath.Join(bin, "genl.test"),
 			"/bin/hostnet.test": filepath.Join(bin, "hostnet.test"),
 			"/bin/e2e.test":     filepath.Join(bin, "e2e.test"),
 		},
