@@ -82,7 +82,7 @@ lint: ## gofmt, go vet, go mod tidy and hclfmt must change nothing
 .PHONY: bench
 bench: vm-assets ## run the benchmarks: render on the host, netlink apply in the VM's kernel
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /e2e)
-	$(GO) test -run '^$$' -bench InKernel -benchtime 1x -timeout 30m ./e2e
+	$(GO) test -run '^$$' -bench InKernel -benchtime 1x -timeout 60m ./e2e
 
 .PHONY: clean
 clean: ## remove build output (the cache in $(LVS_SYNC_CACHE) stays)

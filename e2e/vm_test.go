@@ -19,13 +19,14 @@ import (
 )
 
 // TestInKernel builds the guest binaries, boots the VM and runs, in it,
-// the ipvs and hostnet packages' kernel tests and this package's traffic
+// the ipvs, ipvs/genl and hostnet packages' kernel tests and this package's traffic
 // tests.
 func TestInKernel(t *testing.T) {
 	stage := vmtest.Stage(t)
 	bin := t.TempDir()
 	vmtest.BuildStatic(t, filepath.Join(bin, "lvs-sync"), "./cmd/lvs-sync", false)
 	vmtest.BuildStatic(t, filepath.Join(bin, "ipvs.test"), "./ipvs", true, "vmguest")
+	vmtest.BuildStatic(t, filepath.Join(bin, "genl.test"), "./ipvs/genl", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "hostnet.test"), "./hostnet", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "e2e.test"), "./e2e", true, "vmguest")
 	agent := testconsul.Start(t)
@@ -41,7 +42,7 @@ func TestInKernel(t *testing.T) {
 	if run != "" {
 		args += " -test.run '" + run + "'"
 	}
-	command := "/bin/ipvs.test" + args + " && /bin/hostnet.test" + args + " && /bin/e2e.test" + args
+	command := "/bin/ipvs.test" + args + " && /bin/genl.test" + args + " && /bin/hostnet.test" + args + " && /bin/e2e.test" + args
 	if run != "" {
 		command = "/bin/e2e.test" + args
 	}
@@ -54,6 +55,7 @@ func TestInKernel(t *testing.T) {
 		Files: map[string]string{
 			"/bin/lvs-sync":     filepath.Join(bin, "lvs-sync"),
 			"/bin/ipvs.test":    filepath.Join(bin, "ipvs.test"),
+			"/bin/genl.test":    filepath.Join(bin, "genl.test"),
 			"/bin/hostnet.test": filepath.Join(bin, "hostnet.test"),
 			"/bin/e2e.test":     filepath.Join(bin, "e2e.test"),
 		},
@@ -81,8 +83,10 @@ func (w *tee) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// benchScript runs in the guest: lvs-sync's kernel benchmarks, then the
-// same 1,000 x 10 state loaded with ipvsadm -R, for comparison. The awk
+// benchScript runs in the guest: lvs-sync's kernel benchmarks through
+// moby/ipvs, then the same 1,000 x 10 state loaded with ipvsadm -R, for
+// comparison, then ipvs/genl's figures, each beside ipvsadm's in fresh
+// network namespaces ("bench kernel: case=..." lines). The awk
 // program writes the rules State.String would (services 10.50.i.i, reals
 // 10.6j.i.i:8080, weight j+1, gate).
 const benchScript = `/bin/ipvs.test -test.run '^$' -test.bench . -test.benchtime 5x -test.benchmem || exit 1
@@ -95,6 +99,7 @@ for n in 1 2 3; do
   echo "ipvsadm-R-1000x10: $(awk "BEGIN { print ($e - $s) * 1000 }") ms"
   ipvsadm -C
 done
+/bin/genl.test -test.run '^$' -test.bench VersusIpvsadm -test.benchtime 1x -test.timeout 40m || exit 1
 `
 
 // BenchmarkInKernel boots the VM once and reports the kernel benchmarks
@@ -103,20 +108,29 @@ func BenchmarkInKernel(b *testing.B) {
 	stage := vmtest.Stage(b)
 	bin := b.TempDir()
 	vmtest.BuildStatic(b, filepath.Join(bin, "ipvs.test"), "./ipvs", true, "vmguest")
+	vmtest.BuildStatic(b, filepath.Join(bin, "genl.test"), "./ipvs/genl", true, "vmguest")
 	var out strings.Builder
 	for b.Loop() {
 		code := vmtest.Boot(b, stage, vmtest.Options{
-			Files:   map[string]string{"/bin/ipvs.test": filepath.Join(bin, "ipvs.test")},
+			Files: map[string]string{
+				"/bin/ipvs.test": filepath.Join(bin, "ipvs.test"),
+				"/bin/genl.test": filepath.Join(bin, "genl.test"),
+			},
 			Command: benchScript,
-			Memory:  2048,
+			// 10,000 x 10 loaded twice, by lvs-sync and by ipvsadm.
+			Memory:  3072,
 			Output:  &out,
+			Timeout: 45 * time.Minute,
 		})
 		if code != 0 {
 			b.Fatalf("benchmarks in the VM failed:\n%s", out.String())
 		}
 	}
 	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "ipvsadm-R") || strings.HasPrefix(line, "rules:") {
+		switch {
+		case strings.HasPrefix(line, "bench kernel: "):
+			fmt.Println(line)
+		case strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "ipvsadm-R") || strings.HasPrefix(line, "rules:"):
 			fmt.Println("    vm:", line)
 		}
 	}

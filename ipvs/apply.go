@@ -3,6 +3,8 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,6 +26,23 @@ type Kernel interface {
 	UpdateReal(lvs.ServiceKey, lvs.RealKey, Real) error
 	DelReal(lvs.ServiceKey, lvs.RealKey) error
 }
+
+// BatchKernel is a Kernel that takes many changes at once (genl.Client:
+// many netlink requests per sendmsg). Apply uses it when the kernel has it.
+type BatchKernel interface {
+	Kernel
+	// ApplyBatch makes the changes in order, each whatever became of the
+	// others, and returns one error per op, nil for a change made. It does
+	// no fallback (EEXIST on an add...): Apply does, as for single calls.
+	// An error wrapping ErrOutcomeUnknown says the kernel's answer was lost.
+	ApplyBatch([]Op) []error
+}
+
+// ErrOutcomeUnknown: the kernel's answer to a change was lost (its receive
+// buffer overran, or no answer came in time), so the change may or may not
+// have been made. Apply counts it as failed; the caller reads the service
+// again and diffs anew.
+var ErrOutcomeUnknown = errors.New("outcome unknown: the kernel's answer was lost")
 
 // Read returns the kernel's table: every service, and the reals of those
 // that want says are of interest (nil: all of them). Reading the reals of
@@ -74,19 +93,42 @@ func (r Result) Err() error {
 // Apply carries out a plan. Idempotent calls are made so: adding what
 // exists updates it, deleting what is gone succeeds. A change that fails
 // skips the rest of its service's changes, is logged, and the other
-// services are still applied.
+// services are still applied. On a BatchKernel every change is sent at
+// once, so a service's later changes are made even after one failed.
+//
+// Each change is logged at INFO; above summariseAbove changes, at DEBUG,
+// with one INFO line of counts by kind.
 func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	res := Result{Failed: map[lvs.ServiceKey]error{}, Done: map[OpKind]int{}, Errors: map[OpKind]int{}}
-	for _, op := range plan {
-		if _, failed := res.Failed[op.Service]; failed {
+	var batched []error
+	if bk, ok := k.(BatchKernel); ok && len(plan) > 0 {
+		batched = applyBatch(bk, plan)
+	}
+	level := hclog.Info
+	if len(plan) > summariseAbove {
+		level = hclog.Debug
+	}
+	for i, op := range plan {
+		_, failed := res.Failed[op.Service]
+		var err error
+		switch {
+		case batched != nil:
+			err = batched[i] // sent, whatever became of the service's others
+		case failed:
 			continue
+		default:
+			err = applyOp(k, op)
 		}
-		if err := applyOp(k, op); err != nil {
+		if err != nil {
 			res.Errors[op.Kind]++
 			err = fmt.Errorf("%s: %w", op, err)
+			if failed {
+				log.Debug("kernel change failed", "service", op.Service, "error", err)
+				continue
+			}
 			res.Failed[op.Service] = err
 			log.Error("kernel change failed; skipping the rest of this service", "service", op.Service, "error", err)
 			continue
@@ -95,56 +137,136 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 		res.Done[op.Kind]++
 		switch op.Kind {
 		case AddService, UpdateService:
-			log.Info(op.Kind.String(), "service", op.Service, "scheduler", op.Spec.Scheduler,
+			log.Log(level, op.Kind.String(), "service", op.Service, "scheduler", op.Spec.Scheduler,
 				"persistence", op.Spec.Timeout, "command", op.String())
 		case DeleteService:
-			log.Info(op.Kind.String(), "service", op.Service, "command", op.String())
+			log.Log(level, op.Kind.String(), "service", op.Service, "command", op.String())
 		case AddReal, UpdateReal:
-			log.Info(op.Kind.String(), "service", op.Service, "real", op.Real, "weight", op.RealSpec.Weight,
+			log.Log(level, op.Kind.String(), "service", op.Service, "real", op.Real, "weight", op.RealSpec.Weight,
 				"forwarding", op.RealSpec.Forward, "command", op.String())
 		case DeleteReal:
-			log.Info(op.Kind.String(), "service", op.Service, "real", op.Real, "command", op.String())
+			log.Log(level, op.Kind.String(), "service", op.Service, "real", op.Real, "command", op.String())
 		}
+	}
+	if level != hclog.Info {
+		args := []any{"changes", len(plan), "applied", res.Applied}
+		for kind := range opNames {
+			if n := res.Done[OpKind(kind)]; n > 0 {
+				args = append(args, strings.ReplaceAll(opNames[kind], " ", "_"), n)
+			}
+		}
+		log.Info("kernel changes applied", args...)
 	}
 	return res
 }
 
+// summariseAbove is the most changes Apply logs one by one at INFO.
+const summariseAbove = 20
+
+// applyOp makes one change, and its fallback when the kernel refuses it.
 func applyOp(k Kernel, op Op) error {
+	err := call(k, op)
+	if next, ok := fallback(op, err); ok {
+		if next == nil {
+			return nil
+		}
+		return call(k, *next)
+	}
+	return err
+}
+
+// applyBatch is applyOp over a BatchKernel: the whole plan in one batch,
+// then the fallbacks of the refused changes in another. A service that
+// was gone and is added back by its fallback takes again the changes to
+// its reals that were refused for its absence (ESRCH), which may need
+// their own fallback: three batches at most.
+func applyBatch(k BatchKernel, plan Plan) []error {
+	errs := k.ApplyBatch(plan)
+	sent := slices.Clone(plan)
+	fellBack := make([]bool, len(plan))
+	for range 2 {
+		var retry []int
+		added := map[lvs.ServiceKey]bool{}
+		for i, err := range errs {
+			if err == nil || fellBack[i] {
+				continue
+			}
+			next, ok := fallback(sent[i], err)
+			switch {
+			case !ok:
+				continue
+			case next == nil:
+				errs[i] = nil
+				continue
+			case next.Kind == AddService:
+				added[next.Service] = true
+			}
+			fellBack[i], sent[i] = true, *next
+			retry = append(retry, i)
+		}
+		for i, err := range errs {
+			// (No real's change refused with ESRCH has a fallback.)
+			if err != nil && added[sent[i].Service] && isRealOp(sent[i].Kind) && errors.Is(err, syscall.ESRCH) {
+				retry = append(retry, i)
+			}
+		}
+		if len(retry) == 0 {
+			break
+		}
+		slices.Sort(retry) // plan order: services before their reals
+		again := make(Plan, len(retry))
+		for j, i := range retry {
+			again[j] = sent[i]
+		}
+		for j, err := range k.ApplyBatch(again) {
+			errs[retry[j]] = err
+		}
+	}
+	return errs
+}
+
+func isRealOp(kind OpKind) bool { return kind == AddReal || kind == UpdateReal || kind == DeleteReal }
+
+// fallback is what applyOp does when the kernel refuses op with err: ok
+// with the change to make instead, or with nil when the refusal means
+// done (deleting what is gone).
+func fallback(op Op, err error) (next *Op, ok bool) {
+	if err == nil {
+		return nil, false
+	}
+	alt := op
+	switch {
+	case op.Kind == AddService && errors.Is(err, syscall.EEXIST):
+		alt.Kind = UpdateService
+	case op.Kind == UpdateService && isGone(err):
+		alt.Kind = AddService
+	case op.Kind == AddReal && errors.Is(err, syscall.EEXIST):
+		alt.Kind = UpdateReal
+	case op.Kind == UpdateReal && errors.Is(err, syscall.ENOENT):
+		alt.Kind = AddReal
+	case (op.Kind == DeleteReal || op.Kind == DeleteService) && isGone(err):
+		return nil, true
+	default:
+		return nil, false
+	}
+	return &alt, true
+}
+
+// call makes one change, as the kernel is asked: no fallback.
+func call(k Kernel, op Op) error {
 	switch op.Kind {
 	case AddService:
-		err := k.AddService(op.Service, op.Spec)
-		if errors.Is(err, syscall.EEXIST) {
-			return k.UpdateService(op.Service, op.Spec)
-		}
-		return err
+		return k.AddService(op.Service, op.Spec)
 	case UpdateService:
-		err := k.UpdateService(op.Service, op.Spec)
-		if isGone(err) {
-			return k.AddService(op.Service, op.Spec)
-		}
-		return err
+		return k.UpdateService(op.Service, op.Spec)
 	case AddReal:
-		err := k.AddReal(op.Service, op.Real, op.RealSpec)
-		if errors.Is(err, syscall.EEXIST) {
-			return k.UpdateReal(op.Service, op.Real, op.RealSpec)
-		}
-		return err
+		return k.AddReal(op.Service, op.Real, op.RealSpec)
 	case UpdateReal:
-		err := k.UpdateReal(op.Service, op.Real, op.RealSpec)
-		if errors.Is(err, syscall.ENOENT) {
-			return k.AddReal(op.Service, op.Real, op.RealSpec)
-		}
-		return err
+		return k.UpdateReal(op.Service, op.Real, op.RealSpec)
 	case DeleteReal:
-		if err := k.DelReal(op.Service, op.Real); !isGone(err) {
-			return err
-		}
-		return nil
+		return k.DelReal(op.Service, op.Real)
 	case DeleteService:
-		if err := k.DelService(op.Service); !isGone(err) {
-			return err
-		}
-		return nil
+		return k.DelService(op.Service)
 	}
 	return fmt.Errorf("unknown op kind %d", op.Kind)
 }

@@ -29,8 +29,15 @@ func openKernel(t *testing.T) *Netlink {
 // TestNetlinkContract runs the kernel contract (contract_test.go) against
 // the kernel: what MemKernel answers, the kernel answers.
 func TestNetlinkContract(t *testing.T) {
+	kernelContractInVM(t, func(t *testing.T) Kernel { return openKernel(t) })
+}
+
+// kernelContractInVM runs the kernel contract against the kernel through
+// the client open returns (genl's too: see genl_kernel_test.go), each
+// subtest from an empty table.
+func kernelContractInVM(t *testing.T, open func(*testing.T) Kernel) {
 	testKernelContract(t, func(t *testing.T) Kernel {
-		k := openKernel(t)
+		k := open(t)
 		st, err := k.Services()
 		if err != nil || len(st) != 0 {
 			t.Fatalf("the kernel's table is not empty to start with: %v %v", st, err)

@@ -200,3 +200,15 @@ func (m *MemKernel) DelReal(k lvs.ServiceKey, rk lvs.RealKey) error {
 	delete(svc.Reals, rk)
 	return nil
 }
+
+var _ BatchKernel = (*MemKernel)(nil)
+
+// ApplyBatch makes the changes one by one, each whatever became of the
+// others, as the kernel does with a batch.
+func (m *MemKernel) ApplyBatch(ops []Op) []error {
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		errs[i] = call(m, op)
+	}
+	return errs
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/ipvs/genl"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -90,7 +91,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		log.Warn("dry run: changes go to an in-memory table, not the kernel; no vip, page or state file is touched")
 		kernel = ipvs.NewMemKernel(ipvs.State{})
 	} else {
-		nl, err := ipvs.OpenNetlink(5*time.Second, log.Named("netlink"))
+		nl, err := genl.Open(5*time.Second, log.Named("netlink"))
 		if err != nil {
 			log.Error("cannot reach the kernel's ipvs", "error", err)
 			return 1
@@ -233,7 +234,7 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	kernel, err := ipvs.OpenNetlink(5*time.Second, c.log.Named("netlink"))
+	kernel, err := genl.Open(5*time.Second, c.log.Named("netlink"))
 	if err != nil {
 		c.log.Error("cannot reach the kernel's ipvs", "error", err)
 		return 1

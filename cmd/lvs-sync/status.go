@@ -15,6 +15,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/ipvs/genl"
 	"github.com/lvs-sync/lvs-sync/lvs"
 	"github.com/lvs-sync/lvs-sync/render"
 )
@@ -109,7 +110,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 // kernelStatus is the status without a running lvs-sync: the kernel's
 // table, named from the config and its state file when one is given.
 func kernelStatus(cfg *config.Config, stderr io.Writer) (status.View, error) {
-	k, err := ipvs.OpenNetlink(5*time.Second, nil)
+	k, err := genl.Open(5*time.Second, nil)
 	if err != nil {
 		return status.View{}, err
 	}

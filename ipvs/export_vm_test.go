@@ -1,0 +1,7 @@
+//go:build vmguest
+
+package ipvs
+
+// KernelContractInVM runs the kernel contract against another client of
+// the kernel (ipvs/genl's).
+var KernelContractInVM = kernelContractInVM
