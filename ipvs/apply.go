@@ -69,6 +69,40 @@ func Read(k Kernel, want func(lvs.ServiceKey) bool) (State, error) {
 	return st, nil
 }
 
+// ServiceReader is a kernel that reads one service by its key (ESRCH if
+// it has none), so that a sync of a few services does not list them all.
+type ServiceReader interface {
+	Service(lvs.ServiceKey) (*Service, error)
+}
+
+// ReadKeys returns the services of keys the kernel has, with their reals:
+// one request and one dump each where the kernel is a ServiceReader, else
+// Read's listing of every service.
+func ReadKeys(k Kernel, keys map[lvs.ServiceKey]bool) (State, error) {
+	sr, ok := k.(ServiceReader)
+	if !ok {
+		return Read(k, func(key lvs.ServiceKey) bool { return keys[key] })
+	}
+	st := make(State, len(keys))
+	for key := range keys {
+		svc, err := sr.Service(key)
+		if isGone(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading ipvs service %s: %w", key, err)
+		}
+		if svc.Reals, err = k.Reals(key); err != nil {
+			if isGone(err) {
+				continue
+			}
+			return nil, fmt.Errorf("listing reals of ipvs service %s: %w", key, err)
+		}
+		st[key] = svc
+	}
+	return st, nil
+}
+
 // Result says what Apply did.
 type Result struct {
 	Applied int

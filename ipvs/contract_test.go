@@ -247,7 +247,7 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
 		converge := func(what string) {
 			t.Helper()
-			if _, res, err := Reconcile(k, Input{Desired: desired, Owned: mine, Now: time.Now()}, nil, nil); err != nil || res.Err() != nil {
+			if _, res, err := Reconcile(k, Input{Desired: desired, Owned: mine, Now: time.Now()}, All, nil); err != nil || res.Err() != nil {
 				t.Fatalf("%s: %v %v", what, err, res.Err())
 			}
 			current, err := Read(k, mine)

@@ -16,7 +16,7 @@ import (
 func drainStep(t *testing.T, k *ipvstest.Kernel, d *ipvs.Drainer, desired ipvs.State, now time.Time) (string, time.Time) {
 	t.Helper()
 	mine := func(lvs.ServiceKey) bool { return true }
-	planned, res, err := ipvs.Reconcile(k, ipvs.Input{Desired: desired, Owned: mine, Drains: d, Now: now}, nil, nil)
+	planned, res, err := ipvs.Reconcile(k, ipvs.Input{Desired: desired, Owned: mine, Drains: d, Now: now}, ipvs.All, nil)
 	plan, next := planned.Plan, planned.Next
 	if err != nil || res.Err() != nil {
 		t.Fatal(err, res.Err())

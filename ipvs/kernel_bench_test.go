@@ -27,7 +27,7 @@ func benchState(services, reals int) State {
 
 // benchSync is what the daemon does on a change: read what is in scope
 // (nil: everything), diff, apply.
-func benchSync(b *testing.B, k *Netlink, desired State, scope func(lvs.ServiceKey) bool) Plan {
+func benchSync(b *testing.B, k *Netlink, desired State, scope Scope) Plan {
 	mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
 	planned, res, err := Reconcile(k, Input{Desired: desired, Owned: mine, Now: time.Now()}, scope, nil)
 	plan := planned.Plan
@@ -67,7 +67,7 @@ func BenchmarkApply1000x10FromEmpty(b *testing.B) {
 	var calls uint64
 	for b.Loop() {
 		before := k.Calls()
-		plan := benchSync(b, k, desired, nil)
+		plan := benchSync(b, k, desired, All)
 		calls = k.Calls() - before
 		if len(plan) != 11000 {
 			b.Fatalf("plan of %d changes, want 11000", len(plan))
@@ -95,7 +95,7 @@ func benchOneChange(b *testing.B, scoped bool) {
 	k := benchKernel(b)
 	desired := benchState(1000, 10)
 	clear(b, k, desired)
-	benchSync(b, k, desired, nil)
+	benchSync(b, k, desired, All)
 	b.Cleanup(func() { clear(b, k, desired) })
 	target := desired.SortedKeys()[500]
 	rk := desired[target].SortedReals()[0]
@@ -107,10 +107,9 @@ func benchOneChange(b *testing.B, scoped bool) {
 		r := desired[target].Reals[rk]
 		r.Weight = 100 + i%2
 		desired[target].Reals[rk] = r
-		var scope func(lvs.ServiceKey) bool
+		scope := All
 		if scoped {
-			changed := Changed(before, desired)
-			scope = func(key lvs.ServiceKey) bool { return changed[key] }
+			scope.Keys = Changed(before, desired)
 		}
 		n := k.Calls()
 		if plan := benchSync(b, k, desired, scope); len(plan) != 1 {

@@ -22,7 +22,10 @@ type MemKernel struct {
 	state State
 }
 
-var _ Kernel = (*MemKernel)(nil)
+var (
+	_ Kernel        = (*MemKernel)(nil)
+	_ ServiceReader = (*MemKernel)(nil)
+)
 
 // NewMemKernel returns a table holding a copy of st, connection counts
 // included.
@@ -85,6 +88,18 @@ func (m *MemKernel) Services() (State, error) {
 		st[k] = settings(svc)
 	}
 	return st, nil
+}
+
+// Service reads one service without its reals; ESRCH if there is none,
+// as the kernel answers a get of a missing service.
+func (m *MemKernel) Service(k lvs.ServiceKey) (*Service, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	svc, ok := m.state[memKey(k)]
+	if !ok {
+		return nil, syscall.ESRCH
+	}
+	return settings(svc), nil
 }
 
 // Reals answers for a missing service as the kernel's dump does: no reals,

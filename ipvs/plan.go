@@ -79,27 +79,61 @@ func Changes(in Input) Planned {
 	return p
 }
 
-// Reconcile makes the kernel match desired for the services in scope (nil:
-// every service), never touching a service that is not lvs-sync's (see
-// Changes). It reads only what is in scope: on a director with a thousand
-// services, a change to one costs three netlink calls, not a thousand.
-// Kept and Leaving cover the services in scope only.
-func Reconcile(k Kernel, in Input, scope func(lvs.ServiceKey) bool, log hclog.Logger) (Planned, Result, error) {
+// Scope is what a sync looks at.
+type Scope struct {
+	// Keys, when not nil, are the only services looked at; they are read
+	// by themselves where the kernel can, not by listing every service.
+	// Nil is every service.
+	Keys map[lvs.ServiceKey]bool
+	// Skip leaves services out whatever Keys says (frozen ones).
+	Skip func(lvs.ServiceKey) bool
+}
+
+// All is the scope of every service.
+var All = Scope{}
+
+// In reports whether the scope looks at k.
+func (s Scope) In(k lvs.ServiceKey) bool {
+	return (s.Keys == nil || s.Keys[k]) && (s.Skip == nil || !s.Skip(k))
+}
+
+// Full reports whether the scope is every service, none skipped.
+func (s Scope) Full() bool { return s.Keys == nil && s.Skip == nil }
+
+// Reconcile makes the kernel match desired for the services in scope,
+// never touching a service that is not lvs-sync's (see Changes). A scope
+// of a few keys reads those only: on a director with a thousand services,
+// a change to one costs a request and a dump, not a listing of them all.
+// Kept and Leaving cover the services in scope only; Foreign is filled in
+// for a scope of every service.
+func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Result, error) {
 	owned := func(key lvs.ServiceKey) bool { return in.Owned != nil && in.Owned(key) }
 	inScope := func(key lvs.ServiceKey) bool {
-		return (scope == nil || scope(key)) && (in.Desired[key] != nil || owned(key))
+		return scope.In(key) && (in.Desired[key] != nil || owned(key))
 	}
-	current, err := Read(k, inScope)
+	var current State
+	var err error
+	var foreign []lvs.ServiceKey
+	if scope.Keys != nil {
+		keys := make(map[lvs.ServiceKey]bool, len(scope.Keys))
+		for key := range scope.Keys {
+			if inScope(key) {
+				keys[key] = true
+			}
+		}
+		current, err = ReadKeys(k, keys)
+	} else {
+		current, err = Read(k, inScope)
+		for key := range current {
+			if !owned(key) && (in.Desired[key] == nil || (in.Adopt == nil || !in.Adopt(key))) {
+				foreign = append(foreign, key)
+			}
+		}
+		slices.SortFunc(foreign, lvs.ServiceKey.Compare)
+	}
 	if err != nil {
 		return Planned{}, Result{}, err
 	}
-	var foreign []lvs.ServiceKey
-	for key := range current {
-		if !owned(key) && (in.Desired[key] == nil || (in.Adopt == nil || !in.Adopt(key))) {
-			foreign = append(foreign, key)
-		}
-	}
-	slices.SortFunc(foreign, lvs.ServiceKey.Compare)
 	in.Desired, in.Current = in.Desired.Filter(inScope), current.Filter(inScope)
 	p := Changes(in)
 	res := Apply(k, p.Plan, log)

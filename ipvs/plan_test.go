@@ -147,3 +147,47 @@ func TestChangesLeavesAConflictAlone(t *testing.T) {
 		t.Errorf("once idle: plan %q, kept %v; want the service deleted, no longer kept", got, p.Kept)
 	}
 }
+
+// unlisted is a kernel that must not be asked for its whole table.
+type unlisted struct {
+	*MemKernel
+	t *testing.T
+}
+
+func (u unlisted) Services() (State, error) {
+	u.t.Error("a scoped sync listed every service")
+	return u.MemKernel.Services()
+}
+
+// TestReconcileOfAFewKeysReadsOnlyThose: a sync scoped to some services
+// reads those by themselves, never the whole table, and applies only
+// their changes; a scope of every service lists them and names the
+// foreign ones.
+func TestReconcileOfAFewKeysReadsOnlyThose(t *testing.T) {
+	web, api, foreign := svcKey("10.0.0.1:80"), svcKey("10.0.0.2:80"), svcKey("10.0.0.9:80")
+	kernel := NewMemKernel(State{
+		web:     svc("wlc", map[string]Real{"10.1.0.11:80": gate(1)}),
+		api:     svc("wlc", map[string]Real{"10.1.0.21:80": gate(1)}),
+		foreign: svc("rr", map[string]Real{"10.9.0.1:80": gate(1)}),
+	})
+	desired := State{
+		web: svc("wlc", map[string]Real{"10.1.0.11:80": gate(5)}),
+		api: svc("wlc", map[string]Real{"10.1.0.21:80": gate(7)}),
+	}
+	mine := func(k lvs.ServiceKey) bool { return k == web || k == api }
+	p, res, err := Reconcile(unlisted{kernel, t}, Input{Desired: desired, Owned: mine, Now: time.Now()},
+		Scope{Keys: map[lvs.ServiceKey]bool{web: true}}, nil)
+	if err != nil || res.Err() != nil {
+		t.Fatal(err, res.Err())
+	}
+	if got := planStrings(p.Plan); got != "ipvsadm -e -t 10.0.0.1:80 -r 10.1.0.11:80 -g -w 5" {
+		t.Errorf("scoped plan %q, want only web's change", got)
+	}
+	p, res, err = Reconcile(kernel, Input{Desired: desired, Owned: mine, Now: time.Now()}, All, nil)
+	if err != nil || res.Err() != nil {
+		t.Fatal(err, res.Err())
+	}
+	if got := planStrings(p.Plan); got != "ipvsadm -e -t 10.0.0.2:80 -r 10.1.0.21:80 -g -w 7" || len(res.Foreign) != 1 || res.Foreign[0] != foreign {
+		t.Errorf("full plan %q, foreign %v; want api's change and the foreign service named", got, res.Foreign)
+	}
+}

@@ -70,7 +70,7 @@ func (s *shared) setConfig(cfg *config.Config) {
 // publish shares a sync's outcome. Its work is proportional to what the
 // sync looked at: the decisions of the virtual services render rendered
 // anew, the metrics of the services in scope (nil: all).
-func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, scope func(lvs.ServiceKey) bool) {
+func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, scope ipvs.Scope) {
 	draining := drains.Draining()
 	s := &d.shared
 	s.mu.Lock()
@@ -126,15 +126,15 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 		}
 	}
 	views := status.Services(expected(r.Desired.State, draining, scope), s.input(d))
-	d.opts.Metrics.sawState(views, scope == nil, r.Err == nil)
+	d.opts.Metrics.sawState(views, scope.Full(), r.Err == nil)
 }
 
 // expected is the owned part of the kernel's table, in scope (nil: all),
 // after a sync that succeeded: the desired state, with the draining reals
 // at weight 0.
-func expected(desired ipvs.State, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, scope func(lvs.ServiceKey) bool) ipvs.State {
-	if scope != nil {
-		desired = desired.Filter(scope)
+func expected(desired ipvs.State, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, scope ipvs.Scope) ipvs.State {
+	if !scope.Full() {
+		desired = desired.Filter(scope.In)
 	}
 	if len(draining) == 0 {
 		return desired

@@ -119,7 +119,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	d.logNotes(res.Notes)
 	d.logHolds(res.Holds)
 	report := Report{At: now, Trigger: t, Desired: res}
-	var scope func(lvs.ServiceKey) bool
+	scope := ipvs.All
 	desired := res.State
 	defer func() {
 		report.Err = err
@@ -146,15 +146,14 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 			dirty[k] = true
 		}
 		if len(dirty) == 0 {
-			scope = func(lvs.ServiceKey) bool { return false }
+			scope.Keys = dirty // none
 			d.log.Debug("synced", "reason", t, "changes", 0, "scope", "none", "took", d.clock.Since(start))
 			return wake, false, nil
 		}
-		scope = func(k lvs.ServiceKey) bool { return dirty[k] }
+		scope.Keys = dirty
 	}
 	if frozen != nil {
-		inner := scope
-		scope = func(k lvs.ServiceKey) bool { return !frozen[k] && (inner == nil || inner(k)) }
+		scope.Skip = func(k lvs.ServiceKey) bool { return frozen[k] }
 	}
 	own := d.opts.Ownership
 	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now}
@@ -165,7 +164,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	}
 	plan := planned.Plan
 	report.Plan, report.Applied = plan, result.Applied
-	d.opts.Metrics.sawSync(result, scope == nil, len(result.Foreign))
+	d.opts.Metrics.sawSync(result, scope.Full(), len(result.Foreign))
 	d.noteConflicts(planned.Conflicts, scope)
 	if len(st.drainer.Draining()) > 0 {
 		// Poll the draining reals' connections, up to the first drain
@@ -185,7 +184,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	previously := own.Keys()
 	keep := maps.Clone(planned.Kept)
 	for _, k := range previously {
-		if scope != nil && !scope(k) {
+		if !scope.In(k) {
 			keep[k] = true
 		}
 	}
@@ -203,7 +202,7 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	}
 
 	scoped := "all"
-	if scope != nil {
+	if !scope.Full() {
 		scoped = "changed"
 	}
 	took := d.clock.Since(start)
@@ -272,7 +271,7 @@ func (d *Daemon) Cleanup() error {
 
 // noteConflicts warns once about each desired service the kernel has from
 // someone else, and forgets those of the scope that no longer conflict.
-func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope func(lvs.ServiceKey) bool) {
+func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope ipvs.Scope) {
 	st := &d.state
 	now := make(map[lvs.ServiceKey]bool, len(conflicts))
 	for _, k := range conflicts {
@@ -288,7 +287,7 @@ func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope func(lvs.Servic
 			"virtual_service", name, "service", k)
 	}
 	for k := range st.conflicts {
-		if scope == nil || scope(k) {
+		if scope.In(k) {
 			delete(st.conflicts, k)
 		}
 	}

@@ -37,7 +37,10 @@ type realOf struct {
 
 type conns struct{ active, inactive int }
 
-var _ ipvs.Kernel = (*Kernel)(nil)
+var (
+	_ ipvs.Kernel        = (*Kernel)(nil)
+	_ ipvs.ServiceReader = (*Kernel)(nil)
+)
 
 // New returns a kernel holding a copy of st.
 func New(st ipvs.State) *Kernel {
@@ -129,6 +132,13 @@ func (k *Kernel) Services() (ipvs.State, error) {
 	defer k.mu.Unlock()
 	k.calls++
 	return k.mem.Services()
+}
+
+func (k *Kernel) Service(svc lvs.ServiceKey) (*ipvs.Service, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls++
+	return k.mem.Service(svc)
 }
 
 func (k *Kernel) Reals(svc lvs.ServiceKey) (map[lvs.RealKey]ipvs.Real, error) {

@@ -74,8 +74,9 @@ type Client struct {
 }
 
 var (
-	_ ipvs.Kernel      = (*Client)(nil)
-	_ ipvs.BatchKernel = (*Client)(nil)
+	_ ipvs.Kernel        = (*Client)(nil)
+	_ ipvs.BatchKernel   = (*Client)(nil)
+	_ ipvs.ServiceReader = (*Client)(nil)
 )
 
 // Open opens the IPVS family of the current network namespace (loading
@@ -236,6 +237,31 @@ func (c *Client) Services() (ipvs.State, error) {
 		return nil, fmt.Errorf("listing services: %w", err)
 	}
 	return st, nil
+}
+
+// Service reads one virtual service, without its reals, by its key: one
+// request, not a dump of every service. ESRCH if the kernel has none.
+func (c *Client) Service(k lvs.ServiceKey) (*ipvs.Service, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	seq := c.seq.Add(1)
+	c.renc.b = c.renc.b[:0]
+	m := c.renc.begin(c.family, unix.NLM_F_REQUEST, seq, cmdGetService, ipvsGenlVersion)
+	c.renc.service(k, nil)
+	c.renc.end(m)
+	var svc *ipvs.Service
+	err := c.exchange(seq, func(payload []byte) error {
+		_, s, err := parseService(payload)
+		svc = s
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading service %s: %w", k, err)
+	}
+	if svc == nil {
+		return nil, fmt.Errorf("reading service %s: %w", k, unix.ESRCH)
+	}
+	return svc, nil
 }
 
 // Reals lists the real servers of one service: one dump. A service that
