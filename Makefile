@@ -80,9 +80,9 @@ lint: ## gofmt, go vet, go mod tidy and hclfmt must change nothing
 	done
 
 .PHONY: bench
-bench: vm-assets ## run the benchmarks: render on the host, netlink apply in the VM's kernel
-	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /e2e)
-	$(GO) test -run '^$$' -bench InKernel -benchtime 1x -timeout 60m ./e2e
+bench: consul vm-assets ## run the benchmarks: render on the host, netlink apply and the daemon in the VM's kernel
+	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /e2e)
+	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -run '^$$' -bench InKernel -benchtime 1x -timeout 60m ./e2e
 
 .PHONY: clean
 clean: ## remove build output (the cache in $(LVS_SYNC_CACHE) stays)

@@ -33,7 +33,7 @@ var (
 // consul is the host's agent, reached through qemu's forward. One client
 // serves every test: each client keeps its own idle connections, and the
 // agent allows 200 per client address, which all of the guest shares.
-func consul(t *testing.T) *api.Client {
+func consul(t testing.TB) *api.Client {
 	t.Helper()
 	consulOnce.Do(func() {
 		conf := api.DefaultConfig()
@@ -172,7 +172,7 @@ func startLVS(t *testing.T, config string) *lvsSync {
 	return l
 }
 
-func (l *lvsSync) stop(t *testing.T, sig syscall.Signal) {
+func (l *lvsSync) stop(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	select {
 	case <-l.done:
@@ -213,12 +213,12 @@ func realsOf(t *testing.T, vip string) map[string]int {
 	return testenv.Weights(st, key)
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	return testenv.WaitFor(t, what, timeout, cond)
 }
 
-func ipvsadm(t *testing.T, args ...string) string {
+func ipvsadm(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := sh(append([]string{"/sbin/ipvsadm"}, args...)...)
 	if err != nil {

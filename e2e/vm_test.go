@@ -100,6 +100,7 @@ for n in 1 2 3; do
   ipvsadm -C
 done
 /bin/genl.test -test.run '^$' -test.bench VersusIpvsadm -test.benchtime 1x -test.timeout 40m || exit 1
+/bin/e2e.test -test.run '^$' -test.bench Daemon -test.benchtime 1x -test.timeout 20m || exit 1
 `
 
 // BenchmarkInKernel boots the VM once and reports the kernel benchmarks
@@ -109,14 +110,25 @@ func BenchmarkInKernel(b *testing.B) {
 	bin := b.TempDir()
 	vmtest.BuildStatic(b, filepath.Join(bin, "ipvs.test"), "./ipvs", true, "vmguest")
 	vmtest.BuildStatic(b, filepath.Join(bin, "genl.test"), "./ipvs/genl", true, "vmguest")
+	vmtest.BuildStatic(b, filepath.Join(bin, "e2e.test"), "./e2e", true, "vmguest")
+	vmtest.BuildStatic(b, filepath.Join(bin, "lvs-sync"), "./cmd/lvs-sync", false)
+	agent := testconsul.Start(b) // the daemon's figures read a real Consul
+	// LVS_SYNC_BENCH_ONLY=daemon runs the daemon's figures alone.
+	script := benchScript
+	if os.Getenv("LVS_SYNC_BENCH_ONLY") == "daemon" {
+		script = benchScript[strings.Index(benchScript, "/bin/e2e.test"):]
+	}
 	var out strings.Builder
 	for b.Loop() {
 		code := vmtest.Boot(b, stage, vmtest.Options{
 			Files: map[string]string{
 				"/bin/ipvs.test": filepath.Join(bin, "ipvs.test"),
 				"/bin/genl.test": filepath.Join(bin, "genl.test"),
+				"/bin/e2e.test":  filepath.Join(bin, "e2e.test"),
+				"/bin/lvs-sync":  filepath.Join(bin, "lvs-sync"),
 			},
-			Command: benchScript,
+			Env:     map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr)},
+			Command: script,
 			// 10,000 x 10 loaded twice, by lvs-sync and by ipvsadm.
 			Memory:  3072,
 			Output:  &out,
