@@ -201,6 +201,13 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 			{"delete a real that is not there", func() error { return k.DelReal(web, gone) }, syscall.ENOENT},
 			{"add a real with a negative weight", func() error { return k.AddReal(web, gone, Real{Weight: -1, Forward: lvs.Route}) }, syscall.ERANGE},
 			{"update a real to a negative weight", func() error { return k.UpdateReal(web, r, Real{Weight: -1, Forward: lvs.Route}) }, syscall.ERANGE},
+			{"add a real at 0.0.0.0", func() error { return k.AddReal(web, rk("0.0.0.0:80"), spec) }, syscall.EINVAL},
+			{"add a real at 0.1.2.3", func() error { return k.AddReal(web, rk("0.1.2.3:80"), spec) }, syscall.EINVAL},
+			{"add a real at 224.0.0.1", func() error { return k.AddReal(web, rk("224.0.0.1:80"), spec) }, syscall.EINVAL},
+			{"add a real at 255.255.255.255", func() error { return k.AddReal(web, rk("255.255.255.255:80"), spec) }, syscall.EINVAL},
+			{"add a real at ::", func() error { return k.AddReal(dns6, rk("[::]:53"), spec) }, syscall.EINVAL},
+			{"add a real at ff02::1", func() error { return k.AddReal(dns6, rk("[ff02::1]:53"), spec) }, syscall.EINVAL},
+			{"add a real at fe80::1", func() error { return k.AddReal(dns6, rk("[fe80::1]:53"), spec) }, syscall.EINVAL},
 		} {
 			if err := c.call(); !errors.Is(err, c.want) {
 				t.Errorf("%s: got %v, want %v", c.what, err, c.want)
@@ -211,6 +218,28 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		wantReals(t, k, web, map[lvs.RealKey]Real{r: spec})
 		// The reals of a service that is not there are none, without error.
 		wantReals(t, k, missing, map[lvs.RealKey]Real{})
+	})
+
+	t.Run("a refused real fails alone", func(t *testing.T) {
+		// A multicast real, as a bad catalog entry would make one: the
+		// kernel refuses it, and the rest of the service is still made;
+		// the next sync retries that one change alone.
+		k := newKernel(t)
+		good := map[lvs.RealKey]Real{rk("10.20.1.1:80"): {Weight: 1, Forward: lvs.Route}, rk("10.20.1.2:80"): {Weight: 0, Forward: lvs.Route}}
+		want := State{web: host(web, "wlc")}
+		want[web].Reals = maps.Clone(good)
+		want[web].Reals[rk("224.0.0.1:80")] = Real{Weight: 1, Forward: lvs.Route}
+		for range 2 {
+			current, err := Read(k, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := Apply(k, Diff(want, current, nil), nil)
+			if len(res.Failed) != 0 || len(res.FailedReals) != 1 || !errors.Is(res.FailedReals[web][rk("224.0.0.1:80")], syscall.EINVAL) {
+				t.Errorf("failures: services %v, reals %v; want only 224.0.0.1:80, EINVAL", res.Failed, res.FailedReals)
+			}
+			wantReals(t, k, web, good)
+		}
 	})
 
 	t.Run("updates keep connection counts", func(t *testing.T) {
