@@ -34,6 +34,9 @@ type Config struct {
 	LogJSON  bool
 	// VirtualServices in the order they were declared, files in name order.
 	VirtualServices []*VirtualService
+	// Warnings are what is valid but likely unwanted (sh without
+	// sh-fallback), with the sources to show them; nil when none.
+	Warnings *DiagnosticsError
 }
 
 // Consul says how to reach the Consul agent. Empty fields fall back to the
@@ -77,16 +80,18 @@ type Director struct {
 // VirtualService is one IPVS virtual service and the Consul service whose
 // healthy instances are its real servers.
 type VirtualService struct {
-	Name        string
-	Protocol    lvs.Protocol
-	Address     netip.AddrPort
-	Scheduler   string
-	Forwarding  lvs.Forward
-	Persistence time.Duration
-	Service     string
-	Tags        []string
-	Quiescent   bool
-	Fallback    Fallback
+	Name      string
+	Protocol  lvs.Protocol
+	Address   netip.AddrPort
+	Scheduler string
+	// SchedulerFlags are scheduler_flags, ipvsadm's -b: sh-fallback, ...
+	SchedulerFlags lvs.SchedFlags
+	Forwarding     lvs.Forward
+	Persistence    time.Duration
+	Service        string
+	Tags           []string
+	Quiescent      bool
+	Fallback       Fallback
 	// MaintenancePage is the html/template of the local fallback page, as
 	// read from maintenance_page; empty for the built-in one.
 	MaintenancePage     string

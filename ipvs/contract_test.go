@@ -53,6 +53,10 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		s.Flags, s.Timeout, s.Netmask = s.Flags|FlagPersistent, timeout, netmask
 		return s
 	}
+	schedFlags := func(s *Service, f lvs.SchedFlags) *Service {
+		s.Flags |= uint32(f)
+		return s
+	}
 
 	t.Run("services", func(t *testing.T) {
 		k := newKernel(t)
@@ -62,7 +66,7 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 			web:      persist(host(web, "wlc"), 300, 0x00ffffff), // 255.255.255.0, network order
 			web6:     host(web6, "wrr"),
 			dns6:     persist(onePacket, 600, 64),
-			diameter: host(diameter, "sh"),
+			diameter: schedFlags(host(diameter, "sh"), lvs.SchedFlag1|lvs.SchedFlag2), // sh-fallback,sh-port
 			mark:     host(mark, "rr"),
 			mark6:    host(mark6, "lc"), // the same mark in the other family is another service
 		}
@@ -75,8 +79,8 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		updated := State{
 			web:      host(web, "rr"),
 			web6:     persist(host(web6, "lc"), 60, 48),
-			dns6:     host(dns6, "sh"),
-			diameter: persist(host(diameter, "mh"), 30, 0xffffffff),
+			dns6:     schedFlags(host(dns6, "sh"), lvs.SchedFlag1), // sh-fallback
+			diameter: schedFlags(persist(host(diameter, "mh"), 30, 0xffffffff), lvs.SchedFlag1|lvs.SchedFlag2),
 			mark:     persist(host(mark, "wlc"), 120, 0x0000ffff),
 			mark6:    host(mark6, "rr"),
 		}
@@ -270,8 +274,11 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 				rk("10.20.1.3:8080"): {Weight: 1, Forward: lvs.Masq},
 				rk("127.0.0.1:80"):   {Weight: 1, Forward: lvs.Masq},
 			}},
-			dns6:     {Scheduler: "rr", Netmask: lvs.HostMask(dns6.Addr), Reals: map[lvs.RealKey]Real{rk("[2001:db8::11]:5353"): {Weight: 2, Forward: lvs.Masq}}},
-			diameter: {Scheduler: "sh", Netmask: lvs.HostMask(diameter.Addr), Reals: map[lvs.RealKey]Real{rk("10.20.1.1:3868"): {Weight: 1, Forward: lvs.Masq}}},
+			dns6: {Scheduler: "rr", Netmask: lvs.HostMask(dns6.Addr), Reals: map[lvs.RealKey]Real{rk("[2001:db8::11]:5353"): {Weight: 2, Forward: lvs.Masq}}},
+			diameter: {Scheduler: "sh", Flags: uint32(lvs.SchedFlag1), Netmask: lvs.HostMask(diameter.Addr), Reals: map[lvs.RealKey]Real{
+				rk("10.20.1.1:3868"): {Weight: 1, Forward: lvs.Masq},
+				rk("10.20.1.2:3868"): {Weight: 0, Forward: lvs.Masq}, // sh-fallback passes over it
+			}},
 		}
 		mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
 		converge := func(what string) {
@@ -290,7 +297,10 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		converge("first apply")
 		desired[web].Scheduler = "wrr"
 		desired[web].Reals[rk("10.20.1.2:80")] = Real{Weight: 3, Forward: lvs.Route}
+		desired[diameter].Flags = uint32(lvs.SchedFlag1 | lvs.SchedFlag2)
 		converge("an update")
+		desired[diameter].Flags = 0
+		converge("flags taken off")
 		desired = State{}
 		mine = func(key lvs.ServiceKey) bool { return key == web || key == dns6 || key == diameter }
 		converge("removing everything")

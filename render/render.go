@@ -99,6 +99,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 		Netmask:   lvs.HostMask(vs.Address.Addr()),
 		Reals:     make(map[lvs.RealKey]ipvs.Real, len(instances)),
 	}
+	svc.Flags |= uint32(vs.SchedulerFlags)
 	if vs.Persistence > 0 {
 		svc.Flags |= ipvs.FlagPersistent
 		svc.Timeout = uint32(vs.Persistence.Seconds())

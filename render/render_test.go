@@ -250,6 +250,29 @@ virtual_service "web6" {
 			}},
 		},
 		{
+			name: "scheduler-flags",
+			config: `virtual_service "sh" {
+  address         = "10.10.10.60:80"
+  forwarding      = "gate"
+  scheduler       = "sh"
+  scheduler_flags = ["sh-fallback", "sh-port"]
+  persistence     = "300s"
+  quiescent       = true
+  service         = "web"
+}
+virtual_service "mh" {
+  address         = "10.10.10.61:80"
+  forwarding      = "masq"
+  scheduler       = "mh"
+  scheduler_flags = ["mh-fallback"]
+  service         = "web"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 8080, "passing"),
+				inst("n2", "10.1.0.12", 8080, "critical"),
+			}},
+		},
+		{
 			name: "two-instances-one-real",
 			config: `virtual_service "web" {
   address    = "10.10.10.60:80"
