@@ -31,6 +31,7 @@ type rawDirector struct {
 	ReconcileInterval *string  `hcl:"reconcile_interval,optional"`
 	StateFile         *string  `hcl:"state_file,optional"`
 	CleanupOnExit     *bool    `hcl:"cleanup_on_exit,optional"`
+	TuneSysctls       *bool    `hcl:"tune_sysctls,optional"`
 	Body              hcl.Body `hcl:",body"`
 	Remain            hcl.Body `hcl:",remain"`
 	DefRange          hcl.Range
@@ -112,6 +113,7 @@ func decodeDirector(rd *rawDirector) (Director, hcl.Diagnostics) {
 		}
 	}
 	d.CleanupOnExit = rd.CleanupOnExit != nil && *rd.CleanupOnExit
+	d.TuneSysctls = rd.TuneSysctls != nil && *rd.TuneSysctls
 	if rd.StateFile != nil {
 		d.StateFile = *rd.StateFile
 		if err := validStateFile(d.StateFile); err != nil {

@@ -75,6 +75,9 @@ type Director struct {
 	// CleanupOnExit removes what lvs-sync made when it stops
 	// (ldirectord's cleanstop); by default the kernel is left as it is.
 	CleanupOnExit bool
+	// TuneSysctls sets, at start, the kernel settings the virtual services
+	// need (expire_nodest_conn, ...); by default lvs-sync only warns.
+	TuneSysctls bool
 }
 
 // VirtualService is one IPVS virtual service and the Consul service whose

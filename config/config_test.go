@@ -114,19 +114,20 @@ api {
 }
 director {
   cleanup_on_exit = true
+  tune_sysctls    = true
 }
 `), "t.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.LogLevel != "debug" || !cfg.LogJSON || cfg.API != (API{Address: "127.0.0.1:9400", ConsulUnreachableAfter: 10 * time.Second}) || !cfg.Director.CleanupOnExit {
+	if cfg.LogLevel != "debug" || !cfg.LogJSON || cfg.API != (API{Address: "127.0.0.1:9400", ConsulUnreachableAfter: 10 * time.Second}) || !cfg.Director.CleanupOnExit || !cfg.Director.TuneSysctls {
 		t.Errorf("config %+v", cfg)
 	}
 	cfg, err = Parse([]byte(``), "empty.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.API.Address != "127.0.0.1:9337" || cfg.API.ConsulUnreachableAfter != 30*time.Second || cfg.Director.CleanupOnExit {
+	if cfg.API.Address != "127.0.0.1:9337" || cfg.API.ConsulUnreachableAfter != 30*time.Second || cfg.Director.CleanupOnExit || cfg.Director.TuneSysctls {
 		t.Errorf("defaults %+v", cfg)
 	}
 }

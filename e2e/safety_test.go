@@ -3,12 +3,17 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/lvs-sync/lvs-sync/hostnet"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 )
 
@@ -90,4 +95,100 @@ func countLines(text string, parts ...string) int {
 		}
 	}
 	return n
+}
+
+// TestPersistenceAndWeightZero: a client holding a persistence template
+// keeps reaching its real after that real goes to weight 0 (critical, with
+// quiescent = true) while net.ipv4.vs.expire_quiescent_template is 0, of
+// which lvs-sync warns at start with the line that fixes it; with
+// tune_sysctls = true lvs-sync sets it, and the client's new connections
+// go to the other reals.
+func TestPersistenceAndWeightZero(t *testing.T) {
+	sys := hostnet.ProcSys{}
+	const tmpl = "net/ipv4/vs/expire_quiescent_template"
+	for _, key := range []string{tmpl, "net/ipv4/vs/expire_nodest_conn", "net/ipv4/vs/conn_reuse_mode", "net/ipv4/ip_forward"} {
+		was, err := sys.Get(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sys.Set(key, was) })
+	}
+	if err := sys.Set(tmpl, "0"); err != nil {
+		t.Fatal(err)
+	}
+	registerReals(t, 1, 1, 1)
+	t.Cleanup(func() { registerReals(t, 1, 1, 1) })
+	config := func(tune bool) string {
+		src := fmt.Sprintf(`
+consul {
+  address = %q
+}
+director {
+  vip_interface = "lvs0"
+  state_file    = "/tmp/lvs-sync/state.json"
+  tune_sysctls  = %v
+}
+virtual_service "web-masq" {
+  address     = "10.10.10.61:80"
+  forwarding  = "masq"
+  scheduler   = "rr"
+  persistence = "300s"
+  quiescent   = true
+  service     = "web"
+}
+`, os.Getenv("LVS_CONSUL"), tune)
+		p := filepath.Join(t.TempDir(), "lvs-sync.hcl")
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// quiesce starts lvs-sync, finds the real the client's template holds
+	// and fails its check; it returns that real and who answers next.
+	quiesce := func(l *lvsSync) (string, map[string]int) {
+		t.Helper()
+		l.waitSynced(t)
+		waitFor(t, "three reals at weight 1", 15*time.Second, func() bool {
+			return testenv.SameWeights(realsOf(t, vipMasq), realAddrs("masq", 1, 1, 1))
+		})
+		held, err := get(vipMasq)
+		if err != nil || !strings.HasPrefix(held, "rs") {
+			t.Fatalf("first request: %q %v", held, err)
+		}
+		i := int(held[2] - '1')
+		setCheck(t, fmt.Sprintf("web%d", i+1), api.HealthCritical)
+		t.Cleanup(func() { setCheck(t, fmt.Sprintf("web%d", i+1), api.HealthPassing) })
+		waitFor(t, held+" at weight 0", 5*time.Second, func() bool {
+			w, ok := realsOf(t, vipMasq)[reals[i].addr+":"+port("masq", i)]
+			return ok && w == 0
+		})
+		return held, answers(t, vipMasq, 6)
+	}
+
+	l := startLVS(t, config(false))
+	fix := `fix="sysctl -w net.ipv4.vs.expire_quiescent_template=1"`
+	waitFor(t, "the warning", 10*time.Second, func() bool { return strings.Contains(l.logText(), fix) })
+	held, got := quiesce(l)
+	t.Logf("expire_quiescent_template=0: %s at weight 0; the client's next 6 connections: %v", held, got)
+	if got[held] != 6 {
+		t.Errorf("with expire_quiescent_template=0, answers %v; want all 6 from %s, the template's real at weight 0", got, held)
+	}
+	l.stop(t, syscall.SIGTERM)
+	setCheck(t, fmt.Sprintf("web%c", held[2]), api.HealthPassing)
+
+	l = startLVS(t, config(true))
+	waitFor(t, "the setting tuned", 10*time.Second, func() bool {
+		return strings.Contains(l.logText(), "set a kernel setting the config needs: setting=net.ipv4.vs.expire_quiescent_template was=0 value=1")
+	})
+	if v, _ := sys.Get(tmpl); v != "1" {
+		t.Fatalf("tune_sysctls: %s = %q", tmpl, v)
+	}
+	if strings.Contains(l.logText(), "kernel setting unsafe") {
+		t.Errorf("warned with tune_sysctls:\n%s", l.logText())
+	}
+	held, got = quiesce(l)
+	t.Logf("expire_quiescent_template=1: %s at weight 0; the client's next 6 connections: %v", held, got)
+	if got[held] != 0 || got["rs1"]+got["rs2"]+got["rs3"] != 6 {
+		t.Errorf("with expire_quiescent_template=1, answers %v; want none from %s", got, held)
+	}
 }

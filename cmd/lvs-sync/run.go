@@ -77,6 +77,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		defer nl.Close()
 		kernel = nl
 	}
+	checkAtStart(cfg, hostnet.ProcSys{}, *dryRun, log)
 	own, err := ownership.Load(stateFile)
 	if err != nil {
 		log.Error("cannot read which services lvs-sync owns", "error", err)
