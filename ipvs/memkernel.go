@@ -206,14 +206,14 @@ func (m *MemKernel) DelReal(k lvs.ServiceKey, rk lvs.RealKey) error {
 }
 
 // unicast is ip_vs_new_dest's test of a new real's address, as far as it
-// can be made without the routing table: IPv4 0.0.0.0/8, multicast and
+// can be made without the routing table: IPv4 0.0.0.0, multicast and
 // 255.255.255.255 are refused (the kernel also refuses a subnet's
-// broadcast address), as are IPv6 ::, multicast and link-local addresses
-// (the kernel accepts a link-local one that is the director's own).
+// broadcast address; the rest of 0.0.0.0/8 is unicast since Linux 5.3),
+// as are IPv6 ::, multicast and link-local addresses (the kernel accepts
+// a link-local one that is the director's own).
 func unicast(a netip.Addr) bool {
 	if a.Is4() {
-		b := a.As4()
-		return b[0] != 0 && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+		return !a.IsUnspecified() && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 	}
 	return !a.IsUnspecified() && !a.IsMulticast() && !a.IsLinkLocalUnicast()
 }
