@@ -24,17 +24,24 @@ import (
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
-// consul is the host's agent, reached through qemu's forward.
+// consul is the host's agent, reached through qemu's forward. One client
+// for every test: a client a call left each its idle connection open, and
+// the agent answers 429 past 200 connections from one address (all of the
+// guest's are).
 func consul(t *testing.T) *api.Client {
 	t.Helper()
-	conf := api.DefaultConfig()
-	conf.Address = os.Getenv("LVS_CONSUL")
-	c, err := api.NewClient(conf)
+	c, err := sharedConsul()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
+
+var sharedConsul = sync.OnceValues(func() (*api.Client, error) {
+	conf := api.DefaultConfig()
+	conf.Address = os.Getenv("LVS_CONSUL")
+	return api.NewClient(conf)
+})
 
 // registerReals registers web1..web3 with TTL checks, passing, with the
 // given passing weights.
