@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -31,6 +32,7 @@ type rawDirector struct {
 	ReconcileInterval *string  `hcl:"reconcile_interval,optional"`
 	StateFile         *string  `hcl:"state_file,optional"`
 	CleanupOnExit     *bool    `hcl:"cleanup_on_exit,optional"`
+	TuneSysctls       *bool    `hcl:"tune_sysctls,optional"`
 	Body              hcl.Body `hcl:",body"`
 	Remain            hcl.Body `hcl:",remain"`
 	DefRange          hcl.Range
@@ -49,6 +51,7 @@ type rawVS struct {
 	Address         string   `hcl:"address"`
 	Protocol        *string  `hcl:"protocol,optional"`
 	Scheduler       *string  `hcl:"scheduler,optional"`
+	SchedulerFlags  []string `hcl:"scheduler_flags,optional"`
 	Forwarding      string   `hcl:"forwarding"`
 	Persistence     *string  `hcl:"persistence,optional"`
 	Service         *string  `hcl:"service,optional"`
@@ -120,6 +123,7 @@ func decodeDirector(rd *rawDirector) (Director, hcl.Diagnostics) {
 		}
 	}
 	d.CleanupOnExit = rd.CleanupOnExit != nil && *rd.CleanupOnExit
+	d.TuneSysctls = rd.TuneSysctls != nil && *rd.TuneSysctls
 	if rd.StateFile != nil {
 		d.StateFile = *rd.StateFile
 		if err := validStateFile(d.StateFile); err != nil {
@@ -252,6 +256,7 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 			diags = append(diags, at.errorf("on_warning", "Invalid warning policy", "%s", err))
 		}
 	}
+	diags = append(diags, decodeSchedFlags(vs, rv, at)...)
 	if vs.Fallback.Local && vs.Protocol != lvs.TCP && vs.Protocol != 0 {
 		diags = append(diags, at.errorf("fallback", "Local fallback needs tcp",
 			"the local maintenance page is served over HTTP; protocol is %s", vs.Protocol))
@@ -271,4 +276,42 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		}
 	}
 	return vs, diags
+}
+
+// decodeSchedFlags checks scheduler_flags against the scheduler, and warns
+// when sh or mh can see a real at weight 0 without its fallback flag: the
+// clients that hash to that real are then sent nowhere.
+func decodeSchedFlags(vs *VirtualService, rv *rawVS, at attrs) hcl.Diagnostics {
+	if !lvs.KnownScheduler(vs.Scheduler) {
+		return nil // reported
+	}
+	flags, err := lvs.ParseSchedFlags(vs.Scheduler, rv.SchedulerFlags)
+	if err != nil {
+		return hcl.Diagnostics{at.errorf("scheduler_flags", "Invalid scheduler flag", "%s", err)}
+	}
+	vs.SchedulerFlags = flags
+	if !lvs.HashesByClient(vs.Scheduler) || flags&lvs.SchedFlag1 != 0 {
+		return nil
+	}
+	var why []string
+	if vs.Quiescent {
+		why = append(why, "quiescent = true")
+	}
+	if vs.OnWarning == OnWarningQuiesce {
+		why = append(why, `on_warning = "quiesce"`)
+	}
+	if vs.DrainTimeout > 0 {
+		why = append(why, fmt.Sprintf("drain_timeout = %q", vs.DrainTimeout))
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	name := "scheduler_flags"
+	if rv.SchedulerFlags == nil {
+		name = "scheduler"
+	}
+	fb := lvs.FallbackFlag(vs.Scheduler)
+	return hcl.Diagnostics{at.warnf(name, "Weight 0 without "+fb,
+		"with %s, a real at weight 0 (%s) keeps its hash share of new connections, and the clients that hash to it are sent nowhere; add %q to scheduler_flags",
+		vs.Scheduler, strings.Join(why, ", "), fb)}
 }

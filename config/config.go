@@ -36,6 +36,9 @@ type Config struct {
 	LogJSON  bool
 	// VirtualServices in the order they were declared, files in name order.
 	VirtualServices []*VirtualService
+	// Warnings are what is valid but likely unwanted (sh without
+	// sh-fallback), with the sources to show them; nil when none.
+	Warnings *DiagnosticsError
 
 	// index finds a virtual service by name and by key; built on first
 	// use, as a config is never changed once loaded.
@@ -96,20 +99,25 @@ type Director struct {
 	// CleanupOnExit removes what lvs-sync made when it stops
 	// (ldirectord's cleanstop); by default the kernel is left as it is.
 	CleanupOnExit bool
+	// TuneSysctls sets, at start, the kernel settings the virtual services
+	// need (expire_nodest_conn, ...); by default lvs-sync only warns.
+	TuneSysctls bool
 }
 
 // VirtualService is one IPVS virtual service and the Consul service whose
 // healthy instances are its real servers.
 type VirtualService struct {
-	Name        string
-	Protocol    lvs.Protocol
-	Address     netip.AddrPort
-	Scheduler   string
-	Forwarding  lvs.Forward
-	Persistence time.Duration
-	Service     string
-	Tags        []string
-	Quiescent   bool
+	Name      string
+	Protocol  lvs.Protocol
+	Address   netip.AddrPort
+	Scheduler string
+	// SchedulerFlags are scheduler_flags, ipvsadm's -b: sh-fallback, ...
+	SchedulerFlags lvs.SchedFlags
+	Forwarding     lvs.Forward
+	Persistence    time.Duration
+	Service        string
+	Tags           []string
+	Quiescent      bool
 	// Adopt lets lvs-sync take over a virtual service at this address that
 	// the kernel already has and lvs-sync did not make; without it such a
 	// service is a conflict, left untouched.

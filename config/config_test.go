@@ -115,19 +115,20 @@ api {
 }
 director {
   cleanup_on_exit = true
+  tune_sysctls    = true
 }
 `), "t.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.LogLevel != "debug" || !cfg.LogJSON || cfg.API != (API{Address: "127.0.0.1:9400", ConsulUnreachableAfter: 10 * time.Second}) || !cfg.Director.CleanupOnExit {
+	if cfg.LogLevel != "debug" || !cfg.LogJSON || cfg.API != (API{Address: "127.0.0.1:9400", ConsulUnreachableAfter: 10 * time.Second}) || !cfg.Director.CleanupOnExit || !cfg.Director.TuneSysctls {
 		t.Errorf("config %+v", cfg)
 	}
 	cfg, err = Parse([]byte(``), "empty.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.API.Address != "127.0.0.1:9337" || cfg.API.ConsulUnreachableAfter != 30*time.Second || cfg.Director.CleanupOnExit {
+	if cfg.API.Address != "127.0.0.1:9337" || cfg.API.ConsulUnreachableAfter != 30*time.Second || cfg.Director.CleanupOnExit || cfg.Director.TuneSysctls {
 		t.Errorf("defaults %+v", cfg)
 	}
 }
@@ -249,6 +250,24 @@ maintenance_page = "testdata/broken-page.html"`), []string{`t.hcl:5:20: error: I
 		{"bad log level", "log_level = \"loud\"\n", []string{`t.hcl:1:13: error: Invalid log level`}},
 		{"two api blocks", "api {}\napi {}\n", []string{`t.hcl:2:1: error: Duplicate api block`}},
 		{"syntax error", "virtual_service \"web\" {\n  address = \n}\n", []string{`t.hcl:2:`}},
+		{"unknown scheduler", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+scheduler = "fair"`), []string{`t.hcl:4:13: error: Invalid scheduler; virtual_service "web": scheduler: unknown scheduler "fair": the kernel has rr, wrr,`}},
+		{"sh flag without sh", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+scheduler_flags = ["sh-fallback"]`), []string{`t.hcl:4:19: error: Invalid scheduler flag; virtual_service "web": scheduler_flags: sh-fallback is a flag of the sh scheduler, not of wlc`}},
+		{"mh flag with sh", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+scheduler = "sh"
+scheduler_flags = ["sh-fallback", "mh-port"]`), []string{`t.hcl:5:19: error: Invalid scheduler flag; virtual_service "web": scheduler_flags: mh-port is a flag of the mh scheduler, not of sh`}},
+		{"unknown scheduler flag", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+scheduler = "mh"
+scheduler_flags = ["mh-fallback", "flag-3"]`), []string{`scheduler_flags: unknown scheduler flag "flag-3": the mh scheduler has mh-fallback and mh-port`}},
+		{"flags of no scheduler", vs(`address = "10.0.0.1:80"
+forwarding = "gate"
+scheduler = "rr"
+scheduler_flags = ["port"]`), []string{`unknown scheduler flag "port": only sh (sh-fallback, sh-port) and mh (mh-fallback, mh-port) have flags`}},
 		{"every problem at once", vs(`address = "10.0.0.1:0"
 forwarding = "nat"
 protocol = "icmp"
@@ -358,5 +377,59 @@ func TestExamplesAreValid(t *testing.T) {
 		if _, err := Load(f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// TestSchedulerFlags: scheduler_flags become the kernel's bits, and a
+// hashing scheduler that can see a real at weight 0 without its fallback
+// flag is valid, with a warning at the attribute to change.
+func TestSchedulerFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		body  string
+		flags lvs.SchedFlags
+		warn  []string // one-line warnings
+	}{
+		{"sh with both flags", `scheduler = "sh"
+scheduler_flags = ["sh-fallback", "sh-port"]`, lvs.SchedFlag1 | lvs.SchedFlag2, nil},
+		{"mh with its fallback", `scheduler = "mh"
+scheduler_flags = ["mh-fallback"]`, lvs.SchedFlag1, nil},
+		{"sh drains without its fallback", `scheduler = "sh"`, 0, []string{
+			`t.hcl:4:13: warning: Weight 0 without sh-fallback; virtual_service "web": scheduler: with sh, a real at weight 0 (drain_timeout = "30s") keeps its hash share of new connections, and the clients that hash to it are sent nowhere; add "sh-fallback" to scheduler_flags`,
+		}},
+		{"mh quiesces without its fallback", `scheduler = "mh"
+scheduler_flags = ["mh-port"]
+quiescent = true
+on_warning = "quiesce"
+drain_timeout = "0s"`, lvs.SchedFlag2, []string{
+			`t.hcl:5:19: warning: Weight 0 without mh-fallback; virtual_service "web": scheduler_flags: with mh, a real at weight 0 (quiescent = true, on_warning = "quiesce") keeps its hash share`,
+		}},
+		{"sh that never sees weight 0", `scheduler = "sh"
+drain_timeout = "0s"`, 0, nil},
+		{"wlc needs no flag", `quiescent = true`, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "virtual_service \"web\" {\naddress = \"10.0.0.1:80\"\nforwarding = \"gate\"\n" + tt.body + "\n}\n"
+			cfg, err := Parse([]byte(src), "t.hcl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.VirtualServices[0].SchedulerFlags; got != tt.flags {
+				t.Errorf("flags %#x, want %#x", got, tt.flags)
+			}
+			var got []string
+			if cfg.Warnings != nil {
+				got = strings.Split(cfg.Warnings.Error(), "\n")
+			}
+			if len(got) != len(tt.warn) {
+				t.Fatalf("warnings %q, want %q", got, tt.warn)
+			}
+			for i, w := range tt.warn {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("warning %d:\n  %s\nwant it to start with\n  %s", i, got[i], w)
+				}
+			}
+		})
 	}
 }

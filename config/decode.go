@@ -167,6 +167,16 @@ func newAttrs(block string, body hcl.Body, def hcl.Range) attrs {
 
 // errorf returns an error diagnostic about attribute name of the block.
 func (a attrs) errorf(name, summary, format string, args ...any) *hcl.Diagnostic {
+	return a.diag(hcl.DiagError, name, summary, format, args...)
+}
+
+// warnf returns a warning about attribute name of the block: the config is
+// valid, but does something the user likely does not want.
+func (a attrs) warnf(name, summary, format string, args ...any) *hcl.Diagnostic {
+	return a.diag(hcl.DiagWarning, name, summary, format, args...)
+}
+
+func (a attrs) diag(sev hcl.DiagnosticSeverity, name, summary, format string, args ...any) *hcl.Diagnostic {
 	subject := a.def
 	if a.body != nil {
 		if attr, ok := a.body.Attributes[name]; ok {
@@ -174,7 +184,7 @@ func (a attrs) errorf(name, summary, format string, args ...any) *hcl.Diagnostic
 		}
 	}
 	return &hcl.Diagnostic{
-		Severity: hcl.DiagError,
+		Severity: sev,
 		Summary:  summary,
 		Detail:   fmt.Sprintf("%s: %s: %s", a.block, name, fmt.Sprintf(format, args...)),
 		Subject:  subject.Ptr(),

@@ -38,7 +38,15 @@ func Load(path string) (*Config, error) {
 	if diags.HasErrors() {
 		return nil, &DiagnosticsError{Diags: sortDiags(diags, files), Files: parser.Files()}
 	}
+	withWarnings(cfg, diags, files, parser)
 	return cfg, nil
+}
+
+// withWarnings keeps the warnings of a valid config on it.
+func withWarnings(cfg *Config, diags hcl.Diagnostics, files []string, parser *hclparse.Parser) {
+	if len(diags) > 0 {
+		cfg.Warnings = &DiagnosticsError{Diags: sortDiags(diags, files), Files: parser.Files()}
+	}
 }
 
 // Parse reads a config from memory; filename is used in diagnostics.
@@ -54,6 +62,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if diags.HasErrors() {
 		return nil, &DiagnosticsError{Diags: sortDiags(diags, []string{filename}), Files: parser.Files()}
 	}
+	withWarnings(cfg, diags, []string{filename}, parser)
 	return cfg, nil
 }
 

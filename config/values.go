@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // The parsers and checks of single attribute values. Each returns an error
@@ -92,17 +94,11 @@ func parseReconcileInterval(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// validScheduler accepts any name the kernel could know: IPVS schedulers are
-// modules named ip_vs_<name>, and names are at most 15 characters.
+// validScheduler accepts the kernel's schedulers (lvs.Schedulers): a name
+// the kernel has no module for would fail every sync.
 func validScheduler(s string) error {
-	bad := s == "" || len(s) > 15
-	for _, r := range s {
-		if (r < 'a' || r > 'z') && (r < '0' || r > '9') {
-			bad = true
-		}
-	}
-	if bad {
-		return fmt.Errorf("%q is not an IPVS scheduler name (such as rr, wrr, lc, wlc, sh, mh)", s)
+	if !lvs.KnownScheduler(s) {
+		return fmt.Errorf("unknown scheduler %q: the kernel has %s", s, strings.Join(lvs.Schedulers, ", "))
 	}
 	return nil
 }

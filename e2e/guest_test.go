@@ -24,27 +24,23 @@ import (
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
-var (
-	consulOnce   sync.Once
-	consulClient *api.Client
-	consulErr    error
-)
-
 // consul is the host's agent, reached through qemu's forward. One client
 // serves every test: each client keeps its own idle connections, and the
 // agent allows 200 per client address, which all of the guest shares.
 func consul(t testing.TB) *api.Client {
 	t.Helper()
-	consulOnce.Do(func() {
-		conf := api.DefaultConfig()
-		conf.Address = os.Getenv("LVS_CONSUL")
-		consulClient, consulErr = api.NewClient(conf)
-	})
-	if consulErr != nil {
-		t.Fatal(consulErr)
+	c, err := sharedConsul()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return consulClient
+	return c
 }
+
+var sharedConsul = sync.OnceValues(func() (*api.Client, error) {
+	conf := api.DefaultConfig()
+	conf.Address = os.Getenv("LVS_CONSUL")
+	return api.NewClient(conf)
+})
 
 // registerReals registers web1..web3 with TTL checks, passing, with the
 // given passing weights.

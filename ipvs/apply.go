@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"syscall"
@@ -106,8 +107,12 @@ func ReadKeys(k Kernel, keys map[lvs.ServiceKey]bool) (State, error) {
 // Result says what Apply did.
 type Result struct {
 	Applied int
-	// Failed services: their remaining changes were skipped.
+	// Failed services: a change to the service itself failed. If it could
+	// not be added, its real changes were skipped, since none can succeed.
 	Failed map[lvs.ServiceKey]error
+	// FailedReals are the real changes that failed, each on its own: the
+	// service's other changes were still made.
+	FailedReals map[lvs.ServiceKey]map[lvs.RealKey]error
 	// Done and Errors count the changes made and failed, by kind.
 	Done, Errors map[OpKind]int
 	// Foreign lists the services Reconcile saw in the kernel that are not
@@ -115,20 +120,35 @@ type Result struct {
 	Foreign []lvs.ServiceKey
 }
 
-// Err joins the failures, or is nil.
+// Err joins the failures, services then reals in ipvsadm order, or is nil.
 func (r Result) Err() error {
-	errs := make([]error, 0, len(r.Failed))
-	for _, err := range r.Failed {
-		errs = append(errs, err)
+	keys := slices.Collect(maps.Keys(r.Failed))
+	for k := range r.FailedReals {
+		if _, ok := r.Failed[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, lvs.ServiceKey.Compare)
+	var errs []error
+	for _, k := range keys {
+		if err := r.Failed[k]; err != nil {
+			errs = append(errs, err)
+		}
+		reals := slices.SortedFunc(maps.Keys(r.FailedReals[k]), lvs.RealKey.Compare)
+		for _, rk := range reals {
+			errs = append(errs, r.FailedReals[k][rk])
+		}
 	}
 	return errors.Join(errs...)
 }
 
 // Apply carries out a plan. Idempotent calls are made so: adding what
-// exists updates it, deleting what is gone succeeds. A change that fails
-// skips the rest of its service's changes, is logged, and the other
-// services are still applied. On a BatchKernel every change is sent at
-// once, so a service's later changes are made even after one failed.
+// exists updates it, deleting what is gone succeeds. Failures are isolated
+// as narrowly as the kernel allows: a real change that fails fails that
+// real alone, and the service's other reals, leaving ones included, are
+// still changed; a service that could not be added skips its reals, which
+// cannot be added to nothing. Every failure is logged, and the other
+// services are applied. On a BatchKernel the whole plan is sent at once.
 //
 // Each change is logged at INFO; above summariseAbove changes, at DEBUG,
 // with one INFO line of counts by kind.
@@ -136,35 +156,58 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	res := Result{Failed: map[lvs.ServiceKey]error{}, Done: map[OpKind]int{}, Errors: map[OpKind]int{}}
+	res := Result{
+		Failed: map[lvs.ServiceKey]error{}, FailedReals: map[lvs.ServiceKey]map[lvs.RealKey]error{},
+		Done: map[OpKind]int{}, Errors: map[OpKind]int{},
+	}
 	var batched []error
+	var sent Plan // the change each op finally made: its own, or its fallback
 	if bk, ok := k.(BatchKernel); ok && len(plan) > 0 {
-		batched = applyBatch(bk, plan)
+		batched, sent = applyBatch(bk, plan)
 	}
 	level := hclog.Info
 	if len(plan) > summariseAbove {
 		level = hclog.Debug
 	}
+	absent := map[lvs.ServiceKey]bool{} // could not be added: its real changes cannot succeed
 	for i, op := range plan {
-		_, failed := res.Failed[op.Service]
 		var err error
+		final := op
 		switch {
-		case batched != nil:
-			err = batched[i] // sent, whatever became of the service's others
-		case failed:
+		case absent[op.Service]:
+			if batched != nil && batched[i] != nil {
+				log.Debug("kernel change failed with its service", "service", op.Service, "real", op.Real)
+			}
 			continue
+		case batched != nil:
+			err, final = batched[i], sent[i]
 		default:
-			err = applyOp(k, op)
+			final, err = applyOp(k, op)
 		}
 		if err != nil {
 			res.Errors[op.Kind]++
-			err = fmt.Errorf("%s: %w", op, err)
-			if failed {
-				log.Debug("kernel change failed", "service", op.Service, "error", err)
-				continue
+			switch op.Kind {
+			case AddReal, UpdateReal, DeleteReal:
+				err = fmt.Errorf("%s: %w", op, err)
+				if res.FailedReals[op.Service] == nil {
+					res.FailedReals[op.Service] = map[lvs.RealKey]error{}
+				}
+				res.FailedReals[op.Service][op.Real] = err
+				log.Error("kernel change failed; the other reals are still changed", "service", op.Service, "real", op.Real, "error", err)
+			case AddService, UpdateService:
+				err = fmt.Errorf("%s: %w", op, schedulerError(op.Spec, err))
+				res.Failed[op.Service] = err
+				if final.Kind == AddService {
+					absent[op.Service] = true
+					log.Error("kernel change failed; skipping this service's reals", "service", op.Service, "error", err)
+				} else {
+					log.Error("kernel change failed; the service keeps its settings, its reals are still changed", "service", op.Service, "error", err)
+				}
+			default:
+				err = fmt.Errorf("%s: %w", op, err)
+				res.Failed[op.Service] = err
+				log.Error("kernel change failed", "service", op.Service, "error", err)
 			}
-			res.Failed[op.Service] = err
-			log.Error("kernel change failed; skipping the rest of this service", "service", op.Service, "error", err)
 			continue
 		}
 		res.Applied++
@@ -197,16 +240,17 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 // summariseAbove is the most changes Apply logs one by one at INFO.
 const summariseAbove = 20
 
-// applyOp makes one change, and its fallback when the kernel refuses it.
-func applyOp(k Kernel, op Op) error {
-	err := call(k, op)
+// applyOp makes one change, and its fallback when the kernel refuses it;
+// final is the change last asked of the kernel.
+func applyOp(k Kernel, op Op) (final Op, err error) {
+	err = call(k, op)
 	if next, ok := fallback(op, err); ok {
 		if next == nil {
-			return nil
+			return op, nil
 		}
-		return call(k, *next)
+		return *next, call(k, *next)
 	}
-	return err
+	return op, err
 }
 
 // applyBatch is applyOp over a BatchKernel: the whole plan in one batch,
@@ -214,7 +258,7 @@ func applyOp(k Kernel, op Op) error {
 // was gone and is added back by its fallback takes again the changes to
 // its reals that were refused for its absence (ESRCH), which may need
 // their own fallback: three batches at most.
-func applyBatch(k BatchKernel, plan Plan) []error {
+func applyBatch(k BatchKernel, plan Plan) ([]error, Plan) {
 	errs := k.ApplyBatch(plan)
 	sent := slices.Clone(plan)
 	fellBack := make([]bool, len(plan))
@@ -256,7 +300,7 @@ func applyBatch(k BatchKernel, plan Plan) []error {
 			errs[retry[j]] = err
 		}
 	}
-	return errs
+	return errs, sent
 }
 
 func isRealOp(kind OpKind) bool { return kind == AddReal || kind == UpdateReal || kind == DeleteReal }
@@ -272,7 +316,9 @@ func fallback(op Op, err error) (next *Op, ok bool) {
 	switch {
 	case op.Kind == AddService && errors.Is(err, syscall.EEXIST):
 		alt.Kind = UpdateService
-	case op.Kind == UpdateService && isGone(err):
+	case op.Kind == UpdateService && errors.Is(err, syscall.ESRCH):
+		// ESRCH alone means the service is gone: ENOENT is the kernel's
+		// answer for a scheduler it cannot load.
 		alt.Kind = AddService
 	case op.Kind == AddReal && errors.Is(err, syscall.EEXIST):
 		alt.Kind = UpdateReal
@@ -303,6 +349,15 @@ func call(k Kernel, op Op) error {
 		return k.DelService(op.Service)
 	}
 	return fmt.Errorf("unknown op kind %d", op.Kind)
+}
+
+// schedulerError says what the kernel's ENOENT to an add or update of a
+// service means: it has no such scheduler, and could not load its module.
+func schedulerError(spec *Service, err error) error {
+	if errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("scheduler %s is not available in this kernel (modprobe ip_vs_%s): %w", spec.Scheduler, spec.Scheduler, err)
+	}
+	return err
 }
 
 // isGone reports an error that means the object does not exist: ESRCH for

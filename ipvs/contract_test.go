@@ -53,6 +53,10 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		s.Flags, s.Timeout, s.Netmask = s.Flags|FlagPersistent, timeout, netmask
 		return s
 	}
+	schedFlags := func(s *Service, f lvs.SchedFlags) *Service {
+		s.Flags |= uint32(f)
+		return s
+	}
 
 	t.Run("services", func(t *testing.T) {
 		k := newKernel(t)
@@ -62,7 +66,7 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 			web:      persist(host(web, "wlc"), 300, 0x00ffffff), // 255.255.255.0, network order
 			web6:     host(web6, "wrr"),
 			dns6:     persist(onePacket, 600, 64),
-			diameter: host(diameter, "sh"),
+			diameter: schedFlags(host(diameter, "sh"), lvs.SchedFlag1|lvs.SchedFlag2), // sh-fallback,sh-port
 			mark:     host(mark, "rr"),
 			mark6:    host(mark6, "lc"), // the same mark in the other family is another service
 		}
@@ -75,8 +79,8 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		updated := State{
 			web:      host(web, "rr"),
 			web6:     persist(host(web6, "lc"), 60, 48),
-			dns6:     host(dns6, "sh"),
-			diameter: persist(host(diameter, "mh"), 30, 0xffffffff),
+			dns6:     schedFlags(host(dns6, "sh"), lvs.SchedFlag1), // sh-fallback
+			diameter: schedFlags(persist(host(diameter, "mh"), 30, 0xffffffff), lvs.SchedFlag1|lvs.SchedFlag2),
 			mark:     persist(host(mark, "wlc"), 120, 0x0000ffff),
 			mark6:    host(mark6, "rr"),
 		}
@@ -201,6 +205,12 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 			{"delete a real that is not there", func() error { return k.DelReal(web, gone) }, syscall.ENOENT},
 			{"add a real with a negative weight", func() error { return k.AddReal(web, gone, Real{Weight: -1, Forward: lvs.Route}) }, syscall.ERANGE},
 			{"update a real to a negative weight", func() error { return k.UpdateReal(web, r, Real{Weight: -1, Forward: lvs.Route}) }, syscall.ERANGE},
+			{"add a real at 0.0.0.0", func() error { return k.AddReal(web, rk("0.0.0.0:80"), spec) }, syscall.EINVAL},
+			{"add a real at 224.0.0.1", func() error { return k.AddReal(web, rk("224.0.0.1:80"), spec) }, syscall.EINVAL},
+			{"add a real at 255.255.255.255", func() error { return k.AddReal(web, rk("255.255.255.255:80"), spec) }, syscall.EINVAL},
+			{"add a real at ::", func() error { return k.AddReal(dns6, rk("[::]:53"), spec) }, syscall.EINVAL},
+			{"add a real at ff02::1", func() error { return k.AddReal(dns6, rk("[ff02::1]:53"), spec) }, syscall.EINVAL},
+			{"add a real at fe80::1", func() error { return k.AddReal(dns6, rk("[fe80::1]:53"), spec) }, syscall.EINVAL},
 		} {
 			if err := c.call(); !errors.Is(err, c.want) {
 				t.Errorf("%s: got %v, want %v", c.what, err, c.want)
@@ -211,6 +221,28 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		wantReals(t, k, web, map[lvs.RealKey]Real{r: spec})
 		// The reals of a service that is not there are none, without error.
 		wantReals(t, k, missing, map[lvs.RealKey]Real{})
+	})
+
+	t.Run("a refused real fails alone", func(t *testing.T) {
+		// A multicast real, as a bad catalog entry would make one: the
+		// kernel refuses it, and the rest of the service is still made;
+		// the next sync retries that one change alone.
+		k := newKernel(t)
+		good := map[lvs.RealKey]Real{rk("10.20.1.1:80"): {Weight: 1, Forward: lvs.Route}, rk("10.20.1.2:80"): {Weight: 0, Forward: lvs.Route}}
+		want := State{web: host(web, "wlc")}
+		want[web].Reals = maps.Clone(good)
+		want[web].Reals[rk("224.0.0.1:80")] = Real{Weight: 1, Forward: lvs.Route}
+		for range 2 {
+			current, err := Read(k, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := Apply(k, Diff(want, current, nil), nil)
+			if len(res.Failed) != 0 || len(res.FailedReals) != 1 || !errors.Is(res.FailedReals[web][rk("224.0.0.1:80")], syscall.EINVAL) {
+				t.Errorf("failures: services %v, reals %v; want only 224.0.0.1:80, EINVAL", res.Failed, res.FailedReals)
+			}
+			wantReals(t, k, web, good)
+		}
 	})
 
 	t.Run("updates keep connection counts", func(t *testing.T) {
@@ -241,8 +273,11 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 				rk("10.20.1.3:8080"): {Weight: 1, Forward: lvs.Masq},
 				rk("127.0.0.1:80"):   {Weight: 1, Forward: lvs.Masq},
 			}},
-			dns6:     {Scheduler: "rr", Netmask: lvs.HostMask(dns6.Addr), Reals: map[lvs.RealKey]Real{rk("[2001:db8::11]:5353"): {Weight: 2, Forward: lvs.Masq}}},
-			diameter: {Scheduler: "sh", Netmask: lvs.HostMask(diameter.Addr), Reals: map[lvs.RealKey]Real{rk("10.20.1.1:3868"): {Weight: 1, Forward: lvs.Masq}}},
+			dns6: {Scheduler: "rr", Netmask: lvs.HostMask(dns6.Addr), Reals: map[lvs.RealKey]Real{rk("[2001:db8::11]:5353"): {Weight: 2, Forward: lvs.Masq}}},
+			diameter: {Scheduler: "sh", Flags: uint32(lvs.SchedFlag1), Netmask: lvs.HostMask(diameter.Addr), Reals: map[lvs.RealKey]Real{
+				rk("10.20.1.1:3868"): {Weight: 1, Forward: lvs.Masq},
+				rk("10.20.1.2:3868"): {Weight: 0, Forward: lvs.Masq}, // sh-fallback passes over it
+			}},
 		}
 		mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
 		converge := func(what string) {
@@ -261,7 +296,10 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		converge("first apply")
 		desired[web].Scheduler = "wrr"
 		desired[web].Reals[rk("10.20.1.2:80")] = Real{Weight: 3, Forward: lvs.Route}
+		desired[diameter].Flags = uint32(lvs.SchedFlag1 | lvs.SchedFlag2)
 		converge("an update")
+		desired[diameter].Flags = 0
+		converge("flags taken off")
 		desired = State{}
 		mine = func(key lvs.ServiceKey) bool { return key == web || key == dns6 || key == diameter }
 		converge("removing everything")

@@ -14,7 +14,8 @@ import (
 // answers every call lvs-sync makes as the kernel does (the same contract
 // test runs against both, the kernel in the VM): EEXIST for a duplicate,
 // ESRCH for a missing service, ENOENT for a missing real or an unknown
-// scheduler, EINVAL for an IPv6 netmask out of 1..128, ERANGE for a
+// scheduler, EINVAL for an IPv6 netmask out of 1..128 and for a new real
+// at an address that is no unicast one (ip_vs_new_dest), ERANGE for a
 // negative weight. It is safe for concurrent use. It has no test knobs:
 // those are in internal/ipvstest.
 type MemKernel struct {
@@ -180,6 +181,9 @@ func (m *MemKernel) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	if _, ok := svc.Reals[rk]; ok {
 		return syscall.EEXIST
 	}
+	if !unicast(rk.Addr) {
+		return syscall.EINVAL
+	}
 	svc.Reals[rk] = Real{Weight: r.Weight, Forward: r.Forward}
 	return nil
 }
@@ -226,4 +230,17 @@ func (m *MemKernel) ApplyBatch(ops []Op) []error {
 		errs[i] = call(m, op)
 	}
 	return errs
+}
+
+// unicast is ip_vs_new_dest's test of a new real's address, as far as it
+// can be made without the routing table: IPv4 0.0.0.0, multicast and
+// 255.255.255.255 are refused (the kernel also refuses a subnet's
+// broadcast address; the rest of 0.0.0.0/8 is unicast since Linux 5.3),
+// as are IPv6 ::, multicast and link-local addresses (the kernel accepts
+// a link-local one that is the director's own).
+func unicast(a netip.Addr) bool {
+	if a.Is4() {
+		return !a.IsUnspecified() && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	}
+	return !a.IsUnspecified() && !a.IsMulticast() && !a.IsLinkLocalUnicast()
 }

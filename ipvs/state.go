@@ -17,7 +17,8 @@ import (
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
-// Service flags lvs-sync sets or reads (IP_VS_SVC_F_*).
+// Service flags lvs-sync sets or reads (IP_VS_SVC_F_*). The scheduler
+// flags, 0x8 to 0x20, are lvs.SchedFlags.
 const (
 	FlagPersistent uint32 = 0x1
 	FlagHashed     uint32 = 0x2 // set by the kernel on every service it reports
@@ -96,7 +97,8 @@ func (s State) SortedKeys() []lvs.ServiceKey {
 }
 
 // ServiceRule is the ipvsadm command that creates the service, without the
-// leading -A: "-t 10.0.0.1:80 -s wlc -p 300".
+// leading -A, as ipvsadm -S prints it: "-t 10.0.0.1:80 -s sh -p 300 -b
+// sh-fallback,sh-port".
 func ServiceRule(k lvs.ServiceKey, s *Service) string {
 	var b strings.Builder
 	b.WriteString(k.Ipvsadm())
@@ -110,6 +112,9 @@ func ServiceRule(k lvs.ServiceKey, s *Service) string {
 	}
 	if s.Flags&FlagOnePacket != 0 {
 		b.WriteString(" -o")
+	}
+	if names := lvs.SchedFlags(s.Flags).Names(s.Scheduler); len(names) > 0 {
+		b.WriteString(" -b " + strings.Join(names, ","))
 	}
 	return b.String()
 }

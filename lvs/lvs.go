@@ -1,6 +1,7 @@
 // Package lvs is the vocabulary that config, render and ipvs share: the
-// protocols a virtual service balances, the forwarding methods, and the
-// identity of a virtual service and of a real server. It is a leaf: it
+// protocols a virtual service balances, the forwarding methods, the
+// schedulers and their flags (sched.go), and the identity of a virtual
+// service and of a real server. It is a leaf: it
 // imports nothing of lvs-sync, so that config can speak of forwarding
 // methods without knowing how the kernel is driven.
 package lvs

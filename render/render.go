@@ -171,6 +171,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 		Netmask:   lvs.HostMask(vs.Address.Addr()),
 		Reals:     make(map[lvs.RealKey]ipvs.Real, len(instances)),
 	}
+	svc.Flags |= uint32(vs.SchedulerFlags)
 	if vs.Persistence > 0 {
 		svc.Flags |= ipvs.FlagPersistent
 		svc.Timeout = uint32(vs.Persistence.Seconds())
@@ -211,9 +212,13 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			continue
 		}
 		weight := rule.Weight // Consul's, which the rule quotes
-		if weight > MaxWeight {
+		switch {
+		case weight > MaxWeight:
 			note(in, "weight %d clamped to %d", weight, MaxWeight)
 			weight = MaxWeight
+		case weight < 0: // the kernel refuses it (ERANGE)
+			note(in, "weight %d raised to 0", weight)
+			weight = 0
 		}
 		if weight < 0 { // the kernel takes none; found by FuzzRender
 			note(in, "weight %d clamped to 0", weight)
@@ -328,17 +333,28 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 }
 
 // realOf is the real server an instance is, or why it cannot be one: in
-// a warning's words and in explain's shorter ones.
+// a warning's words and in explain's shorter ones. An address no real
+// server can have is left out here, not sent to the kernel: the kernel
+// refuses some (multicast, broadcast, unspecified: EINVAL), and the others
+// (loopback, link-local, zoned) mean this host or a link, not a server.
 func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, why, short string) {
 	addr, err := netip.ParseAddr(in.Address)
 	if err != nil {
 		why = fmt.Sprintf("address %q is not an IP address", in.Address)
 		return rk, why, why
 	}
+	if addr.Zone() != "" {
+		why = fmt.Sprintf("address %s has a zone: a real server's address cannot", addr)
+		return rk, why, why
+	}
 	addr = addr.Unmap()
 	if addr.Is4() != vs.Address.Addr().Is4() {
 		return rk, fmt.Sprintf("address %s is not of the IP family of the virtual address %s", addr, vs.Address.Addr()),
 			fmt.Sprintf("address %s is not of the family of %s", addr, vs.Address.Addr())
+	}
+	if kind := unusable(addr); kind != "" {
+		why = fmt.Sprintf("address %s is %s: it cannot be a real server's", addr, kind)
+		return rk, why, why
 	}
 	port := vs.Address.Port()
 	if vs.Forwarding.TranslatesPort() {
@@ -349,6 +365,24 @@ func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, wh
 		port = uint16(in.Port)
 	}
 	return lvs.RealKey{Addr: addr, Port: port}, "", ""
+}
+
+// unusable names the kind of an address that cannot be a real server's,
+// or is "" for one that can.
+func unusable(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "unspecified"
+	case a.IsMulticast():
+		return "multicast"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the broadcast address"
+	case a.IsLinkLocalUnicast():
+		return "link-local"
+	case a.IsLoopback():
+		return "loopback"
+	}
+	return ""
 }
 
 // LocalFallback is where the local maintenance page is reached: the VIP

@@ -210,6 +210,71 @@ virtual_service "ok" {
 			}},
 		},
 		{
+			name: "unusable-addresses-are-skipped",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "masq"
+}
+virtual_service "web6" {
+  address    = "[2001:db8::60]:80"
+  forwarding = "masq"
+}`,
+			services: map[string][]*catalog.Instance{
+				"web": {
+					inst("n1", "0.0.0.0", 80),
+					inst("n2", "224.0.0.1", 80),
+					inst("n3", "255.255.255.255", 80),
+					inst("n4", "169.254.1.1", 80),
+					inst("n5", "127.0.0.1", 80),
+					inst("n6", "::ffff:224.0.0.2", 80),
+					inst("n7", "10.1.0.17", 80),
+				},
+				"web6": {
+					inst("n1", "::", 80),
+					inst("n2", "ff02::1", 80),
+					inst("n3", "fe80::1", 80),
+					inst("n4", "fe80::1%eth0", 80),
+					inst("n5", "::1", 80),
+					inst("n6", "2001:db8::16", 80),
+				},
+			},
+		},
+		{
+			name: "negative-weight-is-zero",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  fallback   = "10.9.9.9:80"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 80, "w=-5/1"),
+				inst("n2", "10.1.0.12", 80, "warning", "w=1/-1"),
+			}},
+		},
+		{
+			name: "scheduler-flags",
+			config: `virtual_service "sh" {
+  address         = "10.10.10.60:80"
+  forwarding      = "gate"
+  scheduler       = "sh"
+  scheduler_flags = ["sh-fallback", "sh-port"]
+  persistence     = "300s"
+  quiescent       = true
+  service         = "web"
+}
+virtual_service "mh" {
+  address         = "10.10.10.61:80"
+  forwarding      = "masq"
+  scheduler       = "mh"
+  scheduler_flags = ["mh-fallback"]
+  service         = "web"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 8080, "passing"),
+				inst("n2", "10.1.0.12", 8080, "critical"),
+			}},
+		},
+		{
 			name: "two-instances-one-real",
 			config: `virtual_service "web" {
   address    = "10.10.10.60:80"

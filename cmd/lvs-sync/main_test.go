@@ -147,6 +147,21 @@ func TestValidate(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
+	// A warning is shown with its position and snippet; the config is valid.
+	warned := writeConfig(t, "virtual_service \"web\" {\n  address = \"10.0.0.1:80\"\n  forwarding = \"gate\"\n  scheduler = \"sh\"\n}\n")
+	code, out, errOut = cli("validate", "-config", warned)
+	if code != 0 || !strings.Contains(out, "valid: 1 virtual services") {
+		t.Errorf("config with a warning: exit %d, %q %q", code, out, errOut)
+	}
+	for _, want := range []string{
+		warned + `:4:15: warning: Weight 0 without sh-fallback; virtual_service "web": scheduler: with sh, a real at weight 0`,
+		`Warning: Weight 0 without sh-fallback`,
+		`  4:   scheduler = "sh"`,
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
 	if code, _, errOut := cli("validate"); code != 1 || !strings.Contains(errOut, "-config is required") {
 		t.Errorf("no -config: exit %d %q", code, errOut)
 	}

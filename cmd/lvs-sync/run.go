@@ -99,6 +99,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		defer nl.Close()
 		kernel = nl
 	}
+	checkAtStart(cfg, hostnet.ProcSys{}, *dryRun, log)
 	registry := prometheus.NewRegistry()
 	metrics := daemon.NewMetrics(registry, versionString())
 	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})

@@ -207,10 +207,10 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	}
 	took := d.clock.Since(start)
 	d.log.Debug("synced", "reason", t, "changes", len(plan), "applied", result.Applied,
-		"failed", len(result.Failed), "scope", scoped, "took", took)
+		"failed", len(result.Failed), "failed_reals", len(result.FailedReals), "scope", scoped, "took", took)
 	if len(plan) > 0 {
 		d.log.Info("applied changes", "reason", t, "changes", len(plan), "applied", result.Applied,
-			"failed_services", len(result.Failed), "took", took.Round(time.Microsecond))
+			"failed_services", len(result.Failed), "failed_reals", len(result.FailedReals), "took", took.Round(time.Microsecond))
 	}
 	if err := result.Err(); err != nil {
 		return wake, result.Applied > 0, err

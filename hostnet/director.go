@@ -1,0 +1,109 @@
+package hostnet
+
+import (
+	"strconv"
+	"strings"
+)
+
+// DirectorNeeds is what a director's virtual services ask of the kernel's
+// settings: what lvs-sync's config uses, in hostnet's words.
+type DirectorNeeds struct {
+	// Services: there is a virtual service, so reals get deleted.
+	Services bool
+	// Persistence: some virtual service has persistence templates.
+	Persistence bool
+	// Masq4 and Masq6: some IPv4 (IPv6) virtual service uses masq.
+	Masq4, Masq6 bool
+	// Direct: some virtual service uses gate or ipip, whose drains the
+	// director sees only one way.
+	Direct bool
+}
+
+// Setting is a kernel parameter a director needs, and why.
+type Setting struct {
+	// Key is the sysctl's path under /proc/sys:
+	// "net/ipv4/vs/expire_nodest_conn".
+	Key string
+	// Value is what `sysctl -w` (and tune_sysctls) sets.
+	Value string
+	// Why says what goes wrong without it.
+	Why string
+	// bits, when not zero, are the bits of an integer value that must be
+	// set (conn_reuse_mode); otherwise the value must be non-zero.
+	bits int
+}
+
+// Name is the key as sysctl(8) spells it: "net.ipv4.vs.expire_nodest_conn".
+func (s Setting) Name() string { return strings.ReplaceAll(s.Key, "/", ".") }
+
+// Command is the line that sets it: "sysctl -w net.ipv4.ip_forward=1".
+func (s Setting) Command() string { return "sysctl -w " + s.Name() + "=" + s.Value }
+
+// Satisfied reports whether a current value does what the setting is for.
+func (s Setting) Satisfied(current string) bool {
+	v, err := strconv.Atoi(strings.TrimSpace(current))
+	if err != nil {
+		return false
+	}
+	if s.bits != 0 {
+		return v&s.bits == s.bits
+	}
+	return v != 0
+}
+
+// DirectorSettings are the kernel settings that make weight 0, deletes and
+// forwarding safe for what the director serves. It is pure.
+func DirectorSettings(n DirectorNeeds) []Setting {
+	var out []Setting
+	if n.Services {
+		out = append(out, Setting{Key: "net/ipv4/vs/expire_nodest_conn", Value: "1",
+			Why: "the packets of a connection to a deleted real (UDP reals are deleted at once; a drain can time out) are dropped until the connection entry times out, instead of the client being rescheduled"})
+	}
+	if n.Persistence {
+		out = append(out, Setting{Key: "net/ipv4/vs/expire_quiescent_template", Value: "1",
+			Why: "a client that holds a persistence template keeps reaching its real at weight 0 (quiescent, quiesced, draining) until the template times out"})
+	}
+	if n.Direct {
+		// Bit 2 (FIN_WAIT) on a non-zero mode; 3 keeps the default bit 1.
+		out = append(out, Setting{Key: "net/ipv4/vs/conn_reuse_mode", Value: "3", bits: 2,
+			Why: "with gate and ipip the director never sees a real's FIN: a new connection that reuses the client port of one in FIN_WAIT goes to the same real, at weight 0 or not"})
+	}
+	const forward = "masq real servers' replies are routed through the director, which must forward them"
+	if n.Masq4 {
+		out = append(out, Setting{Key: "net/ipv4/ip_forward", Value: "1", Why: forward})
+	}
+	if n.Masq6 {
+		out = append(out, Setting{Key: "net/ipv6/conf/all/forwarding", Value: "1", Why: forward})
+	}
+	return out
+}
+
+// Finding is what CheckSettings found of one setting.
+type Finding struct {
+	Setting
+	// Current is the value read ("" if it could not be).
+	Current string
+	// Set tells that it was not satisfied and was written.
+	Set bool
+	// Err is why it could not be read or written.
+	Err error
+}
+
+// OK reports whether the setting is as needed now.
+func (f Finding) OK() bool { return f.Err == nil && (f.Set || f.Satisfied(f.Current)) }
+
+// CheckSettings reads each setting and, with tune, writes those that are
+// not satisfied.
+func CheckSettings(sys Sysctl, want []Setting, tune bool) []Finding {
+	out := make([]Finding, 0, len(want))
+	for _, s := range want {
+		f := Finding{Setting: s}
+		f.Current, f.Err = sys.Get(s.Key)
+		if f.Err == nil && !s.Satisfied(f.Current) && tune {
+			f.Err = sys.Set(s.Key, s.Value)
+			f.Set = f.Err == nil
+		}
+		out = append(out, f)
+	}
+	return out
+}
