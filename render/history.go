@@ -85,9 +85,15 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 			t.vanished[name] = vs
 		}
 	}
-	for name, svc := range snap.Services {
-		if snap.ChangedService(name) || t.byService[name] == nil {
+	if snap.Changed == nil {
+		for name, svc := range snap.Services {
 			t.observeService(name, svc.Instances, now)
+		}
+	} else {
+		for name := range snap.Changed {
+			if svc, ok := snap.Services[name]; ok {
+				t.observeService(name, svc.Instances, now)
+			}
 		}
 	}
 	if snap.Changed == nil { // every service: forget those no longer watched

@@ -34,6 +34,9 @@ func (d *Daemon) guardSnapshot(s catalog.Snapshot) catalog.Snapshot {
 	var out catalog.Snapshot
 	copied := false
 	for name, svc := range s.Services {
+		if s.Changed != nil && !s.Changed[name] && g.lastGood[name] == svc {
+			continue // unchanged: looked at when it changed
+		}
 		if !svc.FilteredByACLs {
 			if g.filtered[name] {
 				delete(g.filtered, name)

@@ -181,20 +181,38 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	// Owned from now on: what the plan kept of the services in scope
 	// (desired without a conflict, and leaving ones still draining), what
 	// could not be deleted, and every owned service out of scope.
-	previously := own.Keys()
-	keep := maps.Clone(planned.Kept)
-	for _, k := range previously {
-		if !scope.In(k) {
-			keep[k] = true
+	failedDelete := func(k lvs.ServiceKey) bool { return result.Failed[k] != nil }
+	var vipErr error
+	if scope.Keys == nil {
+		previously := own.Keys()
+		keep := maps.Clone(planned.Kept)
+		for _, k := range previously {
+			if !scope.In(k) || failedDelete(k) {
+				keep[k] = true
+			}
+		}
+		d.saved(own.Set(keep))
+		vipErr = d.syncVIPs(slices.Collect(maps.Keys(keep)), previously)
+	} else {
+		// A few services: change those, and the VIPs only if that changed
+		// what lvs-sync owns.
+		var add, remove []lvs.ServiceKey
+		for k := range planned.Kept {
+			if !own.Owns(k) {
+				add = append(add, k)
+			}
+		}
+		for k := range scope.Keys {
+			if scope.In(k) && !planned.Kept[k] && own.Owns(k) && !failedDelete(k) {
+				remove = append(remove, k)
+			}
+		}
+		if len(add)+len(remove) > 0 {
+			previously := own.Keys()
+			d.saved(own.Change(add, remove))
+			vipErr = d.syncVIPs(own.Keys(), previously)
 		}
 	}
-	for _, op := range plan {
-		if op.Kind == ipvs.DeleteService && result.Failed[op.Service] != nil {
-			keep[op.Service] = true
-		}
-	}
-	d.saved(own.Set(keep))
-	vipErr := d.syncVIPs(slices.Collect(maps.Keys(keep)), previously)
 	if result.Err() == nil && vipErr == nil {
 		st.lastApplied = desired
 	} else {

@@ -252,6 +252,35 @@ func (o *Record) Set(keys map[lvs.ServiceKey]bool) error {
 	return o.save()
 }
 
+// Change adds and removes services, and saves the record if that changed
+// it (or an earlier write failed): a sync of a few services costs a few
+// map operations, not a copy of every owned key.
+func (o *Record) Change(add, remove []lvs.ServiceKey) error {
+	o.mu.Lock()
+	if o.unknown {
+		o.mu.Unlock()
+		return nil
+	}
+	changed := o.dirty
+	for _, k := range add {
+		if !o.services[k] {
+			o.services[k], changed = true, true
+		}
+	}
+	for _, k := range remove {
+		if o.services[k] {
+			delete(o.services, k)
+			changed = true
+		}
+	}
+	o.dirty = changed
+	o.mu.Unlock()
+	if !changed {
+		return nil
+	}
+	return o.save()
+}
+
 // save writes the services to the file, durably, and clears dirty on
 // success.
 func (o *Record) save() error {
