@@ -120,6 +120,10 @@ func LimitConnections(conf *api.Config, n int) {
 	}
 	conf.Transport.MaxConnsPerHost = n
 	conf.Transport.MaxIdleConnsPerHost = n
+	// Never close an idle connection of the budget: the transport frees a
+	// closing connection's slot before its socket is gone, so a close and
+	// a redial could hold budget+1 connections at the agent for a moment.
+	conf.Transport.IdleConnTimeout = 0
 }
 
 // Source watches Consul services through the change feeds described above.
