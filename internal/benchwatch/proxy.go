@@ -132,8 +132,13 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	defer p.track(client, false)
+	// A connection is open until the client closes it (its side reaches
+	// EOF), not until the agent's side is done too: the client's budget is
+	// what is measured.
 	n := p.open.Add(1)
-	defer p.open.Add(-1)
+	var release sync.Once
+	closed := func() { release.Do(func() { p.open.Add(-1) }) }
+	defer closed()
 	p.conns.Add(1)
 	for {
 		m := p.most.Load()
@@ -155,6 +160,7 @@ func (p *Proxy) serve(client net.Conn) {
 	go func() {
 		defer close(done)
 		copyCounted(agent, client, &p.bytesUp, p.countRequests)
+		closed()
 		closeWrite(agent)
 	}()
 	copyCounted(client, agent, &p.bytesDown, p.countAnswers)
