@@ -141,6 +141,7 @@ func benchWatch(b *testing.B, services, per int) {
 			r.pause()
 		}
 	}
+	b.Logf("flips, sorted (ms): %s", sortedMs(flipTimes))
 	r.field("flip_p50_ms", ms(percentile(flipTimes, 0.5)))
 	r.field("flip_p99_ms", ms(percentile(flipTimes, 0.99)))
 
@@ -158,6 +159,7 @@ func benchWatch(b *testing.B, services, per int) {
 		all = append(all, d)
 		r.pause()
 	}
+	b.Logf("changes, sorted (ms): %s", sortedMs(all))
 	r.field("change_p99_ms", ms(percentile(all, 0.99)))
 	changeFields := []string{"change_p50_ms=" + ms(percentile(all, 0.5))}
 	for _, kind := range []string{"register", "deregister", "weight"} {
@@ -177,14 +179,20 @@ func benchWatch(b *testing.B, services, per int) {
 	r.field("rss_mib", strconv.FormatFloat(rss, 'f', 1, 64))
 	r.field("req_per_s_idle", perSecond(idle.Requests, idleFor))
 
-	// Busy: busyRate changes a second, flips and weight edits alternately.
+	// Busy: busyRate changes a second, flips and weight edits alternately;
+	// the agent's CPU beside lvs-sync's says which side the time goes to.
+	agentPid := agentPID(b, agent.HTTPAddr)
+	cpuB0, agentB0 := cpuTicks(b, pid), cpuTicks(b, agentPid)
 	busy, busyFor, busyFlips, busyEdits := r.busy()
+	cpuB1, agentB1 := cpuTicks(b, pid), cpuTicks(b, agentPid)
 	r.fields = append(r.fields, changeFields...)
 	r.field("req_per_s_busy", perSecond(busy.Requests, busyFor))
 	r.field("bytes_per_s_idle", perSecond(idle.BytesUp+idle.BytesDown, idleFor))
 	r.field("bytes_per_s_busy", perSecond(busy.BytesUp+busy.BytesDown, busyFor))
 	r.field("busy_flip_p99_ms", ms(percentile(busyFlips, 0.99)))
 	r.field("busy_weight_p99_ms", ms(percentile(busyEdits, 0.99)))
+	r.field("busy_cpu_pct", strconv.FormatFloat(float64(cpuB1-cpuB0)/clockTicks/busyFor*100, 'f', 1, 64))
+	r.field("agent_busy_cpu_pct", strconv.FormatFloat(float64(agentB1-agentB0)/clockTicks/busyFor*100, 'f', 1, 64))
 	b.Logf("requests by path, busy window: %v", busy.ByPath)
 
 	// Rolling deploys of one service: RSS and heap before and after.

@@ -432,3 +432,34 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64)
 }
+
+func sortedMs(ds []time.Duration) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	out := make([]string, len(s))
+	for i, d := range s {
+		out[i] = ms(d)
+	}
+	return strings.Join(out, " ")
+}
+
+// agentPID finds the consul agent serving HTTP on addr, by its command
+// line (testconsul starts it with -http-port).
+func agentPID(tb testing.TB, addr string) int {
+	_, port, _ := strings.Cut(addr, ":")
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 1 && filepath.Base(args[0]) == "consul" && slices.Contains(args, "-http-port") &&
+			args[slices.Index(args, "-http-port")+1] == port {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			return pid
+		}
+	}
+	tb.Fatalf("no consul process serving %s", addr)
+	return 0
+}
