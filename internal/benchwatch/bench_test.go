@@ -34,20 +34,27 @@ const (
 // whatever b.N (`make bench` gives it -benchtime 1x).
 // LVS_SYNC_BENCH_WATCH_SIZES ("1000,10000") picks other sizes.
 func BenchmarkWatch(b *testing.B) {
-	sizes := []int{1000, 10000}
-	if env := os.Getenv("LVS_SYNC_BENCH_WATCH_SIZES"); env != "" { // e.g. "100" while working on the bench
-		sizes = nil
-		for _, f := range strings.Split(env, ",") {
-			n, err := strconv.Atoi(f)
-			if err != nil || n < 2 {
-				b.Fatalf("LVS_SYNC_BENCH_WATCH_SIZES=%q: want numbers of services, at least 2", env)
-			}
-			sizes = append(sizes, n)
-		}
-	}
-	for _, services := range sizes {
+	for _, services := range sizes(b) {
 		b.Run(fmt.Sprintf("services=%d", services), func(b *testing.B) { benchWatch(b, services, 10) })
 	}
+}
+
+// sizes are the numbers of services to bench: 1,000 and 10,000, or
+// those of LVS_SYNC_BENCH_WATCH_SIZES ("100" while working on the bench).
+func sizes(b *testing.B) []int {
+	env := os.Getenv("LVS_SYNC_BENCH_WATCH_SIZES")
+	if env == "" {
+		return []int{1000, 10000}
+	}
+	var out []int
+	for _, f := range strings.Split(env, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 2 {
+			b.Fatalf("LVS_SYNC_BENCH_WATCH_SIZES=%q: want numbers of services, at least 2", env)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // errMissed is a kernel change that never showed in lvs-sync's log.
@@ -210,6 +217,7 @@ func benchWatch(b *testing.B, services, per int) {
 	r.field("http_429", strconv.FormatInt(counts.TooMany, 10))
 	r.field("requests", strconv.FormatInt(counts.Requests, 10))
 	r.field("conns_total", strconv.FormatInt(counts.Conns, 10))
+	r.field("conns_closed_by_agent", strconv.FormatInt(counts.AgentClosed, 10))
 	if counts.Most > 8 {
 		r.fail("%d connections to the agent at once, budget 8", counts.Most)
 	}

@@ -24,6 +24,7 @@ type Proxy struct {
 
 	open, most, conns  atomic.Int64
 	requests, tooMany  atomic.Int64
+	agentClosed        atomic.Int64
 	bytesUp, bytesDown atomic.Int64
 	mu                 sync.Mutex
 	byPath             map[string]int64
@@ -35,7 +36,9 @@ type Proxy struct {
 
 // Counts is a snapshot of a proxy's counters.
 type Counts struct {
-	Open, Most, Conns  int64
+	Open, Most, Conns int64
+	// AgentClosed counts the connections the agent closed first.
+	AgentClosed        int64
 	Requests, TooMany  int64
 	BytesUp, BytesDown int64
 	// ByPath counts requests by path, with the last segment of
@@ -81,7 +84,7 @@ func (p *Proxy) Counts() Counts {
 		byPath[k] = v
 	}
 	p.mu.Unlock()
-	return Counts{Open: p.open.Load(), Most: p.most.Load(), Conns: p.conns.Load(),
+	return Counts{Open: p.open.Load(), Most: p.most.Load(), Conns: p.conns.Load(), AgentClosed: p.agentClosed.Load(),
 		Requests: p.requests.Load(), TooMany: p.tooMany.Load(),
 		BytesUp: p.bytesUp.Load(), BytesDown: p.bytesDown.Load(), ByPath: byPath}
 }
@@ -157,15 +160,21 @@ func (p *Proxy) serve(client net.Conn) {
 	defer p.track(agent, false)
 	defer agent.Close()
 	done := make(chan struct{})
+	var first atomic.Int32 // 1: the client closed first, 2: the agent
 	go func() {
 		defer close(done)
 		copyCounted(agent, client, &p.bytesUp, p.countRequests)
+		first.CompareAndSwap(0, 1)
 		closed()
 		closeWrite(agent)
 	}()
 	copyCounted(client, agent, &p.bytesDown, p.countAnswers)
+	first.CompareAndSwap(0, 2)
 	closeWrite(client)
 	<-done
+	if first.Load() == 2 && !p.closing.Load() {
+		p.agentClosed.Add(1)
+	}
 }
 
 func closeWrite(c net.Conn) {
