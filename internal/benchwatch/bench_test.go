@@ -173,8 +173,11 @@ func benchWatch(b *testing.B, services, per int) {
 		changeFields = append(changeFields, kind+"_p99_ms="+ms(percentile(byKind[kind], 0.99)))
 	}
 
-	// Idle: nothing changes for a window.
+	// Idle: nothing changes for a window, once the sweeps the last changes
+	// started are done (settle_s: how long that took).
+	settling := time.Now()
 	r.quiet()
+	settle := strconv.FormatFloat((time.Since(settling)-quietFor).Seconds(), 'f', 1, 64)
 	c0, cpu0, at0 := r.proxy.Counts(), cpuTicks(b, pid), time.Now()
 	time.Sleep(window)
 	c1, cpu1, at1 := r.proxy.Counts(), cpuTicks(b, pid), time.Now()
@@ -193,6 +196,7 @@ func benchWatch(b *testing.B, services, per int) {
 	busy, busyFor, busyFlips, busyEdits := r.busy()
 	cpuB1, agentB1 := cpuTicks(b, pid), cpuTicks(b, agentPid)
 	r.fields = append(r.fields, changeFields...)
+	r.field("settle_s", settle)
 	r.field("req_per_s_busy", perSecond(busy.Requests, busyFor))
 	r.field("bytes_per_s_idle", perSecond(idle.BytesUp+idle.BytesDown, idleFor))
 	r.field("bytes_per_s_busy", perSecond(busy.BytesUp+busy.BytesDown, busyFor))
@@ -269,14 +273,18 @@ func perSecond(n int64, secs float64) string {
 	return strconv.FormatFloat(float64(n)/secs, 'f', 2, 64)
 }
 
-// quiet waits until lvs-sync has logged no kernel change for quietFor.
+// quiet waits until lvs-sync has logged no kernel change and sent the
+// agent no request for quietFor: a sweep still under way after the last
+// change is not idle.
 func (r *run) quiet() {
 	last, _ := r.p.counts()
+	lastReq := r.proxy.Counts().Requests
 	since := time.Now()
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		n, _ := r.p.counts()
-		if n != last {
-			last, since = n, time.Now()
+		req := r.proxy.Counts().Requests
+		if n != last || req != lastReq {
+			last, lastReq, since = n, req, time.Now()
 		}
 		if time.Since(since) >= quietFor {
 			return
