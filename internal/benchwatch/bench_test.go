@@ -177,7 +177,7 @@ func benchWatch(b *testing.B, services, per int) {
 	// started are done (settle_s: how long that took).
 	settling := time.Now()
 	r.quiet()
-	settle := strconv.FormatFloat((time.Since(settling)-quietFor).Seconds(), 'f', 1, 64)
+	settle := strconv.FormatFloat((time.Since(settling) - quietFor).Seconds(), 'f', 1, 64)
 	c0, cpu0, at0 := r.proxy.Counts(), cpuTicks(b, pid), time.Now()
 	time.Sleep(window)
 	c1, cpu1, at1 := r.proxy.Counts(), cpuTicks(b, pid), time.Now()
