@@ -80,8 +80,10 @@ lint: ## gofmt, go vet, go mod tidy and hclfmt must change nothing
 	done
 
 .PHONY: bench
-bench: consul vm-assets ## run the benchmarks: render on the host, netlink apply and the daemon in the VM's kernel
-	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /e2e)
+bench: consul vm-assets ## run the benchmarks: render on the host, the watcher against a real agent, netlink apply and the daemon in the VM's kernel
+	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/e2e\|/internal/benchwatch')
+	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) \
+		$(GO) test -run '^$$' -bench Watch -benchtime 1x -timeout 60m ./internal/benchwatch
 	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -run '^$$' -bench InKernel -benchtime 1x -timeout 60m ./e2e
 
 .PHONY: clean

@@ -138,6 +138,8 @@ type Source struct {
 	// [0, d). Tests replace both.
 	sleep  func(ctx context.Context, d time.Duration) error
 	jitter func(d time.Duration) time.Duration
+	// watched, when set (tests), is handed each watch Watch starts.
+	watched func(*watch)
 }
 
 var _ catalog.Source = (*Source)(nil)

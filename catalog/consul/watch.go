@@ -94,6 +94,9 @@ func (s *Source) Watch(ctx context.Context, services []string, obs catalog.Obser
 	for _, name := range unique(services) {
 		w.services[name] = &serviceState{}
 	}
+	if s.watched != nil {
+		s.watched(w)
+	}
 	out := make(chan catalog.Snapshot)
 	answers := make(chan feedAnswer)
 	for feed, ask := range s.feedQueries() {
