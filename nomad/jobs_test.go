@@ -278,7 +278,11 @@ func TestWebRollingUpdate(t *testing.T) {
 	consul := testconsul.Start(t)
 	nomad := testnomad.Start(t, consul.HTTPAddr)
 	run := func(version string) {
-		code, out := nomad.CLI(t, "job", "run", "-detach", "-var", "version="+version, "-var", "command="+python, "../examples/web.nomad.hcl")
+		// The dev client's allocations are on 127.0.0.1, which is no real
+		// server's address; lvs-sync's kernel here is in memory, so a
+		// documentation address stands in for the node's.
+		code, out := nomad.CLI(t, "job", "run", "-detach", "-var", "version="+version, "-var", "command="+python,
+			"-var", "service_address=192.0.2.10", "../examples/web.nomad.hcl")
 		if code != 0 {
 			t.Fatalf("nomad job run: exit %d\n%s", code, out)
 		}

@@ -156,7 +156,11 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 		}
 	}
 	if len(gone) > 0 && t.VanishedFor > 0 && t.seeded {
-		t.vanished[name] = append(t.vanished[name], Vanishing{At: now, Gone: gone, Before: before})
+		vs := append(t.vanished[name], Vanishing{At: now, Gone: gone, Before: before})
+		if len(vs) > maxVanishings {
+			vs = slices.Delete(vs, 0, len(vs)-maxVanishings) // the oldest go first
+		}
+		t.vanished[name] = vs
 	}
 	for _, in := range instances {
 		t.last[InstanceKey{Node: in.Node, ID: in.ID}] = in
@@ -180,10 +184,20 @@ func (t *Tracker) At(now time.Time) History {
 	return h
 }
 
-// Len is how many instances the tracker remembers, for tests of its
-// bounds.
-func (t *Tracker) Len() int {
-	n := len(t.servingSince) + len(t.critical) + len(t.last)
+// maxVanishings bounds the vanishings remembered of one service: a
+// service that loses instances this often within removal_hold is being
+// rolled, not emptied by accident, and the mass removal guard looks at
+// each update on its own.
+const maxVanishings = 8
+
+// Len is how many instances the tracker remembers of the live catalog,
+// for tests of its bounds.
+func (t *Tracker) Len() int { return len(t.servingSince) + len(t.critical) + len(t.last) }
+
+// VanishedLen is how many instances the vanishings it remembers hold: at
+// most maxVanishings per service, for removal_hold.
+func (t *Tracker) VanishedLen() int {
+	n := 0
 	for _, vs := range t.vanished {
 		for _, v := range vs {
 			n += len(v.Gone) + len(v.Before)

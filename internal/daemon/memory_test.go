@@ -127,7 +127,12 @@ virtual_service "steady" {
 		t.Errorf("daemon state after %d deploys differs from after 1:\n  1:   %v\n  %d: %v", deploys, after1, deploys, after100)
 	}
 	// Within the live catalog: 10 instances of each service.
-	if after100["signature roll"] != instances || after100["changedAt roll"] != instances || after100["tracker"] > 2*instances {
+	if after100["signature roll"] != instances || after100["changedAt roll"] != instances || after100["tracker"] > 4*instances {
 		t.Errorf("daemon state after %d deploys is not that of the live catalog: %v", deploys, after100)
+	}
+	// What the mass removal guard remembers of instances that left is
+	// bounded by removal_hold and a few vanishings per service.
+	if v := hundredth.d.state.tracker.VanishedLen(); v > 8*3*instances {
+		t.Errorf("the tracker remembers %d instances that left, want at most %d", v, 8*3*instances)
 	}
 }
