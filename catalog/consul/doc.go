@@ -56,6 +56,17 @@
 //     Every node event is stamped; an answer issued before an event on one
 //     of its nodes is re-read.
 //   - A change while a read of that service is in flight: re-read after it.
+//   - A change a read saw before its feed showed it, undone before that feed
+//     answered again (node maintenance, a node or service check, a node's
+//     address, on and off within one rate-limit interval): the feed's two
+//     answers are alike and their diff names nothing, yet the read holds
+//     the change. Every answer is compared with the last answers of the
+//     health-state and node feeds (its checks in each status, its nodes'
+//     addresses); one that differs from a feed's is re-read at that feed's
+//     next answer, which must come, since the feed has a change to show;
+//     at once if that feed answered while the read was out, or if the read
+//     was ?stale. A difference the feeds never resolve (ACLs that show a
+//     feed less than a read) costs a read per answer of that feed.
 //   - Changes between start and the feeds' first answers: the first sweep
 //     starts only once all four feeds have answered once, so every later
 //     change moves a feed past the index it already holds.

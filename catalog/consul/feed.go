@@ -130,19 +130,74 @@ type checkKey struct{ node, id string }
 
 type checkVal struct{ status, serviceID, service string }
 
-func checkSet(checks api.HealthChecks) map[checkKey]checkVal {
-	m := make(map[checkKey]checkVal, len(checks))
+// scope is whose checks a check is: a node's (serviceID ""), or an
+// instance's.
+type scope struct{ node, serviceID string }
+
+// stateView is a health-state feed's last answer: its checks, and how
+// many of them each node and instance has, for a read's to be compared
+// with (agreesWithState).
+type stateView struct {
+	checks map[checkKey]checkVal
+	count  map[scope]int
+}
+
+func newStateView(checks api.HealthChecks) stateView {
+	v := stateView{checks: make(map[checkKey]checkVal, len(checks)), count: map[scope]int{}}
 	for _, c := range checks {
-		if c != nil {
-			m[checkKey{c.Node, c.CheckID}] = checkVal{c.Status, c.ServiceID, c.ServiceName}
+		if c == nil {
+			continue
+		}
+		k := checkKey{c.Node, c.CheckID}
+		if _, dup := v.checks[k]; !dup {
+			v.count[scope{c.Node, c.ServiceID}]++
+		}
+		v.checks[k] = checkVal{c.Status, c.ServiceID, c.ServiceName}
+	}
+	return v
+}
+
+// agreesWithState reports whether svc's checks in status are exactly those
+// v holds for svc's nodes and instances. When they are, the diff of v and
+// the feed's next answer names svc if, and only if, svc's checks in that
+// status changed since it was read.
+func agreesWithState(v stateView, status string, svc *catalog.Service) bool {
+	seen := map[checkKey]bool{}
+	scopes := map[scope]bool{}
+	for _, in := range svc.Instances {
+		scopes[scope{in.Node, ""}], scopes[scope{in.Node, in.ID}] = true, true
+		for _, c := range in.Checks {
+			k := checkKey{in.Node, c.CheckID}
+			if c.Status != status || seen[k] {
+				continue
+			}
+			seen[k] = true
+			if val, ok := v.checks[k]; !ok || val.status != status || val.serviceID != c.ServiceID {
+				return false
+			}
 		}
 	}
-	return m
+	held := 0
+	for sc := range scopes {
+		held += v.count[sc]
+	}
+	return held == len(seen)
+}
+
+// agreesWithNodes reports whether the nodes under a read's instances have,
+// in the nodes feed's last answer, the addresses the read saw.
+func agreesWithNodes(nodes, read map[string]string) bool {
+	for n, addr := range read {
+		if a, ok := nodes[n]; !ok || a != addr {
+			return false
+		}
+	}
+	return true
 }
 
 // diffChecks returns the services whose checks changed and the nodes
 // whose node checks changed between two answers of a health-state feed.
-func diffChecks(old, cur map[checkKey]checkVal) (services, nodes []string) {
+func diffChecks(old, cur stateView) (services, nodes []string) {
 	note := func(k checkKey, v checkVal) {
 		if v.serviceID == "" {
 			nodes = append(nodes, k.node)
@@ -150,16 +205,16 @@ func diffChecks(old, cur map[checkKey]checkVal) (services, nodes []string) {
 			services = append(services, v.service)
 		}
 	}
-	for k, v := range cur {
-		if o, ok := old[k]; !ok || o != v {
+	for k, v := range cur.checks {
+		if o, ok := old.checks[k]; !ok || o != v {
 			note(k, v)
 			if ok && o.service != v.service {
 				note(k, o)
 			}
 		}
 	}
-	for k, o := range old {
-		if _, ok := cur[k]; !ok {
+	for k, o := range old.checks {
+		if _, ok := cur.checks[k]; !ok {
 			note(k, o)
 		}
 	}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -294,14 +296,9 @@ func (m *catalogModel) pick() *modelInstance {
 	if len(m.instances) == 0 {
 		return nil
 	}
-	k := m.rng.IntN(len(m.instances))
-	for _, in := range m.instances {
-		if k == 0 {
-			return in
-		}
-		k--
-	}
-	return nil
+	// Sorted, not in map order, so that a seed replays the same changes.
+	ids := slices.Sorted(maps.Keys(m.instances))
+	return m.instances[ids[m.rng.IntN(len(ids))]]
 }
 
 func (m *catalogModel) newInstance(services int) *modelInstance {
@@ -332,7 +329,13 @@ func (m *catalogModel) newInstance(services int) *modelInstance {
 func TestNoChangeMissed(t *testing.T) {
 	agent := testconsul.Start(t)
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if env := os.Getenv("LVS_SYNC_SEED"); env != "" {
+		var err error
+		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
+			t.Fatalf("LVS_SYNC_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (replay the same changes with LVS_SYNC_SEED)", seed)
 	m := &catalogModel{rng: rand.New(rand.NewPCG(seed, 1)), nodeAddr: map[string]string{},
 		nodeMaint: map[string]bool{}, instances: map[string]*modelInstance{}}
 	const services, nodes, changes, burstLen = 40, 8, 400, 20
@@ -512,8 +515,12 @@ func compare(got, want catalog.Snapshot) []string {
 func describe(s *catalog.Service) string {
 	var parts []string
 	for _, in := range s.Instances {
-		parts = append(parts, fmt.Sprintf("%s@%s %s:%d %v %v w=%v %s nm=%v sm=%v checks=%d",
-			in.ID, in.Node, in.Address, in.Port, in.Tags, in.Meta, in.Weights, in.Status, in.NodeMaintenance, in.ServiceMaintenance, len(in.Checks)))
+		var checks []string
+		for _, c := range in.Checks {
+			checks = append(checks, c.CheckID+"="+c.Status)
+		}
+		parts = append(parts, fmt.Sprintf("%s@%s %s:%d %v %v w=%v %s nm=%v sm=%v checks=%v",
+			in.ID, in.Node, in.Address, in.Port, in.Tags, in.Meta, in.Weights, in.Status, in.NodeMaintenance, in.ServiceMaintenance, checks))
 	}
 	return "[" + strings.Join(parts, "; ") + "]"
 }

@@ -182,7 +182,7 @@ func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot
 	for range min(s.opts.MaxConnections, max(1, len(names))) {
 		wg.Go(func() {
 			for name := range next {
-				svc, err := s.read(ctx, name, false, nil)
+				svc, _, err := s.read(ctx, name, false, nil)
 				mu.Lock()
 				if err != nil && first == nil {
 					first = err
@@ -208,16 +208,23 @@ func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot
 	return snap, nil
 }
 
-// read asks for one service's instances without blocking.
-func (s *Source) read(ctx context.Context, name string, stale bool, obs catalog.Observer) (*catalog.Service, error) {
+// read asks for one service's instances without blocking. It returns the
+// addresses of the nodes under them too, which the service leaves out.
+func (s *Source) read(ctx context.Context, name string, stale bool, obs catalog.Observer) (*catalog.Service, map[string]string, error) {
 	q, done, _ := s.query(ctx, &api.QueryOptions{Datacenter: s.opts.Datacenter, AllowStale: stale})
 	entries, meta, err := s.api.Service(name, q)
 	done()
 	err = observe(obs, name, meta, err)
 	if err != nil {
-		return nil, fmt.Errorf("querying health of service %q: %w", name, err)
+		return nil, nil, fmt.Errorf("querying health of service %q: %w", name, err)
 	}
-	return newService(name, entries, meta), nil
+	nodes := map[string]string{}
+	for _, e := range entries {
+		if e != nil && e.Service != nil && e.Node != nil {
+			nodes[e.Node.Node] = e.Node.Address
+		}
+	}
+	return newService(name, entries, meta), nodes, nil
 }
 
 // observe tells obs of a query's outcome; an answer without metadata is

@@ -2,17 +2,13 @@ package consul
 
 import (
 	"context"
-	"maps"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/internal/backoff"
 )
-
-// rebuildEvery throttles rebuilding a snapshot the reader has not taken
-// yet: a burst of answers costs one copy of the service map per period,
-// not one per answer.
-const rebuildEvery = 10 * time.Millisecond
 
 // queued says whether, and how, a service waits for a read.
 type queued int
@@ -47,6 +43,7 @@ type readResult struct {
 	name  string
 	stale bool
 	svc   *catalog.Service
+	nodes map[string]string // node → address, under svc's instances
 	err   error
 }
 
@@ -56,11 +53,16 @@ type watch struct {
 	services map[string]*serviceState
 	answered int
 
-	// The feeds' last answers, and which feeds have answered once.
-	checks map[string]map[checkKey]checkVal
+	// The feeds' last answers, which feeds have answered once, and the
+	// event sequence number of each feed's last answer.
+	checks map[string]stateView
 	nodes  map[string]string
 	tags   map[string][]string
 	ready  map[string]bool
+	fedAt  map[string]uint64
+	// await names, by feed, the services whose answer did not agree with
+	// that feed's last answer: they are re-read at its next.
+	await map[string]map[string]bool
 
 	// byNode maps a node to the watched services with an instance on it;
 	// nodeSeq stamps the last event on a node with the event sequence.
@@ -86,7 +88,8 @@ type watch struct {
 func (s *Source) Watch(ctx context.Context, services []string, obs catalog.Observer) <-chan catalog.Snapshot {
 	w := &watch{
 		s: s, services: map[string]*serviceState{},
-		checks: map[string]map[checkKey]checkVal{}, ready: map[string]bool{},
+		checks: map[string]stateView{}, ready: map[string]bool{},
+		fedAt: map[string]uint64{}, await: map[string]map[string]bool{},
 		byNode: map[string]map[string]bool{}, nodeSeq: map[string]uint64{},
 		retries: make(chan string), latest: map[string]*catalog.Service{},
 		first: true, sinceSent: map[string]bool{}, sinceBuilt: map[string]bool{},
@@ -118,7 +121,7 @@ func (s *Source) readLoop(ctx context.Context, obs catalog.Observer, work <-chan
 		case <-ctx.Done():
 			return
 		case r := <-work:
-			svc, err := s.read(ctx, r.name, r.stale, obs)
+			svc, nodes, err := s.read(ctx, r.name, r.stale, obs)
 			if ctx.Err() != nil {
 				return
 			}
@@ -128,7 +131,7 @@ func (s *Source) readLoop(ctx context.Context, obs catalog.Observer, work <-chan
 				s.trouble.ok()
 			}
 			select {
-			case results <- readResult{name: r.name, stale: r.stale, svc: svc, err: err}:
+			case results <- readResult{name: r.name, stale: r.stale, svc: svc, nodes: nodes, err: err}:
 			case <-ctx.Done():
 				return
 			}
@@ -194,6 +197,11 @@ func (w *watch) onFeed(a feedAnswer) {
 	w.seq++
 	first := !w.ready[a.feed]
 	w.ready[a.feed] = true
+	w.fedAt[a.feed] = w.seq
+	for name := range w.await[a.feed] {
+		w.mark(name, true)
+	}
+	delete(w.await, a.feed)
 	if a.reset {
 		for _, st := range w.services {
 			st.index = 0
@@ -201,7 +209,7 @@ func (w *watch) onFeed(a feedAnswer) {
 	}
 	switch a.feed {
 	case feedCritical, feedWarning:
-		cur := checkSet(a.checks)
+		cur := newStateView(a.checks)
 		if !first {
 			services, nodes := diffChecks(w.checks[a.feed], cur)
 			for _, name := range services {
@@ -348,71 +356,48 @@ func (w *watch) onResult(ctx context.Context, r readResult) {
 			break
 		}
 	}
+	if !again && w.disagrees(r, st.issued) {
+		again, againUrgent = true, true
+	}
 	w.apply(r.name, st, r.svc)
 	if again {
 		w.mark(r.name, againUrgent)
 	}
 }
 
-// apply makes svc the service's latest answer.
-func (w *watch) apply(name string, st *serviceState, svc *catalog.Service) {
-	old := st.svc
-	st.index = svc.Index
-	material := old == nil || !svc.SameContent(old)
-	if !material && !outputsMoved(svc, old) {
-		return
-	}
-	if svc.FilteredByACLs && (old == nil || !old.FilteredByACLs) {
-		w.s.log.Warn("consul filtered the answer by acls: the token cannot read every instance, so some real servers may be missing",
-			"service", name, "index", svc.Index)
-	}
-	if old == nil {
-		w.answered++
-	} else {
-		for _, in := range old.Instances {
-			if set := w.byNode[in.Node]; set != nil {
-				delete(set, name)
-				if len(set) == 0 {
-					delete(w.byNode, in.Node)
-				}
+// disagrees compares an answer with the diffed feeds' last answers. An
+// answer may have seen a change those feeds have not shown yet: if the
+// change is undone before a feed next answers, the diff of its two answers
+// is empty, yet the answer holds the change. So an answer that differs
+// from a feed's last answer is re-read at that feed's next, which will
+// come, since the feed has a change to show. It reports whether the answer
+// must be re-read at once instead: when such a feed answered while the
+// read was out (its diff may already have passed the change by), or when
+// the answer is ?stale (it may be behind the feed, which then need not
+// move again).
+func (w *watch) disagrees(r readResult, issued uint64) bool {
+	now := false
+	for _, f := range []string{feedCritical, feedWarning, feedNodes} {
+		var agrees bool
+		switch f {
+		case feedNodes:
+			agrees = agreesWithNodes(w.nodes, r.nodes)
+		case feedCritical:
+			agrees = agreesWithState(w.checks[f], api.HealthCritical, r.svc)
+		case feedWarning:
+			agrees = agreesWithState(w.checks[f], api.HealthWarning, r.svc)
+		}
+		switch {
+		case agrees:
+			delete(w.await[f], r.name)
+		case r.stale || w.fedAt[f] > issued:
+			now = true
+		default:
+			if w.await[f] == nil {
+				w.await[f] = map[string]bool{}
 			}
+			w.await[f][r.name] = true
 		}
 	}
-	for _, in := range svc.Instances {
-		set := w.byNode[in.Node]
-		if set == nil {
-			set = map[string]bool{}
-			w.byNode[in.Node] = set
-		}
-		set[name] = true
-	}
-	st.svc = svc
-	if w.shared {
-		w.latest, w.shared = maps.Clone(w.latest), false // the built snapshot keeps its own
-	}
-	w.latest[name] = svc
-	w.dirty = true
-	if material {
-		w.sinceSent[name], w.sinceBuilt[name] = true, true
-		w.pending = w.pending || w.answered == len(w.services)
-	}
-}
-
-// build makes the snapshot offered to the reader.
-func (w *watch) build() {
-	snap := catalog.Snapshot{Services: w.latest}
-	if !w.first {
-		snap.Changed = maps.Clone(w.sinceSent)
-	}
-	w.built, w.builtAt, w.dirty, w.shared = &snap, w.s.opts.Clock.Now(), false, true
-	clear(w.sinceBuilt)
-}
-
-// sent notes that the reader took the built snapshot.
-func (w *watch) sent() {
-	w.first = false
-	w.sinceSent, w.sinceBuilt = w.sinceBuilt, w.sinceSent
-	clear(w.sinceBuilt)
-	w.pending = len(w.sinceSent) > 0
-	w.built = nil // never offered twice
+	return now
 }

@@ -31,6 +31,7 @@ type fakeConsul struct {
 	nodeChecks map[string][]*api.HealthCheck  // node → its node checks
 	entries    map[string][]*api.ServiceEntry // service → instances with their service checks
 	hold       map[string]chan struct{}       // a read of the service waits on it, its answer already taken
+	gate       map[string]chan struct{}       // a health-state query of the status waits on it, its answer not taken yet
 	taken      map[string]int                 // answers taken, by service
 	onState    func(state string, waitIndex uint64)
 	err        error // every query fails with it
@@ -39,7 +40,8 @@ type fakeConsul struct {
 
 func newFakeConsul() *fakeConsul {
 	return &fakeConsul{index: 1, svcIndex: 1, wake: make(chan struct{}), nodes: map[string]string{},
-		nodeChecks: map[string][]*api.HealthCheck{}, entries: map[string][]*api.ServiceEntry{}, hold: map[string]chan struct{}{}, taken: map[string]int{}}
+		nodeChecks: map[string][]*api.HealthCheck{}, entries: map[string][]*api.ServiceEntry{}, hold: map[string]chan struct{}{},
+		gate: map[string]chan struct{}{}, taken: map[string]int{}}
 }
 
 // write changes services and moves every index; writeHealth changes
@@ -124,6 +126,16 @@ func (f *fakeConsul) State(state string, q *api.QueryOptions) (api.HealthChecks,
 		cb(state, q.WaitIndex) // before blocking: the feed handed on its last answer
 	}
 	meta, err := f.block(q)
+	if gate := f.gate[state]; gate != nil && err == nil {
+		f.mu.Unlock()
+		select {
+		case <-gate:
+		case <-q.Context().Done():
+			return nil, nil, q.Context().Err()
+		}
+		f.mu.Lock()
+		meta.LastIndex = f.index
+	}
 	var out api.HealthChecks
 	for _, checks := range f.nodeChecks {
 		out = append(out, checks...)
@@ -442,4 +454,93 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestWatchRereadsAChangeUndoneBeforeTheFeedShowsIt: a read that saw a node
+// check flip the critical feed had not shown yet, flipped back before that
+// feed answered again, leaves the feed's two answers alike: the read is
+// done again at that answer, or at once if the answer came while the read
+// was out. (What TestNoChangeMissed found on a real agent: node
+// maintenance, a node check or a service check on and off again within
+// one rate-limit interval of the critical feed.)
+func TestWatchRereadsAChangeUndoneBeforeTheFeedShowsIt(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// out: the read that sees the flip is still out when the critical
+		// feed answers; else its answer is in before.
+		out bool
+	}{
+		{"read in before the feed answers", false},
+		{"read out while the feed answers", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeConsul()
+			f.silently(func() {
+				f.nodes["n1"] = "192.0.2.1"
+				f.nodeChecks["n1"] = []*api.HealthCheck{{Node: "n1", CheckID: "serfHealth", Status: api.HealthPassing}}
+				f.add("web", "n1", "web1", 80, &api.HealthCheck{CheckID: "web1-http", Status: api.HealthPassing})
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			snaps := quick(f, nil).Watch(ctx, []string{"web"}, nil)
+			next(t, snaps, "first")
+
+			// The critical feed answers only when let; web's read, when held,
+			// takes its answer and then waits.
+			gate, release := make(chan struct{}), make(chan struct{})
+			f.silently(func() {
+				f.gate[api.HealthCritical] = gate
+				if tt.out {
+					f.hold["web"] = release
+				}
+			})
+			// serfHealth goes critical as web1's check goes warning: the
+			// warning feed has web read, and the read sees serfHealth too.
+			f.writeHealth(func() {
+				f.nodeChecks["n1"][0].Status = api.HealthCritical
+				f.instance("web", "web1").Checks[0].Status = api.HealthWarning
+			})
+			waitFor(t, "web's read of the flip", func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return f.taken["web"] >= 2
+			})
+			if !tt.out {
+				if s := next(t, snaps, "the flip"); s.Instances("web")[0].Status != catalog.Critical {
+					t.Fatalf("after the flip: %s", describeAll(s))
+				}
+			}
+			// serfHealth back to passing: the critical feed's answer is as
+			// empty as its last.
+			var flippedBack uint64
+			answered := make(chan struct{})
+			var once sync.Once
+			f.writeHealth(func() {
+				f.nodeChecks["n1"][0].Status = api.HealthPassing
+				flippedBack = f.index + 1
+				f.onState = func(state string, waitIndex uint64) {
+					if state == api.HealthCritical && waitIndex >= flippedBack {
+						once.Do(func() { close(answered) }) // handed on its answer
+					}
+				}
+				delete(f.gate, api.HealthCritical)
+			})
+			close(gate)
+			select {
+			case <-answered:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the critical feed did not answer")
+			}
+			if tt.out {
+				f.silently(func() { delete(f.hold, "web") })
+				close(release)
+			}
+			for {
+				s := next(t, snaps, "web warning")
+				if in := s.Instances("web")[0]; in.Status == catalog.Warning {
+					break
+				}
+			}
+		})
+	}
 }
