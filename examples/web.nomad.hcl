@@ -35,12 +35,6 @@ variable "command" {
   default     = "python3"
 }
 
-variable "service_address" {
-  description = "The address registered in Consul, when not the allocation's own (\"\": its own)."
-  type        = string
-  default     = ""
-}
-
 variable "args" {
   type    = list(string)
   default = ["-m", "http.server", "--bind", "$${NOMAD_IP_http}", "$${NOMAD_PORT_http}"]
@@ -69,7 +63,6 @@ job "web" {
       name     = "web"
       provider = "consul"
       port     = "http"
-      address  = var.service_address
       tags     = ["prod"]
       meta {
         version = var.version

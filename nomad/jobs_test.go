@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -277,12 +278,9 @@ func TestWebRollingUpdate(t *testing.T) {
 	}
 	consul := testconsul.Start(t)
 	nomad := testnomad.Start(t, consul.HTTPAddr)
+	job := webJobOffLoopback(t, python)
 	run := func(version string) {
-		// The dev client's allocations are on 127.0.0.1, which is no real
-		// server's address; lvs-sync's kernel here is in memory, so a
-		// documentation address stands in for the node's.
-		code, out := nomad.CLI(t, "job", "run", "-detach", "-var", "version="+version, "-var", "command="+python,
-			"-var", "service_address=192.0.2.10", "../examples/web.nomad.hcl")
+		code, out := nomad.CLI(t, "job", "run", "-detach", "-var", "version="+version, "-var", "command="+python, job)
 		if code != 0 {
 			t.Fatalf("nomad job run: exit %d\n%s", code, out)
 		}
@@ -442,4 +440,41 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
+}
+
+// webJobOffLoopback is examples/web.nomad.hcl as a dev client can run it
+// for lvs-sync: the dev client puts allocations on 127.0.0.1, which render
+// rightly leaves out (no real server is on loopback), so the service
+// advertises a documentation address instead (lvs-sync's kernel here is
+// in memory: no packet goes there), and its check probes the server on
+// 127.0.0.1 from a script, as Nomad forbids host checks beside a custom
+// address. The update block, the shutdown delay and the tags — what the
+// rolling update is about — are the example's.
+func webJobOffLoopback(t *testing.T, python string) string {
+	t.Helper()
+	b, err := os.ReadFile("../examples/web.nomad.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	check := regexp.MustCompile(`(?s)check \{\n\s*name\s*= "web http".*?\n      \}`)
+	if !check.MatchString(src) {
+		t.Fatal("the example's check block moved: update webJobOffLoopback")
+	}
+	src = check.ReplaceAllString(src, `check {
+        name     = "web http"
+        type     = "script"
+        task     = "server"
+        command  = "`+python+`"
+        args     = ["-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/' % os.environ['NOMAD_PORT_http'], timeout=1)"]
+        interval = "1s"
+        timeout  = "2s"
+      }`)
+	src = strings.Replace(src, `      port     = "http"`, `      port     = "http"
+      address  = "192.0.2.10"`, 1)
+	p := filepath.Join(t.TempDir(), "web.nomad.hcl")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

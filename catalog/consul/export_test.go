@@ -27,8 +27,8 @@ func (s *Source) WatchSizes(ctx context.Context, services []string, obs catalog.
 		for _, set := range w.byNode {
 			sizes["byNode services"] += len(set)
 		}
-		for _, set := range w.checks {
-			sizes["checks"] += len(set)
+		for _, view := range w.checks {
+			sizes["checks"] += len(view.checks) + len(view.count)
 		}
 		for _, svc := range w.latest {
 			sizes["instances"] += len(svc.Instances)
