@@ -28,7 +28,8 @@ func (s *Source) WatchSizes(ctx context.Context, services []string, obs catalog.
 			sizes["byNode services"] += len(set)
 		}
 		for _, view := range w.checks {
-			sizes["checks"] += len(view.checks) + len(view.count)
+			sizes["checks"] += len(view.checks)
+			sizes["check counts"] += len(view.count)
 		}
 		for _, svc := range w.latest {
 			sizes["instances"] += len(svc.Instances)
