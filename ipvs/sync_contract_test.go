@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestMemKernelSyncContract runs the sync daemon contract against the
@@ -59,7 +60,11 @@ func testSyncContract(t *testing.T, k SyncKernel, link string) {
 			"[master (interface=" + link + " sync_id=1)]"},
 		{"stop the master", func() error { return k.StopDaemon(SyncMaster) }, nil, "[]"},
 	} {
+		start := time.Now()
 		err := c.call()
+		if took := time.Since(start); took > 100*time.Millisecond {
+			t.Logf("%s took %v", c.name, took)
+		}
 		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}

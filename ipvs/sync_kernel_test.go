@@ -45,7 +45,7 @@ func TestGenlSyncContract(t *testing.T) {
 	if err := netns.Set(h); err != nil {
 		t.Fatal(err)
 	}
-	k, err := genl.Open(5*time.Second, nil)
+	k, err := genl.Open(10*time.Second, nil)
 	// The client's sockets stay in the namespace.
 	if serr := netns.Set(orig); serr != nil {
 		panic(serr)
