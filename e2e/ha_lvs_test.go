@@ -321,7 +321,7 @@ func TestHALongConnection(t *testing.T) {
 	pr := startProber(haVIP)
 	defer pr.end()
 	dl := startHADownload(haVIP, 8000)
-	time.Sleep(3 * time.Second) // established and synced (a 2 s flush)
+	time.Sleep(4 * time.Second) // established and synced: the lag is about 3 s
 	w, took := p.takeover(t, pr, false)
 	dlOK, dlReset := dl.wait(t, 20*time.Second)
 	resets := w.resets
