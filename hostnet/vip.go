@@ -44,7 +44,19 @@ func (v *VIPLink) Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, r
 	if err != nil {
 		return nil, nil, err
 	}
-	have, err := hostAddrs(v.nl, link)
+	return syncHostAddrs(v.nl, link, want, owned, v.log)
+}
+
+// Addrs lists the host addresses on the link, sorted; none if it does not
+// exist.
+func (v *VIPLink) Addrs() ([]netip.Addr, error) { return linkHostAddrs(v.nl, v.name) }
+
+// syncHostAddrs adds every wanted address to link as a host address and
+// removes those on it that owned says were lvs-sync's and are not wanted;
+// every other address is left alone.
+func syncHostAddrs(nl Netlink, link netlink.Link, want []netip.Addr, owned func(netip.Addr) bool, log hclog.Logger) (added, removed []netip.Addr, err error) {
+	name := link.Attrs().Name
+	have, err := hostAddrs(nl, link)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -53,11 +65,11 @@ func (v *VIPLink) Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, r
 		if have[a] {
 			continue
 		}
-		if _, err := addHostAddr(v.nl, link, a); err != nil {
+		if _, err := addHostAddr(nl, link, a); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		v.log.Info("added vip", "link", v.name, "vip", a)
+		log.Info("added vip", "link", name, "vip", a)
 		added = append(added, a)
 	}
 	for a := range have {
@@ -65,28 +77,28 @@ func (v *VIPLink) Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, r
 			continue
 		}
 		// One gone meanwhile (EADDRNOTAVAIL) is removed all the same.
-		if _, err := delHostAddr(v.nl, link, a); err != nil {
+		if _, err := delHostAddr(nl, link, a); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		v.log.Info("removed vip", "link", v.name, "vip", a)
+		log.Info("removed vip", "link", name, "vip", a)
 		removed = append(removed, a)
 	}
 	slices.SortFunc(removed, netip.Addr.Compare)
 	return added, removed, errors.Join(errs...)
 }
 
-// Addrs lists the host addresses on the link, sorted; none if it does not
-// exist.
-func (v *VIPLink) Addrs() ([]netip.Addr, error) {
-	link, err := v.nl.LinkByName(v.name)
+// linkHostAddrs lists the host addresses on the named link, sorted; none
+// if it does not exist.
+func linkHostAddrs(nl Netlink, name string) ([]netip.Addr, error) {
+	link, err := nl.LinkByName(name)
 	if errors.As(err, &netlink.LinkNotFoundError{}) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("finding link %s: %w", v.name, err)
+		return nil, fmt.Errorf("finding link %s: %w", name, err)
 	}
-	have, err := hostAddrs(v.nl, link)
+	have, err := hostAddrs(nl, link)
 	if err != nil {
 		return nil, err
 	}

@@ -9,3 +9,7 @@ var (
 	Gate        = gate
 	PlanStrings = planStrings
 )
+
+// SyncContract runs the sync daemon contract against another SyncKernel
+// (ipvs/genl's, in the VM).
+var SyncContract = testSyncContract

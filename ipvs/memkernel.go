@@ -19,8 +19,9 @@ import (
 // negative weight. It is safe for concurrent use. It has no test knobs:
 // those are in internal/ipvstest.
 type MemKernel struct {
-	mu    sync.Mutex
-	state State
+	mu      sync.Mutex
+	state   State
+	daemons map[SyncRole]SyncDaemon // sync.go
 }
 
 var (

@@ -6,11 +6,13 @@
 # modules) under qemu. From Debian's packages: qemu-system-x86 (installed),
 # and, downloaded and unpacked with dpkg -x, never into /: the kernel that
 # linux-image-amd64 depends on, busybox-static, ipvsadm, iproute2 and the
-# libraries they load.
+# libraries they load; and keepalived with its libraries, the HA tests'
+# anchor, added to a finished stage that lacks it (marker .keepalived).
 #
 # Stage layout:  vmlinux       the uncompressed kernel (booted directly)
 #                root/         the initramfs base: busybox, ip, ipvsadm,
-#                              their libraries, the modules and modules.dep
+#                              keepalived, their libraries, the modules and
+#                              modules.dep
 #                modules.load  the modules to load at boot, in order
 set -euo pipefail
 cache=${LVS_SYNC_CACHE:-$HOME/.cache/lvs-sync}
@@ -38,7 +40,50 @@ kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {
 [ -n "$kpkg" ] || { log "cannot find the kernel package linux-image-amd64 depends on"; exit 1; }
 kver=${kpkg#linux-image-}
 stage=$cache/vm/$kver
+# copy_libs BIN PKROOT ROOT: the libraries BIN loads, resolved against the
+# packages unpacked in PKROOT, into ROOT; a library none of them provides
+# is an error, not a silent host copy.
+copy_libs() {
+	local bin=$1 pk=$2 root=$3
+	LD_LIBRARY_PATH=$pk/lib/x86_64-linux-gnu:$pk/usr/lib/x86_64-linux-gnu ldd "$bin" | while read -r name arrow path _; do
+		case "$name" in
+		linux-vdso*) continue ;;
+		/lib64/ld-linux*) cp -L "$pk$name" "$root/lib64/" ;;
+		*)
+			case "$path" in "$pk"/*) ;; *)
+				log "$bin needs $name, which no downloaded package provides (found: $path)"
+				exit 1
+				;;
+			esac
+			cp -L "$path" "$root/lib/x86_64-linux-gnu/$name"
+			;;
+		esac
+	done
+}
+
+# keepalived (VRRP and the kernel's sync daemon: the HA tests' anchor) and
+# the closure of its libraries (net-snmp brings perl's, kerberos' ...).
+keepalived_pkgs="keepalived libc6 libglib2.0-0 libnftnl11 libpcre2-8-0 libsnmp40 libssl3 libsystemd0 libmnl0
+	libnl-3-200 libnl-genl-3-200 libsensors5 libpci3 libwrap0 libperl5.36 zlib1g libmount1 libselinux1 libcap2
+	libgcrypt20 liblzma5 libzstd1 liblz4-1 libcrypt1 libffi8 libblkid1 libgpg-error0 libudev1 libnsl2 libtirpc3
+	libgssapi-krb5-2 libkrb5-3 libk5crypto3 libcom-err2 libkrb5support0 libkeyutils1"
+stage_keepalived() {
+	local kp=$stage/keepalived-pkgs
+	log "staging keepalived into $stage"
+	rm -rf "$kp"
+	mkdir -p "$kp/debs" "$kp/root" "$stage/root/sbin" "$stage/root/lib64" "$stage/root/lib/x86_64-linux-gnu"
+	# shellcheck disable=SC2086 # a list of names
+	(cd "$kp/debs" && apt-get download -qq $keepalived_pkgs 2>&1 | grep -v unsandboxed >&2 || true)
+	for deb in "$kp"/debs/*.deb; do dpkg -x "$deb" "$kp/root"; done
+	[ -x "$kp/root/usr/sbin/keepalived" ] || { log "no keepalived in the downloaded package"; exit 1; }
+	cp "$kp/root/usr/sbin/keepalived" "$stage/root/sbin/keepalived"
+	copy_libs "$stage/root/sbin/keepalived" "$kp/root" "$stage/root"
+	rm -rf "$kp"
+	touch "$stage/.keepalived"
+}
+
 if [ -f "$stage/.done" ]; then
+	[ -f "$stage/.keepalived" ] || stage_keepalived
 	echo "$stage"
 	exit 0
 fi
@@ -61,30 +106,13 @@ off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$vmlinuz" | head -1 | cut -d: -f1)
 tail -c +$((off + 1)) "$vmlinuz" | xz -dc --single-stream >"$stage/vmlinux" 2>/dev/null || true
 head -c 4 "$stage/vmlinux" | grep -q ELF || { log "extracting vmlinux failed"; exit 1; }
 
-# Tools and the libraries they load, resolved against the unpacked packages:
-# a library none of them provides is an error, not a silent host copy.
+# Tools and the libraries they load.
 mkdir -p "$root/bin" "$root/sbin" "$root/lib64" "$root/lib/x86_64-linux-gnu"
 cp "$pk/bin/busybox" "$root/bin/busybox"
 ipbin=$(ls "$pk"/bin/ip "$pk"/sbin/ip 2>/dev/null | head -1)
 cp "$ipbin" "$root/sbin/ip"
 cp "$pk/sbin/ipvsadm" "$root/sbin/ipvsadm"
-libpath=$pk/lib/x86_64-linux-gnu:$pk/usr/lib/x86_64-linux-gnu
-for bin in "$root/sbin/ip" "$root/sbin/ipvsadm"; do
-	LD_LIBRARY_PATH=$libpath ldd "$bin" | while read -r name arrow path _; do
-		case "$name" in
-		linux-vdso*) continue ;;
-		/lib64/ld-linux*) cp -L "$pk$name" "$root/lib64/" ;;
-		*)
-			case "$path" in "$pk"/*) ;; *)
-				log "$bin needs $name, which no downloaded package provides (found: $path)"
-				exit 1
-				;;
-			esac
-			cp -L "$path" "$root/lib/x86_64-linux-gnu/$name"
-			;;
-		esac
-	done
-done
+for bin in "$root/sbin/ip" "$root/sbin/ipvsadm"; do copy_libs "$bin" "$pk" "$root"; done
 
 # Modules: the wanted ones and, from each depends=, what they need.
 moddir=$pk/lib/modules/$kver
@@ -110,6 +138,7 @@ cp "$moddir"/modules.builtin* "$moddir"/modules.order "$root/lib/modules/$kver/"
 printf '%s\n' "${order[@]}" >"$stage/modules.load"
 echo "$kver" >"$stage/kernel.release"
 rm -rf "$stage/debs" "$stage/pkgroot"
+stage_keepalived
 touch "$stage/.done"
 log "staged kernel $kver with ${#order[@]} modules"
 echo "$stage"

@@ -40,9 +40,10 @@ func (a Addr) String() string {
 
 // Link is a fake link's state.
 type Link struct {
-	Type  string // "dummy", "ipip", "device" (lo), as netlink.Link.Type says
-	Up    bool
-	Addrs []Addr // in the order they were added
+	Type      string // "dummy", "ipip", "device" (lo), as netlink.Link.Type says
+	Up        bool
+	NoCarrier bool   // up but without carrier (IFF_LOWER_UP clear): a cut cable, a veth's peer down
+	Addrs     []Addr // in the order they were added
 }
 
 type link struct {
@@ -127,6 +128,16 @@ func (f *Netlink) String() string {
 	return b.String()
 }
 
+// SetCarrier gives the link carrier or takes it away, as a cable or a
+// veth's peer does.
+func (f *Netlink) SetCarrier(name string, carrier bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l := f.links[name]; l != nil {
+		l.NoCarrier = !carrier
+	}
+}
+
 // InterruptDumps makes the next n address dumps return what they hold with
 // netlink.ErrDumpInterrupted, as the kernel's do when the addresses change
 // midway.
@@ -177,9 +188,15 @@ func (f *Netlink) LinkByName(name string) (netlink.Link, error) {
 	if l == nil {
 		return nil, netlink.LinkNotFoundError{}
 	}
-	attrs := netlink.LinkAttrs{Name: name, Index: l.index}
+	attrs := netlink.LinkAttrs{Name: name, Index: l.index, OperState: netlink.OperDown}
 	if l.Up {
 		attrs.Flags = net.FlagUp
+		attrs.RawFlags = unix.IFF_UP
+		attrs.OperState = netlink.OperLowerLayerDown
+		if !l.NoCarrier {
+			attrs.RawFlags |= unix.IFF_LOWER_UP | unix.IFF_RUNNING
+			attrs.OperState = netlink.OperUp
+		}
 	}
 	switch l.Type {
 	case "dummy":

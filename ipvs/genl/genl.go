@@ -1,7 +1,8 @@
 // Package genl is lvs-sync's client of the kernel's IPVS over generic
 // netlink: an ipvs.Kernel and ipvs.BatchKernel that sends a plan's changes
 // many requests per sendmsg and reads the table with one dump for the
-// services and one per service for its reals.
+// services and one per service for its reals. It also starts, stops and
+// lists the kernel's connection sync daemons (ipvs.SyncKernel, daemon.go).
 //
 // It is built on golang.org/x/sys/unix, not on vishvananda/netlink's nl
 // package: a batch is one buffer written by one sendmsg and its answers
