@@ -59,7 +59,9 @@ func (f *fixture) activate() {
 	}
 }
 
-func activeBeat(epoch uint64) Heartbeat { return Heartbeat{From: "b", Incarnation: 9, Role: Active, Epoch: epoch} }
+func activeBeat(epoch uint64) Heartbeat {
+	return Heartbeat{From: "b", Incarnation: 9, Role: Active, Epoch: epoch}
+}
 
 func TestStandbyTakeover(t *testing.T) {
 	cases := []struct {
