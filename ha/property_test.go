@@ -15,7 +15,7 @@ import (
 //     no heartbeat either way, or no carrier) for 1s: the healthy one is
 //     active.
 func TestRandomFaults(t *testing.T) {
-	seeds, length := 300, 30*time.Second
+	seeds, length := 100, 30*time.Second
 	if testing.Short() {
 		seeds = 30
 	}
