@@ -33,9 +33,21 @@ type rawDirector struct {
 	StateFile         *string  `hcl:"state_file,optional"`
 	CleanupOnExit     *bool    `hcl:"cleanup_on_exit,optional"`
 	TuneSysctls       *bool    `hcl:"tune_sysctls,optional"`
+	HA                *rawHA   `hcl:"ha,block"`
 	Body              hcl.Body `hcl:",body"`
 	Remain            hcl.Body `hcl:",remain"`
 	DefRange          hcl.Range
+}
+
+// rawHA is director's ha block; gohcl reports its unknown attributes.
+type rawHA struct {
+	LockKey       string    `hcl:"lock_key"`
+	Interface     string    `hcl:"interface"`
+	SyncInterface *string   `hcl:"sync_interface,optional"`
+	SyncID        *int      `hcl:"sync_id,optional"`
+	HeartbeatPort *int      `hcl:"heartbeat_port,optional"`
+	Body          hcl.Body  `hcl:",body"`
+	DefRange      hcl.Range `hcl:",def_range"`
 }
 
 type rawAPI struct {
@@ -130,7 +142,50 @@ func decodeDirector(rd *rawDirector) (Director, hcl.Diagnostics) {
 			diags = append(diags, at.errorf("state_file", "Invalid state file", "%s", err))
 		}
 	}
+	if rd.HA != nil {
+		var dd hcl.Diagnostics
+		d.HA, dd = decodeHA(rd.HA)
+		diags = append(diags, dd...)
+		if rd.VIPInterface != nil {
+			diags = append(diags, at.errorf("vip_interface", "VIP link with ha",
+				"with an ha block the VIPs go on ha's interface (active) and lo; leave vip_interface out"))
+		}
+	}
 	return d, diags
+}
+
+func decodeHA(rh *rawHA) (*HA, hcl.Diagnostics) {
+	at := newAttrs("director.ha", rh.Body, rh.DefRange)
+	var diags hcl.Diagnostics
+	h := &HA{LockKey: rh.LockKey, Interface: rh.Interface, SyncInterface: rh.Interface, SyncID: DefaultSyncID,
+		HeartbeatPort: DefaultHeartbeatPort, DeclRange: rh.DefRange}
+	if err := validLockKey(h.LockKey); err != nil {
+		diags = append(diags, at.errorf("lock_key", "Invalid lock key", "%s", err))
+	}
+	if err := validInterfaceName(h.Interface); err != nil {
+		diags = append(diags, at.errorf("interface", "Invalid interface name", "%s", err))
+	}
+	if rh.SyncInterface != nil {
+		h.SyncInterface = *rh.SyncInterface
+		if err := validInterfaceName(h.SyncInterface); err != nil {
+			diags = append(diags, at.errorf("sync_interface", "Invalid interface name", "%s", err))
+		}
+	}
+	if rh.SyncID != nil {
+		if *rh.SyncID < 0 || *rh.SyncID > 255 {
+			diags = append(diags, at.errorf("sync_id", "Invalid sync id", "%d: the kernel's sync id is 0 to 255", *rh.SyncID))
+		} else {
+			h.SyncID = uint8(*rh.SyncID)
+		}
+	}
+	if rh.HeartbeatPort != nil {
+		if *rh.HeartbeatPort < 1 || *rh.HeartbeatPort > 65535 {
+			diags = append(diags, at.errorf("heartbeat_port", "Invalid port", "%d: want 1 to 65535", *rh.HeartbeatPort))
+		} else {
+			h.HeartbeatPort = uint16(*rh.HeartbeatPort)
+		}
+	}
+	return h, diags
 }
 
 func decodeAPI(ra *rawAPI) (API, hcl.Diagnostics) {

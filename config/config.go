@@ -102,6 +102,22 @@ type Director struct {
 	// TuneSysctls sets, at start, the kernel settings the virtual services
 	// need (expire_nodest_conn, ...); by default lvs-sync only warns.
 	TuneSysctls bool
+	// HA, when set, makes this director one of an active/standby pair.
+	HA *HA
+}
+
+// HA is director's ha block: the pair contends for LockKey in Consul;
+// the active puts the VIPs on Interface; both run the kernel's
+// connection sync on SyncInterface with SyncID.
+type HA struct {
+	LockKey       string
+	Interface     string
+	SyncInterface string // default: Interface
+	SyncID        uint8  // default 1
+	// HeartbeatPort is where the heartbeat listens, on Interface's
+	// address (heartbeat_port, default 7947).
+	HeartbeatPort uint16
+	DeclRange     hcl.Range
 }
 
 // VirtualService is one IPVS virtual service and the Consul service whose
@@ -233,6 +249,8 @@ const (
 	DefaultConsulUnreachable = 30 * time.Second
 	DefaultOnWarning         = OnWarningServe
 	DefaultStateFile         = "/var/lib/lvs-sync/state.json"
+	DefaultSyncID            = 1
+	DefaultHeartbeatPort     = 7947
 )
 
 // OnWarning is the policy of on_warning: what an instance whose Consul
@@ -266,6 +284,7 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	check("director.state_file", c.Director.StateFile != next.Director.StateFile)
 	check("director.vip_interface", c.Director.VIPInterface != next.Director.VIPInterface)
 	check("director.cleanup_on_exit", c.Director.CleanupOnExit != next.Director.CleanupOnExit)
+	check("director.ha", !c.Director.HA.Equal(next.Director.HA))
 	check("consul.address", c.Consul.Address != next.Consul.Address)
 	check("consul.datacenter", c.Consul.Datacenter != next.Consul.Datacenter)
 	check("consul.max_connections", c.Consul.MaxConnections != next.Consul.MaxConnections)
@@ -274,6 +293,15 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	check("consul.key_file", c.Consul.KeyFile != next.Consul.KeyFile)
 	check("consul.server_name", c.Consul.ServerName != next.Consul.ServerName)
 	return names
+}
+
+// Equal reports whether two ha blocks say the same, nil being none.
+func (h *HA) Equal(o *HA) bool {
+	if h == nil || o == nil {
+		return h == o
+	}
+	return h.LockKey == o.LockKey && h.Interface == o.Interface && h.SyncInterface == o.SyncInterface &&
+		h.SyncID == o.SyncID && h.HeartbeatPort == o.HeartbeatPort
 }
 
 // Adopts reports whether the virtual service at k may take over a service

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
@@ -101,8 +102,15 @@ func decodeBlock(blk *hcl.Block, raw any, remain *hcl.Body) (diags hcl.Diagnosti
 	if diags.HasErrors() || *remain == nil {
 		return diags, !diags.HasErrors()
 	}
-	attrs, d := (*remain).JustAttributes() // an unknown block is an error here
-	diags = append(diags, d...)
+	// JustAttributes calls any block unexpected, even a nested block the
+	// schema knows (ha): blocks are checked against the schema instead.
+	attrs, d := (*remain).JustAttributes()
+	for _, dg := range d {
+		if !strings.HasPrefix(dg.Summary, "Unexpected ") || !strings.HasSuffix(dg.Summary, " block") {
+			diags = append(diags, dg)
+		}
+	}
+	diags = append(diags, unknownBlocks(blk.Body, raw)...)
 	unknown := make([]*hcl.Attribute, 0, len(attrs))
 	for _, a := range attrs {
 		unknown = append(unknown, a)
@@ -117,6 +125,23 @@ func decodeBlock(blk *hcl.Block, raw any, remain *hcl.Body) (diags hcl.Diagnosti
 		})
 	}
 	return diags, true
+}
+
+// unknownBlocks reports the blocks of body that raw's schema does not have.
+func unknownBlocks(body hcl.Body, raw any) hcl.Diagnostics {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return nil
+	}
+	schema, _ := gohcl.ImpliedBodySchema(raw)
+	var diags hcl.Diagnostics
+	for _, b := range sb.Blocks {
+		if !slices.ContainsFunc(schema.Blocks, func(h hcl.BlockHeaderSchema) bool { return h.Type == b.Type }) {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: fmt.Sprintf("Unexpected %q block", b.Type),
+				Detail: "Blocks are not allowed here.", Subject: b.TypeRange.Ptr()})
+		}
+	}
+	return diags
 }
 
 // decodeTopAttr decodes a top-level attribute: log_level or log_json.

@@ -132,6 +132,22 @@ func validInterfaceName(s string) error {
 	return nil
 }
 
+// validLockKey checks ha's lock_key: a Consul KV key, not a folder.
+func validLockKey(s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("must not be empty")
+	case strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/"):
+		return fmt.Errorf("%q must not begin or end with /", s)
+	}
+	for _, r := range s {
+		if r <= ' ' || r > '~' {
+			return fmt.Errorf("%q has %q, which a Consul key should not have", s, r)
+		}
+	}
+	return nil
+}
+
 // validAPIAddress checks api's address: IP:PORT, or "" for no API.
 func validAPIAddress(s string) error {
 	if s == "" {

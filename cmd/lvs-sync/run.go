@@ -112,13 +112,24 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			opts.VIPs = hostnet.NewVIPLink(cfg.Director.VIPInterface, nil, log.Named("vip"))
 		}
 	}
+	var pair *haPair // with director.ha: VIP placement follows the role
+	var haAPI []api.HA
+	if cfg.Director.HA != nil && *dryRun {
+		log.Warn("dry run: director.ha is not started")
+	} else if cfg.Director.HA != nil {
+		if pair, err = startHA(cfg, client, kernel, registry, log.Named("ha")); err != nil {
+			log.Error("cannot start the ha pair", "error", err)
+			return 1
+		}
+		opts.VIPs, haAPI = pair.host, []api.HA{pair}
+	}
 	d, err := daemon.New(opts)
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1
 	}
 	if cfg.API.Address != "" {
-		srv, err := api.Serve(cfg.API.Address, api.Handler(d, registry), log.Named("api"))
+		srv, err := api.Serve(cfg.API.Address, api.Handler(d, registry, haAPI...), log.Named("api"))
 		if err != nil {
 			log.Error("cannot serve the api", "address", cfg.API.Address, "error", err)
 			return 1
@@ -181,6 +192,11 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	log.Info("starting", "version", versionString(), "config", *path, "pid", os.Getpid())
+	if pair != nil {
+		haDone := make(chan struct{})
+		go func() { defer close(haDone); pair.run(ctx) }()
+		defer func() { stop(); <-haDone }() // stepped down before the process goes
+	}
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped", "error", err)
 		return 1

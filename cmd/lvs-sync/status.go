@@ -98,9 +98,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *f.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		printJSON(stdout, st)
 		return 0
 	}
 	printStatus(stdout, st, live)
@@ -155,6 +153,7 @@ func printStatus(w io.Writer, st status.View, live bool) {
 		}
 		fmt.Fprintln(w)
 	}
+	printHA(w, st.HA)
 	for _, warning := range st.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warning)
 	}

@@ -1,6 +1,8 @@
 // Package api is lvs-sync's local HTTP API: /v1/status, /v1/explain/NAME,
-// /v1/health and /metrics. It listens on loopback by default; it changes
-// nothing, so it has no authentication of its own.
+// /v1/health, /metrics and, for an HA pair, /v1/ha and POST
+// /v1/ha/handover. It listens on loopback by default; it has no
+// authentication of its own: the one call that changes something, a
+// handover, moves the active role to a peer that is ready for it.
 package api
 
 import (
@@ -24,14 +26,21 @@ type Source interface {
 	Health() (bool, string)
 }
 
+// HA is a director of an HA pair; the API shows it and hands over.
+type HA interface {
+	HAStatus() status.HAView
+	// Handover makes this active director hand over to its peer.
+	Handover() error
+}
+
 // Health is the body of /v1/health.
 type Health struct {
 	Healthy bool   `json:"healthy"`
 	Reason  string `json:"reason"`
 }
 
-// Handler serves the API.
-func Handler(src Source, metrics prometheus.Gatherer) http.Handler {
+// Handler serves the API; ha, with director.ha, is the pair's director.
+func Handler(src Source, metrics prometheus.Gatherer, ha ...HA) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := src.Status()
@@ -39,8 +48,24 @@ func Handler(src Source, metrics prometheus.Gatherer) http.Handler {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
+		if len(ha) > 0 {
+			v := ha[0].HAStatus()
+			st.HA = &v
+		}
 		writeJSON(w, http.StatusOK, st)
 	})
+	if len(ha) > 0 {
+		mux.HandleFunc("GET /v1/ha", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, ha[0].HAStatus())
+		})
+		mux.HandleFunc("POST /v1/ha/handover", func(w http.ResponseWriter, r *http.Request) {
+			if err := ha[0].Handover(); err != nil {
+				writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+				return
+			}
+			writeJSON(w, http.StatusOK, ha[0].HAStatus())
+		})
+	}
 	mux.HandleFunc("GET /v1/explain/{name}", func(w http.ResponseWriter, r *http.Request) {
 		ex, err := src.Explain(r.PathValue("name"))
 		if err != nil {

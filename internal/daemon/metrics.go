@@ -207,3 +207,37 @@ func (m *Metrics) sawFiltered(services []string) {
 		m.filtered.WithLabelValues(name).Set(1)
 	}
 }
+
+// HAMetrics are the metrics of a director of an HA pair: its role
+// (lvs_sync_ha_role{role="active"|"standby"} 1 for the one it has), its
+// epoch and its takeovers. They are registered only with director.ha.
+type HAMetrics struct {
+	role      *prometheus.GaugeVec
+	epoch     prometheus.Gauge
+	takeovers prometheus.Counter
+}
+
+// NewHAMetrics registers the HA metrics, the role standby to begin with.
+func NewHAMetrics(reg prometheus.Registerer) *HAMetrics {
+	m := &HAMetrics{
+		role: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_ha_role",
+			Help: "1 for the role this director has in its HA pair (active, standby), 0 for the other."}, []string{"role"}),
+		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_ha_epoch",
+			Help: "The lease epoch this director is active in; 0 when standby."}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "lvs_sync_ha_takeovers_total",
+			Help: "Times this director became active."}),
+	}
+	reg.MustRegister(m.role, m.epoch, m.takeovers)
+	m.HARole(false, 0)
+	return m
+}
+
+// HARole records the role and epoch.
+func (m *HAMetrics) HARole(active bool, epoch uint64) {
+	m.role.WithLabelValues("active").Set(map[bool]float64{true: 1}[active])
+	m.role.WithLabelValues("standby").Set(map[bool]float64{false: 1}[active])
+	m.epoch.Set(float64(epoch))
+}
+
+// HATakeover counts a takeover.
+func (m *HAMetrics) HATakeover() { m.takeovers.Inc() }

@@ -32,8 +32,31 @@ type View struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Pending are the changes the next sync would make, as ipvsadm
 	// commands: the plan run applies, from the kernel as it is now.
-	Pending  []string      `json:"pending,omitempty"`
+	Pending []string `json:"pending,omitempty"`
+	// HA is the director's place in its pair, with director.ha.
+	HA       *HAView       `json:"ha,omitempty"`
 	Services []ServiceView `json:"services"`
+}
+
+// HAView is a director of an HA pair: its role, the lease as it last saw
+// it in Consul, its peer and its kernel sync daemons.
+type HAView struct {
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// LockHolder is the lease's holder, "" when released or absent.
+	LockHolder  string    `json:"lock_holder"`
+	LeaseEpoch  uint64    `json:"lease_epoch"`
+	Peer        string    `json:"peer,omitempty"`
+	PeerRole    string    `json:"peer_role,omitempty"`
+	PeerHeard   time.Time `json:"peer_heard,omitzero"`
+	ConsulOK    bool      `json:"consul_ok"`
+	Carrier     bool      `json:"carrier"`
+	SyncDaemons string    `json:"sync_daemons"`
+	Takeovers   int       `json:"takeovers"`
+	// LastTakeover is when this director last became active.
+	LastTakeover time.Time `json:"last_takeover,omitzero"`
+	LastStepDown string    `json:"last_step_down,omitempty"`
 }
 
 // ServiceView is one virtual service of the kernel's table.

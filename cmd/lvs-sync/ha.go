@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"slices"
+	"syscall"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/ha"
+	"github.com/lvs-sync/lvs-sync/hostnet"
+	"github.com/lvs-sync/lvs-sync/internal/api"
+	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/status"
+	"github.com/lvs-sync/lvs-sync/ipvs"
+)
+
+// The ha verb and the wiring of director.ha into run.
+
+func runHA(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "handover" {
+		fmt.Fprintln(stderr, "Usage: lvs-sync ha handover [options]\n\n  hand the active role to the standby director, make-before-break (for maintenance); run it on the active")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return 0
+		}
+		return 1
+	}
+	fs := newFlagSet("ha handover", "hand the active role to the standby director; run it on the active", stderr)
+	f := addAPIFlags(fs)
+	if code, ok := parseFlags(fs, args[1:]); !ok {
+		return code
+	}
+	_, addr, ok := f.resolve(stderr, fs)
+	if !ok {
+		return 1
+	}
+	resp, err := apiClient.Post("http://"+addr+"/v1/ha/handover", "application/json", bytes.NewReader(nil))
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		err = errNotRunning
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		fmt.Fprintln(stderr, "Error: this lvs-sync runs without director.ha")
+		return 1
+	default:
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		fmt.Fprintf(stderr, "Error: handover refused: %s\n", e.Error)
+		return 1
+	}
+	var v status.HAView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
+	}
+	if *f.json {
+		printJSON(stdout, v)
+		return 0
+	}
+	fmt.Fprintf(stdout, "handed over: %s is %s; %s takes over\n", v.Name, v.Role, v.Peer)
+	return 0
+}
+
+// haPair is this director's part of an HA pair, as run wires it.
+type haPair struct {
+	name   string
+	runner *ha.Runner
+	host   *ha.Host
+	lease  *ha.ConsulLease
+	ml     *ha.Memberlist
+	log    hclog.Logger
+}
+
+var _ api.HA = (*haPair)(nil)
+
+// startHA sets the director up as a standby of the pair of cfg's
+// director.ha: registered in Consul, heartbeat listening, VIPs off the
+// interface and the backup sync daemon running. run then calls run.
+func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, reg prometheus.Registerer, log hclog.Logger) (*haPair, error) {
+	h := cfg.Director.HA
+	name, err := client.Agent().NodeName()
+	if err != nil {
+		return nil, fmt.Errorf("asking consul for this node's name: %w", err)
+	}
+	addr, err := ha.InterfaceAddr(h.Interface)
+	if err != nil {
+		return nil, err
+	}
+	bind := netip.AddrPortFrom(addr, h.HeartbeatPort)
+	daemons, err := syncDaemonsOf(kernel, h)
+	if err != nil {
+		return nil, err
+	}
+	host := &ha.Host{Interface: h.Interface, Daemons: daemons,
+		OnInterface: hostnet.NewAddrSet(h.Interface, nil, log.Named("vip")), OnLo: hostnet.NewAddrSet("lo", nil, log.Named("vip")),
+		Announcer: hostnet.NewAnnouncer(log.Named("announce")), Sysctl: hostnet.ProcSys{}, Log: log}
+	var vips []netip.Addr
+	for _, vs := range cfg.VirtualServices {
+		if a := vs.Address.Addr(); !slices.Contains(vips, a) {
+			vips = append(vips, a)
+		}
+	}
+	host.SetVIPs(vips)
+	if err := host.Prepare(); err != nil {
+		log.Error("standby set-up incomplete", "error", err)
+	}
+	ml, err := ha.NewMemberlist(name, bind, log.Named("heartbeat"))
+	if err != nil {
+		return nil, err
+	}
+	lease := ha.NewConsulLease(client, h.LockKey, log.Named("lease"))
+	if err := lease.Register(name, bind); err != nil {
+		_ = ml.Close()
+		return nil, err
+	}
+	runner, err := ha.NewRunner(ha.Options{Name: name, Lease: lease, Transport: ml, Roles: host,
+		Carrier: func() (bool, error) { return hostnet.Carrier(h.Interface) }, Reporter: daemon.NewHAMetrics(reg), Logger: log})
+	if err != nil {
+		_ = ml.Close()
+		return nil, err
+	}
+	log.Info("ha pair set up", "name", name, "lock_key", h.LockKey, "interface", h.Interface, "heartbeat", bind,
+		"sync_interface", h.SyncInterface, "sync_id", h.SyncID)
+	return &haPair{name: name, runner: runner, host: host, lease: lease, ml: ml, log: log}, nil
+}
+
+// run runs the pair's loop until ctx ends, then steps down if active,
+// deregisters and closes the heartbeat.
+func (p *haPair) run(ctx context.Context) {
+	go p.lease.Peers(ctx, p.name, p.ml.SetPeers)
+	_ = p.runner.Run(ctx)
+	if err := p.lease.Deregister(p.name); err != nil {
+		p.log.Warn("cannot deregister", "error", err)
+	}
+	_ = p.ml.Close()
+}
+
+// Handover is the API's handover.
+func (p *haPair) Handover() error { return p.runner.Handover() }
+
+// HAStatus is the pair's part of status.
+func (p *haPair) HAStatus() status.HAView {
+	s := p.runner.State()
+	return status.HAView{Name: s.Name, Role: s.Role, Epoch: s.Epoch, LockHolder: s.Holder, LeaseEpoch: s.LeaseEpoch,
+		Peer: s.Peer, PeerRole: s.PeerRole, PeerHeard: s.PeerHeard, ConsulOK: s.ConsulOK, Carrier: s.Carrier,
+		SyncDaemons: s.SyncDaemons, Takeovers: s.Takeovers, LastTakeover: s.LastTakeover, LastStepDown: s.LastStepDown}
+}
+
+// printJSON prints v indented, for -json.
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// printHA is status's line about the pair.
+func printHA(w io.Writer, v *status.HAView) {
+	if v == nil {
+		return
+	}
+	fmt.Fprintf(w, "ha: %s is %s", v.Name, v.Role)
+	if v.Epoch > 0 {
+		fmt.Fprintf(w, " (epoch %d)", v.Epoch)
+	}
+	holder := v.LockHolder
+	if holder == "" {
+		holder = "nobody"
+	}
+	fmt.Fprintf(w, "; lock holder %s (epoch %d); sync daemons %s", holder, v.LeaseEpoch, v.SyncDaemons)
+	if v.Peer != "" {
+		fmt.Fprintf(w, "; peer %s %s, heard %s ago", v.Peer, v.PeerRole, time.Since(v.PeerHeard).Round(time.Millisecond))
+	}
+	if !v.LastTakeover.IsZero() {
+		fmt.Fprintf(w, "; last takeover %s", v.LastTakeover.Format(time.RFC3339))
+	}
+	if !v.ConsulOK {
+		fmt.Fprint(w, "; consul unreachable")
+	}
+	if !v.Carrier {
+		fmt.Fprint(w, "; no carrier")
+	}
+	fmt.Fprintln(w)
+}

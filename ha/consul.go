@@ -1,0 +1,196 @@
+package ha
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+	"github.com/jonboulle/clockwork"
+)
+
+// ServiceName is the Consul service each director of a pair registers,
+// with its interface address and the pair's lock_key in its meta.
+const ServiceName = "lvs-sync-ha"
+
+// ConsulLease is the lease at lock_key in Consul KV, and the pair's
+// registration and discovery through the lvs-sync-ha service.
+type ConsulLease struct {
+	c     *api.Client
+	key   string
+	log   hclog.Logger
+	clock clockwork.Clock
+	// Retry is the wait after a failed read (default 100ms).
+	Retry time.Duration
+}
+
+// NewConsulLease drives the lease at key through c.
+func NewConsulLease(c *api.Client, key string, log hclog.Logger) *ConsulLease {
+	return &ConsulLease{c: c, key: key, log: log, clock: clockwork.NewRealClock(), Retry: 100 * time.Millisecond}
+}
+
+// Watch reads the key with blocking queries until ctx ends, calling
+// observe with each answer (the first at once, then one per change) or
+// with the error of a failed read. A failure is logged once until a read
+// works again.
+func (l *ConsulLease) Watch(ctx context.Context, observe func(Observation, error)) {
+	var index uint64
+	failing := false
+	for ctx.Err() == nil {
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx)
+		kv, meta, err := l.c.KV().Get(l.key, q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				l.log.Warn("cannot read the lease", "key", l.key, "error", err)
+				failing = true
+			}
+			observe(Observation{}, fmt.Errorf("reading lease %s: %w", l.key, err))
+			index = 0
+			select {
+			case <-ctx.Done():
+			case <-l.clock.After(l.Retry):
+			}
+			continue
+		}
+		if failing {
+			l.log.Info("lease readable again", "key", l.key)
+			failing = false
+		}
+		if meta.LastIndex < index {
+			index = 0 // the index went back (a restored agent): start over
+		} else {
+			index = meta.LastIndex
+		}
+		o, err := l.observation(kv, meta.LastIndex)
+		if err != nil {
+			l.log.Warn("lease value is not a lease; treating it as held", "key", l.key, "error", err)
+		}
+		observe(o, nil)
+	}
+}
+
+func (l *ConsulLease) observation(kv *api.KVPair, queryIndex uint64) (Observation, error) {
+	if kv == nil {
+		return Observation{Index: queryIndex}, nil
+	}
+	o := Observation{Present: true, Index: kv.ModifyIndex}
+	if err := json.Unmarshal(kv.Value, &o.Lease); err != nil {
+		// Someone else's value: held by nobody we know, never released.
+		o.Lease = Lease{Holder: "?"}
+		return o, fmt.Errorf("decoding lease %s: %w", l.key, err)
+	}
+	return o, nil
+}
+
+// Write is a compare-and-set of the lease (a transaction, which answers
+// with the new ModifyIndex). A write that did not take reads the key.
+func (l *ConsulLease) Write(ctx context.Context, w Write) WriteResult {
+	value, err := json.Marshal(w.Lease)
+	if err != nil {
+		return WriteResult{Write: w, Err: err}
+	}
+	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: l.key, Value: value, Index: w.Index}}}
+	ok, resp, _, err := l.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return WriteResult{Write: w, Err: fmt.Errorf("writing lease %s: %w", l.key, err)}
+	}
+	if ok && len(resp.Results) == 1 && resp.Results[0].KV != nil {
+		return WriteResult{Write: w, OK: true, Index: resp.Results[0].KV.ModifyIndex}
+	}
+	r := WriteResult{Write: w}
+	kv, meta, err := l.c.KV().Get(l.key, (&api.QueryOptions{}).WithContext(ctx))
+	if err == nil {
+		o, _ := l.observation(kv, meta.LastIndex)
+		r.Current = &o
+	}
+	return r
+}
+
+// Peer is the other director of the pair, as registered in Consul.
+type Peer struct {
+	Name string
+	Addr netip.AddrPort
+}
+
+// serviceID is unique per director and pair on one agent, and path-safe.
+func (l *ConsulLease) serviceID(name string) string {
+	return ServiceName + "-" + name + "-" + strings.NewReplacer("/", "_", "?", "_", "#", "_", "%", "_").Replace(l.key)
+}
+
+// Register registers this director's lvs-sync-ha instance with the local
+// agent: its heartbeat address and, in its meta, lock_key and its name.
+func (l *ConsulLease) Register(name string, addr netip.AddrPort) error {
+	reg := &api.AgentServiceRegistration{ID: l.serviceID(name), Name: ServiceName, Address: addr.Addr().String(), Port: int(addr.Port()),
+		Meta: map[string]string{"lock_key": l.key, "director": name}}
+	if err := l.c.Agent().ServiceRegister(reg); err != nil {
+		return fmt.Errorf("registering %s for %s: %w", ServiceName, l.key, err)
+	}
+	return nil
+}
+
+// Deregister takes the registration back.
+func (l *ConsulLease) Deregister(name string) error {
+	if err := l.c.Agent().ServiceDeregister(l.serviceID(name)); err != nil {
+		return fmt.Errorf("deregistering %s for %s: %w", ServiceName, l.key, err)
+	}
+	return nil
+}
+
+// Peers follows the lvs-sync-ha instances of this lock_key other than
+// self's with a blocking query, calling found with them on each change.
+func (l *ConsulLease) Peers(ctx context.Context, self string, found func([]Peer)) {
+	var index uint64
+	var last []Peer
+	for ctx.Err() == nil {
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
+		svcs, meta, err := l.c.Catalog().Service(ServiceName, "", q)
+		if err != nil {
+			index = 0
+			select {
+			case <-ctx.Done():
+			case <-l.clock.After(time.Second):
+			}
+			continue
+		}
+		index = meta.LastIndex
+		var peers []Peer
+		for _, s := range svcs {
+			if s.ServiceMeta["lock_key"] != l.key || s.ServiceMeta["director"] == self {
+				continue
+			}
+			addr, err := netip.ParseAddr(s.ServiceAddress)
+			if err != nil {
+				continue
+			}
+			peers = append(peers, Peer{Name: s.ServiceMeta["director"], Addr: netip.AddrPortFrom(addr, uint16(s.ServicePort))})
+		}
+		if !equalPeers(peers, last) {
+			l.log.Info("peers found", "key", l.key, "peers", fmt.Sprint(peers))
+			last = peers
+			found(peers)
+		}
+	}
+}
+
+func equalPeers(a, b []Peer) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// errNoPeer is a heartbeat with nobody to send it to.
+var errNoPeer = errors.New("no peer known")

@@ -1,0 +1,145 @@
+package ha
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// The host's effects, on stateful fakes that share one log, so that the
+// orders of the design can be checked as well as the state they leave.
+
+type hostWorld struct {
+	log    []string
+	addrs  map[string]map[netip.Addr]bool
+	sys    map[string]string
+	sync   map[SyncRole]bool
+	announ [][]netip.Addr
+}
+
+type fakeAddrSet struct {
+	w    *hostWorld
+	link string
+}
+
+func (f fakeAddrSet) Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, removed []netip.Addr, err error) {
+	have := f.w.addrs[f.link]
+	for _, a := range want {
+		if !have[a] {
+			have[a] = true
+			added = append(added, a)
+			f.w.log = append(f.w.log, "add "+f.link)
+		}
+	}
+	for a := range have {
+		if !slices.Contains(want, a) && owned(a) {
+			delete(have, a)
+			removed = append(removed, a)
+			f.w.log = append(f.w.log, "remove "+f.link)
+		}
+	}
+	return added, removed, nil
+}
+
+type fakeSys struct{ w *hostWorld }
+
+func (f fakeSys) Get(k string) (string, error) {
+	v, ok := f.w.sys[k]
+	if !ok {
+		return "", errors.New("no such key")
+	}
+	return v, nil
+}
+func (f fakeSys) Set(k, v string) error {
+	f.w.sys[k] = v
+	f.w.log = append(f.w.log, k+"="+v)
+	return nil
+}
+
+type fakeDaemons struct{ w *hostWorld }
+
+func (f fakeDaemons) Start(r SyncRole) error {
+	if !f.w.sync[r] {
+		f.w.sync[r] = true
+		f.w.log = append(f.w.log, "start "+r.String())
+	}
+	return nil
+}
+func (f fakeDaemons) Stop(r SyncRole) error {
+	if f.w.sync[r] {
+		delete(f.w.sync, r)
+		f.w.log = append(f.w.log, "stop "+r.String())
+	}
+	return nil
+}
+func (f fakeDaemons) Running() ([]SyncRole, error) {
+	var out []SyncRole
+	for r := range f.w.sync {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+type fakeAnnouncer struct{ w *hostWorld }
+
+func (f fakeAnnouncer) Announce(link string, addrs []netip.Addr) error {
+	f.w.announ = append(f.w.announ, addrs)
+	f.w.log = append(f.w.log, "announce "+link)
+	return nil
+}
+
+func TestHostFollowsTheRole(t *testing.T) {
+	vip, stale := netip.MustParseAddr("10.0.0.60"), netip.MustParseAddr("10.0.0.61")
+	w := &hostWorld{addrs: map[string]map[netip.Addr]bool{"eth0": {vip: true, stale: true}, "lo": {}}, sys: map[string]string{}, sync: map[SyncRole]bool{}}
+	h := &Host{Interface: "eth0", Daemons: fakeDaemons{w}, OnInterface: fakeAddrSet{w, "eth0"}, OnLo: fakeAddrSet{w, "lo"},
+		Announcer: fakeAnnouncer{w}, Sysctl: fakeSys{w}, Log: hclog.NewNullLogger()}
+	h.SetVIPs([]netip.Addr{vip})
+
+	// Starting standby: whatever an earlier run left on eth0 goes.
+	if err := h.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.addrs["eth0"]) != 1 || !w.addrs["eth0"][stale] || !w.addrs["lo"][vip] {
+		t.Fatalf("after prepare: eth0 %v lo %v (the vip off eth0, on lo; 10.0.0.61 is not lvs-sync's)", w.addrs["eth0"], w.addrs["lo"])
+	}
+	if w.sys[backupOnly] != "1" || w.sys["net/ipv4/conf/all/arp_ignore"] != "1" || h.DaemonState() != "backup" {
+		t.Fatalf("after prepare: sysctls %v, daemons %s", w.sys, h.DaemonState())
+	}
+
+	w.log = nil
+	if err := h.BecomeActive(3); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"start master", backupOnly + "=0", "add eth0", "announce eth0"}; !slices.Equal(w.log, want) {
+		t.Fatalf("takeover order %q, want %q", w.log, want)
+	}
+	if h.DaemonState() != "master+backup" || !w.addrs["lo"][vip] {
+		t.Fatalf("active: daemons %s, lo %v", h.DaemonState(), w.addrs["lo"])
+	}
+
+	// The daemon's syncs place a new VIP by the role.
+	vip2 := netip.MustParseAddr("10.0.0.62")
+	if _, _, err := h.Sync([]netip.Addr{vip, vip2}, func(netip.Addr) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if !w.addrs["eth0"][vip2] || !w.addrs["lo"][vip2] {
+		t.Fatalf("active sync: eth0 %v lo %v", w.addrs["eth0"], w.addrs["lo"])
+	}
+
+	w.log = nil
+	if err := h.StepDown("test"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"remove eth0", "remove eth0", backupOnly + "=1", "stop master"}; !slices.Equal(w.log, want) {
+		t.Fatalf("step-down order %q, want %q", w.log, want)
+	}
+	if w.addrs["eth0"][vip] || w.addrs["eth0"][vip2] || !w.addrs["lo"][vip2] || h.DaemonState() != "backup" {
+		t.Fatalf("standby: eth0 %v lo %v daemons %s", w.addrs["eth0"], w.addrs["lo"], h.DaemonState())
+	}
+	if err := h.Announce(); err != nil || len(w.announ) != 1 {
+		t.Fatalf("a standby announced: %v %d", err, len(w.announ))
+	}
+}

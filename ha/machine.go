@@ -1,0 +1,367 @@
+package ha
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// Machine is one director's side of the pair: the rules of the design as
+// a pure state machine. Each input — a tick, a heartbeat heard, the lease
+// observed, a write's result, the carrier, a handover — returns the
+// actions the drivers must take, in order. It is not safe for concurrent
+// use: Run calls it from one goroutine.
+//
+// The rules (README "Director HA" states them for operators):
+//   - The active renews its lease every Renew by compare-and-set.
+//   - A standby takes over — writes epoch+1 by compare-and-set, and is
+//     active only once that write took — when it has carrier and
+//     either the lease was released (its holder stepped down first), or
+//     all of: no heartbeat from an active peer for PeerTimeout, no guard
+//     of its own sent for GuardHold, and the lease absent or unchanged
+//     for TTL as this director observes it.
+//   - A lease written for it in a handover, or its own acquire whose
+//     answer was lost, it confirms by compare-and-set and is active.
+//   - The active steps down when the lease shows another holder or a
+//     higher epoch, when it hears an active peer with a higher epoch,
+//     when its carrier goes (then it releases the lease), or when it has
+//     not renewed for Fence (TTL/2) and holds no guard from its peer
+//     younger than PeerTimeout. Hearing a guard, it stays active however
+//     long Consul is gone.
+//   - Handover: the active, hearing a ready standby, steps down and then
+//     writes the lease for the peer at epoch+1, which the peer confirms.
+type Machine struct {
+	name  string
+	t     Timings
+	clock clockwork.Clock
+	start time.Time
+	inc   uint64
+
+	role    Role
+	epoch   uint64
+	carrier bool
+
+	lease        Observation
+	leaseKnown   bool
+	leaseChanged time.Time // when this director saw the lease change
+	consulOK     bool
+
+	writing   bool
+	lastWrite time.Time // when the last write was sent
+	sentAt    time.Time // when the write in flight was sent
+	retryAt   time.Time // after a write that failed, none before then
+	claimed   uint64    // the epoch of an acquire whose answer was lost
+
+	renewed   time.Time // the active's last write that took, when sent
+	confirmed time.Time // the active holds its peer's guard until then
+
+	peer          string
+	peerRole      Role
+	peerEpoch     uint64
+	peerInc       uint64
+	peerStamp     int64
+	peerHeard     time.Time
+	peerActiveAt  time.Time // the last heartbeat from an active peer
+	lastGuardSent time.Time
+
+	releaseOwed bool
+	handoverTo  string
+	handEpoch   uint64
+
+	announceAt   time.Time
+	takeovers    int
+	lastTakeover time.Time
+	lastStepDown string
+}
+
+// NewMachine makes the machine of the director called name, a standby
+// with carrier; inc tells this run from the director's earlier ones.
+func NewMachine(name string, inc uint64, t Timings, clock clockwork.Clock) *Machine {
+	now := clock.Now()
+	// Until PeerTimeout has passed, an active peer not yet heard may be
+	// there: count the start as its last heartbeat.
+	return &Machine{name: name, inc: inc, t: t, clock: clock, start: now, carrier: true, peerActiveAt: now}
+}
+
+// Role is the director's role and, when active, its epoch.
+func (m *Machine) Role() (Role, uint64) { return m.role, m.epoch }
+
+// Heartbeat is the message to send the peer now. A standby that hears an
+// active peer guards it: from now until GuardHold it will not take over.
+func (m *Machine) Heartbeat() Heartbeat {
+	now := m.clock.Now()
+	hb := Heartbeat{From: m.name, Incarnation: m.inc, Role: m.role, Stamp: int64(now.Sub(m.start))}
+	if m.role == Active {
+		hb.Epoch = m.epoch
+	}
+	if m.role == Standby && m.peer != "" && m.peerActive(now) {
+		hb.Guard, hb.GuardEpoch, hb.EchoInc, hb.Echo = true, m.peerEpoch, m.peerInc, m.peerStamp
+		m.lastGuardSent = now
+	}
+	return hb
+}
+
+func (m *Machine) peerActive(now time.Time) bool {
+	return now.Sub(m.peerActiveAt) < m.t.PeerTimeout
+}
+
+// Tick lets time pass: renewals, fencing, re-announcing, takeovers.
+func (m *Machine) Tick() []Action { return m.evaluate(nil) }
+
+// Heard takes a heartbeat from the peer.
+func (m *Machine) Heard(hb Heartbeat) []Action {
+	if hb.From == m.name {
+		return nil
+	}
+	now := m.clock.Now()
+	m.peer, m.peerRole, m.peerEpoch, m.peerInc, m.peerStamp, m.peerHeard = hb.From, hb.Role, hb.Epoch, hb.Incarnation, hb.Stamp, now
+	var acts []Action
+	if hb.Role == Active {
+		m.peerActiveAt = now
+		if m.role == Active && hb.Epoch > m.epoch {
+			acts = m.stepDown(fmt.Sprintf("peer %s is active at a higher epoch %d", hb.From, hb.Epoch))
+		}
+	}
+	if m.role == Active && hb.Guard && hb.GuardEpoch == m.epoch && hb.EchoInc == m.inc {
+		// The guard is as old as the heartbeat it echoes, which this
+		// director sent at start+Echo.
+		until := m.start.Add(time.Duration(hb.Echo) + m.t.PeerTimeout)
+		if until.After(now.Add(m.t.PeerTimeout)) {
+			until = now.Add(m.t.PeerTimeout)
+		}
+		if until.After(m.confirmed) {
+			m.confirmed = until
+		}
+	}
+	return m.evaluate(acts)
+}
+
+// Observed takes lock_key as read from Consul.
+func (m *Machine) Observed(o Observation) []Action {
+	return m.evaluate(m.observe(o))
+}
+
+func (m *Machine) observe(o Observation) []Action {
+	m.consulOK = true
+	if m.leaseKnown && o.Index < m.lease.Index {
+		return nil // older than what a write told us
+	}
+	if !m.leaseKnown || o.Index != m.lease.Index || o.Present != m.lease.Present || o.Lease != m.lease.Lease {
+		m.leaseChanged = m.clock.Now()
+	}
+	m.lease, m.leaseKnown = o, true
+	if m.role == Active && o.Present && (o.Lease.Holder != m.name || o.Lease.Epoch != m.epoch) {
+		return m.stepDown(fmt.Sprintf("lease is held by %q at epoch %d", o.Lease.Holder, o.Lease.Epoch))
+	}
+	return nil
+}
+
+// ConsulFailed records that Consul could not be read.
+func (m *Machine) ConsulFailed() []Action {
+	m.consulOK = false
+	return m.evaluate(nil)
+}
+
+// Written takes a write's result.
+func (m *Machine) Written(r WriteResult) []Action {
+	now := m.clock.Now()
+	m.writing = false
+	w := r.Write
+	var acts []Action
+	if !r.OK {
+		m.retryAt = m.sentAt.Add(m.t.Renew / 2)
+	}
+	switch {
+	case r.Err != nil:
+		m.consulOK = false
+		if w.Kind == Acquire {
+			m.claimed = w.Lease.Epoch // it may have taken: confirm it if the key says so
+		}
+	case r.OK:
+		m.consulOK = true
+		m.lease = Observation{Present: true, Lease: w.Lease, Index: r.Index}
+		m.leaseKnown, m.leaseChanged = true, now
+		switch w.Kind {
+		case Acquire, Confirm:
+			if m.role == Standby {
+				acts = m.becomeActive(w.Lease.Epoch, now)
+			}
+		case Renew:
+			if m.role == Active && w.Lease.Epoch == m.epoch {
+				m.renewed = m.sentAt
+			}
+		case Release:
+			m.releaseOwed = false
+		case HandOver:
+			m.handoverTo = ""
+		}
+	default:
+		m.consulOK = true
+		if r.Current != nil {
+			acts = m.observe(*r.Current)
+		}
+		if w.Kind == HandOver {
+			m.handoverTo = "" // the lease changed under it: it decides
+		}
+	}
+	return m.evaluate(acts)
+}
+
+// Carrier takes the interface's link state.
+func (m *Machine) Carrier(up bool) []Action {
+	if up == m.carrier {
+		return m.evaluate(nil)
+	}
+	m.carrier = up
+	var acts []Action
+	if !up && m.role == Active {
+		acts = m.stepDown("interface lost its carrier")
+		m.releaseOwed = true
+	}
+	return m.evaluate(acts)
+}
+
+// Handover makes an active step down for its peer, which must be heard,
+// a standby, and guarding this director.
+func (m *Machine) Handover() ([]Action, error) {
+	now := m.clock.Now()
+	switch {
+	case m.role != Active:
+		return nil, ErrNotActive
+	case m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout:
+		return nil, fmt.Errorf("no peer heard for %s: nobody to hand over to", m.t.PeerTimeout)
+	case m.peerRole != Standby || !now.Before(m.confirmed):
+		return nil, fmt.Errorf("peer %s is not a guarding standby", m.peer)
+	case !m.consulOK:
+		return nil, fmt.Errorf("consul is unreachable: the lease cannot be handed over")
+	}
+	acts := m.stepDown("handover to " + m.peer)
+	m.handoverTo, m.handEpoch = m.peer, m.epoch
+	return m.evaluate(acts), nil
+}
+
+// stepDown makes an active a standby.
+func (m *Machine) stepDown(reason string) []Action {
+	m.lastStepDown = reason
+	m.role, m.confirmed, m.announceAt = Standby, time.Time{}, time.Time{}
+	return []Action{{Kind: StepDown, Reason: reason}}
+}
+
+func (m *Machine) becomeActive(epoch uint64, now time.Time) []Action {
+	if !m.carrier {
+		m.releaseOwed = true // won it without a link to serve on: give it back
+		return nil
+	}
+	m.role, m.epoch, m.renewed, m.confirmed, m.claimed = Active, epoch, m.sentAt, time.Time{}, 0
+	m.releaseOwed, m.handoverTo = false, ""
+	m.takeovers++
+	m.lastTakeover = now
+	m.announceAt = now.Add(m.t.Reannounce)
+	return []Action{{Kind: BecomeActive, Epoch: epoch}}
+}
+
+// evaluate adds what time and the state now call for to acts.
+func (m *Machine) evaluate(acts []Action) []Action {
+	now := m.clock.Now()
+	if m.role == Active {
+		if now.Sub(m.renewed) >= m.t.Fence() && !now.Before(m.confirmed) {
+			acts = append(acts, m.stepDown(fmt.Sprintf("cut off: no lease renewal for %s and no guard from the peer", m.t.Fence()))...)
+			m.releaseOwed = true
+		} else if !m.announceAt.IsZero() && !now.Before(m.announceAt) {
+			m.announceAt = time.Time{}
+			acts = append(acts, Action{Kind: Announce})
+		}
+	}
+	if m.writing || now.Before(m.retryAt) {
+		return acts
+	}
+	if w, ok := m.nextWrite(now); ok {
+		m.writing, m.lastWrite, m.sentAt = true, now, now
+		acts = append(acts, Action{Kind: WriteLease, Write: w})
+	}
+	return acts
+}
+
+// nextWrite is the lease write due now, if any.
+func (m *Machine) nextWrite(now time.Time) (Write, bool) {
+	l, ours := m.lease.Lease, m.leaseKnown && m.lease.Present && m.lease.Lease.Holder == m.name
+	at := m.lease.Index
+	if m.leaseKnown && !m.lease.Present {
+		at = 0
+	}
+	switch {
+	case m.role == Active:
+		if now.Sub(m.lastWrite) < m.t.Renew {
+			return Write{}, false
+		}
+		return Write{Kind: Renew, Lease: Lease{Holder: m.name, Epoch: m.epoch, Renewed: now}, Index: at}, true
+	case !m.leaseKnown:
+		return Write{}, false
+	case m.handoverTo != "":
+		if !ours || l.Epoch != m.handEpoch {
+			m.handoverTo = ""
+			return Write{}, false
+		}
+		return Write{Kind: HandOver, Lease: Lease{Holder: m.handoverTo, Epoch: l.Epoch + 1, Renewed: now, HandedBy: m.name}, Index: at}, true
+	case m.releaseOwed:
+		if !ours {
+			m.releaseOwed = false
+			return Write{}, false
+		}
+		return Write{Kind: Release, Lease: Lease{Epoch: l.Epoch, Renewed: now}, Index: at}, true
+	case !m.carrier:
+		return Write{}, false
+	case ours && (l.HandedBy != "" || (m.claimed != 0 && l.Epoch == m.claimed)):
+		return Write{Kind: Confirm, Lease: Lease{Holder: m.name, Epoch: l.Epoch, Renewed: now}, Index: at}, true
+	case m.mayTakeOver(now):
+		return Write{Kind: Acquire, Lease: Lease{Holder: m.name, Epoch: l.Epoch + 1, Renewed: now}, Index: at}, true
+	}
+	return Write{}, false
+}
+
+// mayTakeOver is the standby's rule.
+func (m *Machine) mayTakeOver(now time.Time) bool {
+	if m.lease.Present && m.lease.Lease.Holder == "" {
+		return true // released: its holder stepped down before writing it
+	}
+	if m.peerActive(now) || now.Sub(m.lastGuardSent) < m.t.GuardHold() {
+		return false
+	}
+	return !m.lease.Present || now.Sub(m.leaseChanged) >= m.t.TTL
+}
+
+// Status is what the machine knows, for status and metrics.
+type Status struct {
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Holder and LeaseEpoch are the lease as last seen; Holder "" is
+	// released or absent.
+	Holder       string    `json:"holder"`
+	LeaseEpoch   uint64    `json:"lease_epoch"`
+	LeaseIndex   uint64    `json:"lease_index"`
+	LeaseChanged time.Time `json:"lease_changed,omitzero"`
+	ConsulOK     bool      `json:"consul_ok"`
+	Carrier      bool      `json:"carrier"`
+	Peer         string    `json:"peer,omitempty"`
+	PeerRole     string    `json:"peer_role,omitempty"`
+	PeerHeard    time.Time `json:"peer_heard,omitzero"`
+	Takeovers    int       `json:"takeovers"`
+	LastTakeover time.Time `json:"last_takeover,omitzero"`
+	LastStepDown string    `json:"last_step_down,omitempty"`
+}
+
+// Status reports the machine's state.
+func (m *Machine) Status() Status {
+	s := Status{Name: m.name, Role: m.role.String(), Holder: m.lease.Lease.Holder, LeaseEpoch: m.lease.Lease.Epoch,
+		LeaseIndex: m.lease.Index, LeaseChanged: m.leaseChanged, ConsulOK: m.consulOK, Carrier: m.carrier,
+		Peer: m.peer, PeerHeard: m.peerHeard, Takeovers: m.takeovers, LastTakeover: m.lastTakeover, LastStepDown: m.lastStepDown}
+	if m.role == Active {
+		s.Epoch = m.epoch
+	}
+	if m.peer != "" {
+		s.PeerRole = m.peerRole.String()
+	}
+	return s
+}
