@@ -87,9 +87,8 @@ func registerHA(t *testing.T, service string, addrs ...string) {
 func startHADirector(t *testing.T, i int, lockKey, service string) *haDirector {
 	t.Helper()
 	d := haDirs[i]
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "lvs-sync.hcl")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haConfigText, d.consul, dir, lockKey, service)), 0o644); err != nil {
+	cfg := filepath.Join(t.TempDir(), "lvs-sync.hcl")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haConfigText, d.consul, haStateDir(d.ns), lockKey, service)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := &lvsSync{done: make(chan struct{})}
@@ -110,6 +109,9 @@ func startHADirector(t *testing.T, i int, lockKey, service string) *haDirector {
 	})
 	return &haDirector{ns: d.ns, config: cfg, index: i, proc: l}
 }
+
+// haStateDir is where a director keeps its state file, across restarts.
+func haStateDir(ns string) string { return filepath.Join("/tmp/lvs-sync-ha", ns) }
 
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
@@ -190,6 +192,16 @@ func startHAPair(t *testing.T, name, service string) *haPair {
 		t.Helper()
 		haLine(t, name, false, -1, 0, 0, "error="+why)
 		return nil
+	}
+	// Each case starts with fresh directors: an empty IPVS table and no
+	// state file. (A table left by the last case would be a conflict to
+	// a director with no record of having made it.) A director that
+	// restarts within a case keeps its state file, as on a real host.
+	for _, d := range haDirs {
+		if out, err := sh("/sbin/ip", "netns", "exec", d.ns, "/sbin/ipvsadm", "-C"); err != nil {
+			t.Fatalf("clearing %s's table: %v %s", d.ns, err, out)
+		}
+		_ = os.RemoveAll(haStateDir(d.ns))
 	}
 	p := &haPair{}
 	for i := range p.dirs {
