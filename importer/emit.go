@@ -40,6 +40,9 @@ func LVSSyncHCL(r *Result) []byte {
 		b.SetAttributeValue("protocol", cty.StringVal(s.Protocol.String()))
 		b.SetAttributeValue("scheduler", cty.StringVal(s.Scheduler))
 		b.SetAttributeValue("forwarding", cty.StringVal(s.Forward.String()))
+		if s.Consul != "" {
+			b.SetAttributeValue("service", cty.StringVal(s.Consul))
+		}
 		if s.Persistence > 0 {
 			b.SetAttributeValue("persistence", cty.StringVal(fmt.Sprintf("%ds", int(s.Persistence.Seconds()))))
 		}
@@ -65,8 +68,8 @@ func ConsulServicesHCL(r *Result) []byte {
 		for _, real := range s.Reals {
 			body.AppendNewline()
 			b := body.AppendNewBlock("services", nil).Body()
-			b.SetAttributeValue("id", cty.StringVal(instanceID(s.Name, real.Addr)))
-			b.SetAttributeValue("name", cty.StringVal(s.Name))
+			b.SetAttributeValue("id", cty.StringVal(instanceID(s.ConsulService(), real.Addr)))
+			b.SetAttributeValue("name", cty.StringVal(s.ConsulService()))
 			b.SetAttributeValue("address", cty.StringVal(real.Addr.Addr().String()))
 			b.SetAttributeValue("port", cty.NumberIntVal(int64(real.Addr.Port())))
 			b.SetAttributeValue("meta", cty.ObjectVal(map[string]cty.Value{"imported_from": cty.StringVal(real.Pos.String())}))

@@ -104,7 +104,7 @@ func ParseLdirectord(file string, src []byte) (*Result, error) {
 		return nil, p.errs
 	}
 	uniqueNames(res.Services)
-	res.Notes = p.list
+	res.Notes = p.sorted()
 	return res, nil
 }
 

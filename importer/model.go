@@ -15,8 +15,10 @@
 package importer
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/lvs"
@@ -75,8 +77,12 @@ type Result struct {
 
 // Service is one virtual service and its static real servers.
 type Service struct {
-	// Name is the virtual_service label and the Consul service name.
+	// Name is the virtual_service label, and its Consul service unless
+	// Consul names another.
 	Name string
+	// Consul is the Consul service when several virtual services share
+	// one (a keepalived virtual_server_group); "" is Name.
+	Consul string
 	// Comment is carried into the HCL (ldirectord's comment).
 	Comment     string
 	Pos         Pos
@@ -127,4 +133,19 @@ type notes struct {
 
 func (n *notes) addf(line int, format string, args ...any) {
 	n.list = append(n.list, Note{Pos: Pos{File: n.file, Line: line}, Message: fmt.Sprintf(format, args...)})
+}
+
+// ConsulService is the Consul service of s's instances.
+func (s *Service) ConsulService() string {
+	if s.Consul != "" {
+		return s.Consul
+	}
+	return s.Name
+}
+
+// sorted returns the notes in line order, those of one line as found.
+func (n *notes) sorted() []Note {
+	out := slices.Clone(n.list)
+	slices.SortStableFunc(out, func(a, b Note) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
+	return out
 }
