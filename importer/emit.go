@@ -100,6 +100,9 @@ func writeCheck(b *hclwrite.Body, c Check) {
 				"Host": cty.TupleVal([]cty.Value{cty.StringVal(c.Host)}),
 			}))
 		}
+		if c.TLSServerName != "" {
+			b.SetAttributeValue("tls_server_name", cty.StringVal(c.TLSServerName))
+		}
 		if c.TLSSkipVerify {
 			b.SetAttributeValue("tls_skip_verify", cty.True)
 		}

@@ -127,6 +127,9 @@ func (p *ldParser) negotiate(c *ldCheck, service string, line int, udp bool) {
 	case "http", "https":
 		c.kind, c.scheme = "http", service
 		p.receiveNote(c.receive, c.receiveLine)
+		if service == "https" && c.host == "" {
+			p.addf(line, "service = https without virtualhost: ldirectord verifies the certificate's chain but not its name, Consul both; the check gets tls_skip_verify = true, which verifies neither (set tls_server_name to the certificate's name instead)")
+		}
 	case "none":
 	case "dns", "radius", "sip":
 		if udp {
@@ -183,7 +186,13 @@ func (p *ldParser) checks(c ldCheck, ap netip.AddrPort) []Check {
 			base.Method = c.method
 		}
 		base.Host = c.host
-		base.TLSSkipVerify = c.scheme == "https"
+		if c.scheme == "https" {
+			// ldirectord verifies the chain, not the name; Consul does
+			// both: the name to check is the virtualhost, which the
+			// certificate must then carry, as ldirectord's manual says.
+			base.TLSServerName = c.host
+			base.TLSSkipVerify = c.host == ""
+		}
 	case "tcp":
 		base.Name = "TCP " + target
 		base.TCP = target

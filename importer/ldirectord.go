@@ -318,6 +318,7 @@ func (p *ldParser) service(g ldGlobal, v *ldVirtual) *Service {
 		}
 	}
 	check := p.checkTemplate(g, v, s)
+	fbMethod, fbLine, hasFB := p.fallback(g, v, s)
 	var methods []lvs.Forward
 	for _, rd := range v.reals {
 		for _, r := range p.reals(rd, v, s, check) {
@@ -329,6 +330,12 @@ func (p *ldParser) service(g ldGlobal, v *ldVirtual) *Service {
 			if check.off {
 				continue
 			}
+			if hasFB && r.Addr == s.Fallback {
+				// ldirectord takes it for the fallback: it deletes it
+				// from the table whenever another real is up.
+				p.addf(rd.line, "real %s is also the fallback: ldirectord serves it only when every other real is down, so it is the fallback here and not a real", r.Addr)
+				continue
+			}
 			if r.Weight == 0 {
 				p.addf(rd.line, "real %s has weight 0, which Consul weights cannot express (they start at 1): it is left out", r.Addr)
 				continue
@@ -337,7 +344,6 @@ func (p *ldParser) service(g ldGlobal, v *ldVirtual) *Service {
 			s.Reals = append(s.Reals, &real)
 		}
 	}
-	fbMethod, fbLine, hasFB := p.fallback(g, v, s)
 	switch {
 	case len(methods) > 0:
 		s.Forward = methods[0]

@@ -116,6 +116,7 @@ type Check struct {
 	Method        string
 	Host          string
 	TLSSkipVerify bool
+	TLSServerName string
 	TCP           string
 	UDP           string
 	Interval      time.Duration
