@@ -103,4 +103,3 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		cfgPath, len(res.Services), svcPath, reals, len(res.Notes))
 	return 0
 }
-

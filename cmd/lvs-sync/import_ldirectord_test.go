@@ -178,12 +178,12 @@ func runInNetns(t *testing.T) {
 }
 
 var (
-	ipv4Re = regexp.MustCompile(`\b(\d+\.\d+\.\d+\.\d+)(?::(\d+))?`)
+	ipv4Re  = regexp.MustCompile(`\b(\d+\.\d+\.\d+\.\d+)(?::(\d+))?`)
 	rangeRe = regexp.MustCompile(`(\d+\.\d+\.\d+\.\d+)->(\d+\.\d+\.\d+\.\d+)`)
-	ipv6Re = regexp.MustCompile(`\[([0-9A-Fa-f:]+)\](?::(\d+))?`)
-	portRe = regexp.MustCompile(`(?m)^\s*checkport\s*=\s*(\d+)`)
-	recvRe = regexp.MustCompile(`(?m)^\s*receive\s*=\s*"(.*)"`)
-	hostRe = regexp.MustCompile(`(?m)^\s*virtualhost\s*=\s*"?([^"\s]+)`)
+	ipv6Re  = regexp.MustCompile(`\[([0-9A-Fa-f:]+)\](?::(\d+))?`)
+	portRe  = regexp.MustCompile(`(?m)^\s*checkport\s*=\s*(\d+)`)
+	recvRe  = regexp.MustCompile(`(?m)^\s*receive\s*=\s*"(.*)"`)
+	hostRe  = regexp.MustCompile(`(?m)^\s*virtualhost\s*=\s*"?([^"\s]+)`)
 )
 
 // startRealServers puts every address of the configs on the namespace's
