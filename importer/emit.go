@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -44,7 +45,7 @@ func LVSSyncHCL(r *Result) []byte {
 			b.SetAttributeValue("service", cty.StringVal(s.Consul))
 		}
 		if s.Persistence > 0 {
-			b.SetAttributeValue("persistence", cty.StringVal(fmt.Sprintf("%ds", int(s.Persistence.Seconds()))))
+			b.SetAttributeValue("persistence", cty.StringVal(duration(s.Persistence)))
 		}
 		if s.Quiescent {
 			b.SetAttributeValue("quiescent", cty.True)
@@ -111,13 +112,21 @@ func writeCheck(b *hclwrite.Body, c Check) {
 	case c.UDP != "":
 		b.SetAttributeValue("udp", cty.StringVal(c.UDP))
 	}
-	b.SetAttributeValue("interval", cty.StringVal(c.Interval.String()))
+	b.SetAttributeValue("interval", cty.StringVal(duration(c.Interval)))
 	if c.Timeout > 0 {
-		b.SetAttributeValue("timeout", cty.StringVal(c.Timeout.String()))
+		b.SetAttributeValue("timeout", cty.StringVal(duration(c.Timeout)))
 	}
 	if c.FailuresBeforeCritical > 1 {
 		b.SetAttributeValue("failures_before_critical", cty.NumberIntVal(int64(c.FailuresBeforeCritical)))
 	}
+}
+
+// duration writes whole seconds as "60s", the way both tools count.
+func duration(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", int64(d/time.Second))
+	}
+	return d.String()
 }
 
 // notesComment lists the notes as comment lines.

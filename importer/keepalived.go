@@ -1,8 +1,10 @@
 package importer
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,6 +147,7 @@ func ParseKeepalived(file string, src []byte) (*Result, error) {
 		}
 	}
 	if len(p.errs) > 0 {
+		slices.SortStableFunc(p.errs, func(a, b *Error) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
 		return nil, p.errs
 	}
 	uniqueNames(res.Services)
@@ -455,7 +458,7 @@ func (p *kaParser) kaHTTP(n *kaNode, ap netip.AddrPort, interval time.Duration, 
 			case "path":
 				path = o.arg(0)
 			case "status_code":
-				if code := o.arg(0); len(code) != 3 || code[0] != '2' {
+				if code := o.arg(0); !only2xx(code) {
 					p.addf(o.line, "status_code %s: Consul's HTTP check passes on 2xx only", code)
 				}
 			case "digest":
@@ -486,4 +489,16 @@ func (p *kaParser) kaTCP(n *kaNode, ap netip.AddrPort, interval time.Duration) C
 	ch := c.check("TCP " + c.target())
 	ch.TCP = c.target()
 	return ch
+}
+
+// only2xx reports whether a status_code ("200", "200-299") accepts
+// nothing but 2xx, as Consul's HTTP check does.
+func only2xx(code string) bool {
+	lo, hi, ok := strings.Cut(code, "-")
+	if !ok {
+		hi = lo
+	}
+	a, err1 := strconv.Atoi(lo)
+	b, err2 := strconv.Atoi(hi)
+	return err1 == nil && err2 == nil && a >= 200 && b <= 299 && a <= b
 }

@@ -1,9 +1,11 @@
 package importer
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,6 +103,7 @@ func ParseLdirectord(file string, src []byte) (*Result, error) {
 		}
 	}
 	if len(p.errs) > 0 {
+		slices.SortStableFunc(p.errs, func(a, b *Error) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
 		return nil, p.errs
 	}
 	uniqueNames(res.Services)
