@@ -6,7 +6,7 @@
 # modules) under qemu. From Debian's packages: qemu-system-x86 (installed),
 # and, downloaded and unpacked with dpkg -x, never into /: the kernel that
 # linux-image-amd64 depends on, busybox-static, ipvsadm, iproute2 and the
-# libraries they load.
+# libraries they load; and keepalived with its libraries, apart.
 #
 # Stage layout:  vmlinux       the uncompressed kernel (booted directly)
 #                root/         the initramfs base: busybox, ip, ipvsadm,
@@ -38,7 +38,41 @@ kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {
 [ -n "$kpkg" ] || { log "cannot find the kernel package linux-image-amd64 depends on"; exit 1; }
 kver=${kpkg#linux-image-}
 stage=$cache/vm/$kver
+
+# keepalived for the import comparison test, staged on its own into
+# $stage/keepalived (root/ to add to the guest, files.list its files), so
+# that a base stage in use by a running VM is never rebuilt for it.
+stage_keepalived() {
+	local ka=$stage/keepalived tmp=$stage/keepalived.tmp pkgs bin
+	[ -f "$ka/.done" ] && return 0
+	log "staging keepalived into $ka"
+	rm -rf "$tmp"
+	mkdir -p "$tmp/debs" "$tmp/pkgroot" "$tmp/root/sbin" "$tmp/root/lib/x86_64-linux-gnu"
+	pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+		--no-replaces --no-enhances --no-pre-depends keepalived | grep -v '^ ' | grep -v '<' | grep -E '^(keepalived|lib|zlib)' | sort -u)
+	# shellcheck disable=SC2086
+	(cd "$tmp/debs" && apt-get download -qq $pkgs 2>&1 | grep -v unsandboxed >&2 || true)
+	for deb in "$tmp"/debs/*.deb; do dpkg -x "$deb" "$tmp/pkgroot"; done
+	bin=$tmp/root/sbin/keepalived
+	cp "$tmp/pkgroot/usr/sbin/keepalived" "$bin"
+	LD_LIBRARY_PATH=$tmp/pkgroot/lib/x86_64-linux-gnu:$tmp/pkgroot/usr/lib/x86_64-linux-gnu ldd "$bin" | while read -r name _ path _; do
+		case "$name" in linux-vdso* | /lib64/ld-linux*) continue ;; esac
+		case "$path" in "$tmp/pkgroot"/*) ;; *)
+			log "keepalived needs $name, which no downloaded package provides (found: $path)"
+			exit 1
+			;;
+		esac
+		cp -L "$path" "$tmp/root/lib/x86_64-linux-gnu/$name"
+	done
+	(cd "$tmp/root" && find . -type f | sed 's|^\.||' | sort >../files.list)
+	rm -rf "$tmp/debs" "$tmp/pkgroot"
+	touch "$tmp/.done"
+	rm -rf "$ka"
+	mv "$tmp" "$ka"
+}
+
 if [ -f "$stage/.done" ]; then
+	stage_keepalived
 	echo "$stage"
 	exit 0
 fi
@@ -111,5 +145,6 @@ printf '%s\n' "${order[@]}" >"$stage/modules.load"
 echo "$kver" >"$stage/kernel.release"
 rm -rf "$stage/debs" "$stage/pkgroot"
 touch "$stage/.done"
+stage_keepalived
 log "staged kernel $kver with ${#order[@]} modules"
 echo "$stage"
