@@ -263,16 +263,24 @@ var kaVSNotes = map[string]string{
 
 // kaService reads a virtual_server block's settings and its real servers.
 func (p *kaParser) kaService(n *kaNode, addr netip.AddrPort) *Service {
-	s := &Service{Pos: Pos{File: p.file, Line: n.line}, Address: addr, Protocol: lvs.TCP, Scheduler: "wlc", Forward: lvs.Masq}
+	// Without protocol, keepalived 2.2 programs UDP ("no protocol set -
+	// defaulting to UDP"), as the kernel does with protocol 0.
+	s := &Service{Pos: Pos{File: p.file, Line: n.line}, Address: addr, Protocol: lvs.UDP, Scheduler: "wlc", Forward: lvs.Masq}
 	interval := 60 * time.Second
 	host := ""
+	hasProto := false
 	for _, c := range n.children {
 		switch c.key() {
 		case "delay_loop":
 			interval = p.kaSeconds(c, 60)
 		case "virtualhost":
 			host = c.arg(0)
+		case "protocol":
+			hasProto = true
 		}
+	}
+	if !hasProto {
+		p.addf(n.line, "virtual_server %s has no protocol: keepalived makes it UDP, and so does the import; say protocol TCP if TCP was meant", addr)
 	}
 	for _, c := range n.children {
 		switch k := c.key(); k {

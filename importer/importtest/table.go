@@ -79,9 +79,10 @@ func (t Table) Apply(args []string) error {
 			if method == "" {
 				method = a
 			}
-		case "-M", "--netmask", "-x", "--u-threshold", "-y", "--l-threshold", "-b", "--sched-flags", "--pe":
+		case "-M", "--netmask", "-x", "--u-threshold", "-y", "--l-threshold", "-b", "--sched-flags", "--pe",
+			"--tun-type", "--tun-port":
 			_, err = next() // not compared
-		case "-6", "-o", "--ops", "-n":
+		case "-6", "-o", "--ops", "-n", "--tun-nocsum", "--tun-csum", "--tun-remcsum":
 		default:
 			err = fmt.Errorf("unknown argument %q", a)
 		}
