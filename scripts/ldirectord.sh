@@ -4,8 +4,8 @@
 # never installed (its package would pull in ipvsadm and a service); the
 # perl modules it loads at start (Socket6, IO::Socket::INET6, Mail::Send)
 # and for the checks the test runs (LWP, LWP::Protocol::https for https)
-# are installed from Debian
-# like scripts/need.sh installs python3. A finished stage is reused.
+# are installed from Debian like scripts/need.sh installs python3. A
+# finished stage is reused.
 set -euo pipefail
 cache=${LVS_SYNC_CACHE:-$HOME/.cache/lvs-sync}
 log() { echo "ldirectord: $*" >&2; }
