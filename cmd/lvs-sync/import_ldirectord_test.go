@@ -23,13 +23,6 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 )
 
-// The test binary is also the stand-in ipvsadm that ldirectord drives.
-func init() {
-	if code, ok := importtest.FakeMain(); ok {
-		os.Exit(code)
-	}
-}
-
 const netnsEnv = "LVS_SYNC_IMPORT_NETNS"
 
 // ldirectordPath is Debian's ldirectord: $LVS_SYNC_LDIRECTORD, else what
@@ -62,7 +55,8 @@ var ldirectordCompared = []string{
 
 // TestImportLdirectordSameTable proves the import is the same table: for
 // each config, the table Debian's ldirectord programs (through a stand-in
-// ipvsadm that records and applies its commands) equals what `lvs-sync
+// ipvsadm, ./importer/importtest/fakeipvsadm, that records and applies its
+// commands) equals what `lvs-sync
 // render` makes of the imported HCL once the imported Consul services are
 // registered on a real agent and their checks pass. Both run in a network
 // namespace of their own whose loopback has every address of the configs,
@@ -83,20 +77,26 @@ func TestImportLdirectordSameTable(t *testing.T) {
 	}
 	startRealServers(t, srcs)
 	ld := os.Getenv("LVS_SYNC_LDIRECTORD")
+	fake := filepath.Join(t.TempDir(), "fakeipvsadm")
+	build := exec.Command("go", "build", "-o", fake, "./importer/importtest/fakeipvsadm")
+	build.Dir = testenv.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the stand-in ipvsadm: %v\n%s", err, out)
+	}
 
-	// ldirectord, four configs at a time (the host has few cores): each
+	// ldirectord, two configs at a time (the host has few cores): each
 	// waits for its table to settle.
 	tables := map[string]importtest.Table{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, 4)
+	slots := make(chan struct{}, 2)
 	for _, name := range ldirectordCompared {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			tab, err := runLdirectord(ld, t.TempDir(), srcs[name])
+			tab, err := runLdirectord(ld, fake, t.TempDir(), srcs[name])
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -276,18 +276,28 @@ var (
 	ldProtocolRe  = regexp.MustCompile(`^\s+protocol\s*=\s*(\S+)`)
 	ldVirtualRe   = regexp.MustCompile(`^virtual6?\s*=\s*\[?[^\]]*\]?:?(\d+)?`)
 	ldLogfileRe   = regexp.MustCompile(`^logfile\s*=`)
+	ldTimingRe    = regexp.MustCompile(`^(\s*)(checktimeout|negotiatetimeout|checkinterval)\s*=.*`)
 )
 
-// ldirectordVariant is src as ldirectord runs it here: the log in dir, and
+// ldirectordVariant is src as ldirectord runs it here: the log in dir;
 // checktype = on in blocks whose checks the real servers cannot answer
-// (ftp, smtp, dns, ping...). The table of a config whose checks all pass
-// is the same whatever checks it runs; the imported Consul checks of those
-// blocks are TCP or UDP checks, which the real servers do answer.
+// (ftp, smtp, dns, ping...); and timeouts of 15s, checks every 3s, so that
+// on a loaded host (several ldirectords, the race detector) no check
+// times out and the table settles. The table of a config whose checks all
+// pass is the same whatever checks it runs and however often; the
+// imported Consul checks of the checktype = on blocks are TCP or UDP
+// checks, which the real servers do answer.
 func ldirectordVariant(src, dir string) string {
 	lines := strings.Split(src, "\n")
-	var out []string
+	out := []string{"checktimeout=15", "negotiatetimeout=15", "checkinterval=3"}
 	for i := 0; i < len(lines); i++ {
 		l := lines[i]
+		if m := ldTimingRe.FindStringSubmatch(l); m != nil {
+			if m[1] == "" {
+				continue // the global ones are above
+			}
+			l = retimed(m)
+		}
 		if ldLogfileRe.MatchString(l) {
 			out = append(out, fmt.Sprintf("logfile=%q", filepath.Join(dir, "ldirectord.log")))
 			continue
@@ -300,7 +310,11 @@ func ldirectordVariant(src, dir string) string {
 		block := []string{l}
 		for i+1 < len(lines) && (strings.HasPrefix(lines[i+1], "\t") || strings.HasPrefix(lines[i+1], "    ")) {
 			i++
-			block = append(block, lines[i])
+			b := lines[i]
+			if m := ldTimingRe.FindStringSubmatch(b); m != nil {
+				b = retimed(m)
+			}
+			block = append(block, b)
 		}
 		checktype, service, proto := "negotiate", map[string]string{"80": "http", "443": "https"}[m[1]], "tcp"
 		if m[1] == "" {
@@ -333,14 +347,23 @@ func ldirectordVariant(src, dir string) string {
 	return strings.Join(out, "\n")
 }
 
+// retimed is a timing directive's line with the variant's value.
+func retimed(m []string) string {
+	v := "15"
+	if m[2] == "checkinterval" {
+		v = "3"
+	}
+	return m[1] + m[2] + "=" + v
+}
+
 // runLdirectord runs ldirectord on src in dir with the stand-in ipvsadm
 // until its table has not changed for 5s (its first round of checks is
 // over), and returns that table.
-func runLdirectord(ld, dir, src string) (importtest.Table, error) {
+func runLdirectord(ld, fake, dir, src string) (importtest.Table, error) {
 	if err := os.WriteFile(filepath.Join(dir, "ld.cf"), []byte(ldirectordVariant(src, dir)), 0o644); err != nil {
 		return nil, err
 	}
-	if err := importtest.InstallFake(dir, os.Args[0]); err != nil {
+	if err := importtest.InstallFake(dir, fake); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "ldirectord.out"))

@@ -8,22 +8,18 @@ import (
 	"strings"
 )
 
-// The stand-in for ipvsadm: a program (the test binary, re-entered) that
+// The stand-in for ipvsadm: a program (./fakeipvsadm) that
 // keeps its table in DIR/table, in Table.String's form, and records every
 // call in DIR/calls. It answers the calls ldirectord makes: -L -n [--thresholds],
 // -S -n, and the commands that change the table, which it applies as
 // ipvsadm would, refusing what ipvsadm refuses (adding a service twice,
 // deleting a real that is not there).
 
-// FakeEnv names the directory of the stand-in's state; a test binary whose
-// environment has it is the stand-in (see FakeMain).
+// FakeEnv names the directory of the stand-in's state.
 const FakeEnv = "LVS_SYNC_FAKE_IPVSADM"
 
 // FakeMain runs the stand-in when FakeEnv is set and returns false
-// otherwise; call it from an init function of the test package, so that
-// the test binary can be ipvsadm:
-//
-//	func init() { if code, ok := importtest.FakeMain(); ok { os.Exit(code) } }
+// otherwise: the whole of ./fakeipvsadm.
 func FakeMain() (int, bool) {
 	dir := os.Getenv(FakeEnv)
 	if dir == "" {
@@ -77,10 +73,10 @@ func LoadTable(dir string) (Table, error) {
 	return Parse(string(b))
 }
 
-// InstallFake makes dir/ipvsadm a script that runs the test binary self
-// as the stand-in, with its state in dir.
-func InstallFake(dir, self string) error {
-	script := fmt.Sprintf("#!/bin/sh\n%s=%q exec %q \"$@\"\n", FakeEnv, dir, self)
+// InstallFake makes dir/ipvsadm a script that runs the stand-in binary
+// fake (./fakeipvsadm, built) with its state in dir.
+func InstallFake(dir, fake string) error {
+	script := fmt.Sprintf("#!/bin/sh\n%s=%q exec %q \"$@\"\n", FakeEnv, dir, fake)
 	return os.WriteFile(filepath.Join(dir, "ipvsadm"), []byte(script), 0o755)
 }
 
