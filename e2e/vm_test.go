@@ -42,9 +42,12 @@ func TestInKernel(t *testing.T) {
 	if run != "" {
 		args += " -test.run '" + run + "'"
 	}
-	command := "/bin/ipvs.test" + args + " && /bin/genl.test" + args + " && /bin/hostnet.test" + args + " && /bin/e2e.test" + args
+	// The keepalived comparison reads the whole table: TestKeepalivedInKernel
+	// runs it in a VM of its own.
+	own := " -test.skip '^TestKeepalivedSameTable$'"
+	command := "/bin/ipvs.test" + args + " && /bin/genl.test" + args + " && /bin/hostnet.test" + args + " && /bin/e2e.test" + args + own
 	if run != "" {
-		command = "/bin/e2e.test" + args
+		command = "/bin/e2e.test" + args + own
 	}
 	var out strings.Builder
 	var console io.Writer = &tee{t: t, b: &out}

@@ -26,6 +26,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"explain":    {"tell why a real server is in, out, or at its weight", runExplain},
 		"ha":         {"ha handover: hand the active role to the standby director (director.ha)", runHA},
+		"import":     {"turn an ldirectord or keepalived config into lvs-sync HCL and Consul services", runImport},
 		"plan":       {"print the ipvsadm commands run would apply to the live kernel, changing nothing", runPlan},
 		"realserver": {"set this host up as a gate or ipip real server: VIPs and ARP sysctls", runRealServer},
 		"render":     {"print the desired IPVS state from the catalog, in ipvsadm -S -n format", runRender},

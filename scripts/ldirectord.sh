@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Stages Debian's ldirectord for the import comparison test and prints the
+# path of the script. ldirectord is unpacked with dpkg -x into the cache,
+# never installed (its package would pull in ipvsadm and a service); the
+# perl modules it loads at start (Socket6, IO::Socket::INET6, Mail::Send)
+# and for the checks the test runs (LWP, LWP::Protocol::https for https)
+# are installed from Debian like scripts/need.sh installs python3. A
+# finished stage is reused.
+set -euo pipefail
+cache=${LVS_SYNC_CACHE:-$HOME/.cache/lvs-sync}
+log() { echo "ldirectord: $*" >&2; }
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+declare -A modules=([Socket6]=libsocket6-perl [IO::Socket::INET6]=libio-socket-inet6-perl [Mail::Send]=libmailtools-perl [LWP::UserAgent]=libwww-perl [LWP::Protocol::https]=liblwp-protocol-https-perl)
+missing=()
+for m in "${!modules[@]}"; do perl -M"$m" -e1 2>/dev/null || missing+=("${modules[$m]}"); done
+if ! [[ $(apt-cache policy ldirectord 2>/dev/null) =~ Candidate:\ [0-9] ]]; then
+	log "apt-get update"
+	sudo_ apt-get update -qq >&2
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing ${missing[*]}"
+	sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+version=$(apt-cache policy ldirectord | awk '/Candidate:/ { print $2 }')
+stage=$cache/ldirectord/${version//:/_}
+if [ -f "$stage/.done" ]; then
+	echo "$stage/usr/sbin/ldirectord"
+	exit 0
+fi
+log "staging ldirectord $version into $stage"
+rm -rf "$stage"
+mkdir -p "$stage/deb"
+(cd "$stage/deb" && apt-get download -qq ldirectord 2>&1 | grep -v unsandboxed >&2 || true)
+dpkg -x "$stage"/deb/ldirectord_*.deb "$stage"
+rm -rf "$stage/deb"
+touch "$stage/.done"
+echo "$stage/usr/sbin/ldirectord"
