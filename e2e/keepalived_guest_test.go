@@ -19,11 +19,11 @@ import (
 	"github.com/lvs-sync/lvs-sync/importer/importtest"
 )
 
-// keepalivedConf has the three forwarding methods, keepalived's defaults
+// importedKeepalivedConf has the three forwarding methods, keepalived's defaults
 // (no lb_algo, no lb_kind: wlc and NAT), persistence, weights, a sorry
 // server and HTTP_GET and TCP_CHECK checks that the real servers of the
 // topology pass.
-const keepalivedConf = `global_defs {
+const importedKeepalivedConf = `global_defs {
     router_id lvs_sync_e2e
 }
 virtual_server 10.10.20.1 80 {
@@ -83,14 +83,14 @@ virtual_server 10.10.20.3 80 {
 `
 
 // TestKeepalivedSameTable runs Debian's keepalived (its checker process)
-// on keepalivedConf, reads the table it programs into the kernel with
+// on importedKeepalivedConf, reads the table it programs into the kernel with
 // ipvsadm -Sn, and compares it with what `lvs-sync render` makes of
 // `lvs-sync import keepalived` once the imported services are registered
 // on the host's Consul.
 func TestKeepalivedSameTable(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(keepalivedConf), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(importedKeepalivedConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ka := exec.Command("/sbin/keepalived", "--dont-fork", "--log-console", "--check", "--use-file="+conf,
