@@ -46,6 +46,7 @@ type rawHA struct {
 	SyncInterface *string   `hcl:"sync_interface,optional"`
 	SyncID        *int      `hcl:"sync_id,optional"`
 	HeartbeatPort *int      `hcl:"heartbeat_port,optional"`
+	Name          *string   `hcl:"name,optional"`
 	Body          hcl.Body  `hcl:",body"`
 	DefRange      hcl.Range `hcl:",def_range"`
 }
@@ -176,6 +177,13 @@ func decodeHA(rh *rawHA) (*HA, hcl.Diagnostics) {
 			diags = append(diags, at.errorf("sync_id", "Invalid sync id", "%d: the kernel's sync id is 0 to 255", *rh.SyncID))
 		} else {
 			h.SyncID = uint8(*rh.SyncID)
+		}
+	}
+	if rh.Name != nil {
+		if err := validServiceName(*rh.Name); err != nil {
+			diags = append(diags, at.errorf("name", "Invalid director name", "%s", err))
+		} else {
+			h.Name = *rh.Name
 		}
 	}
 	if rh.HeartbeatPort != nil {

@@ -117,7 +117,10 @@ type HA struct {
 	// HeartbeatPort is where the heartbeat listens, on Interface's
 	// address (heartbeat_port, default 7947).
 	HeartbeatPort uint16
-	DeclRange     hcl.Range
+	// Name is this director's name in the pair (name; default: its Consul
+	// agent's node name, which is unique when each director has its own).
+	Name      string
+	DeclRange hcl.Range
 }
 
 // VirtualService is one IPVS virtual service and the Consul service whose
@@ -301,7 +304,7 @@ func (h *HA) Equal(o *HA) bool {
 		return h == o
 	}
 	return h.LockKey == o.LockKey && h.Interface == o.Interface && h.SyncInterface == o.SyncInterface &&
-		h.SyncID == o.SyncID && h.HeartbeatPort == o.HeartbeatPort
+		h.SyncID == o.SyncID && h.HeartbeatPort == o.HeartbeatPort && h.Name == o.Name
 }
 
 // Adopts reports whether the virtual service at k may take over a service

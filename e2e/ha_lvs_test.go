@@ -38,6 +38,7 @@ director {
   ha {
     lock_key  = "%[3]s"
     interface = "eth0"
+    name      = "%[5]s" # both directors of the VM share the host's Consul agent
   }
 }
 virtual_service "ha-web" {
@@ -88,7 +89,7 @@ func startHADirector(t *testing.T, i int, lockKey, service string) *haDirector {
 	t.Helper()
 	d := haDirs[i]
 	cfg := filepath.Join(t.TempDir(), "lvs-sync.hcl")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haConfigText, d.consul, haStateDir(d.ns), lockKey, service)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haConfigText, d.consul, haStateDir(d.ns), lockKey, service, d.ns)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := &lvsSync{done: make(chan struct{})}

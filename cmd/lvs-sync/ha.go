@@ -95,9 +95,12 @@ var _ api.HA = (*haPair)(nil)
 // interface and the backup sync daemon running. run then calls run.
 func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, reg prometheus.Registerer, log hclog.Logger) (*haPair, error) {
 	h := cfg.Director.HA
-	name, err := client.Agent().NodeName()
-	if err != nil {
-		return nil, fmt.Errorf("asking consul for this node's name: %w", err)
+	name := h.Name
+	if name == "" {
+		var err error
+		if name, err = client.Agent().NodeName(); err != nil {
+			return nil, fmt.Errorf("asking consul for this node's name: %w", err)
+		}
 	}
 	addr, err := ha.InterfaceAddr(h.Interface)
 	if err != nil {
