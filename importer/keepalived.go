@@ -1,10 +1,8 @@
 package importer
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -146,13 +144,7 @@ func ParseKeepalived(file string, src []byte) (*Result, error) {
 			}
 		}
 	}
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b *Error) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
-		return nil, p.errs
-	}
-	uniqueNames(res.Services)
-	res.Notes = p.sorted()
-	return res, nil
+	return p.result(res)
 }
 
 type kaParser struct {

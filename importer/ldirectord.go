@@ -102,6 +102,18 @@ func ParseLdirectord(file string, src []byte) (*Result, error) {
 			res.Services = append(res.Services, s)
 		}
 	}
+	return p.result(res)
+}
+
+type ldParser struct {
+	notes
+	file string
+	errs Errors
+}
+
+// result finishes a parse: the errors in line order, or the services
+// with unique names and the notes.
+func (p *ldParser) result(res *Result) (*Result, error) {
 	if len(p.errs) > 0 {
 		slices.SortStableFunc(p.errs, func(a, b *Error) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
 		return nil, p.errs
@@ -109,12 +121,6 @@ func ParseLdirectord(file string, src []byte) (*Result, error) {
 	uniqueNames(res.Services)
 	res.Notes = p.sorted()
 	return res, nil
-}
-
-type ldParser struct {
-	notes
-	file string
-	errs Errors
 }
 
 func (p *ldParser) errorf(line int, format string, args ...any) {

@@ -11,6 +11,7 @@ package importtest
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -204,12 +205,7 @@ func (t Table) String() string {
 			fmt.Fprintf(&b, " -p %d", s.Persistence)
 		}
 		b.WriteByte('\n')
-		reals := make([]string, 0, len(s.Reals))
-		for r := range s.Reals {
-			reals = append(reals, r)
-		}
-		slices.Sort(reals)
-		for _, r := range reals {
+		for _, r := range slices.Sorted(maps.Keys(s.Reals)) {
 			fmt.Fprintf(&b, "-a %s -r %s %s -w %d\n", k, r, s.Reals[r].Method, s.Reals[r].Weight)
 		}
 	}
@@ -235,12 +231,7 @@ func (t Table) List(thresholds bool) string {
 			fmt.Fprintf(&b, " persistent %d", s.Persistence)
 		}
 		b.WriteByte('\n')
-		reals := make([]string, 0, len(s.Reals))
-		for r := range s.Reals {
-			reals = append(reals, r)
-		}
-		slices.Sort(reals)
-		for _, r := range reals {
+		for _, r := range slices.Sorted(maps.Keys(s.Reals)) {
 			if thresholds {
 				fmt.Fprintf(&b, "  -> %-28s %-10d %-10d %-10d %d\n", r, 0, 0, 0, 0)
 				continue
