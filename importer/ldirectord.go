@@ -1,5 +1,10 @@
 package importer
 
+// ldirectord.cf, read the way ldirectord's own read_config reads it: one
+// file for the grammar (global and virtual directives and their values),
+// a little over 400 lines because it is one grammar; its checks are in
+// ldcheck.go.
+
 import (
 	"cmp"
 	"fmt"
