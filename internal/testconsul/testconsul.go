@@ -162,7 +162,14 @@ func start(t testing.TB, hcl string) *Agent {
 		default:
 		}
 		if leader, err := a.Client.Status().Leader(); err == nil && leader != "" {
-			return a
+			if hcl == "" {
+				return a
+			}
+			// With ACLs, the management token exists once the new
+			// leader has bootstrapped them, a moment after it is elected.
+			if _, _, err := a.Client.ACL().TokenReadSelf(nil); err == nil {
+				return a
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("consul at %s elected no leader in 30s", a.HTTPAddr)
