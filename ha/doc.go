@@ -15,8 +15,9 @@
 // daemons, VIPs on the interface or lo, announcements, backup_only). Run
 // ties them to the machine.
 //
-// It may import the standard library, consul/api, memberlist, go-hclog
-// and clockwork, and no other package of lvs-sync: it reaches the kernel
-// through the narrow interfaces it declares (SyncDaemons, AddrSet,
-// Announcer, Sysctl), which hostnet and ipvs satisfy and cmd wires.
+// It may import the standard library, consul/api, memberlist, go-hclog,
+// clockwork and, for the sync daemon's roles, the ipvs model; it reaches
+// the kernel through the narrow interfaces it declares (SyncDaemons,
+// AddrSet, Announcer, Sysctl), which hostnet and ipvs satisfy and cmd
+// wires.
 package ha

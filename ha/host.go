@@ -9,31 +9,17 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
 )
-
-// SyncRole is a kernel connection sync daemon's role.
-type SyncRole int
-
-// The roles, as the kernel numbers them (IP_VS_STATE_MASTER, _BACKUP).
-const (
-	SyncMaster SyncRole = 1
-	SyncBackup SyncRole = 2
-)
-
-func (r SyncRole) String() string {
-	if r == SyncMaster {
-		return "master"
-	}
-	return "backup"
-}
 
 // SyncDaemons starts and stops the kernel's sync daemons; cmd adapts
 // ipvs.SyncKernel (genl.Client, ipvs.MemKernel) to it. Start of a
 // running role and Stop of a stopped one are no errors.
 type SyncDaemons interface {
-	Start(SyncRole) error
-	Stop(SyncRole) error
-	Running() ([]SyncRole, error)
+	Start(ipvs.SyncRole) error
+	Stop(ipvs.SyncRole) error
+	Running() ([]ipvs.SyncRole, error)
 }
 
 // AddrSet keeps host addresses on a link; *hostnet.AddrSet is one.
@@ -135,7 +121,7 @@ func (h *Host) Prepare() error {
 	}
 	errs = append(errs, h.set(backupOnly, "1"))
 	_, _, err := h.place()
-	errs = append(errs, err, h.Daemons.Start(SyncBackup))
+	errs = append(errs, err, h.Daemons.Start(ipvs.SyncBackup))
 	return errors.Join(errs...)
 }
 
@@ -145,7 +131,7 @@ func (h *Host) Prepare() error {
 func (h *Host) BecomeActive(epoch uint64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	errs := []error{h.Daemons.Start(SyncMaster), h.set(backupOnly, "0")}
+	errs := []error{h.Daemons.Start(ipvs.SyncMaster), h.set(backupOnly, "0")}
 	h.active = true
 	_, _, err := h.place()
 	errs = append(errs, err, h.announce())
@@ -160,7 +146,7 @@ func (h *Host) StepDown(reason string) error {
 	defer h.mu.Unlock()
 	h.active = false
 	_, _, err := h.place()
-	errs := []error{err, h.set(backupOnly, "1"), h.Daemons.Stop(SyncMaster)}
+	errs := []error{err, h.set(backupOnly, "1"), h.Daemons.Stop(ipvs.SyncMaster)}
 	h.Log.Info("standby", "reason", reason)
 	return errors.Join(errs...)
 }

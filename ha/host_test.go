@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 // The host's effects, on stateful fakes that share one log, so that the
@@ -16,7 +18,7 @@ type hostWorld struct {
 	log    []string
 	addrs  map[string]map[netip.Addr]bool
 	sys    map[string]string
-	sync   map[SyncRole]bool
+	sync   map[ipvs.SyncRole]bool
 	announ [][]netip.Addr
 }
 
@@ -61,22 +63,22 @@ func (f fakeSys) Set(k, v string) error {
 
 type fakeDaemons struct{ w *hostWorld }
 
-func (f fakeDaemons) Start(r SyncRole) error {
+func (f fakeDaemons) Start(r ipvs.SyncRole) error {
 	if !f.w.sync[r] {
 		f.w.sync[r] = true
 		f.w.log = append(f.w.log, "start "+r.String())
 	}
 	return nil
 }
-func (f fakeDaemons) Stop(r SyncRole) error {
+func (f fakeDaemons) Stop(r ipvs.SyncRole) error {
 	if f.w.sync[r] {
 		delete(f.w.sync, r)
 		f.w.log = append(f.w.log, "stop "+r.String())
 	}
 	return nil
 }
-func (f fakeDaemons) Running() ([]SyncRole, error) {
-	var out []SyncRole
+func (f fakeDaemons) Running() ([]ipvs.SyncRole, error) {
+	var out []ipvs.SyncRole
 	for r := range f.w.sync {
 		out = append(out, r)
 	}
@@ -93,7 +95,7 @@ func (f fakeAnnouncer) Announce(link string, addrs []netip.Addr) error {
 
 func TestHostFollowsTheRole(t *testing.T) {
 	vip, stale := netip.MustParseAddr("10.0.0.60"), netip.MustParseAddr("10.0.0.61")
-	w := &hostWorld{addrs: map[string]map[netip.Addr]bool{"eth0": {vip: true, stale: true}, "lo": {}}, sys: map[string]string{}, sync: map[SyncRole]bool{}}
+	w := &hostWorld{addrs: map[string]map[netip.Addr]bool{"eth0": {vip: true, stale: true}, "lo": {}}, sys: map[string]string{}, sync: map[ipvs.SyncRole]bool{}}
 	h := &Host{Interface: "eth0", Daemons: fakeDaemons{w}, OnInterface: fakeAddrSet{w, "eth0"}, OnLo: fakeAddrSet{w, "lo"},
 		Announcer: fakeAnnouncer{w}, Sysctl: fakeSys{w}, Log: hclog.NewNullLogger()}
 	h.SetVIPs([]netip.Addr{vip})

@@ -28,29 +28,29 @@ type syncDaemons struct {
 	id    uint32
 }
 
-func (s syncDaemons) Start(r ha.SyncRole) error {
-	err := s.k.StartDaemon(ipvs.SyncDaemon{Role: ipvs.SyncRole(r), Interface: s.iface, SyncID: s.id})
+func (s syncDaemons) Start(r ipvs.SyncRole) error {
+	err := s.k.StartDaemon(ipvs.SyncDaemon{Role: r, Interface: s.iface, SyncID: s.id})
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("starting the %s sync daemon on %s: %w", r, s.iface, err)
 	}
 	return nil
 }
 
-func (s syncDaemons) Stop(r ha.SyncRole) error {
-	if err := s.k.StopDaemon(ipvs.SyncRole(r)); err != nil && !errors.Is(err, unix.ESRCH) {
+func (s syncDaemons) Stop(r ipvs.SyncRole) error {
+	if err := s.k.StopDaemon(r); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("stopping the %s sync daemon: %w", r, err)
 	}
 	return nil
 }
 
-func (s syncDaemons) Running() ([]ha.SyncRole, error) {
+func (s syncDaemons) Running() ([]ipvs.SyncRole, error) {
 	ds, err := s.k.Daemons()
 	if err != nil {
 		return nil, err
 	}
-	roles := make([]ha.SyncRole, 0, len(ds))
+	roles := make([]ipvs.SyncRole, 0, len(ds))
 	for _, d := range ds {
-		roles = append(roles, ha.SyncRole(d.Role))
+		roles = append(roles, d.Role)
 	}
 	return roles, nil
 }
