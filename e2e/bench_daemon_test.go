@@ -44,13 +44,7 @@ func BenchmarkDaemon(b *testing.B) {
 	ipvsadm(b, "-C") // the bench has the guest to itself
 	for b.Loop() {
 		start := time.Now()
-		l := &lvsSync{done: make(chan struct{})}
-		l.cmd = exec.Command("/bin/lvs-sync", "run", "-config", config, "-log-level", "debug")
-		l.cmd.Stdout, l.cmd.Stderr = l, l
-		if err := l.cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		go func() { _ = l.cmd.Wait(); close(l.done) }()
+		l := startLVS(b, config)
 		want := services * (instances + 1)
 		waitFor(b, "the full table", 5*time.Minute, func() bool {
 			return strings.Contains(l.logText(), fmt.Sprintf("applied changes: reason=catalog changes=%d applied=%d", want, want))

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -150,7 +149,7 @@ func (l *lvsSync) logText() string {
 	return l.log.String()
 }
 
-func startLVS(t *testing.T, config string) *lvsSync {
+func startLVS(t testing.TB, config string) *lvsSync {
 	t.Helper()
 	l := &lvsSync{done: make(chan struct{})}
 	l.cmd = exec.Command("/bin/lvs-sync", "run", "-config", config, "-log-level", "debug")
@@ -345,29 +344,7 @@ func TestRestartDropsNothing(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	before := ipvsadm(t, "-Sn")
 
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, vip := range []string{vipGate, vipMasq, vipIPIP} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := get(vip); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				} else {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
+	ld := startLoad(client, vipGate, vipMasq, vipIPIP)
 	restarts := []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL}
 	for _, sig := range restarts {
 		time.Sleep(500 * time.Millisecond)
@@ -379,11 +356,10 @@ func TestRestartDropsNothing(t *testing.T) {
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("requests during %d restarts: %d answered, %d failed", len(restarts), ok.Load(), failed.Load())
-	if failed.Load() != 0 || ok.Load() < 30 {
-		t.Errorf("%d requests failed (first: %v), %d answered", failed.Load(), firstErr.Load(), ok.Load())
+	ld.end()
+	t.Logf("requests during %d restarts: %d answered, %d failed", len(restarts), ld.ok.Load(), ld.failed.Load())
+	if ld.failed.Load() != 0 || ld.ok.Load() < 30 {
+		t.Errorf("%d requests failed (first: %v), %d answered", ld.failed.Load(), ld.firstErr.Load(), ld.ok.Load())
 	}
 	if after := ipvsadm(t, "-Sn"); after != before {
 		t.Errorf("kernel table changed across restarts:\nbefore:\n%s\nafter:\n%s", before, after)

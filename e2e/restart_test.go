@@ -215,7 +215,7 @@ func hasAddr(t *testing.T, addr string) bool {
 	t.Helper()
 	out, err := sh("/sbin/ip", "-o", "addr", "show", "dev", "lvs0")
 	if err != nil {
-		return false
+		t.Fatalf("listing lvs0's addresses: %v %s", err, out) // not "no VIP": that could not fail
 	}
 	return strings.Contains(out, " "+addr+"/")
 }
