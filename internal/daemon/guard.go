@@ -77,6 +77,9 @@ func (d *Daemon) guardSnapshot(s catalog.Snapshot) catalog.Snapshot {
 // frozen are the keys of the virtual services whose Consul service is
 // filtered with no good answer to keep: the plan leaves them untouched.
 func (g *aclGuard) frozen(cfg *config.Config) map[lvs.ServiceKey]bool {
+	if len(g.filtered) == 0 {
+		return nil // the common case, on every sync: nothing to look at
+	}
 	var keys map[lvs.ServiceKey]bool
 	for _, vs := range cfg.VirtualServices {
 		if g.filtered[vs.Service] && g.lastGood[vs.Service] == nil {
