@@ -54,7 +54,7 @@ func BenchmarkDaemon(b *testing.B) {
 
 		// Own leg: flip instance 0 of a service, wait for its sync.
 		var legs []time.Duration
-		took := regexp.MustCompile(`synced: reason=catalog changes=1 applied=1 failed=0 scope=changed took=([0-9.]+[µm]?s)`)
+		took := regexp.MustCompile(`synced: reason=catalog changes=1 applied=1 failed=0 failed_reals=0 scope=changed took=([0-9.]+[µm]?s)`)
 		for f := range flips {
 			status := api.HealthCritical
 			if f%2 == 1 {
