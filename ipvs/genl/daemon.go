@@ -2,6 +2,7 @@ package genl
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"syscall"
@@ -76,7 +77,15 @@ func checkDaemon(role ipvs.SyncRole, ifname *string) error {
 	return nil
 }
 
-// daemonCall sends one daemon command and waits for its ack.
+// errNoAnswer is a command the kernel handled without answering: its
+// answer would have been queued before the send returned.
+var errNoAnswer = errors.New("the kernel gave no answer")
+
+// daemonCall sends one daemon command and reads its ack, queued by the
+// time the send returns: the kernel runs the command inside it. Linux
+// sends no ack at all for a stop that catches the daemon's thread before
+// it first ran (kthread_stop answers -EINTR, which netlink_rcv_skb takes
+// as "answer nothing"); errNoAnswer says so at once, not after a timeout.
 func (c *Client) daemonCall(cmd uint8, role ipvs.SyncRole, d *ipvs.SyncDaemon) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -85,7 +94,23 @@ func (c *Client) daemonCall(cmd uint8, role ipvs.SyncRole, d *ipvs.SyncDaemon) e
 	m := c.renc.begin(c.family, unix.NLM_F_REQUEST|unix.NLM_F_ACK, seq, cmd, ipvsGenlVersion)
 	c.renc.daemon(role, d)
 	c.renc.end(m)
-	return c.exchange(seq, func([]byte) error { return nil })
+	return c.exchange(seq, unix.MSG_DONTWAIT, func([]byte) error { return nil })
+}
+
+// settled reads, after a command that got no answer, whether the kernel
+// did it: the daemons it lists say.
+func (c *Client) settled(role ipvs.SyncRole, want *ipvs.SyncDaemon) error {
+	c.unanswered.Add(1)
+	ds, err := c.Daemons()
+	if err != nil {
+		return fmt.Errorf("%w; then %w", errNoAnswer, err)
+	}
+	i := slices.IndexFunc(ds, func(d ipvs.SyncDaemon) bool { return d.Role == role })
+	switch {
+	case want == nil && i < 0, want != nil && i >= 0 && ds[i] == *want:
+		return nil
+	}
+	return fmt.Errorf("%w, and the daemons are %v", errNoAnswer, ds)
 }
 
 // StartDaemon starts the kernel's sync daemon of d's role on d.Interface:
@@ -94,6 +119,9 @@ func (c *Client) StartDaemon(d ipvs.SyncDaemon) error {
 	err := checkDaemon(d.Role, &d.Interface)
 	if err == nil {
 		err = c.daemonCall(cmdNewDaemon, d.Role, &d)
+		if errors.Is(err, errNoAnswer) {
+			err = c.settled(d.Role, &d)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("starting the sync daemon %s: %w", d, err)
@@ -107,6 +135,9 @@ func (c *Client) StopDaemon(role ipvs.SyncRole) error {
 	err := checkDaemon(role, nil)
 	if err == nil {
 		err = c.daemonCall(cmdDelDaemon, role, nil)
+		if errors.Is(err, errNoAnswer) {
+			err = c.settled(role, nil)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("stopping the %s sync daemon: %w", role, err)
@@ -123,7 +154,7 @@ func (c *Client) Daemons() ([]ipvs.SyncDaemon, error) {
 	c.renc.b = c.renc.b[:0]
 	m := c.renc.begin(c.family, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq, cmdGetDaemon, ipvsGenlVersion)
 	c.renc.end(m)
-	err := c.exchange(seq, func(payload []byte) error {
+	err := c.exchange(seq, 0, func(payload []byte) error {
 		d, err := parseDaemon(payload)
 		if err == nil {
 			out = append(out, d)

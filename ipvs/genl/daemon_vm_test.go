@@ -88,3 +88,37 @@ func TestSyncDaemons(t *testing.T) {
 		t.Errorf("ipvsadm still lists a daemon:\n%s", out)
 	}
 }
+
+// TestStopRightAfterStart: a director that steps down as soon as it took
+// over stops a master whose thread may not have run yet. The kernel then
+// sends no ack (kthread_stop answers -EINTR, which netlink takes for "no
+// answer"); the client must still say at once that the daemon stopped,
+// not wait out its timeout and call it lost.
+func TestStopRightAfterStart(t *testing.T) {
+	ns := freshNetns(t)
+	run(t, "ip", "-n", ns, "link", "add", "hb0", "type", "veth", "peer", "name", "hb1")
+	run(t, "ip", "-n", ns, "addr", "add", "10.79.0.1/24", "dev", "hb0")
+	run(t, "ip", "-n", ns, "link", "set", "hb0", "up")
+	c := openIn(t, ns, 10*time.Second)
+	t.Cleanup(func() { _ = c.StopDaemon(ipvs.SyncMaster) })
+	master := ipvs.SyncDaemon{Role: ipvs.SyncMaster, Interface: "hb0", SyncID: 9}
+	const cycles = 200
+	var slowest time.Duration
+	for i := range cycles {
+		if err := c.StartDaemon(master); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		start := time.Now()
+		if err := c.StopDaemon(ipvs.SyncMaster); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	if ds, err := c.Daemons(); err != nil || len(ds) != 0 {
+		t.Errorf("daemons after the cycles: %v, %v", ds, err)
+	}
+	if slowest > time.Second {
+		t.Errorf("the slowest stop took %v", slowest)
+	}
+	t.Logf("%d start-stop cycles: slowest stop %v, %d stops the kernel did not answer", cycles, slowest, c.unanswered.Load())
+}

@@ -62,6 +62,8 @@ type Client struct {
 	log     hclog.Logger
 	seq     atomic.Uint32
 	sends   atomic.Uint64
+	// unanswered counts the daemon commands the kernel did without a word.
+	unanswered atomic.Uint64
 
 	wmu  sync.Mutex
 	w    *sock
@@ -145,7 +147,7 @@ func (c *Client) resolve() (uint16, error) {
 	c.renc.str(ctrlAttrFamilyNam, "IPVS")
 	c.renc.end(m)
 	var id uint16
-	err := c.exchange(seq, func(payload []byte) error {
+	err := c.exchange(seq, 0, func(payload []byte) error {
 		if len(payload) < genlHdrLen {
 			return nil
 		}
@@ -166,15 +168,20 @@ func (c *Client) resolve() (uint16, error) {
 // exchange sends the read encoder's one request and hands each answer's
 // payload to fn until the request is done: NLMSG_DONE of a dump, the ack,
 // or an error. Answers of other sequence numbers are stale and skipped.
-// The caller holds rmu.
-func (c *Client) exchange(seq uint32, fn func(payload []byte) error) error {
+// The caller holds rmu. flags are the receive's: MSG_DONTWAIT for a
+// command the kernel answers inside the send (not a dump), so that no
+// answer queued is known at once to be none.
+func (c *Client) exchange(seq uint32, flags int, fn func(payload []byte) error) error {
 	c.sends.Add(1)
 	if err := c.r.send(c.renc.b); err != nil {
 		return fmt.Errorf("sending to the kernel: %w", err)
 	}
 	var fnErr error
 	for {
-		n, err := c.r.recv(c.rbuf, 0)
+		n, err := c.r.recv(c.rbuf, flags)
+		if err == unix.EAGAIN {
+			return errNoAnswer
+		}
 		if err != nil {
 			return fmt.Errorf("reading the kernel's answer: %w", err)
 		}
@@ -219,7 +226,7 @@ func (c *Client) dump(cmd uint8, key *lvs.ServiceKey, fn func(payload []byte) er
 		c.renc.service(*key, nil)
 	}
 	c.renc.end(m)
-	return c.exchange(seq, fn)
+	return c.exchange(seq, 0, fn)
 }
 
 // Services lists every virtual service, without reals: one dump.
@@ -251,7 +258,7 @@ func (c *Client) Service(k lvs.ServiceKey) (*ipvs.Service, error) {
 	c.renc.service(k, nil)
 	c.renc.end(m)
 	var svc *ipvs.Service
-	err := c.exchange(seq, func(payload []byte) error {
+	err := c.exchange(seq, 0, func(payload []byte) error {
 		_, s, err := parseService(payload)
 		svc = s
 		return err
