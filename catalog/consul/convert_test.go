@@ -100,15 +100,15 @@ func TestTaggedAddresses(t *testing.T) {
 		{name: "none", address: "10.1.0.11"},
 		{
 			name: "the service's, of the four kinds, with their ports", address: "10.1.0.11", node: node, service: svc,
-			want: map[string]catalog.TaggedAddress{"lan_ipv4": {"10.1.0.11", 80}, "lan_ipv6": {"fd00::11", 8080}},
+			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.11", Port: 80}, "lan_ipv6": {Address: "fd00::11", Port: 8080}},
 		},
 		{
 			name: "at its node's address: the node's fill in what the service lacks", address: "", node: node, service: svc,
-			want: map[string]catalog.TaggedAddress{"lan_ipv4": {"10.1.0.11", 80}, "lan_ipv6": {"fd00::11", 8080}, "wan_ipv6": {"2001:db8:1::1", 0}},
+			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.11", Port: 80}, "lan_ipv6": {Address: "fd00::11", Port: 8080}, "wan_ipv6": {Address: "2001:db8:1::1", Port: 0}},
 		},
 		{
 			name: "at its node's address, none of its own", address: "", node: node,
-			want: map[string]catalog.TaggedAddress{"lan_ipv4": {"192.0.2.1", 0}, "lan_ipv6": {"2001:db8::1", 0}, "wan_ipv6": {"2001:db8:1::1", 0}},
+			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "192.0.2.1", Port: 0}, "lan_ipv6": {Address: "2001:db8::1", Port: 0}, "wan_ipv6": {Address: "2001:db8:1::1", Port: 0}},
 		},
 		{name: "an address of its own: not the node's", address: "10.1.0.11", node: node},
 	}
