@@ -7,11 +7,14 @@
 # and, downloaded and unpacked with dpkg -x, never into /: the kernel that
 # linux-image-amd64 depends on, busybox-static, ipvsadm, iproute2 and the
 # libraries they load; and keepalived with its libraries, the HA tests'
-# anchor, added to a finished stage that lacks it (marker .keepalived).
+# anchor, added to a finished stage that lacks it (marker .keepalived); and
+# the extras of issue 14 (marker .extras-1): the sctp, ip6_tunnel and
+# nf_tables modules and nftables' nft, for SCTP, IPv6 ipip and firewall-mark
+# traffic, added to a finished stage the same way.
 #
 # Stage layout:  vmlinux       the uncompressed kernel (booted directly)
 #                root/         the initramfs base: busybox, ip, ipvsadm,
-#                              keepalived, their libraries, the modules and
+#                              keepalived, nft, their libraries, the modules and
 #                              modules.dep
 #                modules.load  the modules to load at boot, in order
 set -euo pipefail
@@ -21,6 +24,9 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Modules the tests need; their dependencies are added from depends=.
 want_modules="crc32c_generic nf_conntrack ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_mh ipip veth dummy bridge virtio_pci virtio_net"
+extra_modules="sctp ip6_tunnel nf_tables"
+# nftables' nft and the closure of its libraries.
+extra_pkgs="nftables libnftables1 libnftnl11 libmnl0 libjansson4 libgmp10 libedit2 libbsd0 libmd0 libtinfo6 libxtables12 libc6"
 
 need_pkgs=()
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
@@ -82,8 +88,57 @@ stage_keepalived() {
 	touch "$stage/.keepalived"
 }
 
+# Modules, from the kernel package unpacked in $pk into $root: add_mod NAME
+# copies the module and, from each depends=, what it needs, and appends
+# them to order (the boot's load order) unless seen.
+declare -A seen=()
+order=()
+find_mod() { find "$moddir/kernel" -name "$1.ko" -o -name "$1.ko.xz" | head -1; }
+add_mod() {
+	local name=${1//-/_} file deps d
+	[ -n "${seen[$name]:-}" ] && return
+	seen[$name]=1
+	file=$(find_mod "$name")
+	if [ -z "$file" ]; then file=$(find_mod "${1//_/-}"); fi
+	[ -n "$file" ] || { grep -qw "$name" "$moddir/modules.builtin" 2>/dev/null && return; log "no module $name"; exit 1; }
+	deps=$(strings -a "$file" | sed -n 's/^depends=//p' | tr ',' ' ')
+	for d in $deps; do add_mod "$d"; done
+	mkdir -p "$root/$(dirname "${file#"$pk"/}")"
+	cp "$file" "$root/${file#"$pk"/}"
+	order+=("$name")
+}
+
+# copy_nft copies nft from the packages unpacked in $1 into the stage.
+copy_nft() {
+	[ -x "$1/usr/sbin/nft" ] || { log "no nft in the downloaded package"; exit 1; }
+	mkdir -p "$stage/root/sbin"
+	cp "$1/usr/sbin/nft" "$stage/root/sbin/nft"
+	copy_libs "$stage/root/sbin/nft" "$1" "$stage/root"
+}
+
+# stage_extras adds the extra modules and nft to a finished stage that was
+# made before them: the kernel package again, for its modules.
+stage_extras() {
+	local ex=$stage/extras-pkgs m
+	log "staging the extra modules and nft into $stage"
+	rm -rf "$ex"
+	mkdir -p "$ex/debs" "$ex/root"
+	# shellcheck disable=SC2086 # a list of names
+	(cd "$ex/debs" && apt-get download -qq "$kpkg" $extra_pkgs 2>&1 | grep -v unsandboxed >&2 || true)
+	for deb in "$ex"/debs/*.deb; do dpkg -x "$deb" "$ex/root"; done
+	pk=$ex/root root=$stage/root moddir=$ex/root/lib/modules/$kver
+	while read -r m; do seen[$m]=1; order+=("$m"); done <"$stage/modules.load"
+	for m in $extra_modules; do add_mod "$m"; done
+	"$root/bin/busybox" depmod -b "$root" "$kver"
+	printf '%s\n' "${order[@]}" >"$stage/modules.load"
+	copy_nft "$ex/root"
+	rm -rf "$ex"
+	touch "$stage/.extras-1"
+}
+
 if [ -f "$stage/.done" ]; then
 	[ -f "$stage/.keepalived" ] || stage_keepalived
+	[ -f "$stage/.extras-1" ] || stage_extras
 	echo "$stage"
 	exit 0
 fi
@@ -92,12 +147,14 @@ rm -rf "$stage"
 mkdir -p "$stage/debs" "$stage/pkgroot" "$stage/root"
 (
 	cd "$stage/debs"
+	# shellcheck disable=SC2086 # a list of names
 	apt-get download -qq "$kpkg" busybox-static ipvsadm iproute2 libc6 libnl-3-200 libnl-genl-3-200 \
-		libpopt0 libbpf1 libbsd0 libcap2 libelf1 libmnl0 libmd0 zlib1g 2>&1 | grep -v unsandboxed >&2 || true
+		libpopt0 libbpf1 libbsd0 libcap2 libelf1 libmnl0 libmd0 zlib1g $extra_pkgs 2>&1 | grep -v unsandboxed >&2 || true
 )
 for deb in "$stage"/debs/*.deb; do dpkg -x "$deb" "$stage/pkgroot"; done
 pk=$stage/pkgroot
 root=$stage/root
+moddir=$pk/lib/modules/$kver
 
 # The kernel: the XZ payload of vmlinuz, uncompressed, boots fastest under TCG.
 vmlinuz=$pk/boot/vmlinuz-$kver
@@ -113,32 +170,16 @@ ipbin=$(ls "$pk"/bin/ip "$pk"/sbin/ip 2>/dev/null | head -1)
 cp "$ipbin" "$root/sbin/ip"
 cp "$pk/sbin/ipvsadm" "$root/sbin/ipvsadm"
 for bin in "$root/sbin/ip" "$root/sbin/ipvsadm"; do copy_libs "$bin" "$pk" "$root"; done
+copy_nft "$pk"
 
 # Modules: the wanted ones and, from each depends=, what they need.
-moddir=$pk/lib/modules/$kver
-find_mod() { find "$moddir/kernel" -name "$1.ko" -o -name "$1.ko.xz" | head -1; }
-declare -A seen=()
-order=()
-add_mod() {
-	local name=${1//-/_} file deps d
-	[ -n "${seen[$name]:-}" ] && return
-	seen[$name]=1
-	file=$(find_mod "$name")
-	if [ -z "$file" ]; then file=$(find_mod "${1//_/-}"); fi
-	[ -n "$file" ] || { grep -qw "$name" "$moddir/modules.builtin" 2>/dev/null && return; log "no module $name"; exit 1; }
-	deps=$(strings -a "$file" | sed -n 's/^depends=//p' | tr ',' ' ')
-	for d in $deps; do add_mod "$d"; done
-	mkdir -p "$root/$(dirname "${file#"$pk"/}")"
-	cp "$file" "$root/${file#"$pk"/}"
-	order+=("$name")
-}
-for m in $want_modules; do add_mod "$m"; done
+for m in $want_modules $extra_modules; do add_mod "$m"; done
 cp "$moddir"/modules.builtin* "$moddir"/modules.order "$root/lib/modules/$kver/" 2>/dev/null || true
 "$root/bin/busybox" depmod -b "$root" "$kver"
 printf '%s\n' "${order[@]}" >"$stage/modules.load"
 echo "$kver" >"$stage/kernel.release"
 rm -rf "$stage/debs" "$stage/pkgroot"
 stage_keepalived
-touch "$stage/.done"
+touch "$stage/.extras-1" "$stage/.done"
 log "staged kernel $kver with ${#order[@]} modules"
 echo "$stage"
