@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/lvs-sync/lvs-sync/ha/timings"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -41,14 +42,19 @@ type rawDirector struct {
 
 // rawHA is director's ha block; gohcl reports its unknown attributes.
 type rawHA struct {
-	LockKey       string    `hcl:"lock_key"`
-	Interface     string    `hcl:"interface"`
-	SyncInterface *string   `hcl:"sync_interface,optional"`
-	SyncID        *int      `hcl:"sync_id,optional"`
-	HeartbeatPort *int      `hcl:"heartbeat_port,optional"`
-	Name          *string   `hcl:"name,optional"`
-	Body          hcl.Body  `hcl:",body"`
-	DefRange      hcl.Range `hcl:",def_range"`
+	LockKey       string  `hcl:"lock_key"`
+	Interface     string  `hcl:"interface"`
+	SyncInterface *string `hcl:"sync_interface,optional"`
+	SyncID        *int    `hcl:"sync_id,optional"`
+	HeartbeatPort *int    `hcl:"heartbeat_port,optional"`
+	Name          *string `hcl:"name,optional"`
+	// The pair's timings (ha/timings); each defaults to the design's.
+	HeartbeatInterval *string   `hcl:"heartbeat_interval,optional"`
+	PeerTimeout       *string   `hcl:"peer_timeout,optional"`
+	RenewInterval     *string   `hcl:"renew_interval,optional"`
+	LeaseTTL          *string   `hcl:"lease_ttl,optional"`
+	Body              hcl.Body  `hcl:",body"`
+	DefRange          hcl.Range `hcl:",def_range"`
 }
 
 type rawAPI struct {
@@ -159,7 +165,7 @@ func decodeHA(rh *rawHA) (*HA, hcl.Diagnostics) {
 	at := newAttrs("director.ha", rh.Body, rh.DefRange)
 	var diags hcl.Diagnostics
 	h := &HA{LockKey: rh.LockKey, Interface: rh.Interface, SyncInterface: rh.Interface, SyncID: DefaultSyncID,
-		HeartbeatPort: DefaultHeartbeatPort, DeclRange: rh.DefRange}
+		HeartbeatPort: DefaultHeartbeatPort, Timings: timings.Default(), DeclRange: rh.DefRange}
 	if err := validLockKey(h.LockKey); err != nil {
 		diags = append(diags, at.errorf("lock_key", "Invalid lock key", "%s", err))
 	}
@@ -191,6 +197,29 @@ func decodeHA(rh *rawHA) (*HA, hcl.Diagnostics) {
 			diags = append(diags, at.errorf("heartbeat_port", "Invalid port", "%d: want 1 to 65535", *rh.HeartbeatPort))
 		} else {
 			h.HeartbeatPort = uint16(*rh.HeartbeatPort)
+		}
+	}
+	timingsOK := true
+	for _, d := range []struct {
+		name string
+		raw  *string
+		to   *time.Duration
+	}{{"heartbeat_interval", rh.HeartbeatInterval, &h.Timings.Heartbeat}, {"peer_timeout", rh.PeerTimeout, &h.Timings.PeerTimeout},
+		{"renew_interval", rh.RenewInterval, &h.Timings.Renew}, {"lease_ttl", rh.LeaseTTL, &h.Timings.TTL}} {
+		if d.raw == nil {
+			continue
+		}
+		v, err := parsePositive(*d.raw)
+		if err != nil {
+			diags = append(diags, at.errorf(d.name, "Invalid duration", "%s", err))
+			timingsOK = false
+			continue
+		}
+		*d.to = v
+	}
+	if timingsOK {
+		for _, p := range h.Timings.Problems() {
+			diags = append(diags, at.errorf(p.Field, "Unsafe ha timings", "%s", p.Err))
 		}
 	}
 	return h, diags

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/lvs-sync/lvs-sync/ha/timings"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -119,7 +120,10 @@ type HA struct {
 	HeartbeatPort uint16
 	// Name is this director's name in the pair (name; default: its Consul
 	// agent's node name, which is unique when each director has its own).
-	Name      string
+	Name string
+	// Timings are the pair's periods: heartbeat_interval, peer_timeout,
+	// renew_interval and lease_ttl, each defaulting to the design's.
+	Timings   timings.Timings
 	DeclRange hcl.Range
 }
 
@@ -304,7 +308,7 @@ func (h *HA) Equal(o *HA) bool {
 		return h == o
 	}
 	return h.LockKey == o.LockKey && h.Interface == o.Interface && h.SyncInterface == o.SyncInterface &&
-		h.SyncID == o.SyncID && h.HeartbeatPort == o.HeartbeatPort && h.Name == o.Name
+		h.SyncID == o.SyncID && h.HeartbeatPort == o.HeartbeatPort && h.Name == o.Name && h.Timings == o.Timings
 }
 
 // Adopts reports whether the virtual service at k may take over a service

@@ -4,6 +4,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lvs-sync/lvs-sync/ha/timings"
 )
 
 func TestHABlock(t *testing.T) {
@@ -21,7 +24,8 @@ func TestHABlock(t *testing.T) {
 	if h == nil {
 		t.Fatal("no ha")
 	}
-	want := HA{LockKey: "lvs-sync/ha/edge", Interface: "eth0", SyncInterface: "eth0", SyncID: 1, HeartbeatPort: 7947}
+	want := HA{LockKey: "lvs-sync/ha/edge", Interface: "eth0", SyncInterface: "eth0", SyncID: 1, HeartbeatPort: 7947,
+		Timings: timings.Default()}
 	if !h.Equal(&want) || h.DeclRange.Start.Line != 2 {
 		t.Fatalf("ha %+v, want the defaults %+v declared at line 2", *h, want)
 	}
@@ -32,13 +36,19 @@ func TestHABlock(t *testing.T) {
     sync_interface = "eth1"
     sync_id = 0
     heartbeat_port = 8000
+    heartbeat_interval = "20ms"
+    peer_timeout = "100ms"
+    renew_interval = "50ms"
+    lease_ttl = "250ms"
   }
 }
 `), "t.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (HA{LockKey: "k", Interface: "eth0", SyncInterface: "eth1", SyncID: 0, HeartbeatPort: 8000}); !cfg.Director.HA.Equal(&want) {
+	tm := timings.Default()
+	tm.Heartbeat, tm.PeerTimeout, tm.Renew, tm.TTL = 20*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond, 250*time.Millisecond
+	if want := (HA{LockKey: "k", Interface: "eth0", SyncInterface: "eth1", SyncID: 0, HeartbeatPort: 8000, Timings: tm}); !cfg.Director.HA.Equal(&want) {
 		t.Fatalf("ha %+v, want %+v", *cfg.Director.HA, want)
 	}
 	cfg, err = Parse([]byte("director {}\n"), "t.hcl")
@@ -51,6 +61,13 @@ func TestHABlock(t *testing.T) {
 	}
 	if got := cfg.NeedsRestart(with); !slices.Equal(got, []string{"director.ha"}) {
 		t.Fatalf("adding ha needs a restart of %q, want director.ha", got)
+	}
+	slower, err := Parse([]byte("director {\n  ha {\n    lock_key = \"k\"\n    interface = \"eth0\"\n    lease_ttl = \"1s\"\n  }\n}\n"), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := with.NeedsRestart(slower); !slices.Equal(got, []string{"director.ha"}) {
+		t.Fatalf("another lease_ttl needs a restart of %q, want director.ha", got)
 	}
 }
 
@@ -72,6 +89,20 @@ heartbeat_port = 0`), []string{
 			`t.hcl:5:18: error: Invalid interface name; director.ha: sync_interface: "" must be 1 to 15 characters long`,
 			`t.hcl:6:11: error: Invalid sync id; director.ha: sync_id: 256: the kernel's sync id is 0 to 255`,
 			`t.hcl:7:18: error: Invalid port; director.ha: heartbeat_port: 0: want 1 to 65535`,
+		}},
+		{"bad timings", ha(`lock_key = "k"
+interface = "eth0"
+heartbeat_interval = "fast"
+lease_ttl = "-1s"`), []string{
+			`t.hcl:5:22: error: Invalid duration; director.ha: heartbeat_interval: "fast" is not a positive duration`,
+			`t.hcl:6:13: error: Invalid duration; director.ha: lease_ttl: "-1s" is not a positive duration`,
+		}},
+		{"unsafe timings", ha(`lock_key = "k"
+interface = "eth0"
+heartbeat_interval = "200ms"
+lease_ttl = "300ms"`), []string{
+			`t.hcl:2:3: error: Unsafe ha timings; director.ha: peer_timeout: 250ms must be at least two heartbeats (heartbeat_interval 200ms)`,
+			`t.hcl:6:13: error: Unsafe ha timings; director.ha: lease_ttl: 300ms must be at least four renewals (renew_interval 100ms)`,
 		}},
 		{"unknown attribute", ha(`lock_key = "k"
 interface = "eth0"

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/lvs-sync/lvs-sync/ha/timings"
 )
 
 // Role is what a director is in the pair. The zero value is Standby, the
@@ -23,64 +25,13 @@ func (r Role) String() string {
 	return "standby"
 }
 
-// Timings are the heartbeat's and the lease's periods. Fence (TTL/2) and
-// GuardHold follow from them.
-type Timings struct {
-	// Heartbeat is how often a director tells its peer its role.
-	Heartbeat time.Duration
-	// PeerTimeout is how long without a heartbeat means the peer is lost.
-	PeerTimeout time.Duration
-	// Renew is how often the active renews its lease.
-	Renew time.Duration
-	// TTL is how long a lease must stay unrenewed, as the standby
-	// observes it in Consul, before the standby may take it.
-	TTL time.Duration
-	// Reannounce is when the VIPs are announced a second time after a
-	// takeover: receivers ignore an update within locktime (1 s).
-	Reannounce time.Duration
-}
+// Timings are the heartbeat's and the lease's periods (ha/timings, a
+// leaf that config checks an ha block's timings with).
+type Timings = timings.Timings
 
 // DefaultTimings are the design's: heartbeat every 50 ms, peer lost after
 // 250 ms, lease renewed every 100 ms, lease TTL 600 ms.
-func DefaultTimings() Timings {
-	return Timings{Heartbeat: 50 * time.Millisecond, PeerTimeout: 250 * time.Millisecond,
-		Renew: 100 * time.Millisecond, TTL: 600 * time.Millisecond, Reannounce: time.Second}
-}
-
-// Fence is how long an active may fail to renew, hearing no guard from
-// its peer, before it steps down: half the TTL, strictly before the
-// standby may take over.
-func (t Timings) Fence() time.Duration { return t.TTL / 2 }
-
-// GuardHold is how long a standby waits after its last guard (its
-// promise not to take over while it hears the active) before it may take
-// over. The active trusts a guard only for PeerTimeout from the heartbeat
-// the guard echoes, which it sent before the standby last heard it; the
-// standby stops guarding PeerTimeout after it last heard the active, so
-// the guard has expired at the active before the standby's wait even
-// starts, whatever the delays. The two heartbeats more are margin for the
-// active to take its VIPs off.
-func (t Timings) GuardHold() time.Duration { return t.PeerTimeout + 2*t.Heartbeat }
-
-// Validate checks that the timings keep the rules safe.
-func (t Timings) Validate() error {
-	var errs []error
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"heartbeat", t.Heartbeat}, {"peer timeout", t.PeerTimeout}, {"renew", t.Renew}, {"ttl", t.TTL}, {"reannounce", t.Reannounce}} {
-		if d.v <= 0 {
-			errs = append(errs, fmt.Errorf("%s %s must be positive", d.name, d.v))
-		}
-	}
-	if t.PeerTimeout < 2*t.Heartbeat {
-		errs = append(errs, fmt.Errorf("peer timeout %s must be at least two heartbeats (%s)", t.PeerTimeout, t.Heartbeat))
-	}
-	if t.Fence() < 2*t.Renew {
-		errs = append(errs, fmt.Errorf("ttl %s must be at least four renewals (%s)", t.TTL, t.Renew))
-	}
-	return errors.Join(errs...)
-}
+func DefaultTimings() Timings { return timings.Default() }
 
 // Lease is the value at lock_key, as JSON.
 type Lease struct {

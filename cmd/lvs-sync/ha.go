@@ -134,13 +134,14 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 		return nil, err
 	}
 	runner, err := ha.NewRunner(ha.Options{Name: name, Lease: lease, Transport: ml, Roles: host,
-		Carrier: func() (bool, error) { return hostnet.Carrier(h.Interface) }, Reporter: daemon.NewHAMetrics(reg), Logger: log})
+		Carrier: func() (bool, error) { return hostnet.Carrier(h.Interface) }, Timings: h.Timings, Reporter: daemon.NewHAMetrics(reg), Logger: log})
 	if err != nil {
 		_ = ml.Close()
 		return nil, err
 	}
 	log.Info("ha pair set up", "name", name, "lock_key", h.LockKey, "interface", h.Interface, "heartbeat", bind,
-		"sync_interface", h.SyncInterface, "sync_id", h.SyncID)
+		"sync_interface", h.SyncInterface, "sync_id", h.SyncID,
+		"heartbeat_interval", h.Timings.Heartbeat, "peer_timeout", h.Timings.PeerTimeout, "lease_ttl", h.Timings.TTL)
 	return &haPair{name: name, runner: runner, host: host, lease: lease, ml: ml, log: log}, nil
 }
 

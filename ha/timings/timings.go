@@ -1,0 +1,88 @@
+// Package timings holds the HA pair's periods and the rules that keep the
+// pair's guarantees with them: one active at most, a standby that takes
+// over only after the active has fenced itself. It is a leaf, so that
+// config can refuse an ha block's timings by the same rules ha runs by.
+package timings
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Timings are the heartbeat's and the lease's periods. Fence (TTL/2) and
+// GuardHold follow from them.
+type Timings struct {
+	// Heartbeat is how often a director tells its peer its role.
+	Heartbeat time.Duration
+	// PeerTimeout is how long without a heartbeat means the peer is lost.
+	PeerTimeout time.Duration
+	// Renew is how often the active renews its lease.
+	Renew time.Duration
+	// TTL is how long a lease must stay unrenewed, as the standby
+	// observes it in Consul, before the standby may take it.
+	TTL time.Duration
+	// Reannounce is when the VIPs are announced a second time after a
+	// takeover: receivers ignore an update within locktime (1 s).
+	Reannounce time.Duration
+}
+
+// Default are the design's: heartbeat every 50 ms, peer lost after
+// 250 ms, lease renewed every 100 ms, lease TTL 600 ms.
+func Default() Timings {
+	return Timings{Heartbeat: 50 * time.Millisecond, PeerTimeout: 250 * time.Millisecond,
+		Renew: 100 * time.Millisecond, TTL: 600 * time.Millisecond, Reannounce: time.Second}
+}
+
+// Fence is how long an active may fail to renew, hearing no guard from
+// its peer, before it steps down: half the TTL, strictly before the
+// standby may take over.
+func (t Timings) Fence() time.Duration { return t.TTL / 2 }
+
+// GuardHold is how long a standby waits after its last guard (its
+// promise not to take over while it hears the active) before it may take
+// over. The active trusts a guard only for PeerTimeout from the heartbeat
+// the guard echoes, which it sent before the standby last heard it; the
+// standby stops guarding PeerTimeout after it last heard the active, so
+// the guard has expired at the active before the standby's wait even
+// starts, whatever the delays. The two heartbeats more are margin for the
+// active to take its VIPs off.
+func (t Timings) GuardHold() time.Duration { return t.PeerTimeout + 2*t.Heartbeat }
+
+// Problem is a timing that breaks a rule, named as the ha block names it.
+type Problem struct {
+	Field string // heartbeat_interval, peer_timeout, renew_interval, lease_ttl, reannounce
+	Err   error
+}
+
+// Problems lists what breaks the rules, nil for safe timings.
+func (t Timings) Problems() []Problem {
+	var ps []Problem
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"heartbeat_interval", t.Heartbeat}, {"peer_timeout", t.PeerTimeout}, {"renew_interval", t.Renew},
+		{"lease_ttl", t.TTL}, {"reannounce", t.Reannounce}} {
+		if d.v <= 0 {
+			ps = append(ps, Problem{d.field, fmt.Errorf("%s must be positive", d.v)})
+		}
+	}
+	if t.PeerTimeout < 2*t.Heartbeat {
+		ps = append(ps, Problem{"peer_timeout", fmt.Errorf("%s must be at least two heartbeats (heartbeat_interval %s)",
+			t.PeerTimeout, t.Heartbeat)})
+	}
+	if t.Fence() < 2*t.Renew {
+		ps = append(ps, Problem{"lease_ttl", fmt.Errorf("%s must be at least four renewals (renew_interval %s): "+
+			"the active fences itself after half of it", t.TTL, t.Renew)})
+	}
+	return ps
+}
+
+// Validate checks that the timings keep the rules safe.
+func (t Timings) Validate() error {
+	var errs []error
+	for _, p := range t.Problems() {
+		errs = append(errs, fmt.Errorf("%s: %w", p.Field, p.Err))
+	}
+	return errors.Join(errs...)
+}
