@@ -39,7 +39,11 @@ func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, wh
 		}
 		of = fmt.Sprintf(" (tagged address %s)", tag)
 		if addr, err = netip.ParseAddr(ta.Address); err != nil || addr.Zone() != "" || addr.Unmap().Is4() != want4 {
-			why = fmt.Sprintf("tagged address %s %q is not an %s address without a zone", tag, ta.Address, map[bool]string{true: "IPv4", false: "IPv6"}[want4])
+			family := "IPv6"
+			if want4 {
+				family = "IPv4"
+			}
+			why = fmt.Sprintf("tagged address %s %q is not an %s address without a zone", tag, ta.Address, family)
 			return rk, why, why
 		}
 		addr = addr.Unmap()
