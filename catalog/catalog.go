@@ -38,6 +38,20 @@ type Weights struct {
 	Warning int
 }
 
+// The tags of an instance's other addresses, named as Consul names them.
+const (
+	LANIPv4 = "lan_ipv4"
+	WANIPv4 = "wan_ipv4"
+	LANIPv6 = "lan_ipv6"
+	WANIPv6 = "wan_ipv6"
+)
+
+// TaggedAddress is an address an instance has besides its main one.
+type TaggedAddress struct {
+	Address string // an IP literal normally, as Instance.Address
+	Port    int    // 0 when the catalog gives none: the instance's Port then
+}
+
 // Instance is one instance of a service on one node. Snapshots share
 // instances: treat every field as read-only.
 type Instance struct {
@@ -47,9 +61,13 @@ type Instance struct {
 	// catalog has it: an IP literal normally, but nothing stops a host name.
 	Address string
 	Port    int
-	Tags    []string
-	Meta    map[string]string
-	Weights Weights
+	// TaggedAddresses are the instance's other addresses by tag (the
+	// keys below), for a virtual service of the other IP family than
+	// Address's. Nil when it has none.
+	TaggedAddresses map[string]TaggedAddress
+	Tags            []string
+	Meta            map[string]string
+	Weights         Weights
 	// Status aggregates the node's and the service's checks, maintenance
 	// aside: critical over warning over passing. No check is passing.
 	Status             Health

@@ -102,3 +102,23 @@ func TestFakesAnswerAsTheKernel(t *testing.T) {
 	nl := hostnettest.NewNetlink()
 	checkKernelAnswers(t, nl, hostnettest.NewSysctl(nl, map[string]string{"net/ipv4/conf/default/arp_ignore": "0"}), "lvsk0")
 }
+
+// checkFallbackTunnel: a tunnel module's fallback device (ip6tnl0, made
+// when ip6_tunnel loads) is listed with its type, and making one of its
+// name again is EEXIST, which RealServer takes for "there already".
+func checkFallbackTunnel(t *testing.T, nl hostnet.Netlink) {
+	t.Helper()
+	link, err := nl.LinkByName("ip6tnl0")
+	if err != nil || link.Type() != "ip6tnl" {
+		t.Fatalf("ip6tnl0: %v %v, want an ip6tnl", link, err)
+	}
+	if err := nl.LinkAdd(&netlink.Ip6tnl{LinkAttrs: netlink.LinkAttrs{Name: "ip6tnl0"}}); !errors.Is(err, unix.EEXIST) {
+		t.Errorf("LinkAdd of ip6tnl0 again: %v, want EEXIST", err)
+	}
+}
+
+func TestFakeFallbackTunnel(t *testing.T) {
+	nl := hostnettest.NewNetlink()
+	nl.AddLink("ip6tnl0", hostnettest.Link{Type: "ip6tnl"}) // as the module makes it
+	checkFallbackTunnel(t, nl)
+}

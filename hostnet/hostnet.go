@@ -1,7 +1,7 @@
 // Package hostnet is the host's own networking, apart from IPVS: the VIPs on
 // the director's dummy link, the director's kernel settings that make weight
-// 0 and deletes safe (DirectorSettings), and a real server's VIPs (on lo or
-// tunl0) with the ARP and rp_filter sysctls that gate and ipip need; for an
+// 0 and deletes safe (DirectorSettings), and a real server's VIPs (on lo,
+// tunl0 or ip6tnl0) with the ARP and rp_filter sysctls that gate and ipip need; for an
 // HA director, the VIPs on an existing link (AddrSet), their announcement
 // (gratuitous ARP, unsolicited neighbour advertisements: Announcer, over
 // raw sockets) and the link's carrier. It drives the

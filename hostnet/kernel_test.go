@@ -64,3 +64,14 @@ func TestVIPLink(t *testing.T) {
 		t.Errorf("addresses %v, %v", addrs, err)
 	}
 }
+
+// TestKernelFallbackTunnel: ip6_tunnel (loaded at the VM's boot) made
+// ip6tnl0, and the kernel answers about it as the fake does.
+func TestKernelFallbackTunnel(t *testing.T) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	checkFallbackTunnel(t, h)
+}

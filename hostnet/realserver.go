@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
@@ -14,13 +15,19 @@ import (
 // RealServer configures this host as a real server of gate (direct
 // routing) or ipip VIPs: the chore every ldirectord article does by hand.
 //
-//   - gate: each VIP on lo. ipip: each VIP on tunl0 (the ipip module's
-//     fallback tunnel, which decapsulates what the director sends).
-//   - arp_ignore=1 and arp_announce=2 (all, and the VIP's link): the host
-//     must not answer ARP for the VIP nor use it as an ARP source, or it
-//     would steal the VIP from the director — the ARP problem.
+//   - gate: each VIP on lo. ipip: each IPv4 VIP on tunl0 (the ipip
+//     module's fallback tunnel, which decapsulates what the director
+//     sends), each IPv6 VIP on ip6tnl0 (ip6_tunnel's, for the IPv6-in-IPv6
+//     the director's tunnel method sends to an IPv6 real).
+//   - for a link with an IPv4 VIP, arp_ignore=1 and arp_announce=2 (all,
+//     and the link): the host must not answer ARP for the VIP nor use it
+//     as an ARP source, or it would steal the VIP from the director — the
+//     ARP problem. IPv6 has none: the kernel answers a neighbour
+//     solicitation only for an address of the link it came in on, and the
+//     VIP is on lo or the tunnel, not on the real's network link.
 //   - ipip: rp_filter=0 on all and tunl0, since decapsulated packets come
-//     from clients that are routed through another interface.
+//     from clients that are routed through another interface. IPv6 has no
+//     rp_filter.
 type RealServer struct {
 	nl  Netlink
 	sys Sysctl
@@ -42,50 +49,78 @@ func NewRealServer(nl Netlink, sys Sysctl, log hclog.Logger) *RealServer {
 	return &RealServer{nl: nl, sys: sys, log: log}
 }
 
-// realServerLink is the link a forwarding method's VIPs go on, and how to
-// make it if it is missing (nil: it always exists).
-func realServerLink(vips []netip.Addr, mode lvs.Forward) (string, func() netlink.Link, error) {
+// rsLink is a link a forwarding method's VIPs go on, with those VIPs.
+type rsLink struct {
+	name   string
+	mk     func() netlink.Link // how to make it if it is missing; nil: it always exists
+	module string              // the module that makes it, for an error
+	vips   []netip.Addr
+	has4   bool // some VIP is IPv4: the link needs the ARP sysctls
+}
+
+// realServerLinks are the links a forwarding method's VIPs go on.
+func realServerLinks(vips []netip.Addr, mode lvs.Forward) ([]rsLink, error) {
+	has4 := func(vips []netip.Addr) bool { return slices.ContainsFunc(vips, netip.Addr.Is4) }
 	switch mode {
 	case lvs.Route:
-		return "lo", nil, nil
+		return []rsLink{{name: "lo", vips: vips, has4: has4(vips)}}, nil
 	case lvs.Tunnel:
+		var v4, v6 []netip.Addr
 		for _, a := range vips {
-			if a.Is6() {
-				return "", nil, fmt.Errorf("vip %s: ipip real servers take IPv4 VIPs only", a)
+			if a.Is4() {
+				v4 = append(v4, a)
+			} else {
+				v6 = append(v6, a)
 			}
 		}
-		return "tunl0", func() netlink.Link { return &netlink.Iptun{LinkAttrs: netlink.LinkAttrs{Name: "tunl0"}} }, nil
+		var out []rsLink
+		if len(v4) > 0 {
+			out = append(out, rsLink{name: "tunl0", module: "ipip", vips: v4, has4: true,
+				mk: func() netlink.Link { return &netlink.Iptun{LinkAttrs: netlink.LinkAttrs{Name: "tunl0"}} }})
+		}
+		if len(v6) > 0 {
+			out = append(out, rsLink{name: "ip6tnl0", module: "ip6_tunnel", vips: v6,
+				mk: func() netlink.Link { return &netlink.Ip6tnl{LinkAttrs: netlink.LinkAttrs{Name: "ip6tnl0"}} }})
+		}
+		return out, nil
 	default:
-		return "", nil, fmt.Errorf("real servers need gate or ipip, not %s (masq needs nothing on the real server but a route back through the director)", mode)
+		return nil, fmt.Errorf("real servers need gate or ipip, not %s (masq needs nothing on the real server but a route back through the director)", mode)
 	}
 }
 
-// Setup puts the VIPs on the mode's link, creating and upping it as need
-// be, and sets the sysctls that have another value. It is idempotent: run
-// again, it changes (and logs) nothing.
+// Setup puts the VIPs on the mode's links, creating and upping them as
+// need be, and sets the sysctls that have another value. It is
+// idempotent: run again, it changes (and logs) nothing.
 func (r *RealServer) Setup(vips []netip.Addr, mode lvs.Forward) error {
-	name, mk, err := realServerLink(vips, mode)
+	rls, err := realServerLinks(vips, mode)
 	if err != nil {
 		return err
 	}
-	link, err := ensureLink(r.nl, name, mk, r.log)
-	if err != nil {
-		if mode == lvs.Tunnel {
-			err = fmt.Errorf("%w (is the ipip module loaded? modprobe ipip)", err)
+	links := make([]netlink.Link, len(rls))
+	for i, rl := range rls {
+		if links[i], err = ensureLink(r.nl, rl.name, rl.mk, r.log); err != nil {
+			if rl.module != "" {
+				err = fmt.Errorf("%w (is the %s module loaded? modprobe %s)", err, rl.module, rl.module)
+			}
+			return err
 		}
-		return err
 	}
-	// After the link: its conf directory appears with it.
-	sysctls := [][2]string{
-		{"net/ipv4/conf/all/arp_ignore", "1"},
-		{"net/ipv4/conf/all/arp_announce", "2"},
-		{"net/ipv4/conf/" + name + "/arp_ignore", "1"},
-		{"net/ipv4/conf/" + name + "/arp_announce", "2"},
-	}
-	if mode == lvs.Tunnel {
+	// After the links: their conf directories appear with them.
+	var sysctls [][2]string
+	for _, rl := range rls {
+		if !rl.has4 {
+			continue
+		}
 		sysctls = append(sysctls,
-			[2]string{"net/ipv4/conf/all/rp_filter", "0"},
-			[2]string{"net/ipv4/conf/" + name + "/rp_filter", "0"})
+			[2]string{"net/ipv4/conf/all/arp_ignore", "1"},
+			[2]string{"net/ipv4/conf/all/arp_announce", "2"},
+			[2]string{"net/ipv4/conf/" + rl.name + "/arp_ignore", "1"},
+			[2]string{"net/ipv4/conf/" + rl.name + "/arp_announce", "2"})
+		if mode == lvs.Tunnel {
+			sysctls = append(sysctls,
+				[2]string{"net/ipv4/conf/all/rp_filter", "0"},
+				[2]string{"net/ipv4/conf/" + rl.name + "/rp_filter", "0"})
+		}
 	}
 	for _, s := range sysctls {
 		changed, err := setSysctl(r.sys, s[0], s[1])
@@ -97,42 +132,47 @@ func (r *RealServer) Setup(vips []netip.Addr, mode lvs.Forward) error {
 		}
 	}
 	var errs []error
-	for _, a := range vips {
-		added, err := addHostAddr(r.nl, link, a)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if added {
-			r.log.Info("added vip", "link", name, "vip", a)
+	for i, rl := range rls {
+		for _, a := range rl.vips {
+			added, err := addHostAddr(r.nl, links[i], a)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if added {
+				r.log.Info("added vip", "link", rl.name, "vip", a)
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// Remove takes the VIPs off the mode's link; the sysctls stay. A VIP that
-// is not there, or a tunl0 that does not exist, is no error.
+// Remove takes the VIPs off the mode's links; the sysctls stay. A VIP that
+// is not there, or a tunnel link that does not exist, is no error.
 func (r *RealServer) Remove(vips []netip.Addr, mode lvs.Forward) error {
-	name, _, err := realServerLink(vips, mode)
+	rls, err := realServerLinks(vips, mode)
 	if err != nil {
 		return err
 	}
-	link, err := r.nl.LinkByName(name)
-	if errors.As(err, &netlink.LinkNotFoundError{}) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("finding link %s: %w", name, err)
-	}
 	var errs []error
-	for _, a := range vips {
-		removed, err := delHostAddr(r.nl, link, a)
-		if err != nil {
-			errs = append(errs, err)
+	for _, rl := range rls {
+		link, err := r.nl.LinkByName(rl.name)
+		if errors.As(err, &netlink.LinkNotFoundError{}) {
 			continue
 		}
-		if removed {
-			r.log.Info("removed vip", "link", name, "vip", a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding link %s: %w", rl.name, err))
+			continue
+		}
+		for _, a := range rl.vips {
+			removed, err := delHostAddr(r.nl, link, a)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if removed {
+				r.log.Info("removed vip", "link", rl.name, "vip", a)
+			}
 		}
 	}
 	return errors.Join(errs...)

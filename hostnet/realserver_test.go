@@ -80,11 +80,41 @@ func TestRealServer(t *testing.T) {
 		after:   loLine + "tunl0 ipip up [10.10.10.61/32]\n",
 		sysctls: ipipSysctls,
 	}, {
-		name:    "ipip refuses an IPv6 VIP and changes nothing",
-		steps:   []step{{mode: lvs.Tunnel, vips: []string{"10.10.10.61", "2001:db8::61"}}},
-		after:   loLine,
+		name:    "ipip: IPv6 VIPs on ip6tnl0, made and upped; IPv4 ones on tunl0",
+		steps:   []step{{mode: lvs.Tunnel, vips: []string{"10.10.10.61", "2001:db8::61", "2001:db8::62"}}},
+		after:   "ip6tnl0 ip6tnl up [2001:db8::61/128 nodad 2001:db8::62/128 nodad]\n" + loLine + "tunl0 ipip up [10.10.10.61/32]\n",
+		sysctls: ipipSysctls,
+	}, {
+		name:    "ipip, IPv6 only: ip6tnl0 and no ARP or rp_filter sysctl (IPv6 has neither)",
+		steps:   []step{{mode: lvs.Tunnel, vips: []string{"2001:db8::61"}}},
+		after:   "ip6tnl0 ip6tnl up [2001:db8::61/128 nodad]\n" + loLine,
 		sysctls: untouched,
-		err:     "vip 2001:db8::61: ipip real servers take IPv4 VIPs only",
+	}, {
+		name:    "ipip: the fallback ip6tnl0 the module made, down, is set up",
+		before:  func(f *hostnettest.Netlink) { f.AddLink("ip6tnl0", hostnettest.Link{Type: "ip6tnl"}) },
+		steps:   []step{{mode: lvs.Tunnel, vips: []string{"2001:db8::61"}}},
+		after:   "ip6tnl0 ip6tnl up [2001:db8::61/128 nodad]\n" + loLine,
+		sysctls: untouched,
+	}, {
+		name:    "ipip IPv6 without the module: says which, with the kernel's error, before any VIP",
+		before:  func(f *hostnettest.Netlink) { f.Fail("LinkAdd", "ip6tnl0", unix.EOPNOTSUPP) },
+		steps:   []step{{mode: lvs.Tunnel, vips: []string{"10.10.10.61", "2001:db8::61"}}},
+		after:   loLine + "tunl0 ipip up []\n",
+		sysctls: with(untouched, "net/ipv4/conf/tunl0/arp_ignore", "0", "net/ipv4/conf/tunl0/arp_announce", "0", "net/ipv4/conf/tunl0/rp_filter", "2"),
+		err:     "creating link ip6tnl0: operation not supported (is the ip6_tunnel module loaded? modprobe ip6_tunnel)", errIs: unix.EOPNOTSUPP,
+	}, {
+		name:    "gate, IPv6 only: the VIP on lo and no ARP sysctl",
+		steps:   []step{{mode: lvs.Route, vips: []string{"2001:db8::60"}}},
+		after:   "lo device up [127.0.0.1/8 ::1/128 2001:db8::60/128 nodad]\n",
+		sysctls: untouched,
+	}, {
+		name: "remove ipip: each family's VIPs off its tunnel",
+		steps: []step{
+			{mode: lvs.Tunnel, vips: []string{"10.10.10.61", "2001:db8::61", "2001:db8::62"}},
+			{remove: true, mode: lvs.Tunnel, vips: []string{"10.10.10.61", "2001:db8::61"}},
+		},
+		after:   "ip6tnl0 ip6tnl up [2001:db8::62/128 nodad]\n" + loLine + "tunl0 ipip up []\n",
+		sysctls: ipipSysctls,
 	}, {
 		name:    "masq has nothing to set up",
 		steps:   []step{{mode: lvs.Masq, vips: []string{"10.10.10.62"}}},
@@ -113,8 +143,8 @@ func TestRealServer(t *testing.T) {
 		after:   "lo device up [127.0.0.1/8 ::1/128 10.10.10.63/32]\n",
 		sysctls: gateSysctls,
 	}, {
-		name:    "remove ipip without a tunl0 makes none",
-		steps:   []step{{remove: true, mode: lvs.Tunnel, vips: []string{"10.10.10.61"}}},
+		name:    "remove ipip without a tunl0 or ip6tnl0 makes none",
+		steps:   []step{{remove: true, mode: lvs.Tunnel, vips: []string{"10.10.10.61", "2001:db8::61"}}},
 		after:   loLine,
 		sysctls: untouched,
 	}, {

@@ -124,7 +124,30 @@ func (f *fuzzBytes) instance(i int) *catalog.Instance {
 	for t := range f.small(3) {
 		in.Tags = append(in.Tags, fuzzTags[(int(flags>>2)+t)%len(fuzzTags)])
 	}
+	if flags&0x80 != 0 { // tagged addresses, of any family or none
+		in.TaggedAddresses = map[string]catalog.TaggedAddress{}
+		for _, tag := range []string{catalog.LANIPv4, catalog.WANIPv4, catalog.LANIPv6, catalog.WANIPv6} {
+			if f.bool() {
+				in.TaggedAddresses[tag] = catalog.TaggedAddress{Address: f.address(), Port: f.port()}
+			}
+		}
+	}
 	return in
+}
+
+// atOneOf reports whether a real's address is the instance's address or
+// one of its tagged addresses.
+func atOneOf(in *catalog.Instance, a netip.Addr) bool {
+	addrs := []string{in.Address}
+	for _, ta := range in.TaggedAddresses {
+		addrs = append(addrs, ta.Address)
+	}
+	for _, s := range addrs {
+		if b, err := netip.ParseAddr(s); err == nil && b.Unmap() == a {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshotAndHistory builds a snapshot of the services "web" and "api"
@@ -228,6 +251,8 @@ func FuzzRender(f *testing.F) {
 					t.Fatalf("%s: instance %q in maintenance is in the state", where, in.ID)
 				case !in.HasTags(vs.Tags):
 					t.Fatalf("%s: instance %q lacks the tags %q", where, in.ID, vs.Tags)
+				case !atOneOf(in, rk.Addr):
+					t.Fatalf("%s: at none of instance %q's addresses", where, in.ID)
 				}
 			}
 			fb := fallbackKey(vs)

@@ -332,59 +332,6 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 	return serving
 }
 
-// realOf is the real server an instance is, or why it cannot be one: in
-// a warning's words and in explain's shorter ones. An address no real
-// server can have is left out here, not sent to the kernel: the kernel
-// refuses some (multicast, broadcast, unspecified: EINVAL), and the others
-// (loopback, link-local, zoned) mean this host or a link, not a server.
-func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, why, short string) {
-	addr, err := netip.ParseAddr(in.Address)
-	if err != nil {
-		why = fmt.Sprintf("address %q is not an IP address", in.Address)
-		return rk, why, why
-	}
-	if addr.Zone() != "" {
-		why = fmt.Sprintf("address %s has a zone: a real server's address cannot", addr)
-		return rk, why, why
-	}
-	addr = addr.Unmap()
-	if addr.Is4() != vs.Address.Addr().Is4() {
-		return rk, fmt.Sprintf("address %s is not of the IP family of the virtual address %s", addr, vs.Address.Addr()),
-			fmt.Sprintf("address %s is not of the family of %s", addr, vs.Address.Addr())
-	}
-	if kind := unusable(addr); kind != "" {
-		why = fmt.Sprintf("address %s is %s: it cannot be a real server's", addr, kind)
-		return rk, why, why
-	}
-	port := vs.Address.Port()
-	if vs.Forwarding.TranslatesPort() {
-		if in.Port < 1 || in.Port > 65535 {
-			why = fmt.Sprintf("port %d cannot be a real server's port", in.Port)
-			return rk, why, why
-		}
-		port = uint16(in.Port)
-	}
-	return lvs.RealKey{Addr: addr, Port: port}, "", ""
-}
-
-// unusable names the kind of an address that cannot be a real server's,
-// or is "" for one that can.
-func unusable(a netip.Addr) string {
-	switch {
-	case a.IsUnspecified():
-		return "unspecified"
-	case a.IsMulticast():
-		return "multicast"
-	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return "the broadcast address"
-	case a.IsLinkLocalUnicast():
-		return "link-local"
-	case a.IsLoopback():
-		return "loopback"
-	}
-	return ""
-}
-
 // LocalFallback is where the local maintenance page is reached: the VIP
 // itself, on the virtual port. A real whose address is local to the
 // director is delivered to this host with the packet's VIP:port unchanged

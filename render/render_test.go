@@ -21,7 +21,8 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // inst builds an instance; opts are "passing", "warning", "critical",
-// "nodemaint", "svcmaint", "w=P/W", "tag=x".
+// "nodemaint", "svcmaint", "w=P/W", "tag=x", "tagged=lan_ipv6=ADDR" and
+// "tagged=lan_ipv6=ADDR/PORT" (a tagged address, with a port).
 func inst(node, addr string, port int, opts ...string) *catalog.Instance {
 	in := &catalog.Instance{
 		ID: fmt.Sprintf("%s-%d", node, port), Node: node, Address: addr, Port: port,
@@ -39,6 +40,19 @@ func inst(node, addr string, port int, opts ...string) *catalog.Instance {
 			if _, err := fmt.Sscanf(o, "w=%d/%d", &in.Weights.Passing, &in.Weights.Warning); err != nil {
 				panic(err)
 			}
+		case strings.HasPrefix(o, "tagged="):
+			tag, addr, _ := strings.Cut(strings.TrimPrefix(o, "tagged="), "=")
+			ta := catalog.TaggedAddress{Address: addr}
+			if a, p, ok := strings.Cut(addr, "/"); ok {
+				ta.Address = a
+				if _, err := fmt.Sscanf(p, "%d", &ta.Port); err != nil {
+					panic(err)
+				}
+			}
+			if in.TaggedAddresses == nil {
+				in.TaggedAddresses = map[string]catalog.TaggedAddress{}
+			}
+			in.TaggedAddresses[tag] = ta
 		case strings.HasPrefix(o, "tag="):
 			in.Tags = append(in.Tags, strings.TrimPrefix(o, "tag="))
 		default:
@@ -283,6 +297,38 @@ virtual_service "mh" {
 			services: map[string][]*catalog.Instance{"web": {
 				inst("n1", "10.1.0.11", 8080, "warning", "w=4/2"),
 				inst("n1", "10.1.0.11", 8081, "passing", "w=4/2"),
+			}},
+		},
+		{
+			// One service at IPv4 addresses with IPv6 tagged ones backs an
+			// IPv4 and two IPv6 virtual services; one at an IPv6 address
+			// with an IPv4 tagged one, the other way round.
+			name: "dual-stack-from-tagged-addresses",
+			config: `virtual_service "web4" {
+  address    = "10.10.10.60:80"
+  forwarding = "masq"
+  service    = "web"
+}
+virtual_service "web6" {
+  address    = "[2001:db8::60]:80"
+  forwarding = "masq"
+  service    = "web"
+}
+virtual_service "web6dr" {
+  address    = "[2001:db8::61]:80"
+  forwarding = "gate"
+  service    = "web"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 8080, "tagged=lan_ipv6=2001:db8:1::11"),
+				inst("n2", "10.1.0.12", 8080, "tagged=lan_ipv6=2001:db8:1::12/8443", "tagged=wan_ipv6=2001:db8:2::12"),
+				inst("n3", "10.1.0.13", 8080, "tagged=wan_ipv6=2001:db8:2::13/8444", "tagged=lan_ipv4=10.1.0.13"),
+				inst("n4", "10.1.0.14", 8080),
+				inst("n5", "2001:db8:1::15", 8080, "tagged=lan_ipv4=10.1.0.15/9090", "tagged=wan_ipv4=192.0.2.15"),
+				inst("n6", "2001:db8:1::16", 8080, "tagged=wan_ipv4=192.0.2.16"),
+				inst("n7", "10.1.0.17", 8080, "tagged=lan_ipv6=fe80::17"),
+				inst("n8", "10.1.0.18", 8080, "tagged=lan_ipv6=10.1.0.18"),
+				inst("n9", "10.1.0.19", 8080, "tagged=lan_ipv6=2001:db8:1::19/70000"),
 			}},
 		},
 		{

@@ -2,6 +2,7 @@ package consul_test
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -176,4 +177,39 @@ node_prefix "" { policy = "read" }`)
 	if s.Services["web"].FilteredByACLs {
 		t.Error("the answer read with the new token is still filtered")
 	}
+}
+
+// TestTaggedAddressesFromRealConsul: what a real agent keeps of tagged
+// addresses, and what the source makes of them: the service's own, and the
+// node's for a service at its node's address.
+func TestTaggedAddressesFromRealConsul(t *testing.T) {
+	agent := testconsul.Start(t)
+	agent.Register(t, &api.AgentServiceRegistration{
+		ID: "web1", Name: "web", Address: "10.1.0.11", Port: 8081,
+		TaggedAddresses: map[string]api.ServiceAddress{"lan_ipv6": {Address: "fd00:1::11", Port: 8443}},
+	}, api.HealthPassing)
+	// A node of its own, with an IPv6 node address tagged, and a service at
+	// its node's address.
+	if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{
+		Node: "n6", Address: "10.1.0.16",
+		TaggedAddresses: map[string]string{"lan_ipv4": "10.1.0.16", "lan_ipv6": "fd00:1::16"},
+		Service:         &api.AgentService{ID: "web6", Service: "web", Port: 8086},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := consul.NewSource(agent.Client, consul.Options{}).Fetch(context.Background(), []string{"web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byID(snap.Instances("web"))
+	if got["web1"] == nil || got["web6"] == nil {
+		t.Fatalf("instances %v", got)
+	}
+	if ta := got["web1"].TaggedAddresses[catalog.LANIPv6]; ta != (catalog.TaggedAddress{Address: "fd00:1::11", Port: 8443}) {
+		t.Errorf("web1 lan_ipv6 %+v (all: %v)", ta, got["web1"].TaggedAddresses)
+	}
+	if want := map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.16"}, "lan_ipv6": {Address: "fd00:1::16"}}; !reflect.DeepEqual(got["web6"].TaggedAddresses, want) {
+		t.Errorf("web6 tagged addresses %v, want the node's %v", got["web6"].TaggedAddresses, want)
+	}
+	t.Logf("web1's: %v", got["web1"].TaggedAddresses)
 }

@@ -43,6 +43,7 @@ func newInstance(e *api.ServiceEntry) *catalog.Instance {
 	if in.Address == "" {
 		in.Address = e.Node.Address
 	}
+	in.TaggedAddresses = taggedAddresses(e)
 	if len(e.Service.Meta) > 0 {
 		in.Meta = maps.Clone(e.Service.Meta)
 	}
@@ -71,6 +72,39 @@ func newInstance(e *api.ServiceEntry) *catalog.Instance {
 		return cmp.Or(cmp.Compare(a.ServiceID, b.ServiceID), cmp.Compare(a.CheckID, b.CheckID))
 	})
 	return in
+}
+
+// taggedAddresses are an entry's tagged addresses of the four kinds render
+// uses: the service's own, then, for a service that has no address of its
+// own and so is at its node's, the node's for the kinds the service lacks.
+// A service with an address of its own (a container's, say) is not known
+// to be reachable at its node's other addresses: the node's are not used.
+func taggedAddresses(e *api.ServiceEntry) map[string]catalog.TaggedAddress {
+	var m map[string]catalog.TaggedAddress
+	add := func(tag, addr string, port int) {
+		if addr == "" {
+			return
+		}
+		if _, ok := m[tag]; ok {
+			return
+		}
+		if m == nil {
+			m = make(map[string]catalog.TaggedAddress, 2)
+		}
+		m[tag] = catalog.TaggedAddress{Address: addr, Port: port}
+	}
+	tags := []string{catalog.LANIPv4, catalog.WANIPv4, catalog.LANIPv6, catalog.WANIPv6}
+	for _, tag := range tags {
+		if sa, ok := e.Service.TaggedAddresses[tag]; ok {
+			add(tag, sa.Address, sa.Port)
+		}
+	}
+	if e.Service.Address == "" {
+		for _, tag := range tags {
+			add(tag, e.Node.TaggedAddresses[tag], 0)
+		}
+	}
+	return m
 }
 
 // worse returns the worse of a status and a check's; an unknown check

@@ -79,3 +79,46 @@ func TestNewInstance(t *testing.T) {
 		t.Errorf("default weights = %+v", got)
 	}
 }
+
+// TestTaggedAddresses: the service's tagged addresses of the four kinds,
+// and the node's only for a service at its node's address.
+func TestTaggedAddresses(t *testing.T) {
+	node := map[string]string{"lan": "192.0.2.1", "lan_ipv4": "192.0.2.1", "lan_ipv6": "2001:db8::1", "wan_ipv6": "2001:db8:1::1"}
+	svc := map[string]api.ServiceAddress{
+		"lan_ipv4":       {Address: "10.1.0.11", Port: 80},
+		"lan_ipv6":       {Address: "fd00::11", Port: 8080},
+		"wan_ipv4":       {Address: ""}, // no address: not one
+		"consul-virtual": {Address: "240.0.0.1", Port: 20000},
+	}
+	tests := []struct {
+		name    string
+		address string
+		node    map[string]string
+		service map[string]api.ServiceAddress
+		want    map[string]catalog.TaggedAddress
+	}{
+		{name: "none", address: "10.1.0.11"},
+		{
+			name: "the service's, of the four kinds, with their ports", address: "10.1.0.11", node: node, service: svc,
+			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.11", Port: 80}, "lan_ipv6": {Address: "fd00::11", Port: 8080}},
+		},
+		{
+			name: "at its node's address: the node's fill in what the service lacks", address: "", node: node, service: svc,
+			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.11", Port: 80}, "lan_ipv6": {Address: "fd00::11", Port: 8080}, "wan_ipv6": {Address: "2001:db8:1::1", Port: 0}},
+		},
+		{
+			name: "at its node's address, none of its own", address: "", node: node,
+			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "192.0.2.1", Port: 0}, "lan_ipv6": {Address: "2001:db8::1", Port: 0}, "wan_ipv6": {Address: "2001:db8:1::1", Port: 0}},
+		},
+		{name: "an address of its own: not the node's", address: "10.1.0.11", node: node},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := entry("n1", "web1", tt.address, 80)
+			e.Node.TaggedAddresses, e.Service.TaggedAddresses = tt.node, tt.service
+			if got := newInstance(e).TaggedAddresses; !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %v\nwant %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -48,20 +48,24 @@ func TestRealServerCommand(t *testing.T) {
 		args:  []string{"-vip", "10.10.10.61", "-mode", "ipip", "-log-level", "warn"},
 		after: "lo device up [127.0.0.1/8 ::1/128 10.10.10.60/32 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
 	}, {
-		args: []string{"-vip", "10.10.10.61,2001:db8::61", "-mode", "ipip"}, code: 1,
-		stderr: "cannot configure the real server: error=\"vip 2001:db8::61: ipip real servers take IPv4 VIPs only\"",
-		after:  "lo device up [127.0.0.1/8 ::1/128 10.10.10.60/32 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
+		args:   []string{"-vip", "10.10.10.61,2001:db8::61", "-mode", "ipip"},
+		stderr: "added vip: link=ip6tnl0 vip=2001:db8::61",
+		after:  "ip6tnl0 ip6tnl up [2001:db8::61/128 nodad]\nlo device up [127.0.0.1/8 ::1/128 10.10.10.60/32 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
+	}, {
+		args:   []string{"-vip", "2001:db8::61", "-mode", "ipip", "-remove"},
+		stderr: "removed vip: link=ip6tnl0 vip=2001:db8::61",
+		after:  "ip6tnl0 ip6tnl up []\nlo device up [127.0.0.1/8 ::1/128 10.10.10.60/32 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
 	}, {
 		args: []string{"-vip", "10.10.10.63", "-mode", "masq"}, code: 1,
 		stderr: "real servers need gate or ipip, not masq",
-		after:  "lo device up [127.0.0.1/8 ::1/128 10.10.10.60/32 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
+		after:  "ip6tnl0 ip6tnl up []\nlo device up [127.0.0.1/8 ::1/128 10.10.10.60/32 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
 	}, {
 		args:   []string{"-vip", "10.10.10.60", "-mode", "gate", "-remove"},
 		stderr: "removed vip: link=lo vip=10.10.10.60",
-		after:  "lo device up [127.0.0.1/8 ::1/128 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
+		after:  "ip6tnl0 ip6tnl up []\nlo device up [127.0.0.1/8 ::1/128 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
 	}, {
 		args: []string{"-mode", "gate"}, code: 1, stderr: "-vip is required",
-		after: "lo device up [127.0.0.1/8 ::1/128 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
+		after: "ip6tnl0 ip6tnl up []\nlo device up [127.0.0.1/8 ::1/128 10.10.10.62/32]\ntunl0 ipip up [10.10.10.61/32]\n",
 	}} {
 		code, _, stderr := cli(append([]string{"realserver"}, step.args...)...)
 		if code != step.code || step.stderr == "" && stderr != "" || !strings.Contains(stderr, step.stderr) {

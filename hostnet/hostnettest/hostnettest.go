@@ -40,7 +40,7 @@ func (a Addr) String() string {
 
 // Link is a fake link's state.
 type Link struct {
-	Type      string // "dummy", "ipip", "device" (lo), as netlink.Link.Type says
+	Type      string // "dummy", "ipip", "ip6tnl", "device" (lo), as netlink.Link.Type says
 	Up        bool
 	NoCarrier bool   // up but without carrier (IFF_LOWER_UP clear): a cut cable, a veth's peer down
 	Addrs     []Addr // in the order they were added
@@ -203,6 +203,8 @@ func (f *Netlink) LinkByName(name string) (netlink.Link, error) {
 		return &netlink.Dummy{LinkAttrs: attrs}, nil
 	case "ipip":
 		return &netlink.Iptun{LinkAttrs: attrs}, nil
+	case "ip6tnl":
+		return &netlink.Ip6tnl{LinkAttrs: attrs}, nil
 	default:
 		return &netlink.Device{LinkAttrs: attrs}, nil
 	}
