@@ -338,6 +338,9 @@ func TestRestartDropsNothing(t *testing.T) {
 	registerReals(t, 1, 1, 1)
 	config := writeConfig(t, true)
 	l := startLVS(t, config)
+	// The table the last test left has as many reals: the first sync of
+	// this lvs-sync is what sets their weights.
+	l.waitSynced(t)
 	waitFor(t, "converged", 15*time.Second, func() bool {
 		return len(realsOf(t, vipGate)) == 3 && len(realsOf(t, vipMasq)) == 3 && len(realsOf(t, vipIPIP)) == 3
 	})
