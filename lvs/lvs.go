@@ -9,6 +9,7 @@ package lvs
 import (
 	"cmp"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -152,6 +153,21 @@ func HostMask(addr netip.Addr) uint32 {
 		return 128
 	}
 	return 0xffffffff
+}
+
+// PrefixMask is the persistence netmask that puts the clients sharing
+// their first length bits on one template, as the kernel keeps it for a
+// service at addr: an IPv6 prefix length, or an IPv4 mask in network byte
+// order read as a little-endian u32 (/24, 255.255.255.0, is 0x00ffffff).
+// length 0 (or the full length) is the host mask.
+func PrefixMask(addr netip.Addr, length int) uint32 {
+	if length <= 0 || length >= addr.BitLen() {
+		return HostMask(addr)
+	}
+	if addr.Is6() {
+		return uint32(length)
+	}
+	return bits.ReverseBytes32(^uint32(0) << (32 - length))
 }
 
 // ServiceKey identifies a virtual service: protocol, address and port, or
