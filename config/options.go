@@ -1,0 +1,91 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
+)
+
+// MaxThreshold is the largest connection threshold ipvsadm takes (-x, -y:
+// INT_MAX), and so the largest lvs-sync takes, in the config or in an
+// instance's meta.
+const MaxThreshold = math.MaxInt32
+
+// decodeOptions validates the rest of ipvsadm's service options:
+// persistence_netmask (-M), ops (-o) and the real servers' default
+// connection thresholds, upper_threshold and lower_threshold (-x, -y).
+func decodeOptions(vs *VirtualService, rv *rawVS, at attrs) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	if rv.PersistMask != nil && vs.Address.IsValid() {
+		bits, err := parsePersistenceNetmask(*rv.PersistMask, vs.Address.Addr())
+		switch {
+		case err != nil:
+			diags = append(diags, at.errorf("persistence_netmask", "Invalid persistence netmask", "%s", err))
+		case vs.Persistence == 0:
+			diags = append(diags, at.errorf("persistence_netmask", "Netmask without persistence",
+				"persistence_netmask groups the clients of a persistent service: set persistence"))
+		default:
+			vs.PersistenceNetmask = bits
+		}
+	}
+	if rv.OnePacket != nil && *rv.OnePacket {
+		if vs.Protocol != lvs.UDP && vs.Protocol != 0 {
+			diags = append(diags, at.errorf("ops", "One-packet scheduling needs udp",
+				"the kernel schedules single packets for UDP only; protocol is %s", vs.Protocol))
+		} else {
+			vs.OnePacket = true
+		}
+	}
+	thresholdsOK := true
+	threshold := func(name string, raw *int) uint32 {
+		if raw == nil {
+			return 0
+		}
+		if *raw < 0 || *raw > MaxThreshold {
+			diags = append(diags, at.errorf(name, "Invalid threshold", "%d: want a connection count from 0 (none) to %d", *raw, MaxThreshold))
+			thresholdsOK = false
+			return 0
+		}
+		return uint32(*raw)
+	}
+	vs.UpperThreshold = threshold("upper_threshold", rv.UpperThreshold)
+	vs.LowerThreshold = threshold("lower_threshold", rv.LowerThreshold)
+	if thresholdsOK && vs.LowerThreshold > vs.UpperThreshold {
+		diags = append(diags, at.errorf("lower_threshold", "Lower threshold above the upper",
+			"%d is above upper_threshold %d, which the kernel refuses: a real is overloaded at upper_threshold connections and serves again below lower_threshold",
+			vs.LowerThreshold, vs.UpperThreshold))
+	}
+	return diags
+}
+
+// parsePersistenceNetmask parses persistence_netmask as ipvsadm's -M takes
+// it, into a prefix length: a dotted mask such as "255.255.255.0" for an
+// IPv4 service, a prefix length such as 64 for an IPv6 one.
+func parsePersistenceNetmask(s string, vip netip.Addr) (int, error) {
+	if vip.Is6() {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 128 {
+			return 0, fmt.Errorf("%q: want a prefix length from 1 to 128 for the IPv6 address %s", s, vip)
+		}
+		return n, nil
+	}
+	mask, err := netip.ParseAddr(s)
+	if err != nil || !mask.Is4() {
+		return 0, fmt.Errorf("%q: want a dotted netmask such as \"255.255.255.0\" for the IPv4 address %s", s, vip)
+	}
+	b := mask.As4()
+	ones, size := net.IPMask(b[:]).Size()
+	switch {
+	case size == 0:
+		return 0, fmt.Errorf("%q: the mask's ones must come first, as in 255.255.255.0", s)
+	case ones == 0:
+		return 0, fmt.Errorf("%q would put every client on one real server", s)
+	}
+	return ones, nil
+}
