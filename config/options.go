@@ -1,11 +1,7 @@
 package config
 
 import (
-	"fmt"
 	"math"
-	"net"
-	"net/netip"
-	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -23,7 +19,7 @@ const MaxThreshold = math.MaxInt32
 func decodeOptions(vs *VirtualService, rv *rawVS, at attrs) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	if rv.PersistMask != nil && vs.Address.IsValid() {
-		bits, err := parsePersistenceNetmask(*rv.PersistMask, vs.Address.Addr())
+		bits, err := lvs.ParsePersistenceNetmask(*rv.PersistMask, vs.Address.Addr())
 		switch {
 		case err != nil:
 			diags = append(diags, at.errorf("persistence_netmask", "Invalid persistence netmask", "%s", err))
@@ -62,30 +58,4 @@ func decodeOptions(vs *VirtualService, rv *rawVS, at attrs) hcl.Diagnostics {
 			vs.LowerThreshold, vs.UpperThreshold))
 	}
 	return diags
-}
-
-// parsePersistenceNetmask parses persistence_netmask as ipvsadm's -M takes
-// it, into a prefix length: a dotted mask such as "255.255.255.0" for an
-// IPv4 service, a prefix length such as 64 for an IPv6 one.
-func parsePersistenceNetmask(s string, vip netip.Addr) (int, error) {
-	if vip.Is6() {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 128 {
-			return 0, fmt.Errorf("%q: want a prefix length from 1 to 128 for the IPv6 address %s", s, vip)
-		}
-		return n, nil
-	}
-	mask, err := netip.ParseAddr(s)
-	if err != nil || !mask.Is4() {
-		return 0, fmt.Errorf("%q: want a dotted netmask such as \"255.255.255.0\" for the IPv4 address %s", s, vip)
-	}
-	b := mask.As4()
-	ones, size := net.IPMask(b[:]).Size()
-	switch {
-	case size == 0:
-		return 0, fmt.Errorf("%q: the mask's ones must come first, as in 255.255.255.0", s)
-	case ones == 0:
-		return 0, fmt.Errorf("%q would put every client on one real server", s)
-	}
-	return ones, nil
 }

@@ -28,14 +28,6 @@ func serviceOf(vs *config.VirtualService, n int) *ipvs.Service {
 	return svc
 }
 
-// The Consul service meta an instance sets its own real's connection
-// thresholds with (ipvsadm -x, -y), in place of the virtual service's
-// upper_threshold and lower_threshold: a count of connections, 0 for none.
-const (
-	MetaUpperThreshold = "lvs-upper-threshold"
-	MetaLowerThreshold = "lvs-lower-threshold"
-)
-
 // thresholds are the connection thresholds of an instance's real: the
 // virtual service's, each overridden by the instance's meta. A meta value
 // that is no count, or a pair the kernel refuses (lower above upper), is
@@ -53,7 +45,7 @@ func thresholds(vs *config.VirtualService, in *catalog.Instance, note func(forma
 		}
 		return uint32(n)
 	}
-	upper, lower = read(MetaUpperThreshold, vs.UpperThreshold), read(MetaLowerThreshold, vs.LowerThreshold)
+	upper, lower = read(lvs.MetaUpperThreshold, vs.UpperThreshold), read(lvs.MetaLowerThreshold, vs.LowerThreshold)
 	if lower > upper {
 		note("meta thresholds: lower %d is above upper %d, which the kernel refuses: using upper %d, lower %d",
 			lower, upper, vs.UpperThreshold, vs.LowerThreshold)
