@@ -109,7 +109,7 @@ func checkValidConfig(t *testing.T, cfg *Config) {
 			t.Fatalf("%s: negative duration in %+v", vs.Name, vs)
 		case vs.MaintenancePage != "" && !vs.Fallback.Local:
 			t.Fatalf("%s: maintenance page without local fallback", vs.Name)
-		case vs.LowerThreshold > vs.UpperThreshold || vs.UpperThreshold > MaxThreshold:
+		case vs.LowerThreshold > vs.UpperThreshold || vs.UpperThreshold > lvs.MaxThreshold:
 			t.Fatalf("%s: thresholds %d/%d the kernel refuses", vs.Name, vs.UpperThreshold, vs.LowerThreshold)
 		case vs.OnePacket && vs.Protocol != lvs.UDP:
 			t.Fatalf("%s: ops on %s", vs.Name, vs.Protocol)

@@ -1,17 +1,10 @@
 package config
 
 import (
-	"math"
-
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
-
-// MaxThreshold is the largest connection threshold ipvsadm takes (-x, -y:
-// INT_MAX), and so the largest lvs-sync takes, in the config or in an
-// instance's meta.
-const MaxThreshold = math.MaxInt32
 
 // decodeOptions validates the rest of ipvsadm's service options:
 // persistence_netmask (-M), ops (-o) and the real servers' default
@@ -43,8 +36,8 @@ func decodeOptions(vs *VirtualService, rv *rawVS, at attrs) hcl.Diagnostics {
 		if raw == nil {
 			return 0
 		}
-		if *raw < 0 || *raw > MaxThreshold {
-			diags = append(diags, at.errorf(name, "Invalid threshold", "%d: want a connection count from 0 (none) to %d", *raw, MaxThreshold))
+		if *raw < 0 || *raw > lvs.MaxThreshold {
+			diags = append(diags, at.errorf(name, "Invalid threshold", "%d: want a connection count from 0 (none) to %d", *raw, lvs.MaxThreshold))
 			thresholdsOK = false
 			return 0
 		}

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"fmt"
-	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -372,7 +371,7 @@ func (p *kaParser) kaReal(n *kaNode, s *Service, interval time.Duration, host st
 		case "uthreshold", "lthreshold":
 			n, err := strconv.Atoi(c.arg(0))
 			switch {
-			case err != nil || n < 0 || n > math.MaxInt32:
+			case err != nil || n < 0 || n > lvs.MaxThreshold:
 				p.addf(c.line, "%s: %q is not a connection count: left out", k, c.arg(0))
 			case k == "uthreshold":
 				r.UpperThreshold = n

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"fmt"
-	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -63,7 +62,7 @@ func (p *ldParser) reals(rd ldDirective, v *ldVirtual, s *Service, check ldCheck
 		}
 		n, err := strconv.Atoi(t[2])
 		switch {
-		case err != nil || n > math.MaxInt32:
+		case err != nil || n > lvs.MaxThreshold:
 			p.addf(rd.line, "real %s: connection threshold %s:%s is out of range: left out", first, t[1], t[2])
 		case t[1] == "u":
 			upper = n

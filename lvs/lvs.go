@@ -9,6 +9,7 @@ package lvs
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/bits"
 	"net"
 	"net/netip"
@@ -156,6 +157,11 @@ func HostMask(addr netip.Addr) uint32 {
 	}
 	return 0xffffffff
 }
+
+// MaxThreshold is the largest connection threshold ipvsadm takes (-x, -y:
+// INT_MAX), and so the largest lvs-sync takes, from its config, an
+// instance's meta or an imported config.
+const MaxThreshold = math.MaxInt32
 
 // The Consul service meta an instance sets its own real's connection
 // thresholds with (ipvsadm -x, -y), in place of the virtual service's

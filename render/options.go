@@ -39,8 +39,8 @@ func thresholds(vs *config.VirtualService, in *catalog.Instance, note func(forma
 			return def
 		}
 		n, err := strconv.ParseUint(s, 10, 32)
-		if err != nil || n > config.MaxThreshold {
-			note("meta %s = %q is not a connection count from 0 to %d: using %d", key, s, config.MaxThreshold, def)
+		if err != nil || n > lvs.MaxThreshold {
+			note("meta %s = %q is not a connection count from 0 to %d: using %d", key, s, lvs.MaxThreshold, def)
 			return def
 		}
 		return uint32(n)
