@@ -73,6 +73,10 @@ type rawVS struct {
 	SchedulerFlags  []string `hcl:"scheduler_flags,optional"`
 	Forwarding      string   `hcl:"forwarding"`
 	Persistence     *string  `hcl:"persistence,optional"`
+	PersistMask     *string  `hcl:"persistence_netmask,optional"`
+	OnePacket       *bool    `hcl:"ops,optional"`
+	UpperThreshold  *int     `hcl:"upper_threshold,optional"`
+	LowerThreshold  *int     `hcl:"lower_threshold,optional"`
 	Service         *string  `hcl:"service,optional"`
 	Tags            []string `hcl:"tags,optional"`
 	Quiescent       *bool    `hcl:"quiescent,optional"`
@@ -349,6 +353,7 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		}
 	}
 	diags = append(diags, decodeSchedFlags(vs, rv, at)...)
+	diags = append(diags, decodeOptions(vs, rv, at)...)
 	if vs.Fallback.Local && vs.Protocol != lvs.TCP && vs.Protocol != 0 {
 		diags = append(diags, at.errorf("fallback", "Local fallback needs tcp",
 			"the local maintenance page is served over HTTP; protocol is %s", vs.Protocol))

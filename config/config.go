@@ -138,9 +138,21 @@ type VirtualService struct {
 	SchedulerFlags lvs.SchedFlags
 	Forwarding     lvs.Forward
 	Persistence    time.Duration
-	Service        string
-	Tags           []string
-	Quiescent      bool
+	// PersistenceNetmask is persistence_netmask as a prefix length (ipvsadm
+	// -M): clients within one such prefix share a persistence template,
+	// and so a real. 0 is the host mask, each client on its own.
+	PersistenceNetmask int
+	// OnePacket is ops, one-packet scheduling (ipvsadm -o): each UDP
+	// datagram is scheduled on its own, with no connection entry kept.
+	OnePacket bool
+	// UpperThreshold and LowerThreshold are upper_threshold and
+	// lower_threshold (ipvsadm -x, -y): every real's connection thresholds
+	// unless its instance's Consul meta lvs-upper-threshold or
+	// lvs-lower-threshold says otherwise. 0 is none.
+	UpperThreshold, LowerThreshold uint32
+	Service                        string
+	Tags                           []string
+	Quiescent                      bool
 	// Adopt lets lvs-sync take over a virtual service at this address that
 	// the kernel already has and lvs-sync did not make; without it such a
 	// service is a conflict, left untouched.

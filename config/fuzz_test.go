@@ -36,6 +36,17 @@ virtual_service "shop" {
   on_warning       = "remove"
 }
 `))
+	f.Add([]byte(`virtual_service "dns" {
+  address             = "10.10.10.53:53"
+  protocol            = "udp"
+  forwarding          = "gate"
+  persistence         = "60s"
+  persistence_netmask = "255.255.255.0"
+  ops                 = true
+  upper_threshold     = 100
+  lower_threshold     = 50
+}
+`))
 	// The name puts relative maintenance pages in testdata, as a config
 	// file there would have them.
 	const name = "testdata/fuzz.hcl"
@@ -98,6 +109,12 @@ func checkValidConfig(t *testing.T, cfg *Config) {
 			t.Fatalf("%s: negative duration in %+v", vs.Name, vs)
 		case vs.MaintenancePage != "" && !vs.Fallback.Local:
 			t.Fatalf("%s: maintenance page without local fallback", vs.Name)
+		case vs.LowerThreshold > vs.UpperThreshold || vs.UpperThreshold > lvs.MaxThreshold:
+			t.Fatalf("%s: thresholds %d/%d the kernel refuses", vs.Name, vs.UpperThreshold, vs.LowerThreshold)
+		case vs.OnePacket && vs.Protocol != lvs.UDP:
+			t.Fatalf("%s: ops on %s", vs.Name, vs.Protocol)
+		case vs.PersistenceNetmask != 0 && (vs.Persistence == 0 || vs.PersistenceNetmask > vs.Address.Addr().BitLen()):
+			t.Fatalf("%s: persistence_netmask /%d with persistence %v", vs.Name, vs.PersistenceNetmask, vs.Persistence)
 		}
 		names[vs.Name], keys[vs.Key()] = true, true
 	}

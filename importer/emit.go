@@ -8,6 +8,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // The two files an import writes: lvs-sync.hcl, a virtual_service block
@@ -47,6 +49,12 @@ func LVSSyncHCL(r *Result) []byte {
 		if s.Persistence > 0 {
 			b.SetAttributeValue("persistence", cty.StringVal(duration(s.Persistence)))
 		}
+		if s.PersistenceNetmask > 0 {
+			b.SetAttributeValue("persistence_netmask", cty.StringVal(lvs.FormatPersistenceNetmask(s.Address.Addr(), s.PersistenceNetmask)))
+		}
+		if s.OnePacket {
+			b.SetAttributeValue("ops", cty.True)
+		}
 		if s.Quiescent {
 			b.SetAttributeValue("quiescent", cty.True)
 		}
@@ -73,7 +81,14 @@ func ConsulServicesHCL(r *Result) []byte {
 			b.SetAttributeValue("name", cty.StringVal(s.ConsulService()))
 			b.SetAttributeValue("address", cty.StringVal(real.Addr.Addr().String()))
 			b.SetAttributeValue("port", cty.NumberIntVal(int64(real.Addr.Port())))
-			b.SetAttributeValue("meta", cty.ObjectVal(map[string]cty.Value{"imported_from": cty.StringVal(real.Pos.String())}))
+			meta := map[string]cty.Value{"imported_from": cty.StringVal(real.Pos.String())}
+			if real.UpperThreshold > 0 {
+				meta[lvs.MetaUpperThreshold] = cty.StringVal(fmt.Sprint(real.UpperThreshold))
+			}
+			if real.LowerThreshold > 0 {
+				meta[lvs.MetaLowerThreshold] = cty.StringVal(fmt.Sprint(real.LowerThreshold))
+			}
+			b.SetAttributeValue("meta", cty.ObjectVal(meta))
 			b.SetAttributeValue("weights", cty.ObjectVal(map[string]cty.Value{
 				"passing": cty.NumberIntVal(int64(real.Weight)),
 				"warning": cty.NumberIntVal(int64(real.Weight)),

@@ -105,6 +105,16 @@ func TestLdirectord(t *testing.T) {
 			src: "emailalert=\"ops@example.com\"\ncallback=\"/bin/true\"\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n" +
 				"\tnetmask=255.255.255.0\n\tschedflags=sh-port\n\treceive=\"ok.*\"\n",
 			notes: []string{"1: emailalert", "2: callback", "5: netmask 255.255.255.0", "6: schedflags", `7: receive "ok.*"`}},
+		{name: "persistence netmask, one-packet scheduling and connection thresholds carried over",
+			src: "virtual=10.0.0.1:53\n\treal=10.0.0.2:53 gate 1 u:100 l:50\n\treal=10.0.0.3:53 gate 2 \"u:7\"\n\tprotocol=udp\n" +
+				"\tpersistent=60\n\tnetmask=255.255.255.0\n\tops=yes\n\tchecktype=on\n" +
+				"virtual6=[2001:db8::1]:80\n\treal6=[2001:db8::2]:80 masq\n\tpersistent=30\n\tnetmask=64\n\tchecktype=on\n",
+			want: []string{`persistence_netmask = "255.255.255.0"`, `ops = true`, `persistence_netmask = "64"`,
+				`lvs-lower-threshold = "50" lvs-upper-threshold = "100"`, `imported_from = "t.cf:3" lvs-upper-threshold = "7"`}},
+		{name: "options that cannot be carried over are notes",
+			src: "virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate 1 l:5\n\tops=yes\n\tpersistent=60\n\tnetmask=255.0.255.0\n",
+			notes: []string{"2: real 10.0.0.2: lower connection threshold 5 above the upper 0", "3: ops = yes: one-packet scheduling is for UDP",
+				"5: netmask 255.0.255.0: \"255.0.255.0\": the mask's ones must come first"}},
 		{name: "fwmark is skipped with a note",
 			src:   "virtual=7\n\treal=10.0.0.2 gate\n\tprotocol=fwm\nvirtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate\n",
 			want:  []string{`virtual_service "tcp-10-0-0-1-80"`},
@@ -157,6 +167,13 @@ func TestKeepalived(t *testing.T) {
 				"  HTTP_GET {\n   url {\n    path /\n    digest abc\n    status_code 301\n   }\n  }\n }\n}\n",
 			want:  []string{`quiescent  = true`},
 			notes: []string{"1: include", "2: vrrp_instance", "5: virtual_server fwmark 1", "9: inhibit_on_failure", "10: MISC_CHECK", "16: digest", "17: status_code 301"}},
+		{name: "persistence_granularity, ops and thresholds, whatever their order",
+			src: "virtual_server 10.0.0.1 53 {\n ops\n persistence_granularity 255.255.0.0\n persistence_timeout 60\n protocol UDP\n" +
+				" real_server 10.0.0.2 53 {\n  uthreshold 100\n  lthreshold 20\n }\n real_server 10.0.0.3 53 {\n  lthreshold 5\n }\n}\n" +
+				"virtual_server 10.0.0.1 80 {\n protocol TCP\n ops\n persistence_granularity 255.255.0.0\n real_server 10.0.0.2 80 {\n  uthreshold x\n }\n}\n",
+			want: []string{`persistence_netmask = "255.255.0.0"`, `ops = true`, `lvs-lower-threshold = "20" lvs-upper-threshold = "100"`},
+			notes: []string{"10: real_server 10.0.0.3:53: lthreshold 5 above uthreshold 0", "16: ops: one-packet scheduling is for UDP, and this service is tcp",
+				"17: persistence_granularity 255.255.0.0 groups the clients of a persistent service", `19: uthreshold: "x" is not a connection count`}},
 		{name: "errors", src: "virtual_server 10.0.0.1 80 {\n lb_kind XX\n real_server nowhere 80 {\n }\n",
 			err: "t.conf:2: error: lb_kind must be NAT, DR or TUN, not \"XX\"\nt.conf:3: error: real_server: \"nowhere\" is not an IP address"},
 	} {

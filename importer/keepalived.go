@@ -237,7 +237,6 @@ var kaVSNotes = map[string]string{
 	"alpha":                "alpha has no equivalent: Consul's checks start critical until they pass",
 	"omega":                "omega has no equivalent",
 	"ha_suspend":           "ha_suspend has no equivalent",
-	"ops":                  "ops (one-packet scheduling, ipvsadm -o) is not in this lvs-sync's config",
 	"sorry_server_inhibit": "sorry_server_inhibit has no equivalent: the fallback is added when no real has a weight above 0",
 	"smtp_alert":           "smtp_alert has no equivalent",
 	"notify_up":            "notify_up has no equivalent",
@@ -261,6 +260,7 @@ func (p *kaParser) kaService(n *kaNode, addr netip.AddrPort) *Service {
 	interval := 60 * time.Second
 	host := ""
 	hasProto := false
+	var granularity, ops *kaNode
 	for _, c := range n.children {
 		switch c.key() {
 		case "delay_loop":
@@ -296,9 +296,9 @@ func (p *kaParser) kaService(n *kaNode, addr netip.AddrPort) *Service {
 				s.Persistence = p.kaSeconds(c, 360)
 			}
 		case "persistence_granularity":
-			if g := c.arg(0); g != "255.255.255.255" && g != "128" {
-				p.addf(c.line, "persistence_granularity %s (ipvsadm -M) is not in this lvs-sync's config: persistence is per client address", g)
-			}
+			granularity = c // read once the protocol and persistence are
+		case "ops":
+			ops = c
 		case "sorry_server":
 			ap, ok := p.kaAddr(c.arg(0), c.arg(1), c.line, "sorry_server")
 			if ok {
@@ -316,6 +316,12 @@ func (p *kaParser) kaService(n *kaNode, addr netip.AddrPort) *Service {
 				p.addf(c.line, "%s is not known to the importer: ignored", k)
 			}
 		}
+	}
+	if granularity != nil {
+		s.PersistenceNetmask = p.persistenceNetmask(granularity.arg(0), granularity.line, "persistence_granularity", s)
+	}
+	if ops != nil {
+		s.OnePacket = p.onePacket(ops.line, "ops", s)
 	}
 	if s.Fallback.IsValid() && !s.Forward.TranslatesPort() && s.Fallback.Port() != addr.Port() {
 		p.addf(s.Pos.Line, "sorry_server %s: %s forwarding cannot change the port to %d: the fallback is left out", s.Fallback, s.Forward, s.Fallback.Port())
@@ -363,7 +369,15 @@ func (p *kaParser) kaReal(n *kaNode, s *Service, interval time.Duration, host st
 		case "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "BFD_CHECK", "FILE_CHECK":
 			p.addf(c.line, "%s has no Consul equivalent imported: the real is registered without it", k)
 		case "uthreshold", "lthreshold":
-			p.addf(c.line, "%s (ipvsadm -%s) is not in this lvs-sync's config", k, map[string]string{"uthreshold": "x", "lthreshold": "y"}[k])
+			n, err := strconv.Atoi(c.arg(0))
+			switch {
+			case err != nil || n < 0 || n > lvs.MaxThreshold:
+				p.addf(c.line, "%s: %q is not a connection count: left out", k, c.arg(0))
+			case k == "uthreshold":
+				r.UpperThreshold = n
+			default:
+				r.LowerThreshold = n
+			}
 		default:
 			if note, ok := kaVSNotes[k]; ok {
 				p.addf(c.line, "%s", note)
@@ -371,6 +385,10 @@ func (p *kaParser) kaReal(n *kaNode, s *Service, interval time.Duration, host st
 				p.addf(c.line, "%s is not known to the importer: ignored", k)
 			}
 		}
+	}
+	if r.LowerThreshold > r.UpperThreshold {
+		p.addf(n.line, "real_server %s: lthreshold %d above uthreshold %d, which the kernel refuses: both left out", ap, r.LowerThreshold, r.UpperThreshold)
+		r.UpperThreshold, r.LowerThreshold = 0, 0
 	}
 	if r.Weight == 0 {
 		p.addf(n.line, "real_server %s has weight 0, which Consul weights cannot express (they start at 1): it is left out", ap)

@@ -317,11 +317,11 @@ func (p *ldParser) service(g ldGlobal, v *ldVirtual) *Service {
 		n, _ := strconv.Atoi(d.value)
 		s.Persistence = time.Duration(n) * time.Second
 	}
-	if d, ok := v.d["netmask"]; ok && d.value != "255.255.255.255" && d.value != "128" {
-		p.addf(d.line, "netmask %s (ipvsadm -M) is not in this lvs-sync's config: persistence is per client address", d.value)
+	if d, ok := v.d["netmask"]; ok {
+		s.PersistenceNetmask = p.persistenceNetmask(d.value, d.line, "netmask", s)
 	}
 	if d, ok := v.d["ops"]; ok && d.value == "yes" {
-		p.addf(d.line, "ops = yes (one-packet scheduling, ipvsadm -o) is not in this lvs-sync's config")
+		s.OnePacket = p.onePacket(d.line, "ops = yes", s)
 	}
 	if d, ok := v.setting(g, "quiescent"); ok {
 		s.Quiescent = d.value == "yes"

@@ -54,14 +54,26 @@ func (p *ldParser) reals(rd ldDirective, v *ldVirtual, s *Service, check ldCheck
 		}
 		flags = pr[3]
 	}
+	var upper, lower int
 	for {
 		t := ldThreshRe.FindStringSubmatch(flags)
 		if t == nil {
 			break
 		}
-		p.addf(rd.line, "real %s: connection threshold %s:%s (ipvsadm -%s) is not in this lvs-sync's config", first, t[1], t[2],
-			map[string]string{"l": "y", "u": "x"}[t[1]])
+		n, err := strconv.Atoi(t[2])
+		switch {
+		case err != nil || n > lvs.MaxThreshold:
+			p.addf(rd.line, "real %s: connection threshold %s:%s is out of range: left out", first, t[1], t[2])
+		case t[1] == "u":
+			upper = n
+		default:
+			lower = n
+		}
 		flags = t[3]
+	}
+	if lower > upper {
+		p.addf(rd.line, "real %s: lower connection threshold %d above the upper %d, which the kernel refuses: both left out", first, lower, upper)
+		upper, lower = 0, 0
 	}
 	if strings.TrimSpace(flags) != "" {
 		p.errorf(rd.line, "real %s: cannot read %q", first, strings.TrimSpace(flags))
@@ -86,7 +98,8 @@ func (p *ldParser) reals(rd ldDirective, v *ldVirtual, s *Service, check ldCheck
 	var out []ldReal
 	for a := start.Addr(); ; a = a.Next() {
 		ap := netip.AddrPortFrom(a, start.Port())
-		r := ldReal{Real: Real{Pos: Pos{File: p.file, Line: rd.line}, Addr: ap, Weight: weight}, method: method}
+		r := ldReal{Real: Real{Pos: Pos{File: p.file, Line: rd.line}, Addr: ap, Weight: weight,
+			UpperThreshold: upper, LowerThreshold: lower}, method: method}
 		r.Checks = p.checks(check, ap)
 		out = append(out, r)
 		if a == end.Addr() || len(out) >= 1024 {

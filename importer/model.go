@@ -93,7 +93,11 @@ type Service struct {
 	Scheduler   string
 	Forward     lvs.Forward
 	Persistence time.Duration
-	Quiescent   bool
+	// PersistenceNetmask is a prefix length (ipvsadm -M); 0 is none.
+	PersistenceNetmask int
+	// OnePacket is one-packet scheduling (ipvsadm -o), for UDP.
+	OnePacket bool
+	Quiescent bool
 	// Fallback is the sorry server; invalid when there is none.
 	Fallback netip.AddrPort
 	Reals    []*Real
@@ -104,6 +108,10 @@ type Real struct {
 	Pos    Pos
 	Addr   netip.AddrPort
 	Weight int
+	// UpperThreshold and LowerThreshold are its connection thresholds
+	// (ipvsadm -x, -y), 0 for none: Consul meta lvs-upper-threshold and
+	// lvs-lower-threshold.
+	UpperThreshold, LowerThreshold int
 	// Checks are its Consul checks; none means always passing, as
 	// ldirectord's checktype = on.
 	Checks []Check
@@ -151,4 +159,33 @@ func (n *notes) sorted() []Note {
 	out := slices.Clone(n.list)
 	slices.SortStableFunc(out, func(a, b Note) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
 	return out
+}
+
+// persistenceNetmask reads a service's persistence netmask (what names the
+// directive) once its address, protocol and persistence are known: a
+// prefix length, 0 for the host mask, or for one that is left out, with a
+// note.
+func (n *notes) persistenceNetmask(value string, line int, what string, s *Service) int {
+	bits, err := lvs.ParsePersistenceNetmask(value, s.Address.Addr())
+	switch {
+	case err != nil:
+		n.addf(line, "%s %s: %v: left out", what, value, err)
+		return 0
+	case bits == s.Address.Addr().BitLen():
+		return 0 // each client on its own, as without it
+	case s.Persistence == 0:
+		n.addf(line, "%s %s groups the clients of a persistent service, and this one is not: left out", what, value)
+		return 0
+	}
+	return bits
+}
+
+// onePacket tells whether a service's one-packet scheduling (what names
+// the directive) is carried over: for UDP only, as the kernel has it.
+func (n *notes) onePacket(line int, what string, s *Service) bool {
+	if s.Protocol != lvs.UDP {
+		n.addf(line, "%s: one-packet scheduling is for UDP, and this service is %s: left out", what, s.Protocol)
+		return false
+	}
+	return true
 }

@@ -112,14 +112,14 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		}
 		reals := map[lvs.ServiceKey]map[lvs.RealKey]Real{
 			web: {
-				rk("10.20.1.1:8080"): {Weight: 5, Forward: lvs.Masq},
+				rk("10.20.1.1:8080"): {Weight: 5, Forward: lvs.Masq, UpperThreshold: 100, LowerThreshold: 50},
 				rk("10.20.1.2:80"):   {Weight: 0, Forward: lvs.Route},
-				rk("10.20.1.3:80"):   {Weight: 1, Forward: lvs.Tunnel},
+				rk("10.20.1.3:80"):   {Weight: 1, Forward: lvs.Tunnel, UpperThreshold: 10}, // the kernel's lower: 3/4 of it
 				rk("10.20.1.4:80"):   {Weight: 1, Forward: lvs.LocalNode},
 			},
 			other: {rk("10.20.1.2:80"): {Weight: 7, Forward: lvs.Masq}}, // a real of web too
 			web6: {
-				rk("[2001:db8::1:1]:8443"): {Weight: 3, Forward: lvs.Masq},
+				rk("[2001:db8::1:1]:8443"): {Weight: 3, Forward: lvs.Masq, UpperThreshold: 2, LowerThreshold: 2},
 				rk("[2001:db8::1:2]:443"):  {Weight: 1, Forward: lvs.Route},
 				rk("[2001:db8::1:3]:443"):  {Weight: 2, Forward: lvs.Tunnel},
 			},
@@ -135,10 +135,11 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		}
 		wantServices(t, k, services) // without reals
 
-		// An update changes the weight and the method; a delete only its real.
+		// An update changes the weight, the method and the thresholds (to
+		// none, to some); a delete only its real.
 		reals[web][rk("10.20.1.1:8080")] = Real{Weight: 0, Forward: lvs.Masq}
-		reals[web][rk("10.20.1.2:80")] = Real{Weight: 4, Forward: lvs.Tunnel}
-		reals[web6][rk("[2001:db8::1:2]:443")] = Real{Weight: 9, Forward: lvs.Masq}
+		reals[web][rk("10.20.1.2:80")] = Real{Weight: 4, Forward: lvs.Tunnel, UpperThreshold: 7, LowerThreshold: 1}
+		reals[web6][rk("[2001:db8::1:2]:443")] = Real{Weight: 9, Forward: lvs.Masq, UpperThreshold: 4294967295}
 		for _, c := range []struct {
 			key lvs.ServiceKey
 			r   lvs.RealKey
@@ -205,6 +206,15 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 			{"delete a real that is not there", func() error { return k.DelReal(web, gone) }, syscall.ENOENT},
 			{"add a real with a negative weight", func() error { return k.AddReal(web, gone, Real{Weight: -1, Forward: lvs.Route}) }, syscall.ERANGE},
 			{"update a real to a negative weight", func() error { return k.UpdateReal(web, r, Real{Weight: -1, Forward: lvs.Route}) }, syscall.ERANGE},
+			{"add a real with a lower threshold above the upper", func() error {
+				return k.AddReal(web, gone, Real{Weight: 1, Forward: lvs.Route, UpperThreshold: 5, LowerThreshold: 6})
+			}, syscall.ERANGE},
+			{"add a real with a lower threshold and no upper", func() error {
+				return k.AddReal(web, gone, Real{Weight: 1, Forward: lvs.Route, LowerThreshold: 1})
+			}, syscall.ERANGE},
+			{"update a real to a lower threshold above the upper", func() error {
+				return k.UpdateReal(web, r, Real{Weight: 1, Forward: lvs.Route, UpperThreshold: 1, LowerThreshold: 2})
+			}, syscall.ERANGE},
 			{"add a real at 0.0.0.0", func() error { return k.AddReal(web, rk("0.0.0.0:80"), spec) }, syscall.EINVAL},
 			{"add a real at 224.0.0.1", func() error { return k.AddReal(web, rk("224.0.0.1:80"), spec) }, syscall.EINVAL},
 			{"add a real at 255.255.255.255", func() error { return k.AddReal(web, rk("255.255.255.255:80"), spec) }, syscall.EINVAL},
@@ -255,10 +265,10 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		if before.ActiveConns+before.InactiveConns == 0 {
 			t.Fatalf("no connection counted after a client connected: %+v", before)
 		}
-		must(t, "update real", k.UpdateReal(web, r, Real{Weight: 3, Forward: lvs.Tunnel}))
+		must(t, "update real", k.UpdateReal(web, r, Real{Weight: 3, Forward: lvs.Tunnel, UpperThreshold: 9}))
 		must(t, "update service", k.UpdateService(web, host(web, "rr")))
 		after := before
-		after.Weight, after.Forward = 3, lvs.Tunnel
+		after.Weight, after.Forward, after.UpperThreshold = 3, lvs.Tunnel, 9
 		wantReals(t, k, web, map[lvs.RealKey]Real{r: after})
 	})
 
@@ -270,7 +280,7 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 			web: {Scheduler: "wlc", Flags: FlagPersistent, Timeout: 300, Netmask: lvs.HostMask(web.Addr), Reals: map[lvs.RealKey]Real{
 				rk("10.20.1.1:80"):   {Weight: 5, Forward: lvs.Route},
 				rk("10.20.1.2:80"):   {Weight: 0, Forward: lvs.Tunnel},
-				rk("10.20.1.3:8080"): {Weight: 1, Forward: lvs.Masq},
+				rk("10.20.1.3:8080"): {Weight: 1, Forward: lvs.Masq, UpperThreshold: 20, LowerThreshold: 10},
 				rk("127.0.0.1:80"):   {Weight: 1, Forward: lvs.Masq},
 			}},
 			dns6: {Scheduler: "rr", Netmask: lvs.HostMask(dns6.Addr), Reals: map[lvs.RealKey]Real{rk("[2001:db8::11]:5353"): {Weight: 2, Forward: lvs.Masq}}},
@@ -296,6 +306,7 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		converge("first apply")
 		desired[web].Scheduler = "wrr"
 		desired[web].Reals[rk("10.20.1.2:80")] = Real{Weight: 3, Forward: lvs.Route}
+		desired[web].Reals[rk("10.20.1.3:8080")] = Real{Weight: 1, Forward: lvs.Masq, UpperThreshold: 30}
 		desired[diameter].Flags = uint32(lvs.SchedFlag1 | lvs.SchedFlag2)
 		converge("an update")
 		desired[diameter].Flags = 0

@@ -129,7 +129,8 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 			if r.ActiveConns == 0 {
 				deadline = start.Add(settle) // only settling is left
 			}
-			edit(k, want).Reals[rk] = Real{Weight: 0, Forward: r.Forward}
+			r.Weight, r.ActiveConns, r.InactiveConns = 0, 0, 0
+			edit(k, want).Reals[rk] = r
 			if next.IsZero() || deadline.Before(next) {
 				next = deadline
 			}

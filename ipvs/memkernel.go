@@ -16,7 +16,7 @@ import (
 // ESRCH for a missing service, ENOENT for a missing real or an unknown
 // scheduler, EINVAL for an IPv6 netmask out of 1..128 and for a new real
 // at an address that is no unicast one (ip_vs_new_dest), ERANGE for a
-// negative weight. It is safe for concurrent use. It has no test knobs:
+// negative weight or a lower threshold above the upper one. It is safe for concurrent use. It has no test knobs:
 // those are in internal/ipvstest.
 type MemKernel struct {
 	mu      sync.Mutex
@@ -166,7 +166,7 @@ func (m *MemKernel) realOf(k lvs.ServiceKey, r Real) (*Service, error) {
 	if !ok {
 		return nil, syscall.ESRCH
 	}
-	if r.Weight < 0 {
+	if r.Weight < 0 || r.LowerThreshold > r.UpperThreshold {
 		return nil, syscall.ERANGE
 	}
 	return svc, nil
@@ -185,12 +185,12 @@ func (m *MemKernel) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	if !unicast(rk.Addr) {
 		return syscall.EINVAL
 	}
-	svc.Reals[rk] = Real{Weight: r.Weight, Forward: r.Forward}
+	svc.Reals[rk] = Real{Weight: r.Weight, Forward: r.Forward, UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold}
 	return nil
 }
 
-// UpdateReal changes the weight and forwarding method and keeps the
-// connection counts.
+// UpdateReal changes the weight, forwarding method and thresholds and
+// keeps the connection counts.
 func (m *MemKernel) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -203,6 +203,7 @@ func (m *MemKernel) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 		return syscall.ENOENT
 	}
 	old.Weight, old.Forward = r.Weight, r.Forward
+	old.UpperThreshold, old.LowerThreshold = r.UpperThreshold, r.LowerThreshold
 	svc.Reals[rk] = old
 	return nil
 }

@@ -131,10 +131,12 @@ func (n *Netlink) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
 			continue
 		}
 		reals[lvs.RealKey{Addr: addr.Unmap(), Port: d.Port}] = Real{
-			Weight:        d.Weight,
-			Forward:       lvs.Forward(d.ConnectionFlags & lvs.FwdMask),
-			ActiveConns:   d.ActiveConnections,
-			InactiveConns: d.InactiveConnections,
+			Weight:         d.Weight,
+			Forward:        lvs.Forward(d.ConnectionFlags & lvs.FwdMask),
+			UpperThreshold: d.UpperThreshold,
+			LowerThreshold: d.LowerThreshold,
+			ActiveConns:    d.ActiveConnections,
+			InactiveConns:  d.InactiveConnections,
 		}
 	}
 	return reals, nil
@@ -204,6 +206,8 @@ func toMobyDest(rk lvs.RealKey, r Real) *mobyipvs.Destination {
 		Port:            rk.Port,
 		Weight:          r.Weight,
 		ConnectionFlags: uint32(r.Forward),
+		UpperThreshold:  r.UpperThreshold,
+		LowerThreshold:  r.LowerThreshold,
 		AddressFamily:   family(rk.Addr),
 	}
 }

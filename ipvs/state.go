@@ -29,6 +29,12 @@ const (
 type Real struct {
 	Weight  int
 	Forward lvs.Forward
+	// UpperThreshold and LowerThreshold are ipvsadm's -x and -y: at
+	// UpperThreshold connections (active and inactive) the kernel takes the
+	// real out of scheduling until they fall below LowerThreshold (if 0,
+	// below three quarters of UpperThreshold). 0 is no limit; the kernel
+	// refuses a lower threshold above the upper one (ERANGE).
+	UpperThreshold, LowerThreshold uint32
 	// Connection counts, as read from the kernel; never part of equality.
 	ActiveConns, InactiveConns int
 }
@@ -36,7 +42,8 @@ type Real struct {
 // Equal reports whether two reals are configured alike: what an update must
 // change. Connection counts are observations, not configuration.
 func (r Real) Equal(o Real) bool {
-	return r.Weight == o.Weight && r.Forward == o.Forward
+	return r.Weight == o.Weight && r.Forward == o.Forward &&
+		r.UpperThreshold == o.UpperThreshold && r.LowerThreshold == o.LowerThreshold
 }
 
 // Service is a virtual service and its real servers.
@@ -120,9 +127,17 @@ func ServiceRule(k lvs.ServiceKey, s *Service) string {
 }
 
 // RealRule is the ipvsadm command that creates the real, without the
-// leading -a: "-t 10.0.0.1:80 -r 10.1.0.11:80 -g -w 5".
+// leading -a, as ipvsadm -S prints it: "-t 10.0.0.1:80 -r 10.1.0.11:80 -g
+// -w 5", then "-x N" and "-y N" for the thresholds that are not 0.
 func RealRule(k lvs.ServiceKey, rk lvs.RealKey, r Real) string {
-	return fmt.Sprintf("%s -r %s %s -w %d", k.Ipvsadm(), rk, r.Forward.IpvsadmFlag(), r.Weight)
+	rule := fmt.Sprintf("%s -r %s %s -w %d", k.Ipvsadm(), rk, r.Forward.IpvsadmFlag(), r.Weight)
+	if r.UpperThreshold != 0 {
+		rule += fmt.Sprintf(" -x %d", r.UpperThreshold)
+	}
+	if r.LowerThreshold != 0 {
+		rule += fmt.Sprintf(" -y %d", r.LowerThreshold)
+	}
+	return rule
 }
 
 // netmaskString renders a persistence netmask as ipvsadm -S does, or ""

@@ -9,7 +9,11 @@ package lvs
 import (
 	"cmp"
 	"fmt"
+	"math"
+	"math/bits"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -154,6 +158,34 @@ func HostMask(addr netip.Addr) uint32 {
 	return 0xffffffff
 }
 
+// MaxThreshold is the largest connection threshold ipvsadm takes (-x, -y:
+// INT_MAX), and so the largest lvs-sync takes, from its config, an
+// instance's meta or an imported config.
+const MaxThreshold = math.MaxInt32
+
+// The Consul service meta an instance sets its own real's connection
+// thresholds with (ipvsadm -x, -y), in place of the virtual service's
+// upper_threshold and lower_threshold: a count of connections, 0 for none.
+const (
+	MetaUpperThreshold = "lvs-upper-threshold"
+	MetaLowerThreshold = "lvs-lower-threshold"
+)
+
+// PrefixMask is the persistence netmask that puts the clients sharing
+// their first length bits on one template, as the kernel keeps it for a
+// service at addr: an IPv6 prefix length, or an IPv4 mask in network byte
+// order read as a little-endian u32 (/24, 255.255.255.0, is 0x00ffffff).
+// length 0 (or the full length) is the host mask.
+func PrefixMask(addr netip.Addr, length int) uint32 {
+	if length <= 0 || length >= addr.BitLen() {
+		return HostMask(addr)
+	}
+	if addr.Is6() {
+		return uint32(length)
+	}
+	return bits.ReverseBytes32(^uint32(0) << (32 - length))
+}
+
 // ServiceKey identifies a virtual service: protocol, address and port, or
 // a firewall mark (then Protocol, Addr and Port are zero, but for the
 // address family, carried by Addr).
@@ -232,4 +264,40 @@ func (k RealKey) String() string { return netip.AddrPortFrom(k.Addr, k.Port).Str
 // Compare orders real servers by address, then port.
 func (k RealKey) Compare(o RealKey) int {
 	return cmp.Or(k.Addr.Compare(o.Addr), cmp.Compare(k.Port, o.Port))
+}
+
+// ParsePersistenceNetmask parses a persistence netmask as ipvsadm's -M
+// takes it (config's persistence_netmask, ldirectord's netmask,
+// keepalived's persistence_granularity), into a prefix length: a dotted mask such as "255.255.255.0" for an
+// IPv4 service, a prefix length such as 64 for an IPv6 one.
+func ParsePersistenceNetmask(s string, vip netip.Addr) (int, error) {
+	if vip.Is6() {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 128 {
+			return 0, fmt.Errorf("%q: want a prefix length from 1 to 128 for the IPv6 address %s", s, vip)
+		}
+		return n, nil
+	}
+	mask, err := netip.ParseAddr(s)
+	if err != nil || !mask.Is4() {
+		return 0, fmt.Errorf("%q: want a dotted netmask such as \"255.255.255.0\" for the IPv4 address %s", s, vip)
+	}
+	b := mask.As4()
+	ones, size := net.IPMask(b[:]).Size()
+	switch {
+	case size == 0:
+		return 0, fmt.Errorf("%q: the mask's ones must come first, as in 255.255.255.0", s)
+	case ones == 0:
+		return 0, fmt.Errorf("%q would put every client on one real server", s)
+	}
+	return ones, nil
+}
+
+// FormatPersistenceNetmask is a prefix length as ParsePersistenceNetmask
+// reads it for a service at vip: "255.255.255.0" or "64".
+func FormatPersistenceNetmask(vip netip.Addr, length int) string {
+	if vip.Is6() {
+		return strconv.Itoa(length)
+	}
+	return net.IP(net.CIDRMask(length, 32)).String()
 }

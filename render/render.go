@@ -166,16 +166,7 @@ type Hold struct {
 }
 
 func renderService(vs *config.VirtualService, instances []*catalog.Instance, h History) (out rendered) {
-	svc := &ipvs.Service{
-		Scheduler: vs.Scheduler,
-		Netmask:   lvs.HostMask(vs.Address.Addr()),
-		Reals:     make(map[lvs.RealKey]ipvs.Real, len(instances)),
-	}
-	svc.Flags |= uint32(vs.SchedulerFlags)
-	if vs.Persistence > 0 {
-		svc.Flags |= ipvs.FlagPersistent
-		svc.Timeout = uint32(vs.Persistence.Seconds())
-	}
+	svc := serviceOf(vs, len(instances))
 	origins := make(map[lvs.RealKey]Origin, len(instances))
 	note := func(in *catalog.Instance, format string, args ...any) {
 		out.notes = append(out.notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: fmt.Sprintf(format, args...)})
@@ -239,7 +230,8 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 				}
 			}
 		}
-		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding}
+		upper, lower := thresholds(vs, in, func(format string, args ...any) { note(in, format, args...) })
+		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding, UpperThreshold: upper, LowerThreshold: lower}
 		origins[rk] = Origin{Source: rule.Source(), Node: in.Node, InstanceID: in.ID, Status: in.Status}
 		decisions = append(decisions, Decision{Instance: in, In: true, Real: rk, Weight: weight, Rule: rule})
 		serving = serving || weight > 0
@@ -315,7 +307,8 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 			}
 			r := Rule{Kind: RuleRemovalHold, Weight: min(rule.Weight, MaxWeight), Until: until, Vanished: gone, Of: before,
 				limit: vs.MaxRemoval, hold: vs.RemovalHold}
-			svc.Reals[rk] = ipvs.Real{Weight: r.Weight, Forward: vs.Forwarding}
+			upper, lower := thresholds(vs, in, func(string, ...any) {}) // noted while it was there
+			svc.Reals[rk] = ipvs.Real{Weight: r.Weight, Forward: vs.Forwarding, UpperThreshold: upper, LowerThreshold: lower}
 			origins[rk] = Origin{Source: SourceHeld, Node: in.Node, InstanceID: in.ID, Status: in.Status}
 			*decisions = append(*decisions, Decision{Instance: in, In: true, Real: rk, Weight: r.Weight, Rule: r})
 			serving = serving || r.Weight > 0

@@ -21,8 +21,9 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // inst builds an instance; opts are "passing", "warning", "critical",
-// "nodemaint", "svcmaint", "w=P/W", "tag=x", "tagged=lan_ipv6=ADDR" and
-// "tagged=lan_ipv6=ADDR/PORT" (a tagged address, with a port).
+// "nodemaint", "svcmaint", "w=P/W", "tag=x", "meta=key=value",
+// "tagged=lan_ipv6=ADDR" and "tagged=lan_ipv6=ADDR/PORT" (a tagged
+// address, with a port).
 func inst(node, addr string, port int, opts ...string) *catalog.Instance {
 	in := &catalog.Instance{
 		ID: fmt.Sprintf("%s-%d", node, port), Node: node, Address: addr, Port: port,
@@ -55,6 +56,12 @@ func inst(node, addr string, port int, opts ...string) *catalog.Instance {
 			in.TaggedAddresses[tag] = ta
 		case strings.HasPrefix(o, "tag="):
 			in.Tags = append(in.Tags, strings.TrimPrefix(o, "tag="))
+		case strings.HasPrefix(o, "meta="):
+			k, v, _ := strings.Cut(strings.TrimPrefix(o, "meta="), "=")
+			if in.Meta == nil {
+				in.Meta = map[string]string{}
+			}
+			in.Meta[k] = v
 		default:
 			panic("unknown option " + o)
 		}
@@ -330,6 +337,46 @@ virtual_service "web6dr" {
 				inst("n8", "10.1.0.18", 8080, "tagged=lan_ipv6=10.1.0.18"),
 				inst("n9", "10.1.0.19", 8080, "tagged=lan_ipv6=2001:db8:1::19/70000"),
 			}},
+		},
+		{
+			name: "service-options-and-thresholds",
+			config: `virtual_service "web" {
+  address             = "10.10.10.60:80"
+  forwarding          = "gate"
+  persistence         = "300s"
+  persistence_netmask = "255.255.255.0"
+  upper_threshold     = 100
+  lower_threshold     = 50
+}
+virtual_service "web6" {
+  address             = "[2001:db8::60]:80"
+  forwarding          = "masq"
+  persistence         = "60s"
+  persistence_netmask = 64
+}
+virtual_service "dns" {
+  address         = "10.10.10.53:53"
+  protocol        = "udp"
+  forwarding      = "masq"
+  ops             = true
+  upper_threshold = 10
+}`,
+			services: map[string][]*catalog.Instance{
+				"web": {
+					inst("n1", "10.1.0.11", 80),
+					inst("n2", "10.1.0.12", 80, "meta=lvs-upper-threshold=20", "meta=lvs-lower-threshold=0"),
+					inst("n3", "10.1.0.13", 80, "meta=lvs-upper-threshold=lots"),
+					inst("n4", "10.1.0.14", 80, "meta=lvs-lower-threshold=200"),
+					inst("n5", "10.1.0.15", 80, "meta=lvs-upper-threshold=0", "meta=lvs-lower-threshold=0"),
+					inst("n6", "10.1.0.16", 80, "meta=lvs-upper-threshold= 7"),
+				},
+				"web6": {inst("n1", "2001:db8::11", 8080, "meta=lvs-upper-threshold=3")},
+				"dns": {
+					inst("n1", "10.1.0.11", 5353),
+					inst("n2", "10.1.0.12", 5353, "meta=lvs-upper-threshold=4294967296"),
+					inst("n3", "10.1.0.13", 5353, "meta=lvs-lower-threshold=10"),
+				},
+			},
 		},
 		{
 			name: "service-unknown-to-consul",

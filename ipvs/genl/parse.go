@@ -198,6 +198,10 @@ func parseReal(payload []byte, svcAF uint16) (lvs.RealKey, ipvs.Real, error) {
 			r.Forward = lvs.Forward(u32(v) & lvs.FwdMask)
 		case destWeight:
 			r.Weight = int(int32(u32(v)))
+		case destUThresh:
+			r.UpperThreshold = u32(v)
+		case destLThresh:
+			r.LowerThreshold = u32(v)
 		case destActive:
 			r.ActiveConns = int(u32(v))
 		case destInactive:

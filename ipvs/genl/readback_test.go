@@ -3,6 +3,8 @@
 package genl
 
 import (
+	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -140,6 +142,22 @@ var readBackCases = []struct {
 		ipvsadm: []string{"-A -u 10.20.0.6:500 -s wrr -b flag-3", "-a -u 10.20.0.6:500 -r 10.20.1.9:500 -m -w 9"},
 	},
 	{
+		name: "connection thresholds, which ipvsadm -S leaves out",
+		key:  svcKey(lvs.TCP, "10.20.0.7:80"),
+		svc:  ipvs.Service{Scheduler: "wlc", Netmask: 0xffffffff},
+		reals: map[string]ipvs.Real{
+			"10.20.1.11:80": {Weight: 1, Forward: lvs.Route, UpperThreshold: 100, LowerThreshold: 50},
+			"10.20.1.12:80": {Weight: 2, Forward: lvs.Route, UpperThreshold: 4294967295},
+			"10.20.1.13:80": {Weight: 3, Forward: lvs.Route, UpperThreshold: 1, LowerThreshold: 1},
+		},
+		ipvsadm: []string{
+			"-A -t 10.20.0.7:80 -s wlc",
+			"-a -t 10.20.0.7:80 -r 10.20.1.11:80 -g -w 1",
+			"-a -t 10.20.0.7:80 -r 10.20.1.12:80 -g -w 2",
+			"-a -t 10.20.0.7:80 -r 10.20.1.13:80 -g -w 3",
+		},
+	},
+	{
 		name:    "an ipv4 real of an ipv6 service, through ipip",
 		key:     svcKey(lvs.TCP, "[2001:db8::81]:80"),
 		svc:     ipvs.Service{Scheduler: "rr", Netmask: 128},
@@ -206,10 +224,11 @@ func TestReadBack(t *testing.T) {
 				for _, d := range dsts {
 					a, _ := netip.AddrFromSlice(d.Address)
 					ap := netip.AddrPortFrom(a.Unmap(), d.Port).String()
-					if d.AddressFamily != family(a.Unmap()) || d.UpperThreshold != 0 || d.LowerThreshold != 0 {
-						t.Errorf("%s: family %d, thresholds %d/%d", ap, d.AddressFamily, d.UpperThreshold, d.LowerThreshold)
+					if d.AddressFamily != family(a.Unmap()) {
+						t.Errorf("%s: family %d", ap, d.AddressFamily)
 					}
-					got[ap] = ipvs.Real{Weight: d.Weight, Forward: lvs.Forward(d.ConnectionFlags & lvs.FwdMask)}
+					got[ap] = ipvs.Real{Weight: d.Weight, Forward: lvs.Forward(d.ConnectionFlags & lvs.FwdMask),
+						UpperThreshold: d.UpperThreshold, LowerThreshold: d.LowerThreshold}
 				}
 				if !mapsEqual(got, tc.reals) {
 					t.Errorf("moby reads reals %v, want %v", got, tc.reals)
@@ -224,6 +243,34 @@ func TestReadBack(t *testing.T) {
 		slices.Sort(lines)
 		if !slices.Equal(got, lines) {
 			t.Errorf("ipvsadm -Sn:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(lines, "\n"))
+		}
+	})
+
+	t.Run("ipvsadm thresholds", func(t *testing.T) {
+		// -Ln --thresholds: "  -> 10.20.1.11:80  100  50  0  0" under
+		// each service's line, whose second field is its address or mark.
+		want, got := map[string]string{}, map[string]string{}
+		for _, tc := range readBackCases {
+			svc := netip.AddrPortFrom(tc.key.Addr, tc.key.Port).String()
+			if tc.key.FWMark != 0 {
+				svc = fmt.Sprint(tc.key.FWMark)
+			}
+			for ap, r := range tc.reals {
+				want[svc+" "+ap] = fmt.Sprintf("%d %d", r.UpperThreshold, r.LowerThreshold)
+			}
+		}
+		var svc string
+		for _, line := range strings.Split(ipvsadm(t, ns, "", "-Ln", "--thresholds"), "\n") {
+			f := strings.Fields(line)
+			switch {
+			case len(f) >= 4 && f[0] == "->" && f[1] != "RemoteAddress:Port":
+				got[svc+" "+f[1]] = f[2] + " " + f[3]
+			case len(f) >= 2 && (f[0] == "TCP" || f[0] == "UDP" || f[0] == "SCTP" || f[0] == "FWM"):
+				svc = f[1]
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("ipvsadm -Ln --thresholds: %v\nwant %v", got, want)
 		}
 	})
 
@@ -272,7 +319,7 @@ func mapsEqual[K comparable](a, b map[K]ipvs.Real) bool {
 }
 
 // TestWrittenByMobyReadByClient: the other way round, what moby/ipvs
-// writes the client reads, connection counts included.
+// writes the client reads, thresholds included.
 func TestWrittenByMobyReadByClient(t *testing.T) {
 	ns := freshNetns(t)
 	c := openIn(t, ns, 5*time.Second)
@@ -283,7 +330,7 @@ func TestWrittenByMobyReadByClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := h.NewDestination(ms, &mobyipvs.Destination{AddressFamily: syscall.AF_INET6, Address: net.ParseIP("2001:db8::1:9"),
-		Port: 5353, Weight: 12, ConnectionFlags: uint32(lvs.Route)}); err != nil {
+		Port: 5353, Weight: 12, ConnectionFlags: uint32(lvs.Route), UpperThreshold: 8, LowerThreshold: 4}); err != nil {
 		t.Fatal(err)
 	}
 	key := svcKey(lvs.UDP, "[2001:db8::99]:53")
@@ -292,7 +339,7 @@ func TestWrittenByMobyReadByClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ipvs.State{key: {Scheduler: "wrr", Flags: ipvs.FlagPersistent | sched2, Timeout: 90, Netmask: 56,
-		Reals: map[lvs.RealKey]ipvs.Real{realKey("[2001:db8::1:9]:5353"): {Weight: 12, Forward: lvs.Route}}}}
+		Reals: map[lvs.RealKey]ipvs.Real{realKey("[2001:db8::1:9]:5353"): {Weight: 12, Forward: lvs.Route, UpperThreshold: 8, LowerThreshold: 4}}}}
 	if st.String() != want.String() || !st[key].Equal(want[key]) || !mapsEqual(st[key].Reals, want[key].Reals) {
 		t.Errorf("read %s (%+v), want %s", st, st[key], want)
 	}

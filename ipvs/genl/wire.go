@@ -170,7 +170,7 @@ func (e *encoder) service(k lvs.ServiceKey, s *ipvs.Service) {
 
 // dest writes the destination attribute: its address, port and family,
 // and, when full, the settings a full entry must have (the thresholds
-// among them: lvs-sync sets none, 0 is "no limit").
+// among them: 0 is "no limit").
 func (e *encoder) dest(rk lvs.RealKey, r ipvs.Real, full bool) {
 	n := e.attr(attrDest | nlaNested)
 	e.addr(destAddr, rk.Addr)
@@ -179,8 +179,8 @@ func (e *encoder) dest(rk lvs.RealKey, r ipvs.Real, full bool) {
 	if full {
 		e.u32(destFwdMethod, uint32(r.Forward)&lvs.FwdMask)
 		e.u32(destWeight, uint32(int32(r.Weight)))
-		e.u32(destUThresh, 0)
-		e.u32(destLThresh, 0)
+		e.u32(destUThresh, r.UpperThreshold)
+		e.u32(destLThresh, r.LowerThreshold)
 	}
 	e.attrEnd(n)
 }

@@ -27,8 +27,8 @@ func TestWireRoundTrip(t *testing.T) {
 		{ipvs.Op{Kind: ipvs.AddService, Service: v4, Spec: spec}, cmdNewService, true},
 		{ipvs.Op{Kind: ipvs.UpdateService, Service: v6, Spec: &ipvs.Service{Scheduler: "rr", Netmask: 64}}, cmdSetService, true},
 		{ipvs.Op{Kind: ipvs.DeleteService, Service: mark6}, cmdDelService, false},
-		{ipvs.Op{Kind: ipvs.AddReal, Service: v4, Real: lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.1"), Port: 8080}, RealSpec: ipvs.Real{Weight: 65535, Forward: lvs.Masq}}, cmdNewDest, false},
-		{ipvs.Op{Kind: ipvs.UpdateReal, Service: mark6, Real: lvs.RealKey{Addr: netip.MustParseAddr("2001:db8::2")}, RealSpec: ipvs.Real{Weight: 0, Forward: lvs.Tunnel}}, cmdSetDest, false},
+		{ipvs.Op{Kind: ipvs.AddReal, Service: v4, Real: lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.1"), Port: 8080}, RealSpec: ipvs.Real{Weight: 65535, Forward: lvs.Masq, UpperThreshold: 100, LowerThreshold: 50}}, cmdNewDest, false},
+		{ipvs.Op{Kind: ipvs.UpdateReal, Service: mark6, Real: lvs.RealKey{Addr: netip.MustParseAddr("2001:db8::2")}, RealSpec: ipvs.Real{Weight: 0, Forward: lvs.Tunnel, UpperThreshold: 4294967295}}, cmdSetDest, false},
 		{ipvs.Op{Kind: ipvs.DeleteReal, Service: v6, Real: lvs.RealKey{Addr: netip.MustParseAddr("2001:db8::3"), Port: 53}}, cmdDelDest, false},
 	} {
 		t.Run(c.op.String(), func(t *testing.T) {
