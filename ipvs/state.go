@@ -113,7 +113,7 @@ func ServiceRule(k lvs.ServiceKey, s *Service) string {
 	b.WriteString(s.Scheduler)
 	if s.Flags&FlagPersistent != 0 {
 		fmt.Fprintf(&b, " -p %d", s.Timeout)
-		if m := netmaskString(k.Addr, s.Netmask); m != "" {
+		if m := NetmaskString(k.Addr, s.Netmask); m != "" {
 			b.WriteString(" -M " + m)
 		}
 	}
@@ -140,9 +140,9 @@ func RealRule(k lvs.ServiceKey, rk lvs.RealKey, r Real) string {
 	return rule
 }
 
-// netmaskString renders a persistence netmask as ipvsadm -S does, or ""
+// NetmaskString renders a persistence netmask as ipvsadm -S does, or ""
 // when it is the host mask that ipvsadm leaves out.
-func netmaskString(addr netip.Addr, mask uint32) string {
+func NetmaskString(addr netip.Addr, mask uint32) string {
 	if addr.Is6() {
 		if mask == 0 || mask == 128 {
 			return ""

@@ -170,6 +170,12 @@ func printStatus(w io.Writer, st status.View, live bool) {
 		if s.Persistence > 0 {
 			flags = fmt.Sprintf(" persistent %d", s.Persistence)
 		}
+		if s.Netmask != "" {
+			flags += " mask " + s.Netmask
+		}
+		if s.OnePacket {
+			flags += " ops"
+		}
 		head := fmt.Sprintf("%-4s %s %s%s", strings.ToUpper(s.Protocol), s.Address, s.Scheduler, flags)
 		label := "(foreign: not lvs-sync's)"
 		switch {

@@ -67,6 +67,11 @@ type ServiceView struct {
 	Scheduler string `json:"scheduler"`
 	// Persistence in seconds, 0 for none.
 	Persistence uint32 `json:"persistence"`
+	// Netmask is the persistence netmask as ipvsadm -S gives it
+	// ("255.255.255.0", "64"), empty for one client per template.
+	Netmask string `json:"netmask,omitempty"`
+	// OnePacket is ops: every UDP datagram scheduled on its own.
+	OnePacket bool `json:"ops,omitempty"`
 	// Name is the config label; empty, with Foreign, for a service
 	// lvs-sync does not own.
 	Name          string `json:"name,omitempty"`
@@ -86,6 +91,9 @@ type RealView struct {
 	Weight        int    `json:"weight"`
 	ActiveConns   int    `json:"active_conns"`
 	InactiveConns int    `json:"inactive_conns"`
+	// The connection thresholds, ipvsadm's -x and -y; 0 is none.
+	UpperThreshold uint32 `json:"upper_threshold,omitempty"`
+	LowerThreshold uint32 `json:"lower_threshold,omitempty"`
 	// What lvs-sync knows of it, for a service it owns.
 	Node       string `json:"node,omitempty"`
 	InstanceID string `json:"instance_id,omitempty"`
@@ -239,12 +247,15 @@ func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 	}
 	if svc.Flags&ipvs.FlagPersistent != 0 {
 		out.Persistence = svc.Timeout
+		out.Netmask = ipvs.NetmaskString(k.Addr, svc.Netmask)
 	}
+	out.OnePacket = svc.Flags&ipvs.FlagOnePacket != 0
 	for _, rk := range svc.SortedReals() {
 		r := svc.Reals[rk]
 		out.Reals = append(out.Reals, RealView{
 			Address: rk.String(), Forwarding: r.Forward.String(), Weight: r.Weight,
 			ActiveConns: r.ActiveConns, InactiveConns: r.InactiveConns,
+			UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold,
 		})
 	}
 	return out

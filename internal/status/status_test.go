@@ -1,0 +1,52 @@
+package status
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
+)
+
+// TestServicesShowTheOptions: the kernel's persistence netmask, ops and
+// thresholds are in the view, as ipvsadm shows them; a host mask and no
+// thresholds show nothing.
+func TestServicesShowTheOptions(t *testing.T) {
+	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}
+	dns := lvs.ServiceKey{Protocol: lvs.UDP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 53}
+	web6 := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 80}
+	rk := lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.1"), Port: 80}
+	kernel := ipvs.State{
+		web: {Scheduler: "wlc", Flags: ipvs.FlagPersistent, Timeout: 300, Netmask: lvs.PrefixMask(web.Addr, 24),
+			Reals: map[lvs.RealKey]ipvs.Real{rk: {Weight: 1, UpperThreshold: 100, LowerThreshold: 50}}},
+		dns:  {Scheduler: "rr", Flags: ipvs.FlagOnePacket, Netmask: lvs.HostMask(dns.Addr), Reals: map[lvs.RealKey]ipvs.Real{rk: {Weight: 1}}},
+		web6: {Scheduler: "sh", Flags: ipvs.FlagPersistent, Timeout: 60, Netmask: 128},
+	}
+	views := map[string]ServiceView{}
+	for _, v := range Services(kernel, Input{}) {
+		views[v.Key] = v
+	}
+	for _, c := range []struct {
+		key                 lvs.ServiceKey
+		netmask             string
+		ops                 bool
+		upper, lower        uint32
+		persistence, nreals int
+	}{
+		{web, "255.255.255.0", false, 100, 50, 300, 1},
+		{dns, "", true, 0, 0, 0, 1},
+		{web6, "", false, 0, 0, 60, 0},
+	} {
+		v, ok := views[c.key.String()]
+		if !ok {
+			t.Fatalf("no view of %s", c.key)
+		}
+		if v.Netmask != c.netmask || v.OnePacket != c.ops || int(v.Persistence) != c.persistence || len(v.Reals) != c.nreals {
+			t.Errorf("%s: netmask %q ops %v persistence %d reals %d, want %q %v %d %d",
+				c.key, v.Netmask, v.OnePacket, v.Persistence, len(v.Reals), c.netmask, c.ops, c.persistence, c.nreals)
+		}
+		if c.nreals > 0 && (v.Reals[0].UpperThreshold != c.upper || v.Reals[0].LowerThreshold != c.lower) {
+			t.Errorf("%s: thresholds %d/%d, want %d/%d", c.key, v.Reals[0].UpperThreshold, v.Reals[0].LowerThreshold, c.upper, c.lower)
+		}
+	}
+}
