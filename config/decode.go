@@ -232,7 +232,7 @@ func checkUnique(vss []*VirtualService) hcl.Diagnostics {
 			continue
 		}
 		byName[vs.Name] = vs
-		if !vs.Address.IsValid() || vs.Protocol == 0 {
+		if !vs.Address.IsValid() || (vs.Protocol == 0 && vs.FWMark == 0) {
 			continue // already reported
 		}
 		if first, ok := byKey[vs.Key()]; ok {
