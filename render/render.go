@@ -356,8 +356,10 @@ func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, wh
 		why = fmt.Sprintf("address %s is %s: it cannot be a real server's", addr, kind)
 		return rk, why, why
 	}
+	// A firewall-mark service's reals have port 0, every method: the
+	// kernel keeps each packet's destination port, as a mark covers many.
 	port := vs.Address.Port()
-	if vs.Forwarding.TranslatesPort() {
+	if vs.Forwarding.TranslatesPort() && vs.FWMark == 0 {
 		if in.Port < 1 || in.Port > 65535 {
 			why = fmt.Sprintf("port %d cannot be a real server's port", in.Port)
 			return rk, why, why
