@@ -138,7 +138,8 @@ type VirtualService struct {
 	// and its reals keep each packet's destination port.
 	FWMark uint32
 	// VIPs are a firewall-mark service's vips, the addresses its rule
-	// marks packets to; nil for an address service (see VIPAddrs).
+	// marks packets to (required with vip_interface or ha); nil for an
+	// address service (see VIPAddrs).
 	VIPs      []netip.Addr
 	Scheduler string
 	// SchedulerFlags are scheduler_flags, ipvsadm's -b: sh-fallback, ...

@@ -71,6 +71,7 @@ func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 		}
 	}
 	diags = append(diags, checkUnique(cfg.VirtualServices)...)
+	diags = append(diags, checkMarkVIPs(cfg)...)
 	return cfg, diags
 }
 

@@ -19,6 +19,26 @@ import (
 // maxMark is the largest mark the kernel's u32 can hold.
 const maxMark = 1<<32 - 1
 
+// checkMarkVIPs asks for the vips of every firewall-mark service when the
+// director puts VIPs on (vip_interface, ha): a mark names no address, so
+// without them its VIPs would be missing. Without either, the VIPs are the
+// operator's, as they are for ldirectord, and vips may be left out.
+func checkMarkVIPs(cfg *Config) hcl.Diagnostics {
+	if cfg.Director.VIPInterface == "" && cfg.Director.HA == nil {
+		return nil
+	}
+	var diags hcl.Diagnostics
+	for _, vs := range cfg.VirtualServices {
+		if vs.FWMark != 0 && len(vs.VIPs) == 0 {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing VIPs",
+				Detail: fmt.Sprintf("virtual_service %q: vips: the director puts the VIPs on (vip_interface or ha) and a mark names none: "+
+					"list the addresses its rule marks packets to", vs.Name),
+				Subject: vs.DeclRange.Ptr()})
+		}
+	}
+	return diags
+}
+
 // decodeTarget decodes address and protocol, or fwmark, family and vips.
 func decodeTarget(vs *VirtualService, rv *rawVS, at attrs) hcl.Diagnostics {
 	switch {
@@ -75,10 +95,6 @@ func decodeMark(vs *VirtualService, rv *rawVS, at attrs) hcl.Diagnostics {
 			diags = append(diags, at.errorf("family", "Invalid address family", "%q: want \"ipv4\" or \"ipv6\"", *rv.Family))
 			ok = false
 		}
-	}
-	if len(rv.VIPs) == 0 {
-		diags = append(diags, at.errorf("vips", "Missing VIPs",
-			"a fwmark service needs the VIPs its rule marks packets to, at least one, for vip_interface and ha"))
 	}
 	vips := make([]netip.Addr, 0, len(rv.VIPs))
 	for _, s := range rv.VIPs {

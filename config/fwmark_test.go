@@ -50,6 +50,15 @@ virtual_service "api" {
 	if got := api.VIPAddrs(); !slices.Equal(got, want[:1]) || api.VIPs != nil {
 		t.Errorf("an address service's VIPs %v (field %v), want its address alone", got, api.VIPs)
 	}
+	// Without vip_interface or ha the VIPs are the operator's: vips may
+	// be left out, as an ldirectord import has none.
+	bare, err := Parse([]byte("virtual_service \"m\" {\n  fwmark = 7\n  forwarding = \"gate\"\n}\n"), "t.hcl")
+	if err != nil {
+		t.Fatalf("a mark without vips and no VIP link: %v", err)
+	}
+	if m := bare.VirtualService("m"); m.FWMark != 7 || len(m.VIPAddrs()) != 0 {
+		t.Errorf("mark %d VIPs %v, want 7 and none", m.FWMark, m.VIPAddrs())
+	}
 	if web.Fallback.String() != "10.0.0.9" || web.Fallback.Addr != netip.MustParseAddrPort("10.0.0.9:0") {
 		t.Errorf("fallback %v (%v), want 10.0.0.9 on port 0", web.Fallback, web.Fallback.Addr)
 	}
@@ -76,9 +85,10 @@ vips = ["10.0.0.1"]`), []string{`t.hcl:4:12: error: Protocol with a firewall mar
 		{"bad family", vs("web", `fwmark = 1
 family = "inet"
 vips = ["10.0.0.1"]`), []string{`t.hcl:4:10: error: Invalid address family; virtual_service "web": family: "inet": want "ipv4" or "ipv6"`}},
-		{"no vips", vs("web", `fwmark = 1`), []string{`t.hcl:1:1: error: Missing VIPs; virtual_service "web": vips: a fwmark service needs the VIPs`}},
-		{"empty vips", vs("web", `fwmark = 1
-vips = []`), []string{`t.hcl:4:8: error: Missing VIPs`}},
+		{"no vips with vip_interface", "director {\n  vip_interface = \"lvs0\"\n}\n" + vs("web", `fwmark = 1`),
+			[]string{`t.hcl:4:1: error: Missing VIPs; virtual_service "web": vips: the director puts the VIPs on (vip_interface or ha)`}},
+		{"empty vips with ha", "director {\n  ha {\n    lock_key = \"lvs/lock\"\n    interface = \"eth0\"\n  }\n}\n" + vs("web", `fwmark = 1
+vips = []`), []string{`t.hcl:7:1: error: Missing VIPs`}},
 		{"vip of the other family", vs("web", `fwmark = 1
 vips = ["10.0.0.1", "2001:db8::1"]`), []string{`t.hcl:4:8: error: Mixed address families; virtual_service "web": vips: 2001:db8::1 is not of the family ipv4`}},
 		{"ipv4 vip of an ipv6 mark", vs("web", `fwmark = 1
