@@ -93,7 +93,7 @@ func (p *ldParser) reals(rd ldDirective, v *ldVirtual, s *Service, check ldCheck
 			break
 		}
 	}
-	if method != lvs.Masq && start.Port() != s.Address.Port() {
+	if method != lvs.Masq && start.Port() != s.Address.Port() && s.FWMark == 0 {
 		p.addf(rd.line, "real %s: %s forwarding cannot change the port: traffic goes to port %d, its checks to %d",
 			first, method, s.Address.Port(), start.Port())
 	}

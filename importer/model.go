@@ -87,9 +87,13 @@ type Service struct {
 	Consul string
 	// Comment is carried into the HCL (ldirectord's comment).
 	Comment     string
-	Pos         Pos
-	Protocol    lvs.Protocol
-	Address     netip.AddrPort
+	Pos      Pos
+	Protocol lvs.Protocol
+	Address  netip.AddrPort
+	// FWMark, when not 0, makes it a firewall-mark service: Protocol is
+	// then 0 and Address the family's unspecified address with port 0,
+	// as in config; its VIPs are not in either tool's config.
+	FWMark      uint32
 	Scheduler   string
 	Forward     lvs.Forward
 	Persistence time.Duration
