@@ -86,7 +86,7 @@ type Service struct {
 	// one (a keepalived virtual_server_group); "" is Name.
 	Consul string
 	// Comment is carried into the HCL (ldirectord's comment).
-	Comment     string
+	Comment  string
 	Pos      Pos
 	Protocol lvs.Protocol
 	Address  netip.AddrPort
