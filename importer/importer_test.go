@@ -112,7 +112,7 @@ func TestLdirectord(t *testing.T) {
 				`"http://10.0.0.2:80/"`, `virtual_service "tcp-10-0-0-1-80"`},
 			notes: []string{"1: virtual = 7 is a firewall-mark service: the VIPs its rule marks are not in ldirectord.cf"}},
 		{name: "fwmark: a NAT real with a port", src: "virtual=7\n\treal=10.0.0.2:8080 masq\n",
-			want:  []string{`port = 8080`, `"http://10.0.0.2:8080/"`},
+			want:  []string{`port = 8080`},
 			notes: []string{"2: real 10.0.0.2: ldirectord sends every marked port to port 8080 with NAT"}},
 		{name: "fwmark: virtual6 and a servicename",
 			src:  "virtual6=3\n\treal6=[2001:db8::2] gate\n\tservicename=Web Six\n\tchecktype=on\n",
