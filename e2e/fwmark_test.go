@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,8 +72,9 @@ consul {
   address = %q
 }
 director {
-  vip_interface = "lvs0"
-  state_file    = "/tmp/lvs-sync/state.json"
+  vip_interface   = "lvs0"
+  state_file      = "/tmp/lvs-sync/state.json"
+  cleanup_on_exit = true
 }
 virtual_service "web-mark" {
   fwmark      = 1
@@ -149,6 +151,16 @@ virtual_service "web-mark" {
 		if n != 1 {
 			t.Errorf("client %s: %d templates %q of the mark, want 1, in:\n%s", from, n, tmpl, conns)
 		}
+	}
+
+	// cleanup_on_exit takes the mark's service and its VIP away: the VIP
+	// is known from vips alone, the kernel's key has none.
+	l.stop(t, syscall.SIGTERM)
+	if table := ipvsadm(t, "-S", "-n"); strings.Contains(table, "-f 1 ") {
+		t.Errorf("the mark's service is left after cleanup_on_exit:\n%s", table)
+	}
+	if out, _ := sh("/sbin/ip", "-o", "addr", "show", "dev", "lvs0"); strings.Contains(out, vipMark+"/32") {
+		t.Errorf("the mark's VIP is left on lvs0 after cleanup_on_exit:\n%s", out)
 	}
 }
 
