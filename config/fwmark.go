@@ -53,10 +53,13 @@ func decodeTarget(vs *VirtualService, rv *rawVS, at attrs) hcl.Diagnostics {
 		return decodeMark(vs, rv, at)
 	}
 	var diags hcl.Diagnostics
-	for name, given := range map[string]bool{"family": rv.Family != nil, "vips": rv.VIPs != nil} {
-		if given {
-			diags = append(diags, at.errorf(name, "Only for a firewall mark",
-				"%s is for fwmark services; the VIP of an address service is its address", name))
+	for _, f := range []struct {
+		name  string
+		given bool
+	}{{"family", rv.Family != nil}, {"vips", rv.VIPs != nil}} {
+		if f.given {
+			diags = append(diags, at.errorf(f.name, "Only for a firewall mark",
+				"%s is for fwmark services; the VIP of an address service is its address", f.name))
 		}
 	}
 	proto := DefaultProtocol
