@@ -210,6 +210,18 @@ func (vs *VirtualService) Key() lvs.ServiceKey {
 	return lvs.ServiceKey{Protocol: vs.Protocol, Addr: vs.Address.Addr(), Port: vs.Address.Port()}
 }
 
+// VirtualName is the virtual address as messages name it: "10.0.0.1", or
+// "fwmark:1 (IPv4)" for a mark, whose Address is only its family's.
+func (vs *VirtualService) VirtualName() string {
+	switch {
+	case vs.FWMark != 0 && vs.Address.Addr().Is6():
+		return vs.Key().String() + " (IPv6)"
+	case vs.FWMark != 0:
+		return vs.Key().String() + " (IPv4)"
+	}
+	return vs.Address.Addr().String()
+}
+
 // VIPAddrs are the addresses clients reach the service at, which the
 // director must have: an address service's address, a firewall-mark
 // service's vips.

@@ -204,31 +204,6 @@ func (p *kaParser) virtualServer(n *kaNode) []*Service {
 	return out
 }
 
-// kaMark imports "virtual_server fwmark N": an IPv4 firewall-mark service,
-// without protocol, whose reals and sorry server keep each packet's port.
-func (p *kaParser) kaMark(n *kaNode) []*Service {
-	m, err := strconv.ParseUint(n.arg(1), 10, 32)
-	if err != nil || m == 0 {
-		p.errorf(n.line, "virtual_server fwmark %q: a firewall mark is 1 to 4294967295", n.arg(1))
-		return nil
-	}
-	p.addf(n.line, "virtual_server fwmark %d is a firewall-mark service: the VIPs its rule marks are not in keepalived.conf; "+
-		"list them in vips for lvs-sync to put them on (vip_interface or ha); its reals keep each packet's port", m)
-	s := p.kaService(n, netip.AddrPortFrom(netip.IPv4Unspecified(), 0))
-	s.FWMark, s.Protocol = uint32(m), 0
-	s.Name = markName("", s.FWMark)
-	if s.Fallback.IsValid() {
-		s.Fallback = netip.AddrPortFrom(s.Fallback.Addr(), 0)
-	}
-	for _, r := range s.Reals {
-		if s.Forward == lvs.Masq && r.Addr.Port() != 0 {
-			p.addf(r.Pos.Line, "real_server %s: keepalived sends every marked port to port %d with NAT; lvs-sync keeps each packet's port, %d is its checks'",
-				r.Addr, r.Addr.Port(), r.Addr.Port())
-		}
-	}
-	return []*Service{s}
-}
-
 // kaAddr parses an "IP PORT" pair; an address range ("10.0.0.1-10") is a
 // note and false.
 func (p *kaParser) kaAddr(ip, port string, line int, what string) (netip.AddrPort, bool) {

@@ -394,22 +394,6 @@ func (p *ldParser) service(g ldGlobal, v *ldVirtual) *Service {
 	return s
 }
 
-// mark reads a firewall-mark virtual = N: isMark when the spec is a
-// number, mark 0 when it is one the kernel cannot have (reported).
-func (p *ldParser) mark(v *ldVirtual) (mark uint32, isMark bool) {
-	if !ldNumberRe.MatchString(v.spec) || strings.ContainsAny(v.spec, ".:") {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(v.spec, 10, 32)
-	if err != nil || n == 0 {
-		p.errorf(v.line, "virtual = %s: a firewall mark is 1 to 4294967295", v.spec)
-		return 0, true
-	}
-	p.addf(v.line, "virtual = %s is a firewall-mark service: the VIPs its rule marks are not in ldirectord.cf; "+
-		"list them in vips for lvs-sync to put them on (vip_interface or ha); its reals keep each packet's port", v.spec)
-	return uint32(n), true
-}
-
 // addrPort parses IP:PORT or [IPv6]:PORT, with a service name for the
 // port; a host name is a note, and false.
 func (p *ldParser) addrPort(spec string, ipv6 bool, line int, what string) (netip.AddrPort, bool) {

@@ -7,8 +7,9 @@
 // The files: model.go the neutral model both parsers produce;
 // ldirectord.go, ldreal.go and ldcheck.go the ldirectord.cf parser (its
 // blocks, real and fallback lines, checks); keepalived.go and kacheck.go
-// keepalived's (its blocks, its checkers); emit.go the two output files;
-// names.go the names given to services and instances.
+// keepalived's (its blocks, its checkers); marks.go the firewall-mark
+// services of both; emit.go the two output files; names.go the names given
+// to services and instances.
 //
 // It is a leaf beside config: it may import the standard library,
 // hashicorp/hcl's hclwrite and lvs-sync's vocabulary package lvs. It does

@@ -20,14 +20,6 @@ func serviceName(given, proto string, addr netip.AddrPort) string {
 	return sanitize(fmt.Sprintf("%s-%s-%d", proto, addr.Addr(), addr.Port()))
 }
 
-// markName is the name of the firewall-mark service of mark.
-func markName(given string, mark uint32) string {
-	if n := sanitize(given); n != "" {
-		return n
-	}
-	return fmt.Sprintf("fwmark-%d", mark)
-}
-
 // instanceID is the Consul service ID of a real server of service.
 func instanceID(service string, addr netip.AddrPort) string {
 	return sanitize(fmt.Sprintf("%s-%s-%d", service, addr.Addr(), addr.Port()))

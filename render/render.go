@@ -349,12 +349,8 @@ func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, wh
 	}
 	addr = addr.Unmap()
 	if addr.Is4() != vs.Address.Addr().Is4() {
-		virtual := vs.Address.Addr().String()
-		if vs.FWMark != 0 { // a mark's Address is its family's 0.0.0.0 or ::
-			virtual = fmt.Sprintf("%s (IPv%s)", vs.Key(), map[bool]string{true: "4", false: "6"}[vs.Address.Addr().Is4()])
-		}
-		return rk, fmt.Sprintf("address %s is not of the IP family of the virtual address %s", addr, virtual),
-			fmt.Sprintf("address %s is not of the family of %s", addr, virtual)
+		return rk, fmt.Sprintf("address %s is not of the IP family of the virtual address %s", addr, vs.VirtualName()),
+			fmt.Sprintf("address %s is not of the family of %s", addr, vs.VirtualName())
 	}
 	if kind := unusable(addr); kind != "" {
 		why = fmt.Sprintf("address %s is %s: it cannot be a real server's", addr, kind)
