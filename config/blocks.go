@@ -67,7 +67,10 @@ type rawAPI struct {
 
 type rawVS struct {
 	Name            string   `hcl:"name,label"`
-	Address         string   `hcl:"address"`
+	Address         *string  `hcl:"address,optional"`
+	FWMark          *int     `hcl:"fwmark,optional"`
+	Family          *string  `hcl:"family,optional"`
+	VIPs            []string `hcl:"vips,optional"`
 	Protocol        *string  `hcl:"protocol,optional"`
 	Scheduler       *string  `hcl:"scheduler,optional"`
 	SchedulerFlags  []string `hcl:"scheduler_flags,optional"`
@@ -272,17 +275,8 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		})
 	}
 
-	proto := DefaultProtocol
-	if rv.Protocol != nil {
-		proto = *rv.Protocol
-	}
+	diags = append(diags, decodeTarget(vs, rv, at)...)
 	var err error
-	if vs.Protocol, err = lvs.ParseProtocol(proto); err != nil {
-		diags = append(diags, at.errorf("protocol", "Invalid protocol", "%s", err))
-	}
-	if vs.Address, err = parseAddrPort(rv.Address); err != nil {
-		diags = append(diags, at.errorf("address", "Invalid address", "%s", err))
-	}
 	if rv.Scheduler != nil {
 		vs.Scheduler = *rv.Scheduler
 		if err := validScheduler(vs.Scheduler); err != nil {
@@ -311,7 +305,9 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 			break
 		}
 	}
-	if rv.Fallback != nil {
+	if rv.Fallback != nil && vs.FWMark != 0 {
+		diags = append(diags, decodeMarkFallback(vs, *rv.Fallback, at)...)
+	} else if rv.Fallback != nil {
 		vs.Fallback, err = parseFallback(*rv.Fallback)
 		switch {
 		case err != nil:

@@ -130,9 +130,21 @@ type HA struct {
 // VirtualService is one IPVS virtual service and the Consul service whose
 // healthy instances are its real servers.
 type VirtualService struct {
-	Name      string
-	Protocol  lvs.Protocol
-	Address   netip.AddrPort
+	Name string
+	// Protocol and Address are what the service balances; for a
+	// firewall-mark service Protocol is 0 and Address is its family's
+	// unspecified address with port 0 (0.0.0.0:0 or [::]:0), as in its
+	// lvs.ServiceKey.
+	Protocol lvs.Protocol
+	Address  netip.AddrPort
+	// FWMark, when not 0, makes this a firewall-mark service (ipvsadm -f):
+	// it takes the packets the operator's nftables or iptables rules mark,
+	// and its reals keep each packet's destination port.
+	FWMark uint32
+	// VIPs are a firewall-mark service's vips, the addresses its rule
+	// marks packets to (required with vip_interface or ha); nil for an
+	// address service (see VIPAddrs).
+	VIPs      []netip.Addr
 	Scheduler string
 	// SchedulerFlags are scheduler_flags, ipvsadm's -b: sh-fallback, ...
 	SchedulerFlags lvs.SchedFlags
@@ -208,14 +220,40 @@ func (c *Config) Services() []string {
 
 // Key is the identity of the virtual service in the kernel.
 func (vs *VirtualService) Key() lvs.ServiceKey {
+	if vs.FWMark != 0 {
+		return lvs.ServiceKey{FWMark: vs.FWMark, Addr: vs.Address.Addr()}
+	}
 	return lvs.ServiceKey{Protocol: vs.Protocol, Addr: vs.Address.Addr(), Port: vs.Address.Port()}
+}
+
+// VirtualName is the virtual address as messages name it: "10.0.0.1", or
+// "fwmark:1 (IPv4)" for a mark, whose Address is only its family's.
+func (vs *VirtualService) VirtualName() string {
+	switch {
+	case vs.FWMark != 0 && vs.Address.Addr().Is6():
+		return vs.Key().String() + " (IPv6)"
+	case vs.FWMark != 0:
+		return vs.Key().String() + " (IPv4)"
+	}
+	return vs.Address.Addr().String()
+}
+
+// VIPAddrs are the addresses clients reach the service at, which the
+// director must have: an address service's address, a firewall-mark
+// service's vips.
+func (vs *VirtualService) VIPAddrs() []netip.Addr {
+	if vs.FWMark != 0 {
+		return vs.VIPs
+	}
+	return []netip.Addr{vs.Address.Addr()}
 }
 
 // Fallback is the real server of last resort. The zero value is none.
 type Fallback struct {
 	// Local means lvs-sync's own maintenance page.
 	Local bool
-	// Addr is a remote fallback server, when not Local.
+	// Addr is a remote fallback server, when not Local; port 0 (a
+	// firewall-mark service's) keeps each packet's destination port.
 	Addr netip.AddrPort
 }
 
@@ -226,6 +264,8 @@ func (f Fallback) String() string {
 	switch {
 	case f.Local:
 		return "local"
+	case f.Addr.IsValid() && f.Addr.Port() == 0:
+		return f.Addr.Addr().String() // a fwmark service's: the packet's port
 	case f.Addr.IsValid():
 		return f.Addr.String()
 	}

@@ -147,7 +147,7 @@ func TestInvalid(t *testing.T) {
 forwarding = "gate"
 weight = 3`), []string{`t.hcl:4:1: error: Unsupported argument; An argument named "weight" is not expected here.`}},
 		{"unknown block", `frontend "x" {}`, []string{`t.hcl:1:1: error: Unsupported block type`}},
-		{"missing address", vs(`forwarding = "gate"`), []string{`t.hcl:1:23: error: Missing required argument; The argument "address" is required`}},
+		{"missing address", vs(`forwarding = "gate"`), []string{`t.hcl:1:23: error: Missing required argument; virtual_service "web" needs address (IP:PORT) or fwmark`}},
 		{"missing forwarding", vs(`address = "10.0.0.1:80"`), []string{`Missing required argument; The argument "forwarding" is required`}},
 		{"hostname address", vs(`address = "www.example.com:80"
 forwarding = "gate"`), []string{`t.hcl:2:11: error: Invalid address; virtual_service "web": address: "www.example.com:80" is not IP:PORT`}},
@@ -279,25 +279,30 @@ persistence = "soon"`), []string{
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := Parse([]byte(tt.src), "t.hcl")
-			if err == nil {
-				t.Fatalf("no error; config %+v", cfg)
-			}
-			var diags *DiagnosticsError
-			if !errors.As(err, &diags) {
-				t.Fatalf("error %v is not a *DiagnosticsError", err)
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(tt.want) {
-				t.Fatalf("got %d diagnostics, want %d:\n%s", len(lines), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.Contains(lines[i], w) {
-					t.Errorf("diagnostic %d:\n  %s\nwant it to contain\n  %s", i, lines[i], w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantDiagnostics(t, tt.src, tt.want) })
+	}
+}
+
+// wantDiagnostics parses src as t.hcl and checks that it fails with the
+// one-line diagnostics want, in order, each a substring.
+func wantDiagnostics(t *testing.T, src string, want []string) {
+	t.Helper()
+	cfg, err := Parse([]byte(src), "t.hcl")
+	if err == nil {
+		t.Fatalf("no error; config %+v", cfg)
+	}
+	var diags *DiagnosticsError
+	if !errors.As(err, &diags) {
+		t.Fatalf("error %v is not a *DiagnosticsError", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d diagnostics, want %d:\n%s", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("diagnostic %d:\n  %s\nwant it to contain\n  %s", i, lines[i], w)
+		}
 	}
 }
 

@@ -71,6 +71,7 @@ func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 		}
 	}
 	diags = append(diags, checkUnique(cfg.VirtualServices)...)
+	diags = append(diags, checkMarkVIPs(cfg)...)
 	return cfg, diags
 }
 
@@ -232,7 +233,7 @@ func checkUnique(vss []*VirtualService) hcl.Diagnostics {
 			continue
 		}
 		byName[vs.Name] = vs
-		if !vs.Address.IsValid() || vs.Protocol == 0 {
+		if !vs.Address.IsValid() || (vs.Protocol == 0 && vs.FWMark == 0) {
 			continue // already reported
 		}
 		if first, ok := byKey[vs.Key()]; ok {

@@ -21,7 +21,7 @@ import (
 
 // importedKeepalivedConf has the three forwarding methods, keepalived's defaults
 // (no lb_algo, no lb_kind: wlc and NAT), persistence, weights, a sorry
-// server and HTTP_GET and TCP_CHECK checks that the real servers of the
+// server, a firewall mark and HTTP_GET and TCP_CHECK checks that the real servers of the
 // topology pass.
 const importedKeepalivedConf = `global_defs {
     router_id lvs_sync_e2e
@@ -76,6 +76,25 @@ virtual_server 10.10.20.3 80 {
     real_server 10.1.0.13 80 {
         weight 4
         TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+virtual_server fwmark 7 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    persistence_timeout 600
+    real_server 10.1.0.11 {
+        TCP_CHECK {
+            connect_port 80
+            connect_timeout 2
+        }
+    }
+    real_server 10.1.0.12 {
+        weight 2
+        TCP_CHECK {
+            connect_port 80
             connect_timeout 2
         }
     }
@@ -149,7 +168,7 @@ func settledTable(t *testing.T) importtest.Table {
 		if s := tab.String(); s != last {
 			last, since = s, time.Now()
 		}
-		if len(tab) == 3 && time.Since(since) > 3*time.Second {
+		if len(tab) == 4 && time.Since(since) > 3*time.Second {
 			return tab
 		}
 		if time.Now().After(deadline) {

@@ -178,8 +178,11 @@ var client = &http.Client{
 }
 
 // get fetches http://vip/ from the client and returns the body, trimmed.
-func get(vip string) (string, error) {
-	resp, err := client.Get("http://" + vip + "/")
+func get(vip string) (string, error) { return getWith(client, "http://"+vip+"/") }
+
+// getWith gets url with hc and returns the body, trimmed.
+func getWith(hc *http.Client, url string) (string, error) {
+	resp, err := hc.Get(url)
 	if err != nil {
 		return "", err
 	}

@@ -39,8 +39,15 @@ func LVSSyncHCL(r *Result) []byte {
 		}
 		body.AppendUnstructuredTokens(comment(c + "\n"))
 		b := body.AppendNewBlock("virtual_service", []string{s.Name}).Body()
-		b.SetAttributeValue("address", cty.StringVal(s.Address.String()))
-		b.SetAttributeValue("protocol", cty.StringVal(s.Protocol.String()))
+		if s.FWMark != 0 {
+			b.SetAttributeValue("fwmark", cty.NumberIntVal(int64(s.FWMark)))
+			if s.Address.Addr().Is6() {
+				b.SetAttributeValue("family", cty.StringVal("ipv6"))
+			}
+		} else {
+			b.SetAttributeValue("address", cty.StringVal(s.Address.String()))
+			b.SetAttributeValue("protocol", cty.StringVal(s.Protocol.String()))
+		}
 		b.SetAttributeValue("scheduler", cty.StringVal(s.Scheduler))
 		b.SetAttributeValue("forwarding", cty.StringVal(s.Forward.String()))
 		if s.Consul != "" {
@@ -58,7 +65,10 @@ func LVSSyncHCL(r *Result) []byte {
 		if s.Quiescent {
 			b.SetAttributeValue("quiescent", cty.True)
 		}
-		if s.Fallback.IsValid() {
+		switch {
+		case s.Fallback.IsValid() && s.FWMark != 0:
+			b.SetAttributeValue("fallback", cty.StringVal(s.Fallback.Addr().String())) // the packet's port
+		case s.Fallback.IsValid():
 			b.SetAttributeValue("fallback", cty.StringVal(s.Fallback.String()))
 		}
 	}

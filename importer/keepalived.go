@@ -154,14 +154,13 @@ type kaParser struct {
 
 // virtualServer imports "virtual_server IP PORT", "virtual_server group
 // NAME" (one virtual service per address of the group, sharing one Consul
-// service) and notes "virtual_server fwmark N".
+// service) and "virtual_server fwmark N".
 func (p *kaParser) virtualServer(n *kaNode) []*Service {
 	var addrs []netip.AddrPort
 	consul := ""
 	switch n.arg(0) {
 	case "fwmark":
-		p.addf(n.line, "virtual_server fwmark %s is a firewall-mark service, which this lvs-sync cannot express yet: the block is skipped", n.arg(1))
-		return nil
+		return p.kaMark(n)
 	case "group":
 		g, ok := p.groups[n.arg(1)]
 		if !ok {
@@ -171,7 +170,8 @@ func (p *kaParser) virtualServer(n *kaNode) []*Service {
 		consul = sanitize(n.arg(1))
 		for _, e := range g.children {
 			if e.key() == "fwmark" {
-				p.addf(e.line, "fwmark %s in virtual_server_group %s: firewall marks are not in this lvs-sync's config: skipped", e.arg(0), n.arg(1))
+				p.addf(e.line, "fwmark %s in virtual_server_group %s: a group's marks are not imported, its addresses are: write a virtual_server fwmark %s block for it",
+					e.arg(0), n.arg(1), e.arg(0))
 				continue
 			}
 			if ap, ok := p.kaAddr(e.key(), e.arg(0), e.line, "virtual_server_group entry"); ok {
@@ -271,7 +271,7 @@ func (p *kaParser) kaService(n *kaNode, addr netip.AddrPort) *Service {
 			hasProto = true
 		}
 	}
-	if !hasProto {
+	if !hasProto && n.arg(0) != "fwmark" {
 		p.addf(n.line, "virtual_server %s has no protocol: keepalived makes it UDP, and so does the import; say protocol TCP if TCP was meant", addr)
 	}
 	for _, c := range n.children {
@@ -323,7 +323,7 @@ func (p *kaParser) kaService(n *kaNode, addr netip.AddrPort) *Service {
 	if ops != nil {
 		s.OnePacket = p.onePacket(ops.line, "ops", s)
 	}
-	if s.Fallback.IsValid() && !s.Forward.TranslatesPort() && s.Fallback.Port() != addr.Port() {
+	if s.Fallback.IsValid() && !s.Forward.TranslatesPort() && s.Fallback.Port() != addr.Port() && n.arg(0) != "fwmark" {
 		p.addf(s.Pos.Line, "sorry_server %s: %s forwarding cannot change the port to %d: the fallback is left out", s.Fallback, s.Forward, s.Fallback.Port())
 		s.Fallback = netip.AddrPort{}
 	}

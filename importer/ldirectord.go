@@ -280,21 +280,31 @@ func (p *ldParser) service(g ldGlobal, v *ldVirtual) *Service {
 	proto := "tcp"
 	var addr netip.AddrPort
 	var ok bool
-	if ldNumberRe.MatchString(v.spec) && !strings.Contains(v.spec, ".") && !strings.Contains(v.spec, ":") {
-		p.addf(v.line, "virtual = %s is a firewall-mark service, which this lvs-sync cannot express yet: the block is skipped", v.spec)
+	mark, isMark := p.mark(v)
+	switch {
+	case isMark && mark == 0:
 		return nil
-	}
-	if addr, ok = p.addrPort(v.spec, v.ipv6, v.line, "virtual"); !ok {
-		return nil
+	case isMark:
+		proto, addr = "fwm", netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+		if v.ipv6 {
+			addr = netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
+		}
+	case !isMark:
+		if addr, ok = p.addrPort(v.spec, v.ipv6, v.line, "virtual"); !ok {
+			return nil
+		}
 	}
 	if addr.Port() == 53 {
 		proto = "udp"
 	}
 	if d, ok := v.d["protocol"]; ok {
-		switch d.value {
-		case "tcp", "udp":
+		switch {
+		case isMark && d.value != "fwm":
+			p.errorf(d.line, "virtual = %s is a firewall mark, whose protocol is fwm, not %q", v.spec, d.value)
+			return nil
+		case d.value == "tcp", d.value == "udp", d.value == "fwm" && isMark:
 			proto = d.value
-		case "fwm":
+		case d.value == "fwm":
 			p.errorf(d.line, "protocol fwm needs a firewall mark as virtual, not %s", v.spec)
 			return nil
 		default:
@@ -305,11 +315,15 @@ func (p *ldParser) service(g ldGlobal, v *ldVirtual) *Service {
 	s := &Service{
 		Pos:       Pos{File: p.file, Line: v.line},
 		Address:   addr,
+		FWMark:    mark,
 		Scheduler: "wrr",
 		Comment:   v.d["comment"].value,
 	}
 	s.Protocol, _ = lvs.ParseProtocol(proto)
 	s.Name = serviceName(v.d["servicename"].value, proto, addr)
+	if isMark {
+		s.Name = markName(v.d["servicename"].value, mark)
+	}
 	if d, ok := v.d["scheduler"]; ok {
 		s.Scheduler = d.value
 	}
@@ -370,7 +384,10 @@ func (p *ldParser) service(g ldGlobal, v *ldVirtual) *Service {
 	if hasFB && fbMethod != s.Forward {
 		p.addf(fbLine, "fallback forwards by %s, but lvs-sync forwards to the fallback like to the reals: by %s", fbMethod, s.Forward)
 	}
-	if s.Fallback.IsValid() && !s.Forward.TranslatesPort() && s.Fallback.Port() != addr.Port() {
+	if s.Fallback.IsValid() && isMark {
+		// A mark's reals, the fallback too, keep each packet's port.
+		s.Fallback = netip.AddrPortFrom(s.Fallback.Addr(), 0)
+	} else if s.Fallback.IsValid() && !s.Forward.TranslatesPort() && s.Fallback.Port() != addr.Port() {
 		p.addf(fbLine, "fallback %s: %s forwarding cannot change the port to %d: the fallback is left out", s.Fallback, s.Forward, s.Fallback.Port())
 		s.Fallback = netip.AddrPort{}
 	}

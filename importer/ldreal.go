@@ -106,7 +106,11 @@ func (p *ldParser) reals(rd ldDirective, v *ldVirtual, s *Service, check ldCheck
 			break
 		}
 	}
-	if method != lvs.Masq && start.Port() != s.Address.Port() {
+	if s.FWMark != 0 && method == lvs.Masq && start.Port() != 0 {
+		p.addf(rd.line, "real %s: ldirectord sends every marked port to port %d with NAT; lvs-sync keeps each packet's port, %d is its checks'",
+			first, start.Port(), start.Port())
+	}
+	if method != lvs.Masq && start.Port() != s.Address.Port() && s.FWMark == 0 {
 		p.addf(rd.line, "real %s: %s forwarding cannot change the port: traffic goes to port %d, its checks to %d",
 			first, method, s.Address.Port(), start.Port())
 	}

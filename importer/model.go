@@ -7,8 +7,9 @@
 // The files: model.go the neutral model both parsers produce;
 // ldirectord.go, ldreal.go and ldcheck.go the ldirectord.cf parser (its
 // blocks, real and fallback lines, checks); keepalived.go and kacheck.go
-// keepalived's (its blocks, its checkers); emit.go the two output files;
-// names.go the names given to services and instances.
+// keepalived's (its blocks, its checkers); marks.go the firewall-mark
+// services of both; emit.go the two output files; names.go the names given
+// to services and instances.
 //
 // It is a leaf beside config: it may import the standard library,
 // hashicorp/hcl's hclwrite and lvs-sync's vocabulary package lvs. It does
@@ -86,10 +87,14 @@ type Service struct {
 	// one (a keepalived virtual_server_group); "" is Name.
 	Consul string
 	// Comment is carried into the HCL (ldirectord's comment).
-	Comment     string
-	Pos         Pos
-	Protocol    lvs.Protocol
-	Address     netip.AddrPort
+	Comment  string
+	Pos      Pos
+	Protocol lvs.Protocol
+	Address  netip.AddrPort
+	// FWMark, when not 0, makes it a firewall-mark service: Protocol is
+	// then 0 and Address the family's unspecified address with port 0,
+	// as in config; its VIPs are not in either tool's config.
+	FWMark      uint32
 	Scheduler   string
 	Forward     lvs.Forward
 	Persistence time.Duration

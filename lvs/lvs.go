@@ -196,7 +196,13 @@ type ServiceKey struct {
 	FWMark   uint32
 }
 
+// String is "tcp://10.0.0.1:80", or "fwmark:7" for an IPv4 mark and
+// "fwmark6:7" for an IPv6 one: the same mark in two families is two
+// services, which the state file must tell apart.
 func (k ServiceKey) String() string {
+	if k.FWMark != 0 && k.Addr.Is6() {
+		return fmt.Sprintf("fwmark6:%d", k.FWMark)
+	}
 	if k.FWMark != 0 {
 		return fmt.Sprintf("fwmark:%d", k.FWMark)
 	}
@@ -220,8 +226,12 @@ func (k ServiceKey) Compare(o ServiceKey) int {
 	)
 }
 
-// Ipvsadm is the service as ipvsadm names it: "-t 10.0.0.1:80" or "-f 7".
+// Ipvsadm is the service as ipvsadm names it: "-t 10.0.0.1:80", "-f 7",
+// or "-f 7 -6" for an IPv6 mark (as ipvsadm -S writes it).
 func (k ServiceKey) Ipvsadm() string {
+	if k.FWMark != 0 && k.Addr.Is6() {
+		return fmt.Sprintf("-f %d -6", k.FWMark)
+	}
 	if k.FWMark != 0 {
 		return fmt.Sprintf("-f %d", k.FWMark)
 	}
@@ -229,14 +239,18 @@ func (k ServiceKey) Ipvsadm() string {
 }
 
 // ParseServiceKey parses the form String gives: "tcp://10.0.0.1:80",
-// "udp://[2001:db8::1]:53" or "fwmark:7".
+// "udp://[2001:db8::1]:53", "fwmark:7" or "fwmark6:7".
 func ParseServiceKey(s string) (ServiceKey, error) {
-	if m, ok := strings.CutPrefix(s, "fwmark:"); ok {
-		var mark uint32
-		if _, err := fmt.Sscanf(m, "%d", &mark); err != nil || mark == 0 {
+	for prefix, family := range map[string]netip.Addr{"fwmark:": netip.IPv4Unspecified(), "fwmark6:": netip.IPv6Unspecified()} {
+		m, ok := strings.CutPrefix(s, prefix)
+		if !ok {
+			continue
+		}
+		mark, err := strconv.ParseUint(m, 10, 32)
+		if err != nil || mark == 0 {
 			return ServiceKey{}, fmt.Errorf("bad firewall mark in %q", s)
 		}
-		return ServiceKey{FWMark: mark, Addr: netip.IPv4Unspecified()}, nil
+		return ServiceKey{FWMark: uint32(mark), Addr: family}, nil
 	}
 	proto, addr, ok := strings.Cut(s, "://")
 	if !ok {

@@ -34,8 +34,8 @@ func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, wh
 	if want4 := vs.Address.Addr().Is4(); addr.Is4() != want4 {
 		tag, ta, ok := taggedOf(in, want4)
 		if !ok {
-			return rk, fmt.Sprintf("address %s is not of the IP family of the virtual address %s", addr, vs.Address.Addr()),
-				fmt.Sprintf("address %s is not of the family of %s", addr, vs.Address.Addr())
+			return rk, fmt.Sprintf("address %s is not of the IP family of the virtual address %s", addr, vs.VirtualName()),
+				fmt.Sprintf("address %s is not of the family of %s", addr, vs.VirtualName())
 		}
 		of = fmt.Sprintf(" (tagged address %s)", tag)
 		if addr, err = netip.ParseAddr(ta.Address); err != nil || addr.Zone() != "" || addr.Unmap().Is4() != want4 {
@@ -55,8 +55,10 @@ func realOf(vs *config.VirtualService, in *catalog.Instance) (rk lvs.RealKey, wh
 		why = fmt.Sprintf("address %s%s is %s: it cannot be a real server's", addr, of, kind)
 		return rk, why, why
 	}
+	// A firewall-mark service's reals have port 0, every method: the
+	// kernel keeps each packet's destination port, as a mark covers many.
 	port := vs.Address.Port()
-	if vs.Forwarding.TranslatesPort() {
+	if vs.Forwarding.TranslatesPort() && vs.FWMark == 0 {
 		if instPort < 1 || instPort > 65535 {
 			why = fmt.Sprintf("port %d%s cannot be a real server's port", instPort, of)
 			return rk, why, why

@@ -84,6 +84,39 @@ func TestRender(t *testing.T) {
 		services map[string][]*catalog.Instance
 	}{
 		{
+			// A mark's reals keep each packet's port (port 0), masq and
+			// gate alike; an IPv6 instance is of the wrong family.
+			name: "fwmark-reals-keep-the-port",
+			config: `virtual_service "web" {
+  fwmark      = 1
+  vips        = ["10.10.10.60"]
+  forwarding  = "masq"
+  persistence = "300s"
+  fallback    = "10.9.9.9"
+}
+virtual_service "web-dr" {
+  fwmark     = 2
+  vips       = ["10.10.10.61"]
+  forwarding = "gate"
+  service    = "web"
+}
+virtual_service "web6" {
+  fwmark     = 1
+  family     = "ipv6"
+  vips       = ["2001:db8::60"]
+  forwarding = "gate"
+  service    = "web6"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("n1", "10.1.0.11", 8080, "passing"),
+				inst("n2", "10.1.0.12", 8443, "passing"),
+				inst("n3", "2001:db8::13", 80, "passing"),
+			}, "web6": {
+				inst("n4", "2001:db8::14", 443, "passing"),
+				inst("n5", "2001:db8::15", 443, "critical"),
+			}},
+		},
+		{
 			name: "weights-by-status",
 			config: `virtual_service "web" {
   address    = "10.10.10.60:80"

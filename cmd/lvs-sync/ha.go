@@ -116,8 +116,10 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 		Announcer: hostnet.NewAnnouncer(log.Named("announce")), Sysctl: hostnet.ProcSys{}, Log: log}
 	var vips []netip.Addr
 	for _, vs := range cfg.VirtualServices {
-		if a := vs.Address.Addr(); !slices.Contains(vips, a) {
-			vips = append(vips, a)
+		for _, a := range vs.VIPAddrs() {
+			if !slices.Contains(vips, a) {
+				vips = append(vips, a)
+			}
 		}
 	}
 	host.SetVIPs(vips)

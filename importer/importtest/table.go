@@ -173,18 +173,6 @@ func Parse(text string) (Table, error) {
 	return t, nil
 }
 
-// Without returns t without the services of the given protocol flag
-// ("-f" for firewall marks).
-func (t Table) Without(flag string) Table {
-	out := Table{}
-	for k, s := range t {
-		if !strings.HasPrefix(k, flag+" ") {
-			out[k] = s
-		}
-	}
-	return out
-}
-
 func (t Table) keys() []string {
 	keys := make([]string, 0, len(t))
 	for k := range t {

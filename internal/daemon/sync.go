@@ -49,6 +49,10 @@ type syncState struct {
 	pagesErr  string
 	// saveErr is the last state file error logged.
 	saveErr string
+	// markVIPs are the vips of every firewall-mark service a config has
+	// named, as a mark's key does not carry them: one a reload removed
+	// keeps its VIPs while it drains, and they go with it.
+	markVIPs map[lvs.ServiceKey][]netip.Addr
 }
 
 func (s *syncState) init() {
@@ -62,8 +66,14 @@ func (s *syncState) setConfig(cfg *config.Config) {
 	if s.timeouts == nil {
 		s.timeouts = map[lvs.ServiceKey]time.Duration{}
 	}
+	if s.markVIPs == nil {
+		s.markVIPs = map[lvs.ServiceKey][]netip.Addr{}
+	}
 	for _, vs := range cfg.VirtualServices {
 		s.timeouts[vs.Key()] = vs.DrainTimeout
+		if vs.FWMark != 0 {
+			s.markVIPs[vs.Key()] = vs.VIPs
+		}
 	}
 	s.drainer.Timeout = drainTimeout(s.timeouts)
 	s.tracker.VanishedFor = 0
@@ -243,20 +253,31 @@ func (d *Daemon) syncVIPs(kept, previously []lvs.ServiceKey) error {
 	if d.opts.VIPs == nil {
 		return nil
 	}
-	wasOurs := vipsOfKeys(previously)
-	_, _, err := d.opts.VIPs.Sync(vipsOfKeys(kept), func(a netip.Addr) bool { return slices.Contains(wasOurs, a) })
+	wasOurs := d.state.vipsOf(previously)
+	_, _, err := d.opts.VIPs.Sync(d.state.vipsOf(kept), func(a netip.Addr) bool { return slices.Contains(wasOurs, a) })
 	if err != nil {
 		return fmt.Errorf("syncing vips: %w", err)
 	}
 	return nil
 }
 
-// vipsOfKeys lists the VIPs of services, sorted, each once.
-func vipsOfKeys(keys []lvs.ServiceKey) []netip.Addr {
+// vipsOf lists the VIPs of services, sorted, each once: an address
+// service's address, a firewall-mark service's vips (none for a mark no
+// config of this run named).
+func (s *syncState) vipsOf(keys []lvs.ServiceKey) []netip.Addr {
 	var vips []netip.Addr
+	add := func(a netip.Addr) {
+		if !slices.Contains(vips, a) {
+			vips = append(vips, a)
+		}
+	}
 	for _, k := range keys {
-		if k.FWMark == 0 && !slices.Contains(vips, k.Addr) {
-			vips = append(vips, k.Addr)
+		if k.FWMark == 0 {
+			add(k.Addr)
+			continue
+		}
+		for _, a := range s.markVIPs[k] {
+			add(a)
 		}
 	}
 	slices.SortFunc(vips, netip.Addr.Compare)
@@ -274,7 +295,7 @@ func (d *Daemon) Cleanup() error {
 	}
 	res := ipvs.Apply(d.opts.Kernel, plan, d.log.Named("ipvs"))
 	if d.opts.VIPs != nil {
-		ours := vipsOfKeys(keys)
+		ours := d.state.vipsOf(keys)
 		if _, _, err := d.opts.VIPs.Sync(nil, func(a netip.Addr) bool { return slices.Contains(ours, a) }); err != nil {
 			return fmt.Errorf("removing vips: %w", err)
 		}

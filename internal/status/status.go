@@ -241,8 +241,10 @@ func State(source render.Source, weight int) string {
 
 // kernelService describes a kernel service with nothing of lvs-sync's.
 func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
-	out := ServiceView{Key: k.String(), Protocol: k.Protocol.String(), Scheduler: svc.Scheduler, Address: k.String()}
+	// A firewall mark is protocol "fwm" (ldirectord's word) at "fwmark:N".
+	out := ServiceView{Key: k.String(), Protocol: "fwm", Scheduler: svc.Scheduler, Address: k.String()}
 	if k.FWMark == 0 {
+		out.Protocol = k.Protocol.String()
 		out.Address = lvs.RealKey{Addr: k.Addr, Port: k.Port}.String()
 	}
 	if svc.Flags&ipvs.FlagPersistent != 0 {
