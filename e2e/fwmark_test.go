@@ -3,10 +3,7 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,22 +159,4 @@ virtual_service "web-mark" {
 	if out, _ := sh("/sbin/ip", "-o", "addr", "show", "dev", "lvs0"); strings.Contains(out, vipMark+"/32") {
 		t.Errorf("the mark's VIP is left on lvs0 after cleanup_on_exit:\n%s", out)
 	}
-}
-
-// getFrom fetches url from the client namespace with source address from,
-// on a connection of its own.
-func getFrom(from, url string) (string, error) {
-	hc := &http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return inNamespace("client", func() (net.Conn, error) {
-					d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-					return d.DialContext(ctx, network, addr)
-				})
-			},
-		},
-	}
-	return getWith(hc, url)
 }

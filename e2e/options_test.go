@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"maps"
 	"net"
@@ -193,8 +192,8 @@ func TestServiceOptions(t *testing.T) {
 			vip  string
 			same bool
 		}{{optsMaskVIP, true}, {optsHostVIP, false}} {
-			a, b := getFrom(t, "10.2.0.100", c.vip), getFrom(t, optsClient2, c.vip)
-			again := getFrom(t, optsClient2, c.vip)
+			a, b := getFromT(t, "10.2.0.100", c.vip), getFromT(t, optsClient2, c.vip)
+			again := getFromT(t, optsClient2, c.vip)
 			if (a == b) != c.same || again != b {
 				t.Errorf("%s: 10.2.0.100 on %s, %s on %s then %s; want the same real: %v", c.vip, a, optsClient2, b, again, c.same)
 			}
@@ -321,27 +320,15 @@ func datagrams(t *testing.T, addr string, n int) map[string]int {
 	return seen
 }
 
-// getFrom fetches http://vip/ from the client namespace, from the client
-// address src, on a connection of its own.
-func getFrom(t *testing.T, src, vip string) string {
+// getFromT fetches http://vip/ as getFrom does, from the client address
+// src; an error fails the test.
+func getFromT(t *testing.T, src, vip string) string {
 	t.Helper()
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return inNamespace("client", func() (net.Conn, error) {
-				d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-				return d.DialContext(ctx, network, addr)
-			})
-		},
-	}}
-	resp, err := hc.Get("http://" + vip + "/")
+	body, err := getFrom(src, "http://"+vip+"/")
 	if err != nil {
 		t.Fatalf("from %s to %s: %v", src, vip, err)
 	}
-	defer resp.Body.Close()
-	body := make([]byte, 64)
-	n, _ := resp.Body.Read(body)
-	return strings.TrimSpace(string(body[:n]))
+	return body
 }
 
 // keepAlive makes one request on a connection it leaves open, and says

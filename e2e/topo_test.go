@@ -180,6 +180,24 @@ var client = &http.Client{
 // get fetches http://vip/ from the client and returns the body, trimmed.
 func get(vip string) (string, error) { return getWith(client, "http://"+vip+"/") }
 
+// getFrom fetches url from the client namespace with source address from,
+// on a connection of its own.
+func getFrom(from, url string) (string, error) {
+	hc := &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return inNamespace("client", func() (net.Conn, error) {
+					d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+					return d.DialContext(ctx, network, addr)
+				})
+			},
+		},
+	}
+	return getWith(hc, url)
+}
+
 // getWith gets url with hc and returns the body, trimmed.
 func getWith(hc *http.Client, url string) (string, error) {
 	resp, err := hc.Get(url)
