@@ -13,8 +13,17 @@
 #   lvs-sync adds it as a real server only once it passes, and the update
 #   waits for its checks (health_check = "checks") before the next one.
 #
-# The task is raw_exec running Python's http.server on a dynamic loopback
-# port, to be self-contained; use your own server and driver.
+# Port 80 is static: lvs-sync.hcl's "web" is a gate virtual service on :80
+# (and "web6" an ipip one), and with gate and ipip the kernel cannot
+# translate ports, so a real server gets the traffic at the VIP on the
+# virtual port. The server listens on every address (the VIP is on lo,
+# or tunl0, by lvs-sync realserver), one allocation per client node. For a
+# dynamic port, use a masq virtual service: it translates to the instance's
+# port. (lvs-sync validate -catalog warns about a gate or ipip instance at
+# another port.)
+#
+# The task is raw_exec running Python's http.server, to be self-contained;
+# use your own server and driver.
 #
 #   nomad job run -var version=2 examples/web.nomad.hcl   # a rolling update
 
@@ -36,8 +45,9 @@ variable "command" {
 }
 
 variable "args" {
-  type    = list(string)
-  default = ["-m", "http.server", "--bind", "$${NOMAD_IP_http}", "$${NOMAD_PORT_http}"]
+  description = "Without --bind, http.server listens on every address, the VIP's too."
+  type        = list(string)
+  default     = ["-m", "http.server", "$${NOMAD_PORT_http}"]
 }
 
 job "web" {
@@ -56,7 +66,9 @@ job "web" {
     count = 3
 
     network {
-      port "http" {}
+      port "http" {
+        static = 80
+      }
     }
 
     service {

@@ -448,8 +448,8 @@ func TestMain(m *testing.M) {
 // advertises a documentation address instead (lvs-sync's kernel here is
 // in memory: no packet goes there), and its check probes the server on
 // 127.0.0.1 from a script, as Nomad forbids host checks beside a custom
-// address. The update block, the shutdown delay and the tags — what the
-// rolling update is about — are the example's.
+// address; and its port is dynamic. The update block, the shutdown delay
+// and the tags — what the rolling update is about — are the example's.
 func webJobOffLoopback(t *testing.T, python string) string {
 	t.Helper()
 	b, err := os.ReadFile("../examples/web.nomad.hcl")
@@ -472,6 +472,14 @@ func webJobOffLoopback(t *testing.T, python string) string {
       }`)
 	src = strings.Replace(src, `      port     = "http"`, `      port     = "http"
       address  = "192.0.2.10"`, 1)
+	// One dev client runs all three allocations: they cannot share the
+	// example's static port 80 (the gate virtual port), so each takes a
+	// dynamic one; this test's virtual service is masq.
+	static := "      port \"http\" {\n        static = 80\n      }"
+	if !strings.Contains(src, static) {
+		t.Fatal("the example's static port moved: update webJobOffLoopback")
+	}
+	src = strings.Replace(src, static, `      port "http" {}`, 1)
 	p := filepath.Join(t.TempDir(), "web.nomad.hcl")
 	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
 		t.Fatal(err)

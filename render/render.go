@@ -26,16 +26,30 @@ type Origin struct {
 	Status           catalog.Health
 }
 
-// Note is catalog data render had to leave out, for the caller to log.
+// Note is catalog data render had to leave out or change, for the caller
+// to log; or, InUse, a caveat about an instance that is a real server as it
+// is (a gate or ipip port that is not the virtual port).
 type Note struct {
 	VirtualService string
 	Node           string
 	InstanceID     string
 	Message        string
+	InUse          bool
 }
 
 func (n Note) String() string {
 	return fmt.Sprintf("virtual_service %q: instance %q on node %q: %s", n.VirtualService, n.InstanceID, n.Node, n.Message)
+}
+
+// Log is the warning to log for a note, as a message and key/value
+// pairs: "skipped catalog data" for data left out or changed, "real server
+// port not the instance's" for a caveat (InUse).
+func (n Note) Log() (msg string, keyvals []any) {
+	msg = "skipped catalog data"
+	if n.InUse {
+		msg = "real server port not the instance's"
+	}
+	return msg, []any{"virtual_service", n.VirtualService, "node", n.Node, "instance", n.InstanceID, "reason", n.Message}
 }
 
 // Decision is what render made of one instance, for status and explain.
@@ -48,6 +62,9 @@ type Decision struct {
 	Real   lvs.RealKey
 	Weight int
 	Rule   Rule
+	// Warning is a caveat about a real that is in as it is, also in the
+	// result's notes: a gate or ipip port that is not the virtual port.
+	Warning string
 }
 
 // Source is the weight source of the instance's real.
@@ -190,14 +207,17 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 			decisions = append(decisions, Decision{Instance: in, Rule: rule})
 			continue
 		}
-		rk, why, short := realOf(vs, in)
+		rk, why, short, warn := realOf(vs, in)
 		if why != "" {
 			note(in, "%s", why)
 			decisions = append(decisions, Decision{Instance: in, Rule: leftOut("%s", short)})
 			continue
 		}
+		if warn != "" {
+			out.notes = append(out.notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: warn, InUse: true})
+		}
 		if rule.Source() == SourceMaintenance {
-			d := Decision{Instance: in, Real: rk, Rule: rule}
+			d := Decision{Instance: in, Real: rk, Rule: rule, Warning: warn}
 			decisions = append(decisions, d)
 			draining = append(draining, d)
 			continue
@@ -233,7 +253,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 		upper, lower := thresholds(vs, in, func(format string, args ...any) { note(in, format, args...) })
 		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding, UpperThreshold: upper, LowerThreshold: lower}
 		origins[rk] = Origin{Source: rule.Source(), Node: in.Node, InstanceID: in.ID, Status: in.Status}
-		decisions = append(decisions, Decision{Instance: in, In: true, Real: rk, Weight: weight, Rule: rule})
+		decisions = append(decisions, Decision{Instance: in, In: true, Real: rk, Weight: weight, Rule: rule, Warning: warn})
 		serving = serving || weight > 0
 	}
 	serving = holdVanished(vs, h, svc, origins, &decisions, &out) || serving
@@ -277,7 +297,7 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 				continue
 			}
 			rule, _ := decide(vs, in, h)
-			rk, why, _ := realOf(vs, in)
+			rk, why, _, _ := realOf(vs, in)
 			if !rule.In() || why != "" {
 				continue
 			}

@@ -563,3 +563,51 @@ virtual_service "shop" {
 		t.Error("shop's instance still held out after its hold")
 	}
 }
+
+// TestPortWarnings: a gate or ipip instance whose port is not the virtual
+// port is a real server all the same, on the virtual port, with a warning
+// in the notes and on its decision; masq and a port of 0 or the virtual
+// port's are not warned about.
+func TestPortWarnings(t *testing.T) {
+	const warned = "port %d is not the virtual port 80: %s cannot translate ports, so the real server gets the traffic on 80"
+	tests := []struct {
+		name       string
+		forwarding string
+		in         *catalog.Instance
+		warn       string
+	}{
+		{"gate, the virtual port", "gate", inst("n1", "10.1.0.11", 80), ""},
+		{"gate, no port", "gate", inst("n1", "10.1.0.11", 0), ""},
+		{"gate, another port", "gate", inst("n1", "10.1.0.11", 8080), fmt.Sprintf(warned, 8080, "gate")},
+		{"gate, in maintenance", "gate", inst("n1", "10.1.0.11", 8080, "svcmaint"), fmt.Sprintf(warned, 8080, "gate")},
+		{"ipip, a dynamic port", "ipip", inst("n1", "10.1.0.11", 23456), fmt.Sprintf(warned, 23456, "ipip")},
+		{"masq translates", "masq", inst("n1", "10.1.0.11", 8080), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(fmt.Sprintf("virtual_service \"web\" {\n  address = \"10.10.10.60:80\"\n  forwarding = %q\n}\n", tt.forwarding)), "t.hcl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := Render(cfg, snapshot(map[string][]*catalog.Instance{"web": {tt.in}}))
+			var notes []Note
+			if tt.warn != "" {
+				notes = []Note{{VirtualService: "web", Node: "n1", InstanceID: tt.in.ID, Message: tt.warn, InUse: true}}
+			}
+			if !slices.Equal(res.Notes, notes) {
+				t.Errorf("notes = %+v, want %+v", res.Notes, notes)
+			}
+			ds := res.Decisions["web"]
+			if len(ds) != 1 || ds[0].Warning != tt.warn {
+				t.Fatalf("decisions = %+v, want one with warning %q", ds, tt.warn)
+			}
+			wantPort := uint16(80)
+			if tt.forwarding == "masq" {
+				wantPort = uint16(tt.in.Port)
+			}
+			if ds[0].Real.Port != wantPort {
+				t.Errorf("real = %s, want port %d", ds[0].Real, wantPort)
+			}
+		})
+	}
+}

@@ -190,3 +190,63 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Errorf("bad flag: exit %d", code)
 	}
 }
+
+// TestValidateCatalog: validate -catalog reads a real agent once and warns
+// about each gate or ipip instance at another port than the virtual port
+// (once per instance and virtual service), not about masq or matching
+// ones or one with no port; as about any catalog data render leaves out
+// (masq with no port). The config is valid all the same (exit 0).
+func TestValidateCatalog(t *testing.T) {
+	agent := testconsul.Start(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+consul {
+  address = %q
+}
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}
+virtual_service "web-tunnel" {
+  address    = "10.10.10.62:80"
+  forwarding = "ipip"
+  service    = "web"
+}
+virtual_service "web-nat" {
+  address    = "10.10.10.61:80"
+  forwarding = "masq"
+  service    = "web"
+}
+`, agent.HTTPAddr))
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthPassing)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web2", Name: "web", Address: "10.1.0.12", Port: 23456}, api.HealthPassing)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web3", Name: "web", Address: "10.1.0.13"}, api.HealthPassing)
+
+	code, out, errOut := cli("validate", "-config", cfg, "-catalog", "-timeout", "20s")
+	if code != 0 {
+		t.Fatalf("validate -catalog exited %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "catalog: 9 instances of 3 virtual services, 3 warnings") {
+		t.Errorf("stdout %q", out)
+	}
+	node := agentNode(t, agent)
+	want := fmt.Sprintf(`warning: virtual_service "web": instance "web2" on node %q: port 23456 is not the virtual port 80: gate cannot translate ports, so the real server gets the traffic on 80
+warning: virtual_service "web-tunnel": instance "web2" on node %q: port 23456 is not the virtual port 80: ipip cannot translate ports, so the real server gets the traffic on 80
+warning: virtual_service "web-nat": instance "web3" on node %q: port 0 cannot be a real server's port
+`, node, node, node)
+	if errOut != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
+	}
+	// Without -catalog, validate does not ask Consul.
+	if code, out, errOut := cli("validate", "-config", cfg); code != 0 || strings.Contains(out, "catalog") || errOut != "" {
+		t.Errorf("validate without -catalog: exit %d, %q, %q", code, out, errOut)
+	}
+}
+
+func agentNode(t *testing.T, agent *testconsul.Agent) string {
+	t.Helper()
+	name, err := agent.Client.Agent().NodeName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}

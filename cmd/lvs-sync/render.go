@@ -19,6 +19,9 @@ import (
 func runValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("validate", commands()["validate"].synopsis, stderr)
 	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
+	withCatalog := fs.Bool("catalog", false, "also read the catalog once and warn about each instance render would leave out or change, "+
+		"or keep at a port it does not listen on (gate and ipip)")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for Consul, with -catalog")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -30,6 +33,23 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		_ = cfg.Warnings.Write(stderr, 100, false) // valid all the same: exit 0
 	}
 	fmt.Fprintf(stdout, "config %s is valid: %d virtual services\n", *path, len(cfg.VirtualServices))
+	if !*withCatalog {
+		return 0
+	}
+	log := newLogger(stderr, "warn", false)
+	res, ok := readAndRender(cfg, log, *timeout)
+	if !ok {
+		return 1
+	}
+	instances := 0
+	for _, ds := range res.Decisions {
+		instances += len(ds)
+	}
+	// Warnings, not errors: the catalog changes, the config stays valid.
+	for _, n := range res.Notes {
+		fmt.Fprintf(stderr, "warning: %s\n", n)
+	}
+	fmt.Fprintf(stdout, "catalog: %d instances of %d virtual services, %d warnings\n", instances, len(cfg.VirtualServices), len(res.Notes))
 	return 0
 }
 
@@ -66,22 +86,30 @@ func renderCatalog(name string, args []string, stderr io.Writer) (*rendered, int
 	if !ok {
 		return nil, 1
 	}
+	res, ok := readAndRender(cfg, log, *timeout)
+	if !ok {
+		return nil, 1
+	}
+	logNotes(log.Named("render"), res.Notes)
+	return &rendered{cfg: cfg, res: res, log: log}, 0
+}
+
+// readAndRender reads the catalog once and renders it; it logs why not.
+func readAndRender(cfg *config.Config, log hclog.Logger, timeout time.Duration) (render.Result, bool) {
 	client, err := newConsulClient(cfg.Consul)
 	if err != nil {
 		log.Error("cannot set up the consul client", "error", err)
-		return nil, 1
+		return render.Result{}, false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})
 	snap, err := src.Fetch(ctx, cfg.Services())
 	if err != nil {
 		log.Error("cannot read the catalog", "error", err)
-		return nil, 1
+		return render.Result{}, false
 	}
-	res := render.Render(cfg, snap)
-	logNotes(log.Named("render"), res.Notes)
-	return &rendered{cfg: cfg, res: res, log: log}, 0
+	return render.Render(cfg, snap), true
 }
 
 // loadConfig loads the config at path and prints its diagnostics if any.
@@ -106,8 +134,8 @@ func loadConfig(path string, fs *flag.FlagSet, stderr io.Writer) (*config.Config
 
 func logNotes(log hclog.Logger, notes []render.Note) {
 	for _, n := range notes {
-		log.Warn("skipped catalog data", "virtual_service", n.VirtualService, "node", n.Node,
-			"instance", n.InstanceID, "reason", n.Message)
+		msg, kv := n.Log()
+		log.Warn(msg, kv...)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/jonboulle/clockwork"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
@@ -39,9 +41,15 @@ type harness struct {
 
 func newHarness(t testing.TB, cfg string, kernel *ipvstest.Kernel) *harness {
 	t.Helper()
+	return newHarnessLogged(t, cfg, kernel, testLogger(t))
+}
+
+// newHarnessLogged is newHarness with the daemon logging to log.
+func newHarnessLogged(t testing.TB, cfg string, kernel *ipvstest.Kernel, log hclog.Logger) *harness {
+	t.Helper()
 	h := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), kernel: kernel, src: &watches{}}
 	d, err := New(Options{Config: mustConfig(t, cfg), Source: h.src, Kernel: kernel, Clock: h.clock,
-		Logger: testLogger(t), OnSync: func(r Report) { h.reports = append(h.reports, r) }})
+		Logger: log, OnSync: func(r Report) { h.reports = append(h.reports, r) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -701,4 +709,57 @@ func TestLoopLeavesOutALocalFallbackThatCannotBeServed(t *testing.T) {
 	if got := h.web(); !testenv.SameWeights(got, map[string]int{"10.10.10.60:80": 1}) {
 		t.Errorf("with the page up the kernel has %v, want the VIP as the fallback real", got)
 	}
+}
+
+// TestPortWarningLoggedOncePerInstance: a gate instance at another port
+// than the virtual port is warned about once while it stays so, however
+// many syncs and status changes follow; once per instance, and again if
+// it comes back to a wrong port after a right one.
+func TestPortWarningLoggedOncePerInstance(t *testing.T) {
+	var buf syncBuffer
+	h := newHarnessLogged(t, gateConfig(""), ipvstest.New(ipvs.State{}),
+		hclog.New(&hclog.LoggerOptions{Name: "lvs-sync", Level: hclog.Warn, Output: &buf}))
+	at := func(in *catalog.Instance, port int) *catalog.Instance { in.Port = port; return in }
+	warnings := func(id string) int {
+		return strings.Count(buf.String(), "[WARN]  lvs-sync.render: real server port not the instance's: virtual_service=web node=node-"+id+" instance="+id+" ")
+	}
+	h.snapshot(at(web1(catalog.Passing), 8080), at(web2(catalog.Passing), 80))
+	h.advance(time.Second)
+	h.snapshot(at(web1(catalog.Warning), 8080), at(web2(catalog.Passing), 80))
+	h.advance(time.Second)
+	h.advance(2 * time.Minute) // a periodic reconcile
+	if len(h.reports) < 3 {
+		t.Fatalf("%d syncs, want 3", len(h.reports))
+	}
+	if n1, n2 := warnings("web1"), warnings("web2"); n1 != 1 || n2 != 0 {
+		t.Errorf("web1 warned %d times, web2 %d; want 1 and 0:\n%s", n1, n2, buf.String())
+	}
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 1, "10.1.0.12:80": 1}) {
+		t.Errorf("kernel has %v: a warned instance is a real all the same", h.web())
+	}
+	h.snapshot(at(web1(catalog.Passing), 80), at(web2(catalog.Passing), 80))
+	h.advance(time.Second)
+	h.snapshot(at(web1(catalog.Passing), 8081), at(web2(catalog.Passing), 80))
+	h.advance(time.Second)
+	if n := warnings("web1"); n != 2 {
+		t.Errorf("web1 warned %d times after going back to a wrong port, want 2:\n%s", n, buf.String())
+	}
+}
+
+// syncBuffer is a log output safe to read while the daemon writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -368,7 +368,8 @@ func (d *Daemon) logHolds(holds []render.Hold) {
 	d.state.holds = seen
 }
 
-// logNotes warns once about each piece of catalog data render left out.
+// logNotes warns once about each piece of catalog data render left out,
+// and each caveat about an instance it kept, while the condition lasts.
 func (d *Daemon) logNotes(notes []render.Note) {
 	seen := make(map[string]bool, len(notes))
 	for _, n := range notes {
@@ -377,8 +378,8 @@ func (d *Daemon) logNotes(notes []render.Note) {
 		if d.state.logged[key] {
 			continue
 		}
-		d.log.Named("render").Warn("skipped catalog data", "virtual_service", n.VirtualService, "node", n.Node,
-			"instance", n.InstanceID, "reason", n.Message)
+		msg, kv := n.Log()
+		d.log.Named("render").Warn(msg, kv...)
 	}
 	d.state.logged = seen
 }
