@@ -582,10 +582,18 @@ func TestPortWarnings(t *testing.T) {
 		{"gate, in maintenance", "gate", inst("n1", "10.1.0.11", 8080, "svcmaint"), fmt.Sprintf(warned, 8080, "gate")},
 		{"ipip, a dynamic port", "ipip", inst("n1", "10.1.0.11", 23456), fmt.Sprintf(warned, 23456, "ipip")},
 		{"masq translates", "masq", inst("n1", "10.1.0.11", 8080), ""},
+		// A mark's reals keep each packet's port (port 0): no port is wrong.
+		{"a firewall mark, gate", "gate fwmark", inst("n1", "10.1.0.11", 8080), ""},
+		{"a firewall mark, masq", "masq fwmark", inst("n1", "10.1.0.11", 8080), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := config.Parse([]byte(fmt.Sprintf("virtual_service \"web\" {\n  address = \"10.10.10.60:80\"\n  forwarding = %q\n}\n", tt.forwarding)), "t.hcl")
+			fwd, mark := strings.CutSuffix(tt.forwarding, " fwmark")
+			where := `address = "10.10.10.60:80"`
+			if mark {
+				where = "fwmark = 1"
+			}
+			cfg, err := config.Parse([]byte(fmt.Sprintf("virtual_service \"web\" {\n  %s\n  forwarding = %q\n}\n", where, fwd)), "t.hcl")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -602,7 +610,10 @@ func TestPortWarnings(t *testing.T) {
 				t.Fatalf("decisions = %+v, want one with warning %q", ds, tt.warn)
 			}
 			wantPort := uint16(80)
-			if tt.forwarding == "masq" {
+			switch {
+			case mark:
+				wantPort = 0
+			case fwd == "masq":
 				wantPort = uint16(tt.in.Port)
 			}
 			if ds[0].Real.Port != wantPort {
