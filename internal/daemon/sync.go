@@ -53,6 +53,10 @@ type syncState struct {
 	// named, as a mark's key does not carry them: one a reload removed
 	// keeps its VIPs while it drains, and they go with it.
 	markVIPs map[lvs.ServiceKey][]netip.Addr
+	// syncedVIPs are the VIPs the last VIP sync put on the link: a mark
+	// whose vips a reload changed leaves the old ones, which its key no
+	// longer names, to be taken off.
+	syncedVIPs []netip.Addr
 }
 
 func (s *syncState) init() {
@@ -253,11 +257,13 @@ func (d *Daemon) syncVIPs(kept, previously []lvs.ServiceKey) error {
 	if d.opts.VIPs == nil {
 		return nil
 	}
-	wasOurs := d.state.vipsOf(previously)
-	_, _, err := d.opts.VIPs.Sync(d.state.vipsOf(kept), func(a netip.Addr) bool { return slices.Contains(wasOurs, a) })
+	wasOurs := append(d.state.vipsOf(previously), d.state.syncedVIPs...)
+	want := d.state.vipsOf(kept)
+	_, _, err := d.opts.VIPs.Sync(want, func(a netip.Addr) bool { return slices.Contains(wasOurs, a) })
 	if err != nil {
 		return fmt.Errorf("syncing vips: %w", err)
 	}
+	d.state.syncedVIPs = want
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/lvs-sync/lvs-sync/hostnet"
+	"github.com/lvs-sync/lvs-sync/hostnet/hostnettest"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -48,5 +50,30 @@ virtual_service "api" {
 	other := lvs.ServiceKey{FWMark: 1, Addr: netip.IPv6Unspecified()}
 	if got := st.vipsOf([]lvs.ServiceKey{other}); len(got) != 0 {
 		t.Errorf("a mark no config named has VIPs %v", got)
+	}
+}
+
+// A reload that gives a mark other vips takes the old ones off: the key
+// names no address, so they are known from the last VIP sync.
+func TestAMarksOldVIPsLeaveOnReload(t *testing.T) {
+	link := hostnet.NewVIPLink("lvs0", hostnettest.NewNetlink(), nil)
+	d := &Daemon{opts: Options{VIPs: link}}
+	d.state.init()
+	mark := lvs.ServiceKey{FWMark: 1, Addr: netip.IPv4Unspecified()}
+	withVIPs := func(vips string) {
+		t.Helper()
+		d.state.setConfig(mustConfig(t, "virtual_service \"web\" {\n  fwmark = 1\n  vips = ["+vips+"]\n  forwarding = \"gate\"\n}\n"))
+		if err := d.syncVIPs([]lvs.ServiceKey{mark}, []lvs.ServiceKey{mark}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withVIPs(`"10.10.10.60", "10.10.10.61"`)
+	withVIPs(`"10.10.10.61", "10.10.10.62"`)
+	got, err := link.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []netip.Addr{netip.MustParseAddr("10.10.10.61"), netip.MustParseAddr("10.10.10.62")}; !slices.Equal(got, want) {
+		t.Errorf("VIPs on lvs0 after the reload: %v, want %v", got, want)
 	}
 }
