@@ -159,6 +159,8 @@ func TestStatusAndExplain(t *testing.T) {
 		`critical   web3-ttl                 "web3 ttl": "HTTP GET http://10.1.0.13:8080/health: 503 Service Unavailable"`,
 		`passing    serfHealth`,
 		"rule: critical, quiescent = true: kept at weight 0",
+		// The instances listen on 8080, which gate cannot reach.
+		"warning: port 8080 is not the virtual port 80: gate cannot translate ports",
 		"in the kernel: Route weight 0 (quiescent)",
 		"last changed: ",
 	} {

@@ -284,6 +284,9 @@ func printExplanation(w io.Writer, ex status.Explanation) {
 			}
 		}
 		fmt.Fprintf(w, "  rule: %s\n", in.Rule)
+		if in.Warning != "" {
+			fmt.Fprintf(w, "  warning: %s\n", in.Warning)
+		}
 		if k := in.Kernel; k != nil {
 			fmt.Fprintf(w, "  in the kernel: %s weight %d (%s), %d active and %d inactive connections\n",
 				ipvsadmForward(k.Forwarding), k.Weight, k.Source, k.ActiveConns, k.InactiveConns)

@@ -131,6 +131,9 @@ type InstanceView struct {
 	Real    string          `json:"real,omitempty"`
 	Weight  int             `json:"weight"`
 	Rule    string          `json:"rule"`
+	// Warning is a caveat about a real that is in as it is: a gate or
+	// ipip port that is not the virtual port.
+	Warning string `json:"warning,omitempty"`
 	// Kernel is the real as the kernel has it now, if it has it.
 	Kernel  *RealView `json:"kernel,omitempty"`
 	Changed time.Time `json:"changed,omitzero"`
@@ -286,7 +289,7 @@ func Explain(vs *config.VirtualService, kernel *ipvs.Service, in Input) Explanat
 			i := dec.Instance
 			iv := InstanceView{
 				Node: i.Node, ID: i.ID, Address: i.Address, Port: i.Port, Health: string(i.Status), Checks: i.Checks,
-				In: dec.In, Weight: dec.Weight, Rule: dec.Rule.String(),
+				In: dec.In, Weight: dec.Weight, Rule: dec.Rule.String(), Warning: dec.Warning,
 			}
 			if in.ChangedAt != nil {
 				iv.Changed = in.ChangedAt(vs.Name, render.InstanceKey{Node: i.Node, ID: i.ID})
