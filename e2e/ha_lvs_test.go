@@ -39,7 +39,7 @@ director {
     lock_key  = "%[3]s"
     interface = "eth0"
     name      = "%[5]s" # both directors of the VM share the host's Consul agent
-  }
+%[6]s  }
 }
 virtual_service "ha-web" {
   address    = "` + haVIP + `:80"
@@ -48,6 +48,19 @@ virtual_service "ha-web" {
   service    = "%[4]s"
 }
 `
+
+// haTimings are the ha block's timing lines from LVS_SYNC_HA_TIMINGS
+// ("lease_ttl=300ms,renew_interval=50ms"), to measure a pair tuned
+// tighter than the defaults the cases run with; "" for the defaults.
+func haTimings() string {
+	var b strings.Builder
+	for _, kv := range strings.Split(os.Getenv("LVS_SYNC_HA_TIMINGS"), ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			fmt.Fprintf(&b, "    %s = %q\n", strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+	}
+	return b.String()
+}
 
 // haDirector is one director's lvs-sync.
 type haDirector struct {
@@ -89,7 +102,7 @@ func startHADirector(t *testing.T, i int, lockKey, service string) *haDirector {
 	t.Helper()
 	d := haDirs[i]
 	cfg := filepath.Join(t.TempDir(), "lvs-sync.hcl")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haConfigText, d.consul, haStateDir(d.ns), lockKey, service, d.ns)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haConfigText, d.consul, haStateDir(d.ns), lockKey, service, d.ns, haTimings())), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := &lvsSync{done: make(chan struct{})}

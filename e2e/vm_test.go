@@ -68,7 +68,7 @@ func TestInKernel(t *testing.T) {
 			"/bin/e2e.test":     filepath.Join(bin, "e2e.test"),
 		},
 		Command: command,
-		Env:     map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr)},
+		Env:     guestEnv(agent),
 		Output:  console,
 		Timeout: 20 * time.Minute,
 	})
@@ -78,6 +78,16 @@ func TestInKernel(t *testing.T) {
 	if run == "" && !strings.Contains(out.String(), "--- PASS: TestForwardingWithRealTraffic") {
 		t.Fatal("the traffic tests did not run in the VM")
 	}
+}
+
+// guestEnv is the guest tests' environment: the host's Consul, and
+// LVS_SYNC_HA_TIMINGS when set (the HA cases' ha block timings).
+func guestEnv(agent *testconsul.Agent) map[string]string {
+	env := map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr)}
+	if v := os.Getenv("LVS_SYNC_HA_TIMINGS"); v != "" {
+		env["LVS_SYNC_HA_TIMINGS"] = v
+	}
+	return env
 }
 
 type tee struct {
