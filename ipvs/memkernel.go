@@ -16,8 +16,8 @@ import (
 // ESRCH for a missing service, ENOENT for a missing real or an unknown
 // scheduler, EINVAL for an IPv6 netmask out of 1..128 and for a new real
 // at an address that is no unicast one (ip_vs_new_dest), ERANGE for a
-// negative weight or a lower threshold above the upper one. It is safe for concurrent use. It has no test knobs:
-// those are in internal/ipvstest.
+// negative weight or a lower threshold above the upper one. It is safe
+// for concurrent use. It has no test knobs: those are in internal/ipvstest.
 type MemKernel struct {
 	mu      sync.Mutex
 	state   State
