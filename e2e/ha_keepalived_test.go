@@ -156,8 +156,8 @@ func keepalivedTakeover(t *testing.T, variant, advert string, version int) {
 	// is about 3 s.
 	time.Sleep(4 * time.Second)
 	cutPort := bridgePort(active)
-	cut := time.Now()
 	setLink(t, cutPort, false)
+	cut := time.Now() // the link is down: the failure starts
 	defer setLink(t, cutPort, true)
 	tookOver := waitUntil(15*time.Second, func() bool {
 		got := withVIP(t)
@@ -166,7 +166,7 @@ func keepalivedTakeover(t *testing.T, variant, advert string, version int) {
 	dlOK, dlReset := dl.wait(t, 20*time.Second)
 	time.Sleep(time.Second) // probes after the takeover
 	p.end()
-	w := p.window(cut.Add(-probeTimeout), time.Now())
+	w := p.outage(cut, time.Now())
 	t.Logf("keepalived %s: %v; download ok=%v", variant, w, dlOK)
 	resets := w.resets
 	if dlReset {

@@ -268,15 +268,15 @@ func (p *haPair) takeover(t *testing.T, pr *prober, freeze bool) (window, bool) 
 	if freeze {
 		old.signal(syscall.SIGSTOP)
 	}
-	cut := time.Now()
 	setLink(t, haDirs[old.index].bridgePort, false)
+	cut := time.Now() // the link is down: the failure starts
 	ok := waitUntil(5*time.Second, func() bool {
 		has, _ := hasVIP(next.ns, "eth0")
 		return has
 	})
 	// Probes until a second after the takeover, for the recovery.
 	time.Sleep(time.Second)
-	w := pr.window(cut.Add(-probeTimeout), time.Now())
+	w := pr.outage(cut, time.Now())
 	t.Logf("takeover %s -> %s: %v", old.ns, next.ns, w)
 	if ok {
 		p.active = next.index

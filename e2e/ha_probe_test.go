@@ -88,6 +88,20 @@ func (p *prober) end() {
 	p.wg.Wait()
 }
 
+// outage is the window of a failure at cut: the probes in flight at the
+// cut (started up to probeTimeout before it) count, as it may fail them,
+// but the downtime, and when the first and last failed probes started,
+// run from the cut itself.
+func (p *prober) outage(cut, to time.Time) window {
+	w := p.window(cut.Add(-probeTimeout), to)
+	w.firstFail -= probeTimeout
+	w.lastFail -= probeTimeout
+	if w.downtime > 0 {
+		w.downtime = max(w.downtime-probeTimeout, 0)
+	}
+	return w
+}
+
 // window is what the probes that started in [from, to) saw.
 type window struct {
 	probes, failed, resets int
