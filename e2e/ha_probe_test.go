@@ -92,30 +92,27 @@ func (p *prober) end() {
 // cut (started up to probeTimeout before it) count, as it may fail them,
 // but the downtime, and when the first and last failed probes started,
 // run from the cut itself.
-func (p *prober) outage(cut, to time.Time) window {
-	w := p.window(cut.Add(-probeTimeout), to)
-	w.firstFail -= probeTimeout
-	w.lastFail -= probeTimeout
-	if w.downtime > 0 {
-		w.downtime = max(w.downtime-probeTimeout, 0)
-	}
-	return w
-}
+func (p *prober) outage(cut, to time.Time) window { return p.span(cut.Add(-probeTimeout), cut, to) }
 
-// window is what the probes that started in [from, to) saw.
+// window is what the probes that started in [from, to) saw; its times run
+// from origin (from, for prober.window).
 type window struct {
 	probes, failed, resets int
 	answers                map[string]int
 	firstErr               error
-	// downtime runs from `from` to the end of the first success after the
+	// downtime runs from origin to the end of the first success after the
 	// last failure (0 without failures; -1 if no success came after it).
 	downtime time.Duration
 	// firstFail and lastFail are when the first and the last failed probe
-	// started, from `from`.
+	// started, from origin.
 	firstFail, lastFail time.Duration
 }
 
-func (p *prober) window(from, to time.Time) window {
+func (p *prober) window(from, to time.Time) window { return p.span(from, from, to) }
+
+// span is the window of the probes that started in [from, to), its times
+// from origin.
+func (p *prober) span(from, origin, to time.Time) window {
 	p.mu.Lock()
 	ps := slices.Clone(p.probes)
 	p.mu.Unlock()
@@ -134,9 +131,9 @@ func (p *prober) window(from, to time.Time) window {
 			}
 			if w.firstErr == nil {
 				w.firstErr = pr.err
-				w.firstFail = pr.start.Sub(from)
+				w.firstFail = pr.start.Sub(origin)
 			}
-			w.lastFail = pr.start.Sub(from)
+			w.lastFail = pr.start.Sub(origin)
 			lastFail = pr.start
 			continue
 		}
@@ -148,7 +145,7 @@ func (p *prober) window(from, to time.Time) window {
 	w.downtime = -1
 	for _, pr := range ps {
 		if pr.err == nil && pr.start.After(lastFail) {
-			w.downtime = pr.end.Sub(from)
+			w.downtime = pr.end.Sub(origin)
 			break
 		}
 	}
