@@ -52,17 +52,11 @@ func TestFirewallMarkPersistenceAcrossPorts(t *testing.T) {
 	must("/sbin/nft", "add", "chain", "ip", "lvs", "pre", "{ type filter hook prerouting priority -150; }")
 	must("/sbin/nft", "add", "rule", "ip", "lvs", "pre", "ip", "daddr", vipMark, "tcp", "dport", "{ 80, 443 }", "meta", "mark", "set", "1")
 
-	c := consul(t)
 	for i, r := range reals[:2] {
 		id := fmt.Sprintf("fw%d", i+1)
 		// The port is Consul's, not the kernel's: the mark's reals keep
 		// each packet's port.
-		reg := &api.AgentServiceRegistration{ID: id, Name: "fw", Address: r.addr, Port: 8443,
-			Check: &api.AgentServiceCheck{CheckID: id + "-ttl", TTL: "10m", Status: api.HealthPassing}}
-		if err := c.Agent().ServiceRegister(reg); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Agent().ServiceDeregister(id) })
+		registerPassing(t, &api.AgentServiceRegistration{ID: id, Name: "fw", Address: r.addr, Port: 8443})
 	}
 	src := fmt.Sprintf(`
 consul {

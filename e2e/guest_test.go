@@ -77,7 +77,9 @@ func setCheck(t *testing.T, id, status string) {
 	}
 }
 
-const baseConfig = `
+// directorConfig is the consul and director blocks a guest test's config
+// starts with; %s is the host's Consul.
+const directorConfig = `
 consul {
   address = "%s"
 }
@@ -86,7 +88,34 @@ director {
   reconcile_interval = "2s"
   state_file         = "/tmp/lvs-sync/state.json"
 }
-virtual_service "web-gate" {
+`
+
+// writeServicesConfig writes directorConfig and services to a file of the
+// test's and returns its path.
+func writeServicesConfig(t *testing.T, services string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "lvs-sync.hcl")
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(directorConfig, os.Getenv("LVS_CONSUL"))+services), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// registerPassing registers reg with a TTL check <ID>-ttl, passing,
+// deregistered at the end of the test.
+func registerPassing(t *testing.T, reg *api.AgentServiceRegistration) {
+	t.Helper()
+	reg.Check = &api.AgentServiceCheck{CheckID: reg.ID + "-ttl", TTL: "10m", Status: api.HealthPassing}
+	if err := consul(t).Agent().ServiceRegister(reg); err != nil {
+		t.Fatalf("registering %s: %v", reg.ID, err)
+	}
+	// Registering again keeps an existing check's status: set it.
+	setCheck(t, reg.ID, api.HealthPassing)
+	id := reg.ID
+	t.Cleanup(func() { _ = consul(t).Agent().ServiceDeregister(id) })
+}
+
+const baseConfig = directorConfig + `virtual_service "web-gate" {
   address    = "10.10.10.60:80"
   forwarding = "gate"
   scheduler  = "rr"
@@ -200,7 +229,14 @@ var kernel = func() *ipvs.Netlink {
 // realsOf returns the weights of the reals of the TCP service at vip:80.
 func realsOf(t *testing.T, vip string) map[string]int {
 	t.Helper()
-	key := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr(vip), Port: 80}
+	return weightsAt(t, lvs.TCP, vip, 80)
+}
+
+// weightsAt returns the weights of the reals of the service at vip:port,
+// as the kernel has them.
+func weightsAt(t *testing.T, proto lvs.Protocol, vip string, port uint16) map[string]int {
+	t.Helper()
+	key := lvs.ServiceKey{Protocol: proto, Addr: netip.MustParseAddr(vip), Port: port}
 	st, err := ipvs.Read(kernel, func(k lvs.ServiceKey) bool { return k == key })
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -72,29 +70,14 @@ func registerDual(t *testing.T) {
 	t.Helper()
 	for i, r := range reals {
 		id := fmt.Sprintf("dual%d", i+1)
-		reg := &api.AgentServiceRegistration{
+		registerPassing(t, &api.AgentServiceRegistration{
 			ID: id, Name: "dual", Address: r.addr, Port: r.port,
 			TaggedAddresses: map[string]api.ServiceAddress{"lan_ipv6": {Address: real6(i), Port: r.port}},
-			Check:           &api.AgentServiceCheck{CheckID: id + "-ttl", TTL: "10m", Status: api.HealthPassing},
-		}
-		if err := consul(t).Agent().ServiceRegister(reg); err != nil {
-			t.Fatalf("registering %s: %v", id, err)
-		}
-		setCheck(t, id, api.HealthPassing)
-		t.Cleanup(func() { _ = consul(t).Agent().ServiceDeregister(id) })
+		})
 	}
 }
 
-const dualConfig = `
-consul {
-  address = "%s"
-}
-director {
-  vip_interface      = "lvs0"
-  reconcile_interval = "2s"
-  state_file         = "/tmp/lvs-sync/state.json"
-}
-virtual_service "dual4-masq" {
+const dualConfig = `virtual_service "dual4-masq" {
   address    = "10.10.10.61:80"
   forwarding = "masq"
   scheduler  = "rr"
@@ -130,10 +113,7 @@ func TestIPv6DualStackTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	registerDual(t)
-	cfg := filepath.Join(t.TempDir(), "lvs-sync.hcl")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(dualConfig, os.Getenv("LVS_CONSUL"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeServicesConfig(t, dualConfig)
 	// Once lvs-sync has stopped (cleanups run last first), the IPv6
 	// services and VIPs go, so that later tests find the table they know.
 	t.Cleanup(func() {

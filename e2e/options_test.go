@@ -270,12 +270,7 @@ func optsKeys() []lvs.ServiceKey {
 
 func registerOpts(t *testing.T, id, name, addr string, port int, meta map[string]string) {
 	t.Helper()
-	reg := &api.AgentServiceRegistration{ID: id, Name: name, Address: addr, Port: port, Meta: meta,
-		Check: &api.AgentServiceCheck{CheckID: id + "-ttl", TTL: "10m", Status: api.HealthPassing}}
-	if err := consul(t).Agent().ServiceRegister(reg); err != nil {
-		t.Fatalf("registering %s: %v", id, err)
-	}
-	t.Cleanup(func() { _ = consul(t).Agent().ServiceDeregister(id) })
+	registerPassing(t, &api.AgentServiceRegistration{ID: id, Name: name, Address: addr, Port: port, Meta: meta})
 }
 
 // datagrams sends n datagrams to addr from one client socket, one at a

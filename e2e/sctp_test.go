@@ -5,8 +5,6 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
-	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -93,24 +90,10 @@ func askSCTP(vip string) (string, error) {
 // realsOfSCTP returns the weights of the reals of the SCTP service at vip.
 func realsOfSCTP(t *testing.T, vip string) map[string]int {
 	t.Helper()
-	key := lvs.ServiceKey{Protocol: lvs.SCTP, Addr: netip.MustParseAddr(vip), Port: sctpPort}
-	st, err := ipvs.Read(kernel, func(k lvs.ServiceKey) bool { return k == key })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testenv.Weights(st, key)
+	return weightsAt(t, lvs.SCTP, vip, sctpPort)
 }
 
-const sctpConfig = `
-consul {
-  address = "%s"
-}
-director {
-  vip_interface      = "lvs0"
-  reconcile_interval = "2s"
-  state_file         = "/tmp/lvs-sync/state.json"
-}
-virtual_service "sig-masq" {
+const sctpConfig = `virtual_service "sig-masq" {
   address    = "10.10.10.61:5000"
   protocol   = "sctp"
   forwarding = "masq"
@@ -129,18 +112,9 @@ func TestSCTPTraffic(t *testing.T) {
 	}
 	for i, r := range reals {
 		id := fmt.Sprintf("sig%d", i+1)
-		reg := &api.AgentServiceRegistration{ID: id, Name: "sig", Address: r.addr, Port: sctpPort,
-			Check: &api.AgentServiceCheck{CheckID: id + "-ttl", TTL: "10m", Status: api.HealthPassing}}
-		if err := consul(t).Agent().ServiceRegister(reg); err != nil {
-			t.Fatal(err)
-		}
-		setCheck(t, id, api.HealthPassing)
-		t.Cleanup(func() { _ = consul(t).Agent().ServiceDeregister(id) })
+		registerPassing(t, &api.AgentServiceRegistration{ID: id, Name: "sig", Address: r.addr, Port: sctpPort})
 	}
-	cfg := filepath.Join(t.TempDir(), "lvs-sync.hcl")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(sctpConfig, os.Getenv("LVS_CONSUL"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeServicesConfig(t, sctpConfig)
 	t.Cleanup(func() { _, _ = sh("/sbin/ipvsadm", "-D", "--sctp-service", fmt.Sprintf("%s:%d", vipMasq, sctpPort)) })
 	l := startLVS(t, cfg)
 	l.waitSynced(t)

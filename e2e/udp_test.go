@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
-	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -166,12 +164,7 @@ func (l *udpLoad) end() []udpAnswer {
 // realsOfUDP returns the weights of the reals of the UDP service at vip:53.
 func realsOfUDP(t *testing.T, vip string) map[string]int {
 	t.Helper()
-	key := lvs.ServiceKey{Protocol: lvs.UDP, Addr: netip.MustParseAddr(vip), Port: udpPort}
-	st, err := ipvs.Read(kernel, func(k lvs.ServiceKey) bool { return k == key })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testenv.Weights(st, key)
+	return weightsAt(t, lvs.UDP, vip, udpPort)
 }
 
 // registerDNS registers dns1..dns3 on the real servers, at port 53 (the
@@ -180,26 +173,11 @@ func registerDNS(t *testing.T) {
 	t.Helper()
 	for i, r := range reals {
 		id := fmt.Sprintf("dns%d", i+1)
-		reg := &api.AgentServiceRegistration{ID: id, Name: "dns", Address: r.addr, Port: udpPort,
-			Check: &api.AgentServiceCheck{CheckID: id + "-ttl", TTL: "10m", Status: api.HealthPassing}}
-		if err := consul(t).Agent().ServiceRegister(reg); err != nil {
-			t.Fatalf("registering %s: %v", id, err)
-		}
-		setCheck(t, id, api.HealthPassing)
-		t.Cleanup(func() { _ = consul(t).Agent().ServiceDeregister(id) })
+		registerPassing(t, &api.AgentServiceRegistration{ID: id, Name: "dns", Address: r.addr, Port: udpPort})
 	}
 }
 
-const udpConfig = `
-consul {
-  address = "%s"
-}
-director {
-  vip_interface      = "lvs0"
-  reconcile_interval = "2s"
-  state_file         = "/tmp/lvs-sync/state.json"
-}
-virtual_service "dns-masq" {
+const udpConfig = `virtual_service "dns-masq" {
   address    = "10.10.10.61:53"
   protocol   = "udp"
   forwarding = "masq"
@@ -231,10 +209,7 @@ func TestUDPTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	registerDNS(t)
-	cfg := filepath.Join(t.TempDir(), "lvs-sync.hcl")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(udpConfig, os.Getenv("LVS_CONSUL"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeServicesConfig(t, udpConfig)
 	// Once lvs-sync has stopped (cleanups run last first), the UDP
 	// services go, so that later tests find the table they know.
 	t.Cleanup(func() {
