@@ -26,9 +26,15 @@ func benchInput(services, instances int) (*config.Config, catalog.Snapshot) {
 		})
 		svc := &catalog.Service{Name: name, Index: uint64(i + 1)}
 		for j := range instances {
+			// masq translates the port; gate and ipip instances listen on
+			// the virtual port, as a working config has them.
+			port := 80
+			if fwd == lvs.Masq {
+				port = 8000 + j
+			}
 			svc.Instances = append(svc.Instances, &catalog.Instance{
 				ID: fmt.Sprintf("%s-%d", name, j), Node: fmt.Sprintf("node%d", j),
-				Address: fmt.Sprintf("10.%d.%d.%d", 100+j, i>>8, i&0xff), Port: 8000 + j,
+				Address: fmt.Sprintf("10.%d.%d.%d", 100+j, i>>8, i&0xff), Port: port,
 				Tags: []string{"prod", "v2"}, Weights: catalog.Weights{Passing: 10, Warning: 1},
 				Status: statuses[(i+j)%len(statuses)],
 			})
