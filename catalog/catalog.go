@@ -61,9 +61,9 @@ type Instance struct {
 	// catalog has it: an IP literal normally, but nothing stops a host name.
 	Address string
 	Port    int
-	// TaggedAddresses are the instance's other addresses by tag (the
-	// keys below), for a virtual service of the other IP family than
-	// Address's. Nil when it has none.
+	// TaggedAddresses are the instance's addresses of the other IP family
+	// than Address's, by tag (the keys above), for a virtual service of
+	// that family; every kind when Address is no IP. Nil when it has none.
 	TaggedAddresses map[string]TaggedAddress
 	Tags            []string
 	Meta            map[string]string

@@ -3,6 +3,7 @@ package consul
 import (
 	"cmp"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -43,7 +44,7 @@ func newInstance(e *api.ServiceEntry) *catalog.Instance {
 	if in.Address == "" {
 		in.Address = e.Node.Address
 	}
-	in.TaggedAddresses = taggedAddresses(e)
+	in.TaggedAddresses = taggedAddresses(e, in.Address)
 	if len(e.Service.Meta) > 0 {
 		in.Meta = maps.Clone(e.Service.Meta)
 	}
@@ -79,10 +80,18 @@ func newInstance(e *api.ServiceEntry) *catalog.Instance {
 // own and so is at its node's, the node's for the kinds the service lacks.
 // A service with an address of its own (a container's, say) is not known
 // to be reachable at its node's other addresses: the node's are not used.
-func taggedAddresses(e *api.ServiceEntry) map[string]catalog.TaggedAddress {
+// Only the other IP family than main's (the instance's address) is kept:
+// render looks a tagged address up only for a VIP of the other family, and
+// Consul tags every IPv4 service with lan_ipv4 and wan_ipv4 equal to its
+// address, a map per instance that nothing reads.
+func taggedAddresses(e *api.ServiceEntry, main string) map[string]catalog.TaggedAddress {
 	var m map[string]catalog.TaggedAddress
+	mainAddr, err := netip.ParseAddr(main)
+	ofMain := func(tag string) bool {
+		return err == nil && mainAddr.Unmap().Is4() == (tag == catalog.LANIPv4 || tag == catalog.WANIPv4)
+	}
 	add := func(tag, addr string, port int) {
-		if addr == "" {
+		if addr == "" || ofMain(tag) {
 			return
 		}
 		if _, ok := m[tag]; ok {

@@ -81,7 +81,8 @@ func TestNewInstance(t *testing.T) {
 }
 
 // TestTaggedAddresses: the service's tagged addresses of the four kinds,
-// and the node's only for a service at its node's address.
+// and the node's only for a service at its node's address; only those of
+// the other family than the instance's address.
 func TestTaggedAddresses(t *testing.T) {
 	node := map[string]string{"lan": "192.0.2.1", "lan_ipv4": "192.0.2.1", "lan_ipv6": "2001:db8::1", "wan_ipv6": "2001:db8:1::1"}
 	svc := map[string]api.ServiceAddress{
@@ -100,17 +101,25 @@ func TestTaggedAddresses(t *testing.T) {
 		{name: "none", address: "10.1.0.11"},
 		{
 			name: "the service's, of the four kinds, with their ports", address: "10.1.0.11", node: node, service: svc,
-			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.11", Port: 80}, "lan_ipv6": {Address: "fd00::11", Port: 8080}},
+			want: map[string]catalog.TaggedAddress{"lan_ipv6": {Address: "fd00::11", Port: 8080}},
 		},
 		{
 			name: "at its node's address: the node's fill in what the service lacks", address: "", node: node, service: svc,
-			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.11", Port: 80}, "lan_ipv6": {Address: "fd00::11", Port: 8080}, "wan_ipv6": {Address: "2001:db8:1::1", Port: 0}},
+			want: map[string]catalog.TaggedAddress{"lan_ipv6": {Address: "fd00::11", Port: 8080}, "wan_ipv6": {Address: "2001:db8:1::1", Port: 0}},
 		},
 		{
 			name: "at its node's address, none of its own", address: "", node: node,
-			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "192.0.2.1", Port: 0}, "lan_ipv6": {Address: "2001:db8::1", Port: 0}, "wan_ipv6": {Address: "2001:db8:1::1", Port: 0}},
+			want: map[string]catalog.TaggedAddress{"lan_ipv6": {Address: "2001:db8::1", Port: 0}, "wan_ipv6": {Address: "2001:db8:1::1", Port: 0}},
 		},
 		{name: "an address of its own: not the node's", address: "10.1.0.11", node: node},
+		{
+			name: "an IPv6 address: the IPv4 ones", address: "fd00::11", service: svc,
+			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.11", Port: 80}},
+		},
+		{
+			name: "a host name: every kind", address: "web1.example", service: svc,
+			want: map[string]catalog.TaggedAddress{"lan_ipv4": {Address: "10.1.0.11", Port: 80}, "lan_ipv6": {Address: "fd00::11", Port: 8080}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
