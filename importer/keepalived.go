@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -371,7 +372,9 @@ func (p *kaParser) kaReal(n *kaNode, s *Service, interval time.Duration, host st
 		case "uthreshold", "lthreshold":
 			n, err := strconv.Atoi(c.arg(0))
 			switch {
-			case err != nil || n < 0 || n > lvs.MaxThreshold:
+			case err == nil && n > lvs.MaxThreshold, errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(c.arg(0), "-"):
+				p.addf(c.line, "%s %s: above %d, which the kernel refuses: left out", k, c.arg(0), lvs.MaxThreshold)
+			case err != nil || n < 0:
 				p.addf(c.line, "%s: %q is not a connection count: left out", k, c.arg(0))
 			case k == "uthreshold":
 				r.UpperThreshold = n

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -62,7 +63,9 @@ func (p *ldParser) reals(rd ldDirective, v *ldVirtual, s *Service, check ldCheck
 		}
 		n, err := strconv.Atoi(t[2])
 		switch {
-		case err != nil || n > lvs.MaxThreshold:
+		case err == nil && n > lvs.MaxThreshold, err != nil && errors.Is(err, strconv.ErrRange):
+			p.addf(rd.line, "real %s: connection threshold %s:%s is above %d, which the kernel refuses: left out", first, t[1], t[2], lvs.MaxThreshold)
+		case err != nil:
 			p.addf(rd.line, "real %s: connection threshold %s:%s is out of range: left out", first, t[1], t[2])
 		case t[1] == "u":
 			upper = n

@@ -136,10 +136,11 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		wantServices(t, k, services) // without reals
 
 		// An update changes the weight, the method and the thresholds (to
-		// none, to some); a delete only its real.
+		// none, to some, to the largest every kernel takes: INT_MAX); a
+		// delete only its real.
 		reals[web][rk("10.20.1.1:8080")] = Real{Weight: 0, Forward: lvs.Masq}
 		reals[web][rk("10.20.1.2:80")] = Real{Weight: 4, Forward: lvs.Tunnel, UpperThreshold: 7, LowerThreshold: 1}
-		reals[web6][rk("[2001:db8::1:2]:443")] = Real{Weight: 9, Forward: lvs.Masq, UpperThreshold: 4294967295}
+		reals[web6][rk("[2001:db8::1:2]:443")] = Real{Weight: 9, Forward: lvs.Masq, UpperThreshold: lvs.MaxThreshold}
 		for _, c := range []struct {
 			key lvs.ServiceKey
 			r   lvs.RealKey
@@ -215,6 +216,15 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 			{"update a real to a lower threshold above the upper", func() error {
 				return k.UpdateReal(web, r, Real{Weight: 1, Forward: lvs.Route, UpperThreshold: 1, LowerThreshold: 2})
 			}, syscall.ERANGE},
+			// Linux 6.1 builds before the INT_MAX check stored a larger
+			// threshold, later ones refuse it; every client refuses it
+			// before sending (Real.Check), so the answer is EINVAL on all.
+			{"add a real with an upper threshold above INT_MAX", func() error {
+				return k.AddReal(web, gone, Real{Weight: 1, Forward: lvs.Route, UpperThreshold: lvs.MaxThreshold + 1})
+			}, syscall.EINVAL},
+			{"update a real to thresholds above INT_MAX", func() error {
+				return k.UpdateReal(web, r, Real{Weight: 1, Forward: lvs.Route, UpperThreshold: 4294967295, LowerThreshold: 4294967295})
+			}, syscall.EINVAL},
 			{"add a real at 0.0.0.0", func() error { return k.AddReal(web, rk("0.0.0.0:80"), spec) }, syscall.EINVAL},
 			{"add a real at 224.0.0.1", func() error { return k.AddReal(web, rk("224.0.0.1:80"), spec) }, syscall.EINVAL},
 			{"add a real at 255.255.255.255", func() error { return k.AddReal(web, rk("255.255.255.255:80"), spec) }, syscall.EINVAL},

@@ -16,7 +16,8 @@ import (
 // ESRCH for a missing service, ENOENT for a missing real or an unknown
 // scheduler, EINVAL for an IPv6 netmask out of 1..128 and for a new real
 // at an address that is no unicast one (ip_vs_new_dest), ERANGE for a
-// negative weight or a lower threshold above the upper one. It is safe
+// negative weight or a lower threshold above the upper one, and EINVAL for
+// a threshold above INT_MAX (Real.Check, as current kernels). It is safe
 // for concurrent use. It has no test knobs: those are in internal/ipvstest.
 type MemKernel struct {
 	mu      sync.Mutex
@@ -168,6 +169,9 @@ func (m *MemKernel) realOf(k lvs.ServiceKey, r Real) (*Service, error) {
 	}
 	if r.Weight < 0 || r.LowerThreshold > r.UpperThreshold {
 		return nil, syscall.ERANGE
+	}
+	if err := r.Check(); err != nil {
+		return nil, err
 	}
 	return svc, nil
 }

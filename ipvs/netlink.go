@@ -155,12 +155,18 @@ func (n *Netlink) DelService(k lvs.ServiceKey) error {
 }
 
 func (n *Netlink) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
+	if err := r.Check(); err != nil {
+		return err
+	}
 	return n.do("add real "+rk.String()+" to "+k.String(), func(h *mobyipvs.Handle) error {
 		return h.NewDestination(toMobyService(k, nil), toMobyDest(rk, r))
 	})
 }
 
 func (n *Netlink) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
+	if err := r.Check(); err != nil {
+		return err
+	}
 	return n.do("update real "+rk.String()+" of "+k.String(), func(h *mobyipvs.Handle) error {
 		return h.UpdateDestination(toMobyService(k, nil), toMobyDest(rk, r))
 	})

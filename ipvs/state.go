@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
@@ -37,6 +38,22 @@ type Real struct {
 	UpperThreshold, LowerThreshold uint32
 	// Connection counts, as read from the kernel; never part of equality.
 	ActiveConns, InactiveConns int
+}
+
+// Check refuses, before anything reaches the kernel, a real that some
+// kernels take and others refuse: a connection threshold above
+// lvs.MaxThreshold (INT_MAX). Linux refuses one with EINVAL since the
+// stable fix that Debian ships from 6.1.0-5x on (ip_vs_add_dest and
+// ip_vs_edit_dest: "u_threshold > INT_MAX"); older 6.1 builds stored it.
+// Both clients and MemKernel call it, so the answer is EINVAL on every
+// build. The config, Consul meta and the importers already keep
+// thresholds within range; this is the last line, for a caller that does not.
+func (r Real) Check() error {
+	if r.UpperThreshold > lvs.MaxThreshold || r.LowerThreshold > lvs.MaxThreshold {
+		return fmt.Errorf("connection thresholds -x %d -y %d: above %d, which the kernel refuses: %w",
+			r.UpperThreshold, r.LowerThreshold, lvs.MaxThreshold, syscall.EINVAL)
+	}
+	return nil
 }
 
 // Equal reports whether two reals are configured alike: what an update must

@@ -147,7 +147,7 @@ var readBackCases = []struct {
 		svc:  ipvs.Service{Scheduler: "wlc", Netmask: 0xffffffff},
 		reals: map[string]ipvs.Real{
 			"10.20.1.11:80": {Weight: 1, Forward: lvs.Route, UpperThreshold: 100, LowerThreshold: 50},
-			"10.20.1.12:80": {Weight: 2, Forward: lvs.Route, UpperThreshold: 4294967295},
+			"10.20.1.12:80": {Weight: 2, Forward: lvs.Route, UpperThreshold: lvs.MaxThreshold},
 			"10.20.1.13:80": {Weight: 3, Forward: lvs.Route, UpperThreshold: 1, LowerThreshold: 1},
 		},
 		ipvsadm: []string{

@@ -208,6 +208,11 @@ func (e *encoder) op(familyID, flags uint16, seq uint32, op ipvs.Op) error {
 	if (cmd == cmdNewService || cmd == cmdSetService) && op.Spec == nil {
 		return errors.New("a service change without the service")
 	}
+	if cmd == cmdNewDest || cmd == cmdSetDest {
+		if err := op.RealSpec.Check(); err != nil {
+			return err
+		}
+	}
 	m := e.begin(familyID, flags, seq, cmd, ipvsGenlVersion)
 	switch cmd {
 	case cmdNewService, cmdSetService:

@@ -1,7 +1,9 @@
 package genl
 
 import (
+	"errors"
 	"net/netip"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -28,7 +30,7 @@ func TestWireRoundTrip(t *testing.T) {
 		{ipvs.Op{Kind: ipvs.UpdateService, Service: v6, Spec: &ipvs.Service{Scheduler: "rr", Netmask: 64}}, cmdSetService, true},
 		{ipvs.Op{Kind: ipvs.DeleteService, Service: mark6}, cmdDelService, false},
 		{ipvs.Op{Kind: ipvs.AddReal, Service: v4, Real: lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.1"), Port: 8080}, RealSpec: ipvs.Real{Weight: 65535, Forward: lvs.Masq, UpperThreshold: 100, LowerThreshold: 50}}, cmdNewDest, false},
-		{ipvs.Op{Kind: ipvs.UpdateReal, Service: mark6, Real: lvs.RealKey{Addr: netip.MustParseAddr("2001:db8::2")}, RealSpec: ipvs.Real{Weight: 0, Forward: lvs.Tunnel, UpperThreshold: 4294967295}}, cmdSetDest, false},
+		{ipvs.Op{Kind: ipvs.UpdateReal, Service: mark6, Real: lvs.RealKey{Addr: netip.MustParseAddr("2001:db8::2")}, RealSpec: ipvs.Real{Weight: 0, Forward: lvs.Tunnel, UpperThreshold: lvs.MaxThreshold}}, cmdSetDest, false},
 		{ipvs.Op{Kind: ipvs.DeleteReal, Service: v6, Real: lvs.RealKey{Addr: netip.MustParseAddr("2001:db8::3"), Port: 53}}, cmdDelDest, false},
 	} {
 		t.Run(c.op.String(), func(t *testing.T) {
@@ -87,5 +89,25 @@ func TestParseSkipsWhatItCannotRead(t *testing.T) {
 	}
 	if _, _, err := parseService([]byte{cmdGetService, 1, 0, 0}); err == nil {
 		t.Error("a message without a service attribute parsed")
+	}
+}
+
+// TestThresholdAboveIntMaxIsNeverSent: a real whose threshold some kernels
+// refuse (above INT_MAX) is refused with EINVAL before it is encoded, so
+// that every 6.1 build gives the same answer.
+func TestThresholdAboveIntMaxIsNeverSent(t *testing.T) {
+	svc := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}
+	rk := lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.1"), Port: 80}
+	for _, r := range []ipvs.Real{
+		{Weight: 1, Forward: lvs.Route, UpperThreshold: lvs.MaxThreshold + 1},
+		{Weight: 1, Forward: lvs.Route, UpperThreshold: 4294967295, LowerThreshold: 4294967295},
+	} {
+		for _, kind := range []ipvs.OpKind{ipvs.AddReal, ipvs.UpdateReal} {
+			var e encoder
+			err := e.op(42, unix.NLM_F_REQUEST, 1, ipvs.Op{Kind: kind, Service: svc, Real: rk, RealSpec: r})
+			if !errors.Is(err, syscall.EINVAL) {
+				t.Errorf("%v with -x %d -y %d: got %v, want EINVAL", kind, r.UpperThreshold, r.LowerThreshold, err)
+			}
+		}
 	}
 }
