@@ -12,15 +12,26 @@
 # nf_tables modules and nftables' nft, for SCTP, IPv6 ipip and firewall-mark
 # traffic, added to a finished stage the same way.
 #
+# The kernel is whatever linux-image-amd64 depends on (the package lists
+# are refreshed first when they are a day old, or before a new stage: a
+# stale list names a build the mirror may no longer serve), or the package
+# LVS_SYNC_KERNEL names, to run the tests on another build:
+#   LVS_SYNC_KERNEL=linux-image-6.1.0-42-amd64 make e2e
+# The build that will boot is logged on every run ("vm-assets: kernel ..."),
+# and a change from the build staged before is said loudly: results taken
+# on two builds are not comparable.
+#
 # Stage layout:  vmlinux       the uncompressed kernel (booted directly)
+#                kernel.build  the kernel's version line (uname -r, the
+#                              Debian version: "6.1.0-57-amd64 Debian 6.1.192-3")
 #                root/         the initramfs base: busybox, ip, ipvsadm,
 #                              keepalived, nft, their libraries, the modules and
 #                              modules.dep
 #                modules.load  the modules to load at boot, in order
 set -euo pipefail
-cache=${LVS_SYNC_CACHE:-$HOME/.cache/lvs-sync}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 log() { echo "vm-assets: $*" >&2; }
-sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Modules the tests need; their dependencies are added from depends=.
 want_modules="crc32c_generic nf_conntrack ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_mh ipip veth dummy bridge virtio_pci virtio_net"
@@ -32,20 +43,58 @@ need_pkgs=()
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 command -v xz >/dev/null || need_pkgs+=(xz-utils)
 command -v strings >/dev/null || need_pkgs+=(binutils)
-# (grep -q on a pipe would SIGPIPE apt-cache and, with pipefail, fail)
-if ! [[ $(apt-cache policy linux-image-amd64 2>/dev/null) =~ Candidate:\ [0-9] ]]; then
+apt_update() {
 	log "apt-get update"
-	sudo_ apt-get update -qq >&2
+	quietly apt-update sudo_ apt-get update -qq
+	updated=1
+}
+updated=
+# (grep -q on a pipe would SIGPIPE apt-cache and, with pipefail, fail)
+if ! [[ $(apt-cache policy linux-image-amd64 2>/dev/null) =~ Candidate:\ [0-9] ]] ||
+	[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+	apt_update
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
-	log "installing ${need_pkgs[*]}"
-	sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2
+	log "installing ${need_pkgs[*]} (once)"
+	apt_install "${need_pkgs[@]}"
 fi
 
-kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+kernel_package() {
+	if [ -n "${LVS_SYNC_KERNEL:-}" ]; then
+		echo "$LVS_SYNC_KERNEL"
+	else
+		apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+	fi
+}
+kpkg=$(kernel_package)
 [ -n "$kpkg" ] || { log "cannot find the kernel package linux-image-amd64 depends on"; exit 1; }
 kver=${kpkg#linux-image-}
 stage=$cache/vm/$kver
+if [ ! -f "$stage/.done" ] && [ -z "$updated" ]; then
+	apt_update # before a download: a list may name what the mirror no longer has
+	kpkg=$(kernel_package)
+	kver=${kpkg#linux-image-}
+	stage=$cache/vm/$kver
+fi
+[[ $(apt-cache policy "$kpkg" 2>/dev/null) =~ Candidate:\ [0-9] ]] || [ -f "$stage/.done" ] ||
+	{ log "no package $kpkg in Debian's lists (apt-cache search linux-image-6 lists the builds)"; exit 1; }
+
+# describe_kernel writes the staged kernel's version line into kernel.build
+# (from its banner, as uname -r and -v say it) and logs it, and says so
+# when it differs from the build staged before.
+describe_kernel() {
+	local build last=$cache/vm/last-kernel
+	if [ ! -s "$stage/kernel.build" ]; then
+		build=$(strings -n 20 "$stage/vmlinux" | sed -n 's/^Linux version \([^ ]*\) .* \(Debian [^ ]*\) .*/\1 \2/p' | head -1)
+		echo "${build:-$kver}" >"$stage/kernel.build"
+	fi
+	build=$(cat "$stage/kernel.build")
+	if [ -s "$last" ] && [ "$(cat "$last")" != "$build" ]; then
+		log "THE KERNEL CHANGED: the tests ran on $(cat "$last") before, on $build now"
+	fi
+	echo "$build" >"$last"
+	log "kernel $build ($kpkg)"
+}
 # copy_libs BIN PKROOT ROOT: the libraries BIN loads, resolved against the
 # packages unpacked in PKROOT, into ROOT; a library none of them provides
 # is an error, not a silent host copy.
@@ -139,6 +188,7 @@ stage_extras() {
 if [ -f "$stage/.done" ]; then
 	[ -f "$stage/.keepalived" ] || stage_keepalived
 	[ -f "$stage/.extras-1" ] || stage_extras
+	describe_kernel
 	echo "$stage"
 	exit 0
 fi
@@ -151,6 +201,7 @@ mkdir -p "$stage/debs" "$stage/pkgroot" "$stage/root"
 	apt-get download -qq "$kpkg" busybox-static ipvsadm iproute2 libc6 libnl-3-200 libnl-genl-3-200 \
 		libpopt0 libbpf1 libbsd0 libcap2 libelf1 libmnl0 libmd0 zlib1g $extra_pkgs 2>&1 | grep -v unsandboxed >&2 || true
 )
+ls "$stage"/debs/"$kpkg"_*.deb >/dev/null 2>&1 || { log "downloading $kpkg failed (see above)"; exit 1; }
 for deb in "$stage"/debs/*.deb; do dpkg -x "$deb" "$stage/pkgroot"; done
 pk=$stage/pkgroot
 root=$stage/root
@@ -182,4 +233,5 @@ rm -rf "$stage/debs" "$stage/pkgroot"
 stage_keepalived
 touch "$stage/.extras-1" "$stage/.done"
 log "staged kernel $kver with ${#order[@]} modules"
+describe_kernel
 echo "$stage"

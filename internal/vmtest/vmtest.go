@@ -66,6 +66,18 @@ func Stage(t testing.TB) string {
 	return strings.TrimSpace(string(out))
 }
 
+// KernelBuild is the staged kernel's version line, as scripts/vm-assets.sh
+// wrote it: uname -r and the Debian version ("6.1.0-57-amd64 Debian
+// 6.1.192-3"). Every result taken in the VM names it.
+func KernelBuild(t testing.TB, stage string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(stage, "kernel.build"))
+	if err != nil {
+		t.Fatalf("the stage names no kernel build: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // BuildStatic builds a package's binary, or its test binary with -test,
 // as a static executable for the guest.
 func BuildStatic(t testing.TB, out, pkg string, test bool, tags ...string) {
@@ -102,7 +114,7 @@ for m in $(cat /etc/modules.load); do modprobe "$m" || echo "vmtest: modprobe $m
 /sbin/ip addr add 10.0.2.15/24 dev eth0
 /sbin/ip route add default via 10.0.2.2
 echo 1 > /proc/sys/net/ipv4/ip_forward
-echo "vmtest: up in $(cut -d' ' -f1 /proc/uptime)s, kernel $(uname -r)"
+echo "vmtest: up in $(cut -d' ' -f1 /proc/uptime)s, kernel $(uname -r) $(uname -v)"
 cd /tmp
 . /etc/vmtest.env
 sh /etc/vmtest.cmd
