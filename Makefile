@@ -35,7 +35,9 @@ test: consul nomad vm-assets ## run every test: unit, real Consul and Nomad, and
 		LVS_SYNC_LDIRECTORD=$$(scripts/ldirectord.sh) \
 		$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)
 	@# The VM last, with the machine to itself: its timings (HA takeovers,
-	@# lease renewals through the host's Consul) are real ones.
+	@# lease renewals through the host's Consul) are real ones. The kernel
+	@# build it boots is part of every result: named first.
+	@echo "vm: kernel $$(cat "$$(scripts/vm-assets.sh 2>/dev/null)/kernel.build")"
 	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -race -count=1 -timeout 30m ./e2e
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
@@ -67,7 +69,8 @@ fuzz: ## run every Go fuzz target (config, render, fallback) for FUZZTIME each (
 	done
 
 .PHONY: e2e
-e2e: consul vm-assets ## only the real-kernel tests: boot Debian's kernel under qemu, real traffic
+e2e: consul vm-assets ## only the real-kernel tests: boot Debian's kernel under qemu, real traffic (LVS_SYNC_KERNEL=linux-image-… for another build)
+	@echo "vm: kernel $$(cat "$$(scripts/vm-assets.sh 2>/dev/null)/kernel.build")"
 	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -count=1 -timeout 30m -v -run TestInKernel ./e2e
 
 .PHONY: vm-assets
@@ -96,5 +99,11 @@ clean: ## remove build output (the cache in $(LVS_SYNC_CACHE) stays)
 
 .PHONY: demo
 demo: consul vm-assets ## the embedded demo: Consul on the host, lvs-sync and real traffic in a VM
+	@echo "building lvs-sync and the VM's test binaries"
+	@$(GO) mod download
+	@# The console as it comes, less go test's own bookkeeping.
 	@LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) LVS_SYNC_E2E_RUN='^TestDemo$$' LVS_SYNC_E2E_RAW=1 \
-		$(GO) test -count=1 -timeout 30m -v -run TestInKernel ./e2e | grep -v '^=== RUN\|^--- PASS\|^PASS\|^ok '
+		$(GO) test -count=1 -timeout 30m -v -run TestInKernel ./e2e 2>&1 | \
+		grep --line-buffered -v '^=== RUN\|^--- PASS\|^PASS$$\|^ok \|^VMTEST-EXIT=\|^vmtest: e2e.test exited\|^ *vm_test.go:[0-9]*: vm: ' || \
+		{ echo "demo: FAILED (see above)"; exit 1; }
+	@echo "demo: passed: lvs-sync kept a real kernel's IPVS table in step with Consul, under real traffic (kernel $$(cat "$$(scripts/vm-assets.sh 2>/dev/null)/kernel.build"))"

@@ -45,15 +45,20 @@ func TestInKernel(t *testing.T) {
 	// The keepalived comparison reads the whole table: TestKeepalivedInKernel
 	// runs it in a VM of its own.
 	own := " -test.skip '^TestKeepalivedSameTable$'"
-	command := "/bin/ipvs.test" + args + " && /bin/genl.test" + args + " && /bin/hostnet.test" + args + " && /bin/e2e.test" + args + own
+	// Every binary runs, whatever the one before it did: a kernel
+	// regression in one package must not hide the others' results.
+	binaries := guestBinaries
 	if run != "" {
-		command = "/bin/e2e.test" + args + own
+		binaries = []string{"e2e"}
 	}
+	command := guestCommand("/bin", binaries, args, own)
 	// LVS_SYNC_E2E_CMD replaces the guest's whole shell command, to rerun
 	// one kernel test of another package (then the traffic check fails).
 	if c := os.Getenv("LVS_SYNC_E2E_CMD"); c != "" {
 		command = c
 	}
+	build := vmtest.KernelBuild(t, stage)
+	t.Logf("vm: kernel %s", build)
 	var out strings.Builder
 	var console io.Writer = &tee{t: t, b: &out}
 	if raw {
@@ -72,12 +77,74 @@ func TestInKernel(t *testing.T) {
 		Output:  console,
 		Timeout: 20 * time.Minute,
 	})
-	if code != 0 {
-		t.Fatalf("tests in the VM failed (exit %d); see the log above", code)
+	failed := guestFailures(out.String(), binaries)
+	for _, f := range failed {
+		t.Errorf("in the VM (kernel %s): %s", build, f)
+	}
+	if code != 0 && len(failed) == 0 {
+		t.Fatalf("tests in the VM failed (exit %d, kernel %s); see the log above", code, build)
 	}
 	if run == "" && !strings.Contains(out.String(), "--- PASS: TestForwardingWithRealTraffic") {
 		t.Fatal("the traffic tests did not run in the VM")
 	}
+}
+
+// guestBinaries are the test binaries TestInKernel runs in the guest, in
+// order: /bin/NAME.test.
+var guestBinaries = []string{"ipvs", "genl", "hostnet", "e2e"}
+
+// guestCommand runs each binary DIR/NAME.test in turn, each to its end,
+// prints one "vmtest: NAME.test exited N" line per binary and fails if
+// any failed. own is added to e2e's flags.
+func guestCommand(dir string, binaries []string, args, own string) string {
+	var b strings.Builder
+	b.WriteString("rc=0\n")
+	for _, name := range binaries {
+		flags := args
+		if name == "e2e" {
+			flags += own
+		}
+		fmt.Fprintf(&b, "%s/%s.test%s; c=$?; echo \"vmtest: %s.test exited $c\"; [ $c = 0 ] || rc=1\n", dir, name, flags, name)
+	}
+	b.WriteString("exit $rc\n")
+	return b.String()
+}
+
+// guestFailures reads the guest's console: one line per binary that
+// failed, with the tests that failed in it, or that never reported.
+func guestFailures(console string, binaries []string) []string {
+	result := map[string]string{} // binary → "" if it passed, else what failed
+	var fails []string
+	for _, line := range strings.Split(console, "\n") {
+		line = strings.TrimSpace(line)
+		if f, ok := strings.CutPrefix(line, "--- FAIL: "); ok {
+			fails = append(fails, f)
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, "vmtest: ")
+		name, code, exited := strings.Cut(rest, ".test exited ")
+		if !ok || !exited {
+			continue
+		}
+		result[name] = ""
+		if code != "0" {
+			result[name] = fmt.Sprintf("%s.test failed (exit %s)", name, code)
+			if len(fails) > 0 {
+				result[name] += ": " + strings.Join(fails, "; ")
+			}
+		}
+		fails = nil
+	}
+	var out []string
+	for _, name := range binaries {
+		switch r, ok := result[name]; {
+		case !ok:
+			out = append(out, name+".test never reported: the guest stopped before it ended")
+		case r != "":
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // guestEnv is the guest tests' environment: the host's Consul, and
@@ -156,10 +223,14 @@ func BenchmarkInKernel(b *testing.B) {
 			b.Fatalf("benchmarks in the VM failed:\n%s", out.String())
 		}
 	}
+	// Every figure names the kernel build it was taken on.
+	// ("6.1.0-57-amd64 Debian 6.1.192-3" → kernel=6.1.0-57-amd64/6.1.192-3)
+	kernel := "kernel=" + strings.ReplaceAll(strings.Replace(vmtest.KernelBuild(b, stage), " Debian ", "/", 1), " ", "_")
+	fmt.Println("bench vm:", kernel)
 	for _, line := range strings.Split(out.String(), "\n") {
 		switch {
 		case strings.HasPrefix(line, "bench kernel: "):
-			fmt.Println(line)
+			fmt.Println(strings.TrimSpace(line), kernel)
 		case strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "ipvsadm-R") || strings.HasPrefix(line, "rules:"):
 			fmt.Println("    vm:", line)
 		}

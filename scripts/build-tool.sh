@@ -15,15 +15,17 @@ mod=$here/tools/$name/go.mod
 [ -f "$mod" ] || { echo "build-tool: no $mod" >&2; exit 1; }
 version=$(awk -v m="github.com/hashicorp/$name" '$1 == m { print $2 }' "$mod")
 [ -n "$version" ] || { echo "build-tool: no $name version in $mod" >&2; exit 1; }
-cache=${LVS_SYNC_CACHE:-$HOME/.cache/lvs-sync}
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
 bin=$cache/$name-$version/$name
 if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
 	echo "$bin"
 	exit 0
 fi
-echo "build-tool: building $name $version into $bin (minutes, once)" >&2
+case $name in consul) title=Consul ;; nomad) title=Nomad ;; *) title=$name ;; esac
+echo "building $title $version from the Go module proxy (once, about 4 min; into $bin)" >&2
 mkdir -p "$(dirname "$bin")"
 cd "$here/tools/$name"
-go build -trimpath -ldflags='-s -w' -o "$bin.partial" "github.com/hashicorp/$name"
+quietly "build-$name" go build -trimpath -ldflags='-s -w' -o "$bin.partial" "github.com/hashicorp/$name"
 mv "$bin.partial" "$bin"
 echo "$bin"

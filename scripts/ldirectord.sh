@@ -7,20 +7,20 @@
 # are installed from Debian like scripts/need.sh installs python3. A
 # finished stage is reused.
 set -euo pipefail
-cache=${LVS_SYNC_CACHE:-$HOME/.cache/lvs-sync}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 log() { echo "ldirectord: $*" >&2; }
-sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 declare -A modules=([Socket6]=libsocket6-perl [IO::Socket::INET6]=libio-socket-inet6-perl [Mail::Send]=libmailtools-perl [LWP::UserAgent]=libwww-perl [LWP::Protocol::https]=liblwp-protocol-https-perl)
 missing=()
 for m in "${!modules[@]}"; do perl -M"$m" -e1 2>/dev/null || missing+=("${modules[$m]}"); done
 if ! [[ $(apt-cache policy ldirectord 2>/dev/null) =~ Candidate:\ [0-9] ]]; then
 	log "apt-get update"
-	sudo_ apt-get update -qq >&2
+	quietly apt-update sudo_ apt-get update -qq
 fi
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing ${missing[*]}"
-	sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	apt_install "${missing[@]}"
 fi
 
 version=$(apt-cache policy ldirectord | awk '/Candidate:/ { print $2 }')
