@@ -17,6 +17,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -246,6 +247,21 @@ func (vs *VirtualService) VIPAddrs() []netip.Addr {
 		return vs.VIPs
 	}
 	return []netip.Addr{vs.Address.Addr()}
+}
+
+// VIPs are the addresses of every virtual service (VIPAddrs), sorted,
+// each once: what an HA director puts on its interface while active.
+func (c *Config) VIPs() []netip.Addr {
+	var out []netip.Addr
+	for _, vs := range c.VirtualServices {
+		for _, a := range vs.VIPAddrs() {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 // Fallback is the real server of last resort. The zero value is none.

@@ -109,8 +109,19 @@ func (h *Host) place() (added, removed []netip.Addr, err error) {
 	return append(a1, a2...), append(r1, r2...), errors.Join(err1, err2)
 }
 
-// Prepare sets a starting director up as standby: the backup daemon,
-// backup_only=1, the ARP sysctls, the VIPs off the interface and on lo.
+// Unplace takes vips off the interface set: the first thing a starting
+// director does, before anything that can fail or wait (Consul, the state
+// file's lock, netlink to IPVS). A director starts standby, and one
+// killed while active (kill -9, a panic, the OOM killer) may have left
+// them there; Prepare later does the rest.
+func Unplace(onInterface AddrSet, vips []netip.Addr) error {
+	_, _, err := onInterface.Sync(nil, func(a netip.Addr) bool { return slices.Contains(vips, a) })
+	return err
+}
+
+// Prepare sets a starting director up as standby: the backup daemon (and
+// no master), backup_only=1, the ARP sysctls, the VIPs off the interface
+// and on lo.
 func (h *Host) Prepare() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -121,7 +132,9 @@ func (h *Host) Prepare() error {
 	}
 	errs = append(errs, h.set(backupOnly, "1"))
 	_, _, err := h.place()
-	errs = append(errs, err, h.Daemons.Start(ipvs.SyncBackup))
+	// A master daemon left by a run that died active stops: this one
+	// starts standby.
+	errs = append(errs, err, h.Daemons.Stop(ipvs.SyncMaster), h.Daemons.Start(ipvs.SyncBackup))
 	return errors.Join(errs...)
 }
 
@@ -149,6 +162,19 @@ func (h *Host) StepDown(reason string) error {
 	errs := []error{err, h.set(backupOnly, "1"), h.Daemons.Stop(ipvs.SyncMaster)}
 	h.Log.Info("standby", "reason", reason)
 	return errors.Join(errs...)
+}
+
+// KeepVIPs refreshes the lifetime of the VIPs on the interface (the
+// OnInterface set gives them one: Timings.VIPLifetime), and puts back one
+// that someone removed; a standby has none there to keep.
+func (h *Host) KeepVIPs() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.active {
+		return nil
+	}
+	_, _, err := h.OnInterface.Sync(h.vips, h.ours)
+	return err
 }
 
 // Announce announces the VIPs on the interface again.

@@ -95,7 +95,8 @@ func (f fakeAnnouncer) Announce(link string, addrs []netip.Addr) error {
 
 func TestHostFollowsTheRole(t *testing.T) {
 	vip, stale := netip.MustParseAddr("10.0.0.60"), netip.MustParseAddr("10.0.0.61")
-	w := &hostWorld{addrs: map[string]map[netip.Addr]bool{"eth0": {vip: true, stale: true}, "lo": {}}, sys: map[string]string{}, sync: map[ipvs.SyncRole]bool{}}
+	// A run that died active left its VIP on eth0 and its master daemon.
+	w := &hostWorld{addrs: map[string]map[netip.Addr]bool{"eth0": {vip: true, stale: true}, "lo": {}}, sys: map[string]string{}, sync: map[ipvs.SyncRole]bool{ipvs.SyncMaster: true}}
 	h := &Host{Interface: "eth0", Daemons: fakeDaemons{w}, OnInterface: fakeAddrSet{w, "eth0"}, OnLo: fakeAddrSet{w, "lo"},
 		Announcer: fakeAnnouncer{w}, Sysctl: fakeSys{w}, Log: hclog.NewNullLogger()}
 	h.SetVIPs([]netip.Addr{vip})
@@ -143,5 +144,42 @@ func TestHostFollowsTheRole(t *testing.T) {
 	}
 	if err := h.Announce(); err != nil || len(w.announ) != 1 {
 		t.Fatalf("a standby announced: %v %d", err, len(w.announ))
+	}
+	// A standby keeps no VIP alive on eth0.
+	w.log = nil
+	if err := h.KeepVIPs(); err != nil || len(w.log) != 0 || w.addrs["eth0"][vip] {
+		t.Fatalf("a standby's KeepVIPs: %v, did %q", err, w.log)
+	}
+}
+
+// TestHostKeepVIPs: the active's KeepVIPs syncs the interface's set again
+// (which refreshes their lifetime), putting back a VIP removed by hand,
+// and leaves lo alone.
+func TestHostKeepVIPs(t *testing.T) {
+	vip := netip.MustParseAddr("10.0.0.60")
+	w := &hostWorld{addrs: map[string]map[netip.Addr]bool{"eth0": {}, "lo": {}}, sys: map[string]string{}, sync: map[ipvs.SyncRole]bool{}}
+	h := &Host{Interface: "eth0", Daemons: fakeDaemons{w}, OnInterface: fakeAddrSet{w, "eth0"}, OnLo: fakeAddrSet{w, "lo"},
+		Announcer: fakeAnnouncer{w}, Sysctl: fakeSys{w}, Log: hclog.NewNullLogger()}
+	h.SetVIPs([]netip.Addr{vip})
+	if err := h.BecomeActive(1); err != nil {
+		t.Fatal(err)
+	}
+	delete(w.addrs["eth0"], vip) // lapsed, or ip addr del
+	w.log = nil
+	if err := h.KeepVIPs(); err != nil || !w.addrs["eth0"][vip] || !slices.Equal(w.log, []string{"add eth0"}) {
+		t.Fatalf("keep: %v, eth0 %v, did %q", err, w.addrs["eth0"], w.log)
+	}
+}
+
+// TestUnplace: at start, the config's VIPs leave the interface; other
+// addresses stay.
+func TestUnplace(t *testing.T) {
+	vip, other := netip.MustParseAddr("10.0.0.60"), netip.MustParseAddr("10.0.0.7")
+	w := &hostWorld{addrs: map[string]map[netip.Addr]bool{"eth0": {vip: true, other: true}}}
+	if err := Unplace(fakeAddrSet{w, "eth0"}, []netip.Addr{vip}); err != nil {
+		t.Fatal(err)
+	}
+	if w.addrs["eth0"][vip] || !w.addrs["eth0"][other] {
+		t.Fatalf("eth0 %v after Unplace, want only 10.0.0.7", w.addrs["eth0"])
 	}
 }

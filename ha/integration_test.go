@@ -54,6 +54,7 @@ func (f *fakeRoles) StepDown(reason string) error {
 }
 
 func (f *fakeRoles) Announce() error     { f.announce.Add(1); return nil }
+func (f *fakeRoles) KeepVIPs() error     { return nil }
 func (f *fakeRoles) DaemonState() string { return "backup" }
 
 // cutLease fails every read and write while cut.
@@ -97,6 +98,8 @@ func (c *cutTransport) Received() <-chan Heartbeat { return c.recv }
 
 type director struct {
 	name  string
+	stop  context.CancelFunc // stops this director alone, as SIGTERM does
+	done  chan struct{}      // closed when its Run has returned
 	r     *Runner
 	lease *cutLease
 	hb    *cutTransport
@@ -122,7 +125,9 @@ func freePort(t *testing.T) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-func startPair(t *testing.T, key string) (*world, [2]*director) {
+// startPair runs two directors on one agent, with the default timings
+// or tm's.
+func startPair(t *testing.T, key string, tm ...Timings) (*world, [2]*director) {
 	agent := testconsul.Start(t)
 	w := &world{active: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -151,14 +156,19 @@ func startPair(t *testing.T, key string) (*world, [2]*director) {
 		}
 		go lease.Peers(ctx, name, ml.SetPeers)
 		roles := &fakeRoles{w: w, name: name}
-		r, err := NewRunner(Options{Name: name, Lease: lease, Transport: hb, Roles: roles,
-			Carrier: func() (bool, error) { return true, nil }, Logger: log})
+		opts := Options{Name: name, Lease: lease, Transport: hb, Roles: roles,
+			Carrier: func() (bool, error) { return true, nil }, Logger: log}
+		if len(tm) > 0 {
+			opts.Timings = tm[0]
+		}
+		r, err := NewRunner(opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ds[i] = &director{name: name, r: r, lease: lease, hb: hb, roles: roles}
+		dctx, stop := context.WithCancel(ctx)
+		ds[i] = &director{name: name, stop: stop, done: make(chan struct{}), r: r, lease: lease, hb: hb, roles: roles}
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = r.Run(ctx) }()
+		go func() { defer wg.Done(); defer close(ds[i].done); _ = r.Run(dctx) }()
 	}
 	return w, ds
 }

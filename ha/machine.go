@@ -31,6 +31,12 @@ import (
 //     long Consul is gone.
 //   - Handover: the active, hearing a ready standby, steps down and then
 //     writes the lease for the peer at epoch+1, which the peer confirms.
+//   - While active, it refreshes its VIPs' lifetime every VIPRefresh: a
+//     director that dies active loses them to the kernel within
+//     VIPLifetime, restarted or not.
+//   - Stopping (SIGTERM), the active steps down and releases the lease,
+//     so that its peer takes over at once; a stopping director writes
+//     nothing else.
 type Machine struct {
 	name  string
 	t     Timings
@@ -68,6 +74,8 @@ type Machine struct {
 	releaseOwed bool
 	handoverTo  string
 	handEpoch   uint64
+	stopping    bool
+	keptVIPs    time.Time // when the VIPs' lifetime was last refreshed
 
 	announceAt   time.Time
 	takeovers    int
@@ -241,6 +249,20 @@ func (m *Machine) Handover() ([]Action, error) {
 	return m.evaluate(acts), nil
 }
 
+// Stop is the director stopping: an active steps down (VIPs off first)
+// and then releases the lease, as after a lost carrier, so that its peer
+// takes over at once instead of after the TTL. From now on it writes
+// nothing but that release, nor takes over.
+func (m *Machine) Stop() []Action {
+	m.stopping = true
+	var acts []Action
+	if m.role == Active {
+		acts = m.stepDown("stopping")
+		m.releaseOwed = true
+	}
+	return m.evaluate(acts)
+}
+
 // stepDown makes an active a standby.
 func (m *Machine) stepDown(reason string) []Action {
 	m.lastStepDown = reason
@@ -249,8 +271,8 @@ func (m *Machine) stepDown(reason string) []Action {
 }
 
 func (m *Machine) becomeActive(epoch uint64, now time.Time) []Action {
-	if !m.carrier {
-		m.releaseOwed = true // won it without a link to serve on: give it back
+	if !m.carrier || m.stopping {
+		m.releaseOwed = true // won it without a link to serve on, or stopping: give it back
 		return nil
 	}
 	m.role, m.epoch, m.renewed, m.confirmed, m.claimed = Active, epoch, m.sentAt, time.Time{}, 0
@@ -258,6 +280,7 @@ func (m *Machine) becomeActive(epoch uint64, now time.Time) []Action {
 	m.takeovers++
 	m.lastTakeover = now
 	m.announceAt = now.Add(m.t.Reannounce)
+	m.keptVIPs = now // BecomeActive puts them on with their lifetime
 	return []Action{{Kind: BecomeActive, Epoch: epoch}}
 }
 
@@ -268,9 +291,15 @@ func (m *Machine) evaluate(acts []Action) []Action {
 		if now.Sub(m.renewed) >= m.t.Fence() && !now.Before(m.confirmed) {
 			acts = append(acts, m.stepDown(fmt.Sprintf("cut off: no lease renewal for %s and no guard from the peer", m.t.Fence()))...)
 			m.releaseOwed = true
-		} else if !m.announceAt.IsZero() && !now.Before(m.announceAt) {
-			m.announceAt = time.Time{}
-			acts = append(acts, Action{Kind: Announce})
+		} else {
+			if !m.announceAt.IsZero() && !now.Before(m.announceAt) {
+				m.announceAt = time.Time{}
+				acts = append(acts, Action{Kind: Announce})
+			}
+			if now.Sub(m.keptVIPs) >= m.t.VIPRefresh() {
+				m.keptVIPs = now
+				acts = append(acts, Action{Kind: KeepVIPs})
+			}
 		}
 	}
 	if m.writing || now.Before(m.retryAt) {
@@ -291,6 +320,11 @@ func (m *Machine) nextWrite(now time.Time) (Write, bool) {
 		at = 0
 	}
 	switch {
+	case m.stopping:
+		if m.releaseOwed && ours {
+			return Write{Kind: Release, Lease: Lease{Epoch: l.Epoch, Renewed: now}, Index: at}, true
+		}
+		return Write{}, false
 	case m.role == Active:
 		if now.Sub(m.lastWrite) < m.t.Renew {
 			return Write{}, false

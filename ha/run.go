@@ -28,6 +28,8 @@ type Roles interface {
 	BecomeActive(epoch uint64) error
 	StepDown(reason string) error
 	Announce() error
+	// KeepVIPs refreshes the lifetime of the VIPs on the interface.
+	KeepVIPs() error
 	DaemonState() string
 }
 
@@ -69,6 +71,7 @@ type Runner struct {
 	lastEp   uint64
 	takeover int
 	hbErr    bool
+	keepErr  bool
 }
 
 // NewRunner checks the options.
@@ -92,7 +95,9 @@ func NewRunner(opts Options) (*Runner, error) {
 	return &Runner{opts: opts, log: opts.Logger, inc: inc, m: NewMachine(opts.Name, inc, opts.Timings, opts.Clock)}, nil
 }
 
-// Run runs until ctx ends; then, if active, it steps down.
+// Run runs until ctx ends; then, if active, it steps down and releases
+// the lease (waiting for that write, at most Fence), so that the peer
+// takes over at once.
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx = ctx
@@ -118,14 +123,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			r.input(func(m *Machine) []Action {
-				if role, _ := m.Role(); role == Active {
-					acts := m.stepDown("stopping")
-					m.releaseOwed = true
-					return acts
-				}
-				return nil
-			})
+			r.input((*Machine).Stop)
 			r.writes.Wait()
 			return nil
 		case hb := <-r.opts.Transport.Received():
@@ -180,6 +178,19 @@ func (r *Runner) do(acts []Action) {
 			err = r.opts.Roles.Announce()
 		case WriteLease:
 			r.write(a.Write)
+		case KeepVIPs:
+			// Every VIPRefresh: said once when it starts failing, once
+			// when it works again.
+			err = r.opts.Roles.KeepVIPs()
+			if (err != nil) != r.keepErr {
+				r.keepErr = err != nil
+				if err != nil {
+					r.log.Warn("cannot refresh the vips' lifetime: they lapse unless it works again", "error", err)
+				} else {
+					r.log.Info("vips' lifetime refreshed again")
+				}
+			}
+			err = nil
 		}
 		if err != nil {
 			r.log.Error("role change incomplete", "action", a.String(), "error", err)
@@ -210,14 +221,8 @@ func (r *Runner) write(w Write) {
 		defer cancel()
 		res := r.opts.Lease.Write(wctx, w)
 		r.log.Trace("lease written", "write", w.Kind, "ok", res.OK, "error", res.Err)
-		stopping := r.ctx != nil && r.ctx.Err() != nil
-		r.input(func(m *Machine) []Action {
-			acts := m.Written(res)
-			if stopping {
-				return nil // no more writes, no takeover, once stopped
-			}
-			return acts
-		})
+		// Once stopped, the machine writes nothing but its release.
+		r.input(func(m *Machine) []Action { return m.Written(res) })
 	}()
 }
 

@@ -133,10 +133,13 @@ const (
 	Announce
 	// WriteLease: send Write to Consul and report the result.
 	WriteLease
+	// KeepVIPs: refresh the lifetime of the VIPs on the interface
+	// (Timings.VIPLifetime), which lapses in a director that died active.
+	KeepVIPs
 )
 
 func (k ActionKind) String() string {
-	return [...]string{"none", "become-active", "step-down", "announce", "write-lease"}[k]
+	return [...]string{"none", "become-active", "step-down", "announce", "write-lease", "keep-vips"}[k]
 }
 
 // Action is one thing the machine asks of its drivers.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
@@ -18,9 +19,10 @@ import (
 // never creates the link, nor sets it up or down: that link is the
 // operator's.
 type AddrSet struct {
-	link string
-	nl   Netlink
-	log  hclog.Logger
+	link     string
+	nl       Netlink
+	log      hclog.Logger
+	lifetime time.Duration
 }
 
 // NewAddrSet drives the link called link through nl (Default() when nil),
@@ -33,6 +35,14 @@ func NewAddrSet(link string, nl Netlink, log hclog.Logger) *AddrSet {
 		log = hclog.NewNullLogger()
 	}
 	return &AddrSet{link: link, nl: nl, log: log}
+}
+
+// WithLifetime makes every Sync (re)set the wanted addresses to expire
+// after d (whole seconds): addresses a dead process kept lapse by
+// themselves. It returns a.
+func (a *AddrSet) WithLifetime(d time.Duration) *AddrSet {
+	a.lifetime = d
+	return a
 }
 
 // Link is the link's name.
@@ -49,7 +59,7 @@ func (a *AddrSet) Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, r
 	if err != nil {
 		return nil, nil, fmt.Errorf("finding link %s: %w", a.link, err)
 	}
-	return syncHostAddrs(a.nl, link, want, owned, a.log)
+	return syncHostAddrs(a.nl, link, want, owned, a.lifetime, a.log)
 }
 
 // Addrs lists the host addresses on the link, sorted; none if it does not

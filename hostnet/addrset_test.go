@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"net/netip"
 
@@ -96,4 +97,26 @@ func TestCarrier(t *testing.T) {
 	check("eth0", true, false)
 	check("eth1", false, false)
 	check("eth9", false, true)
+}
+
+// TestAddrSetLifetime: with a lifetime, every Sync sets the wanted
+// addresses to expire that long from now (whole seconds, rounded up): new
+// ones, and ones already there, permanent or not; addresses it does not
+// want keep theirs.
+func TestAddrSetLifetime(t *testing.T) {
+	nl := hostnettest.NewNetlink()
+	nl.AddLink("eth0", hostnettest.Link{Type: "veth", Up: true, Addrs: []hostnettest.Addr{addr("10.4.0.2/24"), addr("10.4.0.51/32")}})
+	set := hostnet.NewAddrSet("eth0", nl, nil).WithLifetime(1500 * time.Millisecond)
+	added, _, err := set.Sync(addrs("10.4.0.50", "10.4.0.51", "2001:db8::50"), nil)
+	if err != nil || fmt.Sprint(added) != "[10.4.0.50 2001:db8::50]" {
+		t.Fatalf("added %v, %v; want the two that were not there", added, err)
+	}
+	want := "eth0 veth up [10.4.0.2/24 10.4.0.51/32 valid_lft 2s 10.4.0.50/32 valid_lft 2s 2001:db8::50/128 nodad valid_lft 2s]\n"
+	if got := nl.String(); got != want+loLine && got != loLine+want {
+		t.Fatalf("namespace\n%s\nwant\n%s", got, want)
+	}
+	// A refresh adds nothing, and says so.
+	if added, removed, err := set.Sync(addrs("10.4.0.50", "10.4.0.51", "2001:db8::50"), nil); err != nil || len(added)+len(removed) != 0 {
+		t.Fatalf("refresh: added %v removed %v, %v", added, removed, err)
+	}
 }

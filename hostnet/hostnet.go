@@ -32,6 +32,7 @@ type Netlink interface {
 	LinkSetUp(link netlink.Link) error
 	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
 	AddrAdd(link netlink.Link, addr *netlink.Addr) error
+	AddrReplace(link netlink.Link, addr *netlink.Addr) error
 	AddrDel(link netlink.Link, addr *netlink.Addr) error
 }
 
@@ -60,6 +61,7 @@ func (b brokenNetlink) LinkSetUp(netlink.Link) error                       { ret
 func (b brokenNetlink) AddrList(netlink.Link, int) ([]netlink.Addr, error) { return nil, b.err }
 func (b brokenNetlink) AddrAdd(netlink.Link, *netlink.Addr) error          { return b.err }
 func (b brokenNetlink) AddrDel(netlink.Link, *netlink.Addr) error          { return b.err }
+func (b brokenNetlink) AddrReplace(netlink.Link, *netlink.Addr) error      { return b.err }
 
 // Sysctl reads and writes kernel parameters by their key under /proc/sys,
 // slash-separated: "net/ipv4/conf/all/arp_ignore".

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -74,4 +75,44 @@ func TestKernelFallbackTunnel(t *testing.T) {
 	}
 	defer h.Close()
 	checkFallbackTunnel(t, h)
+}
+
+// TestAddrLifetimeLapses: an address given a lifetime and refreshed stays;
+// left alone, the kernel removes it itself within about its lifetime —
+// what takes a dead active director's VIP off its interface.
+func TestAddrLifetimeLapses(t *testing.T) {
+	h := kernelLink(t, "lvslft0")
+	if err := h.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "lvslft0"}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := h.LinkByName("lvslft0")
+	if err != nil || h.LinkSetUp(l) != nil {
+		t.Fatalf("link: %v", err)
+	}
+	set := hostnet.NewAddrSet("lvslft0", nil, nil).WithLifetime(time.Second)
+	want := []netip.Addr{netip.MustParseAddr("10.30.0.9"), netip.MustParseAddr("2001:db8::39")}
+	has := func() int {
+		got, err := set.Addrs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	// Refreshed every 250 ms for 3 s: both stay throughout.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if _, _, err := set.Sync(want, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := has(); n != 2 {
+			t.Fatalf("a refreshed address lapsed: %d of 2 left", n)
+		}
+	}
+	left := time.Now()
+	for has() > 0 {
+		if time.Since(left) > 5*time.Second {
+			t.Fatalf("addresses with a 1 s lifetime still there 5 s after the last refresh")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("both lapsed %v after the last refresh (lifetime 1s)", time.Since(left).Round(10*time.Millisecond))
 }

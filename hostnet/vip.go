@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
@@ -44,7 +45,7 @@ func (v *VIPLink) Sync(want []netip.Addr, owned func(netip.Addr) bool) (added, r
 	if err != nil {
 		return nil, nil, err
 	}
-	return syncHostAddrs(v.nl, link, want, owned, v.log)
+	return syncHostAddrs(v.nl, link, want, owned, 0, v.log)
 }
 
 // Addrs lists the host addresses on the link, sorted; none if it does not
@@ -53,8 +54,9 @@ func (v *VIPLink) Addrs() ([]netip.Addr, error) { return linkHostAddrs(v.nl, v.n
 
 // syncHostAddrs adds every wanted address to link as a host address and
 // removes those on it that owned says were lvs-sync's and are not wanted;
-// every other address is left alone.
-func syncHostAddrs(nl Netlink, link netlink.Link, want []netip.Addr, owned func(netip.Addr) bool, log hclog.Logger) (added, removed []netip.Addr, err error) {
+// every other address is left alone. With a lifetime, every wanted
+// address is (re)set to expire that long from now; 0 is forever.
+func syncHostAddrs(nl Netlink, link netlink.Link, want []netip.Addr, owned func(netip.Addr) bool, lifetime time.Duration, log hclog.Logger) (added, removed []netip.Addr, err error) {
 	name := link.Attrs().Name
 	have, err := hostAddrs(nl, link)
 	if err != nil {
@@ -62,15 +64,24 @@ func syncHostAddrs(nl Netlink, link netlink.Link, want []netip.Addr, owned func(
 	}
 	var errs []error
 	for _, a := range want {
-		if have[a] {
+		switch {
+		case lifetime > 0:
+			if err := setHostAddr(nl, link, a, lifetime); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		case have[a]:
 			continue
+		default:
+			if _, err := addHostAddr(nl, link, a); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
-		if _, err := addHostAddr(nl, link, a); err != nil {
-			errs = append(errs, err)
-			continue
+		if !have[a] {
+			log.Info("added vip", "link", name, "vip", a, "lifetime", lifetime)
+			added = append(added, a)
 		}
-		log.Info("added vip", "link", name, "vip", a)
-		added = append(added, a)
 	}
 	for a := range have {
 		if slices.Contains(want, a) || owned == nil || !owned(a) {
@@ -177,6 +188,18 @@ func addHostAddr(nl Netlink, link netlink.Link, a netip.Addr) (added bool, err e
 		return false, fmt.Errorf("adding vip %s to %s: %w", a, link.Attrs().Name, err)
 	}
 	return true, nil
+}
+
+// setHostAddr adds a host address, or replaces it, to expire after
+// lifetime: valid and preferred, in whole seconds (at least one).
+func setHostAddr(nl Netlink, link netlink.Link, a netip.Addr, lifetime time.Duration) error {
+	addr := hostAddr(a)
+	secs := int((lifetime + time.Second - 1) / time.Second)
+	addr.ValidLft, addr.PreferedLft = secs, secs
+	if err := nl.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("setting vip %s on %s for %ds: %w", a, link.Attrs().Name, secs, err)
+	}
+	return nil
 }
 
 // delHostAddr removes a host address; removed is false if it was not

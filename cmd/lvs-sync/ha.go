@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"slices"
 	"syscall"
 	"time"
 
@@ -111,18 +110,13 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 	if err != nil {
 		return nil, err
 	}
+	// On the interface, the VIPs lapse unless the active keeps them
+	// (ha.Timings.VIPLifetime): a director that dies active loses them.
+	onInterface := hostnet.NewAddrSet(h.Interface, nil, log.Named("vip")).WithLifetime(h.Timings.VIPLifetime())
 	host := &ha.Host{Interface: h.Interface, Daemons: daemons,
-		OnInterface: hostnet.NewAddrSet(h.Interface, nil, log.Named("vip")), OnLo: hostnet.NewAddrSet("lo", nil, log.Named("vip")),
+		OnInterface: onInterface, OnLo: hostnet.NewAddrSet("lo", nil, log.Named("vip")),
 		Announcer: hostnet.NewAnnouncer(log.Named("announce")), Sysctl: hostnet.ProcSys{}, Log: log}
-	var vips []netip.Addr
-	for _, vs := range cfg.VirtualServices {
-		for _, a := range vs.VIPAddrs() {
-			if !slices.Contains(vips, a) {
-				vips = append(vips, a)
-			}
-		}
-	}
-	host.SetVIPs(vips)
+	host.SetVIPs(cfg.VIPs())
 	if err := host.Prepare(); err != nil {
 		log.Error("standby set-up incomplete", "error", err)
 	}

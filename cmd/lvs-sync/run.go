@@ -17,6 +17,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/fallback"
+	"github.com/lvs-sync/lvs-sync/ha"
 	"github.com/lvs-sync/lvs-sync/hostnet"
 	"github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
@@ -57,6 +58,12 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		*jsonLogs = true
 	}
 	log := newLogger(stderr, *level, *jsonLogs)
+	if h := cfg.Director.HA; h != nil && !*dryRun {
+		// First of all: a director starts standby (see ha.Unplace).
+		if err := ha.Unplace(hostnet.NewAddrSet(h.Interface, nil, log.Named("vip")), cfg.VIPs()); err != nil {
+			log.Error("cannot take the vips off the interface at start", "interface", h.Interface, "error", err)
+		}
+	}
 
 	client, err := newConsulClient(cfg.Consul)
 	if err != nil {

@@ -39,6 +39,19 @@ func Default() Timings {
 // standby may take over.
 func (t Timings) Fence() time.Duration { return t.TTL / 2 }
 
+// VIPLifetime is the lifetime the active gives its VIPs on the
+// interface, in whole seconds as the kernel counts it: TTL + 1 s, rounded
+// up. The active refreshes it every VIPRefresh while the rules keep it
+// active; a process that dies (kill -9, a panic, the OOM killer) refreshes
+// nothing, and the kernel drops the VIP itself, whoever restarts or not.
+func (t Timings) VIPLifetime() time.Duration {
+	return (t.TTL + time.Second + time.Second - 1).Truncate(time.Second)
+}
+
+// VIPRefresh is how often the active refreshes its VIPs' lifetime: an
+// eighth of it, so that a late refresh or two never lets one lapse.
+func (t Timings) VIPRefresh() time.Duration { return t.VIPLifetime() / 8 }
+
 // GuardHold is how long a standby waits after its last guard (its
 // promise not to take over while it hears the active) before it may take
 // over. The active trusts a guard only for PeerTimeout from the heartbeat

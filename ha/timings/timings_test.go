@@ -40,3 +40,21 @@ func TestProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestVIPLifetime(t *testing.T) {
+	for _, c := range []struct{ ttl, want time.Duration }{
+		{600 * time.Millisecond, 2 * time.Second},
+		{time.Second, 2 * time.Second},
+		{1001 * time.Millisecond, 3 * time.Second},
+		{300 * time.Millisecond, 2 * time.Second},
+	} {
+		tm := Default()
+		tm.TTL = c.ttl
+		if got := tm.VIPLifetime(); got != c.want {
+			t.Errorf("ttl %v: lifetime %v, want %v", c.ttl, got, c.want)
+		}
+		if got := tm.VIPRefresh(); got != c.want/8 {
+			t.Errorf("ttl %v: refresh %v, want %v", c.ttl, got, c.want/8)
+		}
+	}
+}

@@ -29,13 +29,20 @@ import (
 type Addr struct {
 	Prefix netip.Prefix
 	NoDAD  bool // IFA_F_NODAD
+	// Lifetime is the valid lifetime in seconds the address was last
+	// given (0: forever). The fake keeps no clock: it never expires.
+	Lifetime int
 }
 
 func (a Addr) String() string {
+	s := a.Prefix.String()
 	if a.NoDAD {
-		return a.Prefix.String() + " nodad"
+		s += " nodad"
 	}
-	return a.Prefix.String()
+	if a.Lifetime > 0 {
+		s += fmt.Sprintf(" valid_lft %ds", a.Lifetime)
+	}
+	return s
 }
 
 // Link is a fake link's state.
@@ -256,6 +263,7 @@ func (f *Netlink) AddrList(l netlink.Link, family int) ([]netlink.Addr, error) {
 		if a.NoDAD {
 			na.Flags = unix.IFA_F_NODAD
 		}
+		na.ValidLft, na.PreferedLft = a.Lifetime, a.Lifetime
 		out = append(out, na)
 	}
 	if f.interrupted > 0 {
@@ -301,6 +309,30 @@ func (f *Netlink) AddrAdd(l netlink.Link, addr *netlink.Addr) error {
 		}
 	}
 	k.Addrs = append(k.Addrs, Addr{Prefix: p, NoDAD: addr.Flags&unix.IFA_F_NODAD != 0})
+	return nil
+}
+
+// AddrReplace adds the address or, when there, sets its flags and
+// lifetime anew (NLM_F_REPLACE).
+func (f *Netlink) AddrReplace(l netlink.Link, addr *netlink.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k, err := f.find("AddrReplace", l)
+	if err != nil {
+		return err
+	}
+	p, err := prefixOf(addr)
+	if err != nil {
+		return err
+	}
+	a := Addr{Prefix: p, NoDAD: addr.Flags&unix.IFA_F_NODAD != 0, Lifetime: addr.ValidLft}
+	for i := range k.Addrs {
+		if same(k.Addrs[i].Prefix, p) {
+			k.Addrs[i] = a
+			return nil
+		}
+	}
+	k.Addrs = append(k.Addrs, a)
 	return nil
 }
 
