@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -504,4 +505,77 @@ func TestHAStreamline(t *testing.T) {
 	}
 	haLine(t, "streamline", ok && both(before) && both(after) && all.failed == 0, took.Milliseconds(), all.failed, all.resets,
 		strings.ReplaceAll(strings.Join(extra, " "), " map[", "map["))
+}
+
+// TestHAStop is case stop: SIGTERM to the active's lvs-sync under the
+// new-connection probe. It takes its VIPs off, releases the lease and
+// exits; the standby takes the lease at once: a handover, not a failure
+// that waits out the lease's TTL. Must: a gap of at most 300 ms, never
+// both with the VIP.
+func TestHAStop(t *testing.T) {
+	p := startHAPair(t, "stop", haService)
+	if p == nil {
+		return
+	}
+	pr := startProber(haVIP)
+	defer pr.end()
+	time.Sleep(time.Second)
+	old, next := p.act(), p.sby()
+	cut := time.Now()
+	old.signal(syscall.SIGTERM)
+	both := false
+	ok := waitUntil(5*time.Second, func() bool {
+		got := withVIP(t)
+		both = both || len(got) == 2
+		return len(got) == 1 && got[0] == next.ns
+	})
+	took := time.Since(cut)
+	exited := waitUntil(5*time.Second, old.exited)
+	time.Sleep(time.Second) // probes after the takeover, for the recovery
+	w := pr.outage(cut, time.Now())
+	t.Logf("stop %s -> %s: vip moved after %v; %v", old.ns, next.ns, took, w)
+	extra := []string{fmt.Sprintf("gap_ms=%d", max(w.downtime, 0).Milliseconds()), fmt.Sprintf("vip_moved_ms=%d", took.Milliseconds()),
+		fmt.Sprintf("both_held=%v", both), fmt.Sprintf("exited=%v", exited)}
+	haLine(t, "stop", ok && !both && exited && w.downtime >= 0 && w.downtime <= 300*time.Millisecond,
+		took.Milliseconds(), w.failed, w.resets, extra...)
+}
+
+// TestHACrash is case crash: kill -9 of the active's lvs-sync, its links
+// up, so that nothing of the process fences it. The kernel itself drops
+// the dead director's VIP: the active keeps it alive with a lifetime it
+// refreshes (ha.Timings.VIPLifetime). Must: the standby serves within 1 s,
+// and the two hold the VIP together for at most 2 s.
+func TestHACrash(t *testing.T) {
+	p := startHAPair(t, "crash", haService)
+	if p == nil {
+		return
+	}
+	pr := startProber(haVIP)
+	defer pr.end()
+	time.Sleep(time.Second)
+	old, next := p.act(), p.sby()
+	cut := time.Now()
+	old.signal(syscall.SIGKILL)
+	var took, bothFrom, bothTo time.Duration
+	ok := waitUntil(8*time.Second, func() bool {
+		got, now := withVIP(t), time.Since(cut)
+		if took == 0 && slices.Contains(got, next.ns) {
+			took = now
+		}
+		if len(got) == 2 {
+			if bothFrom == 0 {
+				bothFrom = now
+			}
+			bothTo = now
+		}
+		return len(got) == 1 && got[0] == next.ns
+	})
+	both := bothTo - bothFrom
+	time.Sleep(time.Second)
+	w := pr.outage(cut, time.Now())
+	t.Logf("crash %s -> %s: standby had the vip after %v, the dead one lost it after %v; both for %v; %v", old.ns, next.ns, took, time.Since(cut), both, w)
+	extra := []string{fmt.Sprintf("gap_ms=%d", max(w.downtime, 0).Milliseconds()), fmt.Sprintf("both_held_ms=%d", both.Milliseconds()),
+		fmt.Sprintf("dead_vip_gone=%v", ok)}
+	haLine(t, "crash", ok && took > 0 && took <= time.Second && w.downtime >= 0 && w.downtime <= time.Second && both <= 2*time.Second,
+		took.Milliseconds(), w.failed, w.resets, extra...)
 }
