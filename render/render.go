@@ -275,9 +275,10 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 }
 
 // holdVanished is the mass removal guard: when instances that vanished
-// from the catalog (not for their health) are more than max_removal of the
-// service's reals, within removal_hold of vanishing, their reals are kept
-// as they were, so that an agent that restarts and re-registers, a
+// from the catalog (not for their health) within removal_hold, in one
+// update or several, are more than max_removal of the reals the service
+// had before the first of them, their reals are kept as they were until
+// removal_hold after that first, so that an agent that restarts and re-registers, a
 // snapshot restore or a renamed service does not empty the pool. It tells
 // whether a held real serves.
 func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origins map[lvs.RealKey]Origin, decisions *[]Decision, out *rendered) (serving bool) {
@@ -308,17 +309,40 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 		}
 		return n
 	}
-	for _, v := range h.Vanished[vs.Service] {
-		until := v.At.Add(vs.RemovalHold)
-		if !h.Now.Before(until) {
-			continue
+	// A burst of vanishings is judged like one update: from the oldest
+	// remembered, each vanishing not yet in a burst starts one, which
+	// counts every instance that vanished within removal_hold of it
+	// against what the service had just before it. One that goes over
+	// max_removal holds them all until removal_hold after its first, and
+	// takes in the vanishings it counted; one that does not leaves the next
+	// vanishing to start its own. Split over any number of updates, a mass
+	// removal is still one.
+	vanishings := h.Vanished[vs.Service]
+	for i := 0; i < len(vanishings); i++ {
+		first := vanishings[i]
+		until := first.At.Add(vs.RemovalHold)
+		var burst []*catalog.Instance
+		counted := map[InstanceKey]bool{}
+		last := i
+		for j := i; j < len(vanishings) && vanishings[j].At.Before(until); j++ {
+			last = j
+			for _, in := range vanishings[j].Gone {
+				if k := (InstanceKey{Node: in.Node, ID: in.ID}); !counted[k] {
+					counted[k] = true
+					burst = append(burst, in)
+				}
+			}
 		}
-		gone, before := reals(v.Gone, nil), reals(v.Before, nil)
+		gone, before := reals(burst, nil), reals(first.Before, nil)
 		if gone == 0 || !vs.MaxRemoval.Exceeded(gone, before) {
 			continue // no mass removal: those reals simply went
 		}
+		i = last // the burst's vanishings start none of their own
+		if !h.Now.Before(until) {
+			continue // held, and the hold is over
+		}
 		held := 0
-		reals(v.Gone, func(in *catalog.Instance, rk lvs.RealKey, rule Rule) {
+		reals(burst, func(in *catalog.Instance, rk lvs.RealKey, rule Rule) {
 			if present[InstanceKey{Node: in.Node, ID: in.ID}] {
 				return // back
 			}

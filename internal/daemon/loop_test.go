@@ -763,3 +763,42 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestLoopHoldsAMassDeregistrationSplitOverUpdates: three of four instances
+// deregistered one after another, each in its own update and sync, a few
+// milliseconds apart, are held like one mass removal: all four reals stay
+// for removal_hold (the default, 10s) from the first, then the three go.
+func TestLoopHoldsAMassDeregistrationSplitOverUpdates(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, gateConfig(""), kernel) // max_removal 50%, removal_hold 10s
+	web3, web4 := instance("web3", "10.1.0.13", catalog.Passing, 1), instance("web4", "10.1.0.14", catalog.Passing, 1)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing), web3, web4)
+	h.untilNext()
+	all := map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1, "10.1.0.13:80": 1, "10.1.0.14:80": 1}
+	first := h.clock.Now()
+	for i, left := range [][]*catalog.Instance{
+		{web1(catalog.Passing), web2(catalog.Passing), web3},
+		{web1(catalog.Passing), web2(catalog.Passing)},
+		{web1(catalog.Passing)},
+	} {
+		h.snapshot(left...)
+		if got := h.untilNext(); got != TriggerCatalog {
+			t.Fatalf("update %d: fired %s, want its catalog sync", i+1, got)
+		}
+	}
+	if !testenv.SameWeights(h.web(), all) {
+		t.Fatalf("after 3 of 4 vanished one per update the kernel has %v, want all 4 held", h.web())
+	}
+	if len(h.d.state.holds) != 1 {
+		t.Errorf("holds %v, want one", h.d.state.holds)
+	}
+	for h.clock.Since(first) < 10*time.Second {
+		h.untilNext()
+		if h.clock.Since(first) < 10*time.Second && !testenv.SameWeights(h.web(), all) {
+			t.Fatalf("%s after the first vanished the kernel has %v, want all 4 held", h.clock.Since(first), h.web())
+		}
+	}
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
+		t.Errorf("after the hold (%s) the kernel has %v, want only web1", h.clock.Since(first), h.web())
+	}
+}
