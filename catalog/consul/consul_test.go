@@ -142,10 +142,9 @@ func TestFetchAgainstRealConsul(t *testing.T) {
 }
 
 // TestSetTokenAsksAgainAtOnce, against an agent with ACLs on: a source
-// whose token cannot read gets answers filtered by ACLs; SetToken (what a
-// reload does after re-reading token_file) ends the blocking queries in
-// flight, which ask again with the new token at once, not after their
-// wait time.
+// whose token cannot read gets answers filtered by ACLs; SetToken ends the
+// blocking queries in flight, which ask again with the new token at once,
+// not after their wait time.
 func TestSetTokenAsksAgainAtOnce(t *testing.T) {
 	agent := testconsul.StartWithACLs(t)
 	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthPassing)
@@ -176,6 +175,40 @@ node_prefix "" { policy = "read" }`)
 	}
 	if s.Services["web"].FilteredByACLs {
 		t.Error("the answer read with the new token is still filtered")
+	}
+}
+
+// TestWithTokenLeavesTheSourceAlone, against an agent with ACLs on: a
+// source with a new token (a reload's, after re-reading token_file) reads
+// with it from its first query, and the source it came from (the running
+// config's) still reads with its own.
+func TestWithTokenLeavesTheSourceAlone(t *testing.T) {
+	agent := testconsul.StartWithACLs(t)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthPassing)
+	weak, _ := agent.Token(t, "weak", `service_prefix "" { policy = "read" }`)
+	strong, _ := agent.Token(t, "strong", `service_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }`)
+	conf := api.DefaultConfig()
+	conf.Address, conf.Token, conf.TokenFile = agent.HTTPAddr, "", ""
+	client, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := consul.NewSource(client, consul.Options{MinInterval: 10 * time.Millisecond})
+	running.SetToken(weak)
+	reloaded := running.WithToken(strong)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := <-reloaded.Watch(ctx, []string{"web"}, nil)
+	if svc := s.Services["web"]; svc == nil || svc.FilteredByACLs || len(svc.Instances) != 1 {
+		t.Fatalf("read with the new token: %+v, want the instance", svc)
+	}
+	s, err = running.Fetch(ctx, []string{"web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc := s.Services["web"]; svc == nil || !svc.FilteredByACLs {
+		t.Errorf("the running source read %+v, want it still on its own token (filtered by acls)", svc)
 	}
 }
 

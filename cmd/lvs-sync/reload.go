@@ -19,9 +19,12 @@ type reloader struct {
 	// a restart.
 	running   *config.Config
 	withFlags func(*config.Config) *config.Config
-	src       interface{ SetToken(string) }
+	// withToken is the running source with another token, for a reload
+	// that reads a token_file: the token changes with the config, when it
+	// takes over, or not at all.
+	withToken func(token string) daemon.Source
 	d         interface {
-		Reload(*config.Config, string)
+		Reload(*config.Config, daemon.Source, string)
 	}
 	metrics *daemon.Metrics
 	log     hclog.Logger
@@ -44,6 +47,7 @@ func (r *reloader) reload(why string) {
 		log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
 	default:
 		next = r.withFlags(next)
+		var src daemon.Source // the running one
 		if next.Consul.TokenFile != "" {
 			token, err := readToken(next.Consul.TokenFile)
 			if err != nil {
@@ -51,13 +55,13 @@ func (r *reloader) reload(why string) {
 				log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
 				return
 			}
-			r.src.SetToken(token)
+			src = r.withToken(token)
 		}
 		for _, name := range r.running.NeedsRestart(next) {
 			log.Warn("a changed setting takes effect only after a restart; the running value stays", "setting", name)
 		}
 		log.Info("config read; it takes over once its services answer", "trigger", why, "config", r.path,
 			"virtual_services", len(next.VirtualServices))
-		r.d.Reload(next, why)
+		r.d.Reload(next, src, why)
 	}
 }

@@ -258,7 +258,7 @@ func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 // complete snapshot, and on return it leaves the kernel as it is.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.servePages(d.cfg)
-	l := &loop{d: d, cur: d.startWatch(ctx, d.cfg)}
+	l := &loop{d: d, cur: d.startWatch(ctx, d.cfg, d.opts.Source)}
 	defer func() {
 		l.cur.stop()
 		if l.next != nil {

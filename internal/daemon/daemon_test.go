@@ -276,7 +276,7 @@ node_prefix "" { policy = "read" }`
 	waitFor(t, "converged", 10*time.Second, func() bool { return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), want) })
 
 	agent.SetRules(t, policy, "lvs-sync", `service_prefix "" { policy = "read" }`)
-	r.d.Reload(mustConfig(t, webConfig), "test")
+	r.d.Reload(mustConfig(t, webConfig), nil, "test")
 	waitFor(t, "health to name the acls", 10*time.Second, func() bool {
 		ok, why := r.d.Health()
 		return !ok && strings.Contains(why, "acls")
@@ -292,7 +292,7 @@ node_prefix "" { policy = "read" }`
 	}
 
 	agent.SetRules(t, policy, "lvs-sync", full)
-	r.d.Reload(mustConfig(t, webConfig), "test")
+	r.d.Reload(mustConfig(t, webConfig), nil, "test")
 	waitFor(t, "healthy again", 10*time.Second, func() bool { ok, _ := r.d.Health(); return ok })
 	agent.SetStatus(t, "web2", api.HealthCritical, "down")
 	waitFor(t, "following consul again", 10*time.Second, func() bool {

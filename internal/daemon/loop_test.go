@@ -54,7 +54,7 @@ func newHarnessLogged(t testing.TB, cfg string, kernel *ipvstest.Kernel, log hcl
 		t.Fatal(err)
 	}
 	h.d = d
-	h.l = &loop{d: d, cur: d.startWatch(context.Background(), d.cfg)}
+	h.l = &loop{d: d, cur: d.startWatch(context.Background(), d.cfg, d.opts.Source)}
 	return h
 }
 
@@ -800,5 +800,51 @@ func TestLoopHoldsAMassDeregistrationSplitOverUpdates(t *testing.T) {
 	}
 	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
 		t.Errorf("after the hold (%s) the kernel has %v, want only web1", h.clock.Since(first), h.web())
+	}
+}
+
+func (w *watches) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.list)
+}
+
+// TestReloadSourceGoesWithTheConfig: a reload with its own source (a new
+// token) watches through it; given up, the running source stays the
+// running config's, and the next reload without one watches through it;
+// taken over, the reload's source becomes the running one.
+func TestReloadSourceGoesWithTheConfig(t *testing.T) {
+	h := newHarness(t, gateConfig(""), ipvstest.New(ipvs.State{}))
+	running := h.src
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+
+	withNewToken := &watches{}
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), src: withNewToken, trigger: "test"}, h.clock.Now())
+	if withNewToken.count() != 1 || running.count() != 1 {
+		t.Fatalf("the reload watches through the new source %d times, the running one %d; want 1 and 1 (its first)", withNewToken.count(), running.count())
+	}
+	h.advance(30 * time.Second) // never answers: given up
+	if h.l.next != nil {
+		t.Fatal("the reload was not given up")
+	}
+	if h.l.cur.src != Source(running) {
+		t.Fatal("a reload given up left its source running")
+	}
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), trigger: "test"}, h.clock.Now())
+	if withNewToken.count() != 1 || running.count() != 2 {
+		t.Fatalf("after a given-up reload, the next watches through the given-up source (%d watches) and the running one (%d); want 1 and 2",
+			withNewToken.count(), running.count())
+	}
+
+	// Taken over: the reload's source runs from now on.
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), src: withNewToken, trigger: "test"}, h.clock.Now())
+	h.l.switchTo(catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", Instances: []*catalog.Instance{web1(catalog.Passing)}}}}, h.clock.Now())
+	if h.l.cur.src != Source(withNewToken) {
+		t.Fatal("the reload's source did not take over with its config")
+	}
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), trigger: "test"}, h.clock.Now())
+	if withNewToken.count() != 3 || running.count() != 2 {
+		t.Errorf("after the switch a reload watches through the new source %d times, the old %d; want 3 and 2", withNewToken.count(), running.count())
 	}
 }
