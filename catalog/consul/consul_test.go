@@ -2,6 +2,7 @@ package consul_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -209,6 +210,43 @@ node_prefix "" { policy = "read" }`)
 	}
 	if svc := s.Services["web"]; svc == nil || !svc.FilteredByACLs {
 		t.Errorf("the running source read %+v, want it still on its own token (filtered by acls)", svc)
+	}
+}
+
+// TestNodeTaggedAddressChangeSeen: a node's tagged addresses change (its
+// lan_ipv6, on and off), the node's address does not: a service at its
+// node's address is read again at once, not at the backstop resync (an
+// hour away here).
+func TestNodeTaggedAddressChangeSeen(t *testing.T) {
+	agent := testconsul.Start(t)
+	node := func(lanIPv6 string) {
+		t.Helper()
+		reg := &api.CatalogRegistration{Node: "n6", Address: "10.1.0.16", TaggedAddresses: map[string]string{"lan_ipv4": "10.1.0.16"}}
+		if lanIPv6 != "" {
+			reg.TaggedAddresses["lan_ipv6"] = lanIPv6
+		}
+		if _, err := agent.Client.Catalog().Register(reg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node("fd00:1::16")
+	if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{Node: "n6", Address: "10.1.0.16", SkipNodeUpdate: true,
+		Service: &api.AgentService{ID: "web6", Service: "web", Port: 8086}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	src := consul.NewSource(agent.Client, consul.Options{MinInterval: 10 * time.Millisecond, ResyncInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := src.Watch(ctx, []string{"web"}, nil)
+	lanIPv6 := func(want string) func([]*catalog.Instance) bool {
+		return func(ins []*catalog.Instance) bool {
+			return len(ins) == 1 && ins[0].TaggedAddresses[catalog.LANIPv6].Address == want
+		}
+	}
+	next(t, snaps, "the node's lan_ipv6", lanIPv6("fd00:1::16"))
+	for _, addr := range []string{"fd00:1::26", "", "fd00:1::36"} {
+		node(addr)
+		next(t, snaps, fmt.Sprintf("the node's lan_ipv6 changed to %q", addr), lanIPv6(addr))
 	}
 }
 
