@@ -236,3 +236,32 @@ func TestMassRemovalGuard(t *testing.T) {
 		t.Error("with removal_hold 0s vanished reals were held")
 	}
 }
+
+// TestHeldRealIsTheRenderedOne: a real the mass removal guard holds is
+// built as render built it while its instance was there: a negative
+// weight raised to 0, one above the kernel's bound clamped, the same
+// thresholds.
+func TestHeldRealIsTheRenderedOne(t *testing.T) {
+	cfg := oneService(t, `removal_hold = "10s"`)
+	vs := cfg.VirtualServices[0]
+	t0 := time.Unix(1_700_000_000, 0)
+	four := []*catalog.Instance{
+		inst("n1", "10.1.0.11", 80), inst("n2", "10.1.0.12", 80), inst("n3", "10.1.0.13", 80), inst("n4", "10.1.0.14", 80),
+	}
+	four[1].Weights.Passing = -3
+	four[2].Weights.Passing = MaxWeight + 10
+	four[3].Meta = map[string]string{lvs.MetaUpperThreshold: "100"}
+	tr := &Tracker{VanishedFor: vs.RemovalHold}
+	snap := snapshot(map[string][]*catalog.Instance{"web": four})
+	rendered := RenderAt(cfg, snap, tr.Observe(snap, t0)).State[vs.Key()].Reals
+	snap = snapshot(map[string][]*catalog.Instance{"web": four[:1]})
+	held := RenderAt(cfg, snap, tr.Observe(snap, t0.Add(time.Second))).State[vs.Key()].Reals
+	if len(held) != 4 {
+		t.Fatalf("%d reals after 3 of 4 vanished, want 4 held", len(held))
+	}
+	for rk, r := range rendered {
+		if held[rk] != r {
+			t.Errorf("%s held as %+v, rendered as %+v", rk, held[rk], r)
+		}
+	}
+}
