@@ -265,3 +265,34 @@ func TestHeldRealIsTheRenderedOne(t *testing.T) {
 		}
 	}
 }
+
+// TestMassRemovalGuardLetsARollingDeployThrough: a rolling deploy, one
+// instance at a time, a new one registered and passing before an old one
+// is deregistered, a second apart, all within removal_hold: what vanished
+// is replaced, nothing is held, each old real goes at once.
+func TestMassRemovalGuardLetsARollingDeployThrough(t *testing.T) {
+	cfg := oneService(t, `removal_hold = "10s"`)
+	vs := cfg.VirtualServices[0]
+	t0 := time.Unix(1_700_000_000, 0)
+	var live []*catalog.Instance
+	for i := range 4 {
+		live = append(live, inst(fmt.Sprintf("old%d", i), fmt.Sprintf("10.1.0.%d", 11+i), 80))
+	}
+	tr := &Tracker{VanishedFor: vs.RemovalHold}
+	at := t0
+	observe := func() Result {
+		snap := snapshot(map[string][]*catalog.Instance{"web": live})
+		at = at.Add(500 * time.Millisecond)
+		return RenderAt(cfg, snap, tr.Observe(snap, at))
+	}
+	observe()
+	for i := range 4 {
+		live = append(live, inst(fmt.Sprintf("new%d", i), fmt.Sprintf("10.1.1.%d", 11+i), 80))
+		observe()
+		live = live[1:] // the oldest goes
+		res := observe()
+		if n := len(res.State[vs.Key()].Reals); n != 4 || len(res.Holds) != 0 {
+			t.Fatalf("step %d: %d reals, holds %+v; want 4, nothing held", i+1, n, res.Holds)
+		}
+	}
+}

@@ -313,9 +313,9 @@ func (c candidate) server(vs *config.VirtualService, in *catalog.Instance, note 
 
 // holdVanished is the mass removal guard: when instances that vanished
 // from the catalog (not for their health) within removal_hold, in one
-// update or several, are more than max_removal of the reals the service
-// had before the first of them, their reals are kept as they were until
-// removal_hold after that first, so that an agent that restarts and re-registers, a
+// update or several, less those that arrived since and serve, are more
+// than max_removal of the reals the service had before the first of them,
+// their reals are kept as they were until removal_hold after that first, so that an agent that restarts and re-registers, a
 // snapshot restore or a renamed service does not empty the pool. It tells
 // whether a held real serves.
 func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origins map[lvs.RealKey]Origin, decisions *[]Decision, out *rendered) (serving bool) {
@@ -323,8 +323,13 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 		return false
 	}
 	present := make(map[InstanceKey]bool, len(*decisions))
+	var rendered []InstanceKey // the reals of the catalog now
 	for _, d := range *decisions {
-		present[InstanceKey{Node: d.Instance.Node, ID: d.Instance.ID}] = true
+		k := InstanceKey{Node: d.Instance.Node, ID: d.Instance.ID}
+		present[k] = true
+		if d.In {
+			rendered = append(rendered, k)
+		}
 	}
 	// reals counts the instances of a list that were serving reals of this
 	// virtual service, as they were last seen (their notes were logged
@@ -344,18 +349,24 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 		return n
 	}
 	// A burst of vanishings is judged like one update: from the oldest
-	// remembered, each vanishing not yet in a burst starts one, which
-	// counts every instance that vanished within removal_hold of it
-	// against what the service had just before it. One that goes over
-	// max_removal holds them all until removal_hold after its first, and
-	// takes in the vanishings it counted; one that does not leaves the next
-	// vanishing to start its own. Split over any number of updates, a mass
-	// removal is still one.
+	// remembered, each vanishing not yet in a burst starts one, in which
+	// the reals the service had just before it that vanished within
+	// removal_hold of it, less the reals rendered now that were not there
+	// before it, are the reals lost: a rolling deploy, one instance at a
+	// time, however fast, loses none. A burst that loses more than
+	// max_removal holds what vanished in it until removal_hold after its
+	// first, and takes in the vanishings it counted; one that does not
+	// leaves the next vanishing to start its own. Split over any number of
+	// updates, a mass removal is still one.
 	vanishings := h.Vanished[vs.Service]
 	for i := 0; i < len(vanishings); i++ {
 		first := vanishings[i]
 		until := first.At.Add(vs.RemovalHold)
-		var burst []*catalog.Instance
+		had := make(map[InstanceKey]bool, len(first.Before))
+		for _, in := range first.Before {
+			had[InstanceKey{Node: in.Node, ID: in.ID}] = true
+		}
+		var burst, lost []*catalog.Instance
 		counted := map[InstanceKey]bool{}
 		last := i
 		for j := i; j < len(vanishings) && vanishings[j].At.Before(until); j++ {
@@ -364,11 +375,20 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 				if k := (InstanceKey{Node: in.Node, ID: in.ID}); !counted[k] {
 					counted[k] = true
 					burst = append(burst, in)
+					if had[k] {
+						lost = append(lost, in)
+					}
 				}
 			}
 		}
-		gone, before := reals(burst, nil), reals(first.Before, nil)
-		if gone == 0 || !vs.MaxRemoval.Exceeded(gone, before) {
+		arrived := 0
+		for _, k := range rendered {
+			if !had[k] {
+				arrived++
+			}
+		}
+		gone, before := reals(lost, nil), reals(first.Before, nil)
+		if gone-arrived <= 0 || !vs.MaxRemoval.Exceeded(gone-arrived, before) {
 			continue // no mass removal: those reals simply went
 		}
 		i = last // the burst's vanishings start none of their own
