@@ -37,9 +37,9 @@ type History struct {
 
 // Vanishing is one update in which instances of a service left the
 // catalog: those that left, and all the service had just before, as last
-// seen, so that whether it starts a mass removal is decided by what
-// vanished within removal_hold from then on, counted against what the
-// service had before it, never by a later change of health.
+// seen, so that whether it starts a mass removal is decided by how many of
+// those reals vanished within removal_hold from then on, net of the reals
+// that arrived, never by a later change of health of what vanished.
 type Vanishing struct {
 	At     time.Time
 	Gone   []*catalog.Instance
