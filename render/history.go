@@ -20,10 +20,10 @@ type History struct {
 	// being so: flap damping counts its hold from then, the pass, not
 	// from the failure.
 	Recovered map[InstanceKey]time.Time
-	// Vanished are the updates, less than Tracker.VanishedFor ago, in which
-	// instances left the catalog (deregistered, their service renamed, a
-	// snapshot restored), by Consul service: the mass removal guard may
-	// hold them.
+	// Vanished are the updates, less than twice Tracker.VanishedFor ago,
+	// in which instances left the catalog (deregistered, their service
+	// renamed, a snapshot restored), by Consul service, oldest first: the
+	// mass removal guard may hold them.
 	Vanished map[string][]Vanishing
 	// PagesDown names the virtual services whose local maintenance page
 	// cannot be served (its address would not bind): their local fallback
@@ -37,8 +37,9 @@ type History struct {
 
 // Vanishing is one update in which instances of a service left the
 // catalog: those that left, and all the service had just before, as last
-// seen, so that whether it was a mass removal is decided by that update
-// alone, never by what happens later.
+// seen, so that whether it starts a mass removal is decided by how many of
+// those reals vanished within removal_hold from then on, net of the reals
+// that arrived, never by a later change of health of what vanished.
 type Vanishing struct {
 	At     time.Time
 	Gone   []*catalog.Instance
@@ -59,8 +60,11 @@ type Tracker struct {
 	last      map[InstanceKey]*catalog.Instance
 	vanished  map[string][]Vanishing
 	seeded    bool
-	// VanishedFor is how long an instance that left is remembered: the
-	// longest removal_hold of the config (0: not at all).
+	// VanishedFor is the longest removal_hold of the config (0: the guard
+	// is off). An instance that left is remembered for twice as long: a
+	// burst of vanishings is held for removal_hold from its first, and a
+	// later vanishing within it must still be seen to belong to it when
+	// that first's hold has ended.
 	VanishedFor time.Duration
 }
 
@@ -78,7 +82,7 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 		t.vanished = map[string][]Vanishing{}
 	}
 	for name, vs := range t.vanished { // forget what left long enough ago
-		vs = slices.DeleteFunc(vs, func(v Vanishing) bool { return !now.Before(v.At.Add(t.VanishedFor)) })
+		vs = slices.DeleteFunc(vs, func(v Vanishing) bool { return !now.Before(v.At.Add(2 * t.VanishedFor)) })
 		if len(vs) == 0 {
 			delete(t.vanished, name)
 		} else {
@@ -186,8 +190,8 @@ func (t *Tracker) At(now time.Time) History {
 
 // maxVanishings bounds the vanishings remembered of one service: a
 // service that loses instances this often within removal_hold is being
-// rolled, not emptied by accident, and the mass removal guard looks at
-// each update on its own.
+// rolled, not emptied by accident, and the mass removal guard counts a
+// burst from the oldest vanishing it remembers.
 const maxVanishings = 8
 
 // Len is how many instances the tracker remembers of the live catalog,

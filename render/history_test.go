@@ -236,3 +236,63 @@ func TestMassRemovalGuard(t *testing.T) {
 		t.Error("with removal_hold 0s vanished reals were held")
 	}
 }
+
+// TestHeldRealIsTheRenderedOne: a real the mass removal guard holds is
+// built as render built it while its instance was there: a negative
+// weight raised to 0, one above the kernel's bound clamped, the same
+// thresholds.
+func TestHeldRealIsTheRenderedOne(t *testing.T) {
+	cfg := oneService(t, `removal_hold = "10s"`)
+	vs := cfg.VirtualServices[0]
+	t0 := time.Unix(1_700_000_000, 0)
+	four := []*catalog.Instance{
+		inst("n1", "10.1.0.11", 80), inst("n2", "10.1.0.12", 80), inst("n3", "10.1.0.13", 80), inst("n4", "10.1.0.14", 80),
+	}
+	four[1].Weights.Passing = -3
+	four[2].Weights.Passing = MaxWeight + 10
+	four[3].Meta = map[string]string{lvs.MetaUpperThreshold: "100"}
+	tr := &Tracker{VanishedFor: vs.RemovalHold}
+	snap := snapshot(map[string][]*catalog.Instance{"web": four})
+	rendered := RenderAt(cfg, snap, tr.Observe(snap, t0)).State[vs.Key()].Reals
+	snap = snapshot(map[string][]*catalog.Instance{"web": four[:1]})
+	held := RenderAt(cfg, snap, tr.Observe(snap, t0.Add(time.Second))).State[vs.Key()].Reals
+	if len(held) != 4 {
+		t.Fatalf("%d reals after 3 of 4 vanished, want 4 held", len(held))
+	}
+	for rk, r := range rendered {
+		if held[rk] != r {
+			t.Errorf("%s held as %+v, rendered as %+v", rk, held[rk], r)
+		}
+	}
+}
+
+// TestMassRemovalGuardLetsARollingDeployThrough: a rolling deploy, one
+// instance at a time, a new one registered and passing before an old one
+// is deregistered, a second apart, all within removal_hold: what vanished
+// is replaced, nothing is held, each old real goes at once.
+func TestMassRemovalGuardLetsARollingDeployThrough(t *testing.T) {
+	cfg := oneService(t, `removal_hold = "10s"`)
+	vs := cfg.VirtualServices[0]
+	t0 := time.Unix(1_700_000_000, 0)
+	var live []*catalog.Instance
+	for i := range 4 {
+		live = append(live, inst(fmt.Sprintf("old%d", i), fmt.Sprintf("10.1.0.%d", 11+i), 80))
+	}
+	tr := &Tracker{VanishedFor: vs.RemovalHold}
+	at := t0
+	observe := func() Result {
+		snap := snapshot(map[string][]*catalog.Instance{"web": live})
+		at = at.Add(500 * time.Millisecond)
+		return RenderAt(cfg, snap, tr.Observe(snap, at))
+	}
+	observe()
+	for i := range 4 {
+		live = append(live, inst(fmt.Sprintf("new%d", i), fmt.Sprintf("10.1.1.%d", 11+i), 80))
+		observe()
+		live = live[1:] // the oldest goes
+		res := observe()
+		if n := len(res.State[vs.Key()].Reals); n != 4 || len(res.Holds) != 0 {
+			t.Fatalf("step %d: %d reals, holds %+v; want 4, nothing held", i+1, n, res.Holds)
+		}
+	}
+}

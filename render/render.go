@@ -195,45 +195,22 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 
 	serving := false
 	for _, in := range instances {
-		if !in.HasTags(vs.Tags) {
-			decisions = append(decisions, Decision{Instance: in, Rule: leftOut("lacks one of the tags %q", vs.Tags)})
+		c := candidateOf(vs, in, h, func(msg string, inUse bool) {
+			out.notes = append(out.notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: msg, InUse: inUse})
+		})
+		if !c.next.IsZero() && (out.next.IsZero() || c.next.Before(out.next)) {
+			out.next = c.next
+		}
+		if !c.ok {
+			decisions = append(decisions, Decision{Instance: in, Rule: c.rule})
 			continue
 		}
-		rule, next := decide(vs, in, h)
-		if !next.IsZero() && (out.next.IsZero() || next.Before(out.next)) {
-			out.next = next
-		}
-		if !rule.In() && rule.Source() != SourceMaintenance {
-			decisions = append(decisions, Decision{Instance: in, Rule: rule})
-			continue
-		}
-		rk, why, short, warn := realOf(vs, in)
-		if why != "" {
-			note(in, "%s", why)
-			decisions = append(decisions, Decision{Instance: in, Rule: leftOut("%s", short)})
-			continue
-		}
-		if warn != "" {
-			out.notes = append(out.notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: warn, InUse: true})
-		}
+		rule, rk, weight, warn := c.rule, c.rk, c.weight, c.warn
 		if rule.Source() == SourceMaintenance {
 			d := Decision{Instance: in, Real: rk, Rule: rule, Warning: warn}
 			decisions = append(decisions, d)
 			draining = append(draining, d)
 			continue
-		}
-		weight := rule.Weight // Consul's, which the rule quotes
-		switch {
-		case weight > MaxWeight:
-			note(in, "weight %d clamped to %d", weight, MaxWeight)
-			weight = MaxWeight
-		case weight < 0: // the kernel refuses it (ERANGE)
-			note(in, "weight %d raised to 0", weight)
-			weight = 0
-		}
-		if weight < 0 { // the kernel takes none; found by FuzzRender
-			note(in, "weight %d clamped to 0", weight)
-			weight = 0
 		}
 		if prev, dup := svc.Reals[rk]; dup {
 			// Two instances behind one real server (gate and ipip keep the
@@ -250,8 +227,7 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 				}
 			}
 		}
-		upper, lower := thresholds(vs, in, func(format string, args ...any) { note(in, format, args...) })
-		svc.Reals[rk] = ipvs.Real{Weight: weight, Forward: vs.Forwarding, UpperThreshold: upper, LowerThreshold: lower}
+		svc.Reals[rk] = c.server(vs, in, func(format string, args ...any) { note(in, format, args...) })
 		origins[rk] = Origin{Source: rule.Source(), Node: in.Node, InstanceID: in.ID, Status: in.Status}
 		decisions = append(decisions, Decision{Instance: in, In: true, Real: rk, Weight: weight, Rule: rule, Warning: warn})
 		serving = serving || weight > 0
@@ -274,10 +250,72 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	return out
 }
 
+// candidate is what one instance makes of a real server of vs, before the
+// virtual service's other instances are looked at (two behind one real):
+// what the reals render keeps and those the mass removal guard holds are
+// both built by candidateOf and server.
+type candidate struct {
+	rule Rule      // what decides the instance, or why it is left out
+	next time.Time // when time alone changes the rule (zero: never)
+	// ok tells whether the instance is a real at all: serving (rule.In),
+	// or in maintenance, draining. rk is its key, weight its rule's weight
+	// within what the kernel takes, warn a caveat about it.
+	ok     bool
+	rk     lvs.RealKey
+	weight int
+	warn   string
+}
+
+// candidateOf puts an instance through the pipeline of a real: tags,
+// decide, realOf, the weight's bounds. noted receives what it notes, in
+// order: why the instance cannot be a real, a caveat about one it is
+// (inUse), a weight out of bounds.
+func candidateOf(vs *config.VirtualService, in *catalog.Instance, h History, noted func(msg string, inUse bool)) (c candidate) {
+	if !in.HasTags(vs.Tags) {
+		c.rule = leftOut("lacks one of the tags %q", vs.Tags)
+		return c
+	}
+	c.rule, c.next = decide(vs, in, h)
+	if !c.rule.In() && c.rule.Source() != SourceMaintenance {
+		return c
+	}
+	rk, why, short, warn := realOf(vs, in)
+	if why != "" {
+		noted(why, false)
+		c.rule = leftOut("%s", short)
+		return c
+	}
+	if warn != "" {
+		noted(warn, true)
+	}
+	c.ok, c.rk, c.warn = true, rk, warn
+	if c.rule.Source() == SourceMaintenance {
+		return c
+	}
+	c.weight = c.rule.Weight // Consul's, which the rule quotes
+	switch {
+	case c.weight > MaxWeight:
+		noted(fmt.Sprintf("weight %d clamped to %d", c.weight, MaxWeight), false)
+		c.weight = MaxWeight
+	case c.weight < 0: // the kernel refuses it (ERANGE); found by FuzzRender
+		noted(fmt.Sprintf("weight %d raised to 0", c.weight), false)
+		c.weight = 0
+	}
+	return c
+}
+
+// server is the real server a candidate makes: its weight, vs's forwarding
+// and the instance's connection thresholds.
+func (c candidate) server(vs *config.VirtualService, in *catalog.Instance, note func(format string, args ...any)) ipvs.Real {
+	upper, lower := thresholds(vs, in, note)
+	return ipvs.Real{Weight: c.weight, Forward: vs.Forwarding, UpperThreshold: upper, LowerThreshold: lower}
+}
+
 // holdVanished is the mass removal guard: when instances that vanished
-// from the catalog (not for their health) are more than max_removal of the
-// service's reals, within removal_hold of vanishing, their reals are kept
-// as they were, so that an agent that restarts and re-registers, a
+// from the catalog (not for their health) within removal_hold, in one
+// update or several, less those that arrived since and serve, are more
+// than max_removal of the reals the service had before the first of them,
+// their reals are kept as they were until removal_hold after that first, so that an agent that restarts and re-registers, a
 // snapshot restore or a renamed service does not empty the pool. It tells
 // whether a held real serves.
 func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origins map[lvs.RealKey]Origin, decisions *[]Decision, out *rendered) (serving bool) {
@@ -285,50 +323,90 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 		return false
 	}
 	present := make(map[InstanceKey]bool, len(*decisions))
+	var rendered []InstanceKey // the reals of the catalog now
 	for _, d := range *decisions {
-		present[InstanceKey{Node: d.Instance.Node, ID: d.Instance.ID}] = true
+		k := InstanceKey{Node: d.Instance.Node, ID: d.Instance.ID}
+		present[k] = true
+		if d.In {
+			rendered = append(rendered, k)
+		}
 	}
-	// reals counts the instances of a list that were reals of this virtual
-	// service, as they were last seen.
-	reals := func(ins []*catalog.Instance, each func(*catalog.Instance, lvs.RealKey, Rule)) int {
+	// reals counts the instances of a list that were serving reals of this
+	// virtual service, as they were last seen (their notes were logged
+	// while they were there).
+	reals := func(ins []*catalog.Instance, each func(*catalog.Instance, candidate)) int {
 		n := 0
 		for _, in := range ins {
-			if !in.HasTags(vs.Tags) {
-				continue
-			}
-			rule, _ := decide(vs, in, h)
-			rk, why, _, _ := realOf(vs, in)
-			if !rule.In() || why != "" {
+			c := candidateOf(vs, in, h, func(string, bool) {})
+			if !c.ok || !c.rule.In() {
 				continue
 			}
 			n++
 			if each != nil {
-				each(in, rk, rule)
+				each(in, c)
 			}
 		}
 		return n
 	}
-	for _, v := range h.Vanished[vs.Service] {
-		until := v.At.Add(vs.RemovalHold)
-		if !h.Now.Before(until) {
-			continue
+	// A burst of vanishings is judged like one update: from the oldest
+	// remembered, each vanishing not yet in a burst starts one, in which
+	// the reals the service had just before it that vanished within
+	// removal_hold of it, less the reals rendered now that were not there
+	// before it, are the reals lost: a rolling deploy, one instance at a
+	// time, however fast, loses none. A burst that loses more than
+	// max_removal holds what vanished in it until removal_hold after its
+	// first, and takes in the vanishings it counted; one that does not
+	// leaves the next vanishing to start its own. Split over any number of
+	// updates, a mass removal is still one.
+	vanishings := h.Vanished[vs.Service]
+	for i := 0; i < len(vanishings); i++ {
+		first := vanishings[i]
+		until := first.At.Add(vs.RemovalHold)
+		had := make(map[InstanceKey]bool, len(first.Before))
+		for _, in := range first.Before {
+			had[InstanceKey{Node: in.Node, ID: in.ID}] = true
 		}
-		gone, before := reals(v.Gone, nil), reals(v.Before, nil)
-		if gone == 0 || !vs.MaxRemoval.Exceeded(gone, before) {
+		var burst, lost []*catalog.Instance
+		counted := map[InstanceKey]bool{}
+		last := i
+		for j := i; j < len(vanishings) && vanishings[j].At.Before(until); j++ {
+			last = j
+			for _, in := range vanishings[j].Gone {
+				if k := (InstanceKey{Node: in.Node, ID: in.ID}); !counted[k] {
+					counted[k] = true
+					burst = append(burst, in)
+					if had[k] {
+						lost = append(lost, in)
+					}
+				}
+			}
+		}
+		arrived := 0
+		for _, k := range rendered {
+			if !had[k] {
+				arrived++
+			}
+		}
+		gone, before := reals(lost, nil), reals(first.Before, nil)
+		if gone-arrived <= 0 || !vs.MaxRemoval.Exceeded(gone-arrived, before) {
 			continue // no mass removal: those reals simply went
 		}
+		i = last // the burst's vanishings start none of their own
+		if !h.Now.Before(until) {
+			continue // held, and the hold is over
+		}
 		held := 0
-		reals(v.Gone, func(in *catalog.Instance, rk lvs.RealKey, rule Rule) {
+		reals(burst, func(in *catalog.Instance, c candidate) {
+			rk := c.rk
 			if present[InstanceKey{Node: in.Node, ID: in.ID}] {
 				return // back
 			}
 			if _, taken := svc.Reals[rk]; taken {
 				return
 			}
-			r := Rule{Kind: RuleRemovalHold, Weight: min(rule.Weight, MaxWeight), Until: until, Vanished: gone, Of: before,
+			r := Rule{Kind: RuleRemovalHold, Weight: c.weight, Until: until, Vanished: gone, Of: before,
 				limit: vs.MaxRemoval, hold: vs.RemovalHold}
-			upper, lower := thresholds(vs, in, func(string, ...any) {}) // noted while it was there
-			svc.Reals[rk] = ipvs.Real{Weight: r.Weight, Forward: vs.Forwarding, UpperThreshold: upper, LowerThreshold: lower}
+			svc.Reals[rk] = c.server(vs, in, func(string, ...any) {})
 			origins[rk] = Origin{Source: SourceHeld, Node: in.Node, InstanceID: in.ID, Status: in.Status}
 			*decisions = append(*decisions, Decision{Instance: in, In: true, Real: rk, Weight: r.Weight, Rule: r})
 			serving = serving || r.Weight > 0

@@ -2,6 +2,7 @@ package consul_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -142,10 +143,9 @@ func TestFetchAgainstRealConsul(t *testing.T) {
 }
 
 // TestSetTokenAsksAgainAtOnce, against an agent with ACLs on: a source
-// whose token cannot read gets answers filtered by ACLs; SetToken (what a
-// reload does after re-reading token_file) ends the blocking queries in
-// flight, which ask again with the new token at once, not after their
-// wait time.
+// whose token cannot read gets answers filtered by ACLs; SetToken ends the
+// blocking queries in flight, which ask again with the new token at once,
+// not after their wait time.
 func TestSetTokenAsksAgainAtOnce(t *testing.T) {
 	agent := testconsul.StartWithACLs(t)
 	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthPassing)
@@ -176,6 +176,77 @@ node_prefix "" { policy = "read" }`)
 	}
 	if s.Services["web"].FilteredByACLs {
 		t.Error("the answer read with the new token is still filtered")
+	}
+}
+
+// TestWithTokenLeavesTheSourceAlone, against an agent with ACLs on: a
+// source with a new token (a reload's, after re-reading token_file) reads
+// with it from its first query, and the source it came from (the running
+// config's) still reads with its own.
+func TestWithTokenLeavesTheSourceAlone(t *testing.T) {
+	agent := testconsul.StartWithACLs(t)
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthPassing)
+	weak, _ := agent.Token(t, "weak", `service_prefix "" { policy = "read" }`)
+	strong, _ := agent.Token(t, "strong", `service_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }`)
+	conf := api.DefaultConfig()
+	conf.Address, conf.Token, conf.TokenFile = agent.HTTPAddr, "", ""
+	client, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := consul.NewSource(client, consul.Options{MinInterval: 10 * time.Millisecond})
+	running.SetToken(weak)
+	reloaded := running.WithToken(strong)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := <-reloaded.Watch(ctx, []string{"web"}, nil)
+	if svc := s.Services["web"]; svc == nil || svc.FilteredByACLs || len(svc.Instances) != 1 {
+		t.Fatalf("read with the new token: %+v, want the instance", svc)
+	}
+	s, err = running.Fetch(ctx, []string{"web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc := s.Services["web"]; svc == nil || !svc.FilteredByACLs {
+		t.Errorf("the running source read %+v, want it still on its own token (filtered by acls)", svc)
+	}
+}
+
+// TestNodeTaggedAddressChangeSeen: a node's tagged addresses change (its
+// lan_ipv6, on and off), the node's address does not: a service at its
+// node's address is read again at once, not at the backstop resync (an
+// hour away here).
+func TestNodeTaggedAddressChangeSeen(t *testing.T) {
+	agent := testconsul.Start(t)
+	node := func(lanIPv6 string) {
+		t.Helper()
+		reg := &api.CatalogRegistration{Node: "n6", Address: "10.1.0.16", TaggedAddresses: map[string]string{"lan_ipv4": "10.1.0.16"}}
+		if lanIPv6 != "" {
+			reg.TaggedAddresses["lan_ipv6"] = lanIPv6
+		}
+		if _, err := agent.Client.Catalog().Register(reg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node("fd00:1::16")
+	if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{Node: "n6", Address: "10.1.0.16", SkipNodeUpdate: true,
+		Service: &api.AgentService{ID: "web6", Service: "web", Port: 8086}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	src := consul.NewSource(agent.Client, consul.Options{MinInterval: 10 * time.Millisecond, ResyncInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := src.Watch(ctx, []string{"web"}, nil)
+	lanIPv6 := func(want string) func([]*catalog.Instance) bool {
+		return func(ins []*catalog.Instance) bool {
+			return len(ins) == 1 && ins[0].TaggedAddresses[catalog.LANIPv6].Address == want
+		}
+	}
+	next(t, snaps, "the node's lan_ipv6", lanIPv6("fd00:1::16"))
+	for _, addr := range []string{"fd00:1::26", "", "fd00:1::36"} {
+		node(addr)
+		next(t, snaps, fmt.Sprintf("the node's lan_ipv6 changed to %q", addr), lanIPv6(addr))
 	}
 }
 

@@ -20,8 +20,9 @@
 //     service check that changed names its service; a node check
 //     (ServiceID "") names every watched service with an instance on that
 //     node. Those services are re-read at once ("urgent").
-//   - /v1/catalog/nodes is diffed by node → address: a node whose address
-//     changed, or that left, names the services on it.
+//   - /v1/catalog/nodes is diffed by node → addresses (its address and its
+//     tagged addresses lan_ipv4, wan_ipv4, lan_ipv6, wan_ipv6): a node
+//     whose addresses changed, or that left, names the services on it.
 //   - /v1/catalog/services moves on every registration, deregistration and
 //     in-place edit (address, port, weights, tags, meta) anywhere in the
 //     datacenter, but its body (name → tags) does not say which service
@@ -50,7 +51,9 @@
 //     seen by catalog/services (index moves) → sweep.
 //   - In-place edits of address, port, weights, tags, meta: catalog/services
 //     index moves, body often not → sweep.
-//   - Node address changes: not in catalog/services at all → catalog/nodes.
+//   - Node address changes, and changes of a node's tagged addresses (which
+//     an instance at its node's address takes): not in catalog/services at
+//     all → catalog/nodes.
 //   - A node event while a read of a service on that node is in flight:
 //     the node index built from answers does not know of the instance yet.
 //     Every node event is stamped; an answer issued before an event on one
@@ -58,15 +61,16 @@
 //   - A change while a read of that service is in flight: re-read after it.
 //   - A change a read saw before its feed showed it, undone before that feed
 //     answered again (node maintenance, a node or service check, a node's
-//     address, on and off within one rate-limit interval): the feed's two
-//     answers are alike and their diff names nothing, yet the read holds
-//     the change. Every answer is compared with the last answers of the
-//     health-state and node feeds (its checks in each status, its nodes'
-//     addresses); one that differs from a feed's is re-read at that feed's
-//     next answer, which must come, since the feed has a change to show;
-//     at once if that feed answered while the read was out, or if the read
-//     was ?stale. A difference the feeds never resolve (ACLs that show a
-//     feed less than a read) costs a read per answer of that feed.
+//     address or tagged address, on and off within one rate-limit
+//     interval): the feed's two answers are alike and their diff names
+//     nothing, yet the read holds the change. Every answer is compared with
+//     the last answers of the health-state and node feeds (its checks in
+//     each status, its nodes' addresses and tagged addresses); one that
+//     differs from a feed's is re-read at that feed's next answer, which
+//     must come, since the feed has a change to show; at once if that feed
+//     answered while the read was out, or if the read was ?stale. A
+//     difference the feeds never resolve (ACLs that show a feed less than a
+//     read) costs a read per answer of that feed.
 //   - Changes between start and the feeds' first answers: the first sweep
 //     starts only once all four feeds have answered once, so every later
 //     change moves a feed past the index it already holds.

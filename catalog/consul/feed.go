@@ -185,7 +185,8 @@ func agreesWithState(v stateView, status string, svc *catalog.Service) bool {
 }
 
 // agreesWithNodes reports whether the nodes under a read's instances have,
-// in the nodes feed's last answer, the addresses the read saw.
+// in the nodes feed's last answer, the addresses the read saw (as
+// nodeAddresses puts them).
 func agreesWithNodes(nodes, read map[string]string) bool {
 	for n, addr := range read {
 		if a, ok := nodes[n]; !ok || a != addr {
@@ -221,7 +222,7 @@ func diffChecks(old, cur stateView) (services, nodes []string) {
 	return services, nodes
 }
 
-// diffNodes returns the nodes whose address changed or that left.
+// diffNodes returns the nodes whose addresses changed or that left.
 func diffNodes(old, cur map[string]string) []string {
 	var nodes []string
 	for n, addr := range old {
@@ -232,14 +233,29 @@ func diffNodes(old, cur map[string]string) []string {
 	return nodes
 }
 
+// nodeAddrs is each node's addresses, as nodeAddresses puts them.
 func nodeAddrs(nodes []*api.Node) map[string]string {
 	m := make(map[string]string, len(nodes))
 	for _, n := range nodes {
 		if n != nil {
-			m[n.Node] = n.Address
+			m[n.Node] = nodeAddresses(n)
 		}
 	}
 	return m
+}
+
+// nodeAddresses is what an instance at its node's address takes of the
+// node, in one comparable string: the node's address and its tagged
+// addresses of the kinds render uses (lan_ipv6 and the like), so that a
+// change of either names the services on the node.
+func nodeAddresses(n *api.Node) string {
+	s := n.Address
+	for _, tag := range []string{catalog.LANIPv4, catalog.WANIPv4, catalog.LANIPv6, catalog.WANIPv6} {
+		if a := n.TaggedAddresses[tag]; a != "" {
+			s += " " + tag + "=" + a
+		}
+	}
+	return s
 }
 
 // watchedTags keeps the catalog/services body of the watched names only.

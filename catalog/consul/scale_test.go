@@ -401,9 +401,9 @@ func TestNoChangeMissed(t *testing.T) {
 	for c := range changes {
 		burst := c / burstLen
 		in := m.pick()
-		k := m.rng.IntN(10)
+		k := m.rng.IntN(11)
 		if burst%2 == 0 {
-			k = 2 + m.rng.IntN(4) // flip, maintenance, node check or address
+			k = 2 + m.rng.IntN(5) // flip, maintenance, node check, address or tagged address
 		}
 		switch {
 		case k == 0 || in == nil:
@@ -463,6 +463,14 @@ func TestNoChangeMissed(t *testing.T) {
 			n := m.nodes[m.rng.IntN(len(m.nodes))]
 			m.nodeAddr[n] = fmt.Sprintf("10.0.%d.%d", 1+m.rng.IntN(250), 1+m.rng.IntN(250))
 			write("node address", &api.CatalogRegistration{Node: n, Address: m.nodeAddr[n]})
+		case k == 6:
+			kinds["node tagged address"]++
+			n := m.nodes[m.rng.IntN(len(m.nodes))]
+			tagged := map[string]string{}
+			if m.rng.IntN(3) != 0 { // else none
+				tagged["lan_ipv6"] = fmt.Sprintf("fd00:%x::%x", 1+m.rng.IntN(250), 1+m.rng.IntN(250))
+			}
+			write("node tagged address", &api.CatalogRegistration{Node: n, Address: m.nodeAddr[n], TaggedAddresses: tagged})
 		default:
 			field := []string{"address", "port", "weights", "tags", "meta"}[m.rng.IntN(5)]
 			kinds["edit "+field]++
@@ -519,8 +527,8 @@ func describe(s *catalog.Service) string {
 		for _, c := range in.Checks {
 			checks = append(checks, c.CheckID+"="+c.Status)
 		}
-		parts = append(parts, fmt.Sprintf("%s@%s %s:%d %v %v w=%v %s nm=%v sm=%v checks=%v",
-			in.ID, in.Node, in.Address, in.Port, in.Tags, in.Meta, in.Weights, in.Status, in.NodeMaintenance, in.ServiceMaintenance, checks))
+		parts = append(parts, fmt.Sprintf("%s@%s %s:%d %v %v w=%v %s nm=%v sm=%v checks=%v tagged=%v",
+			in.ID, in.Node, in.Address, in.Port, in.Tags, in.Meta, in.Weights, in.Status, in.NodeMaintenance, in.ServiceMaintenance, checks, in.TaggedAddresses))
 	}
 	return "[" + strings.Join(parts, "; ") + "]"
 }

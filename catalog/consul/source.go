@@ -209,7 +209,8 @@ func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot
 }
 
 // read asks for one service's instances without blocking. It returns the
-// addresses of the nodes under them too, which the service leaves out.
+// addresses of the nodes under them too (as nodeAddresses puts them), for
+// the nodes feed's to be compared with.
 func (s *Source) read(ctx context.Context, name string, stale bool, obs catalog.Observer) (*catalog.Service, map[string]string, error) {
 	q, done, _ := s.query(ctx, &api.QueryOptions{Datacenter: s.opts.Datacenter, AllowStale: stale})
 	entries, meta, err := s.api.Service(name, q)
@@ -221,7 +222,7 @@ func (s *Source) read(ctx context.Context, name string, stale bool, obs catalog.
 	nodes := map[string]string{}
 	for _, e := range entries {
 		if e != nil && e.Service != nil && e.Node != nil {
-			nodes[e.Node.Node] = e.Node.Address
+			nodes[e.Node.Node] = nodeAddresses(e.Node)
 		}
 	}
 	return newService(name, entries, meta), nodes, nil

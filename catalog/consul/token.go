@@ -53,3 +53,15 @@ func (s *Source) query(ctx context.Context, q *api.QueryOptions) (qo *api.QueryO
 	stop := context.AfterFunc(changed, cancel)
 	return q.WithContext(qctx), func() { stop(); cancel() }, func() bool { return ctx.Err() == nil && changed.Err() != nil }
 }
+
+// WithToken is a source that reads through the same client and budget as
+// s, with the token t: a reloaded config's watch carries its new token
+// from its first query, while the running config's watch keeps s's, so
+// that the token changes with the config or, when the reload is given up,
+// not at all. s is left as it is.
+func (s *Source) WithToken(t string) *Source {
+	n := newSource(s.api, s.opts)
+	n.sleep, n.jitter, n.watched = s.sleep, s.jitter, s.watched
+	n.tok.value = t
+	return n
+}

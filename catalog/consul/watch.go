@@ -43,7 +43,7 @@ type readResult struct {
 	name  string
 	stale bool
 	svc   *catalog.Service
-	nodes map[string]string // node → address, under svc's instances
+	nodes map[string]string // node → its addresses, under svc's instances
 	err   error
 }
 

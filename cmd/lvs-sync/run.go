@@ -146,38 +146,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	reload := func(why string) {
-		next, err := config.Load(*path)
-		var diags *config.DiagnosticsError
-		switch {
-		case errors.As(err, &diags):
-			metrics.ConfigReload(false)
-			log.Error("config reload rejected; the running config stays", "trigger", why, "config", *path, "problems", len(diags.Diags))
-			for _, line := range strings.Split(diags.Error(), "\n") {
-				log.Error("config problem", "diagnostic", line)
-			}
-		case err != nil:
-			metrics.ConfigReload(false)
-			log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
-		default:
-			next = withFlags(next)
-			if next.Consul.TokenFile != "" {
-				token, err := readToken(next.Consul.TokenFile)
-				if err != nil {
-					metrics.ConfigReload(false)
-					log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
-					return
-				}
-				src.SetToken(token)
-			}
-			for _, name := range cfg.NeedsRestart(next) {
-				log.Warn("a changed setting takes effect only after a restart; the running value stays", "setting", name)
-			}
-			log.Info("config read; it takes over once its services answer", "trigger", why, "config", *path,
-				"virtual_services", len(next.VirtualServices))
-			d.Reload(next, why)
-		}
-	}
+	reload := (&reloader{path: *path, running: cfg, withFlags: withFlags, d: d,
+		withToken: func(t string) daemon.Source { return src.WithToken(t) }, metrics: metrics, log: log}).reload
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -222,7 +222,8 @@ func (l *loop) nextEvent() (time.Time, bool) {
 }
 
 // synced schedules what follows a sync: a retry after a failure, the next
-// periodic reconcile, and the next time time alone calls for one.
+// periodic reconcile (after a full sync, or when none is due within the
+// running config's interval), and the next time time alone calls for one.
 func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 	l.sched.cancel(TriggerCatalog)
 	l.sched.cancel(TriggerRetry)
@@ -240,8 +241,14 @@ func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 		l.pending = time.Time{}
 		l.changed = map[string]bool{} // rendered: from now on, what changes
 	}
+	// The periodic reconcile counts from the last full sync: a catalog or
+	// timer sync looks only at what changed and must not push it away, or
+	// drift in a quiet service is never repaired while another is busy.
 	interval := l.d.cfg.Director.ReconcileInterval
-	l.sched.at(TriggerReconcile, now.Add(interval+rand.N(interval/10+1)))
+	latest := now.Add(interval + interval/10)
+	if due := l.sched.due[TriggerReconcile]; t.Full() || due.IsZero() || due.After(latest) {
+		l.sched.at(TriggerReconcile, now.Add(interval+rand.N(interval/10+1)))
+	}
 	if !wake.IsZero() {
 		l.sched.at(TriggerTimer, wake)
 	}
@@ -251,7 +258,7 @@ func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 // complete snapshot, and on return it leaves the kernel as it is.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.servePages(d.cfg)
-	l := &loop{d: d, cur: d.startWatch(ctx, d.cfg)}
+	l := &loop{d: d, cur: d.startWatch(ctx, d.cfg, d.opts.Source)}
 	defer func() {
 		l.cur.stop()
 		if l.next != nil {

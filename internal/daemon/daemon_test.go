@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -275,7 +276,7 @@ node_prefix "" { policy = "read" }`
 	waitFor(t, "converged", 10*time.Second, func() bool { return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), want) })
 
 	agent.SetRules(t, policy, "lvs-sync", `service_prefix "" { policy = "read" }`)
-	r.d.Reload(mustConfig(t, webConfig), "test")
+	r.d.Reload(mustConfig(t, webConfig), nil, "test")
 	waitFor(t, "health to name the acls", 10*time.Second, func() bool {
 		ok, why := r.d.Health()
 		return !ok && strings.Contains(why, "acls")
@@ -291,10 +292,56 @@ node_prefix "" { policy = "read" }`
 	}
 
 	agent.SetRules(t, policy, "lvs-sync", full)
-	r.d.Reload(mustConfig(t, webConfig), "test")
+	r.d.Reload(mustConfig(t, webConfig), nil, "test")
 	waitFor(t, "healthy again", 10*time.Second, func() bool { ok, _ := r.d.Health(); return ok })
 	agent.SetStatus(t, "web2", api.HealthCritical, "down")
 	waitFor(t, "following consul again", 10*time.Second, func() bool {
 		return testenv.SameWeights(reals(kernel.State(), "10.10.10.60:80"), map[string]int{"10.1.0.11:80": 5})
 	})
+}
+
+// TestDaemonHoldsDeregistrationsOneAfterAnother: three of four healthy
+// instances deregistered one after another, three API calls a few
+// milliseconds apart (a departing agent, a broken deploy), are held like
+// one mass removal with the defaults (max_removal 50%, removal_hold 10s):
+// the four reals stay for removal_hold, then the three go.
+func TestDaemonHoldsDeregistrationsOneAfterAnother(t *testing.T) {
+	agent := testconsul.Start(t)
+	for i := range 4 {
+		agent.Register(t, &api.AgentServiceRegistration{ID: fmt.Sprintf("web%d", i+1), Name: "web",
+			Address: fmt.Sprintf("10.1.0.%d", 11+i), Port: 80}, api.HealthPassing)
+	}
+	kernel := ipvstest.New(ipvs.State{})
+	d := start(t, Options{Config: mustConfig(t, gateConfig("")), Source: source(agent.Client), Kernel: kernel})
+	defer d.stop(t)
+	web := func() map[string]int { return reals(kernel.State(), "10.10.10.60:80") }
+	all := map[string]int{"10.1.0.11:80": 1, "10.1.0.12:80": 1, "10.1.0.13:80": 1, "10.1.0.14:80": 1}
+	waitFor(t, "four reals", 10*time.Second, func() bool { return testenv.SameWeights(web(), all) })
+
+	for _, id := range []string{"web2", "web3", "web4"} {
+		if err := agent.Client.Agent().ServiceDeregister(id); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Millisecond) // apart, as separate updates
+	}
+	deregistered := time.Now()
+	// The hold counts from when lvs-sync saw the first of them, after the
+	// calls: until 8s after the last call it must have all four.
+	for time.Since(deregistered) < 8*time.Second {
+		if got := web(); !testenv.SameWeights(got, all) {
+			t.Fatalf("%s after the deregistrations the kernel has %v, want all four held", time.Since(deregistered).Round(time.Millisecond), got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, "the three go after removal_hold", 20*time.Second, func() bool {
+		return testenv.SameWeights(web(), map[string]int{"10.1.0.11:80": 1})
+	})
+	t.Logf("the held reals went %s after the deregistrations", time.Since(deregistered).Round(time.Millisecond))
+	holds := 0
+	for _, rep := range d.all() {
+		holds = max(holds, len(rep.Desired.Holds))
+	}
+	if holds != 1 {
+		t.Errorf("at most %d holds at once, want one", holds)
+	}
 }

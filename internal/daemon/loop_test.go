@@ -54,7 +54,7 @@ func newHarnessLogged(t testing.TB, cfg string, kernel *ipvstest.Kernel, log hcl
 		t.Fatal(err)
 	}
 	h.d = d
-	h.l = &loop{d: d, cur: d.startWatch(context.Background(), d.cfg)}
+	h.l = &loop{d: d, cur: d.startWatch(context.Background(), d.cfg, d.opts.Source)}
 	return h
 }
 
@@ -762,4 +762,89 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestLoopHoldsAMassDeregistrationSplitOverUpdates: three of four instances
+// deregistered one after another, each in its own update and sync, a few
+// milliseconds apart, are held like one mass removal: all four reals stay
+// for removal_hold (the default, 10s) from the first, then the three go.
+func TestLoopHoldsAMassDeregistrationSplitOverUpdates(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, gateConfig(""), kernel) // max_removal 50%, removal_hold 10s
+	web3, web4 := instance("web3", "10.1.0.13", catalog.Passing, 1), instance("web4", "10.1.0.14", catalog.Passing, 1)
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing), web3, web4)
+	h.untilNext()
+	all := map[string]int{"10.1.0.11:80": 5, "10.1.0.12:80": 1, "10.1.0.13:80": 1, "10.1.0.14:80": 1}
+	first := h.clock.Now()
+	for i, left := range [][]*catalog.Instance{
+		{web1(catalog.Passing), web2(catalog.Passing), web3},
+		{web1(catalog.Passing), web2(catalog.Passing)},
+		{web1(catalog.Passing)},
+	} {
+		h.snapshot(left...)
+		if got := h.untilNext(); got != TriggerCatalog {
+			t.Fatalf("update %d: fired %s, want its catalog sync", i+1, got)
+		}
+	}
+	if !testenv.SameWeights(h.web(), all) {
+		t.Fatalf("after 3 of 4 vanished one per update the kernel has %v, want all 4 held", h.web())
+	}
+	if len(h.d.state.holds) != 1 {
+		t.Errorf("holds %v, want one", h.d.state.holds)
+	}
+	for h.clock.Since(first) < 10*time.Second {
+		h.untilNext()
+		if h.clock.Since(first) < 10*time.Second && !testenv.SameWeights(h.web(), all) {
+			t.Fatalf("%s after the first vanished the kernel has %v, want all 4 held", h.clock.Since(first), h.web())
+		}
+	}
+	if !testenv.SameWeights(h.web(), map[string]int{"10.1.0.11:80": 5}) {
+		t.Errorf("after the hold (%s) the kernel has %v, want only web1", h.clock.Since(first), h.web())
+	}
+}
+
+func (w *watches) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.list)
+}
+
+// TestReloadSourceGoesWithTheConfig: a reload with its own source (a new
+// token) watches through it; given up, the running source stays the
+// running config's, and the next reload without one watches through it;
+// taken over, the reload's source becomes the running one.
+func TestReloadSourceGoesWithTheConfig(t *testing.T) {
+	h := newHarness(t, gateConfig(""), ipvstest.New(ipvs.State{}))
+	running := h.src
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+
+	withNewToken := &watches{}
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), src: withNewToken, trigger: "test"}, h.clock.Now())
+	if withNewToken.count() != 1 || running.count() != 1 {
+		t.Fatalf("the reload watches through the new source %d times, the running one %d; want 1 and 1 (its first)", withNewToken.count(), running.count())
+	}
+	h.advance(30 * time.Second) // never answers: given up
+	if h.l.next != nil {
+		t.Fatal("the reload was not given up")
+	}
+	if h.l.cur.src != Source(running) {
+		t.Fatal("a reload given up left its source running")
+	}
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), trigger: "test"}, h.clock.Now())
+	if withNewToken.count() != 1 || running.count() != 2 {
+		t.Fatalf("after a given-up reload, the next watches through the given-up source (%d watches) and the running one (%d); want 1 and 2",
+			withNewToken.count(), running.count())
+	}
+
+	// Taken over: the reload's source runs from now on.
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), src: withNewToken, trigger: "test"}, h.clock.Now())
+	h.l.switchTo(catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", Instances: []*catalog.Instance{web1(catalog.Passing)}}}}, h.clock.Now())
+	if h.l.cur.src != Source(withNewToken) {
+		t.Fatal("the reload's source did not take over with its config")
+	}
+	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), trigger: "test"}, h.clock.Now())
+	if withNewToken.count() != 3 || running.count() != 2 {
+		t.Errorf("after the switch a reload watches through the new source %d times, the old %d; want 3 and 2", withNewToken.count(), running.count())
+	}
 }

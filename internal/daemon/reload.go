@@ -15,22 +15,27 @@ import (
 	"github.com/lvs-sync/lvs-sync/render"
 )
 
-// reloadRequest is a new config and what asked for it (SIGHUP, a file
+// reloadRequest is a new config, the source to watch its services
+// through (nil: the running one), and what asked for it (SIGHUP, a file
 // change), for the logs.
 type reloadRequest struct {
 	cfg     *config.Config
+	src     Source
 	trigger string
 }
 
 // Reload hands the loop a new, already validated config. The running
 // config stays in charge until the new one's Consul services have all
 // answered; then what it adds, changes and removes is applied as a diff.
-func (d *Daemon) Reload(cfg *config.Config, trigger string) {
+// src, when not nil, is the source the new config is watched through (one
+// with a new token): it becomes the running source when the config takes
+// over, and is dropped with it when the reload is given up.
+func (d *Daemon) Reload(cfg *config.Config, src Source, trigger string) {
 	select {
 	case <-d.reload: // a newer one replaces a pending one
 	default:
 	}
-	d.reload <- reloadRequest{cfg: cfg, trigger: trigger}
+	d.reload <- reloadRequest{cfg: cfg, src: src, trigger: trigger}
 }
 
 // pages lists the local maintenance pages the config asks for.
@@ -47,6 +52,7 @@ func pages(cfg *config.Config) []fallback.Page {
 // watch is one running watch of a config's Consul services.
 type watch struct {
 	cfg     *config.Config
+	src     Source // what it watches through
 	trigger string // what asked for it, for a reload
 	snaps   <-chan catalog.Snapshot
 	stop    context.CancelFunc
@@ -54,12 +60,13 @@ type watch struct {
 	by time.Time
 }
 
-// startWatch starts watching cfg's services until the watch is stopped.
-func (d *Daemon) startWatch(ctx context.Context, cfg *config.Config) *watch {
+// startWatch starts watching cfg's services through src until the watch
+// is stopped.
+func (d *Daemon) startWatch(ctx context.Context, cfg *config.Config, src Source) *watch {
 	services := cfg.Services()
 	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(cfg.VirtualServices))
 	ctx, cancel := context.WithCancel(ctx)
-	return &watch{cfg: cfg, snaps: d.opts.Source.Watch(ctx, services, d), stop: cancel}
+	return &watch{cfg: cfg, src: src, snaps: src.Watch(ctx, services, d), stop: cancel}
 }
 
 // servePages serves the local maintenance pages cfg asks for, and notes
@@ -109,13 +116,17 @@ func (l *loop) reload(ctx context.Context, r reloadRequest, now time.Time) {
 	}
 	l.d.log.Info("reloading the config: waiting for its services to answer", "virtual_services", len(cfg.VirtualServices),
 		"timeout", l.d.opts.ReloadTimeout)
-	l.next = l.d.startWatch(ctx, cfg)
+	src := r.src
+	if src == nil {
+		src = l.cur.src
+	}
+	l.next = l.d.startWatch(ctx, cfg, src)
 	l.next.by, l.next.trigger = now.Add(l.d.opts.ReloadTimeout), r.trigger
 }
 
-// switchTo makes the reload's watch the running one, on its first
-// complete snapshot: the new config's changes are applied as a diff at
-// the next sync, which compares everything.
+// switchTo makes the reload's watch, and so its source, the running one,
+// on its first complete snapshot: the new config's changes are applied as
+// a diff at the next sync, which compares everything.
 func (l *loop) switchTo(s catalog.Snapshot, now time.Time) {
 	l.cur.stop()
 	l.cur, l.next = l.next, nil

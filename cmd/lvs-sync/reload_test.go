@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/daemon"
+)
+
+// tokenSource is a catalog source and the token it carries.
+type tokenSource struct {
+	daemon.Source
+	token string
+}
+
+// withToken is s with another token, as consul.Source.WithToken.
+func (s *tokenSource) withToken(t string) daemon.Source { return &tokenSource{token: t} }
+
+// pendingReloads is a daemon that takes no reload: the new config's
+// services never answer, and it gives the reload up.
+type pendingReloads struct {
+	reqs []*config.Config
+	srcs []daemon.Source
+}
+
+func (d *pendingReloads) Reload(cfg *config.Config, src daemon.Source, _ string) {
+	d.reqs, d.srcs = append(d.reqs, cfg), append(d.srcs, src)
+}
+
+// TestReloadKeepsTheTokenUntilTheConfigTakesOver: a reload with a new
+// token_file must not switch the running source to the new token before
+// the new config takes over; one the daemon gives up leaves the old token.
+func TestReloadKeepsTheTokenUntilTheConfigTakesOver(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	cfgPath := writeConfig(t, fmt.Sprintf(`
+consul {
+  token_file = %q
+}
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}`, tokenFile))
+	if err := os.WriteFile(tokenFile, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := &tokenSource{token: "old"}
+	d := &pendingReloads{}
+	r := &reloader{path: cfgPath, running: cfg, withFlags: func(c *config.Config) *config.Config { return c },
+		withToken: running.withToken, d: d, log: hclog.NewNullLogger()}
+	if err := os.WriteFile(tokenFile, []byte("new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.reload("SIGHUP")
+	if len(d.reqs) != 1 {
+		t.Fatalf("%d reloads handed to the daemon, want 1", len(d.reqs))
+	}
+	if running.token != "old" {
+		t.Errorf("a reload the daemon has not taken (and will give up) switched the running source to token %q, want %q", running.token, "old")
+	}
+	// The new token goes with the config: its watch carries it.
+	if src, ok := d.srcs[0].(*tokenSource); !ok || src.token != "new" {
+		t.Errorf("the reload's source is %#v, want one with token %q", d.srcs[0], "new")
+	}
+	// Without token_file, the running source stays.
+	if err := os.WriteFile(cfgPath, []byte(`virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.reload("SIGHUP")
+	if len(d.srcs) != 2 || d.srcs[1] != nil {
+		t.Errorf("a reload without token_file watches through %#v, want the running source (nil)", d.srcs[len(d.srcs)-1])
+	}
+}
