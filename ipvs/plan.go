@@ -48,16 +48,18 @@ type Planned struct {
 // `plan` prints them and `status` shows what is pending, so the three can
 // never tell different stories.
 //
-// A service is lvs-sync's if it made it (Owned), or if it is desired and
-// the kernel does not have it yet, or has it and Adopt allows; every
-// other service is foreign and neither read nor touched — a desired one
-// among them is a conflict.
+// Whose a service is, Owner decides (in.Owner()): lvs-sync's are planned,
+// conflicts are listed, foreign ones are neither read nor touched.
 func Changes(in Input) Planned {
-	owned := func(k lvs.ServiceKey) bool { return in.Owned != nil && in.Owned(k) }
+	owner := in.Owner()
+	whose := func(k lvs.ServiceKey) Claim {
+		_, exists := in.Current[k]
+		return owner.Whose(k, exists)
+	}
 	p := Planned{Kept: make(map[lvs.ServiceKey]bool, len(in.Desired))}
 	desired := make(State, len(in.Desired))
 	for k, svc := range in.Desired {
-		if _, exists := in.Current[k]; exists && !owned(k) && (in.Adopt == nil || !in.Adopt(k)) {
+		if whose(k) == Conflict {
 			p.Conflicts = append(p.Conflicts, k)
 			continue
 		}
@@ -65,7 +67,7 @@ func Changes(in Input) Planned {
 		p.Kept[k] = true
 	}
 	slices.SortFunc(p.Conflicts, lvs.ServiceKey.Compare)
-	ours := func(k lvs.ServiceKey) bool { return desired[k] != nil || owned(k) }
+	ours := func(k lvs.ServiceKey) bool { return whose(k) == Ours }
 	current := in.Current.Filter(ours)
 	adjusted := desired
 	if in.Drains != nil {
@@ -107,10 +109,8 @@ func (s Scope) Full() bool { return s.Keys == nil && s.Skip == nil }
 // Kept and Leaving cover the services in scope only; Foreign is filled in
 // for a scope of every service.
 func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Result, error) {
-	owned := func(key lvs.ServiceKey) bool { return in.Owned != nil && in.Owned(key) }
-	inScope := func(key lvs.ServiceKey) bool {
-		return scope.In(key) && (in.Desired[key] != nil || owned(key))
-	}
+	owner := in.Owner()
+	inScope := func(key lvs.ServiceKey) bool { return scope.In(key) && owner.MayBeOurs(key) }
 	var current State
 	var err error
 	var foreign []lvs.ServiceKey
@@ -125,7 +125,7 @@ func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Resu
 	} else {
 		current, err = Read(k, inScope)
 		for key := range current {
-			if !owned(key) && (in.Desired[key] == nil || (in.Adopt == nil || !in.Adopt(key))) {
+			if owner.Whose(key, true) != Ours {
 				foreign = append(foreign, key)
 			}
 		}

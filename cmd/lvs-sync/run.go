@@ -24,7 +24,6 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/ipvs/genl"
-	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func runRun(args []string, stdout, stderr io.Writer) int {
@@ -242,18 +241,16 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		c.log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
 	}
-	ours := func(k lvs.ServiceKey) bool { return own.Owns(k) || c.res.State[k] != nil }
-	current, err := ipvs.Read(kernel, ours) // every service, the reals of these
+	// What a run starting now would do: a fresh drainer, as after a
+	// restart, finds the leaving reals that still have connections and
+	// drains them.
+	in := ipvs.Input{Desired: c.res.State, Owned: own.Owns, Adopt: c.cfg.Adopts, Drains: daemon.NewDrainer(c.cfg), Now: time.Now()}
+	in.Current, err = ipvs.Read(kernel, in.Owner().MayBeOurs) // every service, the reals of those that may be lvs-sync's
 	if err != nil {
 		c.log.Error("cannot read the kernel's ipvs table", "error", err)
 		return 1
 	}
-	// What a run starting now would do: a fresh drainer, as after a
-	// restart, finds the leaving reals that still have connections and
-	// drains them.
-	drains := daemon.NewDrainer(c.cfg)
-	planned := ipvs.Changes(ipvs.Input{Desired: c.res.State, Current: current, Owned: own.Owns, Adopt: c.cfg.Adopts,
-		Drains: drains, Now: time.Now()})
+	planned := ipvs.Changes(in)
 	for _, k := range planned.Conflicts {
 		c.log.Warn("the kernel already has this virtual service and lvs-sync did not make it: run leaves it untouched; set adopt = true to take it over",
 			"virtual_service", c.cfg.VirtualServiceAt(k).Name, "service", k)
