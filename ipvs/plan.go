@@ -25,6 +25,10 @@ type Input struct {
 	// finish; nil deletes them at once.
 	Drains *Drainer
 	Now    time.Time
+	// Claim, when set, is called by Reconcile before it applies anything,
+	// with the services the plan makes lvs-sync's that Owned does not
+	// say are yet (Planned.Claimed): the state file is written ahead.
+	Claim func([]lvs.ServiceKey)
 }
 
 // Planned is a plan and what it leaves for later.
@@ -107,7 +111,8 @@ func (s Scope) Full() bool { return s.Keys == nil && s.Skip == nil }
 // of a few keys reads those only: on a director with a thousand services,
 // a change to one costs a request and a dump, not a listing of them all.
 // Kept and Leaving cover the services in scope only; Foreign is filled in
-// for a scope of every service.
+// for a scope of every service. The services the plan makes lvs-sync's
+// are handed to in.Claim before the first change.
 func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Result, error) {
 	owner := in.Owner()
 	inScope := func(key lvs.ServiceKey) bool { return scope.In(key) && owner.MayBeOurs(key) }
@@ -136,6 +141,11 @@ func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Resu
 	}
 	in.Desired, in.Current = in.Desired.Filter(inScope), current.Filter(inScope)
 	p := Changes(in)
+	if in.Claim != nil {
+		if claimed := p.Claimed(in.Owned); len(claimed) > 0 {
+			in.Claim(claimed) // before any change: a crash in the apply leaves them lvs-sync's
+		}
+	}
 	res := Apply(k, p.Plan, log)
 	res.Foreign = foreign
 	return p, res, nil

@@ -168,8 +168,18 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	if frozen != nil {
 		scope.Skip = func(k lvs.ServiceKey) bool { return frozen[k] }
 	}
+	// Ownership is written ahead: what the plan is about to make or take
+	// over is recorded before the first change, and forgotten only after
+	// its delete succeeded (below), so that a crash in between leaves no
+	// service of lvs-sync's looking like someone else's.
 	own := d.opts.Ownership
-	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now}
+	var previously []lvs.ServiceKey // owned before the claim, if any
+	claimed := false
+	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now,
+		Claim: func(keys []lvs.ServiceKey) {
+			previously, claimed = own.Keys(), true
+			d.saved(own.Change(keys, nil))
+		}}
 	planned, result, err := ipvs.Reconcile(d.opts.Kernel, in, scope, d.log.Named("ipvs"))
 	if err != nil {
 		st.lastApplied = nil
@@ -195,7 +205,6 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	// conflict, and leaving ones still draining), less what it released
 	// (deleted, or gone); a full sync also retries a failed write and
 	// repairs the VIPs, a scoped one changes them only with what it owns.
-	claimed := planned.Claimed(own.Owns)
 	var candidates []lvs.ServiceKey // the owned services of the scope
 	if scope.Keys == nil {
 		candidates = own.Keys()
@@ -208,9 +217,11 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	}
 	released := planned.Released(candidates, scope, result)
 	var vipErr error
-	if scope.Keys == nil || len(claimed)+len(released) > 0 {
-		previously := own.Keys()
-		d.saved(own.Change(claimed, released))
+	if scope.Keys == nil || claimed || len(released) > 0 {
+		if !claimed {
+			previously = own.Keys()
+		}
+		d.saved(own.Change(nil, released))
 		vipErr = d.syncVIPs(own.Keys(), previously)
 	}
 	if result.Err() == nil && vipErr == nil {
