@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -59,6 +60,7 @@ type rawHA struct {
 
 type rawAPI struct {
 	Address                *string  `hcl:"address,optional"`
+	TokenFile              *string  `hcl:"token_file,optional"`
 	ConsulUnreachableAfter *string  `hcl:"consul_unreachable_after,optional"`
 	Body                   hcl.Body `hcl:",body"`
 	Remain                 hcl.Body `hcl:",remain"`
@@ -240,6 +242,16 @@ func decodeAPI(ra *rawAPI) (API, hcl.Diagnostics) {
 		a.Address = *ra.Address
 		if err := validAPIAddress(a.Address); err != nil {
 			diags = append(diags, at.errorf("address", "Invalid address", "%s", err))
+		} else if a.Address != "" && !netip.MustParseAddrPort(a.Address).Addr().IsLoopback() {
+			diags = append(diags, at.warnf("address", "API reachable from other hosts",
+				"%q is not a loopback address: other hosts can read the director's state and, with the token, change it; "+
+					"listen on 127.0.0.1 unless they must", a.Address))
+		}
+	}
+	if ra.TokenFile != nil {
+		a.TokenFile = *ra.TokenFile
+		if a.TokenFile == "" {
+			diags = append(diags, at.errorf("token_file", "Invalid token_file", "empty: name the file holding the token, or leave token_file out"))
 		}
 	}
 	if ra.ConsulUnreachableAfter != nil {

@@ -77,13 +77,17 @@ type Consul struct {
 	MaxConnections int
 }
 
-// API is lvs-sync's local HTTP API: /v1/status, /v1/health, /metrics.
+// API is lvs-sync's local HTTP API: /v1/status, /v1/health, /metrics,
+// and for an HA pair /v1/ha and POST /v1/ha/handover.
 type API struct {
 	// Address to listen on; "" turns the API off.
 	Address string
 	// ConsulUnreachableAfter is how long Consul may fail to answer before
 	// /v1/health reports lvs-sync unhealthy.
 	ConsulUnreachableAfter time.Duration
+	// TokenFile holds the bearer token of the calls that change state
+	// (POST /v1/ha/handover); without it they are refused.
+	TokenFile string
 }
 
 // Director holds the settings of the director host itself.
@@ -356,6 +360,7 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	check("log_level", c.LogLevel != next.LogLevel)
 	check("log_json", c.LogJSON != next.LogJSON)
 	check("api.address", c.API.Address != next.API.Address)
+	check("api.token_file", c.API.TokenFile != next.API.TokenFile)
 	check("director.state_file", c.Director.StateFile != next.Director.StateFile)
 	check("director.vip_interface", c.Director.VIPInterface != next.Director.VIPInterface)
 	check("director.cleanup_on_exit", c.Director.CleanupOnExit != next.Director.CleanupOnExit)

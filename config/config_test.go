@@ -133,6 +133,34 @@ director {
 	}
 }
 
+// TestAPISettings: token_file is decoded; an address other hosts can
+// reach is valid, with a warning at its position.
+func TestAPISettings(t *testing.T) {
+	cfg, err := Parse([]byte("api {\n  address    = \"127.0.0.1:9400\"\n  token_file = \"/etc/lvs-sync/api.token\"\n}\n"), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.TokenFile != "/etc/lvs-sync/api.token" || cfg.Warnings != nil {
+		t.Errorf("api %+v, warnings %v", cfg.API, cfg.Warnings)
+	}
+	for _, addr := range []string{"0.0.0.0:9337", "10.0.0.5:9337", "[::]:9337"} {
+		cfg, err := Parse([]byte("api {\n  address = \""+addr+"\"\n}\n"), "t.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `t.hcl:2:13: warning: API reachable from other hosts; api: address: "` + addr + `" is not a loopback address`
+		if cfg.Warnings == nil || !strings.HasPrefix(cfg.Warnings.Error(), want) {
+			t.Errorf("%s: warnings %v, want %s", addr, cfg.Warnings, want)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:9337", "[::1]:9337", ""} {
+		cfg, err := Parse([]byte("api {\n  address = \""+addr+"\"\n}\n"), "t.hcl")
+		if err != nil || cfg.Warnings != nil {
+			t.Errorf("%q: %v, warnings %v; want neither", addr, err, cfg.Warnings)
+		}
+	}
+}
+
 func TestInvalid(t *testing.T) {
 	vs := func(body string) string {
 		return "virtual_service \"web\" {\n" + body + "\n}\n"
@@ -147,6 +175,7 @@ func TestInvalid(t *testing.T) {
 forwarding = "gate"
 weight = 3`), []string{`t.hcl:4:1: error: Unsupported argument; An argument named "weight" is not expected here.`}},
 		{"unknown block", `frontend "x" {}`, []string{`t.hcl:1:1: error: Unsupported block type`}},
+		{"empty api token_file", "api {\n  token_file = \"\"\n}\n", []string{`t.hcl:2:16: error: Invalid token_file; api: token_file: empty`}},
 		{"missing address", vs(`forwarding = "gate"`), []string{`t.hcl:1:23: error: Missing required argument; virtual_service "web" needs address (IP:PORT) or fwmark`}},
 		{"missing forwarding", vs(`address = "10.0.0.1:80"`), []string{`Missing required argument; The argument "forwarding" is required`}},
 		{"hostname address", vs(`address = "www.example.com:80"

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/lvs-sync/lvs-sync/hostnet"
+	"github.com/lvs-sync/lvs-sync/internal/ipvsread"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
@@ -218,8 +219,8 @@ func (l *lvsSync) waitSynced(t *testing.T) {
 	waitFor(t, "lvs-sync's first sync", 15*time.Second, func() bool { return strings.Contains(l.logText(), "synced: reason=") })
 }
 
-var kernel = func() *ipvs.Netlink {
-	k, err := ipvs.OpenNetlink(5*time.Second, nil)
+var kernel = func() *ipvsread.Netlink {
+	k, err := ipvsread.Open(5*time.Second, nil)
 	if err != nil {
 		panic(err)
 	}

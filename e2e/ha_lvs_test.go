@@ -26,12 +26,14 @@ import (
 // once with its one line, so that a build without HA fails, never hangs.
 
 // haConfigText is one director's config: Consul through its management
-// link, the API in its namespace, the VIP's service, the pair's lock.
+// link, the API in its namespace with its token, the VIP's service, the
+// pair's lock.
 const haConfigText = `consul {
   address = "%[1]s"
 }
 api {
-  address = "` + haAPI + `"
+  address    = "` + haAPI + `"
+  token_file = "%[7]s" # ha handover -config sends it
 }
 director {
   reconcile_interval = "2s"
@@ -102,8 +104,12 @@ func registerHA(t *testing.T, service string, addrs ...string) {
 func startHADirector(t *testing.T, i int, lockKey, service string) *haDirector {
 	t.Helper()
 	d := haDirs[i]
-	cfg := filepath.Join(t.TempDir(), "lvs-sync.hcl")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haConfigText, d.consul, haStateDir(d.ns), lockKey, service, d.ns, haTimings())), 0o644); err != nil {
+	dir := t.TempDir()
+	cfg, token := filepath.Join(dir, "lvs-sync.hcl"), filepath.Join(dir, "api.token")
+	if err := os.WriteFile(token, []byte(d.ns+"-handover\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haConfigText, d.consul, haStateDir(d.ns), lockKey, service, d.ns, haTimings(), token)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := &lvsSync{done: make(chan struct{})}

@@ -19,7 +19,7 @@ import (
 )
 
 // TestInKernel builds the guest binaries, boots the VM and runs, in it,
-// the ipvs, ipvs/genl and hostnet packages' kernel tests and this package's traffic
+// the ipvs, ipvs/genl, internal/ipvsread and hostnet packages' kernel tests and this package's traffic
 // tests.
 func TestInKernel(t *testing.T) {
 	stage := vmtest.Stage(t)
@@ -27,6 +27,7 @@ func TestInKernel(t *testing.T) {
 	vmtest.BuildStatic(t, filepath.Join(bin, "lvs-sync"), "./cmd/lvs-sync", false)
 	vmtest.BuildStatic(t, filepath.Join(bin, "ipvs.test"), "./ipvs", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "genl.test"), "./ipvs/genl", true, "vmguest")
+	vmtest.BuildStatic(t, filepath.Join(bin, "ipvsread.test"), "./internal/ipvsread", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "hostnet.test"), "./hostnet", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "e2e.test"), "./e2e", true, "vmguest")
 	agent := testconsul.Start(t)
@@ -66,11 +67,12 @@ func TestInKernel(t *testing.T) {
 	}
 	code := vmtest.Boot(t, stage, vmtest.Options{
 		Files: map[string]string{
-			"/bin/lvs-sync":     filepath.Join(bin, "lvs-sync"),
-			"/bin/ipvs.test":    filepath.Join(bin, "ipvs.test"),
-			"/bin/genl.test":    filepath.Join(bin, "genl.test"),
-			"/bin/hostnet.test": filepath.Join(bin, "hostnet.test"),
-			"/bin/e2e.test":     filepath.Join(bin, "e2e.test"),
+			"/bin/lvs-sync":      filepath.Join(bin, "lvs-sync"),
+			"/bin/ipvs.test":     filepath.Join(bin, "ipvs.test"),
+			"/bin/genl.test":     filepath.Join(bin, "genl.test"),
+			"/bin/ipvsread.test": filepath.Join(bin, "ipvsread.test"),
+			"/bin/hostnet.test":  filepath.Join(bin, "hostnet.test"),
+			"/bin/e2e.test":      filepath.Join(bin, "e2e.test"),
 		},
 		Command: command,
 		Env:     guestEnv(agent),
@@ -91,7 +93,7 @@ func TestInKernel(t *testing.T) {
 
 // guestBinaries are the test binaries TestInKernel runs in the guest, in
 // order: /bin/NAME.test.
-var guestBinaries = []string{"ipvs", "genl", "hostnet", "e2e"}
+var guestBinaries = []string{"ipvs", "genl", "ipvsread", "hostnet", "e2e"}
 
 // guestCommand runs each binary DIR/NAME.test in turn, each to its end,
 // prints one "vmtest: NAME.test exited N" line per binary and fails if

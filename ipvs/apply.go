@@ -45,6 +45,10 @@ type BatchKernel interface {
 // again and diffs anew.
 var ErrOutcomeUnknown = errors.New("outcome unknown: the kernel's answer was lost")
 
+// ErrTimeout is wrapped by a kernel client's error when the kernel did not
+// answer a netlink call in time.
+var ErrTimeout = errors.New("no netlink reply in time")
+
 // Read returns the kernel's table: every service, and the reals of those
 // that want says are of interest (nil: all of them). Reading the reals of
 // foreign services is wasted netlink traffic on a busy director.

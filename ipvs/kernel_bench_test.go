@@ -1,24 +1,28 @@
 //go:build vmguest
 
-package ipvs
+package ipvs_test
 
 import (
+	"errors"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lvs-sync/lvs-sync/internal/ipvsread"
+	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // benchState is 1,000 virtual services of 10 real servers each.
-func benchState(services, reals int) State {
-	st := State{}
+func benchState(services, reals int) ipvs.State {
+	st := ipvs.State{}
 	for i := range services {
 		k := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.AddrFrom4([4]byte{10, 50, byte(i >> 8), byte(i)}), Port: 80}
-		svc := &Service{Scheduler: "wlc", Netmask: lvs.HostMask(k.Addr), Reals: map[lvs.RealKey]Real{}}
+		svc := &ipvs.Service{Scheduler: "wlc", Netmask: lvs.HostMask(k.Addr), Reals: map[lvs.RealKey]ipvs.Real{}}
 		for j := range reals {
 			rk := lvs.RealKey{Addr: netip.AddrFrom4([4]byte{10, 60 + byte(j), byte(i >> 8), byte(i)}), Port: 8080}
-			svc.Reals[rk] = Real{Weight: 1 + j, Forward: lvs.Route}
+			svc.Reals[rk] = ipvs.Real{Weight: 1 + j, Forward: lvs.Route}
 		}
 		st[k] = svc
 	}
@@ -27,9 +31,9 @@ func benchState(services, reals int) State {
 
 // benchSync is what the daemon does on a change: read what is in scope
 // (nil: everything), diff, apply.
-func benchSync(b *testing.B, k *Netlink, desired State, scope Scope) Plan {
+func benchSync(b *testing.B, k *ipvsread.Netlink, desired ipvs.State, scope ipvs.Scope) ipvs.Plan {
 	mine := func(key lvs.ServiceKey) bool { return desired[key] != nil }
-	planned, res, err := Reconcile(k, Input{Desired: desired, Owned: mine, Now: time.Now()}, scope, nil)
+	planned, res, err := ipvs.Reconcile(k, ipvs.Input{Desired: desired, Owned: mine, Now: time.Now()}, scope, nil)
 	plan := planned.Plan
 	if err != nil {
 		b.Fatal(err)
@@ -40,8 +44,8 @@ func benchSync(b *testing.B, k *Netlink, desired State, scope Scope) Plan {
 	return plan
 }
 
-func benchKernel(b *testing.B) *Netlink {
-	k, err := OpenNetlink(30*time.Second, nil)
+func benchKernel(b *testing.B) *ipvsread.Netlink {
+	k, err := ipvsread.Open(30*time.Second, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,10 +53,10 @@ func benchKernel(b *testing.B) *Netlink {
 	return k
 }
 
-func clear(b *testing.B, k *Netlink, st State) {
+func clear(b *testing.B, k *ipvsread.Netlink, st ipvs.State) {
 	b.Helper()
 	for key := range st {
-		if err := k.DelService(key); err != nil && !isGone(err) {
+		if err := k.DelService(key); err != nil && !errors.Is(err, syscall.ESRCH) && !errors.Is(err, syscall.ENOENT) {
 			b.Fatal(err)
 		}
 	}
@@ -67,7 +71,7 @@ func BenchmarkApply1000x10FromEmpty(b *testing.B) {
 	var calls uint64
 	for b.Loop() {
 		before := k.Calls()
-		plan := benchSync(b, k, desired, All)
+		plan := benchSync(b, k, desired, ipvs.All)
 		calls = k.Calls() - before
 		if len(plan) != 11000 {
 			b.Fatalf("plan of %d changes, want 11000", len(plan))
@@ -95,7 +99,7 @@ func benchOneChange(b *testing.B, scoped bool) {
 	k := benchKernel(b)
 	desired := benchState(1000, 10)
 	clear(b, k, desired)
-	benchSync(b, k, desired, All)
+	benchSync(b, k, desired, ipvs.All)
 	b.Cleanup(func() { clear(b, k, desired) })
 	target := desired.SortedKeys()[500]
 	rk := desired[target].SortedReals()[0]
@@ -107,9 +111,9 @@ func benchOneChange(b *testing.B, scoped bool) {
 		r := desired[target].Reals[rk]
 		r.Weight = 100 + i%2
 		desired[target].Reals[rk] = r
-		scope := All
+		scope := ipvs.All
 		if scoped {
-			scope.Keys = Changed(before, desired)
+			scope.Keys = ipvs.Changed(before, desired)
 		}
 		n := k.Calls()
 		if plan := benchSync(b, k, desired, scope); len(plan) != 1 {

@@ -5,35 +5,17 @@
 package ipvs
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
-	mobyipvs "github.com/moby/ipvs"
-
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
-func openKernel(t *testing.T) *Netlink {
-	t.Helper()
-	k, err := OpenNetlink(5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	return k
-}
-
-// TestNetlinkContract runs the kernel contract (contract_test.go) against
-// the kernel: what MemKernel answers, the kernel answers.
-func TestNetlinkContract(t *testing.T) {
-	kernelContractInVM(t, func(t *testing.T) Kernel { return openKernel(t) })
-}
-
 // kernelContractInVM runs the kernel contract against the kernel through
-// the client open returns (genl's too: see genl_kernel_test.go), each
+// the client open returns (moby/ipvs's and genl's: see
+// netlink_kernel_test.go and genl_kernel_test.go), each
 // subtest from an empty table.
 func kernelContractInVM(t *testing.T, open func(*testing.T) Kernel) {
 	testKernelContract(t, func(t *testing.T) Kernel {
@@ -58,25 +40,4 @@ func kernelContractInVM(t *testing.T, open func(*testing.T) Kernel) {
 			c.Close()
 		}
 	})
-}
-
-// TestNetlinkDeadline: a call that does not come back in time fails with
-// ErrTimeout, and the next call gets a fresh socket.
-func TestNetlinkDeadline(t *testing.T) {
-	k, err := OpenNetlink(200*time.Millisecond, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	start := time.Now()
-	err = k.do("a call that hangs", func(h *mobyipvs.Handle) error {
-		time.Sleep(2 * time.Second) // as a lost reply would
-		return nil
-	})
-	if !errors.Is(err, ErrTimeout) || time.Since(start) > time.Second {
-		t.Fatalf("got %v after %v, want ErrTimeout after 200ms", err, time.Since(start))
-	}
-	if _, err := k.Services(); err != nil {
-		t.Errorf("the call after a timeout: %v", err)
-	}
 }

@@ -25,6 +25,10 @@ type Input struct {
 	// finish; nil deletes them at once.
 	Drains *Drainer
 	Now    time.Time
+	// Claim, when set, is called by Reconcile before it applies anything,
+	// with the services the plan makes lvs-sync's that Owned does not
+	// say are yet (Planned.Claimed): the state file is written ahead.
+	Claim func([]lvs.ServiceKey)
 }
 
 // Planned is a plan and what it leaves for later.
@@ -48,16 +52,18 @@ type Planned struct {
 // `plan` prints them and `status` shows what is pending, so the three can
 // never tell different stories.
 //
-// A service is lvs-sync's if it made it (Owned), or if it is desired and
-// the kernel does not have it yet, or has it and Adopt allows; every
-// other service is foreign and neither read nor touched — a desired one
-// among them is a conflict.
+// Whose a service is, Owner decides (in.Owner()): lvs-sync's are planned,
+// conflicts are listed, foreign ones are neither read nor touched.
 func Changes(in Input) Planned {
-	owned := func(k lvs.ServiceKey) bool { return in.Owned != nil && in.Owned(k) }
+	owner := in.Owner()
+	whose := func(k lvs.ServiceKey) Claim {
+		_, exists := in.Current[k]
+		return owner.Whose(k, exists)
+	}
 	p := Planned{Kept: make(map[lvs.ServiceKey]bool, len(in.Desired))}
 	desired := make(State, len(in.Desired))
 	for k, svc := range in.Desired {
-		if _, exists := in.Current[k]; exists && !owned(k) && (in.Adopt == nil || !in.Adopt(k)) {
+		if whose(k) == Conflict {
 			p.Conflicts = append(p.Conflicts, k)
 			continue
 		}
@@ -65,7 +71,7 @@ func Changes(in Input) Planned {
 		p.Kept[k] = true
 	}
 	slices.SortFunc(p.Conflicts, lvs.ServiceKey.Compare)
-	ours := func(k lvs.ServiceKey) bool { return desired[k] != nil || owned(k) }
+	ours := func(k lvs.ServiceKey) bool { return whose(k) == Ours }
 	current := in.Current.Filter(ours)
 	adjusted := desired
 	if in.Drains != nil {
@@ -105,12 +111,11 @@ func (s Scope) Full() bool { return s.Keys == nil && s.Skip == nil }
 // of a few keys reads those only: on a director with a thousand services,
 // a change to one costs a request and a dump, not a listing of them all.
 // Kept and Leaving cover the services in scope only; Foreign is filled in
-// for a scope of every service.
+// for a scope of every service. The services the plan makes lvs-sync's
+// are handed to in.Claim before the first change.
 func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Result, error) {
-	owned := func(key lvs.ServiceKey) bool { return in.Owned != nil && in.Owned(key) }
-	inScope := func(key lvs.ServiceKey) bool {
-		return scope.In(key) && (in.Desired[key] != nil || owned(key))
-	}
+	owner := in.Owner()
+	inScope := func(key lvs.ServiceKey) bool { return scope.In(key) && owner.MayBeOurs(key) }
 	var current State
 	var err error
 	var foreign []lvs.ServiceKey
@@ -125,7 +130,7 @@ func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Resu
 	} else {
 		current, err = Read(k, inScope)
 		for key := range current {
-			if !owned(key) && (in.Desired[key] == nil || (in.Adopt == nil || !in.Adopt(key))) {
+			if owner.Whose(key, true) != Ours {
 				foreign = append(foreign, key)
 			}
 		}
@@ -136,6 +141,11 @@ func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Resu
 	}
 	in.Desired, in.Current = in.Desired.Filter(inScope), current.Filter(inScope)
 	p := Changes(in)
+	if in.Claim != nil {
+		if claimed := p.Claimed(in.Owned); len(claimed) > 0 {
+			in.Claim(claimed) // before any change: a crash in the apply leaves them lvs-sync's
+		}
+	}
 	res := Apply(k, p.Plan, log)
 	res.Foreign = foreign
 	return p, res, nil

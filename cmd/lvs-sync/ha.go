@@ -40,11 +40,25 @@ func runHA(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
-	_, addr, ok := f.resolve(stderr, fs)
+	cfg, addr, ok := f.resolve(stderr, fs)
 	if !ok {
 		return 1
 	}
-	resp, err := apiClient.Post("http://"+addr+"/v1/ha/handover", "application/json", bytes.NewReader(nil))
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/ha/handover", bytes.NewReader(nil))
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if cfg != nil && cfg.API.TokenFile != "" {
+		token, err := readTokenFile("api", cfg.API.TokenFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+			return 1
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := apiClient.Do(req)
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		err = errNotRunning
 	}

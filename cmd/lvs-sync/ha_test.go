@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,11 +28,16 @@ func (fakeDaemon) Explain(string) (status.Explanation, error) {
 }
 func (fakeDaemon) Health() (bool, string) { return true, "" }
 
-// fakeHA is a director that is active until it hands over once.
-type fakeHA struct{ v status.HAView }
+// fakeHA is a director that is active until it hands over once; it
+// counts the handovers it was asked for.
+type fakeHA struct {
+	v     status.HAView
+	asked int
+}
 
 func (f *fakeHA) HAStatus() status.HAView { return f.v }
 func (f *fakeHA) Handover() error {
+	f.asked++
 	if f.v.Role != "active" {
 		return errors.New("this director is not active")
 	}
@@ -41,9 +49,18 @@ func TestHAHandoverAndStatus(t *testing.T) {
 	h := &fakeHA{v: status.HAView{Name: "d1", Role: "active", Epoch: 4, LockHolder: "d1", LeaseEpoch: 4, Peer: "d2",
 		PeerRole: "standby", PeerHeard: time.Now(), ConsulOK: true, Carrier: true, SyncDaemons: "master+backup", Takeovers: 1,
 		LastTakeover: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
-	srv := httptest.NewServer(api.Handler(fakeDaemon{}, prometheus.NewRegistry(), h))
+	srv := httptest.NewServer(api.Handler(fakeDaemon{}, prometheus.NewRegistry(), api.Options{HA: h, Token: "s3cret"}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
+	// The config names the API and its token, as on the director.
+	dir := t.TempDir()
+	tokenFile, cfgFile := filepath.Join(dir, "api.token"), filepath.Join(dir, "lvs.hcl")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("api {\n  address    = %q\n  token_file = %q\n}\n", addr, tokenFile)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	var out, errs bytes.Buffer
 	if code := run([]string{"status", "-api", addr}, &out, &errs); code != 0 {
@@ -64,16 +81,27 @@ func TestHAHandoverAndStatus(t *testing.T) {
 		t.Fatalf("status -json ha %+v (%v)", v.HA, err)
 	}
 
+	// Without the config there is no token: refused, nothing handed over.
 	out.Reset()
-	if code := run([]string{"ha", "handover", "-api", addr}, &out, &errs); code != 0 {
-		t.Fatalf("handover: %d %s", code, errs.String())
+	if code := run([]string{"ha", "handover", "-api", addr}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "handover refused: a change needs the token of api.token_file") {
+		t.Fatalf("handover without the token: %d %q", code, errs.String())
 	}
-	if got := out.String(); got != "handed over: d1 is standby; d2 takes over\n" {
-		t.Fatalf("handover said %q", got)
+	if h.asked != 0 || h.v.Role != "active" {
+		t.Fatalf("a handover without the token reached the director (%d asked, role %s)", h.asked, h.v.Role)
 	}
 	errs.Reset()
-	if code := run([]string{"ha", "handover", "-api", addr}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "handover refused: this director is not active") {
+	if code := run([]string{"ha", "handover", "-config", cfgFile}, &out, &errs); code != 0 {
+		t.Fatalf("handover: %d %s", code, errs.String())
+	}
+	if got := out.String(); got != "handed over: d1 is standby; d2 takes over\n" || h.asked != 1 {
+		t.Fatalf("handover said %q, the director was asked %d times; want once", got, h.asked)
+	}
+	errs.Reset()
+	if code := run([]string{"ha", "handover", "-config", cfgFile}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "handover refused: this director is not active") {
 		t.Fatalf("second handover: %d %q", code, errs.String())
+	}
+	if h.asked != 2 || h.v.Role != "standby" {
+		t.Fatalf("after the refused second handover: asked %d times, role %s; want 2, standby", h.asked, h.v.Role)
 	}
 	errs.Reset()
 	if code := run([]string{"ha"}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "Usage: lvs-sync ha handover") {
@@ -82,7 +110,7 @@ func TestHAHandoverAndStatus(t *testing.T) {
 }
 
 func TestHAHandoverWithoutHA(t *testing.T) {
-	srv := httptest.NewServer(api.Handler(fakeDaemon{}, prometheus.NewRegistry()))
+	srv := httptest.NewServer(api.Handler(fakeDaemon{}, prometheus.NewRegistry(), api.Options{}))
 	defer srv.Close()
 	var out, errs bytes.Buffer
 	if code := run([]string{"ha", "handover", "-api", strings.TrimPrefix(srv.URL, "http://")}, &out, &errs); code != 1 ||

@@ -55,7 +55,7 @@ func operate(t *testing.T, agent *testconsul.Agent, src string) *operated {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(apipkg.Handler(d, reg))
+	srv := httptest.NewServer(apipkg.Handler(d, reg, apipkg.Options{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
@@ -323,7 +323,7 @@ func TestHealthBeforeTheFirstSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(apipkg.Handler(d, prometheus.NewRegistry()))
+	srv := httptest.NewServer(apipkg.Handler(d, prometheus.NewRegistry(), apipkg.Options{}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/v1/health")
 	if err != nil {

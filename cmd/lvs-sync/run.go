@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,7 +25,6 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/ipvs/genl"
-	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func runRun(args []string, stdout, stderr io.Writer) int {
@@ -120,7 +120,13 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	var pair *haPair // with director.ha: VIP placement follows the role
-	var haAPI []api.HA
+	apiOpts := api.Options{}
+	if cfg.API.TokenFile != "" {
+		if apiOpts.Token, err = readTokenFile("api", cfg.API.TokenFile); err != nil {
+			log.Error("cannot read the api token", "error", err)
+			return 1
+		}
+	}
 	if cfg.Director.HA != nil && *dryRun {
 		log.Warn("dry run: director.ha is not started")
 	} else if cfg.Director.HA != nil {
@@ -128,7 +134,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			log.Error("cannot start the ha pair", "error", err)
 			return 1
 		}
-		opts.VIPs, haAPI = pair.host, []api.HA{pair}
+		opts.VIPs, apiOpts.HA = pair.host, pair
 	}
 	d, err := daemon.New(opts)
 	if err != nil {
@@ -136,7 +142,11 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if cfg.API.Address != "" {
-		srv, err := api.Serve(cfg.API.Address, api.Handler(d, registry, haAPI...), log.Named("api"))
+		if a := netip.MustParseAddrPort(cfg.API.Address); *apiAddr != "" && !a.Addr().IsLoopback() {
+			// The config's own address is warned about with its warnings.
+			log.Named("api").Warn("the api listens on an address other hosts can reach; listen on 127.0.0.1 unless they must", "address", a)
+		}
+		srv, err := api.Serve(cfg.API.Address, api.Handler(d, registry, apiOpts), log.Named("api"))
 		if err != nil {
 			log.Error("cannot serve the api", "address", cfg.API.Address, "error", err)
 			return 1
@@ -242,18 +252,16 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		c.log.Error("cannot read which services lvs-sync owns", "error", err)
 		return 1
 	}
-	ours := func(k lvs.ServiceKey) bool { return own.Owns(k) || c.res.State[k] != nil }
-	current, err := ipvs.Read(kernel, ours) // every service, the reals of these
+	// What a run starting now would do: a fresh drainer, as after a
+	// restart, finds the leaving reals that still have connections and
+	// drains them.
+	in := ipvs.Input{Desired: c.res.State, Owned: own.Owns, Adopt: c.cfg.Adopts, Drains: daemon.NewDrainer(c.cfg), Now: time.Now()}
+	in.Current, err = ipvs.Read(kernel, in.Owner().MayBeOurs) // every service, the reals of those that may be lvs-sync's
 	if err != nil {
 		c.log.Error("cannot read the kernel's ipvs table", "error", err)
 		return 1
 	}
-	// What a run starting now would do: a fresh drainer, as after a
-	// restart, finds the leaving reals that still have connections and
-	// drains them.
-	drains := daemon.NewDrainer(c.cfg)
-	planned := ipvs.Changes(ipvs.Input{Desired: c.res.State, Current: current, Owned: own.Owns, Adopt: c.cfg.Adopts,
-		Drains: drains, Now: time.Now()})
+	planned := ipvs.Changes(in)
 	for _, k := range planned.Conflicts {
 		c.log.Warn("the kernel already has this virtual service and lvs-sync did not make it: run leaves it untouched; set adopt = true to take it over",
 			"virtual_service", c.cfg.VirtualServiceAt(k).Name, "service", k)
@@ -266,14 +274,18 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 
 // readToken reads a Consul token file as consul/api does: the first line,
 // trimmed; it must not be empty.
-func readToken(path string) (string, error) {
+func readToken(path string) (string, error) { return readTokenFile("consul", path) }
+
+// readTokenFile reads the token_file of a block (consul, api): its
+// content, trimmed; it must not be empty.
+func readTokenFile(block, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("reading consul token_file %s: %w", path, err)
+		return "", fmt.Errorf("reading %s token_file %s: %w", block, path, err)
 	}
 	token := strings.TrimSpace(string(b))
 	if token == "" {
-		return "", fmt.Errorf("consul token_file %s is empty", path)
+		return "", fmt.Errorf("%s token_file %s is empty", block, path)
 	}
 	return token, nil
 }

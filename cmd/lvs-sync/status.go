@@ -30,7 +30,7 @@ type apiFlags struct {
 func addAPIFlags(fs *flag.FlagSet) apiFlags {
 	return apiFlags{
 		api:    fs.String("api", "", "`ADDRESS` of the running lvs-sync's API (default: the config's api block, else "+config.DefaultAPIAddress+")"),
-		config: fs.String("config", "", "config `PATH`, for the API address and, without a running lvs-sync, the names of its services"),
+		config: fs.String("config", "", "config `PATH`, for the API address and token and, without a running lvs-sync, the names of its services"),
 		json:   fs.Bool("json", false, "print JSON, for scripts"),
 	}
 }

@@ -256,7 +256,9 @@ func TestLoopReconcileRepairsDrift(t *testing.T) {
 	if err := kernel.DelReal(gateKey, real1); err != nil {
 		t.Fatal(err)
 	}
-	// status plans as run does: the next sync adds it back.
+	// status plans as run does: the next sync adds it back (status sees
+	// the kernel as it was at most statusMaxAge ago).
+	h.clock.Advance(statusMaxAge)
 	st, _ = h.d.Status()
 	if want := []string{"ipvsadm -a -t 10.10.10.60:80 -r 10.1.0.11:80 -g -w 5"}; !slices.Equal(st.Pending, want) {
 		t.Errorf("status pending %v, want %v", st.Pending, want)

@@ -41,6 +41,9 @@ type shared struct {
 
 	queryMu   sync.Mutex
 	lastQuery map[string]queryState
+
+	// table is the kernel's table as Status last read it.
+	table kernelTable
 }
 
 // decisionSig is what of a decision counts as a change of it.
@@ -73,6 +76,9 @@ func (s *shared) setConfig(cfg *config.Config) {
 func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, scope ipvs.Scope) {
 	draining := drains.Draining()
 	s := &d.shared
+	if len(r.Plan) > 0 {
+		s.table.changed()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastSync = r.At
@@ -228,9 +234,10 @@ func (d *Daemon) ObserveQuery(query string, index uint64, err error) {
 	d.opts.Metrics.sawQuery(query, index, err)
 }
 
-// Status reads the kernel's whole table and annotates it.
+// Status annotates the kernel's whole table, read at most statusMaxAge
+// ago (or since the last sync that changed it).
 func (d *Daemon) Status() (status.View, error) {
-	current, err := ipvs.Read(d.opts.Kernel, nil)
+	current, err := d.shared.table.read(d.opts.Kernel, d.clock.Now)
 	if err != nil {
 		return status.View{}, fmt.Errorf("reading the kernel: %w", err)
 	}

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -169,8 +168,18 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 	if frozen != nil {
 		scope.Skip = func(k lvs.ServiceKey) bool { return frozen[k] }
 	}
+	// Ownership is written ahead: what the plan is about to make or take
+	// over is recorded before the first change, and forgotten only after
+	// its delete succeeded (below), so that a crash in between leaves no
+	// service of lvs-sync's looking like someone else's.
 	own := d.opts.Ownership
-	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now}
+	var previously []lvs.ServiceKey // owned before the claim, if any
+	claimed := false
+	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now,
+		Claim: func(keys []lvs.ServiceKey) {
+			previously, claimed = own.Keys(), true
+			d.saved(own.Change(keys, nil))
+		}}
 	planned, result, err := ipvs.Reconcile(d.opts.Kernel, in, scope, d.log.Named("ipvs"))
 	if err != nil {
 		st.lastApplied = nil
@@ -192,40 +201,28 @@ func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger,
 		}
 	}
 
-	// Owned from now on: what the plan kept of the services in scope
-	// (desired without a conflict, and leaving ones still draining), what
-	// could not be deleted, and every owned service out of scope.
-	failedDelete := func(k lvs.ServiceKey) bool { return result.Failed[k] != nil }
-	var vipErr error
+	// Owned from now on: what the plan claimed (desired without a
+	// conflict, and leaving ones still draining), less what it released
+	// (deleted, or gone); a full sync also retries a failed write and
+	// repairs the VIPs, a scoped one changes them only with what it owns.
+	var candidates []lvs.ServiceKey // the owned services of the scope
 	if scope.Keys == nil {
-		previously := own.Keys()
-		keep := maps.Clone(planned.Kept)
-		for _, k := range previously {
-			if !scope.In(k) || failedDelete(k) {
-				keep[k] = true
-			}
-		}
-		d.saved(own.Set(keep))
-		vipErr = d.syncVIPs(slices.Collect(maps.Keys(keep)), previously)
+		candidates = own.Keys()
 	} else {
-		// A few services: change those, and the VIPs only if that changed
-		// what lvs-sync owns.
-		var add, remove []lvs.ServiceKey
-		for k := range planned.Kept {
-			if !own.Owns(k) {
-				add = append(add, k)
-			}
-		}
 		for k := range scope.Keys {
-			if scope.In(k) && !planned.Kept[k] && own.Owns(k) && !failedDelete(k) {
-				remove = append(remove, k)
+			if own.Owns(k) {
+				candidates = append(candidates, k)
 			}
 		}
-		if len(add)+len(remove) > 0 {
-			previously := own.Keys()
-			d.saved(own.Change(add, remove))
-			vipErr = d.syncVIPs(own.Keys(), previously)
+	}
+	released := planned.Released(candidates, scope, result)
+	var vipErr error
+	if scope.Keys == nil || claimed || len(released) > 0 {
+		if !claimed {
+			previously = own.Keys()
 		}
+		d.saved(own.Change(nil, released))
+		vipErr = d.syncVIPs(own.Keys(), previously)
 	}
 	if result.Err() == nil && vipErr == nil {
 		st.lastApplied = desired

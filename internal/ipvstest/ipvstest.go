@@ -27,6 +27,11 @@ type Kernel struct {
 	failService map[lvs.ServiceKey]error
 	failReal    map[realOf]error
 	conns       map[realOf]conns
+	// failAfter: after this many more writes (when failErr is set), every
+	// write fails with failErr; failAt runs at the first that fails.
+	failAfter int
+	failErr   error
+	failAt    func()
 }
 
 // realOf names one real of one service.
@@ -88,6 +93,17 @@ func (k *Kernel) FailReal(svc lvs.ServiceKey, rk lvs.RealKey, err error) {
 		return
 	}
 	k.failReal[realOf{svc, rk}] = err
+}
+
+// FailAfter lets the next n writes through and fails every later one with
+// err, as a kernel that stops answering in the middle of an apply; at, if
+// not nil, runs once, at the first write that fails, under the kernel's
+// lock (a test notes there what a process that died at that point left
+// behind). A nil err ends that.
+func (k *Kernel) FailAfter(n int, err error, at func()) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.failAfter, k.failErr, k.failAt = n, err, at
 }
 
 // SetConns sets a real's connection counts, as traffic would: reads report
@@ -156,6 +172,16 @@ func (k *Kernel) change(svc lvs.ServiceKey, rk *lvs.RealKey, write func() error)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls++
+	if k.failErr != nil {
+		if k.failAfter <= 0 {
+			if at := k.failAt; at != nil {
+				k.failAt = nil
+				at()
+			}
+			return k.failErr
+		}
+		k.failAfter--
+	}
 	if err := k.failService[svc]; err != nil {
 		return err
 	}

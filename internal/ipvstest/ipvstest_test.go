@@ -184,3 +184,26 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// TestFailAfter: the writes after the first n fail, at runs once.
+func TestFailAfter(t *testing.T) {
+	k := New(ipvs.State{})
+	boom := errors.New("boom")
+	stopped := 0
+	k.FailAfter(1, boom, func() { stopped++ })
+	if err := k.AddService(web, &ipvs.Service{Scheduler: "rr"}); err != nil {
+		t.Fatalf("the first write: %v", err)
+	}
+	for range 2 {
+		if err := k.AddService(api, &ipvs.Service{Scheduler: "rr"}); !errors.Is(err, boom) {
+			t.Fatalf("a write after the first: %v, want boom", err)
+		}
+	}
+	if stopped != 1 {
+		t.Errorf("at ran %d times, want once", stopped)
+	}
+	k.FailAfter(0, nil, nil)
+	if err := k.AddService(api, &ipvs.Service{Scheduler: "rr"}); err != nil || len(k.State()) != 2 {
+		t.Errorf("after FailAfter(0, nil, nil): %v, %d services", err, len(k.State()))
+	}
+}

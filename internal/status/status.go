@@ -154,6 +154,17 @@ type Input struct {
 	ChangedAt func(vs string, in render.InstanceKey) time.Time
 }
 
+// owner is ipvs's rule of whose a service is, for a view with a config.
+// Without a record (Owns nil) the config's services count as adopted.
+func (in Input) owner() ipvs.Owner {
+	o := ipvs.Owner{Owned: in.Owns, Adopt: in.Config.Adopts,
+		Desired: func(k lvs.ServiceKey) bool { return in.Config.VirtualServiceAt(k) != nil }}
+	if in.Owns == nil {
+		o.Adopt = func(lvs.ServiceKey) bool { return true }
+	}
+	return o
+}
+
 // Services annotates every service of the kernel's table, in ipvsadm
 // order.
 func Services(kernel ipvs.State, in Input) []ServiceView {
@@ -167,18 +178,18 @@ func Services(kernel ipvs.State, in Input) []ServiceView {
 // service annotates one kernel service.
 func (in Input) service(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 	out := kernelService(k, svc)
-	var vs *config.VirtualService
-	if in.Config != nil {
-		vs = in.Config.VirtualServiceAt(k)
+	if in.Config == nil {
+		return out // without a config to tell, say nothing rather than call lvs-sync's own foreign
 	}
+	whose := in.owner().Whose(k, true)
+	vs := in.Config.VirtualServiceAt(k)
 	if vs == nil {
-		// Owned and out of the config: being deleted. Without a config
-		// to tell, say nothing rather than call lvs-sync's own foreign.
-		out.Foreign = in.Config != nil && (in.Owns == nil || !in.Owns(k))
+		// Owned and out of the config: being deleted.
+		out.Foreign = whose == ipvs.Foreign
 		return out
 	}
 	out.Name, out.ConsulService, out.Forwarding = vs.Name, vs.Service, vs.Forwarding.String()
-	if in.Owns != nil && !in.Owns(k) && !vs.Adopt {
+	if whose == ipvs.Conflict {
 		out.Conflict = true
 		return out // not lvs-sync's: nothing it decided applies
 	}

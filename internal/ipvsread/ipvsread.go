@@ -1,7 +1,10 @@
-package ipvs
+// Package ipvsread is the tests' independent reader of the kernel's IPVS:
+// moby/ipvs, a client written by others, against which lvs-sync's own
+// client (ipvs/genl) and the in-memory kernel are checked. Only tests import
+// it, so moby/ipvs is not linked into lvs-sync.
+package ipvsread
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,12 +16,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	mobyipvs "github.com/moby/ipvs"
 
+	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
-
-// ErrTimeout is returned when the kernel did not answer a netlink call in
-// time; the handle is reopened for the next call.
-var ErrTimeout = errors.New("no netlink reply in time")
 
 // Netlink is the kernel's IPVS through generic netlink (moby/ipvs). It is
 // safe for concurrent use; calls are serialised, each with a deadline.
@@ -30,11 +30,12 @@ type Netlink struct {
 	calls   atomic.Uint64
 }
 
-var _ Kernel = (*Netlink)(nil)
+var _ ipvs.Kernel = (*Netlink)(nil)
 
-// OpenNetlink opens the IPVS netlink family of the current network
-// namespace. Every call must finish within timeout (default 5s).
-func OpenNetlink(timeout time.Duration, log hclog.Logger) (*Netlink, error) {
+// Open opens the IPVS netlink family of the current network namespace.
+// Every call must finish within timeout (default 5s); one that does not
+// fails with an error wrapping ipvs.ErrTimeout.
+func Open(timeout time.Duration, log hclog.Logger) (*Netlink, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
@@ -90,11 +91,11 @@ func (n *Netlink) do(what string, fn func(h *mobyipvs.Handle) error) error {
 		n.log.Warn("netlink call timed out; reopening the socket", "call", what, "timeout", n.timeout)
 		h.Close()
 		n.h = nil
-		return fmt.Errorf("%s: %w (%v)", what, ErrTimeout, n.timeout)
+		return fmt.Errorf("%s: %w (%v)", what, ipvs.ErrTimeout, n.timeout)
 	}
 }
 
-func (n *Netlink) Services() (State, error) {
+func (n *Netlink) Services() (ipvs.State, error) {
 	var svcs []*mobyipvs.Service
 	err := n.do("list services", func(h *mobyipvs.Handle) (err error) {
 		svcs, err = h.GetServices()
@@ -103,7 +104,7 @@ func (n *Netlink) Services() (State, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := make(State, len(svcs))
+	st := make(ipvs.State, len(svcs))
 	for _, s := range svcs {
 		k, svc, err := fromMobyService(s)
 		if err != nil {
@@ -115,7 +116,7 @@ func (n *Netlink) Services() (State, error) {
 	return st, nil
 }
 
-func (n *Netlink) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
+func (n *Netlink) Reals(k lvs.ServiceKey) (map[lvs.RealKey]ipvs.Real, error) {
 	var dsts []*mobyipvs.Destination
 	err := n.do("list reals of "+k.String(), func(h *mobyipvs.Handle) (err error) {
 		dsts, err = h.GetDestinations(toMobyService(k, nil))
@@ -124,13 +125,13 @@ func (n *Netlink) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
 	if err != nil {
 		return nil, err
 	}
-	reals := make(map[lvs.RealKey]Real, len(dsts))
+	reals := make(map[lvs.RealKey]ipvs.Real, len(dsts))
 	for _, d := range dsts {
 		addr, ok := netip.AddrFromSlice(d.Address)
 		if !ok {
 			continue
 		}
-		reals[lvs.RealKey{Addr: addr.Unmap(), Port: d.Port}] = Real{
+		reals[lvs.RealKey{Addr: addr.Unmap(), Port: d.Port}] = ipvs.Real{
 			Weight:         d.Weight,
 			Forward:        lvs.Forward(d.ConnectionFlags & lvs.FwdMask),
 			UpperThreshold: d.UpperThreshold,
@@ -142,11 +143,11 @@ func (n *Netlink) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
 	return reals, nil
 }
 
-func (n *Netlink) AddService(k lvs.ServiceKey, s *Service) error {
+func (n *Netlink) AddService(k lvs.ServiceKey, s *ipvs.Service) error {
 	return n.do("add service "+k.String(), func(h *mobyipvs.Handle) error { return h.NewService(toMobyService(k, s)) })
 }
 
-func (n *Netlink) UpdateService(k lvs.ServiceKey, s *Service) error {
+func (n *Netlink) UpdateService(k lvs.ServiceKey, s *ipvs.Service) error {
 	return n.do("update service "+k.String(), func(h *mobyipvs.Handle) error { return h.UpdateService(toMobyService(k, s)) })
 }
 
@@ -154,7 +155,7 @@ func (n *Netlink) DelService(k lvs.ServiceKey) error {
 	return n.do("delete service "+k.String(), func(h *mobyipvs.Handle) error { return h.DelService(toMobyService(k, nil)) })
 }
 
-func (n *Netlink) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
+func (n *Netlink) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r ipvs.Real) error {
 	if err := r.Check(); err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func (n *Netlink) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	})
 }
 
-func (n *Netlink) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
+func (n *Netlink) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r ipvs.Real) error {
 	if err := r.Check(); err != nil {
 		return err
 	}
@@ -174,7 +175,7 @@ func (n *Netlink) UpdateReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 
 func (n *Netlink) DelReal(k lvs.ServiceKey, rk lvs.RealKey) error {
 	return n.do("delete real "+rk.String()+" of "+k.String(), func(h *mobyipvs.Handle) error {
-		return h.DelDestination(toMobyService(k, nil), toMobyDest(rk, Real{}))
+		return h.DelDestination(toMobyService(k, nil), toMobyDest(rk, ipvs.Real{}))
 	})
 }
 
@@ -187,7 +188,7 @@ func family(a netip.Addr) uint16 {
 
 // toMobyService converts a key and, when s is not nil, its settings. The
 // kernel finds a service by key alone, so deletes and real changes pass nil.
-func toMobyService(k lvs.ServiceKey, s *Service) *mobyipvs.Service {
+func toMobyService(k lvs.ServiceKey, s *ipvs.Service) *mobyipvs.Service {
 	ms := &mobyipvs.Service{
 		AddressFamily: family(k.Addr),
 		FWMark:        k.FWMark,
@@ -206,7 +207,7 @@ func toMobyService(k lvs.ServiceKey, s *Service) *mobyipvs.Service {
 	return ms
 }
 
-func toMobyDest(rk lvs.RealKey, r Real) *mobyipvs.Destination {
+func toMobyDest(rk lvs.RealKey, r ipvs.Real) *mobyipvs.Destination {
 	return &mobyipvs.Destination{
 		Address:         net.IP(rk.Addr.AsSlice()),
 		Port:            rk.Port,
@@ -220,7 +221,7 @@ func toMobyDest(rk lvs.RealKey, r Real) *mobyipvs.Destination {
 
 // fromMobyService normalises what the kernel reports: the "hashed" flag it
 // sets on every service is dropped, so that it compares with desired state.
-func fromMobyService(s *mobyipvs.Service) (lvs.ServiceKey, *Service, error) {
+func fromMobyService(s *mobyipvs.Service) (lvs.ServiceKey, *ipvs.Service, error) {
 	k := lvs.ServiceKey{FWMark: s.FWMark}
 	if s.FWMark == 0 {
 		addr, ok := netip.AddrFromSlice(s.Address)
@@ -233,9 +234,9 @@ func fromMobyService(s *mobyipvs.Service) (lvs.ServiceKey, *Service, error) {
 	} else {
 		k.Addr = netip.IPv4Unspecified()
 	}
-	return k, &Service{
+	return k, &ipvs.Service{
 		Scheduler: s.SchedName,
-		Flags:     s.Flags &^ FlagHashed,
+		Flags:     s.Flags &^ ipvs.FlagHashed,
 		Timeout:   s.Timeout,
 		Netmask:   s.Netmask,
 	}, nil
