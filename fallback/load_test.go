@@ -26,6 +26,9 @@ type slowClients struct {
 	mu      sync.Mutex
 	conns   []net.Conn
 	redials atomic.Int64
+	// letGo counts silent clients closed without an answer: served, then
+	// let go at the header timeout (one turned away reads its 503 first).
+	letGo atomic.Int64
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -77,7 +80,10 @@ func (c *slowClients) trickle() {
 			if i%3 == 0 {
 				// Silent: notice a close without sending anything.
 				_ = conn.SetReadDeadline(time.Now().Add(time.Microsecond))
-				if _, err := conn.Read(make([]byte, 512)); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+				if n, err := conn.Read(make([]byte, 512)); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+					if n == 0 && errors.Is(err, io.EOF) {
+						c.letGo.Add(1)
+					}
 					_ = conn.Close()
 					c.conns[i] = nil
 				}
@@ -115,24 +121,34 @@ func heap() uint64 {
 // TestSlowClientsCannotHurtThePage holds 1,000 slow clients against a
 // page with the default cap (256) for a few seconds. The bounds:
 //   - the page never serves more than its cap at once, and reaches it;
+//   - the clients beyond the cap are turned away, not queued behind the
+//     slow ones;
 //   - a normal request gets a 503 within normalBound all along: from the
-//     page itself if a slot is free, else from the cap's short 503 (the
-//     cap answers at once rather than queueing a client behind slow ones);
+//     page itself if a slot is free, else from the cap's short 503. The
+//     bound is the header timeout: a request held until a slow client is
+//     let go would take at least that; one answered at once takes
+//     milliseconds, so a busy shared machine stays far inside it;
 //   - heap and stacks in use (clients' included, they share the process)
 //     grow by less than memBound;
-//   - Update (what each sync calls) still returns within normalBound.
+//   - Update (what each sync calls) still returns within normalBound;
+//   - served silent clients are let go (at the header timeout, which the
+//     page's server is given).
 func TestSlowClientsCannotHurtThePage(t *testing.T) {
 	const (
-		clients     = 1000
-		normalBound = time.Second
-		memBound    = 16 << 20
-		load        = 3 * time.Second
+		clients       = 1000
+		headerTimeout = 2 * time.Second
+		normalBound   = headerTimeout
+		memBound      = 16 << 20
+		load          = 3 * time.Second
 	)
-	s := &Server{HeaderTimeout: 2 * time.Second}
+	s := &Server{HeaderTimeout: headerTimeout}
 	defer s.Close()
 	addr := freeAddr(t)
 	if err := s.Update([]Page{{Service: "web", Addr: addr}}); err != nil {
 		t.Fatal(err)
+	}
+	if got := s.running[addr].srv.ReadHeaderTimeout; got != headerTimeout {
+		t.Fatalf("the page's server has a header timeout of %v, want %v", got, headerTimeout)
 	}
 	ln := s.running[addr].ln
 	base := heap()
@@ -179,10 +195,14 @@ func TestSlowClientsCannotHurtThePage(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	peak, shed := ln.peak.Load(), ln.shed.Load()
+	// Served silent clients are let go (a turned-away one reads its 503
+	// and is not counted): the header timeout acts, here or a little after
+	// the load on a busy machine.
+	testenv.WaitFor(t, "a served silent client let go", 4*headerTimeout, func() bool { return slow.letGo.Load() > 0 })
 	slow.close()
 	grew := int64(maxMem) - int64(base)
-	t.Logf("%d slow clients (%d redials), cap %d: peak %d served at once, %d turned away; %d normal requests, %d from the page, slowest %v; memory grew %.1f MiB",
-		clients, slow.redials.Load(), MaxConns, peak, shed, requests, fromPage, worst, float64(grew)/(1<<20))
+	t.Logf("%d slow clients (%d redials, %d silent ones let go), cap %d: peak %d served at once, %d turned away; %d normal requests, %d from the page, slowest %v; memory grew %.1f MiB",
+		clients, slow.redials.Load(), slow.letGo.Load(), MaxConns, peak, shed, requests, fromPage, worst, float64(grew)/(1<<20))
 	if peak > MaxConns {
 		t.Errorf("served %d at once, cap %d", peak, MaxConns)
 	}
@@ -194,9 +214,6 @@ func TestSlowClientsCannotHurtThePage(t *testing.T) {
 	}
 	if grew > memBound {
 		t.Errorf("memory grew %d bytes, bound %d", grew, memBound)
-	}
-	if slow.redials.Load() == 0 {
-		t.Errorf("no slow client was ever let go: the header timeout did not act")
 	}
 
 	// Once they are gone, every slot comes back and the page itself answers.
