@@ -125,9 +125,10 @@ func heap() uint64 {
 //     slow ones;
 //   - a normal request gets a 503 within normalBound all along: from the
 //     page itself if a slot is free, else from the cap's short 503. The
-//     bound is the header timeout: a request held until a slow client is
-//     let go would take at least that; one answered at once takes
-//     milliseconds, so a busy shared machine stays far inside it;
+//     bound is the header timeout, the spacing of the waves in which the
+//     slow clients are let go: a request queued behind them waits for
+//     several; one answered at once takes milliseconds, so a busy shared
+//     machine stays far inside it;
 //   - heap and stacks in use (clients' included, they share the process)
 //     grow by less than memBound;
 //   - Update (what each sync calls) still returns within normalBound;
