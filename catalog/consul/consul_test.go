@@ -3,7 +3,10 @@ package consul_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"reflect"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+	"github.com/lvs-sync/lvs-sync/internal/testenv"
 )
 
 // next waits for a snapshot in which cond holds for the named service.
@@ -154,11 +158,14 @@ func TestSetTokenAsksAgainAtOnce(t *testing.T) {
 node_prefix "" { policy = "read" }`)
 	conf := api.DefaultConfig()
 	conf.Address, conf.Token, conf.TokenFile = agent.HTTPAddr, "", ""
+	queries := &inFlight{base: http.DefaultTransport}
+	conf.HttpClient = &http.Client{Transport: queries}
 	client, err := api.NewClient(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := consul.NewSource(client, consul.Options{MinInterval: 10 * time.Millisecond, WaitTime: 5 * time.Minute})
+	const waitTime = 5 * time.Minute
+	src := consul.NewSource(client, consul.Options{MinInterval: 10 * time.Millisecond, WaitTime: waitTime})
 	src.SetToken(weak)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -167,16 +174,72 @@ node_prefix "" { policy = "read" }`)
 	if svc := s.Services["web"]; svc == nil || !svc.FilteredByACLs || len(svc.Instances) != 0 {
 		t.Fatalf("with a token without node read: %+v, want an empty answer filtered by acls", svc)
 	}
-	time.Sleep(200 * time.Millisecond) // the feeds are now blocked in their 5m wait
-	swapped := time.Now()
-	src.SetToken(strong)
-	s = next(t, snaps, "the instance, read with the new token", func(ins []*catalog.Instance) bool { return len(ins) == 1 })
-	if took := time.Since(swapped); took > 5*time.Second {
-		t.Errorf("the new token took %s to be used, want at once", took)
+	// Every feed is out on a blocking query with the weak token, which
+	// Consul holds for waitTime: only SetToken can end them sooner.
+	feeds := []string{"/v1/catalog/services", "/v1/catalog/nodes", "/v1/health/state/critical", "/v1/health/state/warning"}
+	blocked := func(tok string) func() bool {
+		return func() bool {
+			for _, f := range feeds {
+				if !queries.blocking(f, tok) {
+					return false
+				}
+			}
+			return true
+		}
 	}
+	testenv.WaitFor(t, "every feed blocked with the weak token", 30*time.Second, blocked(weak))
+	src.SetToken(strong)
+	// A feed asks again only once its query in flight returned: every feed
+	// blocking with the new token well within the wait time means SetToken
+	// ended the old ones.
+	took := testenv.WaitFor(t, "every feed blocked again with the new token", waitTime/10, blocked(strong))
+	t.Logf("the feeds asked again with the new token after %v", took)
+	s = next(t, snaps, "the instance, read with the new token", func(ins []*catalog.Instance) bool { return len(ins) == 1 })
 	if s.Services["web"].FilteredByACLs {
 		t.Error("the answer read with the new token is still filtered")
 	}
+}
+
+// inFlight is a transport that keeps track of the queries out: path, ACL
+// token and the index a blocking query waits on.
+type inFlight struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	out  map[*http.Request]bool
+}
+
+func (f *inFlight) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	if f.out == nil {
+		f.out = map[*http.Request]bool{}
+	}
+	f.out[r] = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.out, r)
+		f.mu.Unlock()
+	}()
+	// A blocking query's answer is its headers: it is over when they came.
+	return f.base.RoundTrip(r)
+}
+
+// blocking reports whether a blocking query (index > 0) of path with tok
+// is out.
+func (f *inFlight) blocking(path, tok string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for r := range f.out {
+		if r.URL.Path == path && r.Header.Get("X-Consul-Token") == tok && index(r) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func index(r *http.Request) uint64 {
+	i, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
+	return i
 }
 
 // TestWithTokenLeavesTheSourceAlone, against an agent with ACLs on: a

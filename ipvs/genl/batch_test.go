@@ -153,6 +153,9 @@ func TestApplyFallsBackInBatches(t *testing.T) {
 // refusals of a batch, the kernel drops answers (ENOBUFS): the refusals
 // that came are attributed, every other change of that sendmsg is
 // ErrOutcomeUnknown, the call does not hang, and the client goes on.
+// Not hanging is told by the errors, not by a stopwatch: a call that
+// waited for the lost answers would end at its deadline, every unknown
+// outcome then ErrTimeout; one that did not says ENOBUFS.
 func TestLostAnswersAreUnknown(t *testing.T) {
 	ns := freshNetns(t)
 	c := openIn(t, ns, 5*time.Second)
@@ -171,16 +174,16 @@ func TestLostAnswersAreUnknown(t *testing.T) {
 	ops = append(ops, ipvs.Op{Kind: ipvs.AddService, Service: gen(1000), Spec: &ipvs.Service{Scheduler: "rr", Netmask: 0xffffffff}})
 	start := time.Now()
 	errs := c.ApplyBatch(ops)
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("the batch took %v", took)
-	}
+	took := time.Since(start)
 	var refused, unknown int
 	for i, err := range errs {
 		switch {
 		case errors.Is(err, syscall.ESRCH) && i < 200:
 			refused++
-		case errors.Is(err, ipvs.ErrOutcomeUnknown):
+		case errors.Is(err, ipvs.ErrOutcomeUnknown) && errors.Is(err, syscall.ENOBUFS) && !errors.Is(err, ipvs.ErrTimeout):
 			unknown++
+		case errors.Is(err, ipvs.ErrTimeout):
+			t.Errorf("op %d %s: %v: the call waited out its deadline for answers the kernel had dropped", i, ops[i], err)
 		default:
 			t.Errorf("op %d %s: %v", i, ops[i], err)
 		}
@@ -188,7 +191,7 @@ func TestLostAnswersAreUnknown(t *testing.T) {
 	if refused == 0 || unknown == 0 || !errors.Is(errs[200], ipvs.ErrOutcomeUnknown) {
 		t.Errorf("%d refusals attributed, %d unknown (the last: %v); want some of each, the last unknown", refused, unknown, errs[200])
 	}
-	t.Logf("%d refusals attributed, %d outcomes unknown", refused, unknown)
+	t.Logf("%d refusals attributed, %d outcomes unknown, in %v", refused, unknown, took)
 	// The service was made all the same, and the client goes on.
 	st, err := c.Services()
 	if err != nil || st[gen(1000)] == nil {
