@@ -43,15 +43,19 @@ need_pkgs=()
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 command -v xz >/dev/null || need_pkgs+=(xz-utils)
 command -v strings >/dev/null || need_pkgs+=(binutils)
+# The lists' own mtimes are the mirror's, not when they were fetched: a
+# stamp of ours says when this script last refreshed them.
+stamp=$cache/vm/apt-updated
 apt_update() {
 	log "apt-get update"
 	quietly apt-update sudo_ apt-get update -qq
+	mkdir -p "$cache/vm" && touch "$stamp"
 	updated=1
 }
 updated=
 # (grep -q on a pipe would SIGPIPE apt-cache and, with pipefail, fail)
 if ! [[ $(apt-cache policy linux-image-amd64 2>/dev/null) =~ Candidate:\ [0-9] ]] ||
-	[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+	[ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
 	apt_update
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
