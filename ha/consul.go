@@ -64,8 +64,12 @@ func (l *ConsulLease) Watch(ctx context.Context, observe func(Observation, error
 			l.log.Info("lease readable again", "key", l.key)
 			failing = false
 		}
-		if meta.LastIndex < index {
-			index = 0 // the index went back (a restored agent): start over
+		wentBack := meta.LastIndex < index
+		if wentBack {
+			// A snapshot restored or a cluster rebuilt: this answer is the
+			// key as it is now; the watch starts over.
+			l.log.Warn("lease index went back; taking the key as it is now", "key", l.key, "index", meta.LastIndex, "was", index)
+			index = 0
 		} else {
 			index = meta.LastIndex
 		}
@@ -73,6 +77,7 @@ func (l *ConsulLease) Watch(ctx context.Context, observe func(Observation, error
 		if err != nil {
 			l.log.Warn("lease value is not a lease; treating it as held", "key", l.key, "error", err)
 		}
+		o.Fresh = wentBack
 		observe(o, nil)
 	}
 }
@@ -109,6 +114,7 @@ func (l *ConsulLease) Write(ctx context.Context, w Write) WriteResult {
 	kv, meta, err := l.c.KV().Get(l.key, (&api.QueryOptions{}).WithContext(ctx))
 	if err == nil {
 		o, _ := l.observation(kv, meta.LastIndex)
+		o.Fresh = true // read after the write failed: the key as it is now
 		r.Current = &o
 	}
 	return r

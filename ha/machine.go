@@ -37,6 +37,11 @@ import (
 //   - Stopping (SIGTERM), the active steps down and releases the lease,
 //     so that its peer takes over at once; a stopping director writes
 //     nothing else.
+//   - An answer with an index below the one last seen is dropped (a
+//     write overtook it) unless it is a fresh read (Observation.Fresh):
+//     then Consul went back (a snapshot restored, a cluster rebuilt) and
+//     the key is taken as it is, but a release or a handover in it is
+//     not taken at its word — the standby waits as for a lease unchanged.
 type Machine struct {
 	name  string
 	t     Timings
@@ -51,6 +56,7 @@ type Machine struct {
 	lease        Observation
 	leaseKnown   bool
 	leaseChanged time.Time // when this director saw the lease change
+	restored     bool      // the lease came back to an older index: see observe
 	consulOK     bool
 
 	writing   bool
@@ -152,11 +158,17 @@ func (m *Machine) Observed(o Observation) []Action {
 
 func (m *Machine) observe(o Observation) []Action {
 	m.consulOK = true
-	if m.leaseKnown && o.Index < m.lease.Index {
+	wentBack := m.leaseKnown && o.Index < m.lease.Index
+	if wentBack && !o.Fresh {
 		return nil // older than what a write told us
 	}
 	if !m.leaseKnown || o.Index != m.lease.Index || o.Present != m.lease.Present || o.Lease != m.lease.Lease {
 		m.leaseChanged = m.clock.Now()
+	}
+	if o.Index != m.lease.Index || !m.leaseKnown {
+		// A restored lease says nothing of who holds the VIPs now: no
+		// release or handover in it is taken at its word.
+		m.restored = wentBack
 	}
 	m.lease, m.leaseKnown = o, true
 	if m.role == Active && o.Present && (o.Lease.Holder != m.name || o.Lease.Epoch != m.epoch) {
@@ -188,7 +200,7 @@ func (m *Machine) Written(r WriteResult) []Action {
 		}
 	case r.OK:
 		m.consulOK = true
-		m.lease = Observation{Present: true, Lease: w.Lease, Index: r.Index}
+		m.lease, m.restored = Observation{Present: true, Lease: w.Lease, Index: r.Index}, false
 		m.leaseKnown, m.leaseChanged = true, now
 		switch w.Kind {
 		case Acquire, Confirm:
@@ -346,7 +358,7 @@ func (m *Machine) nextWrite(now time.Time) (Write, bool) {
 		return Write{Kind: Release, Lease: Lease{Epoch: l.Epoch, Renewed: now}, Index: at}, true
 	case !m.carrier:
 		return Write{}, false
-	case ours && (l.HandedBy != "" || (m.claimed != 0 && l.Epoch == m.claimed)):
+	case ours && !m.restored && (l.HandedBy != "" || (m.claimed != 0 && l.Epoch == m.claimed)):
 		return Write{Kind: Confirm, Lease: Lease{Holder: m.name, Epoch: l.Epoch, Renewed: now}, Index: at}, true
 	case m.mayTakeOver(now):
 		return Write{Kind: Acquire, Lease: Lease{Holder: m.name, Epoch: l.Epoch + 1, Renewed: now}, Index: at}, true
@@ -356,13 +368,13 @@ func (m *Machine) nextWrite(now time.Time) (Write, bool) {
 
 // mayTakeOver is the standby's rule.
 func (m *Machine) mayTakeOver(now time.Time) bool {
-	if m.lease.Present && m.lease.Lease.Holder == "" {
+	if m.lease.Present && m.lease.Lease.Holder == "" && !m.restored {
 		return true // released: its holder stepped down before writing it
 	}
 	if m.peerActive(now) || now.Sub(m.lastGuardSent) < m.t.GuardHold() {
 		return false
 	}
-	return !m.lease.Present || now.Sub(m.leaseChanged) >= m.t.TTL
+	return !m.lease.Present && !m.restored || now.Sub(m.leaseChanged) >= m.t.TTL
 }
 
 // Status is what the machine knows, for status and metrics.

@@ -54,6 +54,12 @@ type Observation struct {
 	// Index is the key's ModifyIndex, or the query's index when absent:
 	// a compare-and-set with it succeeds only if nothing wrote since.
 	Index uint64
+	// Fresh marks a read that is the key as it is now whatever index
+	// came before: the read after a compare-and-set that failed, and the
+	// watch's answer whose index went back (a snapshot restored, a
+	// cluster rebuilt). An index below one seen before is taken only from
+	// a fresh read; from any other it is an answer overtaken by a write.
+	Fresh bool
 }
 
 // WriteKind is why a director writes the lease.
