@@ -148,8 +148,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// carrier reads the interface's carrier for the machine. A read that
+// fails is made again at once: only a second failure in a row counts
+// the carrier lost, so one lost netlink answer moves no VIP.
 func (r *Runner) carrier() {
 	up, err := r.opts.Carrier()
+	if err != nil {
+		up, err = r.opts.Carrier()
+	}
 	if err != nil {
 		r.log.Debug("cannot read the carrier; counting it lost", "error", err)
 		up = false

@@ -120,7 +120,7 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 		return nil, err
 	}
 	bind := netip.AddrPortFrom(addr, h.HeartbeatPort)
-	daemons, err := syncDaemonsOf(kernel, h)
+	daemons, err := syncDaemonsOf(kernel, h, log.Named("sync"))
 	if err != nil {
 		return nil, err
 	}
