@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -25,8 +26,41 @@ type ConsulLease struct {
 	key   string
 	log   hclog.Logger
 	clock clockwork.Clock
+	// Token, when set, is the ACL token each call carries, asked at each
+	// call: the one token holder the catalog's queries use too, so that
+	// a token rotated by a reload reaches the pair. "" (or nil) is the
+	// client's own.
+	Token func() string
+
+	// reg is this director's registration, and the token it was made
+	// with: Peers registers again when the token changed, since the agent
+	// keeps a registration's token for its anti-entropy.
+	regMu    sync.Mutex
+	regName  string
+	regAddr  netip.AddrPort
+	regToken string
 	// Retry is the wait after a failed read (default 100ms).
 	Retry time.Duration
+}
+
+// Connections is the pair's own connection budget to the agent: the
+// lease's watch and the peers' watch (blocking), a write and its read,
+// one to spare. The pair's client is its own, never the catalog's, so
+// that a renewal never waits behind a sweep of the catalog.
+const Connections = 4
+
+// token is the token a call carries now.
+func (l *ConsulLease) token() string {
+	if l.Token == nil {
+		return ""
+	}
+	return l.Token()
+}
+
+// q is a call's options: the token now, and ctx.
+func (l *ConsulLease) q(ctx context.Context, q *api.QueryOptions) *api.QueryOptions {
+	q.Token = l.token()
+	return q.WithContext(ctx)
 }
 
 // NewConsulLease drives the lease at key through c.
@@ -42,8 +76,7 @@ func (l *ConsulLease) Watch(ctx context.Context, observe func(Observation, error
 	var index uint64
 	failing := false
 	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx)
-		kv, meta, err := l.c.KV().Get(l.key, q)
+		kv, meta, err := l.c.KV().Get(l.key, l.q(ctx, &api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -103,7 +136,7 @@ func (l *ConsulLease) Write(ctx context.Context, w Write) WriteResult {
 		return WriteResult{Write: w, Err: err}
 	}
 	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: l.key, Value: value, Index: w.Index}}}
-	ok, resp, _, err := l.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	ok, resp, _, err := l.c.Txn().Txn(ops, l.q(ctx, &api.QueryOptions{}))
 	if err != nil {
 		return WriteResult{Write: w, Err: fmt.Errorf("writing lease %s: %w", l.key, err)}
 	}
@@ -111,7 +144,7 @@ func (l *ConsulLease) Write(ctx context.Context, w Write) WriteResult {
 		return WriteResult{Write: w, OK: true, Index: resp.Results[0].KV.ModifyIndex}
 	}
 	r := WriteResult{Write: w}
-	kv, meta, err := l.c.KV().Get(l.key, (&api.QueryOptions{}).WithContext(ctx))
+	kv, meta, err := l.c.KV().Get(l.key, l.q(ctx, &api.QueryOptions{}))
 	if err == nil {
 		o, _ := l.observation(kv, meta.LastIndex)
 		o.Fresh = true // read after the write failed: the key as it is now
@@ -134,17 +167,36 @@ func (l *ConsulLease) serviceID(name string) string {
 // Register registers this director's lvs-sync-ha instance with the local
 // agent: its heartbeat address and, in its meta, lock_key and its name.
 func (l *ConsulLease) Register(name string, addr netip.AddrPort) error {
+	tok := l.token()
 	reg := &api.AgentServiceRegistration{ID: l.serviceID(name), Name: ServiceName, Address: addr.Addr().String(), Port: int(addr.Port()),
 		Meta: map[string]string{"lock_key": l.key, "director": name}}
-	if err := l.c.Agent().ServiceRegister(reg); err != nil {
+	if err := l.c.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{Token: tok}); err != nil {
 		return fmt.Errorf("registering %s for %s: %w", ServiceName, l.key, err)
 	}
+	l.regMu.Lock()
+	l.regName, l.regAddr, l.regToken = name, addr, tok
+	l.regMu.Unlock()
 	return nil
+}
+
+// reregister registers again with the token now held, if it changed.
+func (l *ConsulLease) reregister() {
+	l.regMu.Lock()
+	name, addr, was := l.regName, l.regAddr, l.regToken
+	l.regMu.Unlock()
+	if name == "" || l.token() == was {
+		return
+	}
+	if err := l.Register(name, addr); err != nil {
+		l.log.Warn("cannot register again with the new token", "key", l.key, "error", err)
+		return
+	}
+	l.log.Info("registered again with the new token", "key", l.key)
 }
 
 // Deregister takes the registration back.
 func (l *ConsulLease) Deregister(name string) error {
-	if err := l.c.Agent().ServiceDeregister(l.serviceID(name)); err != nil {
+	if err := l.c.Agent().ServiceDeregisterOpts(l.serviceID(name), l.q(context.Background(), &api.QueryOptions{})); err != nil {
 		return fmt.Errorf("deregistering %s for %s: %w", ServiceName, l.key, err)
 	}
 	return nil
@@ -156,8 +208,8 @@ func (l *ConsulLease) Peers(ctx context.Context, self string, found func([]Peer)
 	var index uint64
 	var last []Peer
 	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
-		svcs, meta, err := l.c.Catalog().Service(ServiceName, "", q)
+		l.reregister()
+		svcs, meta, err := l.c.Catalog().Service(ServiceName, "", l.q(ctx, &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}))
 		if err != nil {
 			index = 0
 			select {

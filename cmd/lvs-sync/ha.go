@@ -106,11 +106,20 @@ var _ api.HA = (*haPair)(nil)
 // startHA sets the director up as a standby of the pair of cfg's
 // director.ha: registered in Consul, heartbeat listening, VIPs off the
 // interface and the backup sync daemon running. run then calls run.
-func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, reg prometheus.Registerer, log hclog.Logger) (*haPair, error) {
+//
+// The pair has its own client to the agent, with its own connection
+// budget (ha.Connections), so that its renewals never queue behind the
+// catalog's feeds and sweeps; its calls carry the catalog's token as it
+// is at each call (token), so that a token rotated by a reload reaches
+// the lease, the registration and the discovery too.
+func startHA(cfg *config.Config, token func() string, kernel ipvs.Kernel, reg prometheus.Registerer, log hclog.Logger) (*haPair, error) {
 	h := cfg.Director.HA
+	client, err := newHAConsulClient(cfg.Consul)
+	if err != nil {
+		return nil, err
+	}
 	name := h.Name
 	if name == "" {
-		var err error
 		if name, err = client.Agent().NodeName(); err != nil {
 			return nil, fmt.Errorf("asking consul for this node's name: %w", err)
 		}
@@ -139,6 +148,7 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 		return nil, err
 	}
 	lease := ha.NewConsulLease(client, h.LockKey, log.Named("lease"))
+	lease.Token = token
 	if err := lease.Register(name, bind); err != nil {
 		_ = ml.Close()
 		return nil, err
@@ -153,6 +163,18 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 		"sync_interface", h.SyncInterface, "sync_id", h.SyncID,
 		"heartbeat_interval", h.Timings.Heartbeat, "peer_timeout", h.Timings.PeerTimeout, "lease_ttl", h.Timings.TTL)
 	return &haPair{name: name, runner: runner, host: host, lease: lease, ml: ml, log: log}, nil
+}
+
+// newHAConsulClient is the pair's own client to the agent of the consul
+// block, with its own transport of ha.Connections connections: none of
+// the catalog's budget, and never behind it.
+func newHAConsulClient(c config.Consul) (*consulapi.Client, error) {
+	c.MaxConnections = ha.Connections
+	client, err := newConsulClient(c)
+	if err != nil {
+		return nil, fmt.Errorf("the ha pair's consul client: %w", err)
+	}
+	return client, nil
 }
 
 // run runs the pair's loop until ctx ends, then steps down if active,
