@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -26,6 +27,8 @@ type ConsulLease struct {
 	key   string
 	log   hclog.Logger
 	clock clockwork.Clock
+	// refused is set while the lease's writes are refused (logged once).
+	refused atomic.Bool
 	// Token, when set, is the ACL token each call carries, asked at each
 	// call: the one token holder the catalog's queries use too, so that
 	// a token rotated by a reload reaches the pair. "" (or nil) is the
@@ -140,10 +143,11 @@ func (l *ConsulLease) Write(ctx context.Context, w Write) WriteResult {
 	if err != nil {
 		return WriteResult{Write: w, Err: fmt.Errorf("writing lease %s: %w", l.key, err)}
 	}
+	r := WriteResult{Write: w, Refused: l.refusal(resp)}
 	if ok && len(resp.Results) == 1 && resp.Results[0].KV != nil {
-		return WriteResult{Write: w, OK: true, Index: resp.Results[0].KV.ModifyIndex}
+		r.OK, r.Index = true, resp.Results[0].KV.ModifyIndex
+		return r
 	}
-	r := WriteResult{Write: w}
 	kv, meta, err := l.c.KV().Get(l.key, l.q(ctx, &api.QueryOptions{}))
 	if err == nil {
 		o, _ := l.observation(kv, meta.LastIndex)
@@ -151,6 +155,34 @@ func (l *ConsulLease) Write(ctx context.Context, w Write) WriteResult {
 		r.Current = &o
 	}
 	return r
+}
+
+// refusal is the ACL error among a transaction's errors, or nil. A
+// compare-and-set that lost answers 409 with "index is stale"; one the
+// token may not make answers 409 too, with "Permission denied": only
+// the errors tell them apart. A refusal is logged once until a write
+// takes.
+func (l *ConsulLease) refusal(resp *api.TxnResponse) error {
+	var denied string
+	if resp != nil {
+		for _, e := range resp.Errors {
+			if e != nil && strings.Contains(strings.ToLower(e.What), "permission denied") {
+				denied = e.What
+				break
+			}
+		}
+	}
+	if denied == "" {
+		if resp != nil && len(resp.Results) > 0 && l.refused.Swap(false) {
+			l.log.Info("lease writable again", "key", l.key)
+		}
+		return nil
+	}
+	if !l.refused.Swap(true) {
+		l.log.Warn("consul refuses the lease write: the token lacks key:write on the lock key; this director cannot become active",
+			"key", l.key, "missing", "key:write", "error", denied)
+	}
+	return fmt.Errorf("writing lease %s: %s (the token needs key:write on %s)", l.key, denied, l.key)
 }
 
 // Peer is the other director of the pair, as registered in Consul.

@@ -58,6 +58,7 @@ type Machine struct {
 	leaseChanged time.Time // when this director saw the lease change
 	restored     bool      // the lease came back to an older index: see observe
 	consulOK     bool
+	refused      error // the last write's refusal, until one takes
 
 	writing   bool
 	lastWrite time.Time // when the last write was sent
@@ -191,6 +192,9 @@ func (m *Machine) Written(r WriteResult) []Action {
 	var acts []Action
 	if !r.OK {
 		m.retryAt = m.sentAt.Add(m.t.Renew / 2)
+	}
+	if r.Err == nil {
+		m.refused = r.Refused
 	}
 	switch {
 	case r.Err != nil:
@@ -396,6 +400,9 @@ type Status struct {
 	Takeovers    int       `json:"takeovers"`
 	LastTakeover time.Time `json:"last_takeover,omitzero"`
 	LastStepDown string    `json:"last_step_down,omitempty"`
+	// LeaseError is why Consul refuses this director's lease writes
+	// (its ACLs), while it does.
+	LeaseError string `json:"lease_error,omitempty"`
 }
 
 // Status reports the machine's state.
@@ -405,6 +412,9 @@ func (m *Machine) Status() Status {
 		Peer: m.peer, PeerHeard: m.peerHeard, Takeovers: m.takeovers, LastTakeover: m.lastTakeover, LastStepDown: m.lastStepDown}
 	if m.role == Active {
 		s.Epoch = m.epoch
+	}
+	if m.refused != nil {
+		s.LeaseError = m.refused.Error()
 	}
 	if m.peer != "" {
 		s.PeerRole = m.peerRole.String()

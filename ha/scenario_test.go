@@ -201,3 +201,43 @@ func TestIndexGoesBack(t *testing.T) {
 		})
 	}
 }
+
+// TestACLRefusal: Consul refuses one director's writes (a token without
+// key:write). It never becomes active, and says why in its status, while
+// the other can serve or not. Both refused, neither is active; the ACL
+// fixed, one is.
+func TestACLRefusal(t *testing.T) {
+	s := newSim(t, 5)
+	s.d[0].refused = true
+	s.setCarrier(1, false) // b cannot serve: a would take over
+	s.run(3 * time.Second)
+	if s.d[0].vip {
+		t.Fatalf("a is active with its writes refused\n%s", s.tail())
+	}
+	if st := s.d[0].m.Status(); st.LeaseError == "" {
+		t.Fatalf("a's writes are refused and its status does not say so: %+v", st)
+	}
+	s.setCarrier(1, true)
+	if s.runUntil(3*time.Second, func() bool { return s.active() == 1 }) < 0 {
+		t.Fatalf("b, allowed to write, did not become active\n%s", s.tail())
+	}
+	if st := s.d[1].m.Status(); st.LeaseError != "" {
+		t.Fatalf("b's status has a lease error: %q", st.LeaseError)
+	}
+
+	s = newSim(t, 6)
+	s.d[0].refused, s.d[1].refused = true, true
+	s.run(3 * time.Second)
+	if s.d[0].vip || s.d[1].vip {
+		t.Fatalf("a director is active without any write taken\n%s", s.tail())
+	}
+	s.d[0].refused, s.d[1].refused = false, false
+	if s.runUntil(3*time.Second, func() bool { return s.active() >= 0 }) < 0 {
+		t.Fatalf("the ACL fixed, no director became active\n%s", s.tail())
+	}
+	s.run(time.Second)
+	if a := s.active(); a < 0 || s.d[a].m.Status().LeaseError != "" {
+		t.Fatalf("after the fix: active %d, status %+v", a, s.d[max(a, 0)].m.Status())
+	}
+	s.checkSafe()
+}

@@ -45,6 +45,7 @@ type simDir struct {
 	m        *Machine
 	vip      bool
 	consul   bool // reaches Consul
+	refused  bool // Consul's ACLs refuse its writes
 	carrier  bool
 	nextBeat time.Time
 	failNext time.Time // next ConsulFailed while Consul is gone
@@ -200,6 +201,15 @@ func (s *sim) write(i int, w Write) {
 		return
 	}
 	s.after(s.lat(), func() {
+		if d.refused {
+			cur := s.observation()
+			cur.Fresh = true
+			s.after(s.lat(), func() {
+				r := WriteResult{Write: w, Refused: errors.New("permission denied"), Current: &cur}
+				s.to(i, func() []Action { return d.m.Written(r) })
+			})
+			return
+		}
 		ok := false
 		if w.Index == 0 && !s.kv.present || s.kv.present && w.Index == s.kv.index {
 			s.raft++

@@ -98,8 +98,11 @@ type WriteResult struct {
 	OK    bool
 	Index uint64
 	// Err: Consul could not be asked (the write may or may not have
-	// taken). Neither OK nor Err: the key had changed.
+	// taken). Neither OK nor Err nor Refused: the key had changed.
 	Err error
+	// Refused: Consul refused the write (its ACLs): the key did not
+	// change, and no write will take until the token may write it.
+	Refused error
 	// Current is the key as read after a write that did not take, if the
 	// read worked.
 	Current *Observation

@@ -196,7 +196,8 @@ func (p *haPair) HAStatus() status.HAView {
 	s := p.runner.State()
 	return status.HAView{Name: s.Name, Role: s.Role, Epoch: s.Epoch, LockHolder: s.Holder, LeaseEpoch: s.LeaseEpoch,
 		Peer: s.Peer, PeerRole: s.PeerRole, PeerHeard: s.PeerHeard, ConsulOK: s.ConsulOK, Carrier: s.Carrier,
-		SyncDaemons: s.SyncDaemons, Takeovers: s.Takeovers, LastTakeover: s.LastTakeover, LastStepDown: s.LastStepDown}
+		SyncDaemons: s.SyncDaemons, Takeovers: s.Takeovers, LastTakeover: s.LastTakeover, LastStepDown: s.LastStepDown,
+		LeaseError: s.LeaseError}
 }
 
 // printJSON prints v indented, for -json.
@@ -231,6 +232,9 @@ func printHA(w io.Writer, v *status.HAView) {
 	}
 	if !v.Carrier {
 		fmt.Fprint(w, "; no carrier")
+	}
+	if v.LeaseError != "" {
+		fmt.Fprintf(w, "; lease writes refused: %s", v.LeaseError)
 	}
 	fmt.Fprintln(w)
 }

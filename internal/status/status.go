@@ -57,6 +57,9 @@ type HAView struct {
 	// LastTakeover is when this director last became active.
 	LastTakeover time.Time `json:"last_takeover,omitzero"`
 	LastStepDown string    `json:"last_step_down,omitempty"`
+	// LeaseError is why Consul refuses the director's lease writes (its
+	// ACLs), while it does: no write of it takes, it is never active.
+	LeaseError string `json:"lease_error,omitempty"`
 }
 
 // ServiceView is one virtual service of the kernel's table.
