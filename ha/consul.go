@@ -198,7 +198,27 @@ func (l *ConsulLease) serviceID(name string) string {
 
 // Register registers this director's lvs-sync-ha instance with the local
 // agent: its heartbeat address and, in its meta, lock_key and its name.
+// A director of that name already registered for lock_key at another
+// address is another director with this one's name (two on one agent,
+// both named after its node; cloned hosts): Register refuses, since the
+// pair tells its directors apart by name only.
 func (l *ConsulLease) Register(name string, addr netip.AddrPort) error {
+	svcs, _, err := l.c.Catalog().Service(ServiceName, "", l.q(context.Background(), &api.QueryOptions{}))
+	if err != nil {
+		return fmt.Errorf("listing %s for %s: %w", ServiceName, l.key, err)
+	}
+	for _, s := range svcs {
+		if s.ServiceMeta["lock_key"] != l.key || s.ServiceMeta["director"] != name {
+			continue
+		}
+		other, err := netip.ParseAddr(s.ServiceAddress)
+		if err != nil || netip.AddrPortFrom(other, uint16(s.ServicePort)) == addr {
+			continue
+		}
+		return fmt.Errorf("director %q is already registered for lock_key %s at %s (node %s); this one is at %s: "+
+			"give each director of the pair its own ha { name } (it defaults to the consul agent's node name), "+
+			"or deregister %s if that director is gone", name, l.key, netip.AddrPortFrom(other, uint16(s.ServicePort)), s.Node, addr, s.ServiceID)
+	}
 	tok := l.token()
 	reg := &api.AgentServiceRegistration{ID: l.serviceID(name), Name: ServiceName, Address: addr.Addr().String(), Port: int(addr.Port()),
 		Meta: map[string]string{"lock_key": l.key, "director": name}}
