@@ -2,10 +2,13 @@ package ha
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -304,3 +307,60 @@ func equalPeers(a, b []Peer) bool {
 
 // errNoPeer is a heartbeat with nobody to send it to.
 var errNoPeer = errors.New("no peer known")
+
+// HeartbeatKeySuffix names the Consul KV key, lock_key + suffix, that
+// keeps the pair's heartbeat key when the config gives no key_file.
+const HeartbeatKeySuffix = "/heartbeat-key"
+
+// HeartbeatKey is the pair's heartbeat key in Consul KV, next to the
+// lease: the first director to start makes it (32 random bytes, base64,
+// written only if absent), the other reads it, as `consul keyring` keeps
+// the gossip key the agents share.
+func (l *ConsulLease) HeartbeatKey() ([]byte, error) {
+	k := l.key + HeartbeatKeySuffix
+	for range 3 {
+		kv, _, err := l.c.KV().Get(k, l.q(context.Background(), &api.QueryOptions{}))
+		if err != nil {
+			return nil, fmt.Errorf("reading the heartbeat key %s: %w", k, err)
+		}
+		if kv != nil {
+			return ParseKey(kv.Value, "consul key "+k)
+		}
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("making the heartbeat key %s: %w", k, err)
+		}
+		ok, _, err := l.c.KV().CAS(&api.KVPair{Key: k, Value: []byte(base64.StdEncoding.EncodeToString(key))}, &api.WriteOptions{Token: l.token()})
+		if err != nil {
+			return nil, fmt.Errorf("writing the heartbeat key %s: %w", k, err)
+		}
+		if ok {
+			l.log.Info("made the pair's heartbeat key", "key", k)
+			return key, nil
+		}
+	}
+	return nil, fmt.Errorf("the heartbeat key %s keeps changing", k)
+}
+
+// ParseKey reads a heartbeat key as `consul keygen` prints one: base64
+// of 16, 24 or 32 bytes; from names where it was read.
+func ParseKey(b []byte, from string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat key in %s: not base64: %w", from, err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("heartbeat key in %s: %d bytes, want 16, 24 or 32 (consul keygen makes one)", from, len(key))
+}
+
+// ReadKeyFile reads ha's key_file.
+func ReadKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the heartbeat key: %w", err)
+	}
+	return ParseKey(b, path)
+}

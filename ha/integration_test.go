@@ -137,8 +137,12 @@ func startPair(t *testing.T, key string, tm ...Timings) (*world, [2]*director) {
 	for i, name := range []string{"a", "b"} {
 		log := hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Info})
 		lease := &cutLease{ConsulLease: NewConsulLease(agent.Client, key, log.Named("lease"))}
+		secret, err := lease.HeartbeatKey()
+		if err != nil {
+			t.Fatal(err)
+		}
 		addr := freePort(t)
-		ml, err := NewMemberlist(name, addr, log.Named("heartbeat"))
+		ml, err := NewMemberlist(name, addr, secret, log.Named("heartbeat"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,7 @@ import (
 //   - A lease written for it in a handover, or its own acquire whose
 //     answer was lost, it confirms by compare-and-set and is active.
 //   - The active steps down when the lease shows another holder or a
-//     higher epoch, when it hears an active peer with a higher epoch,
+//     higher epoch (a heartbeat claiming one does not count),
 //     when its carrier goes (then it releases the lease), or when it has
 //     not renewed for Fence (TTL/2) and holds no guard from its peer
 //     younger than PeerTimeout. Hearing a guard, it stays active however
@@ -131,12 +131,13 @@ func (m *Machine) Heard(hb Heartbeat) []Action {
 	}
 	now := m.clock.Now()
 	m.peer, m.peerRole, m.peerEpoch, m.peerInc, m.peerStamp, m.peerHeard = hb.From, hb.Role, hb.Epoch, hb.Incarnation, hb.Stamp, now
+	// A heartbeat is the peer's word, the lease Consul's: an active peer
+	// at a higher epoch deposes this director only through the lease,
+	// which its watch shows within milliseconds of the write that made
+	// that epoch; a forged or replayed heartbeat deposes nobody.
 	var acts []Action
 	if hb.Role == Active {
 		m.peerActiveAt = now
-		if m.role == Active && hb.Epoch > m.epoch {
-			acts = m.stepDown(fmt.Sprintf("peer %s is active at a higher epoch %d", hb.From, hb.Epoch))
-		}
 	}
 	if m.role == Active && hb.Guard && hb.GuardEpoch == m.epoch && hb.EchoInc == m.inc {
 		// The guard is as old as the heartbeat it echoes, which this

@@ -220,8 +220,12 @@ func TestActiveRules(t *testing.T) {
 		{"observes a higher epoch: steps down", func(f *fixture) []Action {
 			return f.m.Observed(held("a", 4, 12))
 		}, false},
-		{"hears an active peer at a higher epoch: steps down", func(f *fixture) []Action {
+		{"hears an active peer at a higher epoch the lease does not show: stays", func(f *fixture) []Action {
 			return f.m.Heard(activeBeat(4))
+		}, true},
+		{"hears an active peer at a higher epoch, then the lease shows it: steps down", func(f *fixture) []Action {
+			f.m.Heard(activeBeat(4))
+			return f.m.Observed(held("b", 4, 12))
 		}, false},
 		{"hears an active peer at a lower epoch: stays", func(f *fixture) []Action {
 			return f.m.Heard(activeBeat(2))

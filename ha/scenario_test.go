@@ -241,3 +241,23 @@ func TestACLRefusal(t *testing.T) {
 	}
 	s.checkSafe()
 }
+
+// TestForgedHeartbeat: a heartbeat claiming the peer is active at a
+// higher epoch, which the lease in Consul does not confirm (forged,
+// replayed), sent to the active every 200ms for 5s, deposes nobody.
+// (That it reaches the machine at all is the transport's to prevent:
+// TestPairForgedHeartbeats.)
+func TestForgedHeartbeat(t *testing.T) {
+	s := newSim(t, 7)
+	a := s.settle()
+	epoch := s.d[a].m.epoch
+	forged := Heartbeat{From: s.d[1-a].name, Incarnation: 1, Role: Active, Epoch: epoch + 100}
+	for range 25 {
+		s.to(a, func() []Action { return s.d[a].m.Heard(forged) })
+		s.run(200 * time.Millisecond)
+		if s.active() != a || s.d[a].m.epoch != epoch {
+			t.Fatalf("a forged heartbeat moved the active: %s now %s epoch %d\n%s", s.d[a].name, s.d[a].m.role, s.d[a].m.epoch, s.tail())
+		}
+	}
+	s.checkSafe()
+}

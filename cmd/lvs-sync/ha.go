@@ -143,12 +143,21 @@ func startHA(cfg *config.Config, token func() string, kernel ipvs.Kernel, reg pr
 	if err := host.Prepare(); err != nil {
 		log.Error("standby set-up incomplete", "error", err)
 	}
-	ml, err := ha.NewMemberlist(name, bind, log.Named("heartbeat"))
+	lease := ha.NewConsulLease(client, h.LockKey, log.Named("lease"))
+	lease.Token = token
+	var key []byte
+	if h.KeyFile != "" {
+		key, err = ha.ReadKeyFile(h.KeyFile)
+	} else {
+		key, err = lease.HeartbeatKey()
+	}
 	if err != nil {
 		return nil, err
 	}
-	lease := ha.NewConsulLease(client, h.LockKey, log.Named("lease"))
-	lease.Token = token
+	ml, err := ha.NewMemberlist(name, bind, key, log.Named("heartbeat"))
+	if err != nil {
+		return nil, err
+	}
 	if err := lease.Register(name, bind); err != nil {
 		_ = ml.Close()
 		return nil, err
