@@ -623,3 +623,39 @@ node_prefix "" { policy = "read" }`
 	}
 	w.check(t)
 }
+
+// TestPairHandoverToUnreadyStandby: a standby whose daemon has applied no
+// sync yet says so in its heartbeat; the active refuses to hand over to
+// it, naming the reason, and hands over once it is ready.
+func TestPairHandoverToUnreadyStandby(t *testing.T) {
+	w, ds := startPair(t, "lvs-sync/ha/test-unready")
+	active, standby := settled(t, ds)
+	var ready atomic.Bool
+	standby.r.SetReady(func() (bool, string) {
+		if ready.Load() {
+			return true, "synced"
+		}
+		return false, "no sync applied yet"
+	})
+	if !waitFor(5*time.Second, func() bool { return active.r.State().PeerUnready != "" }) {
+		t.Fatalf("the active does not hear that its peer is unready: %+v", active.r.State())
+	}
+	err := active.r.Handover()
+	if err == nil || !strings.Contains(err.Error(), "no sync applied yet") {
+		t.Fatalf("handover to an unready standby: %v", err)
+	}
+	if st := active.r.State(); st.Role != "active" {
+		t.Fatalf("a refused handover left the active %s", st.Role)
+	}
+	ready.Store(true)
+	if !waitFor(5*time.Second, func() bool { return active.r.State().PeerUnready == "" && active.guarded() }) {
+		t.Fatalf("the peer's readiness does not reach the active: %+v", active.r.State())
+	}
+	if err := active.r.Handover(); err != nil {
+		t.Fatalf("handover once ready: %v", err)
+	}
+	if !standby.r.WaitRole(Active, 3*time.Second) {
+		t.Fatalf("the ready standby did not take the handover: %+v", standby.r.State())
+	}
+	w.check(t)
+}

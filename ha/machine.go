@@ -31,6 +31,9 @@ import (
 //     long Consul is gone.
 //   - Handover: the active, hearing a ready standby, steps down and then
 //     writes the lease for the peer at epoch+1, which the peer confirms.
+//     A standby's heartbeat says whether it is ready to serve (a sync
+//     applied, Consul reachable); a handover to one that is not is
+//     refused with its reason.
 //   - While active, it refreshes its VIPs' lifetime every VIPRefresh: a
 //     director that dies active loses them to the kernel within
 //     VIPLifetime, restarted or not.
@@ -74,6 +77,8 @@ type Machine struct {
 	peerEpoch     uint64
 	peerInc       uint64
 	peerStamp     int64
+	peerUnready   string // why the peer could not serve, "" ready
+	unready       string // why this director could not serve, "" ready
 	peerHeard     time.Time
 	peerActiveAt  time.Time // the last heartbeat from an active peer
 	lastGuardSent time.Time
@@ -106,7 +111,7 @@ func (m *Machine) Role() (Role, uint64) { return m.role, m.epoch }
 // active peer guards it: from now until GuardHold it will not take over.
 func (m *Machine) Heartbeat() Heartbeat {
 	now := m.clock.Now()
-	hb := Heartbeat{From: m.name, Incarnation: m.inc, Role: m.role, Stamp: int64(now.Sub(m.start))}
+	hb := Heartbeat{From: m.name, Incarnation: m.inc, Role: m.role, Stamp: int64(now.Sub(m.start)), Unready: m.unready}
 	if m.role == Active {
 		hb.Epoch = m.epoch
 	}
@@ -131,6 +136,7 @@ func (m *Machine) Heard(hb Heartbeat) []Action {
 	}
 	now := m.clock.Now()
 	m.peer, m.peerRole, m.peerEpoch, m.peerInc, m.peerStamp, m.peerHeard = hb.From, hb.Role, hb.Epoch, hb.Incarnation, hb.Stamp, now
+	m.peerUnready = hb.Unready
 	// A heartbeat is the peer's word, the lease Consul's: an active peer
 	// at a higher epoch deposes this director only through the lease,
 	// which its watch shows within milliseconds of the write that made
@@ -258,6 +264,8 @@ func (m *Machine) Handover() ([]Action, error) {
 		return nil, fmt.Errorf("no peer heard for %s: nobody to hand over to", m.t.PeerTimeout)
 	case m.peerRole != Standby || !now.Before(m.confirmed):
 		return nil, fmt.Errorf("peer %s is not a guarding standby", m.peer)
+	case m.peerUnready != "":
+		return nil, fmt.Errorf("peer %s is not ready to serve: %s", m.peer, m.peerUnready)
 	case !m.consulOK:
 		return nil, fmt.Errorf("consul is unreachable: the lease cannot be handed over")
 	}
@@ -265,6 +273,14 @@ func (m *Machine) Handover() ([]Action, error) {
 	m.handoverTo, m.handEpoch = m.peer, m.epoch
 	return m.evaluate(acts), nil
 }
+
+// SetUnready says why this director could not serve now ("": it can);
+// its heartbeats carry it, and its peer refuses to hand over to it.
+// Takeovers do not wait for it: the peer they replace is gone.
+func (m *Machine) SetUnready(reason string) { m.unready = reason }
+
+// Unready is why this director could not serve now, "" if it can.
+func (m *Machine) Unready() string { return m.unready }
 
 // Stop is the director stopping: an active steps down (VIPs off first)
 // and then releases the lease, as after a lost carrier, so that its peer
@@ -404,6 +420,10 @@ type Status struct {
 	// LeaseError is why Consul refuses this director's lease writes
 	// (its ACLs), while it does.
 	LeaseError string `json:"lease_error,omitempty"`
+	// Unready and PeerUnready are why this director and its peer could
+	// not serve now ("": they can).
+	Unready     string `json:"unready,omitempty"`
+	PeerUnready string `json:"peer_unready,omitempty"`
 }
 
 // Status reports the machine's state.
@@ -416,6 +436,10 @@ func (m *Machine) Status() Status {
 	}
 	if m.refused != nil {
 		s.LeaseError = m.refused.Error()
+	}
+	s.Unready = m.unready
+	if m.peer != "" {
+		s.PeerUnready = m.peerUnready
 	}
 	if m.peer != "" {
 		s.PeerRole = m.peerRole.String()

@@ -126,6 +126,11 @@ type Heartbeat struct {
 	GuardEpoch uint64 `json:"guard_epoch,omitempty"`
 	EchoInc    uint64 `json:"echo_inc,omitempty"`
 	Echo       int64  `json:"echo,omitempty"`
+	// Unready is why the sender could not serve now (no sync applied
+	// yet, Consul unreachable); "" is ready, as a director without it
+	// (an earlier version) counts. A handover to an unready peer is
+	// refused.
+	Unready string `json:"unready,omitempty"`
 }
 
 // ActionKind is what the host must do.

@@ -206,7 +206,7 @@ func (p *haPair) HAStatus() status.HAView {
 	return status.HAView{Name: s.Name, Role: s.Role, Epoch: s.Epoch, LockHolder: s.Holder, LeaseEpoch: s.LeaseEpoch,
 		Peer: s.Peer, PeerRole: s.PeerRole, PeerHeard: s.PeerHeard, ConsulOK: s.ConsulOK, Carrier: s.Carrier,
 		SyncDaemons: s.SyncDaemons, Takeovers: s.Takeovers, LastTakeover: s.LastTakeover, LastStepDown: s.LastStepDown,
-		LeaseError: s.LeaseError}
+		LeaseError: s.LeaseError, Unready: s.Unready, PeerUnready: s.PeerUnready}
 }
 
 // printJSON prints v indented, for -json.
@@ -244,6 +244,12 @@ func printHA(w io.Writer, v *status.HAView) {
 	}
 	if v.LeaseError != "" {
 		fmt.Fprintf(w, "; lease writes refused: %s", v.LeaseError)
+	}
+	if v.Unready != "" {
+		fmt.Fprintf(w, "; not ready to serve: %s", v.Unready)
+	}
+	if v.PeerUnready != "" {
+		fmt.Fprintf(w, "; peer not ready to serve: %s", v.PeerUnready)
 	}
 	fmt.Fprintln(w)
 }

@@ -144,3 +144,18 @@ func TestHAStatusLeaseRefused(t *testing.T) {
 		t.Fatalf("/v1/ha lease_error %q (%v)", v.LeaseError, err)
 	}
 }
+
+// A director or peer that could not serve says so in status.
+func TestHAStatusUnready(t *testing.T) {
+	h := &fakeHA{v: status.HAView{Name: "d1", Role: "active", Epoch: 2, Peer: "d2", PeerRole: "standby", PeerHeard: time.Now(),
+		ConsulOK: true, Carrier: true, SyncDaemons: "master+backup", PeerUnready: "no sync applied yet"}}
+	srv := httptest.NewServer(api.Handler(fakeDaemon{}, prometheus.NewRegistry(), api.Options{HA: h}))
+	defer srv.Close()
+	var out, errs bytes.Buffer
+	if code := run([]string{"status", "-api", strings.TrimPrefix(srv.URL, "http://")}, &out, &errs); code != 0 {
+		t.Fatalf("status: %d %s", code, errs.String())
+	}
+	if want := "; peer not ready to serve: no sync applied yet"; !strings.Contains(out.String(), want) {
+		t.Fatalf("status lacks %q:\n%s", want, out.String())
+	}
+}

@@ -151,6 +151,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", "error", err)
 		return 1
 	}
+	if pair != nil {
+		pair.runner.SetReady(d.Health) // the heartbeat says whether this director could serve
+	}
 	if cfg.API.Address != "" {
 		if a := netip.MustParseAddrPort(cfg.API.Address); *apiAddr != "" && !a.Addr().IsLoopback() {
 			// The config's own address is warned about with its warnings.
