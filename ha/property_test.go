@@ -8,8 +8,8 @@ import (
 // TestRandomFaults runs the pair through random interleavings of faults —
 // each director's path to Consul, its carrier, each direction of the
 // heartbeat, an older snapshot of Consul restored (the index goes back,
-// and the raft index too when the cluster is rebuilt) — with random
-// delays, and checks at every simulated
+// and the raft index too when the cluster is rebuilt), a director's
+// writes refused by Consul's ACLs — with random delays, and checks at every simulated
 // millisecond that the two never hold the VIP at once, and that the pair
 // recovers when the conditions allow:
 //   - everything healed for 2s: exactly one is active;
@@ -67,7 +67,7 @@ func TestRandomFaults(t *testing.T) {
 	}
 }
 
-func (s *sim) healthy(i int) bool { return s.d[i].consul && s.d[i].carrier }
+func (s *sim) healthy(i int) bool { return s.d[i].consul && s.d[i].carrier && !s.d[i].refused }
 
 func (s *sim) isolated(i int) bool {
 	return !s.d[i].carrier || !s.d[i].consul && !s.link[0][1] && !s.link[1][0]
@@ -76,7 +76,7 @@ func (s *sim) isolated(i int) bool {
 // randomFault changes one thing at random, or heals everything.
 func (s *sim) randomFault() {
 	i := s.rng.IntN(2)
-	switch s.rng.IntN(7) {
+	switch s.rng.IntN(8) {
 	case 0:
 		s.setConsul(i, !s.d[i].consul)
 	case 1:
@@ -96,8 +96,11 @@ func (s *sim) randomFault() {
 		} else {
 			s.restore(*s.saved, s.rng.IntN(2) == 0)
 		}
+	case 6: // its writes refused by Consul's ACLs, or allowed again
+		s.d[i].refused = !s.d[i].refused
 	default:
 		for j := range s.d {
+			s.d[j].refused = false
 			if !s.d[j].consul {
 				s.setConsul(j, true)
 			}
