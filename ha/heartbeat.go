@@ -231,7 +231,7 @@ func newPeerTransport(nt *memberlist.NetTransport, allowed func(netip.AddrPort, 
 // counted, and logged at most once a minute.
 func (t *peerTransport) admit(a net.Addr, stream bool) bool {
 	ap, err := netip.ParseAddrPort(a.String())
-	if err == nil && t.allowed(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), stream) {
+	if err == nil && t.allowed(netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()), stream) {
 		return true
 	}
 	t.mu.Lock()
