@@ -1,12 +1,15 @@
 package ha
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,7 +65,7 @@ func NewMemberlist(name string, bind netip.AddrPort, key []byte, log hclog.Logge
 	conf.PushPullInterval = 30 * time.Second
 	conf.Delegate = delegate{h}
 	conf.LogOutput = nil
-	conf.Logger = log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
+	conf.Logger = stdlog.New(&keyWatch{w: log.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug}), log: log}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{conf.BindAddr}, BindPort: conf.BindPort, Logger: conf.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("starting the heartbeat on %s: %w", bind, err)
@@ -164,6 +167,31 @@ func (h *Memberlist) Received() <-chan Heartbeat { return h.recv }
 func (h *Memberlist) Close() error {
 	_ = h.ml.Leave(100 * time.Millisecond)
 	return h.ml.Shutdown() // shuts the transport down too
+}
+
+// keyWatch passes memberlist's log on (at DEBUG), and says at WARN, once
+// a minute at most, that a packet from the peer's address could not be
+// decrypted: the two directors have different keys (only the peer's
+// packets reach memberlist), so neither hears the other.
+type keyWatch struct {
+	w   io.Writer
+	log hclog.Logger
+
+	mu     sync.Mutex
+	warned time.Time
+}
+
+func (k *keyWatch) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("Decrypt packet failed")) {
+		k.mu.Lock()
+		if now := time.Now(); now.Sub(k.warned) >= time.Minute {
+			k.warned = now
+			k.log.Warn("the peer's heartbeats cannot be decrypted: the two directors have different keys (ha key_file, or the consul key lock_key/heartbeat-key)",
+				"detail", strings.TrimSpace(string(p)))
+		}
+		k.mu.Unlock()
+	}
+	return k.w.Write(p)
 }
 
 // peerTransport is memberlist's UDP and TCP transport, reading only what
