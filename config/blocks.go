@@ -49,6 +49,7 @@ type rawHA struct {
 	SyncID        *int    `hcl:"sync_id,optional"`
 	HeartbeatPort *int    `hcl:"heartbeat_port,optional"`
 	Name          *string `hcl:"name,optional"`
+	KeyFile       *string `hcl:"key_file,optional"`
 	// The pair's timings (ha/timings); each defaults to the design's.
 	HeartbeatInterval *string   `hcl:"heartbeat_interval,optional"`
 	PeerTimeout       *string   `hcl:"peer_timeout,optional"`
@@ -199,6 +200,13 @@ func decodeHA(rh *rawHA) (*HA, hcl.Diagnostics) {
 			diags = append(diags, at.errorf("name", "Invalid director name", "%s", err))
 		} else {
 			h.Name = *rh.Name
+		}
+	}
+	if rh.KeyFile != nil {
+		if *rh.KeyFile == "" {
+			diags = append(diags, at.errorf("key_file", "Empty value", "must not be empty; leave it out to keep the heartbeat key in consul next to lock_key"))
+		} else {
+			h.KeyFile = *rh.KeyFile
 		}
 	}
 	if rh.HeartbeatPort != nil {

@@ -126,6 +126,10 @@ type HA struct {
 	// Name is this director's name in the pair (name; default: its Consul
 	// agent's node name, which is unique when each director has its own).
 	Name string
+	// KeyFile holds the heartbeat's key (key_file: base64 of 16, 24 or
+	// 32 bytes, as `consul keygen` prints); "" keeps it in Consul KV at
+	// LockKey + "/heartbeat-key", made by the first director.
+	KeyFile string
 	// Timings are the pair's periods: heartbeat_interval, peer_timeout,
 	// renew_interval and lease_ttl, each defaulting to the design's.
 	Timings   timings.Timings
@@ -381,7 +385,7 @@ func (h *HA) Equal(o *HA) bool {
 		return h == o
 	}
 	return h.LockKey == o.LockKey && h.Interface == o.Interface && h.SyncInterface == o.SyncInterface &&
-		h.SyncID == o.SyncID && h.HeartbeatPort == o.HeartbeatPort && h.Name == o.Name && h.Timings == o.Timings
+		h.SyncID == o.SyncID && h.HeartbeatPort == o.HeartbeatPort && h.Name == o.Name && h.KeyFile == o.KeyFile && h.Timings == o.Timings
 }
 
 // Adopts reports whether the virtual service at k may take over a service

@@ -36,6 +36,7 @@ func TestHABlock(t *testing.T) {
     sync_interface = "eth1"
     sync_id = 0
     heartbeat_port = 8000
+    key_file = "/etc/lvs-sync/ha.key"
     heartbeat_interval = "20ms"
     peer_timeout = "100ms"
     renew_interval = "50ms"
@@ -48,7 +49,7 @@ func TestHABlock(t *testing.T) {
 	}
 	tm := timings.Default()
 	tm.Heartbeat, tm.PeerTimeout, tm.Renew, tm.TTL = 20*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond, 250*time.Millisecond
-	if want := (HA{LockKey: "k", Interface: "eth0", SyncInterface: "eth1", SyncID: 0, HeartbeatPort: 8000, Timings: tm}); !cfg.Director.HA.Equal(&want) {
+	if want := (HA{LockKey: "k", Interface: "eth0", SyncInterface: "eth1", SyncID: 0, HeartbeatPort: 8000, KeyFile: "/etc/lvs-sync/ha.key", Timings: tm}); !cfg.Director.HA.Equal(&want) {
 		t.Fatalf("ha %+v, want %+v", *cfg.Director.HA, want)
 	}
 	cfg, err = Parse([]byte("director {}\n"), "t.hcl")
@@ -83,12 +84,14 @@ func TestHAInvalid(t *testing.T) {
 interface = "eth0:1"
 sync_interface = ""
 sync_id = 256
-heartbeat_port = 0`), []string{
+heartbeat_port = 0
+key_file = ""`), []string{
 			`t.hcl:3:12: error: Invalid lock key; director.ha: lock_key: "/k" must not begin or end with /`,
 			`t.hcl:4:13: error: Invalid interface name; director.ha: interface: "eth0:1" has ':'`,
 			`t.hcl:5:18: error: Invalid interface name; director.ha: sync_interface: "" must be 1 to 15 characters long`,
 			`t.hcl:6:11: error: Invalid sync id; director.ha: sync_id: 256: the kernel's sync id is 0 to 255`,
 			`t.hcl:7:18: error: Invalid port; director.ha: heartbeat_port: 0: want 1 to 65535`,
+			`t.hcl:8:12: error: Empty value; director.ha: key_file: must not be empty`,
 		}},
 		{"bad timings", ha(`lock_key = "k"
 interface = "eth0"

@@ -2,11 +2,16 @@ package ha
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -25,8 +30,43 @@ type ConsulLease struct {
 	key   string
 	log   hclog.Logger
 	clock clockwork.Clock
+	// refused is set while the lease's writes are refused (logged once).
+	refused atomic.Bool
+	// Token, when set, is the ACL token each call carries, asked at each
+	// call: the one token holder the catalog's queries use too, so that
+	// a token rotated by a reload reaches the pair. "" (or nil) is the
+	// client's own.
+	Token func() string
+
+	// reg is this director's registration, and the token it was made
+	// with: Peers registers again when the token changed, since the agent
+	// keeps a registration's token for its anti-entropy.
+	regMu    sync.Mutex
+	regName  string
+	regAddr  netip.AddrPort
+	regToken string
 	// Retry is the wait after a failed read (default 100ms).
 	Retry time.Duration
+}
+
+// Connections is the pair's own connection budget to the agent: the
+// lease's watch and the peers' watch (blocking), a write and its read,
+// one to spare. The pair's client is its own, never the catalog's, so
+// that a renewal never waits behind a sweep of the catalog.
+const Connections = 4
+
+// token is the token a call carries now.
+func (l *ConsulLease) token() string {
+	if l.Token == nil {
+		return ""
+	}
+	return l.Token()
+}
+
+// q is a call's options: the token now, and ctx.
+func (l *ConsulLease) q(ctx context.Context, q *api.QueryOptions) *api.QueryOptions {
+	q.Token = l.token()
+	return q.WithContext(ctx)
 }
 
 // NewConsulLease drives the lease at key through c.
@@ -42,8 +82,7 @@ func (l *ConsulLease) Watch(ctx context.Context, observe func(Observation, error
 	var index uint64
 	failing := false
 	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx)
-		kv, meta, err := l.c.KV().Get(l.key, q)
+		kv, meta, err := l.c.KV().Get(l.key, l.q(ctx, &api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -64,8 +103,12 @@ func (l *ConsulLease) Watch(ctx context.Context, observe func(Observation, error
 			l.log.Info("lease readable again", "key", l.key)
 			failing = false
 		}
-		if meta.LastIndex < index {
-			index = 0 // the index went back (a restored agent): start over
+		wentBack := meta.LastIndex < index
+		if wentBack {
+			// A snapshot restored or a cluster rebuilt: this answer is the
+			// key as it is now; the watch starts over.
+			l.log.Warn("lease index went back; taking the key as it is now", "key", l.key, "index", meta.LastIndex, "was", index)
+			index = 0
 		} else {
 			index = meta.LastIndex
 		}
@@ -73,6 +116,7 @@ func (l *ConsulLease) Watch(ctx context.Context, observe func(Observation, error
 		if err != nil {
 			l.log.Warn("lease value is not a lease; treating it as held", "key", l.key, "error", err)
 		}
+		o.Fresh = wentBack
 		observe(o, nil)
 	}
 }
@@ -98,20 +142,50 @@ func (l *ConsulLease) Write(ctx context.Context, w Write) WriteResult {
 		return WriteResult{Write: w, Err: err}
 	}
 	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: l.key, Value: value, Index: w.Index}}}
-	ok, resp, _, err := l.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	ok, resp, _, err := l.c.Txn().Txn(ops, l.q(ctx, &api.QueryOptions{}))
 	if err != nil {
 		return WriteResult{Write: w, Err: fmt.Errorf("writing lease %s: %w", l.key, err)}
 	}
+	r := WriteResult{Write: w, Refused: l.refusal(resp)}
 	if ok && len(resp.Results) == 1 && resp.Results[0].KV != nil {
-		return WriteResult{Write: w, OK: true, Index: resp.Results[0].KV.ModifyIndex}
+		r.OK, r.Index = true, resp.Results[0].KV.ModifyIndex
+		return r
 	}
-	r := WriteResult{Write: w}
-	kv, meta, err := l.c.KV().Get(l.key, (&api.QueryOptions{}).WithContext(ctx))
+	kv, meta, err := l.c.KV().Get(l.key, l.q(ctx, &api.QueryOptions{}))
 	if err == nil {
 		o, _ := l.observation(kv, meta.LastIndex)
+		o.Fresh = true // read after the write failed: the key as it is now
 		r.Current = &o
 	}
 	return r
+}
+
+// refusal is the ACL error among a transaction's errors, or nil. A
+// compare-and-set that lost answers 409 with "index is stale"; one the
+// token may not make answers 409 too, with "Permission denied": only
+// the errors tell them apart. A refusal is logged once until a write
+// takes.
+func (l *ConsulLease) refusal(resp *api.TxnResponse) error {
+	var denied string
+	if resp != nil {
+		for _, e := range resp.Errors {
+			if e != nil && strings.Contains(strings.ToLower(e.What), "permission denied") {
+				denied = e.What
+				break
+			}
+		}
+	}
+	if denied == "" {
+		if resp != nil && len(resp.Results) > 0 && l.refused.Swap(false) {
+			l.log.Info("lease writable again", "key", l.key)
+		}
+		return nil
+	}
+	if !l.refused.Swap(true) {
+		l.log.Warn("consul refuses the lease write: the token lacks key:write on the lock key; this director cannot become active",
+			"key", l.key, "missing", "key:write", "error", denied)
+	}
+	return fmt.Errorf("writing lease %s: %s (the token needs key:write on %s)", l.key, denied, l.key)
 }
 
 // Peer is the other director of the pair, as registered in Consul.
@@ -127,18 +201,57 @@ func (l *ConsulLease) serviceID(name string) string {
 
 // Register registers this director's lvs-sync-ha instance with the local
 // agent: its heartbeat address and, in its meta, lock_key and its name.
+// A director of that name already registered for lock_key at another
+// address is another director with this one's name (two on one agent,
+// both named after its node; cloned hosts): Register refuses, since the
+// pair tells its directors apart by name only.
 func (l *ConsulLease) Register(name string, addr netip.AddrPort) error {
+	svcs, _, err := l.c.Catalog().Service(ServiceName, "", l.q(context.Background(), &api.QueryOptions{}))
+	if err != nil {
+		return fmt.Errorf("listing %s for %s: %w", ServiceName, l.key, err)
+	}
+	for _, s := range svcs {
+		if s.ServiceMeta["lock_key"] != l.key || s.ServiceMeta["director"] != name {
+			continue
+		}
+		other, err := netip.ParseAddr(s.ServiceAddress)
+		if err != nil || netip.AddrPortFrom(other, uint16(s.ServicePort)) == addr {
+			continue
+		}
+		return fmt.Errorf("director %q is already registered for lock_key %s at %s (node %s); this one is at %s: "+
+			"give each director of the pair its own ha { name } (it defaults to the consul agent's node name), "+
+			"or deregister %s if that director is gone", name, l.key, netip.AddrPortFrom(other, uint16(s.ServicePort)), s.Node, addr, s.ServiceID)
+	}
+	tok := l.token()
 	reg := &api.AgentServiceRegistration{ID: l.serviceID(name), Name: ServiceName, Address: addr.Addr().String(), Port: int(addr.Port()),
 		Meta: map[string]string{"lock_key": l.key, "director": name}}
-	if err := l.c.Agent().ServiceRegister(reg); err != nil {
+	if err := l.c.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{Token: tok}); err != nil {
 		return fmt.Errorf("registering %s for %s: %w", ServiceName, l.key, err)
 	}
+	l.regMu.Lock()
+	l.regName, l.regAddr, l.regToken = name, addr, tok
+	l.regMu.Unlock()
 	return nil
+}
+
+// reregister registers again with the token now held, if it changed.
+func (l *ConsulLease) reregister() {
+	l.regMu.Lock()
+	name, addr, was := l.regName, l.regAddr, l.regToken
+	l.regMu.Unlock()
+	if name == "" || l.token() == was {
+		return
+	}
+	if err := l.Register(name, addr); err != nil {
+		l.log.Warn("cannot register again with the new token", "key", l.key, "error", err)
+		return
+	}
+	l.log.Info("registered again with the new token", "key", l.key)
 }
 
 // Deregister takes the registration back.
 func (l *ConsulLease) Deregister(name string) error {
-	if err := l.c.Agent().ServiceDeregister(l.serviceID(name)); err != nil {
+	if err := l.c.Agent().ServiceDeregisterOpts(l.serviceID(name), l.q(context.Background(), &api.QueryOptions{})); err != nil {
 		return fmt.Errorf("deregistering %s for %s: %w", ServiceName, l.key, err)
 	}
 	return nil
@@ -150,8 +263,8 @@ func (l *ConsulLease) Peers(ctx context.Context, self string, found func([]Peer)
 	var index uint64
 	var last []Peer
 	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
-		svcs, meta, err := l.c.Catalog().Service(ServiceName, "", q)
+		l.reregister()
+		svcs, meta, err := l.c.Catalog().Service(ServiceName, "", l.q(ctx, &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}))
 		if err != nil {
 			index = 0
 			select {
@@ -194,3 +307,60 @@ func equalPeers(a, b []Peer) bool {
 
 // errNoPeer is a heartbeat with nobody to send it to.
 var errNoPeer = errors.New("no peer known")
+
+// HeartbeatKeySuffix names the Consul KV key, lock_key + suffix, that
+// keeps the pair's heartbeat key when the config gives no key_file.
+const HeartbeatKeySuffix = "/heartbeat-key"
+
+// HeartbeatKey is the pair's heartbeat key in Consul KV, next to the
+// lease: the first director to start makes it (32 random bytes, base64,
+// written only if absent), the other reads it, as `consul keyring` keeps
+// the gossip key the agents share.
+func (l *ConsulLease) HeartbeatKey() ([]byte, error) {
+	k := l.key + HeartbeatKeySuffix
+	for range 3 {
+		kv, _, err := l.c.KV().Get(k, l.q(context.Background(), &api.QueryOptions{}))
+		if err != nil {
+			return nil, fmt.Errorf("reading the heartbeat key %s: %w", k, err)
+		}
+		if kv != nil {
+			return ParseKey(kv.Value, "consul key "+k)
+		}
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("making the heartbeat key %s: %w", k, err)
+		}
+		ok, _, err := l.c.KV().CAS(&api.KVPair{Key: k, Value: []byte(base64.StdEncoding.EncodeToString(key))}, &api.WriteOptions{Token: l.token()})
+		if err != nil {
+			return nil, fmt.Errorf("writing the heartbeat key %s: %w", k, err)
+		}
+		if ok {
+			l.log.Info("made the pair's heartbeat key", "key", k)
+			return key, nil
+		}
+	}
+	return nil, fmt.Errorf("the heartbeat key %s keeps changing", k)
+}
+
+// ParseKey reads a heartbeat key as `consul keygen` prints one: base64
+// of 16, 24 or 32 bytes; from names where it was read.
+func ParseKey(b []byte, from string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat key in %s: not base64: %w", from, err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("heartbeat key in %s: %d bytes, want 16, 24 or 32 (consul keygen makes one)", from, len(key))
+}
+
+// ReadKeyFile reads ha's key_file.
+func ReadKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the heartbeat key: %w", err)
+	}
+	return ParseKey(b, path)
+}

@@ -1,11 +1,15 @@
 package ha
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,8 +23,16 @@ import (
 // every Timings.Heartbeat, not memberlist's failure detection, whose
 // probe and suspicion timeouts cannot reliably tell a lost peer within
 // 250ms; memberlist's own probing is slowed down to stay out of its way.
+//
+// A heartbeat can depose an active or pin a standby, so it is taken only
+// from the peer: every packet is encrypted and authenticated with the
+// pair's key (memberlist's keyring, AES-GCM; a packet without it is
+// dropped), a packet is read only from the peer's registered address and
+// a stream only from its host, and a heartbeat only under the peer's
+// registered name.
 type Memberlist struct {
 	ml   *memberlist.Memberlist
+	tr   *peerTransport
 	log  hclog.Logger
 	recv chan Heartbeat
 
@@ -33,25 +45,65 @@ type Memberlist struct {
 
 var _ Transport = (*Memberlist)(nil)
 
-// NewMemberlist listens on bind as the member called name.
-func NewMemberlist(name string, bind netip.AddrPort, log hclog.Logger) (*Memberlist, error) {
+// NewMemberlist listens on bind as the member called name, with the
+// pair's key (16, 24 or 32 bytes: AES-128, -192 or -256).
+func NewMemberlist(name string, bind netip.AddrPort, key []byte, log hclog.Logger) (*Memberlist, error) {
+	switch len(key) {
+	case 16, 24, 32:
+	default:
+		return nil, fmt.Errorf("starting the heartbeat on %s: the key has %d bytes, want 16, 24 or 32", bind, len(key))
+	}
 	h := &Memberlist{log: log, recv: make(chan Heartbeat, 64)}
 	conf := memberlist.DefaultLANConfig()
 	conf.Name = name
 	conf.BindAddr, conf.BindPort = bind.Addr().String(), int(bind.Port())
 	conf.AdvertiseAddr, conf.AdvertisePort = conf.BindAddr, conf.BindPort
+	conf.SecretKey = slices.Clone(key)
+	conf.GossipVerifyIncoming, conf.GossipVerifyOutgoing = true, true
 	conf.ProbeInterval, conf.ProbeTimeout = time.Second, 500*time.Millisecond
 	conf.GossipInterval, conf.SuspicionMult = 200*time.Millisecond, 3
 	conf.PushPullInterval = 30 * time.Second
 	conf.Delegate = delegate{h}
 	conf.LogOutput = nil
-	conf.Logger = log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
+	conf.Logger = stdlog.New(&keyWatch{w: log.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug}), log: log}, "", 0)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{conf.BindAddr}, BindPort: conf.BindPort, Logger: conf.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("starting the heartbeat on %s: %w", bind, err)
+	}
+	h.tr = newPeerTransport(nt, h.fromPeer, log)
+	conf.Transport = h.tr
 	ml, err := memberlist.Create(conf)
 	if err != nil {
+		_ = h.tr.Shutdown()
 		return nil, fmt.Errorf("starting the heartbeat on %s: %w", bind, err)
 	}
 	h.ml = ml
 	return h, nil
+}
+
+// fromPeer is whether a packet (stream false: from the peer's address)
+// or a stream (true: from the peer's host, any port) may come from a.
+func (h *Memberlist) fromPeer(a netip.AddrPort, stream bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.peers {
+		if p.Addr == a || stream && p.Addr.Addr() == a.Addr() {
+			return true
+		}
+	}
+	return false
+}
+
+// peerName is whether name is the registered name of a peer.
+func (h *Memberlist) peerName(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.peers {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // SetPeers tells the transport where the peer is (from Consul).
@@ -114,7 +166,118 @@ func (h *Memberlist) Received() <-chan Heartbeat { return h.recv }
 // Close leaves and stops.
 func (h *Memberlist) Close() error {
 	_ = h.ml.Leave(100 * time.Millisecond)
-	return h.ml.Shutdown()
+	return h.ml.Shutdown() // shuts the transport down too
+}
+
+// keyWatch passes memberlist's log on (at DEBUG), and says at WARN, once
+// a minute at most, that a packet from the peer's address could not be
+// decrypted: the two directors have different keys (only the peer's
+// packets reach memberlist), so neither hears the other.
+type keyWatch struct {
+	w   io.Writer
+	log hclog.Logger
+
+	mu     sync.Mutex
+	warned time.Time
+}
+
+func (k *keyWatch) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("Decrypt packet failed")) {
+		k.mu.Lock()
+		if now := time.Now(); now.Sub(k.warned) >= time.Minute {
+			k.warned = now
+			k.log.Warn("the peer's heartbeats cannot be decrypted: the two directors have different keys (ha key_file, or the consul key lock_key/heartbeat-key)",
+				"detail", strings.TrimSpace(string(p)))
+		}
+		k.mu.Unlock()
+	}
+	return k.w.Write(p)
+}
+
+// peerTransport is memberlist's UDP and TCP transport, reading only what
+// comes from the peer (allowed): a packet from anywhere else is dropped
+// before memberlist sees it, a stream closed.
+type peerTransport struct {
+	*memberlist.NetTransport
+	allowed func(a netip.AddrPort, stream bool) bool
+	log     hclog.Logger
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+	done    chan struct{}
+	once    sync.Once
+
+	mu       sync.Mutex
+	dropped  int
+	loggedAt time.Time
+}
+
+var _ memberlist.NodeAwareTransport = (*peerTransport)(nil)
+
+func newPeerTransport(nt *memberlist.NetTransport, allowed func(netip.AddrPort, bool) bool, log hclog.Logger) *peerTransport {
+	t := &peerTransport{NetTransport: nt, allowed: allowed, log: log,
+		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case <-t.done:
+				return
+			case p := <-nt.PacketCh():
+				if !t.admit(p.From, false) {
+					continue
+				}
+				select {
+				case t.packets <- p:
+				case <-t.done:
+					return
+				}
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-t.done:
+				return
+			case c := <-nt.StreamCh():
+				if !t.admit(c.RemoteAddr(), true) {
+					_ = c.Close()
+					continue
+				}
+				select {
+				case t.streams <- c:
+				case <-t.done:
+					_ = c.Close()
+					return
+				}
+			}
+		}
+	}()
+	return t
+}
+
+// admit says whether what came from a may be read; what may not is
+// counted, and logged at most once a minute.
+func (t *peerTransport) admit(a net.Addr, stream bool) bool {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err == nil && t.allowed(netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()), stream) {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropped++
+	if now := time.Now(); now.Sub(t.loggedAt) >= time.Minute {
+		t.log.Warn("heartbeat traffic from an address that is not the peer's dropped", "from", a.String(), "stream", stream, "dropped", t.dropped)
+		t.loggedAt, t.dropped = now, 0
+	}
+	return false
+}
+
+func (t *peerTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+func (t *peerTransport) StreamCh() <-chan net.Conn           { return t.streams }
+
+func (t *peerTransport) Shutdown() error {
+	t.once.Do(func() { close(t.done) })
+	return t.NetTransport.Shutdown()
 }
 
 // delegate receives memberlist's user messages.
@@ -122,7 +285,7 @@ type delegate struct{ h *Memberlist }
 
 func (d delegate) NotifyMsg(b []byte) {
 	var hb Heartbeat
-	if err := json.Unmarshal(b, &hb); err != nil {
+	if err := json.Unmarshal(b, &hb); err != nil || !d.h.peerName(hb.From) {
 		return
 	}
 	select {

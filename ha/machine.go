@@ -24,19 +24,27 @@ import (
 //   - A lease written for it in a handover, or its own acquire whose
 //     answer was lost, it confirms by compare-and-set and is active.
 //   - The active steps down when the lease shows another holder or a
-//     higher epoch, when it hears an active peer with a higher epoch,
+//     higher epoch (a heartbeat claiming one does not count),
 //     when its carrier goes (then it releases the lease), or when it has
 //     not renewed for Fence (TTL/2) and holds no guard from its peer
 //     younger than PeerTimeout. Hearing a guard, it stays active however
 //     long Consul is gone.
 //   - Handover: the active, hearing a ready standby, steps down and then
 //     writes the lease for the peer at epoch+1, which the peer confirms.
+//     A standby's heartbeat says whether it is ready to serve (a sync
+//     applied, Consul reachable); a handover to one that is not is
+//     refused with its reason.
 //   - While active, it refreshes its VIPs' lifetime every VIPRefresh: a
 //     director that dies active loses them to the kernel within
 //     VIPLifetime, restarted or not.
 //   - Stopping (SIGTERM), the active steps down and releases the lease,
 //     so that its peer takes over at once; a stopping director writes
 //     nothing else.
+//   - An answer with an index below the one last seen is dropped (a
+//     write overtook it) unless it is a fresh read (Observation.Fresh):
+//     then Consul went back (a snapshot restored, a cluster rebuilt) and
+//     the key is taken as it is, but a release or a handover in it is
+//     not taken at its word — the standby waits as for a lease unchanged.
 type Machine struct {
 	name  string
 	t     Timings
@@ -51,7 +59,9 @@ type Machine struct {
 	lease        Observation
 	leaseKnown   bool
 	leaseChanged time.Time // when this director saw the lease change
+	restored     bool      // the lease came back to an older index: see observe
 	consulOK     bool
+	refused      error // the last write's refusal, until one takes
 
 	writing   bool
 	lastWrite time.Time // when the last write was sent
@@ -67,6 +77,8 @@ type Machine struct {
 	peerEpoch     uint64
 	peerInc       uint64
 	peerStamp     int64
+	peerUnready   string // why the peer could not serve, "" ready
+	unready       string // why this director could not serve, "" ready
 	peerHeard     time.Time
 	peerActiveAt  time.Time // the last heartbeat from an active peer
 	lastGuardSent time.Time
@@ -99,7 +111,7 @@ func (m *Machine) Role() (Role, uint64) { return m.role, m.epoch }
 // active peer guards it: from now until GuardHold it will not take over.
 func (m *Machine) Heartbeat() Heartbeat {
 	now := m.clock.Now()
-	hb := Heartbeat{From: m.name, Incarnation: m.inc, Role: m.role, Stamp: int64(now.Sub(m.start))}
+	hb := Heartbeat{From: m.name, Incarnation: m.inc, Role: m.role, Stamp: int64(now.Sub(m.start)), Unready: m.unready}
 	if m.role == Active {
 		hb.Epoch = m.epoch
 	}
@@ -124,12 +136,14 @@ func (m *Machine) Heard(hb Heartbeat) []Action {
 	}
 	now := m.clock.Now()
 	m.peer, m.peerRole, m.peerEpoch, m.peerInc, m.peerStamp, m.peerHeard = hb.From, hb.Role, hb.Epoch, hb.Incarnation, hb.Stamp, now
+	m.peerUnready = hb.Unready
+	// A heartbeat is the peer's word, the lease Consul's: an active peer
+	// at a higher epoch deposes this director only through the lease,
+	// which its watch shows within milliseconds of the write that made
+	// that epoch; a forged or replayed heartbeat deposes nobody.
 	var acts []Action
 	if hb.Role == Active {
 		m.peerActiveAt = now
-		if m.role == Active && hb.Epoch > m.epoch {
-			acts = m.stepDown(fmt.Sprintf("peer %s is active at a higher epoch %d", hb.From, hb.Epoch))
-		}
 	}
 	if m.role == Active && hb.Guard && hb.GuardEpoch == m.epoch && hb.EchoInc == m.inc {
 		// The guard is as old as the heartbeat it echoes, which this
@@ -152,11 +166,17 @@ func (m *Machine) Observed(o Observation) []Action {
 
 func (m *Machine) observe(o Observation) []Action {
 	m.consulOK = true
-	if m.leaseKnown && o.Index < m.lease.Index {
+	wentBack := m.leaseKnown && o.Index < m.lease.Index
+	if wentBack && !o.Fresh {
 		return nil // older than what a write told us
 	}
 	if !m.leaseKnown || o.Index != m.lease.Index || o.Present != m.lease.Present || o.Lease != m.lease.Lease {
 		m.leaseChanged = m.clock.Now()
+	}
+	if o.Index != m.lease.Index || !m.leaseKnown {
+		// A restored lease says nothing of who holds the VIPs now: no
+		// release or handover in it is taken at its word.
+		m.restored = wentBack
 	}
 	m.lease, m.leaseKnown = o, true
 	if m.role == Active && o.Present && (o.Lease.Holder != m.name || o.Lease.Epoch != m.epoch) {
@@ -180,6 +200,9 @@ func (m *Machine) Written(r WriteResult) []Action {
 	if !r.OK {
 		m.retryAt = m.sentAt.Add(m.t.Renew / 2)
 	}
+	if r.Err == nil {
+		m.refused = r.Refused
+	}
 	switch {
 	case r.Err != nil:
 		m.consulOK = false
@@ -188,7 +211,7 @@ func (m *Machine) Written(r WriteResult) []Action {
 		}
 	case r.OK:
 		m.consulOK = true
-		m.lease = Observation{Present: true, Lease: w.Lease, Index: r.Index}
+		m.lease, m.restored = Observation{Present: true, Lease: w.Lease, Index: r.Index}, false
 		m.leaseKnown, m.leaseChanged = true, now
 		switch w.Kind {
 		case Acquire, Confirm:
@@ -241,6 +264,8 @@ func (m *Machine) Handover() ([]Action, error) {
 		return nil, fmt.Errorf("no peer heard for %s: nobody to hand over to", m.t.PeerTimeout)
 	case m.peerRole != Standby || !now.Before(m.confirmed):
 		return nil, fmt.Errorf("peer %s is not a guarding standby", m.peer)
+	case m.peerUnready != "":
+		return nil, fmt.Errorf("peer %s is not ready to serve: %s", m.peer, m.peerUnready)
 	case !m.consulOK:
 		return nil, fmt.Errorf("consul is unreachable: the lease cannot be handed over")
 	}
@@ -248,6 +273,14 @@ func (m *Machine) Handover() ([]Action, error) {
 	m.handoverTo, m.handEpoch = m.peer, m.epoch
 	return m.evaluate(acts), nil
 }
+
+// SetUnready says why this director could not serve now ("": it can);
+// its heartbeats carry it, and its peer refuses to hand over to it.
+// Takeovers do not wait for it: the peer they replace is gone.
+func (m *Machine) SetUnready(reason string) { m.unready = reason }
+
+// Unready is why this director could not serve now, "" if it can.
+func (m *Machine) Unready() string { return m.unready }
 
 // Stop is the director stopping: an active steps down (VIPs off first)
 // and then releases the lease, as after a lost carrier, so that its peer
@@ -346,7 +379,7 @@ func (m *Machine) nextWrite(now time.Time) (Write, bool) {
 		return Write{Kind: Release, Lease: Lease{Epoch: l.Epoch, Renewed: now}, Index: at}, true
 	case !m.carrier:
 		return Write{}, false
-	case ours && (l.HandedBy != "" || (m.claimed != 0 && l.Epoch == m.claimed)):
+	case ours && !m.restored && (l.HandedBy != "" || (m.claimed != 0 && l.Epoch == m.claimed)):
 		return Write{Kind: Confirm, Lease: Lease{Holder: m.name, Epoch: l.Epoch, Renewed: now}, Index: at}, true
 	case m.mayTakeOver(now):
 		return Write{Kind: Acquire, Lease: Lease{Holder: m.name, Epoch: l.Epoch + 1, Renewed: now}, Index: at}, true
@@ -356,13 +389,13 @@ func (m *Machine) nextWrite(now time.Time) (Write, bool) {
 
 // mayTakeOver is the standby's rule.
 func (m *Machine) mayTakeOver(now time.Time) bool {
-	if m.lease.Present && m.lease.Lease.Holder == "" {
+	if m.lease.Present && m.lease.Lease.Holder == "" && !m.restored {
 		return true // released: its holder stepped down before writing it
 	}
 	if m.peerActive(now) || now.Sub(m.lastGuardSent) < m.t.GuardHold() {
 		return false
 	}
-	return !m.lease.Present || now.Sub(m.leaseChanged) >= m.t.TTL
+	return !m.lease.Present && !m.restored || now.Sub(m.leaseChanged) >= m.t.TTL
 }
 
 // Status is what the machine knows, for status and metrics.
@@ -384,6 +417,13 @@ type Status struct {
 	Takeovers    int       `json:"takeovers"`
 	LastTakeover time.Time `json:"last_takeover,omitzero"`
 	LastStepDown string    `json:"last_step_down,omitempty"`
+	// LeaseError is why Consul refuses this director's lease writes
+	// (its ACLs), while it does.
+	LeaseError string `json:"lease_error,omitempty"`
+	// Unready and PeerUnready are why this director and its peer could
+	// not serve now ("": they can).
+	Unready     string `json:"unready,omitempty"`
+	PeerUnready string `json:"peer_unready,omitempty"`
 }
 
 // Status reports the machine's state.
@@ -393,6 +433,13 @@ func (m *Machine) Status() Status {
 		Peer: m.peer, PeerHeard: m.peerHeard, Takeovers: m.takeovers, LastTakeover: m.lastTakeover, LastStepDown: m.lastStepDown}
 	if m.role == Active {
 		s.Epoch = m.epoch
+	}
+	if m.refused != nil {
+		s.LeaseError = m.refused.Error()
+	}
+	s.Unready = m.unready
+	if m.peer != "" {
+		s.PeerUnready = m.peerUnready
 	}
 	if m.peer != "" {
 		s.PeerRole = m.peerRole.String()

@@ -3,6 +3,7 @@ package ha
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,8 +221,12 @@ func TestActiveRules(t *testing.T) {
 		{"observes a higher epoch: steps down", func(f *fixture) []Action {
 			return f.m.Observed(held("a", 4, 12))
 		}, false},
-		{"hears an active peer at a higher epoch: steps down", func(f *fixture) []Action {
+		{"hears an active peer at a higher epoch the lease does not show: stays", func(f *fixture) []Action {
 			return f.m.Heard(activeBeat(4))
+		}, true},
+		{"hears an active peer at a higher epoch, then the lease shows it: steps down", func(f *fixture) []Action {
+			f.m.Heard(activeBeat(4))
+			return f.m.Observed(held("b", 4, 12))
 		}, false},
 		{"hears an active peer at a lower epoch: stays", func(f *fixture) []Action {
 			return f.m.Heard(activeBeat(2))
@@ -327,5 +332,37 @@ func TestHandoverPreconditions(t *testing.T) {
 	}
 	if w := acts[1].Write; w.Kind != HandOver || w.Lease.Holder != "b" || w.Lease.Epoch != 4 || w.Lease.HandedBy != "a" || w.Index != 10 {
 		t.Fatalf("handover write %+v", w)
+	}
+}
+
+// A standby that says it cannot serve (no sync applied yet, Consul
+// unreachable) is not handed over to: the handover is refused with its
+// reason, and goes ahead once it is ready.
+func TestHandoverToUnreadyPeerRefused(t *testing.T) {
+	f := newFixture(t)
+	f.activate()
+	hb := f.m.Heartbeat()
+	guard := Heartbeat{From: "b", Incarnation: 9, Role: Standby, Guard: true, GuardEpoch: 3, EchoInc: 7, Echo: hb.Stamp,
+		Unready: "no sync applied yet"}
+	f.m.Heard(guard)
+	if _, err := f.m.Handover(); err == nil || !strings.Contains(err.Error(), "no sync applied yet") {
+		t.Fatalf("handover to an unready peer: %v", err)
+	}
+	if role, _ := f.m.Role(); role != Active {
+		t.Fatal("a refused handover stepped down")
+	}
+	if st := f.m.Status(); st.PeerUnready != "no sync applied yet" {
+		t.Fatalf("status peer_unready %q", st.PeerUnready)
+	}
+	guard.Unready = ""
+	f.m.Heard(guard)
+	if _, err := f.m.Handover(); err != nil {
+		t.Fatalf("handover to the peer once ready: %v", err)
+	}
+	// Its own readiness goes out in its heartbeats.
+	g := newFixture(t)
+	g.m.SetUnready("consul unreachable for 40s")
+	if got := g.m.Heartbeat().Unready; got != "consul unreachable for 40s" {
+		t.Fatalf("heartbeat unready %q", got)
 	}
 }

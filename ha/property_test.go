@@ -7,7 +7,9 @@ import (
 
 // TestRandomFaults runs the pair through random interleavings of faults —
 // each director's path to Consul, its carrier, each direction of the
-// heartbeat — with random delays, and checks at every simulated
+// heartbeat, an older snapshot of Consul restored (the index goes back,
+// and the raft index too when the cluster is rebuilt), a director's
+// writes refused by Consul's ACLs — with random delays, and checks at every simulated
 // millisecond that the two never hold the VIP at once, and that the pair
 // recovers when the conditions allow:
 //   - everything healed for 2s: exactly one is active;
@@ -25,7 +27,13 @@ func TestRandomFaults(t *testing.T) {
 		next := s.now()
 		for end := s.now().Add(length); s.now().Before(end); {
 			if !s.now().Before(next) {
+				era := s.era
 				s.randomFault()
+				if s.era != era {
+					// A restored lease is a lease changed: the takeover's
+					// TTL starts again.
+					healedAt, isolatedAt = [2]time.Time{}, [2]time.Time{}
+				}
 				next = s.now().Add(time.Duration(50+s.rng.IntN(1500)) * time.Millisecond)
 			}
 			s.step()
@@ -59,7 +67,7 @@ func TestRandomFaults(t *testing.T) {
 	}
 }
 
-func (s *sim) healthy(i int) bool { return s.d[i].consul && s.d[i].carrier }
+func (s *sim) healthy(i int) bool { return s.d[i].consul && s.d[i].carrier && !s.d[i].refused }
 
 func (s *sim) isolated(i int) bool {
 	return !s.d[i].carrier || !s.d[i].consul && !s.link[0][1] && !s.link[1][0]
@@ -68,7 +76,7 @@ func (s *sim) isolated(i int) bool {
 // randomFault changes one thing at random, or heals everything.
 func (s *sim) randomFault() {
 	i := s.rng.IntN(2)
-	switch s.rng.IntN(6) {
+	switch s.rng.IntN(8) {
 	case 0:
 		s.setConsul(i, !s.d[i].consul)
 	case 1:
@@ -81,8 +89,18 @@ func (s *sim) randomFault() {
 	case 4: // cut off entirely
 		s.setConsul(i, false)
 		s.link = [2][2]bool{}
+	case 5: // a snapshot saved, or an older one restored
+		if s.saved == nil || s.rng.IntN(2) == 0 {
+			snap := s.snapshot()
+			s.saved = &snap
+		} else {
+			s.restore(*s.saved, s.rng.IntN(2) == 0)
+		}
+	case 6: // its writes refused by Consul's ACLs, or allowed again
+		s.d[i].refused = !s.d[i].refused
 	default:
 		for j := range s.d {
+			s.d[j].refused = false
 			if !s.d[j].consul {
 				s.setConsul(j, true)
 			}

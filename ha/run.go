@@ -72,6 +72,8 @@ type Runner struct {
 	takeover int
 	hbErr    bool
 	keepErr  bool
+	// ready says whether this director could serve, and why not.
+	ready func() (bool, string)
 }
 
 // NewRunner checks the options.
@@ -133,6 +135,19 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.input((*Machine).Tick)
 		case <-beat.Chan():
 			r.mu.Lock()
+			ready := r.ready
+			r.mu.Unlock()
+			why := ""
+			if ready != nil { // asked without mu: it takes the daemon's locks
+				if ok, reason := ready(); !ok {
+					why = reason
+				}
+			}
+			r.mu.Lock()
+			if why != r.m.Unready() {
+				r.log.Info("readiness to serve changed", "ready", why == "", "reason", why)
+			}
+			r.m.SetUnready(why)
 			hb := r.m.Heartbeat()
 			r.mu.Unlock()
 			err := r.opts.Transport.Send(hb)
@@ -148,8 +163,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// carrier reads the interface's carrier for the machine. A read that
+// fails is made again at once: only a second failure in a row counts
+// the carrier lost, so one lost netlink answer moves no VIP.
 func (r *Runner) carrier() {
 	up, err := r.opts.Carrier()
+	if err != nil {
+		up, err = r.opts.Carrier()
+	}
 	if err != nil {
 		r.log.Debug("cannot read the carrier; counting it lost", "error", err)
 		up = false
@@ -171,6 +192,9 @@ func (r *Runner) do(acts []Action) {
 		var err error
 		switch a.Kind {
 		case BecomeActive:
+			if why := r.m.Unready(); why != "" {
+				r.log.Warn("taking over while not ready to serve: the active is gone and nobody else can", "reason", why)
+			}
 			err = r.opts.Roles.BecomeActive(a.Epoch)
 		case StepDown:
 			err = r.opts.Roles.StepDown(a.Reason)
@@ -224,6 +248,15 @@ func (r *Runner) write(w Write) {
 		// Once stopped, the machine writes nothing but its release.
 		r.input(func(m *Machine) []Action { return m.Written(res) })
 	}()
+}
+
+// SetReady gives the runner what says whether this director could serve
+// (the daemon's health: a sync applied, Consul reachable); its
+// heartbeats carry it, and its peer hands over to it only when ready.
+func (r *Runner) SetReady(ready func() (bool, string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ready = ready
 }
 
 // Handover makes this active director hand the lease to its peer.

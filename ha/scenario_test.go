@@ -152,3 +152,112 @@ func TestAsymmetricCutsStaySafe(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexGoesBack restores an older snapshot of Consul under a settled
+// pair — the key, and its ModifyIndex, go back — as `consul snapshot
+// restore` does, and as a cluster rebuilt from a snapshot does with the
+// raft index too: a director is active again within 2 × the TTL, and
+// stays.
+func TestIndexGoesBack(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		rebuilt bool
+		// fromStart: the snapshot has no lease (taken before the pair ran).
+		fromStart bool
+	}{
+		{"snapshot restored", false, false},
+		{"cluster rebuilt from a snapshot", true, false},
+		{"snapshot from before the pair", false, true},
+		{"cluster rebuilt, snapshot from before the pair", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSim(t, 4)
+			before := s.snapshot()
+			a := s.settle()
+			if !c.fromStart {
+				before = s.snapshot()
+			}
+			s.run(2 * time.Second) // renewals: the index moves on
+			s.restore(before, c.rebuilt)
+			restored := s.now()
+			ttl := DefaultTimings().TTL
+			// Whoever holds it then must be renewing it.
+			for s.now().Sub(restored) < 2*ttl {
+				s.step()
+			}
+			act := s.active()
+			if act < 0 {
+				t.Fatalf("no active %s after the restore (was %s)\n%s", 2*ttl, s.d[a].name, s.tail())
+			}
+			from := s.kv.index
+			s.run(2 * time.Second)
+			s.checkSafe()
+			if s.active() != act {
+				t.Fatalf("active %d then %d after the restore\n%s", act, s.active(), s.tail())
+			}
+			if s.kv.index == from || s.kv.lease.Holder != s.d[act].name {
+				t.Fatalf("the active %s does not renew: lease %+v at index %d\n%s", s.d[act].name, s.kv.lease, s.kv.index, s.tail())
+			}
+		})
+	}
+}
+
+// TestACLRefusal: Consul refuses one director's writes (a token without
+// key:write). It never becomes active, and says why in its status, while
+// the other can serve or not. Both refused, neither is active; the ACL
+// fixed, one is.
+func TestACLRefusal(t *testing.T) {
+	s := newSim(t, 5)
+	s.d[0].refused = true
+	s.setCarrier(1, false) // b cannot serve: a would take over
+	s.run(3 * time.Second)
+	if s.d[0].vip {
+		t.Fatalf("a is active with its writes refused\n%s", s.tail())
+	}
+	if st := s.d[0].m.Status(); st.LeaseError == "" {
+		t.Fatalf("a's writes are refused and its status does not say so: %+v", st)
+	}
+	s.setCarrier(1, true)
+	if s.runUntil(3*time.Second, func() bool { return s.active() == 1 }) < 0 {
+		t.Fatalf("b, allowed to write, did not become active\n%s", s.tail())
+	}
+	if st := s.d[1].m.Status(); st.LeaseError != "" {
+		t.Fatalf("b's status has a lease error: %q", st.LeaseError)
+	}
+
+	s = newSim(t, 6)
+	s.d[0].refused, s.d[1].refused = true, true
+	s.run(3 * time.Second)
+	if s.d[0].vip || s.d[1].vip {
+		t.Fatalf("a director is active without any write taken\n%s", s.tail())
+	}
+	s.d[0].refused, s.d[1].refused = false, false
+	if s.runUntil(3*time.Second, func() bool { return s.active() >= 0 }) < 0 {
+		t.Fatalf("the ACL fixed, no director became active\n%s", s.tail())
+	}
+	s.run(time.Second)
+	if a := s.active(); a < 0 || s.d[a].m.Status().LeaseError != "" {
+		t.Fatalf("after the fix: active %d, status %+v", a, s.d[max(a, 0)].m.Status())
+	}
+	s.checkSafe()
+}
+
+// TestForgedHeartbeat: a heartbeat claiming the peer is active at a
+// higher epoch, which the lease in Consul does not confirm (forged,
+// replayed), sent to the active every 200ms for 5s, deposes nobody.
+// (That it reaches the machine at all is the transport's to prevent:
+// TestPairForgedHeartbeats.)
+func TestForgedHeartbeat(t *testing.T) {
+	s := newSim(t, 7)
+	a := s.settle()
+	epoch := s.d[a].m.epoch
+	forged := Heartbeat{From: s.d[1-a].name, Incarnation: 1, Role: Active, Epoch: epoch + 100}
+	for range 25 {
+		s.to(a, func() []Action { return s.d[a].m.Heard(forged) })
+		s.run(200 * time.Millisecond)
+		if s.active() != a || s.d[a].m.epoch != epoch {
+			t.Fatalf("a forged heartbeat moved the active: %s now %s epoch %d\n%s", s.d[a].name, s.d[a].m.role, s.d[a].m.epoch, s.tail())
+		}
+	}
+	s.checkSafe()
+}

@@ -26,6 +26,11 @@ type sim struct {
 		index   uint64
 	}
 	raft uint64
+	// era counts snapshot restores: a watch answer from an era before
+	// the last is superseded by the restore's (a watch is sequential).
+	era int
+	// saved is a snapshot randomFault restores later.
+	saved *simSnapshot
 	// link[i][j]: director i's heartbeats reach j (both carriers aside).
 	link   [2][2]bool
 	events eventQueue
@@ -40,6 +45,7 @@ type simDir struct {
 	m        *Machine
 	vip      bool
 	consul   bool // reaches Consul
+	refused  bool // Consul's ACLs refuse its writes
 	carrier  bool
 	nextBeat time.Time
 	failNext time.Time // next ConsulFailed while Consul is gone
@@ -98,20 +104,54 @@ func (s *sim) lat() time.Duration { return time.Duration(500+s.rng.IntN(4500)) *
 
 func (s *sim) observation() Observation {
 	if !s.kv.present {
-		return Observation{Index: s.raft}
+		// The kvs table's index: nothing deletes the key, so the last
+		// write's, or the snapshot's when restored.
+		return Observation{Index: s.kv.index}
 	}
 	return Observation{Present: true, Lease: s.kv.lease, Index: s.kv.index}
 }
 
 // watch delivers the key as it is now to director i, as a blocking read
 // returning does.
-func (s *sim) watch(i int) {
-	o := s.observation()
+func (s *sim) watch(i int) { s.watchAs(i, false) }
+
+// watchAs is watch; fresh is the watch's answer whose index went back.
+func (s *sim) watchAs(i int, fresh bool) {
+	o, era := s.observation(), s.era
+	o.Fresh = fresh
 	s.after(s.lat(), func() {
-		if s.d[i].consul {
+		if s.d[i].consul && era == s.era {
 			s.to(i, func() []Action { return s.d[i].m.Observed(o) })
 		}
 	})
+}
+
+// simSnapshot is the simulated Consul's key and raft index, as `consul
+// snapshot save` keeps them.
+type simSnapshot struct {
+	present bool
+	lease   Lease
+	index   uint64
+	raft    uint64
+}
+
+func (s *sim) snapshot() simSnapshot {
+	return simSnapshot{present: s.kv.present, lease: s.kv.lease, index: s.kv.index, raft: s.raft}
+}
+
+// restore puts a snapshot back: the key and its index go back; with
+// rebuilt, the raft index too (a new cluster fed the snapshot), else it
+// goes on from where it was (`consul snapshot restore`). Every watch
+// answers at once with an index that went back.
+func (s *sim) restore(snap simSnapshot, rebuilt bool) {
+	s.kv.present, s.kv.lease, s.kv.index = snap.present, snap.lease, snap.index
+	if rebuilt {
+		s.raft = snap.raft
+	}
+	s.era++
+	for i := range s.d {
+		s.watchAs(i, true)
+	}
 }
 
 // to runs an input of director i, now or once it is no longer busy.
@@ -161,6 +201,15 @@ func (s *sim) write(i int, w Write) {
 		return
 	}
 	s.after(s.lat(), func() {
+		if d.refused {
+			cur := s.observation()
+			cur.Fresh = true
+			s.after(s.lat(), func() {
+				r := WriteResult{Write: w, Refused: errors.New("permission denied"), Current: &cur}
+				s.to(i, func() []Action { return d.m.Written(r) })
+			})
+			return
+		}
 		ok := false
 		if w.Index == 0 && !s.kv.present || s.kv.present && w.Index == s.kv.index {
 			s.raft++
@@ -170,6 +219,7 @@ func (s *sim) write(i int, w Write) {
 			}
 		}
 		index, cur := s.kv.index, s.observation()
+		cur.Fresh = true // the read after a failed compare-and-set
 		s.after(s.lat(), func() {
 			r := WriteResult{Write: w, Current: &cur}
 			switch {
@@ -270,7 +320,7 @@ func (s *sim) checkSafe() {
 }
 
 func (s *sim) tail() string {
-	from := max(0, len(s.trace)-40)
+	from := max(0, len(s.trace)-80)
 	out := ""
 	for _, l := range s.trace[from:] {
 		out += l + "\n"

@@ -54,6 +54,12 @@ type Observation struct {
 	// Index is the key's ModifyIndex, or the query's index when absent:
 	// a compare-and-set with it succeeds only if nothing wrote since.
 	Index uint64
+	// Fresh marks a read that is the key as it is now whatever index
+	// came before: the read after a compare-and-set that failed, and the
+	// watch's answer whose index went back (a snapshot restored, a
+	// cluster rebuilt). An index below one seen before is taken only from
+	// a fresh read; from any other it is an answer overtaken by a write.
+	Fresh bool
 }
 
 // WriteKind is why a director writes the lease.
@@ -92,8 +98,11 @@ type WriteResult struct {
 	OK    bool
 	Index uint64
 	// Err: Consul could not be asked (the write may or may not have
-	// taken). Neither OK nor Err: the key had changed.
+	// taken). Neither OK nor Err nor Refused: the key had changed.
 	Err error
+	// Refused: Consul refused the write (its ACLs): the key did not
+	// change, and no write will take until the token may write it.
+	Refused error
 	// Current is the key as read after a write that did not take, if the
 	// read worked.
 	Current *Observation
@@ -117,6 +126,11 @@ type Heartbeat struct {
 	GuardEpoch uint64 `json:"guard_epoch,omitempty"`
 	EchoInc    uint64 `json:"echo_inc,omitempty"`
 	Echo       int64  `json:"echo,omitempty"`
+	// Unready is why the sender could not serve now (no sync applied
+	// yet, Consul unreachable); "" is ready, as a director without it
+	// (an earlier version) counts. A handover to an unready peer is
+	// refused.
+	Unready string `json:"unready,omitempty"`
 }
 
 // ActionKind is what the host must do.

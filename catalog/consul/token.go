@@ -34,6 +34,14 @@ func (s *Source) SetToken(t string) {
 	s.log.Info("consul token replaced; queries in flight ask again with it, and every service is read again")
 }
 
+// Token is the token the queries carry now ("" is the client's own): the
+// one token holder, that director.ha's calls ask too.
+func (s *Source) Token() string {
+	s.tok.mu.Lock()
+	defer s.tok.mu.Unlock()
+	return s.tok.value
+}
+
 // tokenChanged ends when the token in use now is replaced.
 func (s *Source) tokenChanged() <-chan struct{} {
 	s.tok.mu.Lock()

@@ -106,11 +106,20 @@ var _ api.HA = (*haPair)(nil)
 // startHA sets the director up as a standby of the pair of cfg's
 // director.ha: registered in Consul, heartbeat listening, VIPs off the
 // interface and the backup sync daemon running. run then calls run.
-func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, reg prometheus.Registerer, log hclog.Logger) (*haPair, error) {
+//
+// The pair has its own client to the agent, with its own connection
+// budget (ha.Connections), so that its renewals never queue behind the
+// catalog's feeds and sweeps; its calls carry the catalog's token as it
+// is at each call (token), so that a token rotated by a reload reaches
+// the lease, the registration and the discovery too.
+func startHA(cfg *config.Config, token func() string, kernel ipvs.Kernel, reg prometheus.Registerer, log hclog.Logger) (*haPair, error) {
 	h := cfg.Director.HA
+	client, err := newHAConsulClient(cfg.Consul)
+	if err != nil {
+		return nil, err
+	}
 	name := h.Name
 	if name == "" {
-		var err error
 		if name, err = client.Agent().NodeName(); err != nil {
 			return nil, fmt.Errorf("asking consul for this node's name: %w", err)
 		}
@@ -120,7 +129,7 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 		return nil, err
 	}
 	bind := netip.AddrPortFrom(addr, h.HeartbeatPort)
-	daemons, err := syncDaemonsOf(kernel, h)
+	daemons, err := syncDaemonsOf(kernel, h, log.Named("sync"))
 	if err != nil {
 		return nil, err
 	}
@@ -134,11 +143,21 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 	if err := host.Prepare(); err != nil {
 		log.Error("standby set-up incomplete", "error", err)
 	}
-	ml, err := ha.NewMemberlist(name, bind, log.Named("heartbeat"))
+	lease := ha.NewConsulLease(client, h.LockKey, log.Named("lease"))
+	lease.Token = token
+	var key []byte
+	if h.KeyFile != "" {
+		key, err = ha.ReadKeyFile(h.KeyFile)
+	} else {
+		key, err = lease.HeartbeatKey()
+	}
 	if err != nil {
 		return nil, err
 	}
-	lease := ha.NewConsulLease(client, h.LockKey, log.Named("lease"))
+	ml, err := ha.NewMemberlist(name, bind, key, log.Named("heartbeat"))
+	if err != nil {
+		return nil, err
+	}
 	if err := lease.Register(name, bind); err != nil {
 		_ = ml.Close()
 		return nil, err
@@ -153,6 +172,18 @@ func startHA(cfg *config.Config, client *consulapi.Client, kernel ipvs.Kernel, r
 		"sync_interface", h.SyncInterface, "sync_id", h.SyncID,
 		"heartbeat_interval", h.Timings.Heartbeat, "peer_timeout", h.Timings.PeerTimeout, "lease_ttl", h.Timings.TTL)
 	return &haPair{name: name, runner: runner, host: host, lease: lease, ml: ml, log: log}, nil
+}
+
+// newHAConsulClient is the pair's own client to the agent of the consul
+// block, with its own transport of ha.Connections connections: none of
+// the catalog's budget, and never behind it.
+func newHAConsulClient(c config.Consul) (*consulapi.Client, error) {
+	c.MaxConnections = ha.Connections
+	client, err := newConsulClient(c)
+	if err != nil {
+		return nil, fmt.Errorf("the ha pair's consul client: %w", err)
+	}
+	return client, nil
 }
 
 // run runs the pair's loop until ctx ends, then steps down if active,
@@ -174,7 +205,8 @@ func (p *haPair) HAStatus() status.HAView {
 	s := p.runner.State()
 	return status.HAView{Name: s.Name, Role: s.Role, Epoch: s.Epoch, LockHolder: s.Holder, LeaseEpoch: s.LeaseEpoch,
 		Peer: s.Peer, PeerRole: s.PeerRole, PeerHeard: s.PeerHeard, ConsulOK: s.ConsulOK, Carrier: s.Carrier,
-		SyncDaemons: s.SyncDaemons, Takeovers: s.Takeovers, LastTakeover: s.LastTakeover, LastStepDown: s.LastStepDown}
+		SyncDaemons: s.SyncDaemons, Takeovers: s.Takeovers, LastTakeover: s.LastTakeover, LastStepDown: s.LastStepDown,
+		LeaseError: s.LeaseError, Unready: s.Unready, PeerUnready: s.PeerUnready}
 }
 
 // printJSON prints v indented, for -json.
@@ -209,6 +241,15 @@ func printHA(w io.Writer, v *status.HAView) {
 	}
 	if !v.Carrier {
 		fmt.Fprint(w, "; no carrier")
+	}
+	if v.LeaseError != "" {
+		fmt.Fprintf(w, "; lease writes refused: %s", v.LeaseError)
+	}
+	if v.Unready != "" {
+		fmt.Fprintf(w, "; not ready to serve: %s", v.Unready)
+	}
+	if v.PeerUnready != "" {
+		fmt.Fprintf(w, "; peer not ready to serve: %s", v.PeerUnready)
 	}
 	fmt.Fprintln(w)
 }

@@ -118,3 +118,44 @@ func TestHAHandoverWithoutHA(t *testing.T) {
 		t.Fatalf("handover without ha: %d %q", code, errs.String())
 	}
 }
+
+// A director whose lease writes Consul refuses says so in status and
+// /v1/ha.
+func TestHAStatusLeaseRefused(t *testing.T) {
+	refusal := `writing lease lvs-sync/ha/edge: Permission denied (the token needs key:write on lvs-sync/ha/edge)`
+	h := &fakeHA{v: status.HAView{Name: "d1", Role: "standby", ConsulOK: true, Carrier: true, SyncDaemons: "backup", LeaseError: refusal}}
+	srv := httptest.NewServer(api.Handler(fakeDaemon{}, prometheus.NewRegistry(), api.Options{HA: h}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var out, errs bytes.Buffer
+	if code := run([]string{"status", "-api", addr}, &out, &errs); code != 0 {
+		t.Fatalf("status: %d %s", code, errs.String())
+	}
+	if want := "; lease writes refused: " + refusal; !strings.Contains(out.String(), want) {
+		t.Fatalf("status lacks %q:\n%s", want, out.String())
+	}
+	resp, err := srv.Client().Get(srv.URL + "/v1/ha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v status.HAView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || v.LeaseError != refusal {
+		t.Fatalf("/v1/ha lease_error %q (%v)", v.LeaseError, err)
+	}
+}
+
+// A director or peer that could not serve says so in status.
+func TestHAStatusUnready(t *testing.T) {
+	h := &fakeHA{v: status.HAView{Name: "d1", Role: "active", Epoch: 2, Peer: "d2", PeerRole: "standby", PeerHeard: time.Now(),
+		ConsulOK: true, Carrier: true, SyncDaemons: "master+backup", PeerUnready: "no sync applied yet"}}
+	srv := httptest.NewServer(api.Handler(fakeDaemon{}, prometheus.NewRegistry(), api.Options{HA: h}))
+	defer srv.Close()
+	var out, errs bytes.Buffer
+	if code := run([]string{"status", "-api", strings.TrimPrefix(srv.URL, "http://")}, &out, &errs); code != 0 {
+		t.Fatalf("status: %d %s", code, errs.String())
+	}
+	if want := "; peer not ready to serve: no sync applied yet"; !strings.Contains(out.String(), want) {
+		t.Fatalf("status lacks %q:\n%s", want, out.String())
+	}
+}

@@ -119,6 +119,16 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			opts.VIPs = hostnet.NewVIPLink(cfg.Director.VIPInterface, nil, log.Named("vip"))
 		}
 	}
+	// The pair's calls carry the token of the source the running config is
+	// watched through (the daemon's once it runs): one token holder, so
+	// that the pair's token changes with the config, as the catalog's.
+	var d *daemon.Daemon
+	token := func() string {
+		if d == nil {
+			return src.Token()
+		}
+		return d.Token()
+	}
 	var pair *haPair // with director.ha: VIP placement follows the role
 	apiOpts := api.Options{}
 	if cfg.API.TokenFile != "" {
@@ -130,16 +140,19 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if cfg.Director.HA != nil && *dryRun {
 		log.Warn("dry run: director.ha is not started")
 	} else if cfg.Director.HA != nil {
-		if pair, err = startHA(cfg, client, kernel, registry, log.Named("ha")); err != nil {
+		if pair, err = startHA(cfg, token, kernel, registry, log.Named("ha")); err != nil {
 			log.Error("cannot start the ha pair", "error", err)
 			return 1
 		}
 		opts.VIPs, apiOpts.HA = pair.host, pair
 	}
-	d, err := daemon.New(opts)
+	d, err = daemon.New(opts)
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1
+	}
+	if pair != nil {
+		pair.runner.SetReady(d.Health) // the heartbeat says whether this director could serve
 	}
 	if cfg.API.Address != "" {
 		if a := netip.MustParseAddrPort(cfg.API.Address); *apiAddr != "" && !a.Addr().IsLoopback() {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -104,6 +105,32 @@ type Daemon struct {
 
 	// What the loop publishes for Status, Explain and Health.
 	shared shared
+
+	// src is the source the running config is watched through, for
+	// Token; the loop replaces it when a reload takes over.
+	srcMu sync.Mutex
+	src   Source
+}
+
+// Token is the ACL token of the source the running config is watched
+// through, if that source has one (consul.Source does; "" is the
+// client's own): the one token holder that director.ha's calls ask too,
+// so that the pair's token changes with the config, when a reload takes
+// over, or not at all.
+func (d *Daemon) Token() string {
+	d.srcMu.Lock()
+	src := d.src
+	d.srcMu.Unlock()
+	if t, ok := src.(interface{ Token() string }); ok {
+		return t.Token()
+	}
+	return ""
+}
+
+func (d *Daemon) setSource(src Source) {
+	d.srcMu.Lock()
+	defer d.srcMu.Unlock()
+	d.src = src
 }
 
 // New checks the options and fills in defaults.
@@ -136,6 +163,7 @@ func New(opts Options) (*Daemon, error) {
 		opts.RetryMax = 30 * time.Second
 	}
 	d := &Daemon{
+		src:    opts.Source,
 		opts:   opts,
 		log:    opts.Logger,
 		clock:  opts.Clock,

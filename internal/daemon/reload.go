@@ -131,6 +131,7 @@ func (l *loop) switchTo(s catalog.Snapshot, now time.Time) {
 	l.cur.stop()
 	l.cur, l.next = l.next, nil
 	l.d.setConfig(l.cur.cfg)
+	l.d.setSource(l.cur.src)
 	l.d.shared.forgetQueries()
 	l.d.servePages(l.cur.cfg)
 	l.d.opts.Metrics.ConfigReload(true)

@@ -57,6 +57,14 @@ type HAView struct {
 	// LastTakeover is when this director last became active.
 	LastTakeover time.Time `json:"last_takeover,omitzero"`
 	LastStepDown string    `json:"last_step_down,omitempty"`
+	// LeaseError is why Consul refuses the director's lease writes (its
+	// ACLs), while it does: no write of it takes, it is never active.
+	LeaseError string `json:"lease_error,omitempty"`
+	// Unready and PeerUnready are why the director and its peer could
+	// not serve now ("" when they can): a handover to an unready peer
+	// is refused.
+	Unready     string `json:"unready,omitempty"`
+	PeerUnready string `json:"peer_unready,omitempty"`
 }
 
 // ServiceView is one virtual service of the kernel's table.
