@@ -32,6 +32,9 @@ type Agent struct {
 	Client   *api.Client
 	LogPath  string
 	stop     func()
+	run      func(testing.TB) // starts the agent's process (again)
+	done     <-chan struct{}  // closed when the process has exited
+	acls     bool
 }
 
 // Stop stops the agent now (it is stopped at the end of the test anyway).
@@ -86,7 +89,24 @@ func (a *Agent) SetRules(t testing.TB, policyID, name, rules string) {
 	}
 }
 
-func start(t testing.TB, hcl string) *Agent {
+func start(t testing.TB, hcl string) *Agent { return launch(t, hcl, true) }
+
+// StartServer runs a one-server Consul as production runs it, not -dev:
+// its state (the catalog, KV, the raft log) is on disk and survives
+// Restart.
+func StartServer(t testing.TB) *Agent { return launch(t, "", false) }
+
+// Restart stops the agent (SIGTERM), keeps it down for down, starts it
+// again on the same ports and data directory, and waits for a leader.
+func (a *Agent) Restart(t testing.TB, down time.Duration) {
+	t.Helper()
+	a.stop()
+	time.Sleep(down) // the outage itself, not a wait for a condition
+	a.run(t)
+	a.waitLeader(t)
+}
+
+func launch(t testing.TB, hcl string, dev bool) *Agent {
 	t.Helper()
 	bin := testenv.Tool(t, "consul")
 	ports := FreePorts(t, 4)
@@ -95,13 +115,13 @@ func start(t testing.TB, hcl string) *Agent {
 		HTTPAddr: "127.0.0.1:" + strconv.Itoa(ports[0]),
 		NodeName: "lvs-sync-test",
 		LogPath:  filepath.Join(dir, "consul.log"),
+		acls:     hcl != "",
 	}
 	logFile, err := os.Create(a.LogPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "agent", "-dev",
-		"-bind", "127.0.0.1", "-client", "127.0.0.1",
+	args := []string{"agent", "-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-node", a.NodeName,
 		"-http-port", strconv.Itoa(ports[0]),
 		"-server-port", strconv.Itoa(ports[1]),
@@ -109,29 +129,39 @@ func start(t testing.TB, hcl string) *Agent {
 		"-serf-wan-port", strconv.Itoa(ports[3]),
 		"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1",
 		"-data-dir", filepath.Join(dir, "data"),
-	)
+	}
+	if dev {
+		args = append([]string{"agent", "-dev"}, args[1:]...)
+	} else {
+		args = append(args, "-server", "-bootstrap-expect", "1", "-ui=false")
+	}
 	if hcl != "" {
-		cmd.Args = append(cmd.Args, "-hcl", hcl)
+		args = append(args, "-hcl", hcl)
 	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting consul: %v", err)
+	a.run = func(t testing.TB) {
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting consul: %v", err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		a.done = done
+		var once sync.Once
+		a.stop = func() {
+			once.Do(func() {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					_ = cmd.Process.Kill()
+					<-done
+				}
+			})
+		}
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	var once sync.Once
-	a.stop = func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		})
-	}
+	a.run(t)
 	t.Cleanup(func() {
 		a.stop()
 		logFile.Close()
@@ -153,22 +183,30 @@ func start(t testing.TB, hcl string) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.waitLeader(t)
+	return a
+}
+
+// waitLeader waits until the agent has elected itself leader (and, with
+// ACLs, bootstrapped them).
+func (a *Agent) waitLeader(t testing.TB) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case <-done:
+		case <-a.done:
 			b, _ := os.ReadFile(a.LogPath)
 			t.Fatalf("consul exited during start:\n%s", tail(b, 4096))
 		default:
 		}
 		if leader, err := a.Client.Status().Leader(); err == nil && leader != "" {
-			if hcl == "" {
-				return a
+			if !a.acls {
+				return
 			}
 			// With ACLs, the management token exists once the new
 			// leader has bootstrapped them, a moment after it is elected.
 			if _, _, err := a.Client.ACL().TokenReadSelf(nil); err == nil {
-				return a
+				return
 			}
 		}
 		if time.Now().After(deadline) {
