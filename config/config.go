@@ -5,8 +5,10 @@
 //
 // It is the first stage of the pipeline config → catalog → render → ipvs and
 // knows nothing of the later ones: it may import the standard library,
-// hashicorp/hcl and lvs-sync's leaf vocabulary package lvs, and nothing else
-// of lvs-sync (not ipvs, catalog or render).
+// hashicorp/hcl, lvs-sync's leaf vocabulary package lvs and the leaf
+// ha/timings (the HA pair's timing rules, so that validate refuses the
+// timings ha would run unsafely), and nothing else of lvs-sync (not ipvs,
+// catalog, render or ha itself).
 //
 // The files: config.go the public types and their accessors, load.go
 // reading files and ordering diagnostics, decode.go and blocks.go the HCL
