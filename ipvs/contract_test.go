@@ -1,10 +1,6 @@
 package ipvs
 
 import (
-	"time"
-
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"errors"
 	"fmt"
 	"maps"
@@ -12,6 +8,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // TestMemKernelContract runs the kernel contract against the in-memory

@@ -1,12 +1,12 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func svcKey(s string) lvs.ServiceKey {

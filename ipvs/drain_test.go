@@ -1,14 +1,13 @@
 package ipvs_test
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // drainStep runs one sync through the drainer against the fake kernel, as

@@ -1,12 +1,12 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"maps"
 	"net/netip"
 	"sync"
 	"syscall"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // MemKernel is an IPVS table in memory: what `lvs-sync run -dry-run`

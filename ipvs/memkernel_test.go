@@ -1,11 +1,11 @@
 package ipvs
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"net/netip"
 	"sync"
 	"testing"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // The table is its own: neither the state it was made from nor the copies

@@ -8,12 +8,11 @@
 package ipvstest
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"fmt"
 	"sync"
 
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // Kernel is an in-memory kernel with test knobs. It is safe for

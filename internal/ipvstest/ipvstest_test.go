@@ -1,8 +1,6 @@
 package ipvstest
 
 import (
-	"github.com/lvs-sync/lvs-sync/lvs"
-
 	"errors"
 	"maps"
 	"net/netip"
@@ -11,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 var (
