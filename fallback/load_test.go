@@ -29,8 +29,8 @@ type slowClients struct {
 	// letGo counts silent clients closed without an answer: served, then
 	// let go at the header timeout (one turned away reads its 503 first).
 	letGo atomic.Int64
-	stop    chan struct{}
-	done    chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 func startSlowClients(t *testing.T, addr string, n int) *slowClients {
