@@ -5,11 +5,14 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -89,10 +92,10 @@ func registerHA(t *testing.T, service string, addrs ...string) {
 		id := service + "-" + a
 		reg := &api.AgentServiceRegistration{ID: id, Name: service, Address: a, Port: 80,
 			Check: &api.AgentServiceCheck{CheckID: id + "-ttl", TTL: "10m", Status: api.HealthPassing}}
-		if err := consul(t).Agent().ServiceRegister(reg); err != nil {
+		if err := haConsul(t).Agent().ServiceRegister(reg); err != nil {
 			t.Fatalf("registering %s: %v", id, err)
 		}
-		if err := consul(t).Agent().UpdateTTL(id+"-ttl", "", api.HealthPassing); err != nil {
+		if err := haConsul(t).Agent().UpdateTTL(id+"-ttl", "", api.HealthPassing); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -206,7 +209,7 @@ func startHAPair(t *testing.T, name, service string) *haPair {
 	haTopology(t)
 	registerHA(t, haService, haReals[0].addr, haReals[1].addr)
 	lockKey := "lvs-sync/ha/e2e-" + name
-	if _, err := consul(t).KV().Delete(lockKey, nil); err != nil {
+	if _, err := haConsul(t).KV().Delete(lockKey, nil); err != nil {
 		t.Fatal(err)
 	}
 	fail := func(why string) *haPair {
@@ -584,4 +587,84 @@ func TestHACrash(t *testing.T) {
 		fmt.Sprintf("dead_vip_gone=%v", ok)}
 	haLine(t, "crash", ok && took > 0 && took <= time.Second && w.downtime >= 0 && w.downtime <= time.Second && both <= 2*time.Second,
 		took.Milliseconds(), w.failed, w.resets, extra...)
+}
+
+// haConsul is the Consul the pair's directors reach: the host's dev agent,
+// or its server while a case uses it (useConsulServer).
+func haConsul(t *testing.T) *api.Client {
+	t.Helper()
+	if consulUpstream.Load() == nil {
+		return consul(t)
+	}
+	c, err := sharedConsulServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var sharedConsulServer = sync.OnceValues(func() (*api.Client, error) {
+	conf := api.DefaultConfig()
+	conf.Address = os.Getenv("LVS_CONSUL_SERVER")
+	return api.NewClient(conf)
+})
+
+// restartConsulServer asks the host to stop its server Consul, keep it
+// down for down and start it again; it returns once it has a leader.
+func restartConsulServer(down time.Duration) error {
+	req, err := http.NewRequest(http.MethodPost, "http://"+os.Getenv("LVS_TEST_CONTROL")+"/consul-server/restart?down="+down.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+os.Getenv("LVS_TEST_CONTROL_TOKEN"))
+	resp, err := (&http.Client{Timeout: down + time.Minute}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("restarting the server consul: %s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+// TestHAConsulRestart is case consul-restart (issue 18 item 10): the pair
+// on a Consul server with its state on disk, which is stopped for 5 s and
+// started again. A Consul outage alone changes nothing: the same director
+// has the VIP on eth0 throughout and after, never both, never none. (The
+// probes may fail meanwhile for Consul's own reason: a restarted agent
+// may bring TTL checks back critical until they are passed again.)
+func TestHAConsulRestart(t *testing.T) {
+	haTopology(t)
+	useConsulServer(t)
+	p := startHAPair(t, "consul-restart", haService)
+	if p == nil {
+		return
+	}
+	pr := startProber(haVIP)
+	defer pr.end()
+	active := p.act().ns
+	time.Sleep(time.Second)
+	from := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- restartConsulServer(5 * time.Second) }()
+	bad := 0
+	var err error
+	for restarting := true; restarting; {
+		select {
+		case err = <-done:
+			restarting = false
+		default:
+			bad += exactlyActive(t, active, 200*time.Millisecond)
+		}
+	}
+	back := time.Since(from)
+	bad += exactlyActive(t, active, 5*time.Second)
+	w := pr.window(from, time.Now())
+	extra := []string{fmt.Sprintf("bad_samples=%d", bad), fmt.Sprintf("consul_back_ms=%d", back.Milliseconds())}
+	if err != nil {
+		extra = append(extra, "error="+strings.Join(strings.Fields(err.Error()), "_"))
+	}
+	haLine(t, "consul-restart", err == nil && bad == 0, 0, w.failed, w.resets, extra...)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,16 +115,29 @@ func buildHATopology() (err error) {
 		if _, err := serveReal(d.ns, 80); err != nil {
 			return err
 		}
-		if err := proxyConsul(d.consul, os.Getenv("LVS_CONSUL")); err != nil {
+		if err := proxyConsul(d.consul); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// consulUpstream is where the directors' Consul proxies connect: the
+// host's dev agent, or for a case that restarts Consul, the host's server
+// (useConsulServer).
+var consulUpstream atomic.Pointer[string]
+
+// useConsulServer points new proxied connections at the server Consul
+// until the test ends.
+func useConsulServer(t *testing.T) {
+	server := os.Getenv("LVS_CONSUL_SERVER")
+	consulUpstream.Store(&server)
+	t.Cleanup(func() { consulUpstream.Store(nil) })
+}
+
 // proxyConsul forwards TCP connections from listen (in the root
-// namespace) to the host's agent.
-func proxyConsul(listen, agent string) error {
+// namespace) to the host's agent (consulUpstream).
+func proxyConsul(listen string) error {
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("the consul proxy on %s: %w", listen, err)
@@ -136,6 +150,10 @@ func proxyConsul(listen, agent string) error {
 			}
 			go func() {
 				defer c.Close()
+				agent := os.Getenv("LVS_CONSUL")
+				if p := consulUpstream.Load(); p != nil {
+					agent = *p
+				}
 				up, err := net.DialTimeout("tcp", agent, 3*time.Second)
 				if err != nil {
 					return

@@ -6,8 +6,11 @@
 package e2e
 
 import (
+	"crypto/rand"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +34,10 @@ func TestInKernel(t *testing.T) {
 	vmtest.BuildStatic(t, filepath.Join(bin, "hostnet.test"), "./hostnet", true, "vmguest")
 	vmtest.BuildStatic(t, filepath.Join(bin, "e2e.test"), "./e2e", true, "vmguest")
 	agent := testconsul.Start(t)
+	// A second Consul, a server with its state on disk as in production,
+	// that a guest test may restart through the control endpoint.
+	server := testconsul.StartServer(t)
+	control, controlToken := serveControl(t, server)
 
 	// LVS_SYNC_E2E_RUN is a -test.run pattern to run only some guest tests;
 	// LVS_SYNC_E2E_RAW=1 shows the console as it is (make demo).
@@ -75,7 +82,7 @@ func TestInKernel(t *testing.T) {
 			"/bin/e2e.test":      filepath.Join(bin, "e2e.test"),
 		},
 		Command: command,
-		Env:     guestEnv(agent),
+		Env:     guestEnv(agent, server, control, controlToken),
 		Output:  console,
 		Timeout: 20 * time.Minute,
 	})
@@ -149,14 +156,51 @@ func guestFailures(console string, binaries []string) []string {
 	return out
 }
 
-// guestEnv is the guest tests' environment: the host's Consul, and
-// LVS_SYNC_HA_TIMINGS when set (the HA cases' ha block timings).
-func guestEnv(agent *testconsul.Agent) map[string]string {
-	env := map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr)}
+// guestEnv is the guest tests' environment: the host's Consul (and the
+// server Consul with its control endpoint), and LVS_SYNC_HA_TIMINGS when
+// set (the HA cases' ha block timings).
+func guestEnv(agent, server *testconsul.Agent, control, controlToken string) map[string]string {
+	env := map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr),
+		"LVS_CONSUL_SERVER": vmtest.GuestAddr(server.HTTPAddr),
+		"LVS_TEST_CONTROL":  vmtest.GuestAddr(control), "LVS_TEST_CONTROL_TOKEN": controlToken}
 	if v := os.Getenv("LVS_SYNC_HA_TIMINGS"); v != "" {
 		env["LVS_SYNC_HA_TIMINGS"] = v
 	}
 	return env
+}
+
+// serveControl serves, on a loopback port, what a guest test may ask of
+// the host: POST /consul-server/restart?down=5s stops the server Consul,
+// keeps it down that long and starts it again (answering once it has a
+// leader). It stops when the test ends.
+func serveControl(t *testing.T, server *testconsul.Agent) (addr, token string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token = rand.Text() // asked as a bearer token: it changes state
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /consul-server/restart", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "a bearer token is needed", http.StatusUnauthorized)
+			return
+		}
+		down, err := time.ParseDuration(r.URL.Query().Get("down"))
+		if err != nil || down < 0 || down > time.Minute {
+			http.Error(w, "down: a duration up to 1m", http.StatusBadRequest)
+			return
+		}
+		if err := server.RestartErr(down); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "restarted")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String(), token
 }
 
 type tee struct {

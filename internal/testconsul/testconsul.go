@@ -32,8 +32,9 @@ type Agent struct {
 	Client   *api.Client
 	LogPath  string
 	stop     func()
-	run      func(testing.TB) // starts the agent's process (again)
-	done     <-chan struct{}  // closed when the process has exited
+	run      func() error    // starts the agent's process (again)
+	mu       sync.Mutex      // one restart at a time
+	done     <-chan struct{} // closed when the process has exited
 	acls     bool
 }
 
@@ -100,10 +101,22 @@ func StartServer(t testing.TB) *Agent { return launch(t, "", false) }
 // again on the same ports and data directory, and waits for a leader.
 func (a *Agent) Restart(t testing.TB, down time.Duration) {
 	t.Helper()
+	if err := a.RestartErr(down); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RestartErr is Restart for a goroutine other than the test's (an HTTP
+// handler of the VM tests' control endpoint): it returns what went wrong.
+func (a *Agent) RestartErr(down time.Duration) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.stop()
 	time.Sleep(down) // the outage itself, not a wait for a condition
-	a.run(t)
-	a.waitLeader(t)
+	if err := a.run(); err != nil {
+		return err
+	}
+	return a.waitLeader()
 }
 
 func launch(t testing.TB, hcl string, dev bool) *Agent {
@@ -138,12 +151,12 @@ func launch(t testing.TB, hcl string, dev bool) *Agent {
 	if hcl != "" {
 		args = append(args, "-hcl", hcl)
 	}
-	a.run = func(t testing.TB) {
+	a.run = func() error {
 		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting consul: %v", err)
+			return fmt.Errorf("starting consul: %w", err)
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -160,10 +173,15 @@ func launch(t testing.TB, hcl string, dev bool) *Agent {
 				}
 			})
 		}
+		return nil
 	}
-	a.run(t)
+	if err := a.run(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
+		a.mu.Lock() // after a restart in flight
 		a.stop()
+		a.mu.Unlock()
 		logFile.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(a.LogPath); err == nil && len(b) > 0 {
@@ -183,34 +201,35 @@ func launch(t testing.TB, hcl string, dev bool) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.waitLeader(t)
+	if err := a.waitLeader(); err != nil {
+		t.Fatal(err)
+	}
 	return a
 }
 
 // waitLeader waits until the agent has elected itself leader (and, with
 // ACLs, bootstrapped them).
-func (a *Agent) waitLeader(t testing.TB) {
-	t.Helper()
+func (a *Agent) waitLeader() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case <-a.done:
 			b, _ := os.ReadFile(a.LogPath)
-			t.Fatalf("consul exited during start:\n%s", tail(b, 4096))
+			return fmt.Errorf("consul exited during start:\n%s", tail(b, 4096))
 		default:
 		}
 		if leader, err := a.Client.Status().Leader(); err == nil && leader != "" {
 			if !a.acls {
-				return
+				return nil
 			}
 			// With ACLs, the management token exists once the new
 			// leader has bootstrapped them, a moment after it is elected.
 			if _, _, err := a.Client.ACL().TokenReadSelf(nil); err == nil {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consul at %s elected no leader in 30s", a.HTTPAddr)
+			return fmt.Errorf("consul at %s elected no leader in 30s", a.HTTPAddr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
