@@ -19,9 +19,6 @@ const drainPoll = time.Second
 // syncState is what one sync leaves for the next; the loop's goroutine
 // owns it.
 type syncState struct {
-	// logged are the notes already logged, so that a bad instance warns
-	// once, not every sync.
-	logged map[string]bool
 	// lastApplied is the desired state of the last sync that fully
 	// succeeded; nil makes the next sync read everything.
 	lastApplied ipvs.State
@@ -29,9 +26,6 @@ type syncState struct {
 	tracker render.Tracker
 	// drainer keeps leaving reals at weight 0 while connections finish.
 	drainer ipvs.Drainer
-	// conflicts are the desired services the kernel has from someone
-	// else, each warned about once.
-	conflicts map[lvs.ServiceKey]bool
 	// timeouts are the drain timeouts of every virtual service a config
 	// has named, so that one a reload removed drains with its own.
 	timeouts map[lvs.ServiceKey]time.Duration
@@ -40,14 +34,9 @@ type syncState struct {
 	lastResult render.Result
 	// acl keeps answers filtered by ACLs from emptying pools.
 	acl aclGuard
-	// holds are the mass removal guard's, each warned about once.
-	holds map[render.Hold]bool
 	// pagesDown are the virtual services whose local page cannot be
-	// served; pagesErr the last error logged of it.
+	// served.
 	pagesDown map[string]bool
-	pagesErr  string
-	// saveErr is the last state file error logged.
-	saveErr string
 	// markVIPs are the vips of every firewall-mark service a config has
 	// named, as a mark's key does not carry them: one a reload removed
 	// keeps its VIPs while it drains, and they go with it.
@@ -56,12 +45,23 @@ type syncState struct {
 	// whose vips a reload changed leaves the old ones, which its key no
 	// longer names, to be taken off.
 	syncedVIPs []netip.Addr
+
+	// What is logged while it lasts, so that it is logged once: the
+	// notes of render (a bad instance), the holds of its mass removal
+	// guard, the desired services the kernel has from someone else, why
+	// a maintenance page cannot be served and why the state file cannot
+	// be saved.
+	notes     warned[string]
+	holds     warned[render.Hold]
+	conflicts warned[lvs.ServiceKey]
+	pagesErr  warned[string]
+	saveErr   warned[string]
 }
 
 func (s *syncState) init() {
-	s.logged = map[string]bool{}
 	s.acl.init()
-	s.conflicts = map[lvs.ServiceKey]bool{}
+	s.notes, s.holds, s.conflicts = warned[string]{}, warned[render.Hold]{}, warned[lvs.ServiceKey]{}
+	s.pagesErr, s.saveErr = warned[string]{}, warned[string]{}
 }
 
 func (s *syncState) setConfig(cfg *config.Config) {
@@ -314,13 +314,8 @@ func (d *Daemon) Cleanup() error {
 // noteConflicts warns once about each desired service the kernel has from
 // someone else, and forgets those of the scope that no longer conflict.
 func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope ipvs.Scope) {
-	st := &d.state
-	now := make(map[lvs.ServiceKey]bool, len(conflicts))
-	for _, k := range conflicts {
-		now[k] = true
-		if st.conflicts[k] {
-			continue
-		}
+	began, _ := update(d.state.conflicts, conflicts, func(k lvs.ServiceKey) lvs.ServiceKey { return k }, scope.In)
+	for _, k := range began {
 		name := ""
 		if vs := d.cfg.VirtualServiceAt(k); vs != nil {
 			name = vs.Name
@@ -328,15 +323,7 @@ func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope ipvs.Scope) {
 		d.log.Warn("the kernel already has this virtual service and lvs-sync did not make it: left untouched; set adopt = true to take it over",
 			"virtual_service", name, "service", k)
 	}
-	for k := range st.conflicts {
-		if scope.In(k) {
-			delete(st.conflicts, k)
-		}
-	}
-	for k := range now {
-		st.conflicts[k] = true
-	}
-	d.opts.Metrics.sawConflicts(len(st.conflicts))
+	d.opts.Metrics.sawConflicts(len(d.state.conflicts))
 }
 
 // saved logs a failure to save the state file when it changes, not at
@@ -346,43 +333,29 @@ func (d *Daemon) saved(err error) {
 	if err != nil {
 		msg = err.Error()
 	}
-	if msg == d.state.saveErr {
-		return
-	}
-	if err != nil {
+	switch began, ended := updateErr(d.state.saveErr, msg); {
+	case began:
 		d.log.Warn("cannot save which services lvs-sync owns; trying again at every sync", "error", err)
-	} else {
+	case ended:
 		d.log.Info("the state file is saved again")
 	}
-	d.state.saveErr = msg
 }
 
 // logHolds warns once about each hold of the mass removal guard.
 func (d *Daemon) logHolds(holds []render.Hold) {
-	seen := make(map[render.Hold]bool, len(holds))
-	for _, h := range holds {
-		seen[h] = true
-		if d.state.holds[h] {
-			continue
-		}
+	began, _ := update(d.state.holds, holds, func(h render.Hold) render.Hold { return h }, nil)
+	for _, h := range began {
 		d.log.Named("render").Warn("instances vanished from the catalog at once: holding their reals as they were",
 			"virtual_service", h.VirtualService, "vanished", h.Vanished, "of", h.Of, "until", h.Until.Format(time.RFC3339))
 	}
-	d.state.holds = seen
 }
 
 // logNotes warns once about each piece of catalog data render left out,
 // and each caveat about an instance it kept, while the condition lasts.
 func (d *Daemon) logNotes(notes []render.Note) {
-	seen := make(map[string]bool, len(notes))
-	for _, n := range notes {
-		key := n.String()
-		seen[key] = true
-		if d.state.logged[key] {
-			continue
-		}
+	began, _ := update(d.state.notes, notes, render.Note.String, nil)
+	for _, n := range began {
 		msg, kv := n.Log()
 		d.log.Named("render").Warn(msg, kv...)
 	}
-	d.state.logged = seen
 }
