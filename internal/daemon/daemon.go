@@ -6,9 +6,11 @@
 //
 // It may import the stages it drives (config, catalog, render, ipvs,
 // fallback) and the status room; nothing imports it but cmd and the API.
-// This file is the loop only: sync.go is one sync, trigger.go when one is
-// due, reload.go how a new config takes over, guard.go what an answer
-// filtered by ACLs leaves, shared.go what the loop publishes for the API.
+// This file is the loop only: sync.go is one sync, in phases, state.go
+// what one leaves for the next (warnonce.go what it logged), trigger.go
+// when one is due, reload.go how a new config takes over, guard.go what
+// an answer filtered by ACLs leaves, shared.go what the loop publishes
+// for the API.
 package daemon
 
 import (

@@ -791,8 +791,8 @@ func TestLoopHoldsAMassDeregistrationSplitOverUpdates(t *testing.T) {
 	if !testenv.SameWeights(h.web(), all) {
 		t.Fatalf("after 3 of 4 vanished one per update the kernel has %v, want all 4 held", h.web())
 	}
-	if len(h.d.state.holds) != 1 {
-		t.Errorf("holds %v, want one", h.d.state.holds)
+	if len(h.d.state.logged.holds) != 1 {
+		t.Errorf("holds %v, want one", h.d.state.logged.holds)
 	}
 	for h.clock.Since(first) < 10*time.Second {
 		h.untilNext()

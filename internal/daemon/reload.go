@@ -82,7 +82,7 @@ func (d *Daemon) servePages(cfg *config.Config) {
 	if err != nil {
 		msg = err.Error()
 	}
-	switch began, ended := updateErr(d.state.pagesErr, msg); {
+	switch began, ended := updateErr(d.state.logged.pagesErr, msg); {
 	case began:
 		d.log.Error("cannot serve a maintenance page; its local fallback is left out until it can", "error", err)
 	case ended:

@@ -92,7 +92,7 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 		s.failures = 0
 	}
 	s.filtered = d.state.acl.filteredServices()
-	s.pagesErr = message(d.state.pagesErr)
+	s.pagesErr = message(d.state.logged.pagesErr)
 	d.opts.Metrics.sawFiltered(s.filtered)
 	s.result = r.Desired
 	s.desired = desired
