@@ -93,7 +93,7 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 	}
 	s.filtered = d.state.acl.filteredServices()
 	s.pagesErr = message(d.state.logged.pagesErr)
-	d.opts.Metrics.sawFiltered(s.filtered)
+	d.opts.Metrics.SawFiltered(s.filtered)
 	s.result = r.Desired
 	s.desired = desired
 	s.drains = drains.Clone()
@@ -131,8 +131,9 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 			}
 		}
 	}
-	views := status.Services(expected(r.Desired.State, draining, scope), s.input(d))
-	d.opts.Metrics.sawState(views, scope.Full(), r.Err == nil)
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.SawTable(expected(r.Desired.State, draining, scope), s.input(d), scope.Full(), r.Err == nil)
+	}
 }
 
 // expected is the owned part of the kernel's table, in scope (nil: all),
@@ -231,7 +232,7 @@ func (d *Daemon) ObserveQuery(query string, index uint64, err error) {
 	}
 	s.lastQuery[query] = q
 	s.queryMu.Unlock()
-	d.opts.Metrics.sawQuery(query, index, err)
+	d.opts.Metrics.SawQuery(query, index, err)
 }
 
 // Status annotates the kernel's whole table, read at most statusMaxAge

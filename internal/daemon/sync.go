@@ -160,7 +160,7 @@ func (d *Daemon) apply(r *round) error {
 // drains under way call for the next sync, and what lvs-sync owns from
 // now on.
 func (d *Daemon) record(r *round) {
-	d.opts.Metrics.sawSync(r.result, r.scope.Full(), len(r.result.Foreign))
+	d.opts.Metrics.SawSync(r.result, r.scope.Full(), len(r.result.Foreign))
 	d.noteConflicts(r.planned.Conflicts, r.scope)
 	if len(d.state.drainer.Draining()) > 0 {
 		// Poll the draining reals' connections, up to the first drain
@@ -306,7 +306,7 @@ func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope ipvs.Scope) {
 		d.log.Warn("the kernel already has this virtual service and lvs-sync did not make it: left untouched; set adopt = true to take it over",
 			"virtual_service", name, "service", k)
 	}
-	d.opts.Metrics.sawConflicts(len(d.state.logged.conflicts))
+	d.opts.Metrics.SawConflicts(len(d.state.logged.conflicts))
 }
 
 // saved logs a failure to save the state file when it changes, not at
