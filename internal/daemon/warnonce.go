@@ -5,12 +5,12 @@ package daemon
 type warned[K comparable] map[K]bool
 
 // update makes now the conditions that hold and returns those that were
-// not held before, in now's order, and whether any that was held ended.
+// not held before, in now's order, and those held before that ended.
 // within limits what now tells of (nil: every condition); those outside
 // it are held as they were. key names a condition.
-func update[T any, K comparable](w warned[K], now []T, key func(T) K, within func(K) bool) (began []T, ended bool) {
+func update[T any, K comparable](w warned[K], now []T, key func(T) K, within func(K) bool) (began []T, ended []K) {
 	if len(now) == 0 && len(w) == 0 {
-		return nil, false // the common case, on every sync
+		return nil, nil // the common case, on every sync
 	}
 	var held map[K]bool
 	if len(w) > 0 {
@@ -28,7 +28,7 @@ func update[T any, K comparable](w warned[K], now []T, key func(T) K, within fun
 	for k := range w {
 		if !held[k] && (within == nil || within(k)) {
 			delete(w, k)
-			ended = true
+			ended = append(ended, k)
 		}
 	}
 	for _, c := range now {
@@ -44,8 +44,8 @@ func updateErr(w warned[string], msg string) (began, ended bool) {
 	if msg != "" {
 		now = []string{msg}
 	}
-	b, ended := update(w, now, func(s string) string { return s }, nil)
-	return len(b) > 0, ended
+	b, e := update(w, now, func(s string) string { return s }, nil)
+	return len(b) > 0, len(e) > 0
 }
 
 // message is the condition held by a warned error, "" if none.

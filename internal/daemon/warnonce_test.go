@@ -8,10 +8,11 @@ import (
 func TestWarned(t *testing.T) {
 	w := warned[int]{}
 	id := func(i int) int { return i }
-	step := func(now []int, within func(int) bool, began []int, ended bool, held ...int) {
+	step := func(now []int, within func(int) bool, began []int, ended []int, held ...int) {
 		t.Helper()
 		b, e := update(w, now, id, within)
-		if !slices.Equal(b, began) || e != ended {
+		slices.Sort(e)
+		if !slices.Equal(b, began) || !slices.Equal(e, ended) {
 			t.Fatalf("update(%v) = %v, %v; want %v, %v", now, b, e, began, ended)
 		}
 		var got []int
@@ -23,14 +24,14 @@ func TestWarned(t *testing.T) {
 			t.Fatalf("held %v, want %v", got, held)
 		}
 	}
-	step(nil, nil, nil, false)
-	step([]int{1, 2}, nil, []int{1, 2}, false, 1, 2)
-	step([]int{2, 3}, nil, []int{3}, true, 2, 3)
-	step([]int{2, 3}, nil, nil, false, 2, 3)
+	step(nil, nil, nil, nil)
+	step([]int{1, 2}, nil, []int{1, 2}, nil, 1, 2)
+	step([]int{2, 3}, nil, []int{3}, []int{1}, 2, 3)
+	step([]int{2, 3}, nil, nil, nil, 2, 3)
 	odd := func(k int) bool { return k%2 == 1 }
-	step(nil, odd, nil, true, 2) // 3 ended; 2 is outside and held
-	step([]int{5}, odd, []int{5}, false, 2, 5)
-	step(nil, nil, nil, true)
+	step(nil, odd, nil, []int{3}, 2) // 2 is outside and held
+	step([]int{5}, odd, []int{5}, nil, 2, 5)
+	step(nil, nil, nil, []int{2, 5})
 
 	e := warned[string]{}
 	for _, c := range []struct {
