@@ -99,40 +99,45 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 	s.drains = drains.Clone()
 	s.frozen = d.state.acl.frozen(s.cfg)
 	s.draining = draining
-	// Note when each instance's decision last changed.
-	for _, name := range r.Desired.Rendered {
-		sigs, at := s.signature[name], s.changedAt[name]
+	s.noteDecisions(r.Desired, r.At)
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.SawTable(expected(r.Desired.State, draining, scope), s.input(d), scope.Full(), r.Err == nil)
+	}
+}
+
+// noteDecisions notes when each instance's decision last changed, in the
+// virtual services res rendered anew at; call with s.mu held.
+func (s *shared) noteDecisions(res render.Result, at time.Time) {
+	for _, name := range res.Rendered {
+		sigs, when := s.signature[name], s.changedAt[name]
 		if sigs == nil {
-			sigs, at = map[render.InstanceKey]decisionSig{}, map[render.InstanceKey]time.Time{}
-			s.signature[name], s.changedAt[name] = sigs, at
+			sigs, when = map[render.InstanceKey]decisionSig{}, map[render.InstanceKey]time.Time{}
+			s.signature[name], s.changedAt[name] = sigs, when
 		}
-		ds := r.Desired.Decisions[name]
+		ds := res.Decisions[name]
 		seen := make(map[render.InstanceKey]bool, len(ds))
 		for _, dec := range ds {
 			k := render.InstanceKey{Node: dec.Instance.Node, ID: dec.Instance.ID}
 			seen[k] = true
 			sig := decisionSig{in: dec.In, weight: dec.Weight, rule: dec.Rule.Kind}
 			if old, ok := sigs[k]; !ok || old != sig {
-				sigs[k], at[k] = sig, r.At
+				sigs[k], when[k] = sig, at
 			}
 		}
 		for k := range sigs {
 			if !seen[k] {
 				delete(sigs, k)
-				delete(at, k)
+				delete(when, k)
 			}
 		}
 	}
-	if len(r.Desired.Rendered) == len(s.cfg.VirtualServices) {
+	if len(res.Rendered) == len(s.cfg.VirtualServices) {
 		for name := range s.signature { // forget virtual services a reload removed
 			if s.cfg.VirtualService(name) == nil {
 				delete(s.signature, name)
 				delete(s.changedAt, name)
 			}
 		}
-	}
-	if d.opts.Metrics != nil {
-		d.opts.Metrics.SawTable(expected(r.Desired.State, draining, scope), s.input(d), scope.Full(), r.Err == nil)
 	}
 }
 
