@@ -20,7 +20,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/ha"
 	"github.com/lvs-sync/lvs-sync/hostnet"
 	"github.com/lvs-sync/lvs-sync/internal/api"
-	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/metrics"
 	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
@@ -163,7 +163,7 @@ func startHA(cfg *config.Config, token func() string, kernel ipvs.Kernel, reg pr
 		return nil, err
 	}
 	runner, err := ha.NewRunner(ha.Options{Name: name, Lease: lease, Transport: ml, Roles: host,
-		Carrier: func() (bool, error) { return hostnet.Carrier(h.Interface) }, Timings: h.Timings, Reporter: daemon.NewHAMetrics(reg), Logger: log})
+		Carrier: func() (bool, error) { return hostnet.Carrier(h.Interface) }, Timings: h.Timings, Reporter: metrics.NewHA(reg), Logger: log})
 	if err != nil {
 		_ = ml.Close()
 		return nil, err

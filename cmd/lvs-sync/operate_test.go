@@ -22,6 +22,7 @@ import (
 	apipkg "github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
+	"github.com/lvs-sync/lvs-sync/internal/metrics"
 	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
@@ -51,7 +52,7 @@ func operate(t *testing.T, agent *testconsul.Agent, src string) *operated {
 	}}})
 	reg := prometheus.NewRegistry()
 	d, err := daemon.New(daemon.Options{Config: cfg, Source: consul.NewSource(agent.Client, daemonWatch()), Kernel: kernel,
-		Metrics: daemon.NewMetrics(reg, "test")})
+		Metrics: metrics.New(reg, "test")})
 	if err != nil {
 		t.Fatal(err)
 	}

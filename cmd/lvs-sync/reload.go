@@ -8,6 +8,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/metrics"
 )
 
 // reloader re-reads the config, on SIGHUP or a change of its files, and
@@ -26,7 +27,7 @@ type reloader struct {
 	d         interface {
 		Reload(*config.Config, daemon.Source, string)
 	}
-	metrics *daemon.Metrics
+	metrics *metrics.Metrics
 	log     hclog.Logger
 }
 

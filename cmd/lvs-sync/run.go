@@ -22,6 +22,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/hostnet"
 	"github.com/lvs-sync/lvs-sync/internal/api"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/metrics"
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/ipvs/genl"
@@ -108,7 +109,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	checkAtStart(cfg, hostnet.ProcSys{}, *dryRun, log)
 	registry := prometheus.NewRegistry()
-	metrics := daemon.NewMetrics(registry, versionString())
+	metrics := metrics.New(registry, versionString())
 	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})
 	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: metrics, Logger: log}
 	if !*dryRun {

@@ -5,10 +5,13 @@
 // running lvs-sync, through the status room.
 //
 // It may import the stages it drives (config, catalog, render, ipvs,
-// fallback) and the status room; nothing imports it but cmd and the API.
-// This file is the loop only: sync.go is one sync, trigger.go when one is
-// due, reload.go how a new config takes over, guard.go what an answer
-// filtered by ACLs leaves, shared.go what the loop publishes for the API.
+// fallback), the status room and the metrics it feeds; nothing imports it
+// but cmd and the API.
+// This file is the loop only: sync.go is one sync, in phases, state.go
+// what one leaves for the next (warnonce.go what it logged), trigger.go
+// when one is due, reload.go how a new config takes over, guard.go what
+// an answer filtered by ACLs leaves, shared.go what the loop publishes
+// for the API.
 package daemon
 
 import (
@@ -26,6 +29,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/internal/backoff"
+	"github.com/lvs-sync/lvs-sync/internal/metrics"
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/render"
@@ -62,7 +66,7 @@ type Options struct {
 	// Ownership records the services lvs-sync made (default: in memory).
 	Ownership *ownership.Record
 	// Metrics, when set, is kept up to date.
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	Logger  hclog.Logger
 	// Clock is the loop's time (default: the real one).
 	Clock clockwork.Clock
@@ -263,7 +267,7 @@ func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 		l.sched.at(TriggerRetry, now.Add(delay))
 	} else {
 		if t == TriggerCatalog && applied && !l.pending.IsZero() {
-			l.d.opts.Metrics.observeApplyLatency(l.d.clock.Since(l.pending))
+			l.d.opts.Metrics.ObserveApplyLatency(l.d.clock.Since(l.pending))
 		}
 		l.failures = 0
 		l.pending = time.Time{}

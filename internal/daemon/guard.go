@@ -17,49 +17,54 @@ import (
 // has of them, untouched, until Consul answers in full again.
 type aclGuard struct {
 	lastGood map[string]*catalog.Service
-	// filtered are the services whose latest answer is filtered.
-	filtered map[string]bool
+	// filtered are the services whose latest answer is filtered, each
+	// warned about once.
+	filtered warned[string]
 }
 
 func (g *aclGuard) init() {
 	g.lastGood = map[string]*catalog.Service{}
-	g.filtered = map[string]bool{}
+	g.filtered = warned[string]{}
 }
 
-// apply returns the snapshot to render: every filtered answer replaced by
-// the service's last good one, if any. It logs each change of a
-// service's state once.
+// guardSnapshot returns the snapshot to render: every filtered answer
+// replaced by the service's last good one, if any. It logs each change of
+// a service's state once.
 func (d *Daemon) guardSnapshot(s catalog.Snapshot) catalog.Snapshot {
 	g := &d.state.acl
 	var out catalog.Snapshot
-	copied := false
+	var filtered []string // the services whose answer is filtered now
 	for name, svc := range s.Services {
 		if s.Changed != nil && !s.Changed[name] && g.lastGood[name] == svc {
 			continue // unchanged: looked at when it changed
 		}
 		if !svc.FilteredByACLs {
-			if g.filtered[name] {
-				delete(g.filtered, name)
-				d.log.Named("catalog").Info("consul answers the service in full again", "service", name)
-			}
 			g.lastGood[name] = svc
 			continue
 		}
-		if !g.filtered[name] {
-			g.filtered[name] = true
+		filtered = append(filtered, name)
+		if out.Services == nil {
+			out = catalog.Snapshot{Services: maps.Clone(s.Services), Changed: s.Changed}
+		}
+		if good := g.lastGood[name]; good != nil {
+			out.Services[name] = good
+		}
+	}
+	if len(filtered) > 0 || len(g.filtered) > 0 {
+		// A service answered in full is no longer filtered; one absent
+		// is forgotten below, on a snapshot of every service.
+		inFull := func(name string) bool { svc := s.Services[name]; return svc != nil && !svc.FilteredByACLs }
+		began, ended := update(g.filtered, filtered, func(name string) string { return name }, inFull)
+		for _, name := range ended {
+			d.log.Named("catalog").Info("consul answers the service in full again", "service", name)
+		}
+		for _, name := range began {
 			kept := "its last good answer is kept"
 			if g.lastGood[name] == nil {
 				kept = "no good answer yet: its virtual services are left as the kernel has them"
 			}
 			d.log.Named("catalog").Warn("consul filtered the answer by acls: the token cannot read every instance (it needs service and node read); "+kept,
-				"service", name, "index", svc.Index)
-		}
-		if !copied {
-			out = catalog.Snapshot{Services: maps.Clone(s.Services), Changed: s.Changed}
-			copied = true
-		}
-		if good := g.lastGood[name]; good != nil {
-			out.Services[name] = good
+				"service", name, "index", s.Services[name].Index)
 		}
 	}
 	for name := range g.lastGood { // forget services no longer watched
@@ -68,7 +73,7 @@ func (d *Daemon) guardSnapshot(s catalog.Snapshot) catalog.Snapshot {
 			delete(g.filtered, name)
 		}
 	}
-	if !copied {
+	if out.Services == nil {
 		return s
 	}
 	return out

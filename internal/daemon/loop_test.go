@@ -791,8 +791,8 @@ func TestLoopHoldsAMassDeregistrationSplitOverUpdates(t *testing.T) {
 	if !testenv.SameWeights(h.web(), all) {
 		t.Fatalf("after 3 of 4 vanished one per update the kernel has %v, want all 4 held", h.web())
 	}
-	if len(h.d.state.holds) != 1 {
-		t.Errorf("holds %v, want one", h.d.state.holds)
+	if len(h.d.state.logged.holds) != 1 {
+		t.Errorf("holds %v, want one", h.d.state.logged.holds)
 	}
 	for h.clock.Since(first) < 10*time.Second {
 		h.untilNext()
@@ -848,5 +848,39 @@ func TestReloadSourceGoesWithTheConfig(t *testing.T) {
 	h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, gateConfig("")), trigger: "test"}, h.clock.Now())
 	if withNewToken.count() != 3 || running.count() != 2 {
 		t.Errorf("after the switch a reload watches through the new source %d times, the old %d; want 3 and 2", withNewToken.count(), running.count())
+	}
+}
+
+// TestFilteredAnswerLoggedOnce: an answer filtered by ACLs is warned about
+// once while it lasts, however many filtered answers follow, and its end
+// is told once; a new filtering warns again.
+func TestFilteredAnswerLoggedOnce(t *testing.T) {
+	var buf syncBuffer
+	h := newHarnessLogged(t, gateConfig(""), ipvstest.New(ipvs.State{}),
+		hclog.New(&hclog.LoggerOptions{Name: "lvs-sync", Level: hclog.Info, Output: &buf}))
+	count := func() (warned, ended int) {
+		return strings.Count(buf.String(), "[WARN]  lvs-sync.catalog: consul filtered the answer by acls: the token cannot read every instance (it needs service and node read); its last good answer is kept: service=web"),
+			strings.Count(buf.String(), "[INFO]  lvs-sync.catalog: consul answers the service in full again: service=web")
+	}
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	for range 3 {
+		h.snapshot2(filtered())
+		h.untilNext()
+	}
+	if w, e := count(); w != 1 || e != 0 {
+		t.Fatalf("warned %d times, told the end %d; want 1 and 0:\n%s", w, e, buf.String())
+	}
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	h.snapshot(web1(catalog.Passing), web2(catalog.Passing))
+	h.untilNext()
+	if w, e := count(); w != 1 || e != 1 {
+		t.Fatalf("warned %d times, told the end %d; want 1 and 1:\n%s", w, e, buf.String())
+	}
+	h.snapshot2(filtered())
+	h.untilNext()
+	if w, e := count(); w != 2 || e != 1 {
+		t.Fatalf("warned %d times, told the end %d; want 2 and 1:\n%s", w, e, buf.String())
 	}
 }

@@ -75,7 +75,7 @@ virtual_service "steady" {
 		d := r.d
 		m := map[string]int{"tracker": d.state.tracker.Len(), "signature services": len(d.shared.signature),
 			"changedAt services": len(d.shared.changedAt), "draining": len(d.state.drainer.Draining()),
-			"logged": len(d.state.logged), "conflicts": len(d.state.conflicts)}
+			"logged": len(d.state.logged.notes), "conflicts": len(d.state.logged.conflicts)}
 		for vs, sigs := range d.shared.signature {
 			m["signature "+vs] = len(sigs)
 			m["changedAt "+vs] = len(d.shared.changedAt[vs])

@@ -82,13 +82,11 @@ func (d *Daemon) servePages(cfg *config.Config) {
 	if err != nil {
 		msg = err.Error()
 	}
-	if msg != d.state.pagesErr {
-		if err != nil {
-			d.log.Error("cannot serve a maintenance page; its local fallback is left out until it can", "error", err)
-		} else if d.state.pagesErr != "" {
-			d.log.Info("every maintenance page is served again")
-		}
-		d.state.pagesErr = msg
+	switch began, ended := updateErr(d.state.logged.pagesErr, msg); {
+	case began:
+		d.log.Error("cannot serve a maintenance page; its local fallback is left out until it can", "error", err)
+	case ended:
+		d.log.Info("every maintenance page is served again")
 	}
 	var down map[string]bool
 	for _, p := range pages(cfg) {

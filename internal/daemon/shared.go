@@ -92,38 +92,46 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 		s.failures = 0
 	}
 	s.filtered = d.state.acl.filteredServices()
-	s.pagesErr = d.state.pagesErr
-	d.opts.Metrics.sawFiltered(s.filtered)
+	s.pagesErr = message(d.state.logged.pagesErr)
+	d.opts.Metrics.SawFiltered(s.filtered)
 	s.result = r.Desired
 	s.desired = desired
 	s.drains = drains.Clone()
 	s.frozen = d.state.acl.frozen(s.cfg)
 	s.draining = draining
-	// Note when each instance's decision last changed.
-	for _, name := range r.Desired.Rendered {
-		sigs, at := s.signature[name], s.changedAt[name]
+	s.noteDecisions(r.Desired, r.At)
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.SawTable(expected(r.Desired.State, draining, scope), s.input(d), scope.Full(), r.Err == nil)
+	}
+}
+
+// noteDecisions notes when each instance's decision last changed, in the
+// virtual services res rendered anew at; call with s.mu held.
+func (s *shared) noteDecisions(res render.Result, at time.Time) {
+	for _, name := range res.Rendered {
+		sigs, when := s.signature[name], s.changedAt[name]
 		if sigs == nil {
-			sigs, at = map[render.InstanceKey]decisionSig{}, map[render.InstanceKey]time.Time{}
-			s.signature[name], s.changedAt[name] = sigs, at
+			sigs, when = map[render.InstanceKey]decisionSig{}, map[render.InstanceKey]time.Time{}
+			s.signature[name], s.changedAt[name] = sigs, when
 		}
-		ds := r.Desired.Decisions[name]
+		ds := res.Decisions[name]
 		seen := make(map[render.InstanceKey]bool, len(ds))
 		for _, dec := range ds {
 			k := render.InstanceKey{Node: dec.Instance.Node, ID: dec.Instance.ID}
 			seen[k] = true
 			sig := decisionSig{in: dec.In, weight: dec.Weight, rule: dec.Rule.Kind}
 			if old, ok := sigs[k]; !ok || old != sig {
-				sigs[k], at[k] = sig, r.At
+				sigs[k], when[k] = sig, at
 			}
 		}
 		for k := range sigs {
 			if !seen[k] {
 				delete(sigs, k)
-				delete(at, k)
+				delete(when, k)
 			}
 		}
 	}
-	if len(r.Desired.Rendered) == len(s.cfg.VirtualServices) {
+	if len(res.Rendered) == len(s.cfg.VirtualServices) {
 		for name := range s.signature { // forget virtual services a reload removed
 			if s.cfg.VirtualService(name) == nil {
 				delete(s.signature, name)
@@ -131,8 +139,6 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 			}
 		}
 	}
-	views := status.Services(expected(r.Desired.State, draining, scope), s.input(d))
-	d.opts.Metrics.sawState(views, scope.Full(), r.Err == nil)
 }
 
 // expected is the owned part of the kernel's table, in scope (nil: all),
@@ -231,7 +237,7 @@ func (d *Daemon) ObserveQuery(query string, index uint64, err error) {
 	}
 	s.lastQuery[query] = q
 	s.queryMu.Unlock()
-	d.opts.Metrics.sawQuery(query, index, err)
+	d.opts.Metrics.SawQuery(query, index, err)
 }
 
 // Status annotates the kernel's whole table, read at most statusMaxAge

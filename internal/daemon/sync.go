@@ -16,235 +16,218 @@ import (
 // drainPoll is how often the connections of draining reals are read.
 const drainPoll = time.Second
 
-// syncState is what one sync leaves for the next; the loop's goroutine
-// owns it.
-type syncState struct {
-	// logged are the notes already logged, so that a bad instance warns
-	// once, not every sync.
-	logged map[string]bool
-	// lastApplied is the desired state of the last sync that fully
-	// succeeded; nil makes the next sync read everything.
-	lastApplied ipvs.State
-	// tracker keeps the instances' history, for hold and slow start.
-	tracker render.Tracker
-	// drainer keeps leaving reals at weight 0 while connections finish.
-	drainer ipvs.Drainer
-	// conflicts are the desired services the kernel has from someone
-	// else, each warned about once.
-	conflicts map[lvs.ServiceKey]bool
-	// timeouts are the drain timeouts of every virtual service a config
-	// has named, so that one a reload removed drains with its own.
-	timeouts map[lvs.ServiceKey]time.Duration
-	// lastResult is the last render, which the next one updates; the zero
-	// value renders everything.
-	lastResult render.Result
-	// acl keeps answers filtered by ACLs from emptying pools.
-	acl aclGuard
-	// holds are the mass removal guard's, each warned about once.
-	holds map[render.Hold]bool
-	// pagesDown are the virtual services whose local page cannot be
-	// served; pagesErr the last error logged of it.
-	pagesDown map[string]bool
-	pagesErr  string
-	// saveErr is the last state file error logged.
-	saveErr string
-	// markVIPs are the vips of every firewall-mark service a config has
-	// named, as a mark's key does not carry them: one a reload removed
-	// keeps its VIPs while it drains, and they go with it.
-	markVIPs map[lvs.ServiceKey][]netip.Addr
-	// syncedVIPs are the VIPs the last VIP sync put on the link: a mark
-	// whose vips a reload changed leaves the old ones, which its key no
-	// longer names, to be taken off.
-	syncedVIPs []netip.Addr
-}
-
-func (s *syncState) init() {
-	s.logged = map[string]bool{}
-	s.acl.init()
-	s.conflicts = map[lvs.ServiceKey]bool{}
-}
-
-func (s *syncState) setConfig(cfg *config.Config) {
-	// A service a reload removed drains with the timeout it had.
-	if s.timeouts == nil {
-		s.timeouts = map[lvs.ServiceKey]time.Duration{}
-	}
-	if s.markVIPs == nil {
-		s.markVIPs = map[lvs.ServiceKey][]netip.Addr{}
-	}
-	for _, vs := range cfg.VirtualServices {
-		s.timeouts[vs.Key()] = vs.DrainTimeout
-		if vs.FWMark != 0 {
-			s.markVIPs[vs.Key()] = vs.VIPs
-		}
-	}
-	s.drainer.Timeout = drainTimeout(s.timeouts)
-	s.tracker.VanishedFor = 0
-	for _, vs := range cfg.VirtualServices {
-		s.tracker.VanishedFor = max(s.tracker.VanishedFor, vs.RemovalHold)
-	}
-	s.lastApplied = nil            // the next sync compares everything
-	s.lastResult = render.Result{} // and renders everything
-}
-
-// NewDrainer is a drainer with no drain under way, as run has when it
-// starts, with each virtual service's drain_timeout: what plan shows.
-func NewDrainer(cfg *config.Config) *ipvs.Drainer {
-	timeouts := make(map[lvs.ServiceKey]time.Duration, len(cfg.VirtualServices))
-	for _, vs := range cfg.VirtualServices {
-		timeouts[vs.Key()] = vs.DrainTimeout
-	}
-	return &ipvs.Drainer{Timeout: drainTimeout(timeouts)}
-}
-
-// drainTimeout is each service's drain_timeout; a service no config
-// names (it left the config while lvs-sync was stopped) has the default.
-func drainTimeout(timeouts map[lvs.ServiceKey]time.Duration) func(lvs.ServiceKey) time.Duration {
-	return func(k lvs.ServiceKey) time.Duration {
-		if t, ok := timeouts[k]; ok {
-			return t
-		}
-		return config.DefaultDrainTimeout
-	}
-}
-
-func (s *syncState) observe(snap catalog.Snapshot, now time.Time) { s.tracker.Observe(snap, now) }
-
 // sync renders the snapshot and makes the kernel match it. changed names
 // the Consul services that changed since the last sync (nil: any may
 // have); only their virtual services are rendered again, but on a full
 // sync. wake is when time alone next calls for a sync (zero: never);
 // applied tells whether the kernel changed.
+//
+// It is the loop's story in phases: render the desired state, guard it
+// from answers ACLs filtered, plan what to look at, apply it to the
+// kernel, record what changed (metrics, conflicts, ownership), announce
+// the VIPs; whatever happens, publish the outcome.
 func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger, now time.Time) (wake time.Time, applied bool, err error) {
-	start := d.clock.Now()
+	r := &round{t: t, now: now, start: d.clock.Now(), scope: ipvs.All}
+	d.render(r, snap, changed)
+	defer func() {
+		r.report.Err = err
+		d.publish(r.report, r.desired, &d.state.drainer, r.scope)
+		if d.opts.OnSync != nil {
+			d.opts.OnSync(r.report)
+		}
+	}()
+	d.guard(r)
+	if !d.plan(r) {
+		d.log.Debug("synced", "reason", t, "changes", 0, "scope", "none", "took", d.clock.Since(r.start))
+		return r.wake, false, nil
+	}
+	if err := d.apply(r); err != nil {
+		return r.wake, false, err
+	}
+	d.record(r)
+	vipErr := d.announce(r)
+	if r.result.Err() == nil && vipErr == nil {
+		d.state.lastApplied = r.desired
+	} else {
+		d.state.lastApplied = nil
+	}
+	d.logSynced(r)
+	if err := r.result.Err(); err != nil {
+		return r.wake, r.result.Applied > 0, err
+	}
+	return r.wake, r.result.Applied > 0, vipErr
+}
+
+// round is one sync under way: what each phase leaves for the next.
+type round struct {
+	t          Trigger
+	now, start time.Time
+	// report is what the sync publishes and hands OnSync.
+	report Report
+	// desired is render's state less the services the guard froze.
+	desired ipvs.State
+	// scope is what the sync looks at in the kernel.
+	scope ipvs.Scope
+	// wake is when time alone next calls for a sync (zero: never).
+	wake time.Time
+	// planned and result are the plan and what applying it did.
+	planned ipvs.Planned
+	result  ipvs.Result
+	// claimed tells whether the plan claimed services, and previously
+	// what lvs-sync owned before (or before it released any).
+	claimed    bool
+	previously []lvs.ServiceKey
+	// vips tells whether the VIPs must follow what lvs-sync owns.
+	vips bool
+}
+
+// render renders the desired state: of the virtual services of the
+// Consul services that changed (changed nil, or a full sync: of all),
+// with the history of the instances; it logs once what render left out
+// or held.
+func (d *Daemon) render(r *round, snap catalog.Snapshot, changed map[string]bool) {
 	st := &d.state
 	var only func(*config.VirtualService) bool
-	if changed != nil && !t.Full() {
+	if changed != nil && !r.t.Full() {
 		only = func(vs *config.VirtualService) bool { return changed[vs.Service] }
 	}
 	if len(st.pagesDown) > 0 {
 		d.servePages(d.cfg) // try again
 	}
-	hist := st.tracker.At(now)
+	hist := st.tracker.At(r.now)
 	hist.PagesDown = st.pagesDown
 	res := render.Update(st.lastResult, d.cfg, snap, hist, only)
 	st.lastResult = res
 	d.logNotes(res.Notes)
 	d.logHolds(res.Holds)
-	report := Report{At: now, Trigger: t, Desired: res}
-	scope := ipvs.All
-	desired := res.State
-	defer func() {
-		report.Err = err
-		d.publish(report, desired, &st.drainer, scope)
-		if d.opts.OnSync != nil {
-			d.opts.OnSync(report)
-		}
-	}()
-	wake = res.NextChange
-	// Virtual services whose Consul answer is filtered by ACLs, with no
-	// good one to keep, are left as the kernel has them.
-	frozen := st.acl.frozen(d.cfg)
-	if frozen != nil {
-		desired = desired.Filter(func(k lvs.ServiceKey) bool { return !frozen[k] })
-	}
+	r.report = Report{At: r.now, Trigger: r.t, Desired: res}
+	r.desired, r.wake = res.State, res.NextChange
+}
 
-	// A catalog or timer sync looks only at the services whose desired
-	// state changed since the last sync that fully succeeded, and those
-	// still draining; a reconcile or a retry reads everything, to repair
-	// drift.
-	if !t.Full() && st.lastApplied != nil {
-		dirty := ipvs.Changed(st.lastApplied, desired)
-		for k := range st.drainer.Draining() {
-			dirty[k] = true
-		}
-		if len(dirty) == 0 {
-			scope.Keys = dirty // none
-			d.log.Debug("synced", "reason", t, "changes", 0, "scope", "none", "took", d.clock.Since(start))
-			return wake, false, nil
-		}
-		scope.Keys = dirty
+// guard leaves the virtual services whose Consul answer is filtered by
+// ACLs, with no good one to keep, as the kernel has them: out of the
+// desired state and out of the scope.
+func (d *Daemon) guard(r *round) {
+	frozen := d.state.acl.frozen(d.cfg)
+	if frozen == nil {
+		return
 	}
-	if frozen != nil {
-		scope.Skip = func(k lvs.ServiceKey) bool { return frozen[k] }
+	r.desired = r.desired.Filter(func(k lvs.ServiceKey) bool { return !frozen[k] })
+	r.scope.Skip = func(k lvs.ServiceKey) bool { return frozen[k] }
+}
+
+// plan narrows what the sync looks at: a catalog or timer sync, the
+// services whose desired state changed since the last sync that fully
+// succeeded, and those still draining; a reconcile or a retry reads
+// everything, to repair drift. It reports false when there is nothing to
+// look at.
+func (d *Daemon) plan(r *round) bool {
+	st := &d.state
+	if r.t.Full() || st.lastApplied == nil {
+		return true
 	}
-	// Ownership is written ahead: what the plan is about to make or take
-	// over is recorded before the first change, and forgotten only after
-	// its delete succeeded (below), so that a crash in between leaves no
-	// service of lvs-sync's looking like someone else's.
+	dirty := ipvs.Changed(st.lastApplied, r.desired)
+	for k := range st.drainer.Draining() {
+		dirty[k] = true
+	}
+	r.scope.Keys = dirty // none, when empty
+	return len(dirty) > 0
+}
+
+// apply reads the kernel's services in scope, plans and applies the
+// changes. Ownership is written ahead: what the plan is about to make or
+// take over is recorded before the first change, and forgotten only
+// after its delete succeeded (record), so that a crash in between leaves
+// no service of lvs-sync's looking like someone else's.
+func (d *Daemon) apply(r *round) error {
 	own := d.opts.Ownership
-	var previously []lvs.ServiceKey // owned before the claim, if any
-	claimed := false
-	in := ipvs.Input{Desired: desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &st.drainer, Now: now,
+	in := ipvs.Input{Desired: r.desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &d.state.drainer, Now: r.now,
 		Claim: func(keys []lvs.ServiceKey) {
-			previously, claimed = own.Keys(), true
+			r.previously, r.claimed = own.Keys(), true
 			d.saved(own.Change(keys, nil))
 		}}
-	planned, result, err := ipvs.Reconcile(d.opts.Kernel, in, scope, d.log.Named("ipvs"))
+	planned, result, err := ipvs.Reconcile(d.opts.Kernel, in, r.scope, d.log.Named("ipvs"))
 	if err != nil {
-		st.lastApplied = nil
-		return wake, false, fmt.Errorf("reading the kernel: %w", err)
+		d.state.lastApplied = nil
+		return fmt.Errorf("reading the kernel: %w", err)
 	}
-	plan := planned.Plan
-	report.Plan, report.Applied = plan, result.Applied
-	d.opts.Metrics.sawSync(result, scope.Full(), len(result.Foreign))
-	d.noteConflicts(planned.Conflicts, scope)
-	if len(st.drainer.Draining()) > 0 {
+	r.planned, r.result = planned, result
+	r.report.Plan, r.report.Applied = planned.Plan, result.Applied
+	return nil
+}
+
+// record notes what the sync did: the metrics, the conflicts, when the
+// drains under way call for the next sync, and what lvs-sync owns from
+// now on.
+func (d *Daemon) record(r *round) {
+	d.opts.Metrics.SawSync(r.result, r.scope.Full(), len(r.result.Foreign))
+	d.noteConflicts(r.planned.Conflicts, r.scope)
+	if len(d.state.drainer.Draining()) > 0 {
 		// Poll the draining reals' connections, up to the first drain
 		// deadline.
-		poll := now.Add(drainPoll)
-		if !planned.Next.IsZero() && planned.Next.Before(poll) {
-			poll = planned.Next
+		poll := r.now.Add(drainPoll)
+		if next := r.planned.Next; !next.IsZero() && next.Before(poll) {
+			poll = next
 		}
-		if wake.IsZero() || poll.Before(wake) {
-			wake = poll
+		if r.wake.IsZero() || poll.Before(r.wake) {
+			r.wake = poll
 		}
 	}
+	d.release(r)
+}
 
-	// Owned from now on: what the plan claimed (desired without a
-	// conflict, and leaving ones still draining), less what it released
-	// (deleted, or gone); a full sync also retries a failed write and
-	// repairs the VIPs, a scoped one changes them only with what it owns.
+// release records what lvs-sync owns from now on: what the plan claimed
+// (desired without a conflict, and leaving ones still draining), less
+// what it released (deleted, or gone). A full sync also retries a failed
+// write and repairs the VIPs, a scoped one changes them only with what it
+// owns.
+func (d *Daemon) release(r *round) {
+	own := d.opts.Ownership
 	var candidates []lvs.ServiceKey // the owned services of the scope
-	if scope.Keys == nil {
+	if r.scope.Keys == nil {
 		candidates = own.Keys()
 	} else {
-		for k := range scope.Keys {
+		for k := range r.scope.Keys {
 			if own.Owns(k) {
 				candidates = append(candidates, k)
 			}
 		}
 	}
-	released := planned.Released(candidates, scope, result)
-	var vipErr error
-	if scope.Keys == nil || claimed || len(released) > 0 {
-		if !claimed {
-			previously = own.Keys()
-		}
-		d.saved(own.Change(nil, released))
-		vipErr = d.syncVIPs(own.Keys(), previously)
+	released := r.planned.Released(candidates, r.scope, r.result)
+	if r.scope.Keys != nil && !r.claimed && len(released) == 0 {
+		return
 	}
-	if result.Err() == nil && vipErr == nil {
-		st.lastApplied = desired
-	} else {
-		st.lastApplied = nil
+	if !r.claimed {
+		r.previously = own.Keys()
 	}
+	d.saved(own.Change(nil, released))
+	r.vips = true
+}
 
+// announce puts on the VIP link the VIPs of what lvs-sync owns now, when
+// that may have changed, and takes off those of what it no longer owns.
+func (d *Daemon) announce(r *round) error {
+	if !r.vips {
+		return nil
+	}
+	return d.syncVIPs(d.opts.Ownership.Keys(), r.previously)
+}
+
+// logSynced logs how the sync went: at debug every time, at info when it
+// changed the kernel.
+func (d *Daemon) logSynced(r *round) {
+	plan, result := r.planned.Plan, r.result
 	scoped := "all"
-	if !scope.Full() {
+	if !r.scope.Full() {
 		scoped = "changed"
 	}
-	took := d.clock.Since(start)
-	d.log.Debug("synced", "reason", t, "changes", len(plan), "applied", result.Applied,
+	took := d.clock.Since(r.start)
+	d.log.Debug("synced", "reason", r.t, "changes", len(plan), "applied", result.Applied,
 		"failed", len(result.Failed), "failed_reals", len(result.FailedReals), "scope", scoped, "took", took)
 	if len(plan) > 0 {
-		d.log.Info("applied changes", "reason", t, "changes", len(plan), "applied", result.Applied,
+		d.log.Info("applied changes", "reason", r.t, "changes", len(plan), "applied", result.Applied,
 			"failed_services", len(result.Failed), "failed_reals", len(result.FailedReals), "took", took.Round(time.Microsecond))
 	}
-	if err := result.Err(); err != nil {
-		return wake, result.Applied > 0, err
-	}
-	return wake, result.Applied > 0, vipErr
 }
 
 // syncVIPs puts the VIPs of the services lvs-sync keeps on the VIP link
@@ -314,13 +297,8 @@ func (d *Daemon) Cleanup() error {
 // noteConflicts warns once about each desired service the kernel has from
 // someone else, and forgets those of the scope that no longer conflict.
 func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope ipvs.Scope) {
-	st := &d.state
-	now := make(map[lvs.ServiceKey]bool, len(conflicts))
-	for _, k := range conflicts {
-		now[k] = true
-		if st.conflicts[k] {
-			continue
-		}
+	began, _ := update(d.state.logged.conflicts, conflicts, func(k lvs.ServiceKey) lvs.ServiceKey { return k }, scope.In)
+	for _, k := range began {
 		name := ""
 		if vs := d.cfg.VirtualServiceAt(k); vs != nil {
 			name = vs.Name
@@ -328,15 +306,7 @@ func (d *Daemon) noteConflicts(conflicts []lvs.ServiceKey, scope ipvs.Scope) {
 		d.log.Warn("the kernel already has this virtual service and lvs-sync did not make it: left untouched; set adopt = true to take it over",
 			"virtual_service", name, "service", k)
 	}
-	for k := range st.conflicts {
-		if scope.In(k) {
-			delete(st.conflicts, k)
-		}
-	}
-	for k := range now {
-		st.conflicts[k] = true
-	}
-	d.opts.Metrics.sawConflicts(len(st.conflicts))
+	d.opts.Metrics.SawConflicts(len(d.state.logged.conflicts))
 }
 
 // saved logs a failure to save the state file when it changes, not at
@@ -346,43 +316,29 @@ func (d *Daemon) saved(err error) {
 	if err != nil {
 		msg = err.Error()
 	}
-	if msg == d.state.saveErr {
-		return
-	}
-	if err != nil {
+	switch began, ended := updateErr(d.state.logged.saveErr, msg); {
+	case began:
 		d.log.Warn("cannot save which services lvs-sync owns; trying again at every sync", "error", err)
-	} else {
+	case ended:
 		d.log.Info("the state file is saved again")
 	}
-	d.state.saveErr = msg
 }
 
 // logHolds warns once about each hold of the mass removal guard.
 func (d *Daemon) logHolds(holds []render.Hold) {
-	seen := make(map[render.Hold]bool, len(holds))
-	for _, h := range holds {
-		seen[h] = true
-		if d.state.holds[h] {
-			continue
-		}
+	began, _ := update(d.state.logged.holds, holds, func(h render.Hold) render.Hold { return h }, nil)
+	for _, h := range began {
 		d.log.Named("render").Warn("instances vanished from the catalog at once: holding their reals as they were",
 			"virtual_service", h.VirtualService, "vanished", h.Vanished, "of", h.Of, "until", h.Until.Format(time.RFC3339))
 	}
-	d.state.holds = seen
 }
 
 // logNotes warns once about each piece of catalog data render left out,
 // and each caveat about an instance it kept, while the condition lasts.
 func (d *Daemon) logNotes(notes []render.Note) {
-	seen := make(map[string]bool, len(notes))
-	for _, n := range notes {
-		key := n.String()
-		seen[key] = true
-		if d.state.logged[key] {
-			continue
-		}
+	began, _ := update(d.state.logged.notes, notes, render.Note.String, nil)
+	for _, n := range began {
 		msg, kv := n.Log()
 		d.log.Named("render").Warn(msg, kv...)
 	}
-	d.state.logged = seen
 }

@@ -1,4 +1,4 @@
-package daemon
+package metrics
 
 import (
 	"testing"
@@ -9,7 +9,7 @@ import (
 
 func TestHAMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := NewHAMetrics(reg)
+	m := NewHA(reg)
 	check := func(active, standby, epoch, takeovers float64) {
 		t.Helper()
 		got := [4]float64{testutil.ToFloat64(m.role.WithLabelValues("active")), testutil.ToFloat64(m.role.WithLabelValues("standby")),

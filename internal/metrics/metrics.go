@@ -1,4 +1,13 @@
-package daemon
+// Package metrics is lvs-sync's Prometheus metrics, each named and
+// explained in one place. The daemon's loop feeds them with what each
+// sync did and, for the per-service gauges, the table the sync left as
+// the status room annotates it (so a real is classified as /v1/status
+// shows it); the HA runner feeds the HA metrics. A nil *Metrics records
+// nothing.
+//
+// It may import ipvs and the status room; nothing imports it but the
+// daemon and cmd.
+package metrics
 
 import (
 	"runtime"
@@ -37,8 +46,8 @@ type Metrics struct {
 	drainingBy map[string]int
 }
 
-// NewMetrics registers lvs-sync's metrics, and the Go and process ones.
-func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
+// New registers lvs-sync's metrics, and the Go and process ones.
+func New(reg prometheus.Registerer, version string) *Metrics {
 	m := &Metrics{
 		drainingBy: map[string]int{},
 		catalogQueries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_catalog_queries_total",
@@ -103,7 +112,8 @@ func result(ok bool) string {
 	return "error"
 }
 
-func (m *Metrics) sawQuery(service string, index uint64, err error) {
+// SawQuery counts a blocking query's answer, or its failure.
+func (m *Metrics) SawQuery(service string, index uint64, err error) {
 	if m == nil {
 		return
 	}
@@ -115,7 +125,9 @@ func (m *Metrics) sawQuery(service string, index uint64, err error) {
 	m.catalogIndex.WithLabelValues(service).Set(float64(index))
 }
 
-func (m *Metrics) sawSync(res ipvs.Result, full bool, foreign int) {
+// SawSync counts a sync that applied a plan, and its kernel operations;
+// a full one also sets the foreign services it saw.
+func (m *Metrics) SawSync(res ipvs.Result, full bool, foreign int) {
 	if m == nil {
 		return
 	}
@@ -133,13 +145,14 @@ func (m *Metrics) sawSync(res ipvs.Result, full bool, foreign int) {
 	m.syncs.WithLabelValues(scope, result(res.Err() == nil)).Inc()
 }
 
-// sawState sets the per-service gauges from the status room's view of
-// what a sync left in the kernel: of every service when full, else of
-// those the sync looked at.
-func (m *Metrics) sawState(views []status.ServiceView, full, ok bool) {
+// SawTable sets the per-service gauges from the status room's view of
+// table, what a sync left in the kernel: of every service when full,
+// else of those the sync looked at. ok tells whether the sync succeeded.
+func (m *Metrics) SawTable(table ipvs.State, in status.Input, full, ok bool) {
 	if m == nil {
 		return
 	}
+	views := status.Services(table, in)
 	m.lastSyncSuccess.Set(map[bool]float64{true: 1, false: 0}[ok])
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -180,25 +193,25 @@ func (m *Metrics) sawState(views []status.ServiceView, full, ok bool) {
 	m.draining.Set(float64(total))
 }
 
-// observeApplyLatency records how long a catalog answer took to reach the
+// ObserveApplyLatency records how long a catalog answer took to reach the
 // kernel.
-func (m *Metrics) observeApplyLatency(d time.Duration) {
+func (m *Metrics) ObserveApplyLatency(d time.Duration) {
 	if m == nil {
 		return
 	}
 	m.applyLatency.Observe(d.Seconds())
 }
 
-// sawConflicts sets the number of conflicts.
-func (m *Metrics) sawConflicts(n int) {
+// SawConflicts sets the number of conflicts.
+func (m *Metrics) SawConflicts(n int) {
 	if m == nil {
 		return
 	}
 	m.conflicts.Set(float64(n))
 }
 
-// sawFiltered sets which services' answers ACLs filter.
-func (m *Metrics) sawFiltered(services []string) {
+// SawFiltered sets which services' answers ACLs filter.
+func (m *Metrics) SawFiltered(services []string) {
 	if m == nil {
 		return
 	}
@@ -208,18 +221,18 @@ func (m *Metrics) sawFiltered(services []string) {
 	}
 }
 
-// HAMetrics are the metrics of a director of an HA pair: its role
+// HA are the metrics of a director of an HA pair: its role
 // (lvs_sync_ha_role{role="active"|"standby"} 1 for the one it has), its
 // epoch and its takeovers. They are registered only with director.ha.
-type HAMetrics struct {
+type HA struct {
 	role      *prometheus.GaugeVec
 	epoch     prometheus.Gauge
 	takeovers prometheus.Counter
 }
 
-// NewHAMetrics registers the HA metrics, the role standby to begin with.
-func NewHAMetrics(reg prometheus.Registerer) *HAMetrics {
-	m := &HAMetrics{
+// NewHA registers the HA metrics, the role standby to begin with.
+func NewHA(reg prometheus.Registerer) *HA {
+	m := &HA{
 		role: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_ha_role",
 			Help: "1 for the role this director has in its HA pair (active, standby), 0 for the other."}, []string{"role"}),
 		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_ha_epoch",
@@ -233,11 +246,11 @@ func NewHAMetrics(reg prometheus.Registerer) *HAMetrics {
 }
 
 // HARole records the role and epoch.
-func (m *HAMetrics) HARole(active bool, epoch uint64) {
+func (m *HA) HARole(active bool, epoch uint64) {
 	m.role.WithLabelValues("active").Set(map[bool]float64{true: 1}[active])
 	m.role.WithLabelValues("standby").Set(map[bool]float64{false: 1}[active])
 	m.epoch.Set(float64(epoch))
 }
 
 // HATakeover counts a takeover.
-func (m *HAMetrics) HATakeover() { m.takeovers.Inc() }
+func (m *HA) HATakeover() { m.takeovers.Inc() }
