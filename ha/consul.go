@@ -17,6 +17,8 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 	"github.com/jonboulle/clockwork"
+
+	"github.com/lvs-sync/lvs-sync/internal/blocking"
 )
 
 // ServiceName is the Consul service each director of a pair registers,
@@ -45,7 +47,9 @@ type ConsulLease struct {
 	regName  string
 	regAddr  netip.AddrPort
 	regToken string
-	// Retry is the wait after a failed read (default 100ms).
+	// Retry is the wait after a failed read of the lease, less up to a
+	// quarter of jitter (default 100ms); it does not grow, since the
+	// pair's tempo bounds how late a director may hear Consul again.
 	Retry time.Duration
 }
 
@@ -75,50 +79,49 @@ func NewConsulLease(c *api.Client, key string, log hclog.Logger) *ConsulLease {
 }
 
 // Watch reads the key with blocking queries until ctx ends, calling
-// observe with each answer (the first at once, then one per change) or
-// with the error of a failed read. A failure is logged once until a read
-// works again.
+// observe with each answer (the first at once, then one per change, and
+// one each time a wait runs out) or with the error of a failed read. A
+// failure is logged once until a read works again.
+//
+// The reads follow internal/blocking's rules with the pair's figures: no
+// minimum interval (the active renews every Renew; the standby must see
+// each renewal at once); a failed read retried after Retry, from index 0
+// so that Consul's return is heard at once. An index that went back (a
+// snapshot restored, a cluster rebuilt) makes a Fresh observation.
 func (l *ConsulLease) Watch(ctx context.Context, observe func(Observation, error)) {
-	var index uint64
 	failing := false
-	for ctx.Err() == nil {
+	f := blocking.Follower{BackoffBase: l.Retry, BackoffMax: l.Retry, Afresh: true, Clock: l.clock}
+	blocking.Follow(ctx, f, func(ctx context.Context, index uint64) (*api.KVPair, uint64, error) {
 		kv, meta, err := l.c.KV().Get(l.key, l.q(ctx, &api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}))
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return nil, 0, err
 			}
 			if !failing {
 				l.log.Warn("cannot read the lease", "key", l.key, "error", err)
 				failing = true
 			}
 			observe(Observation{}, fmt.Errorf("reading lease %s: %w", l.key, err))
-			index = 0
-			select {
-			case <-ctx.Done():
-			case <-l.clock.After(l.Retry):
-			}
-			continue
+			return nil, 0, err
 		}
 		if failing {
 			l.log.Info("lease readable again", "key", l.key)
 			failing = false
 		}
-		wentBack := meta.LastIndex < index
-		if wentBack {
+		return kv, meta.LastIndex, nil
+	}, func(kv *api.KVPair, a blocking.Answer) {
+		if a.Reset {
 			// A snapshot restored or a cluster rebuilt: this answer is the
 			// key as it is now; the watch starts over.
-			l.log.Warn("lease index went back; taking the key as it is now", "key", l.key, "index", meta.LastIndex, "was", index)
-			index = 0
-		} else {
-			index = meta.LastIndex
+			l.log.Warn("lease index went back; taking the key as it is now", "key", l.key, "index", a.Index, "was", a.Was)
 		}
-		o, err := l.observation(kv, meta.LastIndex)
+		o, err := l.observation(kv, a.Index)
 		if err != nil {
 			l.log.Warn("lease value is not a lease; treating it as held", "key", l.key, "error", err)
 		}
-		o.Fresh = wentBack
+		o.Fresh = a.Reset
 		observe(o, nil)
-	}
+	})
 }
 
 func (l *ConsulLease) observation(kv *api.KVPair, queryIndex uint64) (Observation, error) {
@@ -259,21 +262,20 @@ func (l *ConsulLease) Deregister(name string) error {
 
 // Peers follows the lvs-sync-ha instances of this lock_key other than
 // self's with a blocking query, calling found with them on each change.
+// The queries follow internal/blocking's rules: at least 100ms between
+// them, a failed one retried after 1s doubling up to 5s (a peer
+// re-registered shows within 5s of the agent's return).
 func (l *ConsulLease) Peers(ctx context.Context, self string, found func([]Peer)) {
-	var index uint64
 	var last []Peer
-	for ctx.Err() == nil {
+	f := blocking.Follower{MinInterval: 100 * time.Millisecond, BackoffBase: time.Second, BackoffMax: 5 * time.Second, Clock: l.clock}
+	blocking.Follow(ctx, f, func(ctx context.Context, index uint64) ([]*api.CatalogService, uint64, error) {
 		l.reregister()
 		svcs, meta, err := l.c.Catalog().Service(ServiceName, "", l.q(ctx, &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}))
 		if err != nil {
-			index = 0
-			select {
-			case <-ctx.Done():
-			case <-l.clock.After(time.Second):
-			}
-			continue
+			return nil, 0, err
 		}
-		index = meta.LastIndex
+		return svcs, meta.LastIndex, nil
+	}, func(svcs []*api.CatalogService, _ blocking.Answer) {
 		var peers []Peer
 		for _, s := range svcs {
 			if s.ServiceMeta["lock_key"] != l.key || s.ServiceMeta["director"] == self {
@@ -290,7 +292,7 @@ func (l *ConsulLease) Peers(ctx context.Context, self string, found func([]Peer)
 			last = peers
 			found(peers)
 		}
-	}
+	})
 }
 
 func equalPeers(a, b []Peer) bool {

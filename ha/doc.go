@@ -16,7 +16,8 @@
 // ties them to the machine.
 //
 // It may import the standard library, consul/api, memberlist, go-hclog,
-// clockwork and, for the sync daemon's roles, the ipvs model; it reaches
+// clockwork, internal/blocking (the blocking-query loop it shares with
+// the catalog) and, for the sync daemon's roles, the ipvs model; it reaches
 // the kernel through the narrow interfaces it declares (SyncDaemons,
 // AddrSet, Announcer, Sysctl), which hostnet and ipvs satisfy and cmd
 // wires.

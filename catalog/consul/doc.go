@@ -1,9 +1,11 @@
 // Package consul is the Consul implementation of catalog.Source: blocking
 // queries against a Consul agent's HTTP API, converted into the neutral
 // model of package catalog. It may import catalog, internal/backoff,
-// consul/api and clockwork; nothing above it. internal/backoff is the
-// one retry delay it shares with the daemon's loop, a leaf of the
-// standard library alone: internal because it is no API of lvs-sync's
+// internal/blocking, consul/api and clockwork; nothing above it.
+// internal/backoff is the one retry delay it shares with the daemon's
+// loop, a leaf of the standard library alone; internal/blocking the one
+// blocking-query loop it shares with the pair's lease (ha), a leaf over
+// backoff and clockwork: internal because they are no API of lvs-sync's
 // (whose promises are its CLI, HCL and HTTP), which a package of the
 // module may import.
 //

@@ -7,7 +7,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
-	"github.com/lvs-sync/lvs-sync/internal/backoff"
+	"github.com/lvs-sync/lvs-sync/internal/blocking"
 )
 
 // The change feeds, named by their API paths (what the Observer hears).
@@ -55,18 +55,18 @@ func (s *Source) feedQueries() map[string]query {
 	}
 }
 
-// follow is the blocking-query loop of one feed, after consul-template's
-// watch/view.go and Consul's documented rules: same index → ask again;
-// index went backwards or to 0 → start over from 0; at least MinInterval
-// plus jitter between queries; backoff on errors, reset on any success.
+// follow is the blocking-query loop of one feed: internal/blocking's
+// rules (same index → ask again; index went backwards or to 0 → start
+// over from 0, the answer marked reset; at least MinInterval plus jitter
+// between queries; backoff on errors, reset on any success). What is the
+// feed's own stays here: its token (a query that ended for a new one is
+// asked again at once), the Observer, the failure log and ACL warning,
+// and answers whose index moved passed on to out.
 func (s *Source) follow(ctx context.Context, feed string, ask query, obs catalog.Observer, out chan<- feedAnswer) {
 	log := s.log.With("feed", feed)
-	var (
-		index    uint64
-		failures int
-	)
-	for {
-		start := s.opts.Clock.Now()
+	f := blocking.Follower{MinInterval: s.opts.MinInterval, BackoffBase: s.opts.BackoffBase, BackoffMax: s.opts.BackoffMax,
+		Clock: s.opts.Clock, Jitter: s.jitter, Sleep: s.sleep}
+	blocking.Follow(ctx, f, func(ctx context.Context, index uint64) (feedAnswer, uint64, error) {
 		q, done, retry := s.query(ctx, &api.QueryOptions{
 			Datacenter: s.opts.Datacenter,
 			WaitIndex:  index,
@@ -76,52 +76,36 @@ func (s *Source) follow(ctx context.Context, feed string, ask query, obs catalog
 		meta, err := ask(q, &a)
 		done()
 		if ctx.Err() != nil {
-			return
+			return a, 0, ctx.Err()
 		}
 		if retry() {
-			continue // a new token: ask again with it, at once
+			return a, 0, blocking.ErrAgain // a new token: ask again with it, at once
 		}
-		err = observe(obs, feed, meta, err)
-		if err != nil {
-			failures++
+		if err = observe(obs, feed, meta, err); err != nil {
 			s.trouble.failed(feed, err)
-			if s.sleep(ctx, backoff.Delay(failures, s.opts.BackoffBase, s.opts.BackoffMax, s.jitter)) != nil {
-				return
-			}
-			continue
+			return a, 0, err
 		}
-		failures = 0
 		s.trouble.ok()
 		if meta.ResultsFilteredByACLs {
 			log.Warn("consul filtered a change feed by acls: changes the token cannot see are found only by the periodic resync")
 		}
 		log.Trace("feed returned", "index", meta.LastIndex)
-
-		unchanged := index != 0 && meta.LastIndex == index
+		return a, meta.LastIndex, nil
+	}, func(a feedAnswer, b blocking.Answer) {
 		switch {
-		case meta.LastIndex == 0:
+		case b.Reset && b.Index == 0:
 			log.Debug("consul returned index 0, starting over")
-			index, a.reset = 0, true
-		case meta.LastIndex < index:
-			log.Debug("consul index went backwards, starting over", "was", index, "now", meta.LastIndex)
-			index, a.reset = 0, true
-		default:
-			index = meta.LastIndex
-		}
-		if !unchanged {
-			a.index = meta.LastIndex
-			select {
-			case out <- a:
-			case <-ctx.Done():
-				return
-			}
-		}
-		// Rate limit, so that a flapping index cannot become a busy loop.
-		wait := s.opts.MinInterval + s.jitter(s.opts.MinInterval) - s.opts.Clock.Since(start)
-		if wait > 0 && s.sleep(ctx, wait) != nil {
+		case b.Reset:
+			log.Debug("consul index went backwards, starting over", "was", b.Was, "now", b.Index)
+		case b.Same:
 			return
 		}
-	}
+		a.index, a.reset = b.Index, b.Reset
+		select {
+		case out <- a:
+		case <-ctx.Done():
+		}
+	})
 }
 
 // checkKey and checkVal are what a health-state feed is diffed by: the
