@@ -17,8 +17,9 @@
 //
 // It may import the standard library, consul/api, memberlist, go-hclog,
 // clockwork, internal/blocking (the blocking-query loop it shares with
-// the catalog) and, for the sync daemon's roles, the ipvs model; it reaches
-// the kernel through the narrow interfaces it declares (SyncDaemons,
-// AddrSet, Announcer, Sysctl), which hostnet and ipvs satisfy and cmd
-// wires.
+// the catalog), x/sys/unix (the sync daemons' errnos) and, for the sync
+// daemon's roles, the ipvs model; it reaches the kernel through the
+// narrow interfaces it declares (SyncDaemons, AddrSet, Announcer,
+// Sysctl), which hostnet and ipvs satisfy (KernelSyncDaemons adapts
+// ipvs.SyncKernel to SyncDaemons) and cmd wires.
 package ha

@@ -129,7 +129,7 @@ func startHA(cfg *config.Config, token func() string, kernel ipvs.Kernel, reg pr
 		return nil, err
 	}
 	bind := netip.AddrPortFrom(addr, h.HeartbeatPort)
-	daemons, err := syncDaemonsOf(kernel, h, log.Named("sync"))
+	daemons, err := ha.KernelSyncDaemons(kernel, h.SyncInterface, uint32(h.SyncID), log.Named("sync"))
 	if err != nil {
 		return nil, err
 	}
