@@ -201,13 +201,7 @@ func (p *haPair) run(ctx context.Context) {
 func (p *haPair) Handover() error { return p.runner.Handover() }
 
 // HAStatus is the pair's part of status.
-func (p *haPair) HAStatus() status.HAView {
-	s := p.runner.State()
-	return status.HAView{Name: s.Name, Role: s.Role, Epoch: s.Epoch, LockHolder: s.Holder, LeaseEpoch: s.LeaseEpoch,
-		Peer: s.Peer, PeerRole: s.PeerRole, PeerHeard: s.PeerHeard, ConsulOK: s.ConsulOK, Carrier: s.Carrier,
-		SyncDaemons: s.SyncDaemons, Takeovers: s.Takeovers, LastTakeover: s.LastTakeover, LastStepDown: s.LastStepDown,
-		LeaseError: s.LeaseError, Unready: s.Unready, PeerUnready: s.PeerUnready}
-}
+func (p *haPair) HAStatus() status.HAView { return status.HAOf(p.runner.State()) }
 
 // printJSON prints v indented, for -json.
 func printJSON(w io.Writer, v any) {
