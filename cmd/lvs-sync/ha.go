@@ -51,7 +51,7 @@ func runHA(args []string, stdout, stderr io.Writer) int {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if cfg != nil && cfg.API.TokenFile != "" {
-		token, err := readTokenFile("api", cfg.API.TokenFile)
+		token, err := config.ReadTokenFile("api", cfg.API.TokenFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "Error: %v\n", err)
 			return 1

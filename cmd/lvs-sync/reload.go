@@ -50,7 +50,7 @@ func (r *reloader) reload(why string) {
 		next = r.withFlags(next)
 		var src daemon.Source // the running one
 		if next.Consul.TokenFile != "" {
-			token, err := readToken(next.Consul.TokenFile)
+			token, err := config.ReadTokenFile("consul", next.Consul.TokenFile)
 			if err != nil {
 				r.metrics.ConfigReload(false)
 				log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)

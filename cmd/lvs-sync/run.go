@@ -133,7 +133,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	var pair *haPair // with director.ha: VIP placement follows the role
 	apiOpts := api.Options{}
 	if cfg.API.TokenFile != "" {
-		if apiOpts.Token, err = readTokenFile("api", cfg.API.TokenFile); err != nil {
+		if apiOpts.Token, err = config.ReadTokenFile("api", cfg.API.TokenFile); err != nil {
 			log.Error("cannot read the api token", "error", err)
 			return 1
 		}
@@ -284,22 +284,4 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, op)
 	}
 	return 0
-}
-
-// readToken reads a Consul token file as consul/api does: the first line,
-// trimmed; it must not be empty.
-func readToken(path string) (string, error) { return readTokenFile("consul", path) }
-
-// readTokenFile reads the token_file of a block (consul, api): its
-// content, trimmed; it must not be empty.
-func readTokenFile(block, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("reading %s token_file %s: %w", block, path, err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", fmt.Errorf("%s token_file %s is empty", block, path)
-	}
-	return token, nil
 }
