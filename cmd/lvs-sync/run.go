@@ -170,8 +170,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	reload := (&reloader{path: *path, running: cfg, withFlags: withFlags, d: d,
-		withToken: func(t string) daemon.Source { return src.WithToken(t) }, metrics: metrics, log: log}).reload
+	reload := (&daemon.Reloader{Path: *path, Running: cfg, Adjust: withFlags, Daemon: d,
+		WithToken: func(t string) daemon.Source { return src.WithToken(t) }, Metrics: metrics, Log: log}).Reload
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
