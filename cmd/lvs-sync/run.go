@@ -105,7 +105,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if pair != nil {
-		pair.runner.SetReady(d.Health) // the heartbeat says whether this director could serve
+		pair.Runner.SetReady(d.Health) // the heartbeat says whether this director could serve
 	}
 	closeAPI, ok := serveAPI(cfg, *f.apiAddr != "", api.Handler(d, registry, apiOpts), log.Named("api"))
 	if !ok {
@@ -151,7 +151,7 @@ func withHost(opts *daemon.Options, cfg *config.Config, log hclog.Logger) func()
 func runUntilStopped(ctx context.Context, stop func(), d *daemon.Daemon, pair *haPair, cleanup bool, log hclog.Logger) int {
 	if pair != nil {
 		haDone := make(chan struct{})
-		go func() { defer close(haDone); pair.run(ctx) }()
+		go func() { defer close(haDone); pair.Run(ctx) }()
 		defer func() { stop(); <-haDone }() // stepped down before the process goes
 	}
 	if err := d.Run(ctx); err != nil {
