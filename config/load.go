@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -108,4 +109,18 @@ func sortDiags(diags hcl.Diagnostics, files []string) hcl.Diagnostics {
 		return cmp.Or(cmp.Compare(fa, fb), cmp.Compare(ba, bb))
 	})
 	return diags
+}
+
+// ReadTokenFile reads the token_file of a block (consul, api) as consul/api
+// reads a token file: its content, trimmed; it must not be empty.
+func ReadTokenFile(block, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading %s token_file %s: %w", block, path, err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("%s token_file %s is empty", block, path)
+	}
+	return token, nil
 }

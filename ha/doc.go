@@ -13,12 +13,14 @@
 // the lvs-sync-ha service and the discovery of the peer), Heartbeat (over
 // hashicorp/memberlist), and Host (the role's effects on the host: sync
 // daemons, VIPs on the interface or lo, announcements, backup_only). Run
-// ties them to the machine.
+// ties them to the machine; JoinPair and Pair.Run set a director up in
+// its pair and take it out again, in the order that keeps the pair sound.
 //
 // It may import the standard library, consul/api, memberlist, go-hclog,
 // clockwork, internal/blocking (the blocking-query loop it shares with
-// the catalog) and, for the sync daemon's roles, the ipvs model; it reaches
-// the kernel through the narrow interfaces it declares (SyncDaemons,
-// AddrSet, Announcer, Sysctl), which hostnet and ipvs satisfy and cmd
-// wires.
+// the catalog), x/sys/unix (the sync daemons' errnos) and, for the sync
+// daemon's roles, the ipvs model; it reaches the kernel through the
+// narrow interfaces it declares (SyncDaemons, AddrSet, Announcer,
+// Sysctl), which hostnet and ipvs satisfy (KernelSyncDaemons adapts
+// ipvs.SyncKernel to SyncDaemons) and cmd wires.
 package ha

@@ -13,9 +13,9 @@ import (
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
-// SyncDaemons starts and stops the kernel's sync daemons; cmd adapts
-// ipvs.SyncKernel (genl.Client, ipvs.MemKernel) to it. Start of a
-// running role and Stop of a stopped one are no errors.
+// SyncDaemons starts and stops the kernel's sync daemons;
+// KernelSyncDaemons adapts ipvs.SyncKernel (genl.Client, ipvs.MemKernel)
+// to it. Start of a running role and Stop of a stopped one are no errors.
 type SyncDaemons interface {
 	Start(ipvs.SyncRole) error
 	Stop(ipvs.SyncRole) error

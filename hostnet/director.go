@@ -1,8 +1,13 @@
 package hostnet
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // DirectorNeeds is what a director's virtual services ask of the kernel's
@@ -17,6 +22,21 @@ type DirectorNeeds struct {
 	// Direct: some virtual service uses gate or ipip, whose drains the
 	// director sees only one way.
 	Direct bool
+}
+
+// Serve adds to n what one virtual service asks of the kernel: one at addr
+// (a firewall-mark service's is its family's unspecified address),
+// forwarding with fwd, with persistence or not.
+func (n *DirectorNeeds) Serve(addr netip.Addr, fwd lvs.Forward, persistent bool) {
+	n.Services = true
+	n.Persistence = n.Persistence || persistent
+	switch fwd {
+	case lvs.Masq:
+		n.Masq4 = n.Masq4 || addr.Is4()
+		n.Masq6 = n.Masq6 || addr.Is6()
+	case lvs.Route, lvs.Tunnel:
+		n.Direct = true
+	}
 }
 
 // Setting is a kernel parameter a director needs, and why.
@@ -106,4 +126,25 @@ func CheckSettings(sys Sysctl, want []Setting, tune bool) []Finding {
 		out = append(out, f)
 	}
 	return out
+}
+
+// CheckDirector checks the kernel settings n needs (with tune, sets those
+// that are not as needed) and logs each one that is not as needed, with
+// the line that sets it.
+func CheckDirector(sys Sysctl, n DirectorNeeds, tune bool, log hclog.Logger) []Finding {
+	findings := CheckSettings(sys, DirectorSettings(n), tune)
+	for _, f := range findings {
+		switch {
+		case f.Err != nil && tune && f.Current != "":
+			log.Error("cannot set a kernel setting the config needs", "setting", f.Name(), "value", f.Current, "want", f.Value, "why", f.Why, "error", f.Err)
+		case f.Err != nil:
+			log.Warn("cannot read a kernel setting the config needs", "setting", f.Name(), "want", f.Value, "why", f.Why, "error", f.Err)
+		case f.Set:
+			log.Info("set a kernel setting the config needs", "setting", f.Name(), "was", f.Current, "value", f.Value)
+		case !f.OK():
+			log.Warn("kernel setting unsafe for this config; set it, or director { tune_sysctls = true }", "setting", f.Name(),
+				"value", f.Current, "want", f.Value, "why", f.Why, "fix", f.Command())
+		}
+	}
+	return findings
 }

@@ -3,11 +3,13 @@ package hostnet_test
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"slices"
 	"testing"
 
 	"github.com/lvs-sync/lvs-sync/hostnet"
 	"github.com/lvs-sync/lvs-sync/hostnet/hostnettest"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func TestDirectorSettings(t *testing.T) {
@@ -130,6 +132,37 @@ func TestCheckSettings(t *testing.T) {
 			if !errors.Is(f.Err, fs.ErrNotExist) || f.OK() {
 				t.Errorf("%s: %+v, want not there", f.Name(), f)
 			}
+		}
+	}
+}
+
+// TestDirectorNeedsServe: what each virtual service asks of the kernel,
+// by forwarding method, family and persistence.
+func TestDirectorNeedsServe(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("2001:db8::1")
+	type svc struct {
+		addr       netip.Addr
+		fwd        lvs.Forward
+		persistent bool
+	}
+	tests := []struct {
+		name string
+		svcs []svc
+		want hostnet.DirectorNeeds
+	}{
+		{"none", nil, hostnet.DirectorNeeds{}},
+		{"gate", []svc{{v4, lvs.Route, false}}, hostnet.DirectorNeeds{Services: true, Direct: true}},
+		{"ipip with persistence", []svc{{v4, lvs.Tunnel, true}}, hostnet.DirectorNeeds{Services: true, Direct: true, Persistence: true}},
+		{"masq both families", []svc{{v4, lvs.Masq, false}, {v6, lvs.Masq, false}}, hostnet.DirectorNeeds{Services: true, Masq4: true, Masq6: true}},
+		{"masq v6 only", []svc{{v6, lvs.Masq, false}}, hostnet.DirectorNeeds{Services: true, Masq6: true}},
+	}
+	for _, tt := range tests {
+		var got hostnet.DirectorNeeds
+		for _, s := range tt.svcs {
+			got.Serve(s.addr, s.fwd, s.persistent)
+		}
+		if got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,7 +50,7 @@ func runHA(args []string, stdout, stderr io.Writer) int {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if cfg != nil && cfg.API.TokenFile != "" {
-		token, err := readTokenFile("api", cfg.API.TokenFile)
+		token, err := config.ReadTokenFile("api", cfg.API.TokenFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "Error: %v\n", err)
 			return 1
@@ -91,14 +90,11 @@ func runHA(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// haPair is this director's part of an HA pair, as run wires it.
+// haPair is this director's part of an HA pair, as run wires it: the
+// pair, and the host that follows its role.
 type haPair struct {
-	name   string
-	runner *ha.Runner
-	host   *ha.Host
-	lease  *ha.ConsulLease
-	ml     *ha.Memberlist
-	log    hclog.Logger
+	*ha.Pair
+	host *ha.Host
 }
 
 var _ api.HA = (*haPair)(nil)
@@ -129,7 +125,7 @@ func startHA(cfg *config.Config, token func() string, kernel ipvs.Kernel, reg pr
 		return nil, err
 	}
 	bind := netip.AddrPortFrom(addr, h.HeartbeatPort)
-	daemons, err := syncDaemonsOf(kernel, h, log.Named("sync"))
+	daemons, err := ha.KernelSyncDaemons(kernel, h.SyncInterface, uint32(h.SyncID), log.Named("sync"))
 	if err != nil {
 		return nil, err
 	}
@@ -145,33 +141,15 @@ func startHA(cfg *config.Config, token func() string, kernel ipvs.Kernel, reg pr
 	}
 	lease := ha.NewConsulLease(client, h.LockKey, log.Named("lease"))
 	lease.Token = token
-	var key []byte
-	if h.KeyFile != "" {
-		key, err = ha.ReadKeyFile(h.KeyFile)
-	} else {
-		key, err = lease.HeartbeatKey()
-	}
-	if err != nil {
-		return nil, err
-	}
-	ml, err := ha.NewMemberlist(name, bind, key, log.Named("heartbeat"))
-	if err != nil {
-		return nil, err
-	}
-	if err := lease.Register(name, bind); err != nil {
-		_ = ml.Close()
-		return nil, err
-	}
-	runner, err := ha.NewRunner(ha.Options{Name: name, Lease: lease, Transport: ml, Roles: host,
+	pair, err := ha.JoinPair(lease, bind, h.KeyFile, ha.Options{Name: name, Roles: host,
 		Carrier: func() (bool, error) { return hostnet.Carrier(h.Interface) }, Timings: h.Timings, Reporter: metrics.NewHA(reg), Logger: log})
 	if err != nil {
-		_ = ml.Close()
 		return nil, err
 	}
 	log.Info("ha pair set up", "name", name, "lock_key", h.LockKey, "interface", h.Interface, "heartbeat", bind,
 		"sync_interface", h.SyncInterface, "sync_id", h.SyncID,
 		"heartbeat_interval", h.Timings.Heartbeat, "peer_timeout", h.Timings.PeerTimeout, "lease_ttl", h.Timings.TTL)
-	return &haPair{name: name, runner: runner, host: host, lease: lease, ml: ml, log: log}, nil
+	return &haPair{Pair: pair, host: host}, nil
 }
 
 // newHAConsulClient is the pair's own client to the agent of the consul
@@ -186,28 +164,11 @@ func newHAConsulClient(c config.Consul) (*consulapi.Client, error) {
 	return client, nil
 }
 
-// run runs the pair's loop until ctx ends, then steps down if active,
-// deregisters and closes the heartbeat.
-func (p *haPair) run(ctx context.Context) {
-	go p.lease.Peers(ctx, p.name, p.ml.SetPeers)
-	_ = p.runner.Run(ctx)
-	if err := p.lease.Deregister(p.name); err != nil {
-		p.log.Warn("cannot deregister", "error", err)
-	}
-	_ = p.ml.Close()
-}
-
 // Handover is the API's handover.
-func (p *haPair) Handover() error { return p.runner.Handover() }
+func (p *haPair) Handover() error { return p.Runner.Handover() }
 
 // HAStatus is the pair's part of status.
-func (p *haPair) HAStatus() status.HAView {
-	s := p.runner.State()
-	return status.HAView{Name: s.Name, Role: s.Role, Epoch: s.Epoch, LockHolder: s.Holder, LeaseEpoch: s.LeaseEpoch,
-		Peer: s.Peer, PeerRole: s.PeerRole, PeerHeard: s.PeerHeard, ConsulOK: s.ConsulOK, Carrier: s.Carrier,
-		SyncDaemons: s.SyncDaemons, Takeovers: s.Takeovers, LastTakeover: s.LastTakeover, LastStepDown: s.LastStepDown,
-		LeaseError: s.LeaseError, Unready: s.Unready, PeerUnready: s.PeerUnready}
-}
+func (p *haPair) HAStatus() status.HAView { return status.HAOf(p.Runner.State()) }
 
 // printJSON prints v indented, for -json.
 func printJSON(w io.Writer, v any) {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lvs-sync/lvs-sync/catalog/consul"
@@ -29,41 +31,18 @@ import (
 )
 
 func runRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("run", commands()["run"].synopsis, stderr)
-	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
-	level := fs.String("log-level", "info", "log `LEVEL`: trace, debug, info, warn or error (default: the config's log_level, else info)")
-	jsonLogs := fs.Bool("log-json", false, "log in JSON (default: the config's log_json)")
-	autoreload := fs.Bool("autoreload", false, "reload the config when its files change, as on SIGHUP")
-	apiAddr := fs.String("api", "", "`ADDRESS` of the local API, over the config's api block (\"\" keeps the config's)")
-	dryRun := fs.Bool("dry-run", false, "apply to an in-memory table instead of the kernel, and log the changes; touch no VIP, serve no page, write no state file")
-	if code, ok := parseFlags(fs, args); !ok {
+	f, code, ok := parseRunFlags(args, stderr)
+	if !ok {
 		return code
 	}
-	cfg, ok := loadConfig(*path, fs, stderr)
+	cfg, ok := loadConfig(*f.path, f.fs, stderr)
 	if !ok {
 		return 1
 	}
-	withFlags := func(cfg *config.Config) *config.Config {
-		if *apiAddr != "" {
-			cfg.API.Address = *apiAddr
-		}
-		return cfg
-	}
-	cfg = withFlags(cfg)
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if !set["log-level"] && cfg.LogLevel != "" {
-		*level = cfg.LogLevel
-	}
-	if !set["log-json"] && cfg.LogJSON {
-		*jsonLogs = true
-	}
-	log := newLogger(stderr, *level, *jsonLogs)
-	if h := cfg.Director.HA; h != nil && !*dryRun {
-		// First of all: a director starts standby (see ha.Unplace).
-		if err := ha.Unplace(hostnet.NewAddrSet(h.Interface, nil, log.Named("vip")), cfg.VIPs()); err != nil {
-			log.Error("cannot take the vips off the interface at start", "interface", h.Interface, "error", err)
-		}
+	cfg = f.over(cfg)
+	log := f.logger(cfg, stderr)
+	if cfg.Director.HA != nil && !*f.dryRun {
+		startStandby(cfg, log) // first of all
 	}
 
 	client, err := newConsulClient(cfg.Consul)
@@ -72,53 +51,26 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	stateFile := cfg.Director.StateFile
-	if *dryRun {
+	if *f.dryRun {
 		stateFile = ""
 	}
-	// Before anything else touches the kernel: a second lvs-sync on the
-	// same state file stops here.
-	own, err := ownership.Open(stateFile) // held, locked, until run returns
-	var locked *ownership.LockedError
-	switch {
-	case errors.As(err, &locked):
-		log.Error("another lvs-sync runs on this state file; not starting", "state_file", locked.Path, "holder_pid", locked.Pid, "error", err)
-		return 1
-	case errors.Is(err, ownership.ErrUnknown):
-		log.Warn("state file unreadable: deleting no virtual service", "state_file", stateFile, "error", err)
-	case err != nil:
-		log.Error("cannot read which services lvs-sync owns", "error", err)
+	own, ok := openOwnership(stateFile, log) // held, locked, until run returns
+	if !ok {
 		return 1
 	}
-	defer func() {
-		if err := own.Close(); err != nil {
-			log.Warn("cannot save which services lvs-sync owns", "state_file", stateFile, "error", err)
-		}
-	}()
-	var kernel ipvs.Kernel
-	if *dryRun {
-		log.Warn("dry run: changes go to an in-memory table, not the kernel; no vip, page or state file is touched")
-		kernel = ipvs.NewMemKernel(ipvs.State{})
-	} else {
-		nl, err := genl.Open(5*time.Second, log.Named("netlink"))
-		if err != nil {
-			log.Error("cannot reach the kernel's ipvs", "error", err)
-			return 1
-		}
-		defer nl.Close()
-		kernel = nl
+	defer closeOwnership(own, stateFile, log)
+	kernel, closeKernel, ok := openKernel(*f.dryRun, log)
+	if !ok {
+		return 1
 	}
-	checkAtStart(cfg, hostnet.ProcSys{}, *dryRun, log)
+	defer closeKernel()
+	checkAtStart(cfg, hostnet.ProcSys{}, *f.dryRun, log)
 	registry := prometheus.NewRegistry()
 	metrics := metrics.New(registry, versionString())
 	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})
 	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: metrics, Logger: log}
-	if !*dryRun {
-		pages := &fallback.Server{Log: log.Named("fallback")}
-		defer pages.Close()
-		opts.Pages = pages
-		if cfg.Director.VIPInterface != "" {
-			opts.VIPs = hostnet.NewVIPLink(cfg.Director.VIPInterface, nil, log.Named("vip"))
-		}
+	if !*f.dryRun {
+		defer withHost(&opts, cfg, log)()
 	}
 	// The pair's calls carry the token of the source the running config is
 	// watched through (the daemon's once it runs): one token holder, so
@@ -133,12 +85,12 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	var pair *haPair // with director.ha: VIP placement follows the role
 	apiOpts := api.Options{}
 	if cfg.API.TokenFile != "" {
-		if apiOpts.Token, err = readTokenFile("api", cfg.API.TokenFile); err != nil {
+		if apiOpts.Token, err = config.ReadTokenFile("api", cfg.API.TokenFile); err != nil {
 			log.Error("cannot read the api token", "error", err)
 			return 1
 		}
 	}
-	if cfg.Director.HA != nil && *dryRun {
+	if cfg.Director.HA != nil && *f.dryRun {
 		log.Warn("dry run: director.ha is not started")
 	} else if cfg.Director.HA != nil {
 		if pair, err = startHA(cfg, token, kernel, registry, log.Named("ha")); err != nil {
@@ -153,31 +105,180 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if pair != nil {
-		pair.runner.SetReady(d.Health) // the heartbeat says whether this director could serve
+		pair.Runner.SetReady(d.Health) // the heartbeat says whether this director could serve
 	}
-	if cfg.API.Address != "" {
-		if a := netip.MustParseAddrPort(cfg.API.Address); *apiAddr != "" && !a.Addr().IsLoopback() {
-			// The config's own address is warned about with its warnings.
-			log.Named("api").Warn("the api listens on an address other hosts can reach; listen on 127.0.0.1 unless they must", "address", a)
-		}
-		srv, err := api.Serve(cfg.API.Address, api.Handler(d, registry, apiOpts), log.Named("api"))
-		if err != nil {
-			log.Error("cannot serve the api", "address", cfg.API.Address, "error", err)
-			return 1
-		}
-		defer srv.Close()
+	closeAPI, ok := serveAPI(cfg, *f.apiAddr != "", api.Handler(d, registry, apiOpts), log.Named("api"))
+	if !ok {
+		return 1
 	}
+	defer closeAPI()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	reload := (&reloader{path: *path, running: cfg, withFlags: withFlags, d: d,
-		withToken: func(t string) daemon.Source { return src.WithToken(t) }, metrics: metrics, log: log}).reload
+	reloader := &daemon.Reloader{Path: *f.path, Running: cfg, Adjust: f.over, Daemon: d,
+		WithToken: func(t string) daemon.Source { return src.WithToken(t) }, Metrics: metrics, Log: log}
+	defer reloadOn(ctx, *f.path, *f.autoreload, reloader.Reload)()
+
+	log.Info("starting", "version", versionString(), "config", *f.path, "pid", os.Getpid())
+	return runUntilStopped(ctx, stop, d, pair, cfg.Director.CleanupOnExit, log)
+}
+
+// startStandby takes the config's VIPs off the ha interface: a director
+// starts standby (see ha.Unplace), before anything that can fail or wait.
+func startStandby(cfg *config.Config, log hclog.Logger) {
+	h := cfg.Director.HA
+	if err := ha.Unplace(hostnet.NewAddrSet(h.Interface, nil, log.Named("vip")), cfg.VIPs()); err != nil {
+		log.Error("cannot take the vips off the interface at start", "interface", h.Interface, "error", err)
+	}
+}
+
+// withHost gives the daemon what it touches of the host besides the
+// kernel's table (not in a dry run): the maintenance pages, and the VIP
+// link of director.vip_interface. The func it returns stops the pages.
+func withHost(opts *daemon.Options, cfg *config.Config, log hclog.Logger) func() {
+	pages := &fallback.Server{Log: log.Named("fallback")}
+	opts.Pages = pages
+	if cfg.Director.VIPInterface != "" {
+		opts.VIPs = hostnet.NewVIPLink(cfg.Director.VIPInterface, nil, log.Named("vip"))
+	}
+	return func() { pages.Close() }
+}
+
+// runUntilStopped runs the daemon, and the pair if any, until ctx ends
+// (stop ends it too); the pair has stepped down when it returns. With
+// cleanup (director.cleanup_on_exit) the daemon then takes down what it
+// made.
+func runUntilStopped(ctx context.Context, stop func(), d *daemon.Daemon, pair *haPair, cleanup bool, log hclog.Logger) int {
+	if pair != nil {
+		haDone := make(chan struct{})
+		go func() { defer close(haDone); pair.Run(ctx) }()
+		defer func() { stop(); <-haDone }() // stepped down before the process goes
+	}
+	if err := d.Run(ctx); err != nil {
+		log.Error("stopped", "error", err)
+		return 1
+	}
+	if cleanup {
+		if err := d.Cleanup(); err != nil {
+			log.Error("cleanup on exit failed", "error", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// runFlags are run's flags.
+type runFlags struct {
+	fs                           *flag.FlagSet
+	path, level, apiAddr         *string
+	jsonLogs, autoreload, dryRun *bool
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (runFlags, int, bool) {
+	fs := newFlagSet("run", commands()["run"].synopsis, stderr)
+	f := runFlags{fs: fs,
+		path:       fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)"),
+		level:      fs.String("log-level", "info", "log `LEVEL`: trace, debug, info, warn or error (default: the config's log_level, else info)"),
+		jsonLogs:   fs.Bool("log-json", false, "log in JSON (default: the config's log_json)"),
+		autoreload: fs.Bool("autoreload", false, "reload the config when its files change, as on SIGHUP"),
+		apiAddr:    fs.String("api", "", "`ADDRESS` of the local API, over the config's api block (\"\" keeps the config's)"),
+		dryRun:     fs.Bool("dry-run", false, "apply to an in-memory table instead of the kernel, and log the changes; touch no VIP, serve no page, write no state file"),
+	}
+	code, ok := parseFlags(fs, args)
+	return f, code, ok
+}
+
+// over puts the flags that override a config's settings over cfg: the
+// config run starts with, and each one a reload reads.
+func (f runFlags) over(cfg *config.Config) *config.Config {
+	if *f.apiAddr != "" {
+		cfg.API.Address = *f.apiAddr
+	}
+	return cfg
+}
+
+// logger is the root logger: at the flags' level and format, else the
+// config's.
+func (f runFlags) logger(cfg *config.Config, stderr io.Writer) hclog.Logger {
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	level, jsonLogs := *f.level, *f.jsonLogs
+	if !set["log-level"] && cfg.LogLevel != "" {
+		level = cfg.LogLevel
+	}
+	if !set["log-json"] && cfg.LogJSON {
+		jsonLogs = true
+	}
+	return newLogger(stderr, level, jsonLogs)
+}
+
+// openOwnership opens the state file, locked until closeOwnership: before
+// anything else touches the kernel, a second lvs-sync on the same state
+// file stops here. An unreadable one is a record that owns nothing.
+func openOwnership(stateFile string, log hclog.Logger) (*ownership.Record, bool) {
+	own, err := ownership.Open(stateFile)
+	var locked *ownership.LockedError
+	switch {
+	case errors.As(err, &locked):
+		log.Error("another lvs-sync runs on this state file; not starting", "state_file", locked.Path, "holder_pid", locked.Pid, "error", err)
+		return nil, false
+	case errors.Is(err, ownership.ErrUnknown):
+		log.Warn("state file unreadable: deleting no virtual service", "state_file", stateFile, "error", err)
+	case err != nil:
+		log.Error("cannot read which services lvs-sync owns", "error", err)
+		return nil, false
+	}
+	return own, true
+}
+
+// closeOwnership saves which services lvs-sync owns and lets the state
+// file go.
+func closeOwnership(own *ownership.Record, stateFile string, log hclog.Logger) {
+	if err := own.Close(); err != nil {
+		log.Warn("cannot save which services lvs-sync owns", "state_file", stateFile, "error", err)
+	}
+}
+
+// openKernel opens the kernel's IPVS, or in a dry run an in-memory table.
+func openKernel(dryRun bool, log hclog.Logger) (ipvs.Kernel, func(), bool) {
+	if dryRun {
+		log.Warn("dry run: changes go to an in-memory table, not the kernel; no vip, page or state file is touched")
+		return ipvs.NewMemKernel(ipvs.State{}), func() {}, true
+	}
+	nl, err := genl.Open(5*time.Second, log.Named("netlink"))
+	if err != nil {
+		log.Error("cannot reach the kernel's ipvs", "error", err)
+		return nil, nil, false
+	}
+	return nl, func() { nl.Close() }, true
+}
+
+// serveAPI serves h at the config's api address, if it has one; byFlag
+// says that -api set it. close stops serving.
+func serveAPI(cfg *config.Config, byFlag bool, h http.Handler, log hclog.Logger) (close func(), ok bool) {
+	if cfg.API.Address == "" {
+		return func() {}, true
+	}
+	if a := netip.MustParseAddrPort(cfg.API.Address); byFlag && !a.Addr().IsLoopback() {
+		// The config's own address is warned about with its warnings.
+		log.Warn("the api listens on an address other hosts can reach; listen on 127.0.0.1 unless they must", "address", a)
+	}
+	srv, err := api.Serve(cfg.API.Address, h, log)
+	if err != nil {
+		log.Error("cannot serve the api", "address", cfg.API.Address, "error", err)
+		return nil, false
+	}
+	return func() { srv.Close() }, true
+}
+
+// reloadOn reloads on SIGHUP and, with autoreload, when the config's files
+// change, until ctx ends; the func it returns stops taking SIGHUP.
+func reloadOn(ctx context.Context, path string, autoreload bool, reload func(why string)) func() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var changes <-chan struct{}
-	if *autoreload {
-		changes = watchFiles(ctx, *path, time.Second)
+	if autoreload {
+		changes = watchFiles(ctx, path, time.Second)
 	}
 	go func() {
 		for {
@@ -191,24 +292,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}()
-
-	log.Info("starting", "version", versionString(), "config", *path, "pid", os.Getpid())
-	if pair != nil {
-		haDone := make(chan struct{})
-		go func() { defer close(haDone); pair.run(ctx) }()
-		defer func() { stop(); <-haDone }() // stepped down before the process goes
-	}
-	if err := d.Run(ctx); err != nil {
-		log.Error("stopped", "error", err)
-		return 1
-	}
-	if cfg.Director.CleanupOnExit {
-		if err := d.Cleanup(); err != nil {
-			log.Error("cleanup on exit failed", "error", err)
-			return 1
-		}
-	}
-	return 0
+	return func() { signal.Stop(hup) }
 }
 
 // watchFiles signals when the config's files change (checked every
@@ -284,22 +368,4 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, op)
 	}
 	return 0
-}
-
-// readToken reads a Consul token file as consul/api does: the first line,
-// trimmed; it must not be empty.
-func readToken(path string) (string, error) { return readTokenFile("consul", path) }
-
-// readTokenFile reads the token_file of a block (consul, api): its
-// content, trimmed; it must not be empty.
-func readTokenFile(block, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("reading %s token_file %s: %w", block, path, err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", fmt.Errorf("%s token_file %s is empty", block, path)
-	}
-	return token, nil
 }

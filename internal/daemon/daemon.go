@@ -9,9 +9,9 @@
 // but cmd and the API.
 // This file is the loop only: sync.go is one sync, in phases, state.go
 // what one leaves for the next (warnonce.go what it logged), trigger.go
-// when one is due, reload.go how a new config takes over, guard.go what
-// an answer filtered by ACLs leaves, shared.go what the loop publishes
-// for the API.
+// when one is due, reloader.go how a reload is read and prepared,
+// reload.go how the new config takes over, guard.go what an answer
+// filtered by ACLs leaves, shared.go what the loop publishes for the API.
 package daemon
 
 import (

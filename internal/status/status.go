@@ -5,8 +5,9 @@
 // read it, so a real is classified in one place. Without a daemon there
 // are no decisions: the view is the kernel named from the config.
 //
-// It may import config, catalog, render, ipvs and lvs; it changes nothing
-// and reads nothing itself: its callers hand it the kernel's table.
+// It may import config, catalog, render, ipvs, lvs and, for the pair's
+// view (HAOf), ha; it changes nothing and reads nothing itself: its
+// callers hand it the kernel's table and the pair's state.
 package status
 
 import (

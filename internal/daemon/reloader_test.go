@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -9,26 +9,25 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/lvs-sync/lvs-sync/config"
-	"github.com/lvs-sync/lvs-sync/internal/daemon"
 )
 
 // tokenSource is a catalog source and the token it carries.
 type tokenSource struct {
-	daemon.Source
+	Source
 	token string
 }
 
 // withToken is s with another token, as consul.Source.WithToken.
-func (s *tokenSource) withToken(t string) daemon.Source { return &tokenSource{token: t} }
+func (s *tokenSource) withToken(t string) Source { return &tokenSource{token: t} }
 
 // pendingReloads is a daemon that takes no reload: the new config's
 // services never answer, and it gives the reload up.
 type pendingReloads struct {
 	reqs []*config.Config
-	srcs []daemon.Source
+	srcs []Source
 }
 
-func (d *pendingReloads) Reload(cfg *config.Config, src daemon.Source, _ string) {
+func (d *pendingReloads) Reload(cfg *config.Config, src Source, _ string) {
 	d.reqs, d.srcs = append(d.reqs, cfg), append(d.srcs, src)
 }
 
@@ -38,7 +37,8 @@ func (d *pendingReloads) Reload(cfg *config.Config, src daemon.Source, _ string)
 func TestReloadKeepsTheTokenUntilTheConfigTakesOver(t *testing.T) {
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
-	cfgPath := writeConfig(t, fmt.Sprintf(`
+	cfgPath := filepath.Join(dir, "lvs-sync.hcl")
+	writeFile(t, cfgPath, fmt.Sprintf(`
 consul {
   token_file = %q
 }
@@ -55,12 +55,12 @@ virtual_service "web" {
 	}
 	running := &tokenSource{token: "old"}
 	d := &pendingReloads{}
-	r := &reloader{path: cfgPath, running: cfg, withFlags: func(c *config.Config) *config.Config { return c },
-		withToken: running.withToken, d: d, log: hclog.NewNullLogger()}
+	r := &Reloader{Path: cfgPath, Running: cfg, Adjust: func(c *config.Config) *config.Config { return c },
+		WithToken: running.withToken, Daemon: d, Log: hclog.NewNullLogger()}
 	if err := os.WriteFile(tokenFile, []byte("new\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r.reload("SIGHUP")
+	r.Reload("SIGHUP")
 	if len(d.reqs) != 1 {
 		t.Fatalf("%d reloads handed to the daemon, want 1", len(d.reqs))
 	}
@@ -78,8 +78,15 @@ virtual_service "web" {
 }`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r.reload("SIGHUP")
+	r.Reload("SIGHUP")
 	if len(d.srcs) != 2 || d.srcs[1] != nil {
 		t.Errorf("a reload without token_file watches through %#v, want the running source (nil)", d.srcs[len(d.srcs)-1])
+	}
+}
+
+func writeFile(t *testing.T, path, src string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,7 +1,7 @@
-package main
+package ha
 
-// The sync daemons of director.ha over ipvs.SyncKernel (genl.Client,
-// ipvs.MemKernel).
+// The pair's sync daemons over ipvs.SyncKernel (genl.Client,
+// ipvs.MemKernel): which daemon is this director's is the pair's rule.
 
 import (
 	"errors"
@@ -10,19 +10,22 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/lvs-sync/lvs-sync/config"
-	"github.com/lvs-sync/lvs-sync/ha"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
-func syncDaemonsOf(k ipvs.Kernel, h *config.HA, log hclog.Logger) (ha.SyncDaemons, error) {
+// KernelSyncDaemons are the sync daemons of k, this director's being those
+// on iface with sync id id. k must be an ipvs.SyncKernel.
+func KernelSyncDaemons(k ipvs.Kernel, iface string, id uint32, log hclog.Logger) (SyncDaemons, error) {
 	sk, ok := k.(ipvs.SyncKernel)
 	if !ok {
 		return nil, fmt.Errorf("the kernel client %T cannot run sync daemons", k)
 	}
-	return syncDaemons{k: sk, iface: h.SyncInterface, id: uint32(h.SyncID), log: log}, nil
+	return syncDaemons{k: sk, iface: iface, id: id, log: log}, nil
 }
 
+var _ SyncDaemons = syncDaemons{}
+
+// syncDaemons is SyncDaemons over an ipvs.SyncKernel.
 type syncDaemons struct {
 	k     ipvs.SyncKernel
 	iface string
