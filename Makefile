@@ -22,11 +22,11 @@ build: ## build bin/lvs-sync (static)
 
 .PHONY: consul
 consul: ## build the real Consul agent into $(LVS_SYNC_CACHE), once
-	@scripts/build-tool.sh consul
+	@scripts/build-tool.sh consul >/dev/null
 
 .PHONY: nomad
 nomad: ## build the real Nomad agent into $(LVS_SYNC_CACHE), once
-	@scripts/build-tool.sh nomad
+	@scripts/build-tool.sh nomad >/dev/null
 
 .PHONY: test
 test: consul nomad vm-assets ## run every test: unit, real Consul and Nomad, and real traffic in a real kernel (VM)
