@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/internal/blocking"
 )
 
 // DefaultMaxConnections is the connection budget when none is given.
@@ -152,19 +152,10 @@ func NewSource(client *api.Client, opts Options) *Source {
 
 func newSource(r reader, opts Options) *Source {
 	opts.setDefaults()
-	s := &Source{api: r, opts: opts, log: opts.Logger, jitter: randJitter}
+	s := &Source{api: r, opts: opts, log: opts.Logger, jitter: blocking.Jitter}
 	s.tok.changed, s.tok.cancel = context.WithCancel(context.Background())
 	s.trouble.log = opts.Logger
-	s.sleep = func(ctx context.Context, d time.Duration) error {
-		t := s.opts.Clock.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.Chan():
-			return nil
-		}
-	}
+	s.sleep = func(ctx context.Context, d time.Duration) error { return blocking.Sleep(ctx, s.opts.Clock, d) }
 	return s
 }
 
@@ -299,11 +290,4 @@ func unique(names []string) []string {
 	names = slices.Clone(names)
 	slices.Sort(names)
 	return slices.Compact(names)
-}
-
-func randJitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d)
 }

@@ -91,11 +91,11 @@ func Follow[T any](ctx context.Context, f Follower, ask Query[T], handle func(T,
 	}
 	jitter := f.Jitter
 	if jitter == nil {
-		jitter = randJitter
+		jitter = Jitter
 	}
 	sleep := f.Sleep
 	if sleep == nil {
-		sleep = func(ctx context.Context, d time.Duration) error { return sleepOn(ctx, clock, d) }
+		sleep = func(ctx context.Context, d time.Duration) error { return Sleep(ctx, clock, d) }
 	}
 	var (
 		seen     uint64 // the last answer's index; 0 after a reset
@@ -140,7 +140,8 @@ func Follow[T any](ctx context.Context, f Follower, ask Query[T], handle func(T,
 	}
 }
 
-func sleepOn(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
+// Sleep waits d on clock, or until ctx ends (its error then).
+func Sleep(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
 	t := clock.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -151,7 +152,8 @@ func sleepOn(ctx context.Context, clock clockwork.Clock, d time.Duration) error 
 	}
 }
 
-func randJitter(d time.Duration) time.Duration {
+// Jitter is a random duration in [0, d): the default Follower.Jitter.
+func Jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
