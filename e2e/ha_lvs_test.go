@@ -516,22 +516,35 @@ func TestHAStreamline(t *testing.T) {
 		strings.ReplaceAll(strings.Join(extra, " "), " map[", "map["))
 }
 
+// signalActive starts the pair of case name, probes new connections to
+// the VIP for a second, and sends sig to the active's lvs-sync: it
+// returns the old active, the standby, the prober (the caller ends it)
+// and when the signal went; a nil prober if the pair never settled.
+func signalActive(t *testing.T, name string, sig syscall.Signal) (old, next *haDirector, pr *prober, cut time.Time) {
+	t.Helper()
+	p := startHAPair(t, name, haService)
+	if p == nil {
+		return nil, nil, nil, time.Time{}
+	}
+	pr = startProber(haVIP)
+	time.Sleep(time.Second)
+	old, next = p.act(), p.sby()
+	cut = time.Now()
+	old.signal(sig)
+	return old, next, pr, cut
+}
+
 // TestHAStop is case stop: SIGTERM to the active's lvs-sync under the
 // new-connection probe. It takes its VIPs off, releases the lease and
 // exits; the standby takes the lease at once: a handover, not a failure
 // that waits out the lease's TTL. Must: the VIP on the standby's eth0
 // within 300 ms, a probe gap of at most 300 ms, never both with the VIP.
 func TestHAStop(t *testing.T) {
-	p := startHAPair(t, "stop", haService)
-	if p == nil {
+	old, next, pr, cut := signalActive(t, "stop", syscall.SIGTERM)
+	if pr == nil {
 		return
 	}
-	pr := startProber(haVIP)
 	defer pr.end()
-	time.Sleep(time.Second)
-	old, next := p.act(), p.sby()
-	cut := time.Now()
-	old.signal(syscall.SIGTERM)
 	both := false
 	ok := waitUntil(5*time.Second, func() bool {
 		got := withVIP(t)
@@ -558,16 +571,11 @@ func TestHAStop(t *testing.T) {
 // refreshes (ha.Timings.VIPLifetime). Must: the standby serves within 1 s,
 // and the two hold the VIP together for at most 2 s.
 func TestHACrash(t *testing.T) {
-	p := startHAPair(t, "crash", haService)
-	if p == nil {
+	old, next, pr, cut := signalActive(t, "crash", syscall.SIGKILL)
+	if pr == nil {
 		return
 	}
-	pr := startProber(haVIP)
 	defer pr.end()
-	time.Sleep(time.Second)
-	old, next := p.act(), p.sby()
-	cut := time.Now()
-	old.signal(syscall.SIGKILL)
 	var took, bothFrom, bothTo time.Duration
 	ok := waitUntil(8*time.Second, func() bool {
 		got, now := withVIP(t), time.Since(cut)
