@@ -66,9 +66,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	defer closeKernel()
 	checkAtStart(cfg, hostnet.ProcSys{}, *f.dryRun, log)
 	registry := prometheus.NewRegistry()
-	metrics := metrics.New(registry, versionString())
+	meters := metrics.New(registry, versionString())
 	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})
-	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: metrics, Logger: log}
+	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: meters, Logger: log}
 	if !*f.dryRun {
 		defer withHost(&opts, cfg, log)()
 	}
@@ -116,7 +116,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	reloader := &daemon.Reloader{Path: *f.path, Running: cfg, Adjust: f.over, Daemon: d,
-		WithToken: func(t string) daemon.Source { return src.WithToken(t) }, Metrics: metrics, Log: log}
+		WithToken: func(t string) daemon.Source { return src.WithToken(t) }, Metrics: meters, Log: log}
 	defer reloadOn(ctx, *f.path, *f.autoreload, reloader.Reload)()
 
 	log.Info("starting", "version", versionString(), "config", *f.path, "pid", os.Getpid())
