@@ -28,7 +28,7 @@ func checkAtStart(cfg *config.Config, sys hostnet.Sysctl, dryRun bool, log hclog
 func kernelNeeds(cfg *config.Config) hostnet.DirectorNeeds {
 	var n hostnet.DirectorNeeds
 	for _, vs := range cfg.VirtualServices {
-		n.Serve(vs.Address.Addr(), vs.Forwarding, vs.Persistence > 0)
+		n.Serve(vs.Address.Addr(), vs.Protocol, vs.Forwarding, vs.Persistence > 0)
 	}
 	return n
 }
