@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
@@ -203,5 +204,34 @@ func TestDaemonAnnouncesWhatItServes(t *testing.T) {
 		if v.Announced || v.Reason != "stopping" {
 			t.Errorf("after stop %s announced=%v reason %q, want stopping", v.Address, v.Announced, v.Reason)
 		}
+	}
+}
+
+// TestLoopRetriesARefusedAnnouncement: an announcement the speaker
+// refuses is tried again a second later, by a timer sync, not at the
+// next reconcile a minute away.
+func TestLoopRetriesARefusedAnnouncement(t *testing.T) {
+	h := newHarness(t, bgpConfig, ipvstest.New(ipvs.State{}))
+	speaker := &fakeSpeaker{fail: errors.New("speaker not started")}
+	h.d.opts.Speaker = speaker
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	if len(h.reports) != 1 || h.reports[0].Err != nil || len(speaker.announced()) != 0 {
+		t.Fatalf("first sync: %+v, announced %v", h.reports, speaker.announced())
+	}
+	if due := h.due(TriggerTimer); !due.Equal(h.clock.Now().Add(announceRetry)) {
+		t.Fatalf("the retry is due at %v, want %v after the refusal", due.Sub(h.clock.Now()), announceRetry)
+	}
+	speaker.mu.Lock()
+	speaker.fail = nil
+	speaker.mu.Unlock()
+	if tr := h.untilNext(); tr != TriggerTimer {
+		t.Fatalf("%s fired, want the timer", tr)
+	}
+	if got, want := speaker.announced(), []string{"10.10.10.60/32", "10.10.10.62/32"}; !slices.Equal(got, want) {
+		t.Errorf("after the retry: announced %v, want %v", got, want)
+	}
+	if due := h.due(TriggerTimer); !due.IsZero() {
+		t.Errorf("a timer still due %v later", due.Sub(h.clock.Now()))
 	}
 }
