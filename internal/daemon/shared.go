@@ -258,12 +258,16 @@ func (d *Daemon) Status() (status.View, error) {
 	if err != nil {
 		return status.View{}, fmt.Errorf("reading the kernel: %w", err)
 	}
+	var sp status.Speaker
+	if d.opts.Speaker != nil {
+		sp = d.opts.Speaker.State() // asked before the lock: the loop's publish must not wait on the speaker
+	}
 	s := &d.shared
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := status.View{Synced: s.synced, LastSync: s.lastSync, Services: status.Services(current, s.input(d))}
 	if d.opts.Speaker != nil {
-		v.BGP = status.BGPOf(d.opts.Speaker.State(), s.vips, d.clock.Now())
+		v.BGP = status.BGPOf(sp, s.vips, d.clock.Now())
 	}
 	if s.drains != nil {
 		// What the next sync would change: the one plan run applies,
