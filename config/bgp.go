@@ -40,7 +40,8 @@ type Neighbor struct {
 	ASN     uint32
 	// Port is the router's BGP port (port, default 179).
 	Port uint16
-	// HoldTime is hold_time; 0 (not set) is the speaker's default. A
+	// HoldTime is hold_time; 0 (not set) is the speaker's default,
+	// bgp.DefaultHoldTime (9 s). A
 	// director that dies without closing its session (power, a cable)
 	// leaves the route after the hold time.
 	HoldTime time.Duration
