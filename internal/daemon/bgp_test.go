@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
@@ -233,5 +236,53 @@ func TestLoopRetriesARefusedAnnouncement(t *testing.T) {
 	}
 	if due := h.due(TriggerTimer); !due.IsZero() {
 		t.Errorf("a timer still due %v later", due.Sub(h.clock.Now()))
+	}
+}
+
+// TestRunWithdrawsThenWaitsShutdownDelay drives Run on a fake clock: once
+// its context ends it withdraws every VIP at once, and returns only when
+// shutdown_delay has passed on its clock, not before.
+func TestRunWithdrawsThenWaitsShutdownDelay(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(t0)
+	src := chanSource{snaps: make(chan catalog.Snapshot, 1)}
+	speaker := &fakeSpeaker{}
+	d, err := New(Options{Config: mustConfig(t, bgpConfig), Source: src, Kernel: ipvstest.New(ipvs.State{}), Clock: clock,
+		Speaker: speaker, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	src.snaps <- catalog.Snapshot{Services: map[string]*catalog.Service{"web": {Name: "web", Instances: []*catalog.Instance{web1(catalog.Passing)}}}}
+	want := []string{"10.10.10.60/32", "10.10.10.62/32"}
+	waitFor(t, "announced after the first sync", 5*time.Second, func() bool {
+		clock.Advance(10 * time.Millisecond) // the loop's coalescing, on its clock
+		return slices.Equal(speaker.announced(), want)
+	})
+
+	cancel()
+	waitFor(t, "withdrawn on stop", 5*time.Second, func() bool { return len(speaker.announced()) == 0 })
+	// One waiter on the clock, the delay: the loop's timer is stopped by then.
+	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer bcancel()
+	if err := clock.BlockUntilContext(bctx, 1); err != nil {
+		t.Fatalf("Run is not waiting on its clock: %v", err)
+	}
+	clock.Advance(299 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("Run returned before shutdown_delay (300ms) passed on its clock")
+	default:
+	}
+	clock.Advance(time.Millisecond)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return once shutdown_delay passed")
 	}
 }
