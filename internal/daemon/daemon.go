@@ -5,13 +5,17 @@
 // running lvs-sync, through the status room.
 //
 // It may import the stages it drives (config, catalog, render, ipvs,
-// fallback), the status room and the metrics it feeds; nothing imports it
+// fallback), the announce rule, the status room and the metrics it
+// feeds (never the bgp package: its Speaker is the narrow interface it
+// owns); nothing imports it
 // but cmd and the API.
 // This file is the loop only: sync.go is one sync, in phases, state.go
 // what one leaves for the next (warnonce.go what it logged), trigger.go
 // when one is due, reloader.go how a reload is read and prepared,
 // reload.go how the new config takes over, guard.go what an answer
-// filtered by ACLs leaves, shared.go what the loop publishes for the API.
+// filtered by ACLs leaves, shared.go what the loop publishes for the API,
+// bgp.go what a director.bgp director tells its speaker (the rule itself
+// is internal/announce's).
 package daemon
 
 import (
