@@ -1,7 +1,8 @@
 // Package announce is the one rule of which VIPs a director of an
 // all-active tier (director.bgp) announces to its routers, and why a VIP
-// is not announced. It is pure: the daemon hands it what it knows after
-// each sync (and when it stops), and hands the speaker the prefixes it
+// is not announced. It is pure, and imports of lvs-sync only ipvs, the
+// desired state's model: the daemon hands it what it knows after each
+// sync (and when it stops), and hands the speaker the prefixes it
 // returns; status and the metrics show its VIPs.
 //
 // The rule, in the order it is applied:
@@ -31,6 +32,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 // Reason is why a VIP is not announced.
@@ -52,6 +55,22 @@ type Service struct {
 	// weight above 0 (an instance's, or its fallback's), or leaves it as
 	// the kernel has it.
 	Serving bool
+}
+
+// ServiceOf is a virtual service at vips whose desired state (render's,
+// nil if none) is desired; frozen tells that it is left as the kernel
+// has it (its Consul answer filtered by ACLs, with no good one kept). It
+// serves when it is frozen, or when a real of its desired state has a
+// weight above 0: an instance's, or its fallback (which render adds
+// only when no instance serves).
+func ServiceOf(vips []netip.Addr, desired *ipvs.Service, frozen bool) Service {
+	s := Service{VIPs: vips, Serving: frozen}
+	if desired != nil {
+		for _, r := range desired.Reals {
+			s.Serving = s.Serving || r.Weight > 0
+		}
+	}
+	return s
 }
 
 // Input is what the daemon knows when it decides.

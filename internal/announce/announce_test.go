@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 var (
@@ -104,5 +107,29 @@ func TestChanged(t *testing.T) {
 	now[0] = VIP{Addr: vip60, Reason: Stopping}
 	if changed, _ := Changed(before, now); len(changed) != 2 || changed[0].Addr != vip60 {
 		t.Errorf("a withdrawn VIP is not a change: %+v", changed)
+	}
+}
+
+// A service serves when its desired state has a real above weight 0 (its
+// fallback is one), or when it is frozen as the kernel has it.
+func TestServiceOf(t *testing.T) {
+	vips := []netip.Addr{vip60}
+	rk := func(s string) lvs.RealKey { return lvs.RealKey{Addr: netip.MustParseAddr(s), Port: 80} }
+	for _, tt := range []struct {
+		name    string
+		desired *ipvs.Service
+		frozen  bool
+		want    bool
+	}{
+		{"not rendered", nil, false, false},
+		{"no real", &ipvs.Service{}, false, false},
+		{"quiesced reals only", &ipvs.Service{Reals: map[lvs.RealKey]ipvs.Real{rk("10.1.0.11"): {Weight: 0}, rk("10.1.0.12"): {Weight: 0}}}, false, false},
+		{"one real above 0", &ipvs.Service{Reals: map[lvs.RealKey]ipvs.Real{rk("10.1.0.11"): {Weight: 0}, rk("10.1.0.12"): {Weight: 3}}}, false, true},
+		{"the fallback", &ipvs.Service{Reals: map[lvs.RealKey]ipvs.Real{rk("10.9.9.9"): {Weight: 1}}}, false, true},
+		{"frozen by acls", nil, true, true},
+	} {
+		if got := ServiceOf(vips, tt.desired, tt.frozen); got.Serving != tt.want || !slices.Equal(got.VIPs, vips) {
+			t.Errorf("%s: %+v, want serving %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -51,27 +51,13 @@ func (d *Daemon) advertise(desired ipvs.State, synced bool, now time.Time) (retr
 	services := make([]announce.Service, 0, len(d.cfg.VirtualServices))
 	for _, vs := range d.cfg.VirtualServices {
 		k := vs.Key()
-		services = append(services, announce.Service{VIPs: vs.VIPAddrs(), Serving: frozen[k] || serving(desired[k])})
+		services = append(services, announce.ServiceOf(vs.VIPAddrs(), desired[k], frozen[k]))
 	}
 	vips := d.state.bgp.rule.Decide(announce.Input{Synced: synced, Services: services, Now: now})
 	if !d.speak(vips) {
 		return now.Add(announceRetry)
 	}
 	return time.Time{}
-}
-
-// serving tells whether a desired service has a real that takes new
-// connections: an instance's, or its fallback.
-func serving(svc *ipvs.Service) bool {
-	if svc == nil {
-		return false
-	}
-	for _, r := range svc.Reals {
-		if r.Weight > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // speak publishes the rule's VIPs, logs those that changed, and hands the
