@@ -26,7 +26,9 @@
 //     is passed to it as -1. The speaker dials each neighbour, every 5 s
 //     until it answers (GoBGP's default of 120 s would keep a director
 //     out of a restarted router's ECMP set for two minutes); the first
-//     dial goes out 1.5 to 2 s after Start.
+//     dial goes out 1.5 to 2 s after Start. After a session ends GoBGP
+//     idles a fixed 5 s before it dials again: a restarted router has the
+//     routes back about 7 s after it listens (measured against BIRD).
 //   - BFD is not started: no neighbour enables it, and GoBGP opens its
 //     BFD socket only for a neighbour that does. Graceful restart is not
 //     negotiated either: a director that stops must leave the ECMP set,

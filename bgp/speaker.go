@@ -130,7 +130,8 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 	go s.srv.Serve()
 	defer func() {
 		if err != nil {
-			s.shutdown(context.Background())
+			s.stopped = true // a failed Start is final, as Stop is
+			_ = s.shutdown(context.Background())
 		}
 	}()
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -473,4 +474,69 @@ func TestGobgpLogLevels(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
 	}
+}
+
+// TestRouterRestart: a router that goes away is logged once per session
+// (WARN, with its reason, also in Status), and when it comes back the
+// speaker dials again and re-announces what it was told, without a call.
+func TestRouterRestart(t *testing.T) {
+	r, cfg := router(t, "")
+	var logs syncBuffer
+	s, err := New(cfg, hclog.New(&hclog.LoggerOptions{Name: "bgp", Level: hclog.Info, Output: &logs}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	if err := s.Announce([]netip.Prefix{vip4}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "announced", 20*time.Second, func() bool { return len(hops(t, r, vip4)) == 2 })
+
+	r.Stop()
+	testenv.WaitFor(t, "every session down", 10*time.Second, func() bool {
+		for _, n := range s.Status().Neighbors {
+			if n.State == "established" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range s.Status().Neighbors {
+		if n.LastError == "" {
+			t.Errorf("neighbor %s down with no LastError", n.Address)
+		}
+		t.Logf("router stopped: neighbor %s %s since %v, last error %q", n.Address, n.State, n.Since.Format(time.StampMilli), n.LastError)
+	}
+	r2 := testbird.Start(t, r.Config)
+	took := testenv.WaitFor(t, "re-announced to the restarted router", 20*time.Second, func() bool {
+		return len(hops(t, r2, vip4)) == 2 && len(hops(t, r2, vip6)) == 0 && established(s)
+	})
+	t.Logf("router restart: routes back %v after BIRD was up again", took.Round(time.Millisecond))
+	out := logs.String()
+	if n := strings.Count(out, "bgp session down"); n != 3 {
+		t.Errorf("%d 'bgp session down' lines, want one per session (3):\n%s", n, out)
+	}
+	if n := strings.Count(out, "[WARN]"); n != 3 {
+		t.Errorf("%d WARN lines while the router was away, want 3 (a retry is no news):\n%s", n, out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
