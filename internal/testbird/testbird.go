@@ -69,11 +69,20 @@ type Config struct {
 	// Debug logs the BGP protocols' routes and states, in order: what
 	// shows a withdrawal arrived before the session closed.
 	Debug bool
+	// Direct makes the sessions single-hop, the speakers on the router's
+	// segment (the VM's directors); else multihop, as loopback needs.
+	Direct bool
+	// Kernel installs the BGP routes in the kernel's table, the paths of
+	// several speakers to one prefix merged into one ECMP route (the
+	// VM's router; hash on the 5-tuple with
+	// net.ipv4.fib_multipath_hash_policy=1).
+	Kernel bool
 }
 
-// Text is the BIRD 2 configuration. Sessions are multihop (loopback is
-// no directly connected network to BIRD), so a route's next hop is read
-// from its BGP.next_hop attribute.
+// Text is the BIRD 2 configuration. On loopback the sessions are
+// multihop (loopback is no directly connected network to BIRD) and a
+// route's next hop is read from its BGP.next_hop attribute; with Direct
+// its gateways (Route.Via) are the speakers too.
 func (c Config) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "router id %s;\n", c.RouterID)
@@ -81,6 +90,10 @@ func (c Config) Text() string {
 		fmt.Fprintf(&b, "log %q all;\n", c.Log)
 	}
 	b.WriteString("protocol device {}\n")
+	if c.Kernel {
+		b.WriteString("protocol kernel kernel4 { ipv4 { export where source = RTS_BGP; }; merge paths on; }\n")
+		b.WriteString("protocol kernel kernel6 { ipv6 { export where source = RTS_BGP; }; merge paths on; }\n")
+	}
 	var s4, s6 []string
 	for _, p := range c.Static {
 		line := fmt.Sprintf("  route %s blackhole;\n", p)
@@ -104,7 +117,11 @@ func (c Config) Text() string {
 		}
 		fmt.Fprintf(&b, "  local %s port %d as %d;\n", p.Local, c.Port, local)
 		fmt.Fprintf(&b, "  neighbor %s as %d;\n", p.Address, p.ASN)
-		b.WriteString("  multihop; passive on;\n")
+		if c.Direct {
+			b.WriteString("  direct; passive on;\n")
+		} else {
+			b.WriteString("  multihop; passive on;\n")
+		}
 		b.WriteString("  hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 5;\n")
 		if c.Debug {
 			b.WriteString("  debug { states, routes, events };\n")

@@ -67,8 +67,14 @@ func TestConfigText(t *testing.T) {
 		},
 		Static: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
 	}
+	if text := c.Text(); !strings.Contains(text, "multihop;") || strings.Contains(text, "protocol kernel") {
+		t.Errorf("loopback config: want multihop sessions and no kernel protocol:\n%s", text)
+	}
+	c.Direct, c.Kernel = true, true
 	text := c.Text()
 	for _, want := range []string{
+		"direct; passive on;",
+		"protocol kernel kernel4 { ipv4 { export where source = RTS_BGP; }; merge paths on; }",
 		"router id 10.7.0.1;",
 		"local 10.7.0.1 port 179 as 65000;\n  neighbor 10.7.0.11 as 65010;",
 		"local 10.7.0.1 port 179 as 65010;\n  neighbor 10.7.0.12 as 65010;",
