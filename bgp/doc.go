@@ -70,14 +70,18 @@
 // # Stopping
 //
 // Stop withdraws every prefix, then waits, bounded by its context, until
-// each established neighbour has been written one more UPDATE per
-// prefix it was sent (GoBGP writes each withdrawn path in an UPDATE of
-// its own; the count is its per-neighbour counter of UPDATEs written to
-// the socket), then closes every session with a CEASE notification. The
-// router thus sees the withdrawal first, and the close right after,
-// which would withdraw the routes anyway: a router that lost the
-// withdrawal still drops them when the session goes. The tests show it
-// against BIRD: its log has each route removed before the session
+// each established neighbour that was sent prefixes has been written at
+// least one more UPDATE and that count has held still for 5 ms (GoBGP
+// packs the queued withdrawals into as few UPDATEs as fit and writes
+// them back to back, so their number is not known in advance; its
+// per-neighbour count of UPDATEs written to the socket is what is
+// watched), then closes every session with a CEASE notification. GoBGP
+// itself sends the CEASE on its own path, not after what is queued:
+// without the wait a close could overtake the withdrawal. The router
+// thus sees the withdrawal first, and the close right after, which would
+// withdraw the routes anyway: a router that lost the withdrawal still
+// drops them when the session goes. The tests show it against BIRD with
+// 43 prefixes: its log has each route removed before the session
 // closed, and the routes are gone within milliseconds of Stop
 // returning. A Speaker is used once: Start, Announce any number of
 // times, Stop; a restart is a new Speaker.

@@ -253,14 +253,20 @@ func (s *Speaker) sync() error {
 	}
 	slices.SortFunc(add, comparePrefix)
 	slices.SortFunc(del, comparePrefix)
+	level := hclog.Info
+	if len(add)+len(del) > summariseAbove {
+		level = hclog.Debug
+	}
 	var errs []error
+	withdrawn, announced := 0, 0
 	for _, p := range del {
 		if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{pathOf(p)}}); err != nil {
 			errs = append(errs, fmt.Errorf("bgp: withdraw %s: %w", p, err))
 			continue
 		}
 		delete(s.inRIB, p)
-		s.log.Info("withdrew prefix", "prefix", p)
+		withdrawn++
+		s.log.Log(level, "withdrew prefix", "prefix", p)
 	}
 	for _, p := range add {
 		if _, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{pathOf(p)}}); err != nil {
@@ -268,7 +274,11 @@ func (s *Speaker) sync() error {
 			continue
 		}
 		s.inRIB[p] = true
-		s.log.Info("announced prefix", "prefix", p)
+		announced++
+		s.log.Log(level, "announced prefix", "prefix", p)
+	}
+	if level == hclog.Debug {
+		s.log.Info("announced and withdrew prefixes", "announced", announced, "withdrawn", withdrawn)
 	}
 	list := make([]netip.Prefix, 0, len(s.inRIB))
 	for p := range s.inRIB {
@@ -280,6 +290,10 @@ func (s *Speaker) sync() error {
 	s.mu.Unlock()
 	return errors.Join(errs...)
 }
+
+// summariseAbove is the most prefixes sync logs one by one at INFO; above
+// it, one INFO line counts them (as ipvs.Apply does its changes).
+const summariseAbove = 20
 
 // pathOf is a host route originated here, origin IGP, with the
 // unspecified next hop: GoBGP puts the session's local address in its
@@ -444,7 +458,7 @@ func (s *Speaker) Stop(ctx context.Context) error {
 	return err
 }
 
-// sent is how many UPDATEs an established neighbour was sent, and how
+// sent is how many UPDATEs an established neighbour was written, and how
 // many prefixes it was being sent.
 type sent struct{ updates, prefixes uint64 }
 
@@ -466,9 +480,14 @@ func (s *Speaker) sentUpdates() map[string]sent {
 }
 
 // waitSent waits until every neighbour of before that was sent prefixes
-// has written one more UPDATE per prefix (GoBGP sends each withdrawn
-// path in an UPDATE of its own) or is no longer established.
+// has been written at least one more UPDATE, and its count of UPDATEs
+// written has then held still for one poll (5 ms), or is no longer
+// established. GoBGP packs the withdrawals queued for a neighbour into
+// as few UPDATEs as fit and writes them back to back, so how many there
+// are is not known in advance; a count that moved and then stopped is a
+// batch written whole.
 func (s *Speaker) waitSent(ctx context.Context, before map[string]sent) error {
+	prev := map[string]uint64{}
 	for {
 		pending, waited := "", 0
 		now := s.sentUpdates()
@@ -477,13 +496,17 @@ func (s *Speaker) waitSent(ctx context.Context, before map[string]sent) error {
 				continue
 			}
 			waited++
-			if n, ok := now[addr]; ok && n.updates < b.updates+b.prefixes {
+			n, ok := now[addr]
+			if ok && (n.updates <= b.updates || n.updates != prev[addr]) {
 				pending = addr
 			}
 		}
 		if pending == "" {
 			s.log.Debug("withdrawal written to every neighbour", "neighbors", waited)
 			return nil
+		}
+		for addr, n := range now {
+			prev[addr] = n.updates
 		}
 		select {
 		case <-ctx.Done():

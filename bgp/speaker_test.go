@@ -198,12 +198,23 @@ func TestAnnounceToBIRD(t *testing.T) {
 		t.Errorf("Status().Announced after Announce(nil) = %v", got)
 	}
 
-	// Stop: withdrawn, sessions closed, at once.
-	if err := s.Announce([]netip.Prefix{vip4, vip4b, vip6}); err != nil {
+	// Stop: withdrawn, sessions closed, at once; with more prefixes than
+	// are logged one by one.
+	many := []netip.Prefix{vip4, vip4b, vip6}
+	for i := range 40 {
+		many = append(many, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}), 32))
+	}
+	if err := s.Announce(many); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "announced again", 10*time.Second, func() bool {
-		return len(hops(t, r, vip4)) == 2 && len(hops(t, r, vip4b)) == 2 && len(hops(t, r, vip6)) == 1
+	testenv.WaitFor(t, "all announced", 10*time.Second, func() bool {
+		rs := r.Routes(t)
+		for _, p := range many {
+			if want := map[bool]int{true: 2, false: 1}[p.Addr().Is4()]; len(testbird.NextHops(rs, p)) != want {
+				return false
+			}
+		}
+		return true
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	took = time.Now()
@@ -215,21 +226,31 @@ func TestAnnounceToBIRD(t *testing.T) {
 	}
 	gone := testenv.WaitFor(t, "routes gone and sessions closed after Stop", 5*time.Second, func() bool {
 		rs := r.Routes(t)
-		return len(rs[vip4]) == 0 && len(rs[vip4b]) == 0 && len(rs[vip6]) == 0 &&
-			r.State(t, "ebgp4") != "Established" && r.State(t, "ibgp4") != "Established" && r.State(t, "ebgp6") != "Established"
+		for _, p := range many {
+			if len(rs[p]) != 0 {
+				return false
+			}
+		}
+		return r.State(t, "ebgp4") != "Established" && r.State(t, "ibgp4") != "Established" && r.State(t, "ebgp6") != "Established"
 	})
 	t.Logf("stop: Stop took %v; routes gone and sessions down %v after it returned", stopTook.Round(time.Millisecond), gone.Round(time.Millisecond))
 	if gone > time.Second {
 		t.Errorf("routes left the router %v after Stop returned, want within 1s", gone)
 	}
 	log := r.LogText(t)
-	for _, c := range []struct {
-		proto string
-		p     netip.Prefix
-	}{{"ebgp4", vip4}, {"ebgp4", vip4b}, {"ibgp4", vip4}, {"ibgp4", vip4b}, {"ebgp6", vip6}} {
-		if !withdrawnBeforeClose(log, c.proto, c.p) {
-			t.Errorf("bird's %s: no withdrawal of %s before the session closed:\n%s", c.proto, c.p, log)
+	for _, p := range many {
+		protos := []string{"ebgp4", "ibgp4"}
+		if p.Addr().Is6() {
+			protos = []string{"ebgp6"}
 		}
+		for _, proto := range protos {
+			if !withdrawnBeforeClose(log, proto, p) {
+				t.Errorf("bird's %s: no withdrawal of %s before the session closed", proto, p)
+			}
+		}
+	}
+	if t.Failed() {
+		t.Log(log)
 	}
 	for _, n := range s.Status().Neighbors {
 		if n.State != "stopped" {
