@@ -414,6 +414,30 @@ func TestMD5(t *testing.T) {
 	})
 }
 
+// TestHoldTime: against a router that proposes 240 s, the session runs
+// on the speaker's DefaultHoldTime, or on a neighbour's own.
+func TestHoldTime(t *testing.T) {
+	port := testbird.FreePort(t, birdAddr4)
+	r := testbird.Start(t, testbird.Config{
+		RouterID: birdAddr4, ASN: routerASN, Port: port, HoldTime: 240,
+		Peers: []testbird.Peer{
+			{Name: "dflt", Local: birdAddr4, Address: ebgpAddr, ASN: speakerASN},
+			{Name: "own", Local: birdIBGP, Address: ibgpAddr, ASN: speakerASN},
+		},
+	})
+	s := start(t, Config{ASN: speakerASN, Neighbors: []Neighbor{
+		{Address: birdAddr4, ASN: routerASN, Port: port, LocalAddress: ebgpAddr},
+		{Address: birdIBGP, ASN: routerASN, Port: port, LocalAddress: ibgpAddr, HoldTime: 30 * time.Second},
+	}})
+	testenv.WaitFor(t, "both sessions established", 20*time.Second, func() bool { return established(s) })
+	if got := r.HoldTimer(t, "dflt"); got != DefaultHoldTime {
+		t.Errorf("default: the session's hold time is %v, want %v", got, DefaultHoldTime)
+	}
+	if got := r.HoldTimer(t, "own"); got != 30*time.Second {
+		t.Errorf("hold_time 30s: the session's hold time is %v", got)
+	}
+}
+
 func TestAnnounceRefusesNonHostRoutes(t *testing.T) {
 	s, err := New(Config{ASN: 1, RouterID: birdAddr4, Neighbors: []Neighbor{{Address: birdAddr4, ASN: 2}}}, nil)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ type Peer struct {
 }
 
 // Config is a router: BGP neighbours that it waits for (passive: the
-// speaker dials), hold time 3 s, and the Static prefixes it exports to
+// speaker dials), hold time 3 s unless HoldTime says, and the Static prefixes it exports to
 // every neighbour (what the speaker must not import).
 type Config struct {
 	RouterID netip.Addr
@@ -69,6 +70,10 @@ type Config struct {
 	// Debug logs the BGP protocols' routes and states, in order: what
 	// shows a withdrawal arrived before the session closed.
 	Debug bool
+	// HoldTime is the router's hold time in seconds, 0: 3 (with a
+	// keepalive every second); a session takes the smaller of both
+	// sides'.
+	HoldTime int
 	// Direct makes the sessions single-hop, the speakers on the router's
 	// segment (the VM's directors); else multihop, as loopback needs.
 	Direct bool
@@ -122,7 +127,12 @@ func (c Config) Text() string {
 		} else {
 			b.WriteString("  multihop; passive on;\n")
 		}
-		b.WriteString("  hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 5;\n")
+		if c.HoldTime == 0 {
+			b.WriteString("  hold time 3; keepalive time 1;\n")
+		} else {
+			fmt.Fprintf(&b, "  hold time %d;\n", c.HoldTime)
+		}
+		b.WriteString("  connect retry time 1; error wait time 1, 5;\n")
 		if c.Debug {
 			b.WriteString("  debug { states, routes, events };\n")
 		}
@@ -268,6 +278,25 @@ func (r *Router) Routes(t testing.TB) map[netip.Prefix][]Route {
 		t.Fatal(err)
 	}
 	return ParseRoutes(out)
+}
+
+// HoldTimer is the negotiated hold time of a BGP protocol's session, as
+// `show protocols all` says it ("Hold timer: 1.2/9"), 0 if none.
+func (r *Router) HoldTimer(t testing.TB, proto string) time.Duration {
+	t.Helper()
+	out, err := r.Birdc("show protocols all " + proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Hold timer:"); ok {
+			_, total, _ := strings.Cut(strings.TrimSpace(v), "/")
+			if n, err := strconv.Atoi(total); err == nil {
+				return time.Duration(n) * time.Second
+			}
+		}
+	}
+	return 0
 }
 
 // State is a BGP protocol's state as `show protocols` says it:
