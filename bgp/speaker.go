@@ -60,10 +60,12 @@ type peerState struct {
 }
 
 // Status is what Status reports: each neighbour, in the config's order,
-// and the prefixes announced.
+// the prefixes announced, and the router ID.
 type Status struct {
 	Neighbors []NeighborStatus
 	Announced []netip.Prefix
+	// RouterID is the BGP identifier in use, zero before Start.
+	RouterID netip.Addr
 }
 
 // NeighborStatus is one neighbour's session.
@@ -106,7 +108,6 @@ func New(cfg Config, log hclog.Logger) (*Speaker, error) {
 	for _, n := range cfg.Neighbors {
 		s.peers[n.Address.Unmap()] = &peerState{state: "idle", since: now}
 	}
-	s.srv = server.NewBgpServer(server.LoggerOption(newGobgpLogger(log.Named("gobgp")), nil))
 	return s, nil
 }
 
@@ -127,6 +128,9 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("bgp: %w", err)
 	}
 	s.started = true
+	// Made here, not in New: GoBGP's server starts goroutines (its BFD
+	// loop) that only its Stop ends.
+	s.srv = server.NewBgpServer(server.LoggerOption(newGobgpLogger(s.log.Named("gobgp")), nil))
 	go s.srv.Serve()
 	defer func() {
 		if err != nil {
@@ -422,6 +426,7 @@ func (s *Speaker) Status() Status {
 		st.Neighbors = append(st.Neighbors, ns)
 	}
 	st.Announced = slices.Clone(s.announced)
+	st.RouterID = s.routerID
 	return st
 }
 

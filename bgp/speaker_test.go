@@ -151,6 +151,9 @@ func TestAnnounceToBIRD(t *testing.T) {
 		t.Errorf("the /32 went to the IPv6 session: %v", p)
 	}
 	st := s.Status()
+	if st.RouterID != ebgpAddr {
+		t.Errorf("router id %v, want %v: the first IPv4 neighbour's local address", st.RouterID, ebgpAddr)
+	}
 	if !slices.Equal(st.Announced, []netip.Prefix{vip4, vip6}) {
 		t.Errorf("Status().Announced = %v", st.Announced)
 	}
