@@ -62,10 +62,9 @@
 // LocalAddress, or the source address the kernel's routing table picks
 // towards it (found with a connected UDP socket, which sends nothing). A
 // BGP identifier is an IPv4 address, so a config whose neighbours are all
-// IPv6 must set router_id (Validate says so). Two directors must not
-// share one: in an iBGP tier the router drops a session whose identifier
-// equals its own, and directors behind one NAT or on one loopback address
-// would collide; set router_id there.
+// IPv6 must set router_id (Validate says so). A router refuses an OPEN
+// that carries its own identifier, so the derived one must be an
+// address of the director's, not one it shares with the router.
 //
 // # Stopping
 //
@@ -101,16 +100,20 @@
 // false drops (three missed keepalives in a row: a stalled host, a long
 // pause under load) and 3 s is the protocol's floor.
 //
-// BFD would detect that loss in under a second (300 ms × 3), and GoBGP
-// has it since v4.6.0, but single-hop only, asynchronous mode without
-// echo, and without authentication; it is young in GoBGP, and its
-// sessions run in the same process and goroutine scheduler as
-// everything else, so a stalled lvs-sync would look like a dead link and
-// a crashed one is already seen at once through TCP. Not built, for now:
-// the trade-off is the hold time. A tier that needs sub-second detection
-// of a director's loss of power or link can run BFD on the routers
-// towards the directors' hosts with a separate daemon (BIRD, FRR's
-// bfdd) and lower the hold time.
+// BFD would detect that loss in under a second (300 ms × 3). GoBGP has
+// it, but only since v4.6.0: single-hop, asynchronous mode without echo,
+// without authentication, little used yet. And in process its packets
+// are sent by the same scheduler as everything else in lvs-sync: at
+// 300 ms × 3 a pause of the process (a long GC, a starved CPU on a busy
+// director) drops every session of a director that still forwards
+// perfectly well, which is worse than the loss it guards against. What
+// BFD would gain is narrow: a crashed lvs-sync is already seen at once,
+// through TCP; only a director that loses power, its kernel or its link
+// waits for the hold time, 9 s instead of under 1. Not built, for now:
+// the trade-off is the hold time, which a neighbour may lower to 3 s. A
+// tier that needs sub-second detection of a lost host can run BFD
+// between the routers and the directors' hosts with a daemon of its own
+// (BIRD, FRR's bfdd) outside lvs-sync.
 //
 // # Holes
 //
