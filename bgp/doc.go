@@ -127,6 +127,11 @@
 //   - Status asks GoBGP for the per-neighbour counts (at most 2 s); if
 //     its server is stuck the counts read 0 while the states, kept from
 //     GoBGP's events, stay right.
+//   - Start fails when the router ID is to be derived and the kernel has
+//     no route towards the first IPv4 neighbour (a director starting
+//     before its network): the caller retries, or sets router_id.
+//   - A ListenPort listens on 0.0.0.0 and :: (GoBGP's default); a host
+//     without IPv6 fails Start then.
 //   - GoBGP brings gRPC and protobuf into the binary, as a library only:
 //     no gRPC listener is started.
 package bgp
