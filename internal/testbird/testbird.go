@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,6 +184,8 @@ func Start(t testing.TB, c Config) *Router {
 		t.Fatal(err)
 	}
 	r.cmd.Stdout, r.cmd.Stderr = out, out
+	// A test binary killed before its cleanup takes BIRD with it.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("bird: %v", err)
 	}
