@@ -290,7 +290,7 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, listed 
 		// The kernel's list of a service's reals, which mh and sh build
 		// their table from (order.go): an add (and an add again) puts the
 		// real at the head, an update leaves it in place, a delete closes
-		// the gap.
+		// the gap. Then a plan makes it canonical (descending), in place.
 		k := newKernel(t)
 		a, b, c, d := rk("10.20.1.1:80"), rk("10.20.1.2:80"), rk("10.20.1.3:80"), rk("10.20.1.4:80")
 		spec := Real{Weight: 1, Forward: lvs.Route}
@@ -323,6 +323,37 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, listed 
 		must(t, "delete real", k.DelReal(web, c))
 		must(t, "add real again", k.AddReal(web, c, spec))
 		wantOrder("c deleted and added again", c, d, b, a)
+
+		// The plan keeps the longest canonical tail the kernel has (c, b,
+		// a: c is ahead of b, b of a) and deletes and adds again d alone,
+		// which the list then has at its head.
+		desired := State{web: schedFlags(host(web, "mh"), lvs.SchedFlag2)}
+		desired[web].Reals = map[lvs.RealKey]Real{a: spec, b: spec, c: spec, d: spec}
+		current, err := Read(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := Diff(desired, current, nil)
+		want := []string{
+			"ipvsadm -d -t 10.20.0.1:80 -r 10.20.1.4:80",
+			"ipvsadm -a -t 10.20.0.1:80 -r 10.20.1.4:80 -g -w 1",
+			"ipvsadm -e -t 10.20.0.1:80 -r 10.20.1.1:80 -g -w 1",
+			"ipvsadm -e -t 10.20.0.1:80 -r 10.20.1.2:80 -g -w 1",
+		}
+		if got := planStrings(plan); got != strings.Join(want, "\n") {
+			t.Errorf("plan:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+		}
+		if res := Apply(k, plan, nil); res.Err() != nil {
+			t.Fatal(res.Err())
+		}
+		wantOrder("planned", d, c, b, a)
+		current, err = Read(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again := Diff(desired, current, nil); len(again) != 0 {
+			t.Errorf("the plan does not converge; still:\n%s", planStrings(again))
+		}
 	})
 
 	t.Run("diff converges", func(t *testing.T) {
