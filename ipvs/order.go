@@ -1,7 +1,11 @@
 package ipvs
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
@@ -124,4 +128,30 @@ func requeue(want, have map[lvs.RealKey]Real) map[lvs.RealKey]bool {
 		}
 	}
 	return out
+}
+
+// Fingerprint is a short hash of what decides a service's table: its
+// scheduler, its flags, and its reals in the order that decides the table
+// (Service.Order) with their weights. Two directors whose services have
+// the same fingerprint map a flow to the same real (for mh, on kernels
+// built with the same table size, and given the same last weights: a real
+// at weight 0 keeps the slots of its last weight, which no reader sees).
+// It is 48 bits, so that it is exact in a float64 (a Prometheus gauge).
+type Fingerprint uint64
+
+// String is the fingerprint as 12 hex digits.
+func (f Fingerprint) String() string { return fmt.Sprintf("%012x", uint64(f)) }
+
+// Fingerprint hashes the service's table's inputs: SHA-256 of a text that
+// names them ("mh 0x10 10.1.0.13:80=1 10.1.0.12:80=1"), its first 48 bits.
+// It depends on nothing of the host, so it is stable across directors and
+// restarts.
+func (s *Service) Fingerprint() Fingerprint {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %#x", s.Scheduler, s.Flags&^FlagHashed)
+	for _, rk := range s.Order() {
+		fmt.Fprintf(&b, " %s=%d", rk, s.Reals[rk].Weight)
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return Fingerprint(binary.BigEndian.Uint64(sum[:8]) >> 16)
 }

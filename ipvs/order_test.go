@@ -146,6 +146,9 @@ func TestFreshServiceIsCanonical(t *testing.T) {
 		if again := Diff(desired, st, nil); len(again) != 0 {
 			t.Errorf("%s: a second plan: %s", sched, planStrings(again))
 		}
+		if st[web].Fingerprint() != desired[web].Fingerprint() {
+			t.Errorf("%s: fingerprint %s in the kernel, %s desired", sched, st[web].Fingerprint(), desired[web].Fingerprint())
+		}
 	}
 }
 
@@ -221,6 +224,10 @@ func TestHistoriesConverge(t *testing.T) {
 		desired := State{web: &Service{Scheduler: sched, Flags: flags, Netmask: 0xffffffff, Reals: maps.Clone(in)}}
 		c := &director{k: NewMemKernel(State{})}
 		c.sync(t, desired)
+		fa, fb, fc := fingerprintOf(t, a.k, web), fingerprintOf(t, b.k, web), fingerprintOf(t, c.k, web)
+		if fa != fb || fb != fc || fc != desired[web].Fingerprint() {
+			t.Errorf("seed %d %s: fingerprints a %s, b %s, c %s, desired %s\n%s", seed, sched, fa, fb, fc, desired[web].Fingerprint(), describe(a.k, web))
+		}
 		for name, d := range map[string]*director{"a": a, "b": b, "c": c} {
 			if got, _ := KernelOrder(d.k.State()[web].Reals); ordered && !slices.Equal(got, CanonicalOrder(in)) {
 				t.Errorf("seed %d %s: director %s lists\n%swant %v", seed, sched, name, describe(d.k, web), CanonicalOrder(in))
@@ -247,6 +254,63 @@ func TestOtherSchedulersPayNothing(t *testing.T) {
 			t.Errorf("%s: plan %q, want %q", sched, planStrings(plan), want)
 		}
 	}
+}
+
+// pinnedFingerprint is TestFingerprint's service's, as this version
+// computes it.
+const pinnedFingerprint = "94b7aaa6276c"
+
+func TestFingerprint(t *testing.T) {
+	base := listed("mh", "10.1.0.2:80", "10.1.0.1:80")
+	base.Flags = uint32(lvs.SchedFlag2)
+	f := base.Fingerprint()
+	if len(f.String()) != 12 || uint64(f) >= 1<<48 {
+		t.Errorf("fingerprint %s (%d): want 48 bits, 12 hex digits", f, uint64(f))
+	}
+	same := cloneService(base)
+	same.Flags |= FlagHashed // as the kernel reports every service
+	r := same.Reals[realKey("10.1.0.1:80")]
+	r.ActiveConns, r.Forward = 9, lvs.Tunnel // no part of the table
+	same.Reals[realKey("10.1.0.1:80")] = r
+	if same.Fingerprint() != f {
+		t.Errorf("connections, the forwarding method or the hashed flag changed the fingerprint")
+	}
+	for what, other := range map[string]*Service{
+		"the kernel's order": listed("mh", "10.1.0.1:80", "10.1.0.2:80"),
+		"a weight": func() *Service {
+			s := cloneService(base)
+			s.Reals[realKey("10.1.0.1:80")] = Real{Weight: 2, Forward: lvs.Route, Position: 2}
+			return s
+		}(),
+		"a flag":      func() *Service { s := cloneService(base); s.Flags = 0; return s }(),
+		"a scheduler": func() *Service { s := cloneService(base); s.Scheduler = "sh"; return s }(),
+		"a real":      listed("mh", "10.1.0.2:80", "10.1.0.1:81"),
+	} {
+		if other.Scheduler == "mh" && other.Flags == 0 && what != "a flag" {
+			other.Flags = uint32(lvs.SchedFlag2)
+		}
+		if other.Fingerprint() == f {
+			t.Errorf("%s changed, the fingerprint did not", what)
+		}
+	}
+	// Pinned, so that it stays the same across versions and hosts: an
+	// alert compares directors that may run different builds.
+	if got, want := base.Fingerprint().String(), pinnedFingerprint; got != want {
+		t.Errorf("fingerprint of %q is %s, was %s", "mh 0x10 10.1.0.2:80=1 10.1.0.1:80=1", got, want)
+	}
+}
+
+func cloneService(s *Service) *Service {
+	return State{svcKey("10.0.0.1:80"): s}.Clone()[svcKey("10.0.0.1:80")]
+}
+
+func fingerprintOf(t *testing.T, k *MemKernel, key lvs.ServiceKey) Fingerprint {
+	t.Helper()
+	current, err := Read(k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return current[key].Fingerprint()
 }
 
 func describe(k *MemKernel, key lvs.ServiceKey) string {
