@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
@@ -320,4 +321,42 @@ func describe(k *MemKernel, key lvs.ServiceKey) string {
 		fmt.Fprintf(&b, "  %s w=%d pos=%d\n", rk, svc.Reals[rk].Weight, svc.Reals[rk].Position)
 	}
 	return b.String()
+}
+
+// TestDrainKeepsItsPlace: a real that leaves an mh service with
+// connections drains at weight 0 where it is when the canonical order has
+// it there (an edit keeps its slots, mh's last_weight), and the reals out
+// of place around it go round as usual; the drain ends in a delete, which
+// leaves the rest canonical.
+func TestDrainKeepsItsPlace(t *testing.T) {
+	web := svcKey("10.0.0.1:80")
+	const a, x, c = "10.1.0.1:80", "10.1.0.2:80", "10.1.0.3:80"
+	current := listed("mh", x, c, a) // x came back at the head once
+	busy := current.Reals[realKey(x)]
+	busy.ActiveConns = 3
+	current.Reals[realKey(x)] = busy
+	desired := State{web: svc("mh", map[string]Real{a: gate(1), c: gate(1)})}
+	d := &Drainer{Timeout: func(lvs.ServiceKey) time.Duration { return 30 * time.Second }}
+	t0 := time.Unix(1_700_000_000, 0)
+	mine := func(lvs.ServiceKey) bool { return true }
+	p := Changes(Input{Desired: desired, Current: State{web: current}, Owned: mine, Drains: d, Now: t0})
+	want := "ipvsadm -d -t 10.0.0.1:80 -r 10.1.0.3:80\n" +
+		"ipvsadm -a -t 10.0.0.1:80 -r 10.1.0.3:80 -g -w 1\n" +
+		"ipvsadm -e -t 10.0.0.1:80 -r 10.1.0.2:80 -g -w 0"
+	if got := planStrings(p.Plan); got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	k := NewMemKernel(State{web: current})
+	if res := Apply(k, p.Plan, nil); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	if got, _ := KernelOrder(k.State()[web].Reals); !slices.Equal(got, []lvs.RealKey{realKey(c), realKey(x), realKey(a)}) {
+		t.Errorf("while x drains the kernel lists %v, want c, x, a", got)
+	}
+	// The connections end: x is deleted, c and a stay canonical.
+	st := k.State()
+	p = Changes(Input{Desired: desired, Current: st, Owned: mine, Drains: d, Now: t0.Add(time.Minute)})
+	if got := planStrings(p.Plan); got != "ipvsadm -d -t 10.0.0.1:80 -r 10.1.0.2:80" {
+		t.Errorf("once drained: %s", got)
+	}
 }
