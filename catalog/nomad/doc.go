@@ -1,0 +1,2 @@
+// Package nomad is the Nomad implementation of catalog.Source.
+package nomad
