@@ -64,8 +64,15 @@ func startCluster(t testing.TB, opts testnomad.Options) *cluster {
 // Deployments are off (max_parallel = 0), so that scaling is immediate.
 func (c *cluster) run(job, service string, count int, tags ...string) {
 	c.t.Helper()
+	c.runIn("default", job, service, count, tags...)
+}
+
+// runIn is run in a namespace.
+func (c *cluster) runIn(namespace, job, service string, count int, tags ...string) {
+	c.t.Helper()
 	tj, _ := json.Marshal(tags)
 	hcl := fmt.Sprintf(`job %q {
+  namespace = %q
   type = "service"
   update {
     max_parallel = 0
@@ -101,8 +108,8 @@ func (c *cluster) run(job, service string, count int, tags ...string) {
     }
   }
 }
-`, job, count, service, tj, c.python, c.script)
-	path := filepath.Join(c.agent.Dir, job+".nomad.hcl")
+`, job, namespace, count, service, tj, c.python, c.script)
+	path := filepath.Join(c.agent.Dir, namespace+"-"+job+".nomad.hcl")
 	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
@@ -336,6 +343,47 @@ func TestForbidden(t *testing.T) {
 	testenv.WaitFor(t, "the instance with a token that may read", 30*time.Second, func() bool {
 		s, _ := latest.get()
 		return allPassing(s.Instances("web"), 1)
+	})
+}
+
+// TestAllNamespaces: one service name in two namespaces; the source of
+// one namespace sees its own instance, the source of "*" both, and its
+// watch follows a scale-up in either.
+func TestAllNamespaces(t *testing.T) {
+	c := startCluster(t, testnomad.Options{})
+	c.send(http.MethodPost, "/v1/namespace", map[string]string{"Name": "blue"})
+	c.run("web", "web", 1, "default")
+	c.runIn("blue", "web", "web", 1, "blue")
+	one := c.source(t, nomad.Options{})
+	all := c.source(t, nomad.Options{Namespace: nomad.AllNamespaces})
+	var got catalog.Snapshot
+	testenv.WaitFor(t, "two passing instances in two namespaces", 30*time.Second, func() bool {
+		var err error
+		got, err = all.Fetch(context.Background(), []string{"web"})
+		return err == nil && allPassing(got.Instances("web"), 2)
+	})
+	var tags []string
+	for _, in := range got.Instances("web") {
+		tags = append(tags, in.Tags...)
+	}
+	slices.Sort(tags)
+	if !slices.Equal(tags, []string{"blue", "default"}) {
+		t.Errorf("tags %v, want one instance of each namespace", tags)
+	}
+	if s, err := one.Fetch(context.Background(), []string{"web"}); err != nil || len(s.Instances("web")) != 1 || s.Instances("web")[0].Tags[0] != "default" {
+		t.Fatalf("the default namespace's source: %v, %v; want its one instance", err, s.Services["web"])
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	latest := follow(all.Watch(ctx, []string{"web"}, nil))
+	testenv.WaitFor(t, "the watch of every namespace: two instances", 20*time.Second, func() bool {
+		s, _ := latest.get()
+		return allPassing(s.Instances("web"), 2)
+	})
+	c.send(http.MethodPost, "/v1/job/web/scale?namespace=blue", map[string]any{"Count": 2, "Target": map[string]string{"Group": "g"}})
+	testenv.WaitFor(t, "the watch of every namespace: blue scaled to two", 30*time.Second, func() bool {
+		s, _ := latest.get()
+		return allPassing(s.Instances("web"), 3)
 	})
 }
 
