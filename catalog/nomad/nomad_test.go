@@ -43,6 +43,9 @@ type cluster struct {
 	agent  *testnomad.Agent
 	python string
 	script string
+	// shutdownDelay, when set, is the tasks' shutdown_delay in the jobs
+	// run from then on.
+	shutdownDelay string
 }
 
 func startCluster(t testing.TB, opts testnomad.Options) *cluster {
@@ -71,6 +74,10 @@ func (c *cluster) run(job, service string, count int, tags ...string) {
 func (c *cluster) runIn(namespace, job, service string, count int, tags ...string) {
 	c.t.Helper()
 	tj, _ := json.Marshal(tags)
+	var delay string
+	if c.shutdownDelay != "" {
+		delay = fmt.Sprintf("shutdown_delay = %q", c.shutdownDelay)
+	}
 	hcl := fmt.Sprintf(`job %q {
   namespace = %q
   type = "service"
@@ -97,6 +104,7 @@ func (c *cluster) runIn(namespace, job, service string, count int, tags ...strin
     }
     task "s" {
       driver = "raw_exec"
+      %s
       config {
         command = %q
         args    = [%q]
@@ -108,7 +116,7 @@ func (c *cluster) runIn(namespace, job, service string, count int, tags ...strin
     }
   }
 }
-`, job, namespace, count, service, tj, c.python, c.script)
+`, job, namespace, count, service, tj, delay, c.python, c.script)
 	path := filepath.Join(c.agent.Dir, namespace+"-"+job+".nomad.hcl")
 	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
 		c.t.Fatal(err)
@@ -234,9 +242,11 @@ func allPassing(ins []*catalog.Instance, n int) bool {
 // gives three passing instances with address, port, node, allocation,
 // weight and thresholds from tags, and their check; a check made to fail
 // takes its instance critical within the check's interval + 1 s, and back;
-// a stopped allocation leaves; never more connections than the budget.
+// a stopped allocation leaves at the start of its shutdown_delay, while
+// its task still runs; never more connections than the budget.
 func TestInstancesAndChecks(t *testing.T) {
 	c := startCluster(t, testnomad.Options{})
+	c.shutdownDelay = "4s"
 	c.run("web", "web", 3, "prod", "lvs-weight=3", "lvs-upper-threshold=100", "lvs-weight=x")
 	src := c.source(t, nomad.Options{MaxConnections: 4})
 	conns := nomad.CountConns(src)
@@ -304,10 +314,18 @@ func TestInstancesAndChecks(t *testing.T) {
 	})
 
 	c.stopAlloc(victim)
-	testenv.WaitFor(t, "the stopped allocation gone", 20*time.Second, func() bool {
+	gone := testenv.WaitFor(t, "the stopped allocation gone", 20*time.Second, func() bool {
 		s, _ := latest.get()
 		return instance(s, "web", victim) == nil
 	})
+	var alloc struct{ ClientStatus string }
+	if err := c.agent.Get("/v1/allocation/"+victim, &alloc); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stopped allocation gone from the snapshots after %v, its task %s (shutdown_delay 4s)", gone.Round(time.Millisecond), alloc.ClientStatus)
+	if alloc.ClientStatus != "running" {
+		t.Errorf("the stopped allocation's client status %q when its instance left, want running: deregistered at the start of shutdown_delay", alloc.ClientStatus)
+	}
 	if most := conns.Most(); most > 4 {
 		t.Errorf("%d connections at once, budget 4", most)
 	}
