@@ -58,7 +58,14 @@
 // server to a client. A failing check is seen after the check's own
 // interval plus one poll period, max(CheckInterval, allocations /
 // CheckRate) (0.5 s up to 50 allocations; 10 s at 1,000), plus a request.
-// The bench (bench_test.go) measures this on a dev agent.
+//
+// Measured (BenchmarkNomad, Nomad 1.11.3 dev agent, 50 allocations, check
+// interval 1 s, default options): "bench nomad: allocations=50
+// flip_p99_ms=1469 requests_per_s_idle=94 conns_max=6"; each query cost
+// the agent about 1.2 ms of CPU, so the CheckRate of 100/s is about 12% of
+// a core, at 50 allocations as at 1,000. 50 is the most this machine's dev
+// client runs comfortably (each raw_exec allocation is three processes,
+// ~100 MB), not a limit of the source.
 //
 // # Weights and options: tags
 //
