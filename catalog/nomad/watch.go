@@ -288,7 +288,9 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, reads chan<-
 		case givePoll <- pollReq:
 			a := w.allocs[pollReq.alloc]
 			a.inflight, a.urgent = true, false
-			w.slot = maxTime(w.slot, now).Add(gap)
+			// From when it went, not when the loop looked: a poll that
+			// waited for a free connection starts no burst.
+			w.slot = maxTime(w.slot, clock.Now()).Add(gap)
 		case r := <-pollResults:
 			w.onPoll(r)
 		case <-wake.Chan():
