@@ -403,6 +403,44 @@ func TestAllNamespaces(t *testing.T) {
 		s, _ := latest.get()
 		return allPassing(s.Instances("web"), 3)
 	})
+
+	// CheckRate caps the check reads of all allocations together: at 5 a
+	// second, 3 allocations that may each be read every 10 ms take at
+	// least 2 s for 11 reads (without the cap, ~100 ms).
+	capped := c.source(t, nomad.Options{Namespace: nomad.AllNamespaces, CheckRate: 5, CheckInterval: 10 * time.Millisecond})
+	polls := &pollTimes{}
+	follow(capped.Watch(ctx, []string{"web"}, polls))
+	testenv.WaitFor(t, "11 check reads", 20*time.Second, func() bool { return polls.count() >= 11 })
+	if took := polls.span(11); took < 1800*time.Millisecond {
+		t.Errorf("11 check reads in %v at CheckRate 5/s, want at least 2 s", took)
+	}
+}
+
+// pollTimes is an Observer noting when each check read answered.
+type pollTimes struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (p *pollTimes) ObserveQuery(query string, _ uint64, _ error) {
+	if query == nomad.ChecksQuery {
+		p.mu.Lock()
+		p.at = append(p.at, time.Now())
+		p.mu.Unlock()
+	}
+}
+
+func (p *pollTimes) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.at)
+}
+
+// span is the time from the first read to the nth.
+func (p *pollTimes) span(n int) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.at[n-1].Sub(p.at[0])
 }
 
 // refusals is an Observer counting refused queries by what they asked.
