@@ -2,6 +2,7 @@ package nomad_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,13 +23,13 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/testnomad"
 )
 
-// server is the tasks' HTTP server: /health answers 500 while a file
-// "fail" is in the task's local directory, 200 otherwise.
+// server is the tasks' HTTP server: it answers 500 while a file "fail" is
+// in the task's local directory, and always for /broken; 200 otherwise.
 const server = `import http.server, os
 fail = os.path.join(os.environ["NOMAD_TASK_DIR"], "fail")
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        bad = os.path.exists(fail)
+        bad = os.path.exists(fail) or self.path == "/broken"
         self.send_response(500 if bad else 200)
         self.end_headers()
         self.wfile.write(b"failing" if bad else b"ok")
@@ -46,6 +47,9 @@ type cluster struct {
 	// shutdownDelay, when set, is the tasks' shutdown_delay in the jobs
 	// run from then on.
 	shutdownDelay string
+	// checkPath is the checks' path in the jobs run from then on
+	// (default /health).
+	checkPath string
 }
 
 func startCluster(t testing.TB, opts testnomad.Options) *cluster {
@@ -97,7 +101,7 @@ func (c *cluster) runIn(namespace, job, service string, count int, tags ...strin
       check {
         name     = "alive"
         type     = "http"
-        path     = "/health"
+        path     = %q
         interval = "1s"
         timeout  = "1s"
       }
@@ -116,7 +120,7 @@ func (c *cluster) runIn(namespace, job, service string, count int, tags ...strin
     }
   }
 }
-`, job, namespace, count, service, tj, delay, c.python, c.script)
+`, job, namespace, count, service, tj, cmp.Or(c.checkPath, "/health"), delay, c.python, c.script)
 	path := filepath.Join(c.agent.Dir, namespace+"-"+job+".nomad.hcl")
 	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
 		c.t.Fatal(err)
@@ -196,6 +200,7 @@ type latestOf struct {
 	snap  catalog.Snapshot
 	count int
 	at    time.Time
+	all   []catalog.Snapshot
 }
 
 func follow(snaps <-chan catalog.Snapshot) *latestOf {
@@ -204,10 +209,18 @@ func follow(snaps <-chan catalog.Snapshot) *latestOf {
 		for s := range snaps {
 			l.mu.Lock()
 			l.snap, l.count, l.at = s, l.count+1, time.Now()
+			l.all = append(l.all, s)
 			l.mu.Unlock()
 		}
 	}()
 	return l
+}
+
+// history is every snapshot so far.
+func (l *latestOf) history() []catalog.Snapshot {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.all)
 }
 
 func (l *latestOf) get() (catalog.Snapshot, int) {
@@ -252,7 +265,7 @@ func TestInstancesAndChecks(t *testing.T) {
 	conns := nomad.CountConns(src)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	latest := follow(src.Watch(ctx, []string{"web", "absent"}, nil))
+	latest := follow(src.Watch(ctx, []string{"web", "absent", "broken"}, nil))
 
 	testenv.WaitFor(t, "three passing instances of web", 45*time.Second, func() bool {
 		s, _ := latest.get()
@@ -274,7 +287,7 @@ func TestInstancesAndChecks(t *testing.T) {
 			t.Errorf("instance %s: checks %+v, want alive = success", in.ID, in.Checks)
 		}
 	}
-	fetched, err := src.Fetch(context.Background(), []string{"web", "absent"})
+	fetched, err := src.Fetch(context.Background(), []string{"web", "absent", "broken"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,6 +338,21 @@ func TestInstancesAndChecks(t *testing.T) {
 	t.Logf("stopped allocation gone from the snapshots after %v, its task %s (shutdown_delay 4s)", gone.Round(time.Millisecond), alloc.ClientStatus)
 	if alloc.ClientStatus != "running" {
 		t.Errorf("the stopped allocation's client status %q when its instance left, want running: deregistered at the start of shutdown_delay", alloc.ClientStatus)
+	}
+	// New allocations whose check fails from the start arrive critical:
+	// no snapshot ever shows them passing.
+	c.checkPath = "/broken"
+	c.run("broken", "broken", 2)
+	testenv.WaitFor(t, "two instances of broken", 30*time.Second, func() bool {
+		s, _ := latest.get()
+		return len(s.Instances("broken")) == 2
+	})
+	for i, s := range latest.history() {
+		for _, in := range s.Instances("broken") {
+			if in.Status != catalog.Critical {
+				t.Errorf("snapshot %d: broken's instance %s %s with checks %+v, want critical from the start", i, in.Allocation, in.Status, in.Checks)
+			}
+		}
 	}
 	if most := conns.Most(); most > 4 {
 		t.Errorf("%d connections at once, budget 4", most)
