@@ -317,7 +317,8 @@ func (s *Source) build(name string, index uint64, regs []registration, checks ma
 	for _, r := range regs {
 		c := checks[r.AllocID]
 		svc.Instances = append(svc.Instances, newInstance(r, c.results, c.unread, func(tag string) {
-			s.trouble.once("tag "+r.ID+" "+tag, "ignoring a tag lvs-sync cannot parse",
+			// Once per service and tag, whatever the churn of instances.
+			s.trouble.once("tag "+name+" "+tag, "ignoring a tag lvs-sync cannot parse",
 				"service", name, "instance", r.ID, "allocation", r.AllocID, "tag", tag,
 				"want", fmt.Sprintf("%s=<0..%d>", TagWeight, maxWeight))
 		}))
