@@ -1,6 +1,7 @@
 package nomad
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -96,7 +97,15 @@ type request struct {
 	token      string
 	index      uint64
 	wait       time.Duration
+	// timeout bounds a request that is no blocking query (default
+	// readTimeout), so that a hung agent or client holds no connection of
+	// the budget for ever.
+	timeout time.Duration
 }
+
+// readTimeout bounds a plain read; a blocking query may take its wait,
+// plus the up to wait/16 of jitter Nomad adds, plus this.
+const readTimeout = 30 * time.Second
 
 // get decodes the answer of r into v and returns its X-Nomad-Index (0
 // when the endpoint gives none, as the client endpoints do).
@@ -115,6 +124,12 @@ func (c *httpClient) get(ctx context.Context, r request, v any) (uint64, error) 
 		q.Set("wait", fmt.Sprintf("%dms", r.wait.Milliseconds()))
 	}
 	u.RawQuery = q.Encode()
+	limit := cmp.Or(r.timeout, readTimeout)
+	if r.index > 0 {
+		limit = r.wait + r.wait/16 + readTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return 0, err

@@ -229,12 +229,16 @@ func (s *Source) readService(ctx context.Context, name string, namespaces []stri
 	return all, index, nil
 }
 
+// checksTimeout bounds a read of check results: the server forwards it to
+// the allocation's client, which may be gone; a poller waits no longer.
+const checksTimeout = 5 * time.Second
+
 // readChecks reads the check results of one allocation.
 func (s *Source) readChecks(ctx context.Context, alloc, namespace string) ([]checkResult, error) {
 	tok, _ := s.current()
 	var m map[string]checkResult
 	if _, err := s.c.get(ctx, request{path: "/v1/client/allocation/" + url.PathEscape(alloc) + "/checks", namespace: namespace,
-		capability: capability, token: tok}, &m); err != nil {
+		capability: capability, token: tok, timeout: checksTimeout}, &m); err != nil {
 		return nil, fmt.Errorf("reading the check results of nomad allocation %s: %w", alloc, err)
 	}
 	return slices.Collect(maps.Values(m)), nil
