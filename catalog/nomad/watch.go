@@ -262,7 +262,7 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, reads chan<-
 		var givePoll chan<- pollRequest
 		var pollReq pollRequest
 		now := clock.Now()
-		alloc, wait, ok := w.nextPoll(now)
+		alloc, pollAt, wait, ok := w.nextPoll(now)
 		switch {
 		case ok && !now.Before(w.slot):
 			givePoll, pollReq = polls, pollRequest{alloc: alloc, namespace: w.allocs[alloc].namespace}
@@ -288,6 +288,9 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, reads chan<-
 		case givePoll <- pollReq:
 			a := w.allocs[pollReq.alloc]
 			a.inflight, a.urgent = true, false
+			if pollAt >= 0 {
+				w.cursor = pollAt + 1
+			}
 			// From when it went, not when the loop looked: a poll that
 			// waited for a free connection starts no burst.
 			w.slot = maxTime(w.slot, clock.Now()).Add(gap)
@@ -404,35 +407,34 @@ func (w *watch) onRead(ctx context.Context, r readResult) {
 }
 
 // nextPoll picks the allocation whose check results are read next:
-// new ones first, then the ring's next that is due. When none is due it
-// returns how long until one is.
-func (w *watch) nextPoll(now time.Time) (string, time.Duration, bool) {
+// new ones first (at -1), then the first due one from the ring's cursor
+// (at its index there). It moves nothing: the cursor moves past an
+// allocation only when its read goes, so that one passed over while the
+// loop served something else is not left for a whole round. When none is
+// due it returns how long until one is.
+func (w *watch) nextPoll(now time.Time) (id string, at int, wait time.Duration, ok bool) {
 	for len(w.urgent) > 0 {
 		id := w.urgent[0]
 		if a := w.allocs[id]; a != nil && a.urgent && !a.inflight {
-			return id, 0, true
+			return id, -1, 0, true
 		}
 		w.urgent = w.urgent[1:]
 	}
 	w.urgent = nil
 	var soonest time.Duration
-	for range len(w.ring) {
-		if w.cursor >= len(w.ring) {
-			w.cursor = 0
-		}
-		id := w.ring[w.cursor]
+	for k := range len(w.ring) {
+		i := (w.cursor + k) % len(w.ring)
+		id := w.ring[i]
 		a := w.allocs[id]
 		switch {
 		case a == nil || a.inflight:
 		case !a.due.After(now):
-			w.cursor++
-			return id, 0, true
+			return id, i, 0, true
 		case soonest == 0 || a.due.Sub(now) < soonest:
 			soonest = a.due.Sub(now)
 		}
-		w.cursor++
 	}
-	return "", soonest, false
+	return "", 0, soonest, false
 }
 
 // onPoll takes an allocation's check results in.
