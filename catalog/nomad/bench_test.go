@@ -30,12 +30,13 @@ import (
 // requests_per_s_idle: every query of the source while nothing changes;
 // conns_max: the most connections it held at once (budget 8).
 //
-// N is $LVS_SYNC_NOMAD_ALLOCS, default 50: each allocation of a raw_exec
-// task costs the dev client a logmon and an executor process besides the
-// task (~100 MB together), which is what bounds N on one machine, not the
-// source. At 50 allocations the default CheckRate (100/s) already bites,
-// so the line shows the cost 1,000 allocations would have: the same
-// requests a second, each allocation read 10 times less often.
+// N is $LVS_SYNC_NOMAD_ALLOCS, default 50 (~45 s): each allocation of a
+// raw_exec task costs the dev client a logmon and an executor process
+// besides the task (~40 MB together, and CPU for its check), which is what
+// bounds N on one machine, not the source; 200 took 3 minutes here. From
+// 50 allocations on, the default CheckRate (100/s) bites, so the requests
+// a second are those 1,000 allocations would cost; only the flip delay
+// grows, by N/CheckRate.
 func BenchmarkNomad(b *testing.B) {
 	n := 50
 	if env := os.Getenv("LVS_SYNC_NOMAD_ALLOCS"); env != "" {

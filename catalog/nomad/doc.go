@@ -59,13 +59,20 @@
 // interval plus one poll period, max(CheckInterval, allocations /
 // CheckRate) (0.5 s up to 50 allocations; 10 s at 1,000), plus a request.
 //
-// Measured (BenchmarkNomad, Nomad 1.11.3 dev agent, 50 allocations, check
-// interval 1 s, default options): "bench nomad: allocations=50
-// flip_p99_ms=1469 requests_per_s_idle=94 conns_max=6"; each query cost
-// the agent about 1.2 ms of CPU, so the CheckRate of 100/s is about 12% of
-// a core, at 50 allocations as at 1,000. 50 is the most this machine's dev
-// client runs comfortably (each raw_exec allocation is three processes,
-// ~100 MB), not a limit of the source.
+// Measured (BenchmarkNomad, Nomad 1.11.3 dev agent on this 2-core machine,
+// check interval 1 s, default options; N by $LVS_SYNC_NOMAD_ALLOCS):
+//
+//	bench nomad: allocations=50 flip_p99_ms=1290 requests_per_s_idle=94 conns_max=2
+//	bench nomad: allocations=100 flip_p99_ms=1483 requests_per_s_idle=94 conns_max=4
+//	bench nomad: allocations=200 flip_p99_ms=2762 requests_per_s_idle=94 conns_max=5
+//
+// The requests stay at the CheckRate whatever N; the flip delay grows as
+// the check interval plus N/CheckRate, as above. Each query cost the
+// agent 1.1 to 2.0 ms of CPU (a shared machine), so the default CheckRate
+// is 11 to 20% of a core, at 50 allocations as at 1,000 (where a flip would take about
+// 1 + 10 s). 200 is the most this machine's dev client runs in reasonable
+// time (each raw_exec allocation is three processes, ~40 MB; the run takes
+// 3 minutes), not a limit of the source; `make bench` runs 50.
 //
 // # Weights and options: tags
 //
