@@ -57,6 +57,9 @@ type TaggedAddress struct {
 type Instance struct {
 	ID   string // the service ID, unique on its node
 	Node string
+	// Allocation is the Nomad allocation the instance runs in, for explain
+	// to name; "" for Consul's.
+	Allocation string
 	// Address is the service address, else the node address, as the
 	// catalog has it: an IP literal normally, but nothing stops a host name.
 	Address string

@@ -35,6 +35,9 @@ type Agent struct {
 	// nomad/lvs-sync.nomad.hcl mounts for its state file, at a directory
 	// of the test's.
 	Volumes map[string]string
+	// Token is the management token when the agent runs with ACLs
+	// (Options.ACL), which Get and CLI carry; "" otherwise.
+	Token string
 }
 
 // Options change how Start sets up the agent.
@@ -42,9 +45,12 @@ type Options struct {
 	// NetworkInterface is the client's network_interface, whose address
 	// the jobs' ports get (NOMAD_IP_*); default "lo".
 	NetworkInterface string
+	// ACL runs the agent with ACLs on, bootstrapped: Agent.Token is the
+	// management token.
+	ACL bool
 }
 
-// Start runs `nomad agent -dev` with Consul at consulAddr, the raw_exec
+// Start runs `nomad agent -dev` with Consul at consulAddr (none when ""), the raw_exec
 // driver on, NET_ADMIN allowed to exec, client meta lvs_director and
 // lvs_realserver set, and the host volume "lvs-sync", and waits for its
 // client to be ready.
@@ -69,6 +75,15 @@ func StartWith(t testing.TB, consulAddr string, opts Options) *Agent {
 	iface := opts.NetworkInterface
 	if iface == "" {
 		iface = "lo"
+	}
+	// Without Consul (consulAddr ""), jobs register their services in
+	// Nomad itself (provider = "nomad").
+	var extra string
+	if consulAddr != "" {
+		extra = fmt.Sprintf("consul {\n  address = %q\n}\n", consulAddr)
+	}
+	if opts.ACL {
+		extra += "acl {\n  enabled = true\n}\n"
 	}
 	conf := fmt.Sprintf(`
 data_dir  = %q
@@ -99,9 +114,7 @@ client {
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }
 }
-consul {
-  address = %q
-}
+%s
 plugin "raw_exec" {
   config {
     enabled = true
@@ -113,7 +126,7 @@ plugin "exec" {
       "net_bind_service", "setfcap", "setgid", "setpcap", "setuid", "sys_chroot", "net_admin"]
   }
 }
-`, filepath.Join(dir, "data"), ports[0], ports[1], ports[2], iface, a.Volumes["lvs-sync"], consulAddr)
+`, filepath.Join(dir, "data"), ports[0], ports[1], ports[2], iface, a.Volumes["lvs-sync"], extra)
 	confPath := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -162,8 +175,11 @@ plugin "exec" {
 			t.Fatalf("nomad exited during start:\n%s", b)
 		default:
 		}
+		if opts.ACL && a.Token == "" {
+			a.Token = bootstrap(a.Addr)
+		}
 		var nodes []struct{ Status string }
-		if err := a.Get("/v1/nodes", &nodes); err == nil && len(nodes) == 1 && nodes[0].Status == "ready" {
+		if (!opts.ACL || a.Token != "") && a.Get("/v1/nodes", &nodes) == nil && len(nodes) == 1 && nodes[0].Status == "ready" {
 			return a
 		}
 		if time.Now().After(deadline) {
@@ -173,9 +189,30 @@ plugin "exec" {
 	}
 }
 
+// bootstrap asks for the management token; "" until the agent gives it.
+func bootstrap(addr string) string {
+	resp, err := http.Post(addr+"/v1/acl/bootstrap", "application/json", nil)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var tok struct{ SecretID string }
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&tok) != nil {
+		return ""
+	}
+	return tok.SecretID
+}
+
 // Get decodes a GET of the agent's HTTP API into v.
 func (a *Agent) Get(path string, v any) error {
-	resp, err := http.Get(a.Addr + path)
+	req, err := http.NewRequest(http.MethodGet, a.Addr+path, nil)
+	if err != nil {
+		return err
+	}
+	if a.Token != "" {
+		req.Header.Set("X-Nomad-Token", a.Token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -192,6 +229,9 @@ func (a *Agent) CLI(t testing.TB, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(a.Bin, args...)
 	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+a.Addr, "TMPDIR="+filepath.Join(a.Dir, "tmp"))
+	if a.Token != "" {
+		cmd.Env = append(cmd.Env, "NOMAD_TOKEN="+a.Token)
+	}
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), string(out)
