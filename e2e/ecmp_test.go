@@ -1,0 +1,495 @@
+//go:build vmguest
+
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Issue 20's proof in the VM: three directors announce one VIP over BGP to
+// a BIRD router that spreads the client's flows over them with ECMP, each
+// keeps an mh (mh-port) gate service of the same three reals, and a flow
+// that the router moves to another director reaches the same real. One
+// line per case, `ecmp: case=NAME result=pass|fail key=value…`; the cases
+// run in order on one tier (consistent restarts its directors, loss and
+// graceful leave it whole again), and a case whose start is missing fails
+// with its line, never hangs.
+
+// ecmpCases are the cases' names, in the order they run.
+var ecmpCases = []string{"announce", "spread", "consistent", "loss", "graceful"}
+
+// ecmpTier is the three directors of the run. Their lvs-sync outlives each
+// case: it is stopped when the whole test ends (t is TestECMP's).
+type ecmpTier struct {
+	t    *testing.T
+	dirs [3]*ecmpDirector
+}
+
+func (tr *ecmpTier) start(i int) error {
+	d, err := startECMPDirector(tr.t, i)
+	tr.dirs[i] = d
+	return err
+}
+
+// reset stops every director and clears what it left (its IPVS table, its
+// state file): the next start is a fresh director.
+func (tr *ecmpTier) reset(t *testing.T) {
+	t.Helper()
+	for i, d := range tr.dirs {
+		if d != nil {
+			d.stop(syscall.SIGTERM)
+		}
+		tr.clear(t, i)
+	}
+}
+
+// clear empties director i's IPVS table and state file.
+func (tr *ecmpTier) clear(t *testing.T, i int) {
+	t.Helper()
+	ns := ecmpDirs[i].ns
+	if out, err := sh("/sbin/ip", "netns", "exec", ns, "/sbin/ipvsadm", "-C"); err != nil {
+		t.Fatalf("clearing %s's table: %v %s", ns, err, out)
+	}
+	_ = os.Remove(ecmpStateDir(ns) + "/state.json")
+}
+
+// TestECMP runs the cases on one tier: the reals registered, the three
+// directors started.
+func TestECMP(t *testing.T) {
+	failAll := func(err error) {
+		for _, c := range ecmpCases {
+			ecmpLine(t, c, false, "error="+oneWord(err.Error()))
+		}
+	}
+	if err := ecmpTopology(); err != nil {
+		failAll(err)
+		return
+	}
+	t.Cleanup(func() { deregisterECMPReals(t) })
+	tr := &ecmpTier{t: t}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the router's bird:\n%s\n%s", ecmpRouterBird.birdc("show", "protocols"), tail(ecmpRouterBird.proc.logText(), 40))
+		}
+	})
+	tr.reset(t)
+	for i := range ecmpReals {
+		registerECMPReal(t, i)
+	}
+	for i := range ecmpDirs {
+		if err := tr.start(i); err != nil {
+			failAll(err)
+			return
+		}
+	}
+	t.Run("announce", func(t *testing.T) { ecmpAnnounce(t) })
+	t.Run("spread", func(t *testing.T) { ecmpSpread(t) })
+	t.Run("consistent", func(t *testing.T) { ecmpConsistent(t, tr) })
+	t.Run("loss", func(t *testing.T) { ecmpLoss(t, tr) })
+	t.Run("graceful", func(t *testing.T) { ecmpGraceful(t, tr) })
+}
+
+// oneWord makes a message one key=value word.
+func oneWord(s string) string { return strings.Join(strings.Fields(s), "_") }
+
+var ecmpAll = dirAddrs(0, 1, 2)
+
+// ecmpAnnounce: the router's route to the VIP has the three directors as
+// next hops (announce_ms: from the last director's first sync).
+func ecmpAnnounce(t *testing.T) {
+	took, ok := waitNextHops(ecmpAll, 30*time.Second)
+	hops, err := nextHops()
+	kv := []string{"nexthops=" + strings.Join(hops, ","), fmt.Sprintf("announce_ms=%d", took.Milliseconds())}
+	if err != nil {
+		kv = append(kv, "error="+oneWord(err.Error()))
+	}
+	ecmpLine(t, "announce", ok, kv...)
+}
+
+// ecmpSpread: 60 new connections from the client are all answered, and
+// each director carried at least 5 of them (its IPVS connection count).
+func ecmpSpread(t *testing.T) {
+	const n, least = 60, 5
+	if _, ok := waitNextHops(ecmpAll, 15*time.Second); !ok {
+		ecmpLine(t, "spread", false, "error=not-three-next-hops")
+		return
+	}
+	before, err := dirConns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := nsClient(ecmpClientNS, 2*time.Second)
+	failed, answers := 0, map[string]int{}
+	for i := 0; i < n; i++ {
+		body, err := getWith(hc, "http://"+ecmpVIP+"/")
+		if err != nil {
+			failed++
+			t.Logf("connection %d: %v", i, err)
+			continue
+		}
+		answers[body]++
+	}
+	after, err := dirConns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := failed == 0
+	var carried []string
+	for i, d := range ecmpDirs {
+		c := after[i] - before[i]
+		pass = pass && c >= least
+		carried = append(carried, fmt.Sprintf("%s:%d", d.ns, c))
+	}
+	ecmpLine(t, "spread", pass, fmt.Sprintf("conns=%d", n), fmt.Sprintf("failed=%d", failed),
+		"carried="+strings.Join(carried, ","), "answers="+countList(answers))
+}
+
+// dirConns is each director's count of connections scheduled so far.
+func dirConns() ([3]int64, error) {
+	var out [3]int64
+	for i, d := range ecmpDirs {
+		c, err := ipvsConns(d.ns)
+		if err != nil {
+			return out, err
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// countList is "a:1,b:2", sorted by key.
+func countList(m map[string]int) string {
+	var out []string
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%s:%d", k, v))
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
+}
+
+// ecmpFlows is how many fixed flows each round of consistent sends.
+const ecmpFlows = 40
+
+// ecmpConsistent: one director runs while the reals join one by one, the
+// other two start after; the kernel's real list is in the same order on
+// all three, and fixed flows (fixed source ports) sent through each
+// director in turn are answered by the same real on all three. Again after
+// a real leaves and comes back, and after a director restart (an empty
+// table, as after a reboot).
+func ecmpConsistent(t *testing.T, tr *ecmpTier) {
+	fail := func(why string) {
+		t.Helper()
+		ecmpLine(t, "consistent", false, "error="+oneWord(why))
+	}
+	tr.reset(t)
+	deregisterECMPReals(t)
+	if err := tr.start(0); err != nil {
+		fail(err.Error())
+		return
+	}
+	has := func(i, n int) func() bool {
+		return func() bool { ds, err := procIPVS(ecmpDirs[i].ns); return err == nil && len(ds) == n }
+	}
+	for r := range ecmpReals {
+		registerECMPReal(t, r)
+		if !waitUntil(15*time.Second, has(0, r+1)) {
+			fail(fmt.Sprintf("%s-never-had-%d-reals", ecmpDirs[0].ns, r+1))
+			return
+		}
+	}
+	for _, i := range []int{1, 2} {
+		if err := tr.start(i); err != nil {
+			fail(err.Error())
+			return
+		}
+	}
+	allHave := func(n int) bool {
+		return waitUntil(15*time.Second, func() bool { return has(0, n)() && has(1, n)() && has(2, n)() })
+	}
+	var rounds []string
+	pass := true
+	round := func(name string, base int) {
+		t.Helper()
+		same, mismatched, reals := consistentRound(t, name, base)
+		pass = pass && same && mismatched == 0
+		order := "same"
+		if !same {
+			order = "differs"
+		}
+		rounds = append(rounds, fmt.Sprintf("%s_order=%s %s_mismatched=%d %s_reals=%d", name, order, name, mismatched, name, reals))
+	}
+	if !allHave(3) {
+		fail("the-three-reals-never-on-all-three")
+		return
+	}
+	round("join", 20000)
+
+	// A real leaves (critical: drain_timeout 0s deletes it) and comes back.
+	setECMPReal(t, 1, api.HealthCritical)
+	if !allHave(2) {
+		fail("the-leaving-real-stayed")
+		return
+	}
+	setECMPReal(t, 1, api.HealthPassing)
+	if !allHave(3) {
+		fail("the-returning-real-never-came-back")
+		return
+	}
+	round("rejoin", 20100)
+
+	// The director that saw the reals join one by one restarts with an
+	// empty table.
+	tr.dirs[0].stop(syscall.SIGTERM)
+	tr.clear(t, 0)
+	if err := tr.start(0); err != nil {
+		fail(err.Error())
+		return
+	}
+	if !allHave(3) {
+		fail("the-restarted-director-never-had-the-three-reals")
+		return
+	}
+	round("restart", 20200)
+	ecmpLine(t, "consistent", pass, append([]string{fmt.Sprintf("flows=%d", ecmpFlows)}, rounds...)...)
+}
+
+// consistentRound compares the three directors' real lists, and sends the
+// fixed flows (source ports base…base+ecmpFlows-1) through each director in
+// turn: same is whether the lists are in one order, mismatched how many
+// flows were not answered by one real on all three, reals how many reals
+// answered.
+func consistentRound(t *testing.T, name string, base int) (same bool, mismatched, reals int) {
+	t.Helper()
+	var orders [3][]string
+	var got [3]map[int]string
+	for i, d := range ecmpDirs {
+		ds, err := procIPVS(d.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orders[i] = destOrder(ds)
+		got[i] = flowsThrough(t, i, base)
+	}
+	same = slices.Equal(orders[0], orders[1]) && slices.Equal(orders[0], orders[2])
+	if !same {
+		t.Logf("%s: the real lists differ: %s %v, %s %v, %s %v", name,
+			ecmpDirs[0].ns, orders[0], ecmpDirs[1].ns, orders[1], ecmpDirs[2].ns, orders[2])
+	}
+	answered := map[string]bool{}
+	for p := base; p < base+ecmpFlows; p++ {
+		a := got[0][p]
+		answered[a] = true
+		if a == "" || got[1][p] != a || got[2][p] != a {
+			mismatched++
+			t.Logf("%s: flow from port %d: %q %q %q", name, p, got[0][p], got[1][p], got[2][p])
+		}
+	}
+	delete(answered, "")
+	return same, mismatched, len(answered)
+}
+
+// flowsThrough sends the fixed flows through director i alone (a policy
+// rule on the router: to the VIP, through that director's address) and
+// returns which real answered each source port ("" for none).
+func flowsThrough(t *testing.T, i, base int) map[int]string {
+	t.Helper()
+	table := strconv.Itoa(100 + i)
+	for _, args := range [][]string{
+		{"route", "replace", ecmpVIP + "/32", "via", ecmpDirs[i].addr, "dev", "eth0", "table", table},
+		{"rule", "add", "pref", "100", "to", ecmpVIP + "/32", "lookup", table},
+	} {
+		if out, err := sh(append([]string{"/sbin/ip", "-n", ecmpRouterNS}, args...)...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+	defer func() { _, _ = sh("/sbin/ip", "-n", ecmpRouterNS, "rule", "del", "pref", "100") }()
+	out := map[int]string{}
+	for p := base; p < base+ecmpFlows; p++ {
+		body, err := fixedFlow(p)
+		if err != nil {
+			t.Logf("flow from port %d through %s: %v", p, ecmpDirs[i].ns, err)
+		}
+		out[p] = body
+	}
+	return out
+}
+
+// fixedFlow fetches / from the client's source port port and returns the
+// answering real. It closes with a reset (linger 0): no TIME_WAIT is left
+// on either side, so the same port can go through the next director.
+func fixedFlow(port int) (string, error) {
+	c, err := inNamespace(ecmpClientNS, func() (net.Conn, error) {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("10.8.0.100"), Port: port}}
+		return d.Dial("tcp", ecmpVIP+":80")
+	})
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		_ = c.(*net.TCPConn).SetLinger(0)
+		_ = c.Close()
+	}()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return "", err
+	}
+	_, body, ok := strings.Cut(string(b), "\r\n\r\n")
+	if !ok {
+		return "", fmt.Errorf("no http answer: %q", b)
+	}
+	return strings.TrimSpace(body), nil
+}
+
+// ecmpDownloads is how many slow downloads loss and graceful run, and how
+// long each lasts.
+const (
+	ecmpDownloads  = 24
+	ecmpDownloadMS = 8000
+)
+
+// startDownloads starts the slow downloads and waits until each has its
+// first part: established, each through some director.
+func startDownloads(t *testing.T) ([]*haDownload, bool) {
+	t.Helper()
+	var dls []*haDownload
+	for i := 0; i < ecmpDownloads; i++ {
+		dls = append(dls, startDownloadIn(ecmpClientNS, ecmpVIP, ecmpDownloadMS))
+	}
+	ok := waitUntil(10*time.Second, func() bool {
+		for _, d := range dls {
+			if d.got.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	return dls, ok
+}
+
+// waitDownloads waits for every download: how many completed (all ten
+// parts, no error) and how many were reset.
+func waitDownloads(t *testing.T, dls []*haDownload) (completed, resets int) {
+	t.Helper()
+	for _, d := range dls {
+		ok, reset := d.wait(t, ecmpDownloadMS*time.Millisecond+30*time.Second)
+		if ok {
+			completed++
+		}
+		if reset {
+			resets++
+		}
+	}
+	return completed, resets
+}
+
+// busiest is the director with the most active connections to the VIP's
+// reals, and how many.
+func busiest(t *testing.T) (int, int) {
+	t.Helper()
+	best, most := 0, -1
+	for i, d := range ecmpDirs {
+		ds, err := procIPVS(d.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, x := range ds {
+			n += x.active
+		}
+		if n > most {
+			best, most = i, n
+		}
+	}
+	return best, most
+}
+
+// others are the directors' addresses but i's.
+func others(i int) []string {
+	var idx []int
+	for j := range ecmpDirs {
+		if j != i {
+			idx = append(idx, j)
+		}
+	}
+	return dirAddrs(idx...)
+}
+
+// ecmpLoss: the director carrying the most of 24 slow downloads is cut off
+// the segment (its bridge port down) in their middle: every download
+// completes, and no new connection started later than the hold time after
+// the cut fails.
+func ecmpLoss(t *testing.T, tr *ecmpTier) {
+	if _, ok := waitNextHops(ecmpAll, 15*time.Second); !ok {
+		ecmpLine(t, "loss", false, "error=not-three-next-hops")
+		return
+	}
+	pr := startProberIn(ecmpClientNS, ecmpVIP)
+	defer pr.end()
+	dls, started := startDownloads(t)
+	victim, carried := busiest(t)
+	port := ecmpDirs[victim].bridgePort
+	setLink(t, port, false)
+	cut := time.Now()
+	left, leftOK := waitNextHops(others(victim), 3*ecmpHold)
+	completed, resets := waitDownloads(t, dls)
+	pr.end()
+	w := pr.outage(cut, time.Now())
+	t.Logf("loss of %s: %v", ecmpDirs[victim].ns, w)
+	setLink(t, port, true)
+	back, backOK := waitNextHops(ecmpAll, 20*time.Second)
+	pass := started && leftOK && completed == ecmpDownloads && w.downtime >= 0 && w.lastFail <= ecmpHold && backOK
+	ecmpLine(t, "loss", pass, "cut="+ecmpDirs[victim].ns, fmt.Sprintf("carried=%d", carried),
+		fmt.Sprintf("downloads=%d", ecmpDownloads), fmt.Sprintf("completed=%d", completed), fmt.Sprintf("resets=%d", resets),
+		fmt.Sprintf("route_left_ms=%d", left.Milliseconds()), fmt.Sprintf("probes=%d", w.probes), fmt.Sprintf("probes_failed=%d", w.failed),
+		fmt.Sprintf("last_fail_ms=%d", w.lastFail.Milliseconds()), fmt.Sprintf("downtime_ms=%d", w.downtime.Milliseconds()),
+		fmt.Sprintf("hold_ms=%d", ecmpHold.Milliseconds()), fmt.Sprintf("rejoined_ms=%d", back.Milliseconds()))
+}
+
+// ecmpGraceful: SIGTERM to the speaker of the director carrying the most
+// of 24 slow downloads: it leaves the route within 1 s, new connections
+// see no gap over 300 ms, and every download completes. The director is
+// started again afterwards.
+func ecmpGraceful(t *testing.T, tr *ecmpTier) {
+	if _, ok := waitNextHops(ecmpAll, 15*time.Second); !ok {
+		ecmpLine(t, "graceful", false, "error=not-three-next-hops")
+		return
+	}
+	pr := startProberIn(ecmpClientNS, ecmpVIP)
+	defer pr.end()
+	dls, started := startDownloads(t)
+	victim, carried := busiest(t)
+	d := tr.dirs[victim]
+	d.speakerSignal(syscall.SIGTERM)
+	sig := time.Now()
+	left, leftOK := waitNextHops(others(victim), 5*time.Second)
+	exited := waitUntil(10*time.Second, d.speakerExited)
+	completed, resets := waitDownloads(t, dls)
+	pr.end()
+	w := pr.outage(sig, time.Now())
+	t.Logf("graceful stop of %s: %v", d.ns, w)
+	d.stop(syscall.SIGTERM)
+	restarted := tr.start(victim) == nil
+	back, backOK := waitNextHops(ecmpAll, 20*time.Second)
+	pass := started && leftOK && left <= time.Second && exited && completed == ecmpDownloads &&
+		w.downtime >= 0 && w.downtime <= 300*time.Millisecond && restarted && backOK
+	ecmpLine(t, "graceful", pass, "stopped="+d.ns, fmt.Sprintf("carried=%d", carried),
+		fmt.Sprintf("downloads=%d", ecmpDownloads), fmt.Sprintf("completed=%d", completed), fmt.Sprintf("resets=%d", resets),
+		fmt.Sprintf("route_left_ms=%d", left.Milliseconds()), fmt.Sprintf("probes=%d", w.probes), fmt.Sprintf("probes_failed=%d", w.failed),
+		fmt.Sprintf("gap_ms=%d", max(w.downtime, 0).Milliseconds()), fmt.Sprintf("exited=%v", exited),
+		fmt.Sprintf("rejoined_ms=%d", back.Milliseconds()))
+}
