@@ -140,10 +140,16 @@ func ecmpSpread(t *testing.T) {
 		}
 		answers[body]++
 	}
-	after, err := dirConns()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The totals lag by up to 2 s: wait until they count every answered
+	// connection (or 5 s).
+	var after [3]int64
+	waitUntil(5*time.Second, func() bool {
+		var err error
+		if after, err = dirConns(); err != nil {
+			t.Fatal(err)
+		}
+		return (after[0]-before[0])+(after[1]-before[1])+(after[2]-before[2]) >= int64(n-failed)
+	})
 	pass := failed == 0
 	var carried []string
 	for i, d := range ecmpDirs {
@@ -274,11 +280,10 @@ func consistentRound(t *testing.T, name string, base int) (same bool, mismatched
 	var orders [3][]string
 	var got [3]map[int]string
 	for i, d := range ecmpDirs {
-		ds, err := procIPVS(d.ns)
-		if err != nil {
+		var err error
+		if orders[i], err = procIPVS(d.ns); err != nil {
 			t.Fatal(err)
 		}
-		orders[i] = destOrder(ds)
 		got[i] = flowsThrough(t, i, base)
 	}
 	same = slices.Equal(orders[0], orders[1]) && slices.Equal(orders[0], orders[2])
@@ -363,14 +368,23 @@ const (
 )
 
 // startDownloads starts the slow downloads and waits until each has its
-// first part: established, each through some director.
-func startDownloads(t *testing.T) ([]*haDownload, bool) {
+// first part: established, each through some director. It returns the
+// director that carries the most of them, and how many: the ESTABLISHED
+// entries that were not in its table before (a director cut off earlier
+// keeps the entries of the flows it lost, for their 15 minutes).
+func startDownloads(t *testing.T) (dls []*haDownload, ok bool, busiest, carried int) {
 	t.Helper()
-	var dls []*haDownload
+	var before [3]map[string]bool
+	for i, d := range ecmpDirs {
+		var err error
+		if before[i], err = establishedFrom(d.ns); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 0; i < ecmpDownloads; i++ {
 		dls = append(dls, startDownloadIn(ecmpClientNS, ecmpVIP, ecmpDownloadMS))
 	}
-	ok := waitUntil(10*time.Second, func() bool {
+	ok = waitUntil(10*time.Second, func() bool {
 		for _, d := range dls {
 			if d.got.Load() == 0 {
 				return false
@@ -378,7 +392,23 @@ func startDownloads(t *testing.T) ([]*haDownload, bool) {
 		}
 		return true
 	})
-	return dls, ok
+	carried = -1
+	for i, d := range ecmpDirs {
+		now, err := establishedFrom(d.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for from := range now {
+			if !before[i][from] {
+				n++
+			}
+		}
+		if n > carried {
+			busiest, carried = i, n
+		}
+	}
+	return dls, ok, busiest, carried
 }
 
 // waitDownloads waits for every download: how many completed (all ten
@@ -395,27 +425,6 @@ func waitDownloads(t *testing.T, dls []*haDownload) (completed, resets int) {
 		}
 	}
 	return completed, resets
-}
-
-// busiest is the director with the most active connections to the VIP's
-// reals, and how many.
-func busiest(t *testing.T) (int, int) {
-	t.Helper()
-	best, most := 0, -1
-	for i, d := range ecmpDirs {
-		ds, err := procIPVS(d.ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, x := range ds {
-			n += x.active
-		}
-		if n > most {
-			best, most = i, n
-		}
-	}
-	return best, most
 }
 
 // others are the directors' addresses but i's.
@@ -440,8 +449,7 @@ func ecmpLoss(t *testing.T, tr *ecmpTier) {
 	}
 	pr := startProberIn(ecmpClientNS, ecmpVIP)
 	defer pr.end()
-	dls, started := startDownloads(t)
-	victim, carried := busiest(t)
+	dls, started, victim, carried := startDownloads(t)
 	port := ecmpDirs[victim].bridgePort
 	setLink(t, port, false)
 	cut := time.Now()
@@ -471,8 +479,7 @@ func ecmpGraceful(t *testing.T, tr *ecmpTier) {
 	}
 	pr := startProberIn(ecmpClientNS, ecmpVIP)
 	defer pr.end()
-	dls, started := startDownloads(t)
-	victim, carried := busiest(t)
+	dls, started, victim, carried := startDownloads(t)
 	d := tr.dirs[victim]
 	d.speakerSignal(syscall.SIGTERM)
 	sig := time.Now()

@@ -498,23 +498,17 @@ func deregisterECMPReals(t *testing.T) {
 	}
 }
 
-// ipvsDest is one real of the VIP's service as /proc/net/ip_vs lists it.
-type ipvsDest struct {
-	addr   string // "10.7.0.21:80"
-	active int
-}
-
 // procIPVS reads the VIP's service from the namespace's /proc/net/ip_vs:
-// its reals in the kernel's own order (ipvsadm sorts what it prints; mh
-// builds its table from this order).
-func procIPVS(ns string) ([]ipvsDest, error) {
+// its reals ("10.7.0.21:80") in the kernel's own order (ipvsadm sorts what
+// it prints; mh builds its table from this order).
+func procIPVS(ns string) ([]string, error) {
 	out, err := exec.Command("/sbin/ip", "netns", "exec", ns, "/bin/busybox", "cat", "/proc/net/ip_vs").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("/proc/net/ip_vs in %s: %w: %s", ns, err, out)
 	}
 	vip := netip.MustParseAddr(ecmpVIP).As4()
 	key := fmt.Sprintf("%02X%02X%02X%02X:0050", vip[0], vip[1], vip[2], vip[3])
-	var dests []ipvsDest
+	var dests []string
 	in := false
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
@@ -526,8 +520,7 @@ func procIPVS(ns string) ([]ipvsDest, error) {
 			if err != nil {
 				return nil, fmt.Errorf("/proc/net/ip_vs in %s: %w", ns, err)
 			}
-			active, _ := strconv.Atoi(f[4])
-			dests = append(dests, ipvsDest{addr: a, active: active})
+			dests = append(dests, a)
 		}
 	}
 	return dests, nil
@@ -544,17 +537,26 @@ func hexAddrPort(s string) (string, error) {
 	return fmt.Sprintf("%d.%d.%d.%d:%d", byte(ip>>24), byte(ip>>16), byte(ip>>8), byte(ip), port), nil
 }
 
-// destOrder is the reals' addresses, in the kernel's order.
-func destOrder(ds []ipvsDest) []string {
-	var out []string
-	for _, d := range ds {
-		out = append(out, d.addr)
+// establishedFrom is the client address:ports (hex, as /proc/net/ip_vs_conn
+// lists them) of the namespace's ESTABLISHED connection entries.
+func establishedFrom(ns string) (map[string]bool, error) {
+	out, err := exec.Command("/sbin/ip", "netns", "exec", ns, "/bin/busybox", "cat", "/proc/net/ip_vs_conn").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("/proc/net/ip_vs_conn in %s: %w: %s", ns, err, out)
 	}
-	return out
+	from := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 8 && f[0] == "TCP" && f[7] == "ESTABLISHED" {
+			from[f[1]+":"+f[2]] = true
+		}
+	}
+	return from, nil
 }
 
 // ipvsConns is the namespace's count of connections IPVS scheduled since
-// it began (/proc/net/ip_vs_stats, "Total Conns", in hex).
+// it began (/proc/net/ip_vs_stats, "Total Conns", in hex). The kernel
+// sums its per-CPU counters into it every 2 s: a count read at once lags.
 func ipvsConns(ns string) (int64, error) {
 	out, err := exec.Command("/sbin/ip", "netns", "exec", ns, "/bin/busybox", "cat", "/proc/net/ip_vs_stats").CombinedOutput()
 	if err != nil {
