@@ -36,6 +36,7 @@ type rawDirector struct {
 	CleanupOnExit     *bool    `hcl:"cleanup_on_exit,optional"`
 	TuneSysctls       *bool    `hcl:"tune_sysctls,optional"`
 	HA                *rawHA   `hcl:"ha,block"`
+	BGP               *rawBGP  `hcl:"bgp,block"`
 	Body              hcl.Body `hcl:",body"`
 	Remain            hcl.Body `hcl:",remain"`
 	DefRange          hcl.Range
@@ -168,6 +169,17 @@ func decodeDirector(rd *rawDirector) (Director, hcl.Diagnostics) {
 				"with an ha block the VIPs go on ha's interface (active) and lo; leave vip_interface out"))
 		}
 	}
+	if rd.BGP != nil {
+		var dd hcl.Diagnostics
+		d.BGP, dd = decodeBGP(rd.BGP)
+		diags = append(diags, dd...)
+		if rd.HA != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "bgp with ha",
+				Detail: fmt.Sprintf("director: bgp and ha are exclusive: ha (at %s) makes one director of a pair active, "+
+					"bgp makes every director of a tier active behind ECMP; keep one", rd.HA.DefRange),
+				Subject: rd.BGP.DefRange.Ptr()})
+		}
+	}
 	return d, diags
 }
 
@@ -273,7 +285,7 @@ func decodeAPI(ra *rawAPI) (API, hcl.Diagnostics) {
 }
 
 func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
-	at := newAttrs(fmt.Sprintf("virtual_service %q", rv.Name), rv.Body, rv.DefRange)
+	at := vsAttrs(rv)
 	var diags hcl.Diagnostics
 	vs := &VirtualService{
 		Name:         rv.Name,
@@ -389,6 +401,11 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		}
 	}
 	return vs, diags
+}
+
+// vsAttrs finds the attributes of a virtual_service block.
+func vsAttrs(rv *rawVS) attrs {
+	return newAttrs(fmt.Sprintf("virtual_service %q", rv.Name), rv.Body, rv.DefRange)
 }
 
 // decodeSchedFlags checks scheduler_flags against the scheduler, and warns

@@ -8,12 +8,14 @@
 // hashicorp/hcl, lvs-sync's leaf vocabulary package lvs and the leaf
 // ha/timings (the HA pair's timing rules, so that validate refuses the
 // timings ha would run unsafely), and nothing else of lvs-sync (not ipvs,
-// catalog, render or ha itself).
+// catalog, render, ha or bgp itself: the bgp block is config's own BGP,
+// which cmd maps onto the speaker's).
 //
 // The files: config.go the public types and their accessors, load.go
 // reading files and ordering diagnostics, decode.go and blocks.go the HCL
 // schema and the decoding of each block, values.go the parsing and
-// validation of single values, diagnostics.go how problems are shown.
+// validation of single values, diagnostics.go how problems are shown,
+// bgp.go the bgp block and what an all-active tier warns of.
 package config
 
 import (
@@ -112,6 +114,9 @@ type Director struct {
 	TuneSysctls bool
 	// HA, when set, makes this director one of an active/standby pair.
 	HA *HA
+	// BGP, when set, makes this director one of an all-active tier that
+	// announces its VIPs to routers; exclusive with HA.
+	BGP *BGP
 }
 
 // HA is director's ha block: the pair contends for LockKey in Consul;
@@ -371,6 +376,7 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	check("director.vip_interface", c.Director.VIPInterface != next.Director.VIPInterface)
 	check("director.cleanup_on_exit", c.Director.CleanupOnExit != next.Director.CleanupOnExit)
 	check("director.ha", !c.Director.HA.Equal(next.Director.HA))
+	check("director.bgp", !c.Director.BGP.Equal(next.Director.BGP))
 	check("consul.address", c.Consul.Address != next.Consul.Address)
 	check("consul.datacenter", c.Consul.Datacenter != next.Consul.Datacenter)
 	check("consul.max_connections", c.Consul.MaxConnections != next.Consul.MaxConnections)

@@ -35,6 +35,7 @@ func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 		API:      API{Address: DefaultAPIAddress, ConsulUnreachableAfter: DefaultConsulUnreachable},
 	}
 	var consulAt, directorAt, apiAt *hcl.Range
+	var vss []declared
 	for _, body := range bodies {
 		content, d := body.Content(fileSchema)
 		diags = append(diags, d...)
@@ -67,11 +68,13 @@ func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 				vs, dd := decodeVS(&rv)
 				diags = append(diags, dd...)
 				cfg.VirtualServices = append(cfg.VirtualServices, vs)
+				vss = append(vss, declared{vs: vs, at: vsAttrs(&rv)})
 			}
 		}
 	}
 	diags = append(diags, checkUnique(cfg.VirtualServices)...)
 	diags = append(diags, checkMarkVIPs(cfg)...)
+	diags = append(diags, checkBGP(cfg, vss)...)
 	return cfg, diags
 }
 

@@ -22,14 +22,26 @@ type DirectorNeeds struct {
 	// Direct: some virtual service uses gate or ipip, whose drains the
 	// director sees only one way.
 	Direct bool
+	// AllActive: every director of the tier serves (director.bgp), so a
+	// router may move a flow to this director in its middle. Set it before
+	// Serve.
+	AllActive bool
+	// SloppyTCP and SloppySCTP: an all-active director serves TCP (SCTP),
+	// a firewall-mark service counting as both.
+	SloppyTCP, SloppySCTP bool
 }
 
 // Serve adds to n what one virtual service asks of the kernel: one at addr
-// (a firewall-mark service's is its family's unspecified address),
-// forwarding with fwd, with persistence or not.
-func (n *DirectorNeeds) Serve(addr netip.Addr, fwd lvs.Forward, persistent bool) {
+// (a firewall-mark service's is its family's unspecified address) for
+// proto (0 for a firewall-mark service, which may carry any), forwarding
+// with fwd, with persistence or not.
+func (n *DirectorNeeds) Serve(addr netip.Addr, proto lvs.Protocol, fwd lvs.Forward, persistent bool) {
 	n.Services = true
 	n.Persistence = n.Persistence || persistent
+	if n.AllActive {
+		n.SloppyTCP = n.SloppyTCP || proto == lvs.TCP || proto == 0
+		n.SloppySCTP = n.SloppySCTP || proto == lvs.SCTP || proto == 0
+	}
 	switch fwd {
 	case lvs.Masq:
 		n.Masq4 = n.Masq4 || addr.Is4()
@@ -87,6 +99,18 @@ func DirectorSettings(n DirectorNeeds) []Setting {
 		// Bit 2 (FIN_WAIT) on a non-zero mode; 3 keeps the default bit 1.
 		out = append(out, Setting{Key: "net/ipv4/vs/conn_reuse_mode", Value: "3", bits: 2,
 			Why: "with gate and ipip the director never sees a real's FIN: a new connection that reuses the client port of one in FIN_WAIT goes to the same real, at weight 0 or not"})
+	}
+	// IPVS schedules a TCP connection only on its SYN (tcp_conn_schedule),
+	// an SCTP one only on its INIT: a packet of a flow that the router moved
+	// here from another director would go to the local stack, which resets
+	// it. Sloppy, the first packet seen makes the entry (commit c6c96c18).
+	// The keys are per network namespace, under ipv4 for both families.
+	const sloppy = "every director is active: a flow the router moves here from another director (one failed, left or was added) arrives in its middle and is reset, where sloppy it continues to the same real"
+	if n.SloppyTCP {
+		out = append(out, Setting{Key: "net/ipv4/vs/sloppy_tcp", Value: "1", Why: sloppy})
+	}
+	if n.SloppySCTP {
+		out = append(out, Setting{Key: "net/ipv4/vs/sloppy_sctp", Value: "1", Why: sloppy})
 	}
 	const forward = "masq real servers' replies are routed through the director, which must forward them"
 	if n.Masq4 {

@@ -26,6 +26,10 @@ func TestDirectorSettings(t *testing.T) {
 			"sysctl -w net.ipv4.vs.expire_nodest_conn=1", "sysctl -w net.ipv4.vs.expire_quiescent_template=1",
 			"sysctl -w net.ipv4.vs.conn_reuse_mode=3", "sysctl -w net.ipv4.ip_forward=1", "sysctl -w net.ipv6.conf.all.forwarding=1",
 		}},
+		{"all active, tcp and sctp", hostnet.DirectorNeeds{Services: true, Direct: true, AllActive: true, SloppyTCP: true, SloppySCTP: true}, []string{
+			"sysctl -w net.ipv4.vs.expire_nodest_conn=1", "sysctl -w net.ipv4.vs.conn_reuse_mode=3",
+			"sysctl -w net.ipv4.vs.sloppy_tcp=1", "sysctl -w net.ipv4.vs.sloppy_sctp=1",
+		}},
 	}
 	for _, tt := range tests {
 		var got []string
@@ -142,24 +146,35 @@ func TestDirectorNeedsServe(t *testing.T) {
 	v4, v6 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("2001:db8::1")
 	type svc struct {
 		addr       netip.Addr
+		proto      lvs.Protocol
 		fwd        lvs.Forward
 		persistent bool
 	}
+	tcp, udp, sctp := lvs.TCP, lvs.UDP, lvs.SCTP
 	tests := []struct {
-		name string
-		svcs []svc
-		want hostnet.DirectorNeeds
+		name      string
+		allActive bool
+		svcs      []svc
+		want      hostnet.DirectorNeeds
 	}{
-		{"none", nil, hostnet.DirectorNeeds{}},
-		{"gate", []svc{{v4, lvs.Route, false}}, hostnet.DirectorNeeds{Services: true, Direct: true}},
-		{"ipip with persistence", []svc{{v4, lvs.Tunnel, true}}, hostnet.DirectorNeeds{Services: true, Direct: true, Persistence: true}},
-		{"masq both families", []svc{{v4, lvs.Masq, false}, {v6, lvs.Masq, false}}, hostnet.DirectorNeeds{Services: true, Masq4: true, Masq6: true}},
-		{"masq v6 only", []svc{{v6, lvs.Masq, false}}, hostnet.DirectorNeeds{Services: true, Masq6: true}},
+		{"none", false, nil, hostnet.DirectorNeeds{}},
+		{"gate", false, []svc{{v4, tcp, lvs.Route, false}}, hostnet.DirectorNeeds{Services: true, Direct: true}},
+		{"ipip with persistence", false, []svc{{v4, tcp, lvs.Tunnel, true}}, hostnet.DirectorNeeds{Services: true, Direct: true, Persistence: true}},
+		{"masq both families", false, []svc{{v4, tcp, lvs.Masq, false}, {v6, tcp, lvs.Masq, false}}, hostnet.DirectorNeeds{Services: true, Masq4: true, Masq6: true}},
+		{"masq v6 only", false, []svc{{v6, tcp, lvs.Masq, false}}, hostnet.DirectorNeeds{Services: true, Masq6: true}},
+		{"a pair is never sloppy", false, []svc{{v4, tcp, lvs.Route, false}, {v4, sctp, lvs.Route, false}}, hostnet.DirectorNeeds{Services: true, Direct: true}},
+		{"all active tcp", true, []svc{{v4, tcp, lvs.Route, false}, {v4, udp, lvs.Route, false}},
+			hostnet.DirectorNeeds{Services: true, Direct: true, AllActive: true, SloppyTCP: true}},
+		{"all active sctp over ipv6", true, []svc{{v6, sctp, lvs.Tunnel, false}},
+			hostnet.DirectorNeeds{Services: true, Direct: true, AllActive: true, SloppySCTP: true}},
+		{"all active udp only", true, []svc{{v4, udp, lvs.Route, false}}, hostnet.DirectorNeeds{Services: true, Direct: true, AllActive: true}},
+		{"all active firewall mark", true, []svc{{netip.IPv4Unspecified(), 0, lvs.Route, false}},
+			hostnet.DirectorNeeds{Services: true, Direct: true, AllActive: true, SloppyTCP: true, SloppySCTP: true}},
 	}
 	for _, tt := range tests {
-		var got hostnet.DirectorNeeds
+		got := hostnet.DirectorNeeds{AllActive: tt.allActive}
 		for _, s := range tt.svcs {
-			got.Serve(s.addr, s.fwd, s.persistent)
+			got.Serve(s.addr, s.proto, s.fwd, s.persistent)
 		}
 		if got != tt.want {
 			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)

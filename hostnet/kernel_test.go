@@ -116,3 +116,36 @@ func TestAddrLifetimeLapses(t *testing.T) {
 	}
 	t.Logf("both lapsed %v after the last refresh (lifetime 1s)", time.Since(left).Round(10*time.Millisecond))
 }
+
+// TestKernelSchedulersAndSloppy: the VM's Debian kernel has ip_vs_mh, the
+// all-active tier's scheduler, as Modules reads it, and no module by a
+// name that is none; and sloppy_tcp and sloppy_sctp, which an all-active
+// director sets, are read and written where DirectorSettings says.
+func TestKernelSchedulersAndSloppy(t *testing.T) {
+	m, err := hostnet.HostModules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"ip_vs_mh": true, "ip_vs_sh": true, "ip_vs_nosuch": false} {
+		if got, err := m.Has(name); err != nil || got != want {
+			t.Errorf("kernel %s: Has(%s) = %v, %v; want %v", m.Release, name, got, err, want)
+		}
+	}
+	n := hostnet.DirectorNeeds{AllActive: true}
+	n.Serve(netip.IPv4Unspecified(), 0, 0, false) // a firewall-mark service: both protocols
+	var sys hostnet.ProcSys
+	for _, f := range hostnet.CheckSettings(sys, hostnet.DirectorSettings(n), true) {
+		if !f.OK() {
+			t.Errorf("%s: %+v", f.Name(), f)
+		}
+	}
+	for _, key := range []string{"net/ipv4/vs/sloppy_tcp", "net/ipv4/vs/sloppy_sctp"} {
+		v, err := sys.Get(key)
+		if err != nil || v != "1" {
+			t.Errorf("%s = %q, %v after tuning; want 1", key, v, err)
+		}
+		if err := sys.Set(key, "0"); err != nil { // as the VM's other tests expect it
+			t.Error(err)
+		}
+	}
+}

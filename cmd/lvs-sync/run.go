@@ -99,6 +99,17 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.VIPs, apiOpts.HA = pair.host, pair
 	}
+	if cfg.Director.BGP != nil && *f.dryRun {
+		log.Warn("dry run: director.bgp is not started: nothing is announced")
+	} else if cfg.Director.BGP != nil {
+		sp, err := startSpeaker(context.Background(), cfg, log.Named("bgp")) // runs until stopSpeaker, after the daemon withdrew
+		if err != nil {
+			log.Error("cannot start the bgp speaker", "error", err)
+			return 1
+		}
+		defer stopSpeaker(sp, log.Named("bgp"))
+		opts.Speaker = sp
+	}
 	d, err = daemon.New(opts)
 	if err != nil {
 		log.Error("cannot start", "error", err)
@@ -106,6 +117,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if pair != nil {
 		pair.Runner.SetReady(d.Health) // the heartbeat says whether this director could serve
+	}
+	if opts.Speaker != nil {
+		metrics.NewBGP(registry, d.BGP)
 	}
 	closeAPI, ok := serveAPI(cfg, *f.apiAddr != "", api.Handler(d, registry, apiOpts), log.Named("api"))
 	if !ok {
@@ -145,7 +159,9 @@ func withHost(opts *daemon.Options, cfg *config.Config, log hclog.Logger) func()
 }
 
 // runUntilStopped runs the daemon, and the pair if any, until ctx ends
-// (stop ends it too); the pair has stepped down when it returns. With
+// (stop ends it too); the pair has stepped down when it returns, and with
+// director.bgp the daemon has withdrawn every VIP and waited
+// shutdown_delay (the speaker is stopped after it, by runRun). With
 // cleanup (director.cleanup_on_exit) the daemon then takes down what it
 // made.
 func runUntilStopped(ctx context.Context, stop func(), d *daemon.Daemon, pair *haPair, cleanup bool, log hclog.Logger) int {

@@ -10,8 +10,9 @@ import (
 )
 
 // checkAtStart is what run checks once the kernel is open: the config's
-// warnings, and the director's kernel settings against what the config
-// needs (not in a dry run, which touches nothing of the host).
+// warnings, the director's kernel settings against what the config needs,
+// and the scheduler modules it names (neither in a dry run, which touches
+// nothing of the host).
 func checkAtStart(cfg *config.Config, sys hostnet.Sysctl, dryRun bool, log hclog.Logger) {
 	if cfg.Warnings != nil {
 		for _, line := range strings.Split(cfg.Warnings.Error(), "\n") {
@@ -20,7 +21,19 @@ func checkAtStart(cfg *config.Config, sys hostnet.Sysctl, dryRun bool, log hclog
 	}
 	if !dryRun {
 		hostnet.CheckDirector(sys, kernelNeeds(cfg), cfg.Director.TuneSysctls, log.Named("sysctl"))
+		if m, err := hostnet.HostModules(); err == nil {
+			hostnet.CheckSchedulers(m, schedulers(cfg), log.Named("modules"))
+		}
 	}
+}
+
+// schedulers lists the schedulers the config's virtual services use.
+func schedulers(cfg *config.Config) []string {
+	out := make([]string, 0, len(cfg.VirtualServices))
+	for _, vs := range cfg.VirtualServices {
+		out = append(out, vs.Scheduler)
+	}
+	return out
 }
 
 // kernelNeeds is what the config's virtual services ask of the director's
@@ -28,7 +41,7 @@ func checkAtStart(cfg *config.Config, sys hostnet.Sysctl, dryRun bool, log hclog
 func kernelNeeds(cfg *config.Config) hostnet.DirectorNeeds {
 	var n hostnet.DirectorNeeds
 	for _, vs := range cfg.VirtualServices {
-		n.Serve(vs.Address.Addr(), vs.Forwarding, vs.Persistence > 0)
+		n.Serve(vs.Address.Addr(), vs.Protocol, vs.Forwarding, vs.Persistence > 0)
 	}
 	return n
 }

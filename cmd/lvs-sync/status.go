@@ -154,6 +154,7 @@ func printStatus(w io.Writer, st status.View, live bool) {
 		fmt.Fprintln(w)
 	}
 	printHA(w, st.HA)
+	printBGP(w, st.BGP, time.Now())
 	for _, warning := range st.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warning)
 	}
@@ -194,6 +195,44 @@ func printStatus(w io.Writer, st status.View, live bool) {
 			}
 			fmt.Fprintf(w, "  -> %-22s %-7s %-6d %-10d %-9d %s\n", r.Address, ipvsadmForward(r.Forwarding), r.Weight, r.ActiveConns, r.InactiveConns, who)
 		}
+	}
+}
+
+// printBGP is status's part about a bgp director: what it announces, each
+// router's session, and each VIP not announced with why.
+func printBGP(w io.Writer, v *status.BGPView, now time.Time) {
+	if v == nil {
+		return
+	}
+	ago := func(t time.Time) string { return now.Sub(t).Round(time.Second).String() }
+	fmt.Fprintf(w, "bgp: announcing %d of %d vips", len(v.Announced), len(v.VIPs))
+	if len(v.Announced) > 0 {
+		fmt.Fprintf(w, ": %s", strings.Join(v.Announced, ", "))
+	}
+	fmt.Fprintln(w)
+	for _, n := range v.Neighbors {
+		fmt.Fprintf(w, "  neighbor %s (AS %d): %s", n.Address, n.ASN, n.State)
+		switch {
+		case n.State == status.Established:
+			fmt.Fprintf(w, " for %s", (time.Duration(n.Uptime) * time.Second).String())
+		case !n.Since.IsZero():
+			fmt.Fprintf(w, " since %s ago", ago(n.Since))
+		}
+		fmt.Fprintf(w, ", %d prefixes sent", n.Announced)
+		if n.LastError != "" {
+			fmt.Fprintf(w, ", last error: %s", n.LastError)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, vip := range v.VIPs {
+		if vip.Announced {
+			continue
+		}
+		fmt.Fprintf(w, "  vip %s not announced: %s", vip.Address, vip.Reason)
+		if !vip.Since.IsZero() {
+			fmt.Fprintf(w, " (for %s)", ago(vip.Since))
+		}
+		fmt.Fprintln(w)
 	}
 }
 

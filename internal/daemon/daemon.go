@@ -5,13 +5,17 @@
 // running lvs-sync, through the status room.
 //
 // It may import the stages it drives (config, catalog, render, ipvs,
-// fallback), the status room and the metrics it feeds; nothing imports it
+// fallback), the announce rule, the status room and the metrics it
+// feeds (never the bgp package: its Speaker is the narrow interface it
+// owns); nothing imports it
 // but cmd and the API.
 // This file is the loop only: sync.go is one sync, in phases, state.go
 // what one leaves for the next (warnonce.go what it logged), trigger.go
 // when one is due, reloader.go how a reload is read and prepared,
 // reload.go how the new config takes over, guard.go what an answer
-// filtered by ACLs leaves, shared.go what the loop publishes for the API.
+// filtered by ACLs leaves, shared.go what the loop publishes for the API,
+// bgp.go what a director.bgp director tells its speaker (the rule itself
+// is internal/announce's).
 package daemon
 
 import (
@@ -63,6 +67,9 @@ type Options struct {
 	VIPs VIPSyncer
 	// Pages, when set, serves the local maintenance pages.
 	Pages PageServer
+	// Speaker, when set (director.bgp), announces the VIPs the announce
+	// rule lets it to the routers.
+	Speaker Speaker
 	// Ownership records the services lvs-sync made (default: in memory).
 	Ownership *ownership.Record
 	// Metrics, when set, is kept up to date.
@@ -287,9 +294,17 @@ func (l *loop) synced(t Trigger, now, wake time.Time, applied bool, err error) {
 }
 
 // Run syncs until ctx ends. It never applies anything before the first
-// complete snapshot, and on return it leaves the kernel as it is.
+// complete snapshot, and on return it leaves the kernel as it is. With a
+// speaker, it announces nothing before the first sync is applied, and
+// before it returns it withdraws every VIP and waits the bgp block's
+// shutdown_delay.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.servePages(d.cfg)
+	defer d.withdraw()
+	if d.opts.Speaker != nil {
+		d.log.Named("announce").Info("announcing no vip until the first sync is applied", "vips", len(d.cfg.VIPs()))
+		d.advertise(nil, false, d.clock.Now()) // every VIP "not synced yet", shown from the start
+	}
 	l := &loop{d: d, cur: d.startWatch(ctx, d.cfg, d.opts.Source)}
 	defer func() {
 		l.cur.stop()
@@ -314,7 +329,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			d.log.Info("stopping; the kernel table is left as it is")
-			return nil
+			return nil // withdrawn (deferred)
 		case r := <-d.reload:
 			l.reload(ctx, r, d.clock.Now())
 		case s, ok := <-nextSnaps:

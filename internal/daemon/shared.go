@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/announce"
 	"github.com/lvs-sync/lvs-sync/internal/status"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
@@ -44,6 +45,9 @@ type shared struct {
 
 	// table is the kernel's table as Status last read it.
 	table kernelTable
+
+	// vips are the announce rule's last decision, with director.bgp.
+	vips []announce.VIP
 }
 
 // decisionSig is what of a decision counts as a change of it.
@@ -182,6 +186,13 @@ func (s *shared) input(d *Daemon) status.Input {
 	}
 }
 
+// everSynced tells whether a sync was ever applied.
+func (s *shared) everSynced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.synced.IsZero()
+}
+
 // unhealthyAfter is how many syncs in a row must fail before /v1/health
 // says so: one failure is retried within a second.
 const unhealthyAfter = 3
@@ -247,10 +258,17 @@ func (d *Daemon) Status() (status.View, error) {
 	if err != nil {
 		return status.View{}, fmt.Errorf("reading the kernel: %w", err)
 	}
+	var sp status.Speaker
+	if d.opts.Speaker != nil {
+		sp = d.opts.Speaker.State() // asked before the lock: the loop's publish must not wait on the speaker
+	}
 	s := &d.shared
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := status.View{Synced: s.synced, LastSync: s.lastSync, Services: status.Services(current, s.input(d))}
+	if d.opts.Speaker != nil {
+		v.BGP = status.BGPOf(sp, s.vips, d.clock.Now())
+	}
 	if s.drains != nil {
 		// What the next sync would change: the one plan run applies,
 		// with a copy of its drains.

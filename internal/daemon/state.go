@@ -42,6 +42,8 @@ type syncState struct {
 	syncedVIPs []netip.Addr
 	// logged is what is logged while it lasts, so that it is logged once.
 	logged logged
+	// bgp is what the speaker was told, with director.bgp.
+	bgp advertiser
 }
 
 // logged are the conditions logged once while they last: the notes of
@@ -60,6 +62,7 @@ func (s *syncState) init() {
 	s.acl.init()
 	s.logged = logged{notes: warned[string]{}, holds: warned[render.Hold]{}, conflicts: warned[lvs.ServiceKey]{},
 		pagesErr: warned[string]{}, saveErr: warned[string]{}}
+	s.bgp.err = warned[string]{}
 }
 
 func (s *syncState) setConfig(cfg *config.Config) {

@@ -25,13 +25,17 @@ const drainPoll = time.Second
 // It is the loop's story in phases: render the desired state, guard it
 // from answers ACLs filtered, plan what to look at, apply it to the
 // kernel, record what changed (metrics, conflicts, ownership), announce
-// the VIPs; whatever happens, publish the outcome.
+// the VIPs (on the VIP link); whatever happens, publish the outcome and,
+// with director.bgp, advertise the VIPs the announce rule lets it.
 func (d *Daemon) sync(snap catalog.Snapshot, changed map[string]bool, t Trigger, now time.Time) (wake time.Time, applied bool, err error) {
 	r := &round{t: t, now: now, start: d.clock.Now(), scope: ipvs.All}
 	d.render(r, snap, changed)
 	defer func() {
 		r.report.Err = err
 		d.publish(r.report, r.desired, &d.state.drainer, r.scope)
+		if retry := d.advertise(r.report.Desired.State, d.shared.everSynced(), now); !retry.IsZero() && (wake.IsZero() || retry.Before(wake)) {
+			wake = retry
+		}
 		if d.opts.OnSync != nil {
 			d.opts.OnSync(r.report)
 		}

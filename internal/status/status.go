@@ -5,8 +5,9 @@
 // read it, so a real is classified in one place. Without a daemon there
 // are no decisions: the view is the kernel named from the config.
 //
-// It may import config, catalog, render, ipvs, lvs and, for the pair's
-// view (HAOf), ha; it changes nothing and reads nothing itself: its
+// It may import config, catalog, render, ipvs, lvs, internal/announce
+// (the VIPs a bgp director announces) and, for the pair's view (HAOf),
+// ha; it changes nothing and reads nothing itself: its
 // callers hand it the kernel's table and the pair's state.
 package status
 
@@ -35,7 +36,10 @@ type View struct {
 	// commands: the plan run applies, from the kernel as it is now.
 	Pending []string `json:"pending,omitempty"`
 	// HA is the director's place in its pair, with director.ha.
-	HA       *HAView       `json:"ha,omitempty"`
+	HA *HAView `json:"ha,omitempty"`
+	// BGP is what a director of an all-active tier announces, with
+	// director.bgp.
+	BGP      *BGPView      `json:"bgp,omitempty"`
 	Services []ServiceView `json:"services"`
 }
 
