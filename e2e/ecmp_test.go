@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,10 +47,16 @@ func (tr *ecmpTier) start(i int) error {
 // state file): the next start is a fresh director.
 func (tr *ecmpTier) reset(t *testing.T) {
 	t.Helper()
-	for i, d := range tr.dirs {
+	// Together: each waits out its shutdown_delay after its withdrawal.
+	var wg sync.WaitGroup
+	for _, d := range tr.dirs {
 		if d != nil {
-			d.stop(syscall.SIGTERM)
+			wg.Add(1)
+			go func() { defer wg.Done(); d.stop(syscall.SIGTERM) }()
 		}
+	}
+	wg.Wait()
+	for i := range tr.dirs {
 		tr.clear(t, i)
 	}
 }

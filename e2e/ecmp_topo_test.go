@@ -144,10 +144,15 @@ func buildECMPTopology() (err error) {
 		ip("link", "set", d.mgmtRoot, "up")
 		inNS(d.ns, "/sbin/ip", "addr", "add", d.mgmtAddr+"/30", "dev", "eth1")
 		inNS(d.ns, "/sbin/ip", "link", "set", "eth1", "up")
-		// A flow that ECMP moves to this director mid-way is scheduled
-		// from its first packet here, not only from a SYN. (Set here
-		// until lvs-sync's tune_sysctls sets it for a bgp director.)
-		sysctl(d.ns, "net/ipv4/vs/sloppy_tcp", "1")
+		// A flow that ECMP moves to this director mid-way must be
+		// scheduled from its first packet here, not only from a SYN:
+		// lvs-sync's tune_sysctls sets sloppy_tcp for a bgp director. A
+		// stand-in's lvs-sync has no bgp block: the harness sets it.
+		sloppy := "0"
+		if ecmpStandIn {
+			sloppy = "1"
+		}
+		sysctl(d.ns, "net/ipv4/vs/sloppy_tcp", sloppy)
 		if err := proxyConsul(d.consul); err != nil {
 			return err
 		}
@@ -340,6 +345,7 @@ director {
   vip_interface      = "lvs0"
   reconcile_interval = "2s"
   state_file         = "%[2]s/state.json"
+  tune_sysctls       = true # sloppy_tcp, with the bgp block
 %[3]s}
 virtual_service "ecmp-web" {
   address         = "` + ecmpVIP + `:80"
@@ -414,7 +420,7 @@ func startECMPDirector(t *testing.T, i int) (*ecmpDirector, error) {
 	})
 	select {
 	case <-l.done:
-		return dir, fmt.Errorf("lvs-sync in %s exited: %s", d.ns, tail(l.logText(), 20))
+		return dir, fmt.Errorf("lvs-sync in %s exited: %s", d.ns, firstError(l.logText()))
 	default:
 	}
 	if !synced {
@@ -428,6 +434,17 @@ func startECMPDirector(t *testing.T, i int) (*ecmpDirector, error) {
 		dir.bird = b
 	}
 	return dir, nil
+}
+
+// firstError is the message of a log's first ERROR line, without its
+// time and level ("" without one).
+func firstError(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if _, msg, ok := strings.Cut(line, "[ERROR] "); ok {
+			return msg
+		}
+	}
+	return ""
 }
 
 // speakerSignal sends sig to what announces this director's VIP: its
