@@ -28,7 +28,7 @@ import (
 // with its line, never hangs.
 
 // ecmpCases are the cases' names, in the order they run.
-var ecmpCases = []string{"announce", "spread", "consistent", "loss", "graceful"}
+var ecmpCases = []string{"announce", "spread", "consistent", "loss", "graceful", "naive"}
 
 // ecmpTier is the three directors of the run. Their lvs-sync outlives each
 // case: it is stopped when the whole test ends (t is TestECMP's).
@@ -103,8 +103,9 @@ func TestECMP(t *testing.T) {
 	t.Run("announce", func(t *testing.T) { ecmpAnnounce(t) })
 	t.Run("spread", func(t *testing.T) { ecmpSpread(t) })
 	t.Run("consistent", func(t *testing.T) { ecmpConsistent(t, tr) })
-	t.Run("loss", func(t *testing.T) { ecmpLoss(t, tr) })
+	t.Run("loss", func(t *testing.T) { ecmpLoss(t) })
 	t.Run("graceful", func(t *testing.T) { ecmpGraceful(t, tr) })
+	t.Run("naive", func(t *testing.T) { ecmpNaive(t) })
 }
 
 // oneWord makes a message one key=value word.
@@ -445,34 +446,87 @@ func others(i int) []string {
 	return dirAddrs(idx...)
 }
 
-// ecmpLoss: the director carrying the most of 24 slow downloads is cut off
-// the segment (its bridge port down) in their middle: every download
-// completes, and no new connection started later than the hold time after
-// the cut fails.
-func ecmpLoss(t *testing.T, tr *ecmpTier) {
+// lossRun is what one cut under the downloads saw.
+type lossRun struct {
+	victim, carried   int
+	started, leftOK   bool
+	completed, resets int
+	left, back        time.Duration
+	backOK            bool
+	probes            window
+}
+
+// kv is its figures as key=value words.
+func (r lossRun) kv() []string {
+	return []string{"cut=" + ecmpDirs[r.victim].ns, fmt.Sprintf("carried=%d", r.carried),
+		fmt.Sprintf("downloads=%d", ecmpDownloads), fmt.Sprintf("completed=%d", r.completed), fmt.Sprintf("resets=%d", r.resets),
+		fmt.Sprintf("route_left_ms=%d", r.left.Milliseconds()), fmt.Sprintf("probes=%d", r.probes.probes),
+		fmt.Sprintf("probes_failed=%d", r.probes.failed), fmt.Sprintf("last_fail_ms=%d", r.probes.lastFail.Milliseconds()),
+		fmt.Sprintf("downtime_ms=%d", r.probes.downtime.Milliseconds()), fmt.Sprintf("hold_ms=%d", ecmpHold.Milliseconds()),
+		fmt.Sprintf("rejoined_ms=%d", r.back.Milliseconds())}
+}
+
+// cutUnderDownloads cuts the director carrying the most of the slow
+// downloads off the segment (its bridge port down) in their middle, waits
+// for the router to drop it and for every download's end, and brings the
+// director back; false if the route never had the three next hops.
+func cutUnderDownloads(t *testing.T) (lossRun, bool) {
+	t.Helper()
+	var r lossRun
 	if _, ok := waitNextHops(ecmpAll, 15*time.Second); !ok {
-		ecmpLine(t, "loss", false, "error=not-three-next-hops")
-		return
+		return r, false
 	}
 	pr := startProberIn(ecmpClientNS, ecmpVIP)
 	defer pr.end()
-	dls, started, victim, carried := startDownloads(t)
-	port := ecmpDirs[victim].bridgePort
+	var dls []*haDownload
+	dls, r.started, r.victim, r.carried = startDownloads(t)
+	port := ecmpDirs[r.victim].bridgePort
 	setLink(t, port, false)
 	cut := time.Now()
-	left, leftOK := waitNextHops(others(victim), 3*ecmpHold)
-	completed, resets := waitDownloads(t, dls)
+	r.left, r.leftOK = waitNextHops(others(r.victim), 3*ecmpHold)
+	r.completed, r.resets = waitDownloads(t, dls)
 	pr.end()
-	w := pr.outage(cut, time.Now())
-	t.Logf("loss of %s: %v", ecmpDirs[victim].ns, w)
+	r.probes = pr.outage(cut, time.Now())
+	t.Logf("loss of %s: %v", ecmpDirs[r.victim].ns, r.probes)
 	setLink(t, port, true)
-	back, backOK := waitNextHops(ecmpAll, 20*time.Second)
-	pass := started && leftOK && completed == ecmpDownloads && w.downtime >= 0 && w.lastFail <= ecmpHold && backOK
-	ecmpLine(t, "loss", pass, "cut="+ecmpDirs[victim].ns, fmt.Sprintf("carried=%d", carried),
-		fmt.Sprintf("downloads=%d", ecmpDownloads), fmt.Sprintf("completed=%d", completed), fmt.Sprintf("resets=%d", resets),
-		fmt.Sprintf("route_left_ms=%d", left.Milliseconds()), fmt.Sprintf("probes=%d", w.probes), fmt.Sprintf("probes_failed=%d", w.failed),
-		fmt.Sprintf("last_fail_ms=%d", w.lastFail.Milliseconds()), fmt.Sprintf("downtime_ms=%d", w.downtime.Milliseconds()),
-		fmt.Sprintf("hold_ms=%d", ecmpHold.Milliseconds()), fmt.Sprintf("rejoined_ms=%d", back.Milliseconds()))
+	r.back, r.backOK = waitNextHops(ecmpAll, 20*time.Second)
+	return r, true
+}
+
+// ecmpLoss: the director carrying the most of 24 slow downloads is cut off
+// the segment in their middle: every download completes, and no new
+// connection started later than the hold time after the cut fails.
+func ecmpLoss(t *testing.T) {
+	r, ok := cutUnderDownloads(t)
+	if !ok {
+		ecmpLine(t, "loss", false, "error=not-three-next-hops")
+		return
+	}
+	w := r.probes
+	pass := r.started && r.leftOK && r.completed == ecmpDownloads && w.downtime >= 0 && w.lastFail <= ecmpHold && r.backOK
+	ecmpLine(t, "loss", pass, r.kv()...)
+}
+
+// ecmpNaive is the control that proves loss can fail: the same cut with
+// sloppy_tcp=0 on every director, where a flow the router moves arrives in
+// its middle at a director that does not schedule it, and is reset by its
+// stack. It passes when downloads break, and says how many. sloppy_tcp is
+// set back to 1 after (as lvs-sync's tune_sysctls has it).
+func ecmpNaive(t *testing.T) {
+	for _, d := range ecmpDirs {
+		sysctl(d.ns, "net/ipv4/vs/sloppy_tcp", "0")
+	}
+	r, ok := cutUnderDownloads(t)
+	for _, d := range ecmpDirs {
+		sysctl(d.ns, "net/ipv4/vs/sloppy_tcp", "1")
+	}
+	if !ok {
+		ecmpLine(t, "naive", false, "variant=sloppy_tcp=0", "error=not-three-next-hops")
+		return
+	}
+	broken := ecmpDownloads - r.completed
+	ecmpLine(t, "naive", r.started && r.leftOK && broken > 0 && r.backOK,
+		append([]string{"variant=sloppy_tcp=0", fmt.Sprintf("broken=%d", broken)}, r.kv()...)...)
 }
 
 // ecmpGraceful: SIGTERM to the speaker of the director carrying the most
