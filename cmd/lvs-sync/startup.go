@@ -39,7 +39,7 @@ func schedulers(cfg *config.Config) []string {
 // kernelNeeds is what the config's virtual services ask of the director's
 // kernel settings (hostnet decides what each asks). It is pure.
 func kernelNeeds(cfg *config.Config) hostnet.DirectorNeeds {
-	var n hostnet.DirectorNeeds
+	n := hostnet.DirectorNeeds{AllActive: cfg.Director.BGP != nil}
 	for _, vs := range cfg.VirtualServices {
 		n.Serve(vs.Address.Addr(), vs.Protocol, vs.Forwarding, vs.Persistence > 0)
 	}

@@ -25,6 +25,9 @@ func TestKernelNeeds(t *testing.T) {
 		{"ipip with persistence", vs("10.0.0.1:80", "ipip", "  persistence = \"300s\"\n"), hostnet.DirectorNeeds{Services: true, Direct: true, Persistence: true}},
 		{"masq both families", vs("10.0.0.1:80", "masq", "") + vs("[2001:db8::1]:80", "masq", ""), hostnet.DirectorNeeds{Services: true, Masq4: true, Masq6: true}},
 		{"masq v6 only", vs("[2001:db8::1]:80", "masq", ""), hostnet.DirectorNeeds{Services: true, Masq6: true}},
+		{"all active", "director {\n  vip_interface = \"lvs0\"\n  bgp {\n    asn = 65010\n    neighbor \"10.7.0.1\" {\n      asn = 65000\n    }\n  }\n}\n" +
+			vs("10.0.0.1:80", "gate", "  scheduler = \"mh\"\n"),
+			hostnet.DirectorNeeds{Services: true, Direct: true, AllActive: true, SloppyTCP: true, SloppySCTP: false}},
 	}
 	for _, tt := range tests {
 		cfg, err := config.Parse([]byte(tt.src), "t.hcl")
