@@ -87,7 +87,8 @@ func TestECMP(t *testing.T) {
 	tr := &ecmpTier{t: t}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("the router's bird:\n%s\n%s", ecmpRouterBird.birdc("show", "protocols"), tail(ecmpRouterBird.proc.logText(), 40))
+			t.Logf("the router's bird:\n%s\n%s\n%s", ecmpRouterBird.birdc("show", "protocols"),
+				tail(ecmpRouterBird.proc.logText(), 20), routerLog())
 		}
 	})
 	tr.reset(t)

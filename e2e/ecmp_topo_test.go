@@ -19,6 +19,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/vishvananda/netlink"
+
+	"github.com/lvs-sync/lvs-sync/internal/testbird"
 )
 
 // The all-active tier of issue 20, apart from the other topologies and
@@ -160,35 +162,6 @@ func buildECMPTopology() (err error) {
 	return startRouter()
 }
 
-// ecmpRouterConf is the router's BIRD: every director a neighbour, the
-// routes they announce merged into one multipath kernel route, the
-// shortest timers BIRD takes (a lost director leaves after the hold time,
-// a returning one comes back at once: BIRD's default error wait is 60 s).
-const ecmpRouterConf = `log stderr all;
-router id ` + ecmpRouter + `;
-protocol device {
-  scan time 1;
-}
-protocol kernel {
-  merge paths on;
-  ipv4 {
-    import none;
-    export all;
-  };
-}
-template bgp director {
-  local ` + ecmpRouter + ` as %d;
-  hold time 3;
-  keepalive time 1;
-  connect retry time 1;
-  error wait time 1, 5;
-  ipv4 {
-    import all;
-    export none;
-  };
-}
-%s`
-
 // birdProc is a running bird.
 type birdProc struct {
 	ns, sock string
@@ -197,14 +170,28 @@ type birdProc struct {
 
 var ecmpRouterBird *birdProc
 
+// startRouter runs the router's BIRD with internal/testbird's config, the
+// one the bgp package's tests run on the host: every director a passive
+// single-hop neighbour (the directors dial), the paths they announce
+// merged into one multipath kernel route, hold time 3 s and BIRD's
+// shortest retry timers (a lost director leaves after the hold time, a
+// returning one comes back at once: BIRD's default error wait is 60 s).
 func startRouter() error {
-	var peers strings.Builder
+	c := testbird.Config{RouterID: netip.MustParseAddr(ecmpRouter), ASN: ecmpRouterAS, Port: 179,
+		Log: "/tmp/ecmp-bird/" + ecmpRouterNS + "/bird.log", Debug: true, Direct: true, Kernel: true}
 	for i, d := range ecmpDirs {
-		fmt.Fprintf(&peers, "protocol bgp d%d from director {\n  neighbor %s as %d;\n}\n", i+1, d.addr, ecmpDirAS)
+		c.Peers = append(c.Peers, testbird.Peer{Name: fmt.Sprintf("d%d", i+1), Local: c.RouterID,
+			Address: netip.MustParseAddr(d.addr), ASN: ecmpDirAS})
 	}
-	b, err := startBird(ecmpRouterNS, fmt.Sprintf(ecmpRouterConf, ecmpRouterAS, peers.String()))
+	b, err := startBird(ecmpRouterNS, c.Text())
 	ecmpRouterBird = b
 	return err
+}
+
+// routerLog is the tail of the router's BIRD log, for a failed test.
+func routerLog() string {
+	b, _ := os.ReadFile("/tmp/ecmp-bird/" + ecmpRouterNS + "/bird.log")
+	return tail(string(b), 60)
 }
 
 // ecmpStandInConf is a director's stand-in speaker: the VIP as a static
