@@ -1,5 +1,3 @@
-//go:build lvs_sync_bgp
-
 package main
 
 import (
