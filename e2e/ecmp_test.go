@@ -23,9 +23,10 @@ import (
 // keeps an mh (mh-port) gate service of the same three reals, and a flow
 // that the router moves to another director reaches the same real. One
 // line per case, `ecmp: case=NAME result=pass|fail key=value…`; the cases
-// run in order on one tier (consistent restarts its directors, loss and
-// graceful leave it whole again), and a case whose start is missing fails
-// with its line, never hangs.
+// run in order on one tier (consistent restarts its directors; loss,
+// graceful and naive leave it whole again), and a case whose start is
+// missing fails with its line, never hangs. naive is the control: the cut
+// of loss with sloppy_tcp=0 must break downloads.
 
 // ecmpCases are the cases' names, in the order they run.
 var ecmpCases = []string{"announce", "spread", "consistent", "loss", "graceful", "naive"}
