@@ -24,12 +24,12 @@ import (
 // that the router moves to another director reaches the same real. One
 // line per case, `ecmp: case=NAME result=pass|fail key=value…`; the cases
 // run in order on one tier (consistent restarts its directors; loss,
-// graceful and naive leave it whole again), and a case whose start is
+// graceful, join, crash and naive leave it whole again), and a case whose start is
 // missing fails with its line, never hangs. naive is the control: the cut
 // of loss with sloppy_tcp=0 must break downloads.
 
 // ecmpCases are the cases' names, in the order they run.
-var ecmpCases = []string{"announce", "spread", "consistent", "loss", "graceful", "naive"}
+var ecmpCases = []string{"announce", "spread", "consistent", "loss", "graceful", "join", "crash", "naive"}
 
 // ecmpTier is the three directors of the run. Their lvs-sync outlives each
 // case: it is stopped when the whole test ends (t is TestECMP's).
@@ -42,6 +42,13 @@ func (tr *ecmpTier) start(i int) error {
 	d, err := startECMPDirector(tr.t, i)
 	tr.dirs[i] = d
 	return err
+}
+
+// launch starts director i's lvs-sync without waiting for its first sync.
+func (tr *ecmpTier) launch(i int) (*ecmpDirector, error) {
+	d, err := launchECMPDirector(tr.t, i)
+	tr.dirs[i] = d
+	return d, err
 }
 
 // reset stops every director and clears what it left (its IPVS table, its
@@ -112,6 +119,8 @@ func TestECMP(t *testing.T) {
 	t.Run("consistent", func(t *testing.T) { ecmpConsistent(t, tr) })
 	t.Run("loss", func(t *testing.T) { ecmpLoss(t) })
 	t.Run("graceful", func(t *testing.T) { ecmpGraceful(t, tr) })
+	t.Run("join", func(t *testing.T) { ecmpJoin(t, tr) })
+	t.Run("crash", func(t *testing.T) { ecmpCrash(t, tr) })
 	t.Run("naive", func(t *testing.T) { ecmpNaive(t) })
 }
 
@@ -578,4 +587,86 @@ func ecmpGraceful(t *testing.T, tr *ecmpTier) {
 		fmt.Sprintf("route_left_ms=%d", left.Milliseconds()), fmt.Sprintf("probes=%d", w.probes), fmt.Sprintf("probes_failed=%d", w.failed),
 		fmt.Sprintf("gap_ms=%d", max(w.downtime, 0).Milliseconds()), fmt.Sprintf("exited=%v", exited),
 		fmt.Sprintf("rejoined_ms=%d", back.Milliseconds()))
+}
+
+// ecmpJoin: a director restarted with an empty table and no reachable
+// Consul is not announced (sampled every 50 ms for 3 s); once Consul is
+// back it syncs and is announced; no new connection fails meanwhile. With
+// the stand-in, the harness starts BIRD after the sync: the line says so.
+func ecmpJoin(t *testing.T, tr *ecmpTier) {
+	const i = 0
+	fail := func(why string) {
+		t.Helper()
+		ecmpLine(t, "join", false, "director="+ecmpDirs[i].ns, "error="+oneWord(why))
+	}
+	if _, ok := waitNextHops(ecmpAll, 15*time.Second); !ok {
+		fail("not-three-next-hops")
+		return
+	}
+	pr := startProberIn(ecmpClientNS, ecmpVIP)
+	defer pr.end()
+	from := time.Now()
+	tr.dirs[i].stop(syscall.SIGTERM)
+	_, gone := waitNextHops(others(i), 5*time.Second)
+	tr.clear(t, i)
+	mgmt := ecmpDirs[i].mgmtRoot
+	setLink(t, mgmt, false)
+	d, err := tr.launch(i)
+	if err != nil {
+		setLink(t, mgmt, true)
+		fail(err.Error())
+		return
+	}
+	early := 0
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if hops, _ := nextHops(); slices.Contains(hops, ecmpDirs[i].addr) {
+			early++
+		}
+	}
+	setLink(t, mgmt, true)
+	back := time.Now()
+	synced := d.awaitSync(30 * time.Second)
+	syncedAfter := time.Since(back)
+	_, announced := waitNextHops(ecmpAll, 15*time.Second)
+	announcedAfter := time.Since(back)
+	pr.end()
+	w := pr.window(from, time.Now())
+	t.Logf("join of %s: %v", d.ns, w)
+	kv := []string{"director=" + d.ns, fmt.Sprintf("withdrawn=%v", gone), fmt.Sprintf("announced_without_consul=%d", early),
+		fmt.Sprintf("synced_ms=%d", syncedAfter.Milliseconds()), fmt.Sprintf("announced_ms=%d", announcedAfter.Milliseconds()),
+		fmt.Sprintf("probes=%d", w.probes), fmt.Sprintf("probes_failed=%d", w.failed)}
+	if synced != nil {
+		kv = append(kv, "error="+oneWord(synced.Error()))
+	}
+	ecmpLine(t, "join", gone && early == 0 && synced == nil && announced && w.failed == 0, kv...)
+}
+
+// ecmpCrash: kill -9 of the speaker of the director carrying the most of
+// 24 slow downloads, its links up: the kernel closes its sessions, it
+// leaves the route at once (within 1 s), and no download fails. The
+// director is started again afterwards (its table and state file kept).
+func ecmpCrash(t *testing.T, tr *ecmpTier) {
+	if _, ok := waitNextHops(ecmpAll, 15*time.Second); !ok {
+		ecmpLine(t, "crash", false, "error=not-three-next-hops")
+		return
+	}
+	pr := startProberIn(ecmpClientNS, ecmpVIP)
+	defer pr.end()
+	dls, started, victim, carried := startDownloads(t)
+	d := tr.dirs[victim]
+	d.speakerSignal(syscall.SIGKILL)
+	kill := time.Now()
+	left, leftOK := waitNextHops(others(victim), 5*time.Second)
+	completed, resets := waitDownloads(t, dls)
+	pr.end()
+	w := pr.outage(kill, time.Now())
+	t.Logf("crash of %s: %v", d.ns, w)
+	d.stop(syscall.SIGTERM)
+	restarted := tr.start(victim) == nil
+	back, backOK := waitNextHops(ecmpAll, 20*time.Second)
+	pass := started && leftOK && left <= time.Second && completed == ecmpDownloads && restarted && backOK
+	ecmpLine(t, "crash", pass, "killed="+d.ns, fmt.Sprintf("carried=%d", carried),
+		fmt.Sprintf("downloads=%d", ecmpDownloads), fmt.Sprintf("completed=%d", completed), fmt.Sprintf("resets=%d", resets),
+		fmt.Sprintf("route_left_ms=%d", left.Milliseconds()), fmt.Sprintf("probes=%d", w.probes), fmt.Sprintf("probes_failed=%d", w.failed),
+		fmt.Sprintf("gap_ms=%d", max(w.downtime, 0).Milliseconds()), fmt.Sprintf("rejoined_ms=%d", back.Milliseconds()))
 }

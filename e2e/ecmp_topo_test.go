@@ -371,6 +371,16 @@ func ecmpStateDir(ns string) string { return filepath.Join("/tmp/lvs-sync-ecmp",
 // after the first sync, as lvs-sync's own speaker does).
 func startECMPDirector(t *testing.T, i int) (*ecmpDirector, error) {
 	t.Helper()
+	dir, err := launchECMPDirector(t, i)
+	if err != nil {
+		return dir, err
+	}
+	return dir, dir.awaitSync(20 * time.Second)
+}
+
+// launchECMPDirector runs director i's lvs-sync and returns at once.
+func launchECMPDirector(t *testing.T, i int) (*ecmpDirector, error) {
+	t.Helper()
 	d := ecmpDirs[i]
 	bgp := ""
 	if !ecmpStandIn {
@@ -397,7 +407,14 @@ func startECMPDirector(t *testing.T, i int) (*ecmpDirector, error) {
 			t.Logf("lvs-sync in %s:\n%s", d.ns, tail(l.logText(), 60))
 		}
 	})
-	synced := waitUntil(20*time.Second, func() bool {
+	return dir, nil
+}
+
+// awaitSync waits for the director's first sync; with a stand-in, it then
+// starts the director's BIRD.
+func (dir *ecmpDirector) awaitSync(timeout time.Duration) error {
+	l := dir.lvs
+	synced := waitUntil(timeout, func() bool {
 		select {
 		case <-l.done:
 			return true
@@ -407,20 +424,21 @@ func startECMPDirector(t *testing.T, i int) (*ecmpDirector, error) {
 	})
 	select {
 	case <-l.done:
-		return dir, fmt.Errorf("lvs-sync in %s exited: %s", d.ns, firstError(l.logText()))
+		return fmt.Errorf("lvs-sync in %s exited: %s", dir.ns, firstError(l.logText()))
 	default:
 	}
 	if !synced {
-		return dir, fmt.Errorf("lvs-sync in %s: no first sync in 20s", d.ns)
+		return fmt.Errorf("lvs-sync in %s: no first sync in %v", dir.ns, timeout)
 	}
 	if ecmpStandIn {
+		d := ecmpDirs[dir.i]
 		b, err := startBird(d.ns, fmt.Sprintf(ecmpStandInConf, d.addr, ecmpDirAS, ecmpRouterAS))
 		if err != nil {
-			return dir, err
+			return err
 		}
 		dir.bird = b
 	}
-	return dir, nil
+	return nil
 }
 
 // firstError is the message of a log's first ERROR line, without its
