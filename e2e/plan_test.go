@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/internal/ipvsread"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 // planVS is one virtual service of a TestPlanIsNextSync row's config.
@@ -229,6 +233,43 @@ func TestPlanIsNextSync(t *testing.T) {
 		vss:    both(""),
 		change: func(t *testing.T, r *planRun) { ipvsadm(t, "-d", "-t", r.gate+":80", "-r", rk("gate", 1)) },
 		want:   func(r *planRun) []string { return []string{add(r.gate, "gate", rk("gate", 1), "1")} },
+	}, {
+		// mh builds its table from the kernel's list: rs2 deleted and
+		// added again by hand is at its head (rs2, rs3, rs1), out of the
+		// canonical order (rs3, rs2, rs1). The plan keeps the tail rs2,
+		// rs1 and puts rs3 round again: deleted, then added at the head.
+		name: "mh: a real deleted and added again by hand, out of order",
+		vss:  both("  scheduler  = \"mh\"\n  scheduler_flags = [\"mh-port\", \"mh-fallback\"]"),
+		change: func(t *testing.T, r *planRun) {
+			for _, s := range []struct{ vip, fwd string }{{r.gate, "gate"}, {r.masq, "masq"}} {
+				ipvsadm(t, "-d", "-t", s.vip+":80", "-r", rk(s.fwd, 1))
+				ipvsadm(t, "-a", "-t", s.vip+":80", "-r", rk(s.fwd, 1), flag[s.fwd], "-w", "1")
+			}
+		},
+		want: func(r *planRun) []string {
+			return []string{del(r.gate, "gate", 2), del(r.masq, "masq", 2),
+				add(r.gate, "gate", rk("gate", 2), "1"), add(r.masq, "masq", rk("masq", 2), "1")}
+		},
+		check: func(t *testing.T, r *planRun) {
+			for _, s := range []struct{ vip, fwd string }{{r.gate, "gate"}, {r.masq, "masq"}} {
+				key := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr(s.vip), Port: 80}
+				got, err := ipvsread.ProcOrder(key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []string
+				for _, i := range []int{2, 1, 0} {
+					want = append(want, rk(s.fwd, i))
+				}
+				var gotS []string
+				for _, k := range got {
+					gotS = append(gotS, k.String())
+				}
+				if !slices.Equal(gotS, want) {
+					t.Errorf("%s: /proc/net/ip_vs lists %v after the sync, want %v", s.vip, gotS, want)
+				}
+			}
+		},
 	}}
 
 	for n, row := range rows {
@@ -314,8 +355,12 @@ func writePlanConfig(t *testing.T, vss []planVS) string {
 	fmt.Fprintf(&b, "consul {\n  address = %q\n}\n", os.Getenv("LVS_CONSUL"))
 	b.WriteString("director {\n  vip_interface      = \"lvs0\"\n  reconcile_interval = \"2s\"\n  state_file         = \"/tmp/lvs-sync/state.json\"\n}\n")
 	for _, vs := range vss {
-		fmt.Fprintf(&b, "virtual_service %q {\n  address    = \"%s:80\"\n  forwarding = %q\n  scheduler  = \"rr\"\n  service    = \"web\"\n%s\n}\n",
-			vs.name, vs.addr, vs.fwd, vs.attrs)
+		sched := "  scheduler  = \"rr\"\n"
+		if strings.Contains(vs.attrs, "scheduler ") { // the row's own
+			sched = ""
+		}
+		fmt.Fprintf(&b, "virtual_service %q {\n  address    = \"%s:80\"\n  forwarding = %q\n%s  service    = \"web\"\n%s\n}\n",
+			vs.name, vs.addr, vs.fwd, sched, vs.attrs)
 	}
 	p := filepath.Join(t.TempDir(), "lvs-sync.hcl")
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {

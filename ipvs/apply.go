@@ -226,6 +226,10 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 			log.Log(level, op.Kind.String(), "service", op.Service, "real", op.Real, "weight", op.RealSpec.Weight,
 				"forwarding", op.RealSpec.Forward, "command", op.String())
 		case DeleteReal:
+			if op.Requeue {
+				log.Log(level, op.Kind.String(), "service", op.Service, "real", op.Real, "requeue", true, "command", op.String())
+				break
+			}
 			log.Log(level, op.Kind.String(), "service", op.Service, "real", op.Real, "command", op.String())
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,7 +17,7 @@ import (
 // TestMemKernelContract runs the kernel contract against the in-memory
 // table; kernel_test.go runs the same against the kernel, in the VM.
 func TestMemKernelContract(t *testing.T) {
-	testKernelContract(t, func(*testing.T) Kernel { return NewMemKernel(State{}) },
+	testKernelContract(t, func(*testing.T) Kernel { return NewMemKernel(State{}) }, nil,
 		func(t *testing.T, k Kernel, svc lvs.ServiceKey) {
 			// A client's connection, as the kernel counts it: on the real
 			// the scheduler picks, the only one here.
@@ -32,8 +33,11 @@ func TestMemKernelContract(t *testing.T) {
 
 // testKernelContract pins what lvs-sync relies on the kernel to answer, for
 // every call it makes. newKernel returns a kernel with an empty table;
-// connect makes one client connection to svc, which has one real.
-func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect func(t *testing.T, k Kernel, svc lvs.ServiceKey)) {
+// connect makes one client connection to svc, which has one real; listed,
+// when not nil, returns the reals of svc in the kernel's order as another
+// reader sees them (/proc/net/ip_vs, in the VM).
+func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, listed func(t *testing.T, svc lvs.ServiceKey) []lvs.RealKey,
+	connect func(t *testing.T, k Kernel, svc lvs.ServiceKey)) {
 	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.20.0.1"), Port: 80}
 	web6 := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("2001:db8::80"), Port: 443}
 	dns6 := lvs.ServiceKey{Protocol: lvs.UDP, Addr: netip.MustParseAddr("2001:db8::53"), Port: 53}
@@ -277,8 +281,79 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, connect
 		must(t, "update real", k.UpdateReal(web, r, Real{Weight: 3, Forward: lvs.Tunnel, UpperThreshold: 9}))
 		must(t, "update service", k.UpdateService(web, host(web, "rr")))
 		after := before
+		after.Position = 0 // wantReals leaves the order aside
 		after.Weight, after.Forward, after.UpperThreshold = 3, lvs.Tunnel, 9
 		wantReals(t, k, web, map[lvs.RealKey]Real{r: after})
+	})
+
+	t.Run("order", func(t *testing.T) {
+		// The kernel's list of a service's reals, which mh and sh build
+		// their table from (order.go): an add (and an add again) puts the
+		// real at the head, an update leaves it in place, a delete closes
+		// the gap. Then a plan makes it canonical (descending), in place.
+		k := newKernel(t)
+		a, b, c, d := rk("10.20.1.1:80"), rk("10.20.1.2:80"), rk("10.20.1.3:80"), rk("10.20.1.4:80")
+		spec := Real{Weight: 1, Forward: lvs.Route}
+		must(t, "add service", k.AddService(web, schedFlags(host(web, "mh"), lvs.SchedFlag2)))
+		wantOrder := func(what string, want ...lvs.RealKey) {
+			t.Helper()
+			got, ok := KernelOrder(readReals(t, k, web))
+			if !ok || !slices.Equal(got, want) {
+				t.Errorf("%s: the kernel lists %v (order known: %v), want %v", what, got, ok, want)
+			}
+			if listed != nil {
+				if got := listed(t, web); !slices.Equal(got, want) {
+					t.Errorf("%s: /proc/net/ip_vs lists %v, want %v", what, got, want)
+				}
+			}
+		}
+		for _, r := range []lvs.RealKey{a, b, c} {
+			must(t, "add real "+r.String(), k.AddReal(web, r, spec))
+		}
+		wantOrder("a, b, c added", c, b, a)
+		must(t, "delete real", k.DelReal(web, b))
+		wantOrder("b deleted", c, a)
+		must(t, "update real", k.UpdateReal(web, a, Real{Weight: 5, Forward: lvs.Route}))
+		wantOrder("a updated", c, a)
+		must(t, "add real again", k.AddReal(web, b, spec))
+		wantOrder("b added again", b, c, a)
+		must(t, "add real", k.AddReal(web, d, Real{Weight: 0, Forward: lvs.Route}))
+		must(t, "update real", k.UpdateReal(web, b, Real{Weight: 0, Forward: lvs.Route}))
+		wantOrder("d added, b at weight 0", d, b, c, a)
+		must(t, "delete real", k.DelReal(web, c))
+		must(t, "add real again", k.AddReal(web, c, spec))
+		wantOrder("c deleted and added again", c, d, b, a)
+
+		// The plan keeps the longest canonical tail the kernel has (c, b,
+		// a: c is ahead of b, b of a) and deletes and adds again d alone,
+		// which the list then has at its head.
+		desired := State{web: schedFlags(host(web, "mh"), lvs.SchedFlag2)}
+		desired[web].Reals = map[lvs.RealKey]Real{a: spec, b: spec, c: spec, d: spec}
+		current, err := Read(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := Diff(desired, current, nil)
+		want := []string{
+			"ipvsadm -d -t 10.20.0.1:80 -r 10.20.1.4:80",
+			"ipvsadm -a -t 10.20.0.1:80 -r 10.20.1.4:80 -g -w 1",
+			"ipvsadm -e -t 10.20.0.1:80 -r 10.20.1.1:80 -g -w 1",
+			"ipvsadm -e -t 10.20.0.1:80 -r 10.20.1.2:80 -g -w 1",
+		}
+		if got := planStrings(plan); got != strings.Join(want, "\n") {
+			t.Errorf("plan:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+		}
+		if res := Apply(k, plan, nil); res.Err() != nil {
+			t.Fatal(res.Err())
+		}
+		wantOrder("planned", d, c, b, a)
+		current, err = Read(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again := Diff(desired, current, nil); len(again) != 0 {
+			t.Errorf("the plan does not converge; still:\n%s", planStrings(again))
+		}
 	})
 
 	t.Run("diff converges", func(t *testing.T) {
@@ -344,10 +419,15 @@ func readReals(t *testing.T, k Kernel, key lvs.ServiceKey) map[lvs.RealKey]Real 
 }
 
 // wantReals checks the whole of a service's reals, connection counts
-// included.
+// included, their order aside (the "order" case checks it).
 func wantReals(t *testing.T, k Kernel, key lvs.ServiceKey, want map[lvs.RealKey]Real) {
 	t.Helper()
-	if got := readReals(t, k, key); !maps.Equal(got, want) {
+	got := readReals(t, k, key)
+	for rk, r := range got {
+		r.Position = 0
+		got[rk] = r
+	}
+	if !maps.Equal(got, want) {
 		t.Errorf("reals of %s:\n got %v\nwant %v", key, got, want)
 	}
 }

@@ -35,6 +35,10 @@ type Op struct {
 	// Real and RealSpec, for the real-server kinds.
 	Real     lvs.RealKey
 	RealSpec Real
+	// Requeue marks a DeleteReal that an AddReal of the same real follows
+	// in the same plan, to put it back at the head of the kernel's list:
+	// it goes before every add (order.go).
+	Requeue bool
 }
 
 // String is the change as the ipvsadm command that makes it.
@@ -60,6 +64,9 @@ func (o Op) String() string {
 type Plan []Op
 
 // Diff returns the changes that make current into desired. It is pure.
+// Reals are added in ascending order; for a service whose scheduler builds
+// its table from the kernel's list (mh, sh), the reals out of the
+// canonical order are deleted and added again (order.go).
 //
 // Every desired service is lvs-sync's. A current service that is not
 // desired is deleted only if owned says lvs-sync made it (a virtual service
@@ -79,11 +86,18 @@ func Diff(desired, current State, owned func(lvs.ServiceKey) bool) Plan {
 		case !want.Equal(have):
 			plan = append(plan, Op{Kind: UpdateService, Service: k, Spec: want})
 		}
+		var out map[lvs.RealKey]bool
+		if OrderMatters(want.Scheduler) {
+			out = requeue(want.Reals, have.Reals)
+		}
 		for rk, r := range want.Reals {
 			cur, ok := have.Reals[rk]
 			switch {
 			case !ok:
 				plan = append(plan, Op{Kind: AddReal, Service: k, Real: rk, RealSpec: r})
+			case out[rk]:
+				plan = append(plan, Op{Kind: DeleteReal, Service: k, Real: rk, Requeue: true},
+					Op{Kind: AddReal, Service: k, Real: rk, RealSpec: r})
 			case !r.Equal(normaliseReal(r, cur)):
 				plan = append(plan, Op{Kind: UpdateReal, Service: k, Real: rk, RealSpec: r})
 			}
@@ -100,9 +114,19 @@ func Diff(desired, current State, owned func(lvs.ServiceKey) bool) Plan {
 		}
 	}
 	slices.SortFunc(plan, func(a, b Op) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), a.Service.Compare(b.Service), a.Real.Compare(b.Real))
+		return cmp.Or(cmp.Compare(a.rank(), b.rank()), a.Service.Compare(b.Service), a.Real.Compare(b.Real))
 	})
 	return plan
+}
+
+// rank is the op's place in a plan: its kind's, but a requeue's delete
+// goes before every add, so that the adds put the reals at the head of the
+// kernel's list in ascending order (order.go).
+func (o Op) rank() int {
+	if o.Requeue {
+		return 2*int(AddReal) - 1
+	}
+	return 2 * int(o.Kind)
 }
 
 // normaliseReal undoes a kernel quirk before comparing: a real whose

@@ -21,5 +21,5 @@ func TestGenlContract(t *testing.T) {
 		}
 		t.Cleanup(k.Close)
 		return k
-	})
+	}, procOrder)
 }

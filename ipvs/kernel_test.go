@@ -16,8 +16,10 @@ import (
 // kernelContractInVM runs the kernel contract against the kernel through
 // the client open returns (moby/ipvs's and genl's: see
 // netlink_kernel_test.go and genl_kernel_test.go), each
-// subtest from an empty table.
-func kernelContractInVM(t *testing.T, open func(*testing.T) Kernel) {
+// subtest from an empty table; listed reads the kernel's order of a
+// service's reals from /proc/net/ip_vs (ipvsread.ProcOrder, which this
+// package's tests cannot import).
+func kernelContractInVM(t *testing.T, open func(*testing.T) Kernel, listed func(*testing.T, lvs.ServiceKey) []lvs.RealKey) {
 	testKernelContract(t, func(t *testing.T) Kernel {
 		k := open(t)
 		st, err := k.Services()
@@ -31,7 +33,7 @@ func kernelContractInVM(t *testing.T, open func(*testing.T) Kernel) {
 			}
 		})
 		return k
-	}, func(t *testing.T, _ Kernel, svc lvs.ServiceKey) {
+	}, listed, func(t *testing.T, _ Kernel, svc lvs.ServiceKey) {
 		// The guest's own connection goes through IPVS (its LOCAL_OUT
 		// hook); the real is not there, so the handshake never ends, but
 		// the kernel has counted it.

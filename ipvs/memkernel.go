@@ -19,6 +19,12 @@ import (
 // negative weight or a lower threshold above the upper one, and EINVAL for
 // a threshold above INT_MAX (Real.Check, as current kernels). It is safe
 // for concurrent use. It has no test knobs: those are in internal/ipvstest.
+//
+// It keeps each service's reals in the kernel's list order (Real.Position,
+// 1 at the head), as __ip_vs_update_dest does: an added real goes to the
+// head, an update leaves it in place, a delete closes the gap. (The
+// kernel's trash, which gives a real added back its connections, is not
+// modelled: the connection counts are internal/ipvstest's.)
 type MemKernel struct {
 	mu      sync.Mutex
 	state   State
@@ -31,10 +37,19 @@ var (
 )
 
 // NewMemKernel returns a table holding a copy of st, connection counts
-// included.
+// and the reals' positions included; a service whose reals have no
+// positions of their own (a desired state) lists them as a fresh add
+// would: ascending order, each at the head.
 func NewMemKernel(st State) *MemKernel {
 	m := &MemKernel{state: State{}}
 	for k, svc := range st.Clone() {
+		if _, ok := KernelOrder(svc.Reals); !ok {
+			for i, rk := range CanonicalOrder(svc.Reals) {
+				r := svc.Reals[rk]
+				r.Position = i + 1
+				svc.Reals[rk] = r
+			}
+		}
 		m.state[memKey(k)] = svc
 	}
 	return m
@@ -189,7 +204,11 @@ func (m *MemKernel) AddReal(k lvs.ServiceKey, rk lvs.RealKey, r Real) error {
 	if !unicast(rk.Addr) {
 		return syscall.EINVAL
 	}
-	svc.Reals[rk] = Real{Weight: r.Weight, Forward: r.Forward, UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold}
+	for k, o := range svc.Reals {
+		o.Position++
+		svc.Reals[k] = o
+	}
+	svc.Reals[rk] = Real{Weight: r.Weight, Forward: r.Forward, UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, Position: 1}
 	return nil
 }
 
@@ -219,10 +238,17 @@ func (m *MemKernel) DelReal(k lvs.ServiceKey, rk lvs.RealKey) error {
 	if !ok {
 		return syscall.ESRCH
 	}
-	if _, ok := svc.Reals[rk]; !ok {
+	gone, ok := svc.Reals[rk]
+	if !ok {
 		return syscall.ENOENT
 	}
 	delete(svc.Reals, rk)
+	for k, o := range svc.Reals {
+		if o.Position > gone.Position {
+			o.Position--
+			svc.Reals[k] = o
+		}
+	}
 	return nil
 }
 

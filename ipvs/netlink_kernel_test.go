@@ -8,6 +8,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/internal/ipvsread"
 	"github.com/lvs-sync/lvs-sync/ipvs"
+	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
 func openKernel(tb testing.TB) *ipvsread.Netlink {
@@ -24,5 +25,16 @@ func openKernel(tb testing.TB) *ipvsread.Netlink {
 // the kernel through moby/ipvs, the tests' independent reader: what
 // MemKernel answers, the kernel answers.
 func TestNetlinkContract(t *testing.T) {
-	ipvs.KernelContractInVM(t, func(t *testing.T) ipvs.Kernel { return openKernel(t) })
+	ipvs.KernelContractInVM(t, func(t *testing.T) ipvs.Kernel { return openKernel(t) }, procOrder)
+}
+
+// procOrder is the kernel's order of a service's reals as /proc/net/ip_vs
+// lists them.
+func procOrder(t *testing.T, k lvs.ServiceKey) []lvs.RealKey {
+	t.Helper()
+	reals, err := ipvsread.ProcOrder(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reals
 }

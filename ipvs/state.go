@@ -38,6 +38,12 @@ type Real struct {
 	UpperThreshold, LowerThreshold uint32
 	// Connection counts, as read from the kernel; never part of equality.
 	ActiveConns, InactiveConns int
+	// Position is the real's place in the kernel's list of the service's
+	// destinations, 1 at the head, as read from the kernel; 0 for a real
+	// that was not read from one (a desired real). Like the connection
+	// counts it is an observation, never part of equality: only mh and sh
+	// build their table from the list (see order.go).
+	Position int
 }
 
 // Check refuses, before anything reaches the kernel, a real that some

@@ -133,7 +133,7 @@ func TestStatusAndExplain(t *testing.T) {
 		"TCP  10.10.10.61:80 wlc",
 		"shop (shop)",
 		"  -> 10.10.10.61:80         Masq    1      0          0         fallback",
-		"TCP  10.99.0.1:80 sh",
+		"TCP  10.99.0.1:80 sh fingerprint 480f640ce796", // as the README shows it
 		"(foreign: not lvs-sync's)",
 		"  -> 10.99.1.1:80           Route   7",
 	} {

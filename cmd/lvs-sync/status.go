@@ -177,6 +177,10 @@ func printStatus(w io.Writer, st status.View, live bool) {
 		if s.OnePacket {
 			flags += " ops"
 		}
+		if ipvs.OrderMatters(s.Scheduler) {
+			// What directors of an all-active tier must agree on.
+			flags += " fingerprint " + s.Fingerprint
+		}
 		head := fmt.Sprintf("%-4s %s %s%s", strings.ToUpper(s.Protocol), s.Address, s.Scheduler, flags)
 		label := "(foreign: not lvs-sync's)"
 		switch {

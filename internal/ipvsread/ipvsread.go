@@ -126,7 +126,7 @@ func (n *Netlink) Reals(k lvs.ServiceKey) (map[lvs.RealKey]ipvs.Real, error) {
 		return nil, err
 	}
 	reals := make(map[lvs.RealKey]ipvs.Real, len(dsts))
-	for _, d := range dsts {
+	for i, d := range dsts { // in the kernel's list order
 		addr, ok := netip.AddrFromSlice(d.Address)
 		if !ok {
 			continue
@@ -138,6 +138,7 @@ func (n *Netlink) Reals(k lvs.ServiceKey) (map[lvs.RealKey]ipvs.Real, error) {
 			LowerThreshold: d.LowerThreshold,
 			ActiveConns:    d.ActiveConnections,
 			InactiveConns:  d.InactiveConnections,
+			Position:       i + 1,
 		}
 	}
 	return reals, nil

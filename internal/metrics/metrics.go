@@ -11,6 +11,7 @@ package metrics
 
 import (
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ type Metrics struct {
 	realsDesired    *prometheus.GaugeVec
 	realsApplied    *prometheus.GaugeVec
 	realsByState    *prometheus.GaugeVec
+	fingerprint     *prometheus.GaugeVec
 	foreignServices prometheus.Gauge
 	conflicts       prometheus.Gauge
 	filtered        *prometheus.GaugeVec
@@ -69,6 +71,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Real servers in the kernel after the last successful sync, by virtual service."}, []string{"virtual_service"}),
 		realsByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals",
 			Help: "Real servers by virtual service and state: serving, quiesced, draining, fallback, held (vanished with too many others)."}, []string{"virtual_service", "state"}),
+		fingerprint: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_table_fingerprint",
+			Help: "A 48-bit hash of what decides the virtual service's table (scheduler, flags, reals in the kernel's order with their weights) after the last successful sync: equal on every director that maps a flow to the same real."}, []string{"virtual_service"}),
 		foreignServices: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_foreign_services",
 			Help: "Virtual services in the kernel that lvs-sync does not own, seen at the last full sync."}),
 		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_conflicts",
@@ -86,7 +90,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		Help: "A constant 1, labelled with lvs-sync's version and Go version."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	reg.MustRegister(m.catalogQueries, m.catalogErrors, m.catalogIndex, m.applyLatency, m.kernelOps, m.syncs,
-		m.realsDesired, m.realsApplied, m.realsByState, m.foreignServices, m.conflicts, m.filtered, m.configReloads, m.draining,
+		m.realsDesired, m.realsApplied, m.realsByState, m.fingerprint, m.foreignServices, m.conflicts, m.filtered, m.configReloads, m.draining,
 		m.lastSyncSuccess, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -161,6 +165,7 @@ func (m *Metrics) SawTable(table ipvs.State, in status.Input, full, ok bool) {
 		m.realsDesired.Reset()
 		if ok {
 			m.realsApplied.Reset()
+			m.fingerprint.Reset()
 		}
 		clear(m.drainingBy)
 	}
@@ -184,6 +189,11 @@ func (m *Metrics) SawTable(table ipvs.State, in status.Input, full, ok bool) {
 		m.realsDesired.WithLabelValues(v.Name).Set(float64(desired))
 		if ok {
 			m.realsApplied.WithLabelValues(v.Name).Set(float64(len(v.Reals)))
+			// 48 bits: exact in a float64, so that an alert can compare
+			// directors with max != min by virtual_service.
+			if f, err := strconv.ParseUint(v.Fingerprint, 16, 48); err == nil {
+				m.fingerprint.WithLabelValues(v.Name).Set(float64(f))
+			}
 		}
 	}
 	total := 0

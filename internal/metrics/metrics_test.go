@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -61,5 +62,59 @@ virtual_service "web" {
 	}
 	if got := testutil.ToFloat64(m.lastSyncSuccess); got != 1 {
 		t.Errorf("lvs_sync_last_sync_success = %v, want 1", got)
+	}
+}
+
+// TestFingerprint: lvs_sync_table_fingerprint is the fingerprint that
+// /v1/status shows of the kernel's table once the sync is applied, exact
+// in the gauge, so an alert can compare it across directors; a failed
+// sync leaves the last applied one.
+func TestFingerprint(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+virtual_service "web" {
+  address         = "10.0.0.1:80"
+  forwarding      = "gate"
+  scheduler       = "mh"
+  scheduler_flags = ["mh-port"]
+}
+`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}
+	reals := map[lvs.RealKey]ipvs.Real{}
+	for i := range 5 {
+		reals[lvs.RealKey{Addr: netip.AddrFrom4([4]byte{10, 1, 0, byte(9 - i)}), Port: 80}] = ipvs.Real{Weight: 1 + i%2, Forward: lvs.Route}
+	}
+	desired := ipvs.State{web: {Scheduler: "mh", Flags: uint32(lvs.SchedFlag2), Netmask: 0xffffffff, Reals: reals}}
+	in := status.Input{Config: cfg, Owns: func(lvs.ServiceKey) bool { return true }, Desired: &render.Result{State: desired}}
+
+	// The kernel after the sync, as /v1/status reads it.
+	kernel := ipvs.NewMemKernel(ipvs.State{})
+	if res := ipvs.Apply(kernel, ipvs.Diff(desired, ipvs.State{}, nil), nil); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	current, err := ipvs.Read(kernel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := status.Services(current, in)[0].Fingerprint
+
+	m := New(prometheus.NewRegistry(), "test")
+	m.SawTable(desired, in, true, true)
+	got := uint64(testutil.ToFloat64(m.fingerprint.WithLabelValues("web")))
+	if fmt.Sprintf("%012x", got) != shown || got == 0 {
+		t.Errorf("lvs_sync_table_fingerprint = %012x, /v1/status shows %s", got, shown)
+	}
+
+	changed := desired.Clone()
+	changed[web].Reals[lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.5"), Port: 80}] = ipvs.Real{Weight: 7, Forward: lvs.Route}
+	m.SawTable(changed, in, true, false)
+	if again := uint64(testutil.ToFloat64(m.fingerprint.WithLabelValues("web"))); again != got {
+		t.Errorf("a failed sync changed the gauge from %012x to %012x", got, again)
+	}
+	m.SawTable(changed, in, true, true)
+	if again := uint64(testutil.ToFloat64(m.fingerprint.WithLabelValues("web"))); again == got {
+		t.Errorf("another weight, the same fingerprint %012x", got)
 	}
 }

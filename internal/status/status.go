@@ -93,8 +93,13 @@ type ServiceView struct {
 	Foreign       bool   `json:"foreign"`
 	// Conflict is a service the config names but lvs-sync did not make:
 	// left untouched unless the virtual service says adopt = true.
-	Conflict bool       `json:"conflict,omitempty"`
-	Reals    []RealView `json:"reals"`
+	Conflict bool `json:"conflict,omitempty"`
+	// Fingerprint is ipvs.Service.Fingerprint as 12 hex digits: a hash of
+	// the scheduler, the flags and the reals with their weights, in the
+	// kernel's order for mh and sh. Directors whose fingerprints agree map
+	// a flow to the same real: compare them across an all-active tier.
+	Fingerprint string     `json:"fingerprint"`
+	Reals       []RealView `json:"reals"`
 }
 
 // RealView is one real server of a service.
@@ -104,6 +109,10 @@ type RealView struct {
 	Weight        int    `json:"weight"`
 	ActiveConns   int    `json:"active_conns"`
 	InactiveConns int    `json:"inactive_conns"`
+	// Position is the real's place in the kernel's list of the service's
+	// reals, 1 at the head (mh and sh build their table from it); 0 when
+	// the view is not of a table read from the kernel.
+	Position int `json:"position,omitempty"`
 	// The connection thresholds, ipvsadm's -x and -y; 0 is none.
 	UpperThreshold uint32 `json:"upper_threshold,omitempty"`
 	LowerThreshold uint32 `json:"lower_threshold,omitempty"`
@@ -269,7 +278,7 @@ func State(source render.Source, weight int) string {
 // kernelService describes a kernel service with nothing of lvs-sync's.
 func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 	// A firewall mark is protocol "fwm" (ldirectord's word) at "fwmark:N".
-	out := ServiceView{Key: k.String(), Protocol: "fwm", Scheduler: svc.Scheduler, Address: k.String()}
+	out := ServiceView{Key: k.String(), Protocol: "fwm", Scheduler: svc.Scheduler, Address: k.String(), Fingerprint: svc.Fingerprint().String()}
 	if k.FWMark == 0 {
 		out.Protocol = k.Protocol.String()
 		out.Address = lvs.RealKey{Addr: k.Addr, Port: k.Port}.String()
@@ -283,7 +292,7 @@ func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 		r := svc.Reals[rk]
 		out.Reals = append(out.Reals, RealView{
 			Address: rk.String(), Forwarding: r.Forward.String(), Weight: r.Weight,
-			ActiveConns: r.ActiveConns, InactiveConns: r.InactiveConns,
+			ActiveConns: r.ActiveConns, InactiveConns: r.InactiveConns, Position: r.Position,
 			UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold,
 		})
 	}

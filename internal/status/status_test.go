@@ -91,3 +91,34 @@ func TestServicesShowTheOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesShowTheFingerprint: the view carries each service's
+// fingerprint and each real's place in the kernel's list; for mh the
+// kernel's order changes the fingerprint, for wlc it does not.
+func TestServicesShowTheFingerprint(t *testing.T) {
+	web := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}
+	a, b := lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.1"), Port: 80}, lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.2"), Port: 80}
+	in := Input{Owns: func(lvs.ServiceKey) bool { return false }}
+	view := func(sched string, headA bool) ServiceView {
+		posA, posB := 2, 1
+		if headA {
+			posA, posB = 1, 2
+		}
+		kernel := ipvs.State{web: {Scheduler: sched, Reals: map[lvs.RealKey]ipvs.Real{
+			a: {Weight: 1, Forward: lvs.Route, Position: posA}, b: {Weight: 1, Forward: lvs.Route, Position: posB}}}}
+		return Services(kernel, in)[0]
+	}
+	canonical := view("mh", false)
+	if len(canonical.Fingerprint) != 12 || canonical.Fingerprint != (&ipvs.Service{Scheduler: "mh", Reals: map[lvs.RealKey]ipvs.Real{a: {Weight: 1}, b: {Weight: 1}}}).Fingerprint().String() {
+		t.Errorf("fingerprint %q, want the desired service's", canonical.Fingerprint)
+	}
+	if canonical.Reals[0].Address != a.String() || canonical.Reals[0].Position != 2 || canonical.Reals[1].Position != 1 {
+		t.Errorf("reals %+v, want 10.1.0.1:80 at 2, 10.1.0.2:80 at 1", canonical.Reals)
+	}
+	if other := view("mh", true); other.Fingerprint == canonical.Fingerprint {
+		t.Errorf("mh: another order in the kernel, the same fingerprint %s", other.Fingerprint)
+	}
+	if x, y := view("wlc", true), view("wlc", false); x.Fingerprint != y.Fingerprint {
+		t.Errorf("wlc: the kernel's order changed the fingerprint: %s, %s", x.Fingerprint, y.Fingerprint)
+	}
+}

@@ -275,7 +275,10 @@ func (c *Client) Service(k lvs.ServiceKey) (*ipvs.Service, error) {
 }
 
 // Reals lists the real servers of one service: one dump. A service that
-// is not there has none, as the kernel answers.
+// is not there has none, as the kernel answers. The dump walks the
+// service's list of destinations (ip_vs_genl_dump_dests), so each real's
+// Position is its place in that list, which mh and sh build their table
+// from (ipvs/order.go).
 func (c *Client) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
 	reals := map[lvs.RealKey]Real{}
 	af := family(k.Addr)
@@ -284,6 +287,7 @@ func (c *Client) Reals(k lvs.ServiceKey) (map[lvs.RealKey]Real, error) {
 		if err != nil {
 			return err
 		}
+		r.Position = len(reals) + 1
 		reals[rk] = r
 		return nil
 	})

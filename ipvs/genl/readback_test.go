@@ -286,6 +286,11 @@ func TestReadBack(t *testing.T) {
 			if g := got[k]; g == nil || !g.Equal(w) || !mapsEqual(g.Reals, w.Reals) {
 				t.Errorf("%s: read %+v, want %+v", k, g, w)
 			}
+			// Written by one plan, the reals are in the canonical order,
+			// and the client reads the kernel's.
+			if order, ok := ipvs.KernelOrder(got[k].Reals); !ok || !slices.Equal(order, ipvs.CanonicalOrder(w.Reals)) {
+				t.Errorf("%s: the client reads the order %v (known: %v), want %v", k, order, ok, ipvs.CanonicalOrder(w.Reals))
+			}
 		}
 	})
 }
@@ -306,12 +311,18 @@ func mobyFind(svcs []*mobyipvs.Service, k lvs.ServiceKey) *mobyipvs.Service {
 	return nil
 }
 
+// mapsEqual compares the reals a client read with the wanted ones, their
+// place in the kernel's list aside where the wanted one has none.
 func mapsEqual[K comparable](a, b map[K]ipvs.Real) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for k, v := range a {
-		if w, ok := b[k]; !ok || v != w {
+		w, ok := b[k]
+		if w.Position == 0 {
+			v.Position = 0
+		}
+		if !ok || v != w {
 			return false
 		}
 	}
