@@ -29,13 +29,16 @@ import (
 // of loss with sloppy_tcp=0 must break downloads.
 
 // ecmpCases are the cases' names, in the order they run.
-var ecmpCases = []string{"announce", "spread", "consistent", "loss", "graceful", "join", "crash", "naive"}
+var ecmpCases = []string{"announce", "spread", "consistent", "loss", "graceful", "join", "crash", "anchor", "naive"}
 
 // ecmpTier is the three directors of the run. Their lvs-sync outlives each
 // case: it is stopped when the whole test ends (t is TestECMP's).
 type ecmpTier struct {
 	t    *testing.T
 	dirs [3]*ecmpDirector
+	// loss is what case loss saw, for anchor's comparison (nil if it
+	// did not run).
+	loss *lossRun
 }
 
 func (tr *ecmpTier) start(i int) error {
@@ -117,10 +120,11 @@ func TestECMP(t *testing.T) {
 	t.Run("announce", func(t *testing.T) { ecmpAnnounce(t, announced) })
 	t.Run("spread", func(t *testing.T) { ecmpSpread(t) })
 	t.Run("consistent", func(t *testing.T) { ecmpConsistent(t, tr) })
-	t.Run("loss", func(t *testing.T) { ecmpLoss(t) })
+	t.Run("loss", func(t *testing.T) { tr.loss = ecmpLoss(t) })
 	t.Run("graceful", func(t *testing.T) { ecmpGraceful(t, tr) })
 	t.Run("join", func(t *testing.T) { ecmpJoin(t, tr) })
 	t.Run("crash", func(t *testing.T) { ecmpCrash(t, tr) })
+	t.Run("anchor", func(t *testing.T) { ecmpAnchor(t, tr.loss) })
 	t.Run("naive", func(t *testing.T) { ecmpNaive(t) })
 }
 
@@ -523,15 +527,16 @@ func cutUnderDownloads(t *testing.T) (lossRun, bool) {
 // ecmpLoss: the director carrying the most of 24 slow downloads is cut off
 // the segment in their middle: every download completes, and no new
 // connection started later than the hold time after the cut fails.
-func ecmpLoss(t *testing.T) {
+func ecmpLoss(t *testing.T) *lossRun {
 	r, ok := cutUnderDownloads(t)
 	if !ok {
 		ecmpLine(t, "loss", false, "error=not-three-next-hops")
-		return
+		return nil
 	}
 	w := r.probes
 	pass := r.started && r.leftOK && r.completed == ecmpDownloads && w.downtime >= 0 && w.lastFail <= ecmpHold && r.backOK
 	ecmpLine(t, "loss", pass, r.kv()...)
+	return &r
 }
 
 // ecmpNaive is the control that proves loss can fail: the same cut with
@@ -669,4 +674,55 @@ func ecmpCrash(t *testing.T, tr *ecmpTier) {
 		fmt.Sprintf("downloads=%d", ecmpDownloads), fmt.Sprintf("completed=%d", completed), fmt.Sprintf("resets=%d", resets),
 		fmt.Sprintf("route_left_ms=%d", left.Milliseconds()), fmt.Sprintf("probes=%d", w.probes), fmt.Sprintf("probes_failed=%d", w.failed),
 		fmt.Sprintf("gap_ms=%d", max(w.downtime, 0).Milliseconds()), fmt.Sprintf("rejoined_ms=%d", back.Milliseconds()))
+}
+
+// ecmpAnchor runs loss's failure on the active/standby pair (the HA
+// topology, lvs-sync's ha block): the same 24 slow downloads, established
+// and in the standby's table through the kernel's sync daemon, then the
+// active's link cut, as the HA cases cut it. It prints the pair's figures
+// beside the tier's from loss (ecmp_…); it passes when the takeover
+// happened and was measured: it is a comparison, not a bar.
+func ecmpAnchor(t *testing.T, loss *lossRun) {
+	p := startHAPair(t, "ecmp-anchor", haService)
+	if p == nil {
+		ecmpLine(t, "anchor", false, "variant=pair", "error=no-pair")
+		return
+	}
+	pr := startProber(haVIP)
+	defer pr.end()
+	sby := p.sby().ns
+	before, err := establishedFrom(sby)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dls []*haDownload
+	for i := 0; i < ecmpDownloads; i++ {
+		dls = append(dls, startHADownload(haVIP, ecmpDownloadMS))
+	}
+	// Established, and synced to the standby (the kernel syncs a
+	// connection at its third packet, then about every 50 packets).
+	synced := waitUntil(10*time.Second, func() bool {
+		now, err := establishedFrom(sby)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for from := range now {
+			if !before[from] {
+				n++
+			}
+		}
+		return n >= ecmpDownloads
+	})
+	w, took := p.takeover(t, pr, false)
+	completed, resets := waitDownloads(t, dls)
+	setLink(t, haDirs[1-p.active].bridgePort, true)
+	kv := []string{"variant=pair", fmt.Sprintf("synced=%v", synced), fmt.Sprintf("downloads=%d", ecmpDownloads),
+		fmt.Sprintf("completed=%d", completed), fmt.Sprintf("resets=%d", resets),
+		fmt.Sprintf("probes_failed=%d", w.failed), fmt.Sprintf("downtime_ms=%d", w.downtime.Milliseconds())}
+	if loss != nil {
+		kv = append(kv, fmt.Sprintf("ecmp_completed=%d", loss.completed), fmt.Sprintf("ecmp_resets=%d", loss.resets),
+			fmt.Sprintf("ecmp_probes_failed=%d", loss.probes.failed), fmt.Sprintf("ecmp_downtime_ms=%d", loss.probes.downtime.Milliseconds()))
+	}
+	ecmpLine(t, "anchor", took, kv...)
 }
