@@ -208,7 +208,11 @@ func (l *lvsSync) stop(t testing.TB, sig syscall.Signal) {
 	select {
 	case <-l.done:
 	case <-time.After(10 * time.Second):
-		t.Fatalf("lvs-sync did not stop on %v", sig)
+		// Killed, not left running: a stray lvs-sync would hold the
+		// next test's lock, API port or VIP, and fail it too.
+		_ = l.cmd.Process.Kill()
+		<-l.done
+		t.Fatalf("lvs-sync did not stop on %v (killed)", sig)
 	}
 }
 

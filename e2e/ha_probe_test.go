@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,9 +42,12 @@ const (
 	probeTimeout = 300 * time.Millisecond
 )
 
-func startProber(vip string) *prober {
+func startProber(vip string) *prober { return startProberIn("hacl", vip) }
+
+// startProberIn probes the VIP from the client namespace ns.
+func startProberIn(ns, vip string) *prober {
 	p := &prober{stop: make(chan struct{})}
-	c := haClient(probeTimeout)
+	c := nsClient(ns, probeTimeout)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -159,25 +164,34 @@ func (w window) String() string {
 
 // haDownload is a slow download across a takeover.
 type haDownload struct {
-	done  chan struct{}
+	done chan struct{}
+	// got counts the parts received so far; parts is all of them, once
+	// done.
+	got   atomic.Int32
 	parts int
 	err   error
 }
 
 // startHADownload fetches /slow?ms=ms from the VIP on a connection of its
 // own: ten parts, one every ms/10.
-func startHADownload(vip string, ms int) *haDownload {
+func startHADownload(vip string, ms int) *haDownload { return startDownloadIn("hacl", vip, ms) }
+
+// startDownloadIn is startHADownload from the client namespace ns.
+func startDownloadIn(ns, vip string, ms int) *haDownload {
 	d := &haDownload{done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		resp, err := haClient(time.Duration(ms)*time.Millisecond + 20*time.Second).Get(fmt.Sprintf("http://%s/slow?ms=%d", vip, ms))
+		resp, err := nsClient(ns, time.Duration(ms)*time.Millisecond+20*time.Second).Get(fmt.Sprintf("http://%s/slow?ms=%d", vip, ms))
 		if err != nil {
 			d.err = err
 			return
 		}
 		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		d.parts, d.err = strings.Count(string(b), "\n"), err
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			d.got.Add(1)
+		}
+		d.parts, d.err = int(d.got.Load()), sc.Err()
 	}()
 	return d
 }

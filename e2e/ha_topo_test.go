@@ -264,13 +264,17 @@ func withVIP(t *testing.T) []string {
 
 // haClient is an HTTP client in the client namespace, one connection a
 // request, each request bounded by timeout.
-func haClient(timeout time.Duration) *http.Client {
+func haClient(timeout time.Duration) *http.Client { return nsClient("hacl", timeout) }
+
+// nsClient is an HTTP client in the namespace ns, one connection a
+// request, each request bounded by timeout.
+func nsClient(ns string, timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return inNamespace("hacl", func() (net.Conn, error) {
+				return inNamespace(ns, func() (net.Conn, error) {
 					return (&net.Dialer{Timeout: timeout}).DialContext(ctx, network, addr)
 				})
 			},

@@ -158,13 +158,17 @@ func guestFailures(console string, binaries []string) []string {
 
 // guestEnv is the guest tests' environment: the host's Consul (and the
 // server Consul with its control endpoint), and LVS_SYNC_HA_TIMINGS when
-// set (the HA cases' ha block timings).
+// set (the HA cases' ha block timings), and LVS_SYNC_ECMP_STANDIN when set
+// (BIRD announces for the ECMP tier's directors, not lvs-sync's bgp block).
 func guestEnv(agent, server *testconsul.Agent, control, controlToken string) map[string]string {
 	env := map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr),
 		"LVS_CONSUL_SERVER": vmtest.GuestAddr(server.HTTPAddr),
 		"LVS_TEST_CONTROL":  vmtest.GuestAddr(control), "LVS_TEST_CONTROL_TOKEN": controlToken}
 	if v := os.Getenv("LVS_SYNC_HA_TIMINGS"); v != "" {
 		env["LVS_SYNC_HA_TIMINGS"] = v
+	}
+	if v := os.Getenv("LVS_SYNC_ECMP_STANDIN"); v != "" {
+		env["LVS_SYNC_ECMP_STANDIN"] = v
 	}
 	return env
 }

@@ -10,7 +10,9 @@
 # anchor, added to a finished stage that lacks it (marker .keepalived); and
 # the extras of issue 14 (marker .extras-1): the sctp, ip6_tunnel and
 # nf_tables modules and nftables' nft, for SCTP, IPv6 ipip and firewall-mark
-# traffic, added to a finished stage the same way.
+# traffic, added to a finished stage the same way; and BIRD 2 (marker
+# .bird2): Debian's bird2, the bird daemon and birdc, with their libraries,
+# the ECMP router (and stand-in speakers) of the all-active tests.
 #
 # The kernel is whatever linux-image-amd64 depends on (the package lists
 # are refreshed first when they are a day old, or before a new stage: a
@@ -25,8 +27,8 @@
 #                kernel.build  the kernel's version line (uname -r, the
 #                              Debian version: "6.1.0-57-amd64 Debian 6.1.192-3")
 #                root/         the initramfs base: busybox, ip, ipvsadm,
-#                              keepalived, nft, their libraries, the modules and
-#                              modules.dep
+#                              keepalived, nft, bird and birdc, their libraries,
+#                              the modules and modules.dep
 #                modules.load  the modules to load at boot, in order
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -141,6 +143,29 @@ stage_keepalived() {
 	touch "$stage/.keepalived"
 }
 
+# BIRD 2 (the ECMP tests' router, Debian's bird2: the bird daemon and
+# birdc) and the closure of its libraries (libssh brings kerberos').
+# Multipath routes need no module: Debian's kernel has
+# CONFIG_IP_ROUTE_MULTIPATH built in (fib_multipath_hash_policy).
+bird_pkgs="bird2 libc6 libreadline8 libtinfo6 libssh-gcrypt-4 libgcrypt20 libgpg-error0 zlib1g
+	libgssapi-krb5-2 libkrb5-3 libk5crypto3 libcom-err2 libkrb5support0 libkeyutils1"
+stage_bird() {
+	local bp=$stage/bird-pkgs bin
+	log "staging bird2 into $stage"
+	rm -rf "$bp"
+	mkdir -p "$bp/debs" "$bp/root" "$stage/root/sbin" "$stage/root/lib64" "$stage/root/lib/x86_64-linux-gnu"
+	# shellcheck disable=SC2086 # a list of names
+	(cd "$bp/debs" && apt-get download -qq $bird_pkgs 2>&1 | grep -v unsandboxed >&2 || true)
+	for deb in "$bp"/debs/*.deb; do dpkg -x "$deb" "$bp/root"; done
+	for bin in bird birdc; do
+		[ -x "$bp/root/usr/sbin/$bin" ] || { log "no $bin in the downloaded bird2 package"; exit 1; }
+		cp "$bp/root/usr/sbin/$bin" "$stage/root/sbin/$bin"
+		copy_libs "$stage/root/sbin/$bin" "$bp/root" "$stage/root"
+	done
+	rm -rf "$bp"
+	touch "$stage/.bird2"
+}
+
 # Modules, from the kernel package unpacked in $pk into $root: add_mod NAME
 # copies the module and, from each depends=, what it needs, and appends
 # them to order (the boot's load order) unless seen.
@@ -192,6 +217,7 @@ stage_extras() {
 if [ -f "$stage/.done" ]; then
 	[ -f "$stage/.keepalived" ] || stage_keepalived
 	[ -f "$stage/.extras-1" ] || stage_extras
+	[ -f "$stage/.bird2" ] || stage_bird
 	describe_kernel
 	echo "$stage"
 	exit 0
@@ -235,6 +261,7 @@ printf '%s\n' "${order[@]}" >"$stage/modules.load"
 echo "$kver" >"$stage/kernel.release"
 rm -rf "$stage/debs" "$stage/pkgroot"
 stage_keepalived
+stage_bird
 touch "$stage/.extras-1" "$stage/.done"
 log "staged kernel $kver with ${#order[@]} modules"
 describe_kernel
