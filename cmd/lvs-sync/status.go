@@ -185,9 +185,9 @@ func printStatus(w io.Writer, st status.View, live bool) {
 		label := "(foreign: not lvs-sync's)"
 		switch {
 		case s.Conflict:
-			label = fmt.Sprintf("%s (%s) (conflict: made by someone else, left untouched; adopt = true takes it over)", s.Name, s.ConsulService)
+			label = fmt.Sprintf("%s (%s) (conflict: made by someone else, left untouched; adopt = true takes it over)", s.Name, serviceLabel(s))
 		case s.Name != "":
-			label = fmt.Sprintf("%s (%s)", s.Name, s.ConsulService)
+			label = fmt.Sprintf("%s (%s)", s.Name, serviceLabel(s))
 		case !s.Foreign:
 			label = ""
 		}
@@ -307,11 +307,24 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// serviceLabel names a service's catalog service: Consul's by its name,
+// Nomad's as such.
+func serviceLabel(s status.ServiceView) string {
+	if s.NomadService != "" {
+		return "nomad: " + s.NomadService
+	}
+	return s.ConsulService
+}
+
 func printExplanation(w io.Writer, ex status.Explanation) {
-	fmt.Fprintf(w, "virtual_service %q: %s, Consul service %q, forwarding %s, scheduler %s\n",
-		ex.Name, ex.Key, ex.ConsulService, ex.Forwarding, ex.Scheduler)
+	catalogName, service := "Consul", ex.ConsulService
+	if ex.NomadService != "" {
+		catalogName, service = "Nomad", ex.NomadService
+	}
+	fmt.Fprintf(w, "virtual_service %q: %s, %s service %q, forwarding %s, scheduler %s\n",
+		ex.Name, ex.Key, catalogName, service, ex.Forwarding, ex.Scheduler)
 	if len(ex.Instances) == 0 {
-		fmt.Fprintln(w, "\nConsul has no instance of it.")
+		fmt.Fprintf(w, "\n%s has no instance of it.\n", catalogName)
 	}
 	for _, in := range ex.Instances {
 		state := "OUT"

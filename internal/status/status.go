@@ -87,8 +87,11 @@ type ServiceView struct {
 	OnePacket bool `json:"ops,omitempty"`
 	// Name is the config label; empty, with Foreign, for a service
 	// lvs-sync does not own.
-	Name          string `json:"name,omitempty"`
+	Name string `json:"name,omitempty"`
+	// ConsulService or NomadService is the virtual service's service, by
+	// the catalog it is in (its provider).
 	ConsulService string `json:"consul_service,omitempty"`
+	NomadService  string `json:"nomad_service,omitempty"`
 	Forwarding    string `json:"forwarding,omitempty"`
 	Foreign       bool   `json:"foreign"`
 	// Conflict is a service the config names but lvs-sync did not make:
@@ -127,12 +130,15 @@ type RealView struct {
 	Changed       time.Time     `json:"changed,omitzero"`
 }
 
-// Explanation is why each instance of a virtual service's Consul service
-// is in, out, or at its weight.
+// Explanation is why each instance of a virtual service's catalog
+// service is in, out, or at its weight.
 type Explanation struct {
-	Name          string         `json:"name"`
-	Key           string         `json:"key"`
+	Name string `json:"name"`
+	Key  string `json:"key"`
+	// ConsulService is the service of a Consul virtual service; "" for a
+	// Nomad one, whose NomadService names it.
 	ConsulService string         `json:"consul_service"`
+	NomadService  string         `json:"nomad_service,omitempty"`
 	Forwarding    string         `json:"forwarding"`
 	Scheduler     string         `json:"scheduler"`
 	Instances     []InstanceView `json:"instances"`
@@ -210,7 +216,8 @@ func (in Input) service(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 		out.Foreign = whose == ipvs.Foreign
 		return out
 	}
-	out.Name, out.ConsulService, out.Forwarding = vs.Name, vs.Service, vs.Forwarding.String()
+	out.Name, out.Forwarding = vs.Name, vs.Forwarding.String()
+	out.ConsulService, out.NomadService = byProvider(vs)
 	if whose == ipvs.Conflict {
 		out.Conflict = true
 		return out // not lvs-sync's: nothing it decided applies
@@ -299,11 +306,20 @@ func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 	return out
 }
 
+// byProvider is the virtual service's service as Consul's or as Nomad's.
+func byProvider(vs *config.VirtualService) (consulService, nomadService string) {
+	if vs.Provider == config.ProviderNomad {
+		return "", vs.Service
+	}
+	return vs.Service, ""
+}
+
 // Explain tells why each instance of a virtual service is where it is;
 // kernel is the service as the kernel has it, nil if it has not.
 func Explain(vs *config.VirtualService, kernel *ipvs.Service, in Input) Explanation {
 	k := vs.Key()
-	ex := Explanation{Name: vs.Name, Key: k.String(), ConsulService: vs.Service, Forwarding: vs.Forwarding.String(), Scheduler: vs.Scheduler}
+	ex := Explanation{Name: vs.Name, Key: k.String(), Forwarding: vs.Forwarding.String(), Scheduler: vs.Scheduler}
+	ex.ConsulService, ex.NomadService = byProvider(vs)
 	var reals []RealView
 	if kernel != nil {
 		reals = in.service(k, kernel).Reals
