@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,7 +16,10 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
+	"github.com/lvs-sync/lvs-sync/internal/daemon"
+	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
+	"github.com/lvs-sync/lvs-sync/ipvs"
 )
 
 // fakeNomad stands in for catalog/nomad's Source where a test is about
@@ -280,5 +284,75 @@ virtual_service "web" {
 	// "" keeps a catalog's running source.
 	if kept := c.withTokens("", "nomad-new").(*catalogs); kept.consul != c.consul {
 		t.Error("a reload with no consul token made a new consul source")
+	}
+}
+
+// TestDaemonWatchesBothCatalogs: the daemon, given run's catalogs, keeps
+// the kernel in step with a real Consul's web and Nomad's web at once,
+// each in its own virtual service; and the token it holds for the pair
+// is Consul's.
+func TestDaemonWatchesBothCatalogs(t *testing.T) {
+	agent := testconsul.Start(t)
+	withFakeNomad(t, map[string]*catalog.Service{"web": nomadWeb("10.2.0.11", "10.2.0.12")})
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+consul {
+  address = %q
+}
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}
+virtual_service "web-nomad" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+  service    = "web"
+  provider   = "nomad"
+}
+`, agent.HTTPAddr)), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := newCatalogs(cfg, true, func(string) string { return "" }, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src = src.withTokens("consul-token", "").(*catalogs) // the pair's token, as a reload gives it
+	kernel := ipvstest.New(ipvs.State{})
+	d, err := daemon.New(daemon.Options{Config: cfg, Source: src, Kernel: kernel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	reals := func(vip string) []string {
+		var out []string
+		for k, svc := range kernel.State() {
+			if k.Addr.String() == vip {
+				for rk := range svc.Reals {
+					out = append(out, rk.String())
+				}
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web1", Name: "web", Address: "10.1.0.11", Port: 80}, api.HealthPassing)
+	waitUntil(t, "both catalogs' reals in the kernel", func() bool {
+		return slices.Equal(reals("10.10.10.60"), []string{"10.1.0.11:80"}) &&
+			slices.Equal(reals("10.10.10.61"), []string{"10.2.0.11:80", "10.2.0.12:80"})
+	})
+	// A change in Consul reaches its virtual service alone.
+	agent.Register(t, &api.AgentServiceRegistration{ID: "web2", Name: "web", Address: "10.1.0.12", Port: 80}, api.HealthPassing)
+	waitUntil(t, "consul's new instance in the kernel", func() bool {
+		return slices.Equal(reals("10.10.10.60"), []string{"10.1.0.11:80", "10.1.0.12:80"})
+	})
+	if got := reals("10.10.10.61"); !slices.Equal(got, []string{"10.2.0.11:80", "10.2.0.12:80"}) {
+		t.Errorf("nomad's virtual service has %v after a consul change", got)
+	}
+	if d.Token() != "consul-token" {
+		t.Errorf("the daemon's token (the pair's) is %q, want consul's", d.Token())
 	}
 }
