@@ -31,6 +31,12 @@ variable "version" {
   default     = "1"
 }
 
+variable "command" {
+  description = "The server to run; it must answer HTTP on $NOMAD_PORT_http."
+  type        = string
+  default     = "python3"
+}
+
 job "web-nomad" {
   datacenters = var.datacenters
   type        = "service"
@@ -71,7 +77,7 @@ job "web-nomad" {
       driver = "raw_exec"
 
       config {
-        command = "python3"
+        command = var.command
         args    = ["-m", "http.server", "$${NOMAD_PORT_http}"]
       }
 
