@@ -164,7 +164,7 @@ func printStatus(w io.Writer, st status.View, live bool) {
 			fmt.Fprintf(w, "  %s\n", p)
 		}
 	}
-	fmt.Fprintf(w, "%-42s %s\n", "Prot LocalAddress:Port Scheduler Flags", "Virtual service (Consul service)")
+	fmt.Fprintf(w, "%-42s %s\n", "Prot LocalAddress:Port Scheduler Flags", "Virtual service (catalog service)")
 	fmt.Fprintf(w, "  -> %-22s %-7s %-6s %-10s %-9s %s\n", "RemoteAddress:Port", "Forward", "Weight", "ActiveConn", "InActConn", "Node / Instance / Health / Weight source")
 	for _, s := range st.Services {
 		flags := ""
