@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/catalog/consul"
+	"github.com/lvs-sync/lvs-sync/catalog/nomad"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 )
@@ -24,8 +24,8 @@ type nomadSource interface {
 }
 
 // nomadConn is how to reach Nomad: the config's nomad block over the
-// NOMAD_* environment, as the nomad CLI reads it. It is catalog/nomad's
-// Options but the logger.
+// NOMAD_* environment, as the nomad CLI reads it: catalog/nomad's Options
+// that the config sets.
 type nomadConn struct {
 	Address, Token, Namespace, Region            string
 	CACert, ClientCert, ClientKey, TLSServerName string
@@ -33,9 +33,16 @@ type nomadConn struct {
 	MaxConnections                               int
 }
 
-// newNomadSource makes the Nomad source (nomad_source.go: catalog/nomad's).
-var newNomadSource = func(nomadConn, hclog.Logger) (nomadSource, error) {
-	return nil, errors.New("this build of lvs-sync has no nomad source")
+// newNomadSource makes the Nomad source: catalog/nomad's; tests put a
+// fake in its place.
+var newNomadSource = func(c nomadConn, log hclog.Logger) (nomadSource, error) {
+	src, err := nomad.NewSource(nomad.Options{Address: c.Address, Token: c.Token, Namespace: c.Namespace, Region: c.Region,
+		CACert: c.CACert, ClientCert: c.ClientCert, ClientKey: c.ClientKey, TLSServerName: c.TLSServerName,
+		SkipVerify: c.SkipVerify, MaxConnections: c.MaxConnections, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("nomad at %s: %w", c.Address, err)
+	}
+	return src, nil
 }
 
 // Defaults of the nomad block where the environment says nothing either.

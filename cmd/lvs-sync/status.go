@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/internal/status"
@@ -316,6 +318,22 @@ func serviceLabel(s status.ServiceView) string {
 	return s.ConsulService
 }
 
+// failingChecks names the checks that are not passing, for the health
+// line: what took the instance out. Consul calls a good check passing,
+// Nomad success.
+func failingChecks(checks []catalog.Check) string {
+	var names []string
+	for _, c := range checks {
+		if c.Status != string(catalog.Passing) && c.Status != "success" {
+			names = append(names, fmt.Sprintf("%q %s", cmp.Or(c.Name, c.CheckID), c.Status))
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return " (failing: " + strings.Join(names, ", ") + ")"
+}
+
 func printExplanation(w io.Writer, ex status.Explanation) {
 	catalogName, service := "Consul", ex.ConsulService
 	if ex.NomadService != "" {
@@ -332,7 +350,10 @@ func printExplanation(w io.Writer, ex status.Explanation) {
 			state = fmt.Sprintf("IN as real %s, weight %d", in.Real, in.Weight)
 		}
 		fmt.Fprintf(w, "\ninstance %s on node %s (%s:%d): %s\n", in.ID, in.Node, in.Address, in.Port, state)
-		fmt.Fprintf(w, "  health: %s\n", in.Health)
+		if in.Allocation != "" {
+			fmt.Fprintf(w, "  allocation: %s\n", in.Allocation)
+		}
+		fmt.Fprintf(w, "  health: %s%s\n", in.Health, failingChecks(in.Checks))
 		if len(in.Checks) > 0 {
 			fmt.Fprintln(w, "  checks:")
 			for _, c := range in.Checks {

@@ -147,18 +147,20 @@ type Explanation struct {
 	Others []RealView `json:"others,omitempty"`
 }
 
-// InstanceView is one Consul instance and what lvs-sync made of it.
+// InstanceView is one catalog instance and what lvs-sync made of it.
 type InstanceView struct {
-	Node    string          `json:"node"`
-	ID      string          `json:"id"`
-	Address string          `json:"address"`
-	Port    int             `json:"port"`
-	Health  string          `json:"health"`
-	Checks  []catalog.Check `json:"checks"`
-	In      bool            `json:"in"`
-	Real    string          `json:"real,omitempty"`
-	Weight  int             `json:"weight"`
-	Rule    string          `json:"rule"`
+	Node string `json:"node"`
+	ID   string `json:"id"`
+	// Allocation is a Nomad instance's allocation ID; "" for Consul's.
+	Allocation string          `json:"allocation,omitempty"`
+	Address    string          `json:"address"`
+	Port       int             `json:"port"`
+	Health     string          `json:"health"`
+	Checks     []catalog.Check `json:"checks"`
+	In         bool            `json:"in"`
+	Real       string          `json:"real,omitempty"`
+	Weight     int             `json:"weight"`
+	Rule       string          `json:"rule"`
 	// Warning is a caveat about a real that is in as it is: a gate or
 	// ipip port that is not the virtual port.
 	Warning string `json:"warning,omitempty"`
@@ -337,7 +339,7 @@ func Explain(vs *config.VirtualService, kernel *ipvs.Service, in Input) Explanat
 		for _, dec := range in.Desired.Decisions[vs.Name] {
 			i := dec.Instance
 			iv := InstanceView{
-				Node: i.Node, ID: i.ID, Address: i.Address, Port: i.Port, Health: string(i.Status), Checks: i.Checks,
+				Node: i.Node, ID: i.ID, Allocation: i.Allocation, Address: i.Address, Port: i.Port, Health: string(i.Status), Checks: i.Checks,
 				In: dec.In, Weight: dec.Weight, Rule: dec.Rule.String(), Warning: dec.Warning,
 			}
 			if in.ChangedAt != nil {
