@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/internal/daemon"
 	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/internal/metrics"
+	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 	"github.com/lvs-sync/lvs-sync/internal/testenv"
 	"github.com/lvs-sync/lvs-sync/internal/testnomad"
 	"github.com/lvs-sync/lvs-sync/ipvs"
@@ -174,4 +176,80 @@ virtual_service "web" {
 		t.Errorf("explain:\n%s", out)
 	}
 	t.Logf("explain:\n%s", out)
+}
+
+// TestRunWithNomadAlone runs the built binary, `lvs-sync run -dry-run`,
+// on a config of Nomad services alone against a real Nomad agent, with
+// CONSUL_HTTP_ADDR at a listener that counts connections: `lvs-sync
+// status` shows the three allocations' reals, and Consul was never
+// contacted.
+func TestRunWithNomadAlone(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatalf("the example job serves HTTP with python3, which is not on PATH: %v", err)
+	}
+	iface, addr := testnomad.HostInterface(t)
+	agent := testnomad.StartWith(t, "", testnomad.Options{NetworkInterface: iface})
+	if code, out := agent.CLI(t, "job", "run", "-detach", "-var", "command="+python, webNomadJob(t)); code != 0 {
+		t.Fatalf("nomad job run: exit %d\n%s", code, out)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "lvs-sync")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/lvs-sync/lvs-sync/cmd/lvs-sync").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/lvs-sync: %v\n%s", err, out)
+	}
+	consulAddr, consulConns := refusedListener(t)
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", testconsul.FreePorts(t, 1)[0])
+	cfg := writeConfig(t, fmt.Sprintf(`
+api {
+  address = %q
+}
+nomad {
+  address = %q
+}
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "masq"
+  tags       = ["prod"]
+  provider   = "nomad"
+}
+`, apiAddr, agent.Addr))
+	logPath := filepath.Join(dir, "run.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(bin, "run", "-dry-run", "-config", cfg)
+	cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR="+consulAddr)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := <-exited; err != nil {
+			t.Errorf("lvs-sync run: %v", err)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("lvs-sync run's log:\n%s", b)
+		}
+	}()
+	var out string
+	testenv.WaitFor(t, "status shows the three allocations' reals", 90*time.Second, func() bool {
+		var code int
+		code, out, _ = cli("status", "-api", apiAddr)
+		return code == 0 && strings.Count(out, "-> "+addr.String()+":") == 3
+	})
+	if n := consulConns.Load(); n != 0 {
+		t.Errorf("lvs-sync run connected to consul %d times for a config of nomad services alone", n)
+	}
+	if !strings.Contains(out, "web (nomad: web)") {
+		t.Errorf("status does not name the nomad service:\n%s", out)
+	}
+	t.Logf("status:\n%s", out)
 }
