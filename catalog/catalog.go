@@ -1,8 +1,9 @@
 // Package catalog is the neutral model of what lvs-sync balances: services,
 // their instances with a typed health, and complete snapshots of them; and
-// Source, the interface through which the daemon watches a catalog. It
-// knows nothing of Consul: catalog/consul is one Source. It imports only
-// the standard library.
+// Source, the interface through which the daemon watches a catalog; and
+// Combined, one Source over several (Consul's and Nomad's). It knows
+// nothing of Consul or Nomad: catalog/consul and catalog/nomad are each
+// one Source. It imports only the standard library.
 package catalog
 
 import (

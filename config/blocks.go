@@ -85,6 +85,7 @@ type rawVS struct {
 	UpperThreshold  *int     `hcl:"upper_threshold,optional"`
 	LowerThreshold  *int     `hcl:"lower_threshold,optional"`
 	Service         *string  `hcl:"service,optional"`
+	Provider        *string  `hcl:"provider,optional"`
 	Tags            []string `hcl:"tags,optional"`
 	Quiescent       *bool    `hcl:"quiescent,optional"`
 	Adopt           *bool    `hcl:"adopt,optional"`
@@ -291,6 +292,7 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 		Name:         rv.Name,
 		Scheduler:    DefaultScheduler,
 		Service:      rv.Name,
+		Provider:     DefaultProvider,
 		Tags:         rv.Tags,
 		Quiescent:    rv.Quiescent != nil && *rv.Quiescent,
 		Adopt:        rv.Adopt != nil && *rv.Adopt,
@@ -328,8 +330,19 @@ func decodeVS(rv *rawVS) (*VirtualService, hcl.Diagnostics) {
 	if rv.Service != nil {
 		vs.Service = *rv.Service
 	}
-	if err := validServiceName(vs.Service); err != nil {
-		diags = append(diags, at.errorf("service", "Invalid Consul service name", "%s", err))
+	providerOK := true
+	if rv.Provider != nil {
+		if vs.Provider, err = parseProvider(*rv.Provider); err != nil {
+			diags = append(diags, at.errorf("provider", "Invalid provider", "%s", err))
+			providerOK = false
+		}
+	}
+	if err := validProviderService(vs.Provider, vs.Service); err != nil && providerOK {
+		kind := "Consul"
+		if vs.Provider == ProviderNomad {
+			kind = "Nomad"
+		}
+		diags = append(diags, at.errorf("service", "Invalid "+kind+" service name", "%s", err))
 	}
 	for _, t := range vs.Tags {
 		if t == "" {

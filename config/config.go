@@ -1,7 +1,7 @@
-// Package config reads lvs-sync's HCL configuration: the Consul connection,
-// the director's own settings and the virtual services to keep in the
-// kernel. Every problem found is reported, each with its file, line, column
-// and field, as hcl.Diagnostics.
+// Package config reads lvs-sync's HCL configuration: the Consul and Nomad
+// connections, the director's own settings and the virtual services to
+// keep in the kernel. Every problem found is reported, each with its file,
+// line, column and field, as hcl.Diagnostics.
 //
 // It is the first stage of the pipeline config → catalog → render → ipvs and
 // knows nothing of the later ones: it may import the standard library,
@@ -15,7 +15,8 @@
 // reading files and ordering diagnostics, decode.go and blocks.go the HCL
 // schema and the decoding of each block, values.go the parsing and
 // validation of single values, diagnostics.go how problems are shown,
-// bgp.go the bgp block and what an all-active tier warns of.
+// bgp.go the bgp block and what an all-active tier warns of, nomad.go the
+// nomad block, a virtual service's provider and its catalog key.
 package config
 
 import (
@@ -33,7 +34,10 @@ import (
 
 // Config is a validated lvs-sync configuration.
 type Config struct {
-	Consul   Consul
+	Consul Consul
+	// Nomad is the nomad block; its zero value (no block) is the NOMAD_*
+	// environment's defaults.
+	Nomad    Nomad
 	Director Director
 	API      API
 	// LogLevel and LogJSON, when set, are the default of run's -log-level
@@ -143,8 +147,8 @@ type HA struct {
 	DeclRange hcl.Range
 }
 
-// VirtualService is one IPVS virtual service and the Consul service whose
-// healthy instances are its real servers.
+// VirtualService is one IPVS virtual service and the catalog service
+// (Consul's, or Nomad's) whose healthy instances are its real servers.
 type VirtualService struct {
 	Name string
 	// Protocol and Address are what the service balances; for a
@@ -178,9 +182,14 @@ type VirtualService struct {
 	// unless its instance's Consul meta lvs-upper-threshold or
 	// lvs-lower-threshold says otherwise. 0 is none.
 	UpperThreshold, LowerThreshold uint32
-	Service                        string
-	Tags                           []string
-	Quiescent                      bool
+	// Service is the service's name in its provider's catalog; CatalogKey
+	// is its name in a snapshot.
+	Service string
+	// Provider is the catalog Service is registered in: ProviderConsul
+	// (the default) or ProviderNomad.
+	Provider  string
+	Tags      []string
+	Quiescent bool
 	// Adopt lets lvs-sync take over a virtual service at this address that
 	// the kernel already has and lvs-sync did not make; without it such a
 	// service is a conflict, left untouched.
@@ -224,12 +233,13 @@ func (c *Config) VirtualServiceAt(k lvs.ServiceKey) *VirtualService {
 	return c.index.byKey[k]
 }
 
-// Services lists the Consul service of every virtual service, in order;
-// a service two virtual services share is listed twice.
+// Services lists the catalog key (CatalogKey) of every virtual service's
+// service, in order: what a source watches; a service two virtual
+// services share is listed twice.
 func (c *Config) Services() []string {
 	names := make([]string, 0, len(c.VirtualServices))
 	for _, vs := range c.VirtualServices {
-		names = append(names, vs.Service)
+		names = append(names, vs.CatalogKey())
 	}
 	return names
 }
@@ -359,8 +369,8 @@ const (
 
 // NeedsRestart names the settings that differ in next and that a running
 // lvs-sync cannot take on a reload: the API listener, the state file, the
-// VIP link, the Consul connection (but its token_file, re-read on every
-// reload) and the logger. A reload applies the rest and logs these.
+// VIP link, the Consul and Nomad connections (but their token_files,
+// re-read on every reload) and the logger. A reload applies the rest and logs these.
 func (c *Config) NeedsRestart(next *Config) []string {
 	var names []string
 	check := func(name string, changed bool) {
@@ -384,6 +394,16 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	check("consul.cert_file", c.Consul.CertFile != next.Consul.CertFile)
 	check("consul.key_file", c.Consul.KeyFile != next.Consul.KeyFile)
 	check("consul.server_name", c.Consul.ServerName != next.Consul.ServerName)
+	n, m := c.Nomad, next.Nomad
+	check("nomad.address", n.Address != m.Address)
+	check("nomad.namespace", n.Namespace != m.Namespace)
+	check("nomad.region", n.Region != m.Region)
+	check("nomad.max_connections", n.MaxConnections != m.MaxConnections)
+	check("nomad.ca_cert", n.CACert != m.CACert)
+	check("nomad.client_cert", n.ClientCert != m.ClientCert)
+	check("nomad.client_key", n.ClientKey != m.ClientKey)
+	check("nomad.tls_server_name", n.TLSServerName != m.TLSServerName)
+	check("nomad.skip_verify", (n.SkipVerify == nil) != (m.SkipVerify == nil) || n.SkipVerify != nil && *n.SkipVerify != *m.SkipVerify)
 	return names
 }
 

@@ -74,7 +74,7 @@ virtual_service "shop" {
 	want := VirtualService{
 		Name: "web", Protocol: lvs.TCP, Address: netip.MustParseAddrPort("10.10.10.60:80"),
 		Scheduler: "wlc", Forwarding: lvs.Route, Persistence: 300 * time.Second,
-		Service: "web", Tags: []string{"prod"},
+		Service: "web", Provider: "consul", Tags: []string{"prod"},
 		Fallback:     Fallback{Addr: netip.MustParseAddrPort("10.9.9.9:80")},
 		DrainTimeout: 30 * time.Second, OnWarning: "serve", MaxRemoval: DefaultMaxRemoval, RemovalHold: 10 * time.Second,
 	}
@@ -84,7 +84,7 @@ virtual_service "shop" {
 	// Defaults: scheduler wlc, service = label, no persistence.
 	wantDNS := VirtualService{
 		Name: "dns", Protocol: lvs.UDP, Address: netip.MustParseAddrPort("[2001:db8::53]:53"),
-		Scheduler: "wlc", Forwarding: lvs.Masq, Service: "dns",
+		Scheduler: "wlc", Forwarding: lvs.Masq, Service: "dns", Provider: "consul",
 		Fallback:     Fallback{Addr: netip.MustParseAddrPort("[2001:db8::9]:5353")},
 		DrainTimeout: 30 * time.Second, OnWarning: "serve", MaxRemoval: DefaultMaxRemoval, RemovalHold: 10 * time.Second,
 	}

@@ -19,6 +19,7 @@ type rawFile struct {
 	LogJSON         *bool          `hcl:"log_json,optional"`
 	API             []*rawAPI      `hcl:"api,block"`
 	Consul          []*rawConsul   `hcl:"consul,block"`
+	Nomad           []*rawNomad    `hcl:"nomad,block"`
 	Director        []*rawDirector `hcl:"director,block"`
 	VirtualServices []*rawVS       `hcl:"virtual_service,block"`
 }
@@ -34,7 +35,7 @@ func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 		Director: Director{ReconcileInterval: DefaultReconcileInterval, StateFile: DefaultStateFile},
 		API:      API{Address: DefaultAPIAddress, ConsulUnreachableAfter: DefaultConsulUnreachable},
 	}
-	var consulAt, directorAt, apiAt *hcl.Range
+	var consulAt, nomadAt, directorAt, apiAt *hcl.Range
 	var vss []declared
 	for _, body := range bodies {
 		content, d := body.Content(fileSchema)
@@ -50,6 +51,9 @@ func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 			case "consul":
 				rc := rawConsul{DefRange: blk.DefRange}
 				diags = append(diags, decodeOnce(blk, &consulAt, &rc, &rc.Remain, decodeConsul, &cfg.Consul)...)
+			case "nomad":
+				rn := rawNomad{DefRange: blk.DefRange}
+				diags = append(diags, decodeOnce(blk, &nomadAt, &rn, &rn.Remain, decodeNomad, &cfg.Nomad)...)
 			case "director":
 				rd := rawDirector{DefRange: blk.DefRange}
 				diags = append(diags, decodeOnce(blk, &directorAt, &rd, &rd.Remain, decodeDirector, &cfg.Director)...)
@@ -75,11 +79,12 @@ func decode(bodies []hcl.Body) (*Config, hcl.Diagnostics) {
 	diags = append(diags, checkUnique(cfg.VirtualServices)...)
 	diags = append(diags, checkMarkVIPs(cfg)...)
 	diags = append(diags, checkBGP(cfg, vss)...)
+	diags = append(diags, checkConsulForHA(cfg)...)
 	return cfg, diags
 }
 
-// decodeOnce decodes a block that may appear only once (consul, director,
-// api) into raw, then validates it into *into. A second such block is
+// decodeOnce decodes a block that may appear only once (consul, nomad,
+// director, api) into raw, then validates it into *into. A second such block is
 // reported, pointing at the first, whose position *seen keeps.
 func decodeOnce[R, T any](blk *hcl.Block, seen **hcl.Range, raw *R, remain *hcl.Body,
 	validate func(*R) (T, hcl.Diagnostics), into *T) hcl.Diagnostics {

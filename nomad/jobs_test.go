@@ -35,7 +35,7 @@ import (
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
-var jobFiles = []string{"lvs-sync.nomad.hcl", "realserver.nomad.hcl", "../examples/web.nomad.hcl"}
+var jobFiles = []string{"lvs-sync.nomad.hcl", "realserver.nomad.hcl", "../examples/web.nomad.hcl", "../examples/web-nomad.nomad.hcl"}
 
 // jobVars are the variables each job needs to validate and plan.
 func jobVars(file string) []string {

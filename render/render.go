@@ -142,7 +142,7 @@ func Update(prev Result, cfg *config.Config, snap catalog.Snapshot, h History, c
 			continue
 		}
 		res.Rendered = append(res.Rendered, vs.Name)
-		r := renderService(vs, snap.Instances(vs.Service), h)
+		r := renderService(vs, snap.Instances(vs.CatalogKey()), h)
 		res.State[key], res.Origins[key], res.Decisions[vs.Name] = r.svc, r.origins, r.decisions
 		if !r.next.IsZero() {
 			res.next[vs.Name] = r.next
@@ -319,7 +319,7 @@ func (c candidate) server(vs *config.VirtualService, in *catalog.Instance, note 
 // snapshot restore or a renamed service does not empty the pool. It tells
 // whether a held real serves.
 func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origins map[lvs.RealKey]Origin, decisions *[]Decision, out *rendered) (serving bool) {
-	if vs.RemovalHold <= 0 || len(h.Vanished[vs.Service]) == 0 {
+	if vs.RemovalHold <= 0 || len(h.Vanished[vs.CatalogKey()]) == 0 {
 		return false
 	}
 	present := make(map[InstanceKey]bool, len(*decisions))
@@ -358,7 +358,7 @@ func holdVanished(vs *config.VirtualService, h History, svc *ipvs.Service, origi
 	// first, and takes in the vanishings it counted; one that does not
 	// leaves the next vanishing to start its own. Split over any number of
 	// updates, a mass removal is still one.
-	vanishings := h.Vanished[vs.Service]
+	vanishings := h.Vanished[vs.CatalogKey()]
 	for i := 0; i < len(vanishings); i++ {
 		first := vanishings[i]
 		until := first.At.Add(vs.RemovalHold)

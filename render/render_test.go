@@ -117,6 +117,28 @@ virtual_service "web6" {
 			}},
 		},
 		{
+			// The same name in both catalogs is two services: each
+			// virtual service takes its provider's, by its catalog key.
+			name: "nomad-and-consul-web",
+			config: `virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}
+virtual_service "web-nomad" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+  service    = "web"
+  provider   = "nomad"
+}`,
+			services: map[string][]*catalog.Instance{"web": {
+				inst("consul-n1", "10.1.0.11", 80, "passing"),
+			}, "nomad/web": {
+				inst("nomad-n1", "10.2.0.11", 80, "passing"),
+				inst("nomad-n2", "10.2.0.12", 80, "passing", "w=3/1"),
+				inst("nomad-n3", "10.2.0.13", 80, "critical"),
+			}},
+		},
+		{
 			name: "weights-by-status",
 			config: `virtual_service "web" {
   address    = "10.10.10.60:80"

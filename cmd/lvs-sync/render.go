@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -21,7 +22,7 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
 	withCatalog := fs.Bool("catalog", false, "also read the catalog once and warn about each instance render would leave out or change, "+
 		"or keep at a port it does not listen on (gate and ipip)")
-	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for Consul, with -catalog")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the catalogs (Consul, Nomad), with -catalog")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -77,7 +78,7 @@ func renderCatalog(name string, args []string, stderr io.Writer) (*rendered, int
 	fs := newFlagSet(name, commands()[name].synopsis, stderr)
 	path := fs.String("config", "", "config `PATH`: a file, or a directory of *.hcl files (required)")
 	level := fs.String("log-level", "warn", "log `LEVEL`: trace, debug, info, warn or error")
-	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for Consul")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the catalogs (Consul, Nomad)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return nil, code
 	}
@@ -94,16 +95,17 @@ func renderCatalog(name string, args []string, stderr io.Writer) (*rendered, int
 	return &rendered{cfg: cfg, res: res, log: log}, 0
 }
 
-// readAndRender reads the catalog once and renders it; it logs why not.
+// readAndRender reads the catalogs the config's services are in once
+// (only those: a config of Nomad services never asks Consul) and renders
+// them; it logs why not.
 func readAndRender(cfg *config.Config, log hclog.Logger, timeout time.Duration) (render.Result, bool) {
-	client, err := newConsulClient(cfg.Consul)
+	src, err := newCatalogs(cfg, false, os.Getenv, log)
 	if err != nil {
-		log.Error("cannot set up the consul client", "error", err)
+		log.Error("cannot set up the catalogs", "error", err)
 		return render.Result{}, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})
 	snap, err := src.Fetch(ctx, cfg.Services())
 	if err != nil {
 		log.Error("cannot read the catalog", "error", err)

@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/lvs-sync/lvs-sync/catalog/consul"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/fallback"
 	"github.com/lvs-sync/lvs-sync/ha"
@@ -45,9 +44,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		startStandby(cfg, log) // first of all
 	}
 
-	client, err := newConsulClient(cfg.Consul)
+	src, err := newCatalogs(cfg, true, os.Getenv, log)
 	if err != nil {
-		log.Error("cannot set up the consul client", "error", err)
+		log.Error("cannot set up the catalogs", "error", err)
 		return 1
 	}
 	stateFile := cfg.Director.StateFile
@@ -67,14 +66,14 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	checkAtStart(cfg, hostnet.ProcSys{}, *f.dryRun, log)
 	registry := prometheus.NewRegistry()
 	meters := metrics.New(registry, versionString())
-	src := consul.NewSource(client, consul.Options{Datacenter: cfg.Consul.Datacenter, MaxConnections: cfg.Consul.MaxConnections, Logger: log.Named("catalog")})
 	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: meters, Logger: log}
 	if !*f.dryRun {
 		defer withHost(&opts, cfg, log)()
 	}
 	// The pair's calls carry the token of the source the running config is
-	// watched through (the daemon's once it runs): one token holder, so
-	// that the pair's token changes with the config, as the catalog's.
+	// watched through (the daemon's once it runs; Consul's of the two
+	// catalogs): one token holder, so that the pair's token changes with
+	// the config, as the catalog's.
 	var d *daemon.Daemon
 	token := func() string {
 		if d == nil {
@@ -130,7 +129,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	reloader := &daemon.Reloader{Path: *f.path, Running: cfg, Adjust: f.over, Daemon: d,
-		WithToken: func(t string) daemon.Source { return src.WithToken(t) }, Metrics: meters, Log: log}
+		WithTokens: src.withTokens, Metrics: meters, Log: log}
 	defer reloadOn(ctx, *f.path, *f.autoreload, reloader.Reload)()
 
 	log.Info("starting", "version", versionString(), "config", *f.path, "pid", os.Getpid())

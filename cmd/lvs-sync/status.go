@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/ownership"
 	"github.com/lvs-sync/lvs-sync/internal/status"
@@ -164,7 +166,7 @@ func printStatus(w io.Writer, st status.View, live bool) {
 			fmt.Fprintf(w, "  %s\n", p)
 		}
 	}
-	fmt.Fprintf(w, "%-42s %s\n", "Prot LocalAddress:Port Scheduler Flags", "Virtual service (Consul service)")
+	fmt.Fprintf(w, "%-42s %s\n", "Prot LocalAddress:Port Scheduler Flags", "Virtual service (catalog service)")
 	fmt.Fprintf(w, "  -> %-22s %-7s %-6s %-10s %-9s %s\n", "RemoteAddress:Port", "Forward", "Weight", "ActiveConn", "InActConn", "Node / Instance / Health / Weight source")
 	for _, s := range st.Services {
 		flags := ""
@@ -185,9 +187,9 @@ func printStatus(w io.Writer, st status.View, live bool) {
 		label := "(foreign: not lvs-sync's)"
 		switch {
 		case s.Conflict:
-			label = fmt.Sprintf("%s (%s) (conflict: made by someone else, left untouched; adopt = true takes it over)", s.Name, s.ConsulService)
+			label = fmt.Sprintf("%s (%s) (conflict: made by someone else, left untouched; adopt = true takes it over)", s.Name, serviceLabel(s))
 		case s.Name != "":
-			label = fmt.Sprintf("%s (%s)", s.Name, s.ConsulService)
+			label = fmt.Sprintf("%s (%s)", s.Name, serviceLabel(s))
 		case !s.Foreign:
 			label = ""
 		}
@@ -307,11 +309,40 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// serviceLabel names a service's catalog service: Consul's by its name,
+// Nomad's as such.
+func serviceLabel(s status.ServiceView) string {
+	if s.NomadService != "" {
+		return "nomad: " + s.NomadService
+	}
+	return s.ConsulService
+}
+
+// failingChecks names the checks that are not passing, for the health
+// line: what took the instance out. Consul calls a good check passing,
+// Nomad success.
+func failingChecks(checks []catalog.Check) string {
+	var names []string
+	for _, c := range checks {
+		if c.Status != string(catalog.Passing) && c.Status != "success" {
+			names = append(names, fmt.Sprintf("%q %s", cmp.Or(c.Name, c.CheckID), c.Status))
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return " (failing: " + strings.Join(names, ", ") + ")"
+}
+
 func printExplanation(w io.Writer, ex status.Explanation) {
-	fmt.Fprintf(w, "virtual_service %q: %s, Consul service %q, forwarding %s, scheduler %s\n",
-		ex.Name, ex.Key, ex.ConsulService, ex.Forwarding, ex.Scheduler)
+	catalogName, service := "Consul", ex.ConsulService
+	if ex.NomadService != "" {
+		catalogName, service = "Nomad", ex.NomadService
+	}
+	fmt.Fprintf(w, "virtual_service %q: %s, %s service %q, forwarding %s, scheduler %s\n",
+		ex.Name, ex.Key, catalogName, service, ex.Forwarding, ex.Scheduler)
 	if len(ex.Instances) == 0 {
-		fmt.Fprintln(w, "\nConsul has no instance of it.")
+		fmt.Fprintf(w, "\n%s has no instance of it.\n", catalogName)
 	}
 	for _, in := range ex.Instances {
 		state := "OUT"
@@ -319,7 +350,10 @@ func printExplanation(w io.Writer, ex status.Explanation) {
 			state = fmt.Sprintf("IN as real %s, weight %d", in.Real, in.Weight)
 		}
 		fmt.Fprintf(w, "\ninstance %s on node %s (%s:%d): %s\n", in.ID, in.Node, in.Address, in.Port, state)
-		fmt.Fprintf(w, "  health: %s\n", in.Health)
+		if in.Allocation != "" {
+			fmt.Fprintf(w, "  allocation: %s\n", in.Allocation)
+		}
+		fmt.Fprintf(w, "  health: %s%s\n", in.Health, failingChecks(in.Checks))
 		if len(in.Checks) > 0 {
 			fmt.Fprintln(w, "  checks:")
 			for _, c := range in.Checks {

@@ -87,7 +87,7 @@ func (g *aclGuard) frozen(cfg *config.Config) map[lvs.ServiceKey]bool {
 	}
 	var keys map[lvs.ServiceKey]bool
 	for _, vs := range cfg.VirtualServices {
-		if g.filtered[vs.Service] && g.lastGood[vs.Service] == nil {
+		if g.filtered[vs.CatalogKey()] && g.lastGood[vs.CatalogKey()] == nil {
 			if keys == nil {
 				keys = map[lvs.ServiceKey]bool{}
 			}

@@ -64,7 +64,7 @@ type watch struct {
 // is stopped.
 func (d *Daemon) startWatch(ctx context.Context, cfg *config.Config, src Source) *watch {
 	services := cfg.Services()
-	d.log.Info("watching consul", "services", strings.Join(services, ","), "virtual_services", len(cfg.VirtualServices))
+	d.log.Info("watching the catalog", "services", strings.Join(services, ","), "virtual_services", len(cfg.VirtualServices))
 	ctx, cancel := context.WithCancel(ctx)
 	return &watch{cfg: cfg, src: src, snaps: src.Watch(ctx, services, d), stop: cancel}
 }

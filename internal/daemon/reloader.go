@@ -23,11 +23,12 @@ type Reloader struct {
 	Running *config.Config
 	// Adjust puts over a config read what run's flags set (-api).
 	Adjust func(*config.Config) *config.Config
-	// WithToken is the running source with another token, for a reload
-	// that reads a token_file: the token changes with the config, when it
-	// takes over, or not at all.
-	WithToken func(token string) Source
-	Daemon    interface {
+	// WithTokens is the running source with other tokens, for a reload
+	// that reads a token_file (consul's, nomad's, or both; "" keeps the
+	// running source's for that catalog): the tokens change with the
+	// config, when it takes over, or not at all.
+	WithTokens func(consul, nomad string) Source
+	Daemon     interface {
 		Reload(*config.Config, Source, string)
 	}
 	// Metrics counts the reloads rejected here; nil counts none.
@@ -60,14 +61,21 @@ func (r *Reloader) Reload(why string) {
 	default:
 		next = r.Adjust(next)
 		var src Source // the running one
-		if next.Consul.TokenFile != "" {
-			token, err := config.ReadTokenFile("consul", next.Consul.TokenFile)
+		var tokens [2]string
+		for i, f := range []struct{ block, path string }{{"consul", next.Consul.TokenFile}, {"nomad", next.Nomad.TokenFile}} {
+			if f.path == "" {
+				continue
+			}
+			token, err := config.ReadTokenFile(f.block, f.path)
 			if err != nil {
 				r.rejected()
 				log.Error("config reload rejected; the running config stays", "trigger", why, "error", err)
 				return
 			}
-			src = r.WithToken(token)
+			tokens[i] = token
+		}
+		if tokens != [2]string{} {
+			src = r.WithTokens(tokens[0], tokens[1])
 		}
 		for _, name := range r.Running.NeedsRestart(next) {
 			log.Warn("a changed setting takes effect only after a restart; the running value stays", "setting", name)

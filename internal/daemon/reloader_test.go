@@ -11,14 +11,23 @@ import (
 	"github.com/lvs-sync/lvs-sync/config"
 )
 
-// tokenSource is a catalog source and the token it carries.
+// tokenSource is a catalog source and the tokens it carries.
 type tokenSource struct {
 	Source
-	token string
+	token, nomadToken string
 }
 
-// withToken is s with another token, as consul.Source.WithToken.
-func (s *tokenSource) withToken(t string) Source { return &tokenSource{token: t} }
+// withTokens is s with other tokens, "" keeping s's, as cmd's catalogs.
+func (s *tokenSource) withTokens(consul, nomad string) Source {
+	n := &tokenSource{token: s.token, nomadToken: s.nomadToken}
+	if consul != "" {
+		n.token = consul
+	}
+	if nomad != "" {
+		n.nomadToken = nomad
+	}
+	return n
+}
 
 // pendingReloads is a daemon that takes no reload: the new config's
 // services never answer, and it gives the reload up.
@@ -56,7 +65,7 @@ virtual_service "web" {
 	running := &tokenSource{token: "old"}
 	d := &pendingReloads{}
 	r := &Reloader{Path: cfgPath, Running: cfg, Adjust: func(c *config.Config) *config.Config { return c },
-		WithToken: running.withToken, Daemon: d, Log: hclog.NewNullLogger()}
+		WithTokens: running.withTokens, Daemon: d, Log: hclog.NewNullLogger()}
 	if err := os.WriteFile(tokenFile, []byte("new\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +90,52 @@ virtual_service "web" {
 	r.Reload("SIGHUP")
 	if len(d.srcs) != 2 || d.srcs[1] != nil {
 		t.Errorf("a reload without token_file watches through %#v, want the running source (nil)", d.srcs[len(d.srcs)-1])
+	}
+}
+
+// TestReloadTakesNomadsTokenWithTheConfig: nomad's token_file is read
+// again on a reload as consul's is, and goes with the config; Consul's
+// token stays the running one's.
+func TestReloadTakesNomadsTokenWithTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "nomad.token")
+	cfgPath := filepath.Join(dir, "lvs-sync.hcl")
+	writeFile(t, cfgPath, fmt.Sprintf(`
+nomad {
+  token_file = %q
+}
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+  provider   = "nomad"
+}`, tokenFile))
+	writeFile(t, tokenFile, "old\n")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := &tokenSource{token: "consul", nomadToken: "old"}
+	d := &pendingReloads{}
+	r := &Reloader{Path: cfgPath, Running: cfg, Adjust: func(c *config.Config) *config.Config { return c },
+		WithTokens: running.withTokens, Daemon: d, Log: hclog.NewNullLogger()}
+	writeFile(t, tokenFile, "new\n")
+	r.Reload("SIGHUP")
+	if len(d.reqs) != 1 {
+		t.Fatalf("%d reloads handed to the daemon, want 1", len(d.reqs))
+	}
+	if running.nomadToken != "old" {
+		t.Errorf("the running source's nomad token is %q before the config took over, want %q", running.nomadToken, "old")
+	}
+	if src, ok := d.srcs[0].(*tokenSource); !ok || src.nomadToken != "new" || src.token != "consul" {
+		t.Errorf("the reload's source is %#v, want nomad token %q and consul's kept", d.srcs[0], "new")
+	}
+	// An unreadable token_file rejects the reload.
+	if err := os.Remove(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	r.Reload("SIGHUP")
+	if len(d.reqs) != 1 {
+		t.Errorf("a reload with an unreadable nomad token_file was handed to the daemon")
 	}
 }
 

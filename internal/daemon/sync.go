@@ -86,14 +86,14 @@ type round struct {
 }
 
 // render renders the desired state: of the virtual services of the
-// Consul services that changed (changed nil, or a full sync: of all),
+// catalog services that changed (changed nil, or a full sync: of all),
 // with the history of the instances; it logs once what render left out
 // or held.
 func (d *Daemon) render(r *round, snap catalog.Snapshot, changed map[string]bool) {
 	st := &d.state
 	var only func(*config.VirtualService) bool
 	if changed != nil && !r.t.Full() {
-		only = func(vs *config.VirtualService) bool { return changed[vs.Service] }
+		only = func(vs *config.VirtualService) bool { return changed[vs.CatalogKey()] }
 	}
 	if len(st.pagesDown) > 0 {
 		d.servePages(d.cfg) // try again

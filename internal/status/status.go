@@ -87,8 +87,11 @@ type ServiceView struct {
 	OnePacket bool `json:"ops,omitempty"`
 	// Name is the config label; empty, with Foreign, for a service
 	// lvs-sync does not own.
-	Name          string `json:"name,omitempty"`
+	Name string `json:"name,omitempty"`
+	// ConsulService or NomadService is the virtual service's service, by
+	// the catalog it is in (its provider).
 	ConsulService string `json:"consul_service,omitempty"`
+	NomadService  string `json:"nomad_service,omitempty"`
 	Forwarding    string `json:"forwarding,omitempty"`
 	Foreign       bool   `json:"foreign"`
 	// Conflict is a service the config names but lvs-sync did not make:
@@ -127,12 +130,15 @@ type RealView struct {
 	Changed       time.Time     `json:"changed,omitzero"`
 }
 
-// Explanation is why each instance of a virtual service's Consul service
-// is in, out, or at its weight.
+// Explanation is why each instance of a virtual service's catalog
+// service is in, out, or at its weight.
 type Explanation struct {
-	Name          string         `json:"name"`
-	Key           string         `json:"key"`
+	Name string `json:"name"`
+	Key  string `json:"key"`
+	// ConsulService is the service of a Consul virtual service; "" for a
+	// Nomad one, whose NomadService names it.
 	ConsulService string         `json:"consul_service"`
+	NomadService  string         `json:"nomad_service,omitempty"`
 	Forwarding    string         `json:"forwarding"`
 	Scheduler     string         `json:"scheduler"`
 	Instances     []InstanceView `json:"instances"`
@@ -141,18 +147,20 @@ type Explanation struct {
 	Others []RealView `json:"others,omitempty"`
 }
 
-// InstanceView is one Consul instance and what lvs-sync made of it.
+// InstanceView is one catalog instance and what lvs-sync made of it.
 type InstanceView struct {
-	Node    string          `json:"node"`
-	ID      string          `json:"id"`
-	Address string          `json:"address"`
-	Port    int             `json:"port"`
-	Health  string          `json:"health"`
-	Checks  []catalog.Check `json:"checks"`
-	In      bool            `json:"in"`
-	Real    string          `json:"real,omitempty"`
-	Weight  int             `json:"weight"`
-	Rule    string          `json:"rule"`
+	Node string `json:"node"`
+	ID   string `json:"id"`
+	// Allocation is a Nomad instance's allocation ID; "" for Consul's.
+	Allocation string          `json:"allocation,omitempty"`
+	Address    string          `json:"address"`
+	Port       int             `json:"port"`
+	Health     string          `json:"health"`
+	Checks     []catalog.Check `json:"checks"`
+	In         bool            `json:"in"`
+	Real       string          `json:"real,omitempty"`
+	Weight     int             `json:"weight"`
+	Rule       string          `json:"rule"`
 	// Warning is a caveat about a real that is in as it is: a gate or
 	// ipip port that is not the virtual port.
 	Warning string `json:"warning,omitempty"`
@@ -210,7 +218,8 @@ func (in Input) service(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 		out.Foreign = whose == ipvs.Foreign
 		return out
 	}
-	out.Name, out.ConsulService, out.Forwarding = vs.Name, vs.Service, vs.Forwarding.String()
+	out.Name, out.Forwarding = vs.Name, vs.Forwarding.String()
+	out.ConsulService, out.NomadService = byProvider(vs)
 	if whose == ipvs.Conflict {
 		out.Conflict = true
 		return out // not lvs-sync's: nothing it decided applies
@@ -299,11 +308,20 @@ func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 	return out
 }
 
+// byProvider is the virtual service's service as Consul's or as Nomad's.
+func byProvider(vs *config.VirtualService) (consulService, nomadService string) {
+	if vs.Provider == config.ProviderNomad {
+		return "", vs.Service
+	}
+	return vs.Service, ""
+}
+
 // Explain tells why each instance of a virtual service is where it is;
 // kernel is the service as the kernel has it, nil if it has not.
 func Explain(vs *config.VirtualService, kernel *ipvs.Service, in Input) Explanation {
 	k := vs.Key()
-	ex := Explanation{Name: vs.Name, Key: k.String(), ConsulService: vs.Service, Forwarding: vs.Forwarding.String(), Scheduler: vs.Scheduler}
+	ex := Explanation{Name: vs.Name, Key: k.String(), Forwarding: vs.Forwarding.String(), Scheduler: vs.Scheduler}
+	ex.ConsulService, ex.NomadService = byProvider(vs)
 	var reals []RealView
 	if kernel != nil {
 		reals = in.service(k, kernel).Reals
@@ -321,7 +339,7 @@ func Explain(vs *config.VirtualService, kernel *ipvs.Service, in Input) Explanat
 		for _, dec := range in.Desired.Decisions[vs.Name] {
 			i := dec.Instance
 			iv := InstanceView{
-				Node: i.Node, ID: i.ID, Address: i.Address, Port: i.Port, Health: string(i.Status), Checks: i.Checks,
+				Node: i.Node, ID: i.ID, Allocation: i.Allocation, Address: i.Address, Port: i.Port, Health: string(i.Status), Checks: i.Checks,
 				In: dec.In, Weight: dec.Weight, Rule: dec.Rule.String(), Warning: dec.Warning,
 			}
 			if in.ChangedAt != nil {
