@@ -20,6 +20,12 @@ help: ## list the targets
 build: ## build bin/lvs-sync (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lvs-sync ./cmd/lvs-sync
 
+.PHONY: package
+package: ## build bin/lvs-sync_<version>_amd64.deb (nfpm): the stripped static binary, a hardened systemd unit, /etc/lvs-sync/lvs-sync.hcl
+	@# Stripped (-s -w): Debian policy 10.1 wants installed binaries stripped.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o bin/package/lvs-sync ./cmd/lvs-sync
+	@scripts/package.sh
+
 .PHONY: consul
 consul: ## build the real Consul agent into $(LVS_SYNC_CACHE), once
 	@scripts/build-tool.sh consul >/dev/null
