@@ -38,6 +38,9 @@ nomad: ## build the real Nomad agent into $(LVS_SYNC_CACHE), once
 test: consul nomad vm-assets ## run every test: unit, real Consul and Nomad, and real traffic in a real kernel (VM)
 	@scripts/need.sh python3 python3 # the Nomad example job serves HTTP with it
 	@scripts/need.sh bird bird2 # the router bgp's tests announce to
+	@scripts/need.sh lintian lintian # the Debian package's test checks it
+	@scripts/need.sh systemd-analyze systemd # and verifies its unit
+	@scripts/deb-chroot.sh >/dev/null # and installs it into a Debian root
 	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) LVS_SYNC_NOMAD=$$(scripts/build-tool.sh nomad) \
 		LVS_SYNC_LDIRECTORD=$$(scripts/ldirectord.sh) \
 		$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)
