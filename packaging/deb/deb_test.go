@@ -228,9 +228,10 @@ esac
 			t.Errorf("started on a fresh install: systemctl %s", c)
 		}
 	}
-	head := strings.TrimSpace(runIn(t, testenv.RepoRoot(t), "git", "rev-parse", "--short", "HEAD"))
-	if v := in("/usr/bin/lvs-sync", "version"); !strings.HasPrefix(v, "lvs-sync ") || !strings.Contains(v, head) {
-		t.Errorf("lvs-sync version from /usr/bin: %q, want lvs-sync and commit %s", v, head)
+	// The version make package stamped: the Makefile's VERSION.
+	want := "lvs-sync " + strings.TrimSpace(runIn(t, testenv.RepoRoot(t), "git", "describe", "--tags", "--always", "--dirty")) + " ("
+	if v := in("/usr/bin/lvs-sync", "version"); !strings.HasPrefix(v, want) {
+		t.Errorf("lvs-sync version from /usr/bin: %q, want %q...", v, want)
 	}
 	if v := in("/usr/bin/lvs-sync", "validate", "-config", "/etc/lvs-sync"); !strings.Contains(v, "valid: 0 virtual services") {
 		t.Errorf("validate of the shipped config: %q", v)
