@@ -35,9 +35,10 @@ fi
 	echo " -- lvs-sync maintainers <maintainers@lvs-sync.example>  $(git log -1 --format=%cD 2>/dev/null || date -R)"
 } | gzip -9n >"$pkg_dir/changelog.gz"
 gzip -9n <README.md >"$pkg_dir/README.md.gz"
+scripts/deb-copyright.sh >"$pkg_dir/copyright"
 
 out=bin/lvs-sync_${version}_amd64.deb
-rm -f "$out"
+rm -f bin/lvs-sync_*_amd64.deb # one package in bin: this one
 # shellcheck source=scripts/lib.sh
 . "$here/scripts/lib.sh"
 # nfpm dates the package's files SOURCE_DATE_EPOCH: the commit's time.

@@ -236,6 +236,23 @@ esac
 	if v := in("/usr/bin/lvs-sync", "validate", "-config", "/etc/lvs-sync"); !strings.Contains(v, "valid: 0 virtual services") {
 		t.Errorf("validate of the shipped config: %q", v)
 	}
+	// Every module compiled into the binary has its paragraph in the
+	// copyright file.
+	copyright := string(mustRead(t, filepath.Join(root, "usr/share/doc/lvs-sync/copyright")))
+	mods := 0
+	for line := range strings.Lines(runIn(t, root, "go", "version", "-m", filepath.Join(root, "usr/bin/lvs-sync"))) {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "dep" {
+			continue
+		}
+		mods++
+		if !strings.Contains(copyright, "\nFiles: vendor/"+f[1]+"/*\n") {
+			t.Errorf("copyright: no paragraph for module %s %s", f[1], f[2])
+		}
+	}
+	if mods == 0 {
+		t.Error("go version -m lists no module in /usr/bin/lvs-sync")
+	}
 	// The commented examples are valid too, once uncommented.
 	conf := string(mustRead(t, filepath.Join(root, "etc/lvs-sync/lvs-sync.hcl")))
 	uncomment := regexp.MustCompile(`(?m)^# (virtual_service "|  [a-z]|\}$)`)
