@@ -41,6 +41,7 @@ test: consul nomad vm-assets ## run every test: unit, real Consul and Nomad, and
 	@scripts/need.sh lintian lintian # the Debian package's test checks it
 	@scripts/need.sh systemd-analyze systemd # and verifies its unit
 	@scripts/deb-chroot.sh >/dev/null # and installs it into a Debian root
+	@$(GO) -C tools/nfpm tool -n nfpm >/dev/null # and builds it with nfpm: built once here, not in its test's time
 	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) LVS_SYNC_NOMAD=$$(scripts/build-tool.sh nomad) \
 		LVS_SYNC_LDIRECTORD=$$(scripts/ldirectord.sh) \
 		$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)
