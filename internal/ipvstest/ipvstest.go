@@ -131,15 +131,21 @@ func (k *Kernel) SetConns(svc lvs.ServiceKey, rk lvs.RealKey, active, inactive i
 func (k *Kernel) SetStats(svc lvs.ServiceKey, rk lvs.RealKey, s ipvs.Stats) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	st := k.mem.State()
-	if st[svc] == nil {
+	// One service's reals, not a copy of the table: benchmarks set the
+	// counters of thousands of reals.
+	if _, err := k.mem.Service(svc); err != nil {
 		return fmt.Errorf("setting stats: no service %s", svc)
 	}
-	if _, ok := st[svc].Reals[rk]; !ok {
+	if reals, _ := k.mem.Reals(svc); !hasReal(reals, rk) {
 		return fmt.Errorf("setting stats: no real %s in %s", rk, svc)
 	}
 	k.stats[realOf{svc, rk}] = s
 	return nil
+}
+
+func hasReal(reals map[lvs.RealKey]ipvs.Real, rk lvs.RealKey) bool {
+	_, ok := reals[rk]
+	return ok
 }
 
 // SetServiceStats sets the traffic counters of a service itself (the
@@ -148,7 +154,7 @@ func (k *Kernel) SetStats(svc lvs.ServiceKey, rk lvs.RealKey, s ipvs.Stats) erro
 func (k *Kernel) SetServiceStats(svc lvs.ServiceKey, s ipvs.Stats) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.mem.State()[svc] == nil {
+	if _, err := k.mem.Service(svc); err != nil {
 		return fmt.Errorf("setting stats: no service %s", svc)
 	}
 	k.stats[realOf{svc: svc}] = s
