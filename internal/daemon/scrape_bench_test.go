@@ -17,7 +17,8 @@ import (
 // services × 10 reals, every one with counters, through the /metrics
 // handler: "read" reads the in-memory kernel's table at each scrape (the
 // first scrape of each second), "cached" is a scrape within the second
-// of another, served from the shared read. It counts the series too.
+// of another, served from the shared read. It reports the size of the
+// body too: 77,000 series (7 a virtual service, 7 a real).
 func BenchmarkScrape(b *testing.B) {
 	const n = 1000
 	kernel := ipvstest.New(ipvs.State{})
