@@ -59,6 +59,9 @@ virtual_service "web" {
 	m.SawConflicts(0)
 	m.SawFiltered([]string{"web"})
 	m.ConfigReload(true)
+	metrics.NewTraffic(reg, func() ([]status.ServiceView, error) {
+		return status.Services(table, status.Input{Config: cfg, Owns: func(lvs.ServiceKey) bool { return true }}), nil
+	})
 
 	families, err := reg.Gather()
 	if err != nil {
