@@ -333,8 +333,9 @@ func applyBatch(k BatchKernel, plan Plan, prog *progress.Reporter) ([]error, Pla
 
 // batchPiece is the most changes of a plan applyBatch sends in one
 // ApplyBatch: at tens of thousands of changes a second, a piece takes some
-// tens of milliseconds, so progress lines are on time, and the kernel
-// client still packs many changes into each sendmsg.
+// tens of milliseconds, so progress lines are on time. It is a multiple of
+// the 256 changes ipvs/genl packs into one sendmsg: the pieces cost no
+// extra sendmsg.
 const batchPiece = 1024
 
 func isRealOp(kind OpKind) bool { return kind == AddReal || kind == UpdateReal || kind == DeleteReal }
