@@ -154,7 +154,8 @@ func (r Result) Err() error {
 // real alone, and the service's other reals, leaving ones included, are
 // still changed; a service that could not be added skips its reals, which
 // cannot be added to nothing. Every failure is logged, and the other
-// services are applied. On a BatchKernel the whole plan is sent at once.
+// services are applied. On a BatchKernel the plan is sent in batches of
+// up to 1024 changes (batchPiece).
 //
 // Each change is logged at INFO; above summariseAbove changes, at DEBUG,
 // with one INFO line of counts by kind. An apply that takes 2 s or more
