@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lvs-sync/lvs-sync/internal/progress"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/golden")
@@ -14,7 +16,7 @@ var update = flag.Bool("update", false, "rewrite the golden files of testdata/go
 // TestGolden imports every config of testdata and compares the notes and
 // both files with testdata/golden; -update rewrites them.
 func TestGolden(t *testing.T) {
-	for tool, parse := range map[string]func(string, []byte) (*Result, error){
+	for tool, parse := range map[string]func(string, []byte, *progress.Reporter) (*Result, error){
 		"ldirectord": ParseLdirectord, "keepalived": ParseKeepalived,
 	} {
 		files, _ := filepath.Glob(filepath.Join("testdata", tool, "*"))
@@ -28,7 +30,7 @@ func TestGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got := render(parse(name, src))
+				got := render(parse(name, src, nil))
 				golden := filepath.Join("testdata", "golden", tool, name+".golden")
 				if *update {
 					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
@@ -147,7 +149,7 @@ func TestLdirectord(t *testing.T) {
 			err: "t.cf:1: error: checktimeout: \"x\" is not a positive number of seconds\nt.cf:3: error: real 10.0.0.2: forwarding method must be gate, masq or ipip, not \"direct\"\nt.cf:4: error: unknown directive \"bogus\" in the virtual service of line 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := ParseLdirectord("t.cf", []byte(tc.src))
+			r, err := ParseLdirectord("t.cf", []byte(tc.src), nil)
 			check(t, r, err, tc.want, tc.notes, tc.err)
 		})
 	}
@@ -206,7 +208,7 @@ func TestKeepalived(t *testing.T) {
 			err: "t.conf:2: error: lb_kind must be NAT, DR or TUN, not \"XX\"\nt.conf:3: error: real_server: \"nowhere\" is not an IP address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := ParseKeepalived("t.conf", []byte(tc.src))
+			r, err := ParseKeepalived("t.conf", []byte(tc.src), nil)
 			check(t, r, err, tc.want, tc.notes, tc.err)
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lvs-sync/lvs-sync/internal/progress"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -121,8 +122,9 @@ func kaParseTree(file string, src []byte) ([]*kaNode, Errors) {
 }
 
 // ParseKeepalived imports the virtual_server blocks of a keepalived.conf;
-// file names it in positions. The error, if any, is Errors.
-func ParseKeepalived(file string, src []byte) (*Result, error) {
+// file names it in positions. The error, if any, is Errors. prog (nil:
+// none) is told how many top-level blocks are imported of how many.
+func ParseKeepalived(file string, src []byte, prog *progress.Reporter) (*Result, error) {
 	tree, errs := kaParseTree(file, src)
 	p := &kaParser{ldParser: ldParser{notes: notes{file: file}, file: file, errs: errs}, groups: map[string]*kaNode{}}
 	for _, n := range tree {
@@ -132,7 +134,9 @@ func ParseKeepalived(file string, src []byte) (*Result, error) {
 	}
 	vrrp := false
 	res := &Result{Source: file, Tool: "keepalived"}
-	for _, n := range tree {
+	prog.SetTotal(len(tree))
+	for i, n := range tree {
+		prog.Update(i)
 		switch n.key() {
 		case "include":
 			p.addf(n.line, "include %s is not followed: import that file too", n.arg(0))
@@ -145,6 +149,7 @@ func ParseKeepalived(file string, src []byte) (*Result, error) {
 			}
 		}
 	}
+	prog.Done(len(tree))
 	return p.result(res)
 }
 

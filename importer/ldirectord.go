@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lvs-sync/lvs-sync/internal/progress"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -61,8 +62,9 @@ type ldGlobal struct {
 func (g ldGlobal) get(key string) (ldDirective, bool) { d, ok := g.d[key]; return d, ok }
 
 // ParseLdirectord imports an ldirectord.cf; file names it in positions.
-// The error, if any, is Errors: every problem, each with its line.
-func ParseLdirectord(file string, src []byte) (*Result, error) {
+// The error, if any, is Errors: every problem, each with its line. prog
+// (nil: none) is told how many virtual services are imported of how many.
+func ParseLdirectord(file string, src []byte, prog *progress.Reporter) (*Result, error) {
 	p := &ldParser{notes: notes{file: file}, file: file}
 	lines := strings.Split(strings.ReplaceAll(string(src), "\r\n", "\n"), "\n")
 	global := ldGlobal{d: map[string]ldDirective{}}
@@ -102,11 +104,14 @@ func ParseLdirectord(file string, src []byte) (*Result, error) {
 	if d, ok := global.get("cleanstop"); ok && d.value == "yes" {
 		res.CleanupOnExit = true
 	}
-	for _, v := range virtuals {
+	prog.SetTotal(len(virtuals))
+	for i, v := range virtuals {
+		prog.Update(i)
 		if s := p.service(global, v); s != nil {
 			res.Services = append(res.Services, s)
 		}
 	}
+	prog.Done(len(virtuals))
 	return p.result(res)
 }
 

@@ -9,7 +9,9 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jonboulle/clockwork"
 
+	"github.com/lvs-sync/lvs-sync/internal/progress"
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
 
@@ -152,14 +154,23 @@ func (r Result) Err() error {
 // real alone, and the service's other reals, leaving ones included, are
 // still changed; a service that could not be added skips its reals, which
 // cannot be added to nothing. Every failure is logged, and the other
-// services are applied. On a BatchKernel the whole plan is sent at once.
+// services are applied. On a BatchKernel the plan is sent in batches of
+// up to 1024 changes (batchPiece).
 //
 // Each change is logged at INFO; above summariseAbove changes, at DEBUG,
-// with one INFO line of counts by kind.
+// with one INFO line of counts by kind. An apply that takes 2 s or more
+// says how far it is (progress: msg="applying changes" applied=N of=M) on
+// the real clock; Reconcile's is in.Clock.
 func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
+	return apply(k, plan, log, nil)
+}
+
+// apply is Apply, its progress lines spaced by clock (nil: the real one).
+func apply(k Kernel, plan Plan, log hclog.Logger, clock clockwork.Clock) Result {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	prog := progress.New(log, clock, "applying changes", "applied", len(plan))
 	res := Result{
 		Failed: map[lvs.ServiceKey]error{}, FailedReals: map[lvs.ServiceKey]map[lvs.RealKey]error{},
 		Done: map[OpKind]int{}, Errors: map[OpKind]int{},
@@ -167,7 +178,7 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 	var batched []error
 	var sent Plan // the change each op finally made: its own, or its fallback
 	if bk, ok := k.(BatchKernel); ok && len(plan) > 0 {
-		batched, sent = applyBatch(bk, plan)
+		batched, sent = applyBatch(bk, plan, prog)
 	}
 	level := hclog.Info
 	if len(plan) > summariseAbove {
@@ -175,6 +186,9 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 	}
 	absent := map[lvs.ServiceKey]bool{} // could not be added: its real changes cannot succeed
 	for i, op := range plan {
+		if batched == nil {
+			prog.Update(i)
+		}
 		var err error
 		final := op
 		switch {
@@ -242,6 +256,7 @@ func Apply(k Kernel, plan Plan, log hclog.Logger) Result {
 		}
 		log.Info("kernel changes applied", args...)
 	}
+	prog.Done(len(plan))
 	return res
 }
 
@@ -265,9 +280,15 @@ func applyOp(k Kernel, op Op) (final Op, err error) {
 // then the fallbacks of the refused changes in another. A service that
 // was gone and is added back by its fallback takes again the changes to
 // its reals that were refused for its absence (ESRCH), which may need
-// their own fallback: three batches at most.
-func applyBatch(k BatchKernel, plan Plan) ([]error, Plan) {
-	errs := k.ApplyBatch(plan)
+// their own fallback: three batches at most. The plan's first pass goes
+// in pieces of batchPiece changes, so that a large one can tell prog how
+// far it is.
+func applyBatch(k BatchKernel, plan Plan, prog *progress.Reporter) ([]error, Plan) {
+	errs := make([]error, 0, len(plan))
+	for i := 0; i < len(plan); i += batchPiece {
+		errs = append(errs, k.ApplyBatch(plan[i:min(i+batchPiece, len(plan))])...)
+		prog.Update(len(errs))
+	}
 	sent := slices.Clone(plan)
 	fellBack := make([]bool, len(plan))
 	for range 2 {
@@ -310,6 +331,13 @@ func applyBatch(k BatchKernel, plan Plan) ([]error, Plan) {
 	}
 	return errs, sent
 }
+
+// batchPiece is the most changes of a plan applyBatch sends in one
+// ApplyBatch: at tens of thousands of changes a second, a piece takes some
+// tens of milliseconds, so progress lines are on time. It is a multiple of
+// the 256 changes ipvs/genl packs into one sendmsg: the pieces cost no
+// extra sendmsg.
+const batchPiece = 1024
 
 func isRealOp(kind OpKind) bool { return kind == AddReal || kind == UpdateReal || kind == DeleteReal }
 

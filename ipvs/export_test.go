@@ -13,3 +13,6 @@ var (
 // SyncContract runs the sync daemon contract against another SyncKernel
 // (ipvs/genl's, in the VM).
 var SyncContract = testSyncContract
+
+// ApplyClock is Apply with its progress lines on a given clock.
+var ApplyClock = apply

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/lvs-sync/lvs-sync/lvs"
 )
@@ -29,6 +30,9 @@ type Input struct {
 	// with the services the plan makes lvs-sync's that Owned does not
 	// say are yet (Planned.Claimed): the state file is written ahead.
 	Claim func([]lvs.ServiceKey)
+	// Clock spaces the progress lines of a long apply (nil: the real
+	// one): the daemon's clock, so that its tests are exact.
+	Clock clockwork.Clock
 }
 
 // Planned is a plan and what it leaves for later.
@@ -146,7 +150,7 @@ func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Resu
 			in.Claim(claimed) // before any change: a crash in the apply leaves them lvs-sync's
 		}
 	}
-	res := Apply(k, p.Plan, log)
+	res := apply(k, p.Plan, log, in.Clock)
 	res.Foreign = foreign
 	return p, res, nil
 }

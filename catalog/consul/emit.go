@@ -29,6 +29,12 @@ func (w *watch) apply(name string, st *serviceState, svc *catalog.Service) {
 	}
 	if old == nil {
 		w.answered++
+		if w.answered == len(w.services) {
+			w.prog.Done(w.answered)
+			w.prog = nil
+		} else {
+			w.prog.Update(w.answered)
+		}
 	} else {
 		for _, in := range old.Instances {
 			if set := w.byNode[in.Node]; set != nil {

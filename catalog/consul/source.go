@@ -16,6 +16,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/internal/blocking"
+	"github.com/lvs-sync/lvs-sync/internal/progress"
 )
 
 // DefaultMaxConnections is the connection budget when none is given.
@@ -160,10 +161,13 @@ func newSource(r reader, opts Options) *Source {
 }
 
 // Fetch reads every service once, without blocking, as many at a time as
-// the budget allows: what `lvs-sync render` shows.
+// the budget allows: what `lvs-sync render` shows. A fetch that takes 2 s
+// or more logs how far it is (msg="reading catalog" read=N of=M).
 func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot, error) {
 	names := unique(services)
 	snap := catalog.Snapshot{Services: make(map[string]*catalog.Service, len(names))}
+	prog := progress.New(s.log, s.opts.Clock, "reading catalog", "read", len(names))
+	read := 0
 	var (
 		mu    sync.Mutex
 		first error
@@ -175,6 +179,8 @@ func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot
 			for name := range next {
 				svc, _, err := s.read(ctx, name, false, nil)
 				mu.Lock()
+				read++
+				prog.Update(read)
 				if err != nil && first == nil {
 					first = err
 				}
@@ -193,6 +199,7 @@ func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot
 	}
 	close(next)
 	wg.Wait()
+	prog.Done(read)
 	if first != nil {
 		return catalog.Snapshot{}, first
 	}

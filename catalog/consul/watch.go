@@ -8,6 +8,7 @@ import (
 
 	"github.com/lvs-sync/lvs-sync/catalog"
 	"github.com/lvs-sync/lvs-sync/internal/backoff"
+	"github.com/lvs-sync/lvs-sync/internal/progress"
 )
 
 // queued says whether, and how, a service waits for a read.
@@ -81,6 +82,9 @@ type watch struct {
 	builtAt                       time.Time
 	shared, dirty, pending, first bool
 	sinceSent, sinceBuilt         map[string]bool
+	// prog is how far the first complete snapshot is, in services
+	// answered of those watched; nil once it is complete.
+	prog *progress.Reporter
 }
 
 // Watch follows the change feeds and re-reads the services they name;
@@ -97,6 +101,7 @@ func (s *Source) Watch(ctx context.Context, services []string, obs catalog.Obser
 	for _, name := range unique(services) {
 		w.services[name] = &serviceState{}
 	}
+	w.prog = progress.New(s.log, s.opts.Clock, "first sync", "read", len(w.services))
 	if s.watched != nil {
 		s.watched(w)
 	}

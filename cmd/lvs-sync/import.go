@@ -9,10 +9,11 @@ import (
 	"path/filepath"
 
 	"github.com/lvs-sync/lvs-sync/importer"
+	"github.com/lvs-sync/lvs-sync/internal/progress"
 )
 
 // importers are the configs `lvs-sync import` reads.
-var importers = map[string]func(file string, src []byte) (*importer.Result, error){
+var importers = map[string]func(file string, src []byte, prog *progress.Reporter) (*importer.Result, error){
 	"ldirectord": importer.ParseLdirectord,
 	"keepalived": importer.ParseKeepalived,
 }
@@ -62,7 +63,9 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 1
 	}
-	res, err := importers[tool](file, src)
+	// A large file says how far its import is on stderr, with the notes.
+	prog := progress.New(newLogger(stderr, "info", false), nil, "import", "imported", 0)
+	res, err := importers[tool](file, src, prog)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

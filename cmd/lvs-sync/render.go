@@ -37,7 +37,9 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	if !*withCatalog {
 		return 0
 	}
-	log := newLogger(stderr, "warn", false)
+	// At info: a long read of the catalog says how far it is (catalog
+	// sources log nothing else at info while they read once).
+	log := newLogger(stderr, "info", false)
 	res, ok := readAndRender(cfg, log, *timeout)
 	if !ok {
 		return 1

@@ -145,7 +145,7 @@ func (d *Daemon) plan(r *round) bool {
 // no service of lvs-sync's looking like someone else's.
 func (d *Daemon) apply(r *round) error {
 	own := d.opts.Ownership
-	in := ipvs.Input{Desired: r.desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &d.state.drainer, Now: r.now,
+	in := ipvs.Input{Desired: r.desired, Owned: own.Owns, Adopt: d.cfg.Adopts, Drains: &d.state.drainer, Now: r.now, Clock: d.clock,
 		Claim: func(keys []lvs.ServiceKey) {
 			r.previously, r.claimed = own.Keys(), true
 			d.saved(own.Change(keys, nil))
