@@ -87,3 +87,33 @@ func section(s, start, end string) string {
 	}
 	return s
 }
+
+// TestPageShowsTheRoleAndTheSessions: with director.ha the page names the
+// role; with director.bgp the sessions, and each VIP announced or why not.
+func TestPageShowsTheRoleAndTheSessions(t *testing.T) {
+	v := status.View{
+		HA: &status.HAView{Name: "lb1", Role: "active", Peer: "lb2", PeerRole: "standby", ConsulOK: true},
+		BGP: &status.BGPView{
+			Neighbors: []status.NeighborView{{Address: "192.0.2.1", ASN: 65000, State: "established", Uptime: 42}},
+			VIPs:      []status.VIPView{{Address: "10.0.0.1", Announced: true}, {Address: "10.0.0.2", Reason: "pool empty"}},
+		},
+		Services: []status.ServiceView{
+			{Name: "web", Protocol: "tcp", Address: "10.0.0.1:80", ConsulService: "web"},
+			{Name: "api", Protocol: "tcp", Address: "10.0.0.2:80", ConsulService: "api"},
+		},
+	}
+	page := get(t, Handler(func() (status.View, error) { return v, nil }, hclog.NewNullLogger()), "/live")
+	ha := section(page, `id="ha"`, "</table>")
+	if !strings.Contains(ha, "lb1") || !strings.Contains(ha, `<td class="role">active</td>`) || !strings.Contains(ha, "standby") {
+		t.Errorf("the HA table:\n%s", ha)
+	}
+	bgp := section(page, `id="bgp"`, "</table>")
+	if !strings.Contains(bgp, "192.0.2.1") || !strings.Contains(bgp, "established") || !strings.Contains(bgp, "42 s") {
+		t.Errorf("the BGP table:\n%s", bgp)
+	}
+	web := section(page, `data-service="web"`, "</tr>")
+	api := section(page, `data-service="api"`, "</tr>")
+	if !strings.Contains(web, "<td>announced</td>") || !strings.Contains(api, "not announced: pool empty") {
+		t.Errorf("the VIPs' announcements:\n%s\n%s", web, api)
+	}
+}
