@@ -141,6 +141,8 @@ virtual_service "api" {
 	artifacts := os.Getenv("LVS_SYNC_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = t.TempDir()
+	} else if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	for _, p := range []string{filepath.Join(artifacts, "dashboard.png"), os.Getenv("LVS_SYNC_SCREENSHOT")} {
 		if p == "" {
@@ -211,7 +213,7 @@ func startChromium(t *testing.T, chromium, url string) *browser {
 	select {
 	case h, ok := <-found:
 		if !ok {
-			t.Fatalf("chromium exited without its DevTools address")
+			t.Fatalf("chromium exited without its DevTools address:\n%s", said.String()) // the reader is done
 		}
 		host = h
 	case <-time.After(20 * time.Second):
