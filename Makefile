@@ -20,6 +20,12 @@ help: ## list the targets
 build: ## build bin/lvs-sync (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lvs-sync ./cmd/lvs-sync
 
+.PHONY: package
+package: ## build bin/lvs-sync_<version>_amd64.deb (nfpm): the stripped static binary, a hardened systemd unit, /etc/lvs-sync/lvs-sync.hcl
+	@# Stripped (-s -w): Debian policy 10.1 wants installed binaries stripped.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o bin/package/lvs-sync ./cmd/lvs-sync
+	@scripts/package.sh
+
 .PHONY: consul
 consul: ## build the real Consul agent into $(LVS_SYNC_CACHE), once
 	@scripts/build-tool.sh consul >/dev/null
@@ -34,6 +40,10 @@ test: consul nomad vm-assets ## run every test: unit, real Consul and Nomad, and
 	@scripts/need.sh bird bird2 # the router bgp's tests announce to
 	@scripts/need.sh promtool prometheus # contrib's tests check the alert rules with it
 	@scripts/need.sh chromium chromium # the dashboard's browser test opens /ui/ in it
+	@scripts/need.sh lintian lintian # the Debian package's test checks it
+	@scripts/need.sh systemd-analyze systemd # and verifies its unit
+	@scripts/deb-chroot.sh >/dev/null # and installs it into a Debian root
+	@$(GO) -C tools/nfpm tool -n nfpm >/dev/null # and builds it with nfpm: built once here, not in its test's time
 	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) LVS_SYNC_NOMAD=$$(scripts/build-tool.sh nomad) \
 		LVS_SYNC_LDIRECTORD=$$(scripts/ldirectord.sh) \
 		$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e$$)

@@ -319,6 +319,9 @@ func TestForwardingWithRealTraffic(t *testing.T) {
 			if got := answers(t, tc.vip, 6); got["rs2"] != 2 {
 				t.Errorf("answers with rs2 back: %v", got)
 			}
+			// The traffic shows on /metrics, by virtual service and
+			// Consul service; a masq director sees the replies too.
+			checkTrafficMetrics(t, "web-"+tc.fwd, tc.fwd == "masq")
 		})
 	}
 

@@ -129,7 +129,7 @@ func (d *Drainer) Adjust(desired, current State, now time.Time) (State, time.Tim
 			if r.ActiveConns == 0 {
 				deadline = start.Add(settle) // only settling is left
 			}
-			r.Weight, r.ActiveConns, r.InactiveConns, r.Position = 0, 0, 0, 0 // desired: no observation
+			r.Weight, r.ActiveConns, r.InactiveConns, r.Position, r.Stats = 0, 0, 0, 0, Stats{} // desired: no observation
 			edit(k, want).Reals[rk] = r
 			if next.IsZero() || deadline.Before(next) {
 				next = deadline

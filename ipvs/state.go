@@ -44,6 +44,22 @@ type Real struct {
 	// counts it is an observation, never part of equality: only mh and sh
 	// build their table from the list (see order.go).
 	Position int
+	// Stats are the kernel's counters for the real, as read; an
+	// observation, never part of equality.
+	Stats Stats
+}
+
+// Stats are the kernel's traffic counters of a virtual service or a real
+// (IPVS_*_ATTR_STATS64): totals since it was made, which only grow, so
+// that a reader takes rates from them. Like the connection counts they are
+// observations of a table read from the kernel, never configuration: no
+// Equal, Fingerprint or plan looks at them, and a desired state has none.
+type Stats struct {
+	Conns    uint64 `json:"conns"` // connections scheduled
+	InPkts   uint64 `json:"in_packets"`
+	OutPkts  uint64 `json:"out_packets"`
+	InBytes  uint64 `json:"in_bytes"`
+	OutBytes uint64 `json:"out_bytes"`
 }
 
 // Check refuses, before anything reaches the kernel, a real that some
@@ -80,7 +96,10 @@ type Service struct {
 	// stores it (network byte order), or an IPv6 prefix length. The kernel
 	// takes 0 literally, as one template for every client: use HostMask.
 	Netmask uint32
-	Reals   map[lvs.RealKey]Real
+	// Stats are the kernel's counters for the whole service, as read; an
+	// observation, never part of Equal.
+	Stats Stats
+	Reals map[lvs.RealKey]Real
 }
 
 // Equal reports whether two services are configured alike, reals aside.

@@ -21,5 +21,5 @@ quietly() {
 
 # apt_install PKG...: installs Debian packages, quietly.
 apt_install() {
-	quietly apt-install sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+	quietly apt-install sudo_ env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@"
 }

@@ -56,6 +56,7 @@ func operate(t *testing.T, agent *testconsul.Agent, src string) *operated {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metrics.NewTraffic(reg, d.Services) // as run wires it
 	srv := httptest.NewServer(apipkg.Handler(d, reg, apipkg.Options{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -258,10 +259,17 @@ func TestMetricsAndHealth(t *testing.T) {
 		{"lvs_sync_reals_applied", []string{"virtual_service", "web"}, 2},
 		{"lvs_sync_foreign_services", nil, 1},
 		{"lvs_sync_build_info", []string{"version", "test"}, 1},
+		// The traffic metrics are wired: present, by identity, and 0 in
+		// the dry run's in-memory kernel.
+		{"lvs_sync_virtual_service_connections_total", []string{"virtual_service", "web", "service", "web"}, 0},
+		{"lvs_sync_virtual_service_bytes_total", []string{"virtual_service", "web", "service", "web", "direction", "in"}, 0},
 	} {
 		if got := value(before, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
+	}
+	if mf := before["lvs_sync_real_active_connections"]; mf == nil || len(mf.Metric) < 2 {
+		t.Errorf("lvs_sync_real_active_connections: %v, want a series for each real", mf)
 	}
 	if value(before, "lvs_sync_catalog_queries_total", "service", "web") < 1 || value(before, "lvs_sync_catalog_last_index", "service", "web") < 1 ||
 		value(before, "lvs_sync_kernel_operations_total", "op", "add_real", "result", "ok") != 3 {

@@ -120,6 +120,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if opts.Speaker != nil {
 		metrics.NewBGP(registry, d.BGP)
 	}
+	metrics.NewTraffic(registry, d.Services) // each scrape reads the table /v1/status reads, at most a second old
 	closeAPI, ok := serveAPI(cfg, *f.apiAddr != "", api.Handler(d, registry, apiOpts), log.Named("api"))
 	if !ok {
 		return 1

@@ -294,6 +294,22 @@ func (d *Daemon) Status() (status.View, error) {
 	return v, nil
 }
 
+// Services annotates the kernel's whole table as Status does, from the
+// same read (at most statusMaxAge old), without Status's plan: what the
+// traffic metrics read at each scrape, so that a scrape costs the kernel
+// at most one dump a second however many services and scrapers there are,
+// and the dump /v1/status reads serves both.
+func (d *Daemon) Services() ([]status.ServiceView, error) {
+	current, err := d.shared.table.read(d.opts.Kernel, d.clock.Now)
+	if err != nil {
+		return nil, fmt.Errorf("reading the kernel: %w", err)
+	}
+	s := &d.shared
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return status.Services(current, s.input(d)), nil
+}
+
 // Explain tells why each instance of a virtual service is where it is.
 func (d *Daemon) Explain(name string) (status.Explanation, error) {
 	s := &d.shared

@@ -59,3 +59,51 @@ func TestStatusSharesOneReadOfTheKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesShareStatusRead: the traffic metrics' read (Services) and
+// /v1/status share the one read of the kernel a second: a scrape right
+// after a status costs the kernel nothing, and the counters the kernel
+// has are in what Services returns.
+func TestServicesShareStatusRead(t *testing.T) {
+	kernel := ipvstest.New(ipvs.State{})
+	h := newHarness(t, webConfig, kernel)
+	h.snapshot(web1(catalog.Passing))
+	h.untilNext()
+	counters := ipvs.Stats{Conns: 4, InPkts: 40, OutPkts: 30, InBytes: 4000, OutBytes: 120000}
+	reals := 0
+	for k, svc := range kernel.State() {
+		for rk := range svc.Reals {
+			if err := kernel.SetStats(k, rk, counters); err != nil {
+				t.Fatal(err)
+			}
+			reals++
+		}
+	}
+	if reals == 0 {
+		t.Fatal("the sync made no real")
+	}
+	h.clock.Advance(statusMaxAge) // what the sync read is older than a second now
+	if _, err := h.d.Status(); err != nil {
+		t.Fatal(err)
+	}
+	before := kernel.Calls()
+	views, err := h.d.Services()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := kernel.Calls() - before; n != 0 {
+		t.Errorf("services after a status within the second made %d kernel calls, want none", n)
+	}
+	seen := 0
+	for _, v := range views {
+		for _, r := range v.Reals {
+			if r.Stats != counters {
+				t.Errorf("%s real %s: counters %+v, want the kernel's %+v", v.Name, r.Address, r.Stats, counters)
+			}
+			seen++
+		}
+	}
+	if seen != reals {
+		t.Errorf("services shows %d reals, the kernel has %d", seen, reals)
+	}
+}

@@ -1,7 +1,8 @@
 // Package ipvstest is the kernel tests run the code above IPVS against: an
 // ipvs.MemKernel behind ipvs.Kernel, with the knobs a test needs and the
 // kernel has not: counts of calls and writes, injected failures per service
-// or per real, and connection counts set as traffic would. It is stateful:
+// or per real, and connection counts and traffic counters set as traffic
+// would. It is stateful:
 // tests assert on the whole table (State), not on a sequence of calls.
 //
 // It imports ipvs and lvs only; only tests import it.
@@ -26,6 +27,9 @@ type Kernel struct {
 	failService map[lvs.ServiceKey]error
 	failReal    map[realOf]error
 	conns       map[realOf]conns
+	// stats are the counters SetStats gave; a service's own under the
+	// zero RealKey.
+	stats map[realOf]ipvs.Stats
 	// failAfter: after this many more writes (when failErr is set), every
 	// write fails with failErr; failAt runs at the first that fails.
 	failAfter int
@@ -53,6 +57,7 @@ func New(st ipvs.State) *Kernel {
 		failService: map[lvs.ServiceKey]error{},
 		failReal:    map[realOf]error{},
 		conns:       map[realOf]conns{},
+		stats:       map[realOf]ipvs.Stats{},
 	}
 }
 
@@ -121,24 +126,76 @@ func (k *Kernel) SetConns(svc lvs.ServiceKey, rk lvs.RealKey, active, inactive i
 	return nil
 }
 
-// State returns a copy of the whole table, connection counts included.
+// SetStats sets the traffic counters of a service's real, as traffic
+// would: reads report them until the real is deleted. The real must exist.
+func (k *Kernel) SetStats(svc lvs.ServiceKey, rk lvs.RealKey, s ipvs.Stats) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	// One service's reals, not a copy of the table: benchmarks set the
+	// counters of thousands of reals.
+	if _, err := k.mem.Service(svc); err != nil {
+		return fmt.Errorf("setting stats: no service %s", svc)
+	}
+	if reals, _ := k.mem.Reals(svc); !hasReal(reals, rk) {
+		return fmt.Errorf("setting stats: no real %s in %s", rk, svc)
+	}
+	k.stats[realOf{svc, rk}] = s
+	return nil
+}
+
+func hasReal(reals map[lvs.RealKey]ipvs.Real, rk lvs.RealKey) bool {
+	_, ok := reals[rk]
+	return ok
+}
+
+// SetServiceStats sets the traffic counters of a service itself (the
+// kernel's sum over its reals, past ones included): reads report them
+// until the service is deleted. The service must exist.
+func (k *Kernel) SetServiceStats(svc lvs.ServiceKey, s ipvs.Stats) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, err := k.mem.Service(svc); err != nil {
+		return fmt.Errorf("setting stats: no service %s", svc)
+	}
+	k.stats[realOf{svc: svc}] = s
+	return nil
+}
+
+// State returns a copy of the whole table, connection counts and
+// counters included.
 func (k *Kernel) State() ipvs.State {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	st := k.mem.State()
 	for key, svc := range st {
+		k.overlayService(key, svc)
 		k.overlay(key, svc.Reals)
 	}
 	return st
 }
 
-// overlay sets the connection counts SetConns gave on the reals of svc.
+// overlay sets the connection counts SetConns gave and the counters
+// SetStats gave on the reals of svc.
 func (k *Kernel) overlay(svc lvs.ServiceKey, reals map[lvs.RealKey]ipvs.Real) {
 	for rk, r := range reals {
-		if c, ok := k.conns[realOf{svc, rk}]; ok {
+		c, hasConns := k.conns[realOf{svc, rk}]
+		s, hasStats := k.stats[realOf{svc, rk}]
+		if hasConns {
 			r.ActiveConns, r.InactiveConns = c.active, c.inactive
+		}
+		if hasStats {
+			r.Stats = s
+		}
+		if hasConns || hasStats {
 			reals[rk] = r
 		}
+	}
+}
+
+// overlayService sets the counters SetServiceStats gave on svc.
+func (k *Kernel) overlayService(key lvs.ServiceKey, svc *ipvs.Service) {
+	if svc != nil {
+		svc.Stats = k.stats[realOf{svc: key}]
 	}
 }
 
@@ -146,14 +203,20 @@ func (k *Kernel) Services() (ipvs.State, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls++
-	return k.mem.Services()
+	st, err := k.mem.Services()
+	for key, svc := range st {
+		k.overlayService(key, svc)
+	}
+	return st, err
 }
 
 func (k *Kernel) Service(svc lvs.ServiceKey) (*ipvs.Service, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls++
-	return k.mem.Service(svc)
+	s, err := k.mem.Service(svc)
+	k.overlayService(svc, s)
+	return s, err
 }
 
 func (k *Kernel) Reals(svc lvs.ServiceKey) (map[lvs.RealKey]ipvs.Real, error) {
@@ -204,7 +267,8 @@ func (k *Kernel) UpdateService(svc lvs.ServiceKey, s *ipvs.Service) error {
 	return k.change(svc, nil, func() error { return k.mem.UpdateService(svc, s) })
 }
 
-// DelService also ends the connections of its reals.
+// DelService also ends the connections of its reals and forgets the
+// counters.
 func (k *Kernel) DelService(svc lvs.ServiceKey) error {
 	return k.change(svc, nil, func() error {
 		if err := k.mem.DelService(svc); err != nil {
@@ -215,6 +279,11 @@ func (k *Kernel) DelService(svc lvs.ServiceKey) error {
 				delete(k.conns, r)
 			}
 		}
+		for r := range k.stats {
+			if r.svc == svc {
+				delete(k.stats, r)
+			}
+		}
 		return nil
 	})
 }
@@ -223,18 +292,19 @@ func (k *Kernel) AddReal(svc lvs.ServiceKey, rk lvs.RealKey, r ipvs.Real) error 
 	return k.change(svc, &rk, func() error { return k.mem.AddReal(svc, rk, r) })
 }
 
-// UpdateReal keeps the connection counts, as the kernel does.
+// UpdateReal keeps the connection counts and counters, as the kernel does.
 func (k *Kernel) UpdateReal(svc lvs.ServiceKey, rk lvs.RealKey, r ipvs.Real) error {
 	return k.change(svc, &rk, func() error { return k.mem.UpdateReal(svc, rk, r) })
 }
 
-// DelReal also ends the real's connections.
+// DelReal also ends the real's connections and forgets its counters.
 func (k *Kernel) DelReal(svc lvs.ServiceKey, rk lvs.RealKey) error {
 	return k.change(svc, &rk, func() error {
 		if err := k.mem.DelReal(svc, rk); err != nil {
 			return err
 		}
 		delete(k.conns, realOf{svc, rk})
+		delete(k.stats, realOf{svc, rk})
 		return nil
 	})
 }

@@ -165,6 +165,64 @@ func TestSetConns(t *testing.T) {
 	}
 }
 
+// TestSetStats: counters set on a real and a service are read by every
+// read (the dump, one service, the whole table), kept by an update, and
+// forgotten with the real or the service; the MemKernel beneath has none.
+func TestSetStats(t *testing.T) {
+	k := New(ipvs.State{web: withReals(map[lvs.RealKey]ipvs.Real{a: gate, b: gate})})
+	if st, _ := ipvs.Read(k, nil); st[web].Stats != (ipvs.Stats{}) || st[web].Reals[a].Stats != (ipvs.Stats{}) {
+		t.Fatalf("counters before any were set: %+v", st[web])
+	}
+	ra := ipvs.Stats{Conns: 3, InPkts: 30, OutPkts: 20, InBytes: 3000, OutBytes: 90000}
+	sv := ipvs.Stats{Conns: 5, InPkts: 50, OutPkts: 40, InBytes: 5000, OutBytes: 150000}
+	if err := k.SetStats(web, a, ra); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.SetServiceStats(web, sv); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.UpdateReal(web, a, ipvs.Real{Weight: 0, Forward: lvs.Route}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ipvs.Read(k, nil)
+	if err != nil || st[web].Stats != sv || st[web].Reals[a].Stats != ra || st[web].Reals[b].Stats != (ipvs.Stats{}) {
+		t.Errorf("read: %+v, %v", st[web], err)
+	}
+	if one, err := k.Service(web); err != nil || one.Stats != sv {
+		t.Errorf("one service: %+v, %v", one, err)
+	}
+	if got := k.State()[web]; got.Stats != sv || got.Reals[a].Stats != ra {
+		t.Errorf("state: %+v", got)
+	}
+	// A deleted real's counters go with it, a deleted service's too.
+	if err := k.DelReal(web, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.AddReal(web, a, gate); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.State()[web].Reals[a].Stats; got != (ipvs.Stats{}) {
+		t.Errorf("a real added again has its old counters: %+v", got)
+	}
+	if err := k.DelService(web); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.AddService(web, service()); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.State()[web].Stats; got != (ipvs.Stats{}) {
+		t.Errorf("a service added again has its old counters: %+v", got)
+	}
+	for what, err := range map[string]error{
+		"a real that is not there":    k.SetStats(web, b, ra),
+		"a service that is not there": k.SetServiceStats(api, sv),
+	} {
+		if err == nil {
+			t.Errorf("counters set on %s", what)
+		}
+	}
+}
+
 // The knobs and the table are safe to use from several goroutines (run
 // with -race).
 func TestConcurrentUse(t *testing.T) {

@@ -101,8 +101,11 @@ type ServiceView struct {
 	// the scheduler, the flags and the reals with their weights, in the
 	// kernel's order for mh and sh. Directors whose fingerprints agree map
 	// a flow to the same real: compare them across an all-active tier.
-	Fingerprint string     `json:"fingerprint"`
-	Reals       []RealView `json:"reals"`
+	Fingerprint string `json:"fingerprint"`
+	// Stats are the kernel's counters for the service since it was made,
+	// absent when zero (a table not read from a kernel has none).
+	Stats ipvs.Stats `json:"stats,omitzero"`
+	Reals []RealView `json:"reals"`
 }
 
 // RealView is one real server of a service.
@@ -119,6 +122,9 @@ type RealView struct {
 	// The connection thresholds, ipvsadm's -x and -y; 0 is none.
 	UpperThreshold uint32 `json:"upper_threshold,omitempty"`
 	LowerThreshold uint32 `json:"lower_threshold,omitempty"`
+	// Stats are the kernel's counters for the real since it was added,
+	// absent when zero.
+	Stats ipvs.Stats `json:"stats,omitzero"`
 	// What lvs-sync knows of it, for a service it owns.
 	Node       string `json:"node,omitempty"`
 	InstanceID string `json:"instance_id,omitempty"`
@@ -306,7 +312,7 @@ func State(source render.Source, weight int) string {
 // kernelService describes a kernel service with nothing of lvs-sync's.
 func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 	// A firewall mark is protocol "fwm" (ldirectord's word) at "fwmark:N".
-	out := ServiceView{Key: k.String(), Protocol: "fwm", Scheduler: svc.Scheduler, Address: k.String(), Fingerprint: svc.Fingerprint().String()}
+	out := ServiceView{Key: k.String(), Protocol: "fwm", Scheduler: svc.Scheduler, Address: k.String(), Fingerprint: svc.Fingerprint().String(), Stats: svc.Stats}
 	if k.FWMark == 0 {
 		out.Protocol = k.Protocol.String()
 		out.Address = lvs.RealKey{Addr: k.Addr, Port: k.Port}.String()
@@ -321,7 +327,7 @@ func kernelService(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 		out.Reals = append(out.Reals, RealView{
 			Address: rk.String(), Forwarding: r.Forward.String(), Weight: r.Weight,
 			ActiveConns: r.ActiveConns, InactiveConns: r.InactiveConns, Position: r.Position,
-			UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold,
+			UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, Stats: r.Stats,
 		})
 	}
 	return out

@@ -119,6 +119,38 @@ func ipOf(v []byte, af uint16) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// parseStats reads a nested IPVS_STATS_ATTR_* run. The kernel sends the
+// 32-bit run (connections and packets u32, which wrap) and, since 4.1,
+// the 64-bit one: the callers keep the 64-bit one whatever the order, and
+// each counter is read by its length, so either run fits.
+func parseStats(b []byte) ipvs.Stats {
+	var s ipvs.Stats
+	it := attrs{b}
+	for t, v, ok := it.next(); ok; t, v, ok = it.next() {
+		switch t {
+		case statsConns:
+			s.Conns = counter(v)
+		case statsInPkts:
+			s.InPkts = counter(v)
+		case statsOutPkts:
+			s.OutPkts = counter(v)
+		case statsInBytes:
+			s.InBytes = counter(v)
+		case statsOutBytes:
+			s.OutBytes = counter(v)
+		}
+	}
+	return s
+}
+
+// counter reads a counter of 8 or 4 bytes.
+func counter(v []byte) uint64 {
+	if len(v) >= 8 {
+		return native.Uint64(v)
+	}
+	return uint64(u32(v))
+}
+
 // parseService reads one service of a dump, as ipvs.Service keeps it: the
 // hashed flag the kernel sets on every service dropped, reals nil.
 func parseService(payload []byte) (lvs.ServiceKey, *ipvs.Service, error) {
@@ -129,6 +161,7 @@ func parseService(payload []byte) (lvs.ServiceKey, *ipvs.Service, error) {
 	}
 	var af uint16
 	var addr []byte
+	var has64 bool
 	s := &ipvs.Service{}
 	it := attrs{v}
 	for t, v, ok := it.next(); ok; t, v, ok = it.next() {
@@ -154,6 +187,12 @@ func parseService(payload []byte) (lvs.ServiceKey, *ipvs.Service, error) {
 			s.Timeout = u32(v)
 		case svcNetmask:
 			s.Netmask = u32(v)
+		case svcStats64:
+			s.Stats, has64 = parseStats(v), true
+		case svcStats:
+			if !has64 {
+				s.Stats = parseStats(v)
+			}
 		}
 	}
 	switch {
@@ -187,6 +226,7 @@ func parseReal(payload []byte, svcAF uint16) (lvs.RealKey, ipvs.Real, error) {
 	}
 	af := svcAF
 	var addr []byte
+	var has64 bool
 	it := attrs{v}
 	for t, v, ok := it.next(); ok; t, v, ok = it.next() {
 		switch t {
@@ -208,6 +248,12 @@ func parseReal(payload []byte, svcAF uint16) (lvs.RealKey, ipvs.Real, error) {
 			r.InactiveConns = int(u32(v))
 		case destAddrFamily:
 			af = u16(v)
+		case destStats64:
+			r.Stats, has64 = parseStats(v), true
+		case destStats:
+			if !has64 {
+				r.Stats = parseStats(v)
+			}
 		}
 	}
 	ip, ok := ipOf(addr, af)

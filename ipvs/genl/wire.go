@@ -28,15 +28,17 @@ const (
 	attrService = 1 // IPVS_CMD_ATTR_SERVICE, nested
 	attrDest    = 2 // IPVS_CMD_ATTR_DEST, nested
 
-	svcAF        = 1 // u16
-	svcProtocol  = 2 // u16
-	svcAddr      = 3 // 4 or 16 bytes; the kernel answers 16
-	svcPort      = 4 // be16
-	svcFWMark    = 5 // u32
-	svcSchedName = 6 // NUL-terminated
-	svcFlags     = 7 // struct ip_vs_flags { flags, mask u32 }
-	svcTimeout   = 8 // u32, seconds
-	svcNetmask   = 9 // u32: an IPv4 mask in network order, or an IPv6 prefix length
+	svcAF        = 1  // u16
+	svcProtocol  = 2  // u16
+	svcAddr      = 3  // 4 or 16 bytes; the kernel answers 16
+	svcPort      = 4  // be16
+	svcFWMark    = 5  // u32
+	svcSchedName = 6  // NUL-terminated
+	svcFlags     = 7  // struct ip_vs_flags { flags, mask u32 }
+	svcTimeout   = 8  // u32, seconds
+	svcNetmask   = 9  // u32: an IPv4 mask in network order, or an IPv6 prefix length
+	svcStats     = 10 // nested IPVS_STATS_ATTR_*: conns and packets u32, bytes u64
+	svcStats64   = 12 // nested IPVS_STATS_ATTR_*, every counter u64; since Linux 4.1
 
 	destAddr       = 1  // 4 or 16 bytes; the kernel answers 16
 	destPort       = 2  // be16
@@ -46,7 +48,18 @@ const (
 	destLThresh    = 6  // u32
 	destActive     = 7  // u32
 	destInactive   = 8  // u32
+	destStats      = 10 // nested, as svcStats
 	destAddrFamily = 11 // u16, since Linux 3.18
+	destStats64    = 12 // nested, as svcStats64
+
+	// IPVS_STATS_ATTR_*, within svcStats(64) and destStats(64). The rates
+	// (6 to 10) are the kernel's 2-second estimates: lvs-sync leaves rates
+	// to the reader of its counters.
+	statsConns    = 1
+	statsInPkts   = 2
+	statsOutPkts  = 3
+	statsInBytes  = 4
+	statsOutBytes = 5
 
 	// The generic netlink controller, to resolve the family "IPVS".
 	ctrlCmdGetFamily  = 3
