@@ -28,7 +28,8 @@ import (
 // Chromium: the page shows the virtual services and their reals by
 // name; after a check turns critical, the real's state on the page goes
 // from serving to quiesced without a reload (the page's script refreshed
-// it); the table is there without JavaScript (Go's client). It keeps a
+// it), and the rates column fills in; the table is there without
+// JavaScript (Go's client). It keeps a
 // screenshot: in $LVS_SYNC_ARTIFACTS, or the test's temporary directory,
 // and at $LVS_SYNC_SCREENSHOT when set (`make screenshot`).
 func TestDashboardInChromium(t *testing.T) {
@@ -127,13 +128,20 @@ virtual_service "api" {
 	})
 	b.eval(t, `window.loadedOnce = "yes"`) // gone if the page reloads
 	agent.SetStatus(t, "web-2", api.HealthCritical, "down for the test")
-	testenv.WaitFor(t, "the page shows web-2 quiesced", 15*time.Second, func() bool { return state("10.1.0.12:80") == "quiesced" })
+	took := testenv.WaitFor(t, "the page shows web-2 quiesced", 15*time.Second, func() bool { return state("10.1.0.12:80") == "quiesced" })
+	t.Logf("the page showed web-2 quiesced %s after its check turned critical", took.Round(time.Millisecond))
 	if got := b.eval(t, `String(window.loadedOnce)`); got != "yes" {
 		t.Errorf("the page reloaded (window.loadedOnce = %q): the script did not refresh it in place", got)
 	}
 	if s := text(); !strings.Contains(s, "quiescent") || !strings.Contains(s, "Updated ") {
 		t.Errorf("the page does not say the rule behind the weight, or when it was updated:\n%s", s)
 	}
+	// The in-memory kernel's counters stay at zero: the rates, once two
+	// samples are far enough apart, say so.
+	took = testenv.WaitFor(t, "the page shows web-1's rate", 15*time.Second, func() bool {
+		return b.eval(t, `(function(){var r=document.querySelector('tr.real[data-real="10.1.0.11:80"] .rate');return r?r.textContent:""})()`) == "0.0/s"
+	})
+	t.Logf("the rates showed %s after web-2 showed quiesced", took.Round(time.Millisecond))
 	if st := state("10.1.0.11:80"); st != "serving" {
 		t.Errorf("web-1 is %q, want serving", st)
 	}

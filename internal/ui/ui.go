@@ -42,10 +42,12 @@ const Refresh = 2 * time.Second
 // the status view as /v1/status answers it, the pair's role included.
 func Handler(view func() (status.View, error), log hclog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	traffic := &rates{}
 	serve := func(name string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			v, err := view()
-			p := Build(v, time.Now())
+			now := time.Now()
+			p := Build(v, now, traffic.observe(v, now))
 			if err != nil {
 				p.Error = err.Error()
 			}
@@ -76,10 +78,9 @@ type Page struct {
 	Services  []Service
 	Conflicts []status.ServiceView
 	Foreign   []status.ServiceView
-	// RatesMissing says the status view carries no traffic counters yet,
-	// so the page shows connection counts and no rates.
-	RatesMissing bool
-	RefreshMS    int64
+	// RateWindow is how far back a rate looks, at most.
+	RateWindow time.Duration
+	RefreshMS  int64
 }
 
 // Service is one of lvs-sync's virtual services.
@@ -89,7 +90,9 @@ type Service struct {
 	// "nomad: web".
 	Catalog                   string
 	ActiveConns, InactiveConn int
-	Reals                     []Real
+	// Rate is the service's traffic, "" while not yet measured (Rates).
+	Rate  Rates
+	Reals []Real
 	// Announced is the VIP's BGP announcement, for a bgp director: "" when
 	// not one, else "announced" or why not.
 	Announced string
@@ -101,13 +104,25 @@ type Real struct {
 	status.RealView
 	State string
 	Rule  string
+	Rate  Rates
 	// TimeLeft is how long a draining real may still drain.
 	TimeLeft string
 }
 
-// Build is the page of a status view at now.
-func Build(v status.View, now time.Time) Page {
-	p := Page{Now: now, View: v, RatesMissing: true, RefreshMS: Refresh.Milliseconds()}
+// Rates is a rate as the page shows it; all "" while not measured yet.
+type Rates struct{ Conns, In, Out string }
+
+func shown(r Rate, ok bool) Rates {
+	if !ok {
+		return Rates{}
+	}
+	return Rates{Conns: perSecond(r.Conns, ""), In: perSecond(r.InBytes, "B"), Out: perSecond(r.OutBytes, "B")}
+}
+
+// Build is the page of a status view at now; rate is the rate of a
+// counter (rates.observe), false when not known.
+func Build(v status.View, now time.Time, rate func(key string) (Rate, bool)) Page {
+	p := Page{Now: now, View: v, RateWindow: rateWindow, RefreshMS: Refresh.Milliseconds()}
 	announced := map[string]string{}
 	if v.BGP != nil {
 		for _, a := range v.BGP.VIPs {
@@ -126,7 +141,7 @@ func Build(v status.View, now time.Time) Page {
 			p.Conflicts = append(p.Conflicts, s)
 			continue
 		}
-		svc := Service{ServiceView: s}
+		svc := Service{ServiceView: s, Rate: shown(rate(serviceKey(s)))}
 		switch {
 		case s.ConsulService != "":
 			svc.Catalog = "consul: " + s.ConsulService
@@ -142,7 +157,7 @@ func Build(v status.View, now time.Time) Page {
 		for _, r := range s.Reals {
 			svc.ActiveConns += r.ActiveConns
 			svc.InactiveConn += r.InactiveConns
-			rv := Real{RealView: r, State: status.State(r.Source, r.Weight), Rule: r.Rule}
+			rv := Real{RealView: r, State: status.State(r.Source, r.Weight), Rule: r.Rule, Rate: shown(rate(realKey(s, r)))}
 			if rv.Rule == "" {
 				rv.Rule = string(r.Source)
 			}
