@@ -5,8 +5,9 @@
 // every name from Consul or the kernel is escaped. A small script
 // replaces the live part every 2 s with the same template's rendering
 // (GET /ui/live), so there is one rendering, not one in Go and one in
-// JavaScript. Everything is embedded: the page loads nothing else and
-// works offline. Nothing on it changes state.
+// JavaScript. Rates come from the kernel's counters in the view, sampled
+// by the page's own requests (rates.go). Everything is embedded: the
+// page loads nothing else and works offline. Nothing on it changes state.
 package ui
 
 import (

@@ -69,6 +69,11 @@ func TestPageEscapesAndSortsServices(t *testing.T) {
 	if !strings.Contains(services, "s left") {
 		t.Errorf("the draining real does not say how long it has left:\n%s", services)
 	}
+	for _, external := range []string{`src="http`, `href="http`, `src="//`, `href="//`, "@import"} {
+		if strings.Contains(page, external) {
+			t.Errorf("the page loads something from elsewhere (%s): it must work offline", external)
+		}
+	}
 	live := get(t, h, "/live")
 	if strings.Contains(live, "<script") || !strings.Contains(live, `id="services"`) {
 		t.Errorf("the live part:\n%s", live)
@@ -115,5 +120,30 @@ func TestPageShowsTheRoleAndTheSessions(t *testing.T) {
 	api := section(page, `data-service="api"`, "</tr>")
 	if !strings.Contains(web, "<td>announced</td>") || !strings.Contains(api, "not announced: pool empty") {
 		t.Errorf("the VIPs' announcements:\n%s\n%s", web, api)
+	}
+}
+
+// TestPageAllowsNothingFromElsewhere: the page's Content-Security-Policy
+// lets it load and connect to nothing but its own listener, so a name
+// that got past escaping still could not run or fetch anything.
+func TestPageAllowsNothingFromElsewhere(t *testing.T) {
+	srv := httptest.NewServer(Handler(func() (status.View, error) { return status.View{}, nil }, hclog.NewNullLogger()))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.HasPrefix(csp, "default-src 'none';") || !strings.Contains(csp, "connect-src 'self'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	post, err := http.Post(srv.URL+"/", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post.Body.Close()
+	if post.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /: %s, want 405: the page changes nothing", post.Status)
 	}
 }
