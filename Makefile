@@ -39,6 +39,7 @@ test: consul nomad vm-assets ## run every test: unit, real Consul and Nomad, and
 	@scripts/need.sh python3 python3 # the Nomad example job serves HTTP with it
 	@scripts/need.sh bird bird2 # the router bgp's tests announce to
 	@scripts/need.sh promtool prometheus # contrib's tests check the alert rules with it
+	@scripts/need.sh chromium chromium # the dashboard's browser test opens /ui/ in it
 	@scripts/need.sh lintian lintian # the Debian package's test checks it
 	@scripts/need.sh systemd-analyze systemd # and verifies its unit
 	@scripts/deb-chroot.sh >/dev/null # and installs it into a Debian root
@@ -52,6 +53,12 @@ test: consul nomad vm-assets ## run every test: unit, real Consul and Nomad, and
 	@echo "vm: kernel $$(cat "$$(scripts/vm-assets.sh 2>/dev/null)/kernel.build")"
 	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) $(GO) test -race -count=1 -timeout 30m ./e2e
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+.PHONY: screenshot
+screenshot: consul ## regenerate docs/dashboard.png: the browser test's screenshot of /ui/ against a real Consul
+	@scripts/need.sh chromium chromium
+	LVS_SYNC_CONSUL=$$(scripts/build-tool.sh consul) LVS_SYNC_SCREENSHOT=$(CURDIR)/docs/dashboard.png \
+		$(GO) test -count=1 -run '^TestDashboardInChromium$$' ./cmd/lvs-sync
 
 # How long each fuzz target runs: in `make fuzz`, and in `make test` (CI).
 FUZZTIME ?= 20s

@@ -82,7 +82,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return d.Token()
 	}
 	var pair *haPair // with director.ha: VIP placement follows the role
-	apiOpts := api.Options{}
+	apiOpts := api.Options{Log: log.Named("api")}
 	if cfg.API.TokenFile != "" {
 		if apiOpts.Token, err = config.ReadTokenFile("api", cfg.API.TokenFile); err != nil {
 			log.Error("cannot read the api token", "error", err)

@@ -1,5 +1,5 @@
 // Package api is lvs-sync's local HTTP API: /v1/status, /v1/explain/NAME,
-// /v1/health, /metrics and, for an HA pair, /v1/ha and POST
+// /v1/health, /metrics, the dashboard at /ui/ and, for an HA pair, /v1/ha and POST
 // /v1/ha/handover. It listens on loopback by default. Reads are open to
 // whoever reaches the listener; a call that changes state (a handover)
 // needs the bearer token of api.token_file, and is refused without one.
@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lvs-sync/lvs-sync/internal/status"
+	"github.com/lvs-sync/lvs-sync/internal/ui"
 )
 
 // Source is what the API shows; *daemon.Daemon is one.
@@ -53,6 +54,8 @@ type Options struct {
 	// MaxInFlight is how many requests are served at once (default
 	// DefaultMaxInFlight); one more is answered 503 at once.
 	MaxInFlight int
+	// Log is the API's logger; nil logs nothing.
+	Log hclog.Logger
 }
 
 // DefaultMaxInFlight bounds the requests the API serves at once.
@@ -64,20 +67,32 @@ func Handler(src Source, metrics prometheus.Gatherer, opts Options) http.Handler
 	if opts.HA != nil {
 		ha = []HA{opts.HA}
 	}
+	log := opts.Log
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	changes := func(h http.HandlerFunc) http.HandlerFunc { return authorized(opts.Token, h) }
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	view := func() (status.View, error) {
 		st, err := src.Status()
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-			return
+			return st, err
 		}
 		if len(ha) > 0 {
 			v := ha[0].HAStatus()
 			st.HA = &v
 		}
+		return st, nil
+	}
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st, err := view()
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
 		writeJSON(w, http.StatusOK, st)
 	})
+	mux.Handle("GET /ui/", http.StripPrefix("/ui", ui.Handler(view, log.Named("ui"))))
 	if len(ha) > 0 {
 		mux.HandleFunc("GET /v1/ha", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, ha[0].HAStatus())

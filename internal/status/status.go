@@ -129,11 +129,20 @@ type RealView struct {
 	Node       string `json:"node,omitempty"`
 	InstanceID string `json:"instance_id,omitempty"`
 	Health     string `json:"health,omitempty"`
+	// Allocation is a Nomad instance's allocation ID; "" for Consul's.
+	Allocation string `json:"allocation,omitempty"`
 	// Source is the rule behind the weight: passing, warning, quiescent,
 	// quiesced, maintenance, slow start, fallback, or draining.
-	Source        render.Source `json:"source,omitempty"`
-	DrainingSince time.Time     `json:"draining_since,omitzero"`
-	Changed       time.Time     `json:"changed,omitzero"`
+	Source render.Source `json:"source,omitempty"`
+	// Rule is that rule as explain words it, with the setting behind it
+	// ("passing: weight 10 (weights.passing)"): the dashboard shows it
+	// beside the weight without asking explain for every service.
+	Rule          string    `json:"rule,omitempty"`
+	DrainingSince time.Time `json:"draining_since,omitzero"`
+	// DrainDeadline is when the planner deletes a draining real whose
+	// connections have not ended: DrainingSince plus drain_timeout.
+	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
+	Changed       time.Time `json:"changed,omitzero"`
 }
 
 // Explanation is why each instance of a virtual service's catalog
@@ -234,6 +243,10 @@ func (in Input) service(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 		return out
 	}
 	want := in.Desired.State[k]
+	decisions := map[render.InstanceKey]render.Decision{}
+	for _, dec := range in.Desired.Decisions[vs.Name] {
+		decisions[render.InstanceKey{Node: dec.Instance.Node, ID: dec.Instance.ID}] = dec
+	}
 	for i, rk := range svc.SortedReals() { // the order kernelService listed them in
 		r := &out.Reals[i]
 		o, known := in.Desired.Origins[k][rk]
@@ -244,10 +257,16 @@ func (in Input) service(k lvs.ServiceKey, svc *ipvs.Service) ServiceView {
 		}
 		r.Source = Classify(o, known, draining, desired)
 		r.DrainingSince = since
+		if draining {
+			r.DrainDeadline = since.Add(vs.DrainTimeout) // the drainer's deadline (ipvs.Drainer.Timeout)
+		}
 		if !known {
 			continue
 		}
 		r.Node, r.InstanceID, r.Health = o.Node, o.InstanceID, string(o.Status)
+		if dec, ok := decisions[render.InstanceKey{Node: o.Node, ID: o.InstanceID}]; ok && o.InstanceID != "" {
+			r.Rule, r.Allocation = dec.Rule.String(), dec.Instance.Allocation
+		}
 		if o.Source == render.SourceMaintenance {
 			r.Health = "maintenance"
 		}

@@ -3,10 +3,12 @@ package status
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 	"github.com/lvs-sync/lvs-sync/lvs"
+	"github.com/lvs-sync/lvs-sync/render"
 )
 
 // A firewall-mark service is shown as protocol fwm at fwmark:N, found in
@@ -120,5 +122,32 @@ func TestServicesShowTheFingerprint(t *testing.T) {
 	}
 	if x, y := view("wlc", true), view("wlc", false); x.Fingerprint != y.Fingerprint {
 		t.Errorf("wlc: the kernel's order changed the fingerprint: %s, %s", x.Fingerprint, y.Fingerprint)
+	}
+}
+
+// TestServicesShowTheDrainDeadline: a draining real's view carries when
+// the planner deletes it, drain_timeout after it began to drain, so the
+// dashboard can say how long it has left.
+func TestServicesShowTheDrainDeadline(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+virtual_service "web" {
+  address       = "10.0.0.1:80"
+  forwarding    = "gate"
+  drain_timeout = "45s"
+}
+`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := lvs.ServiceKey{Protocol: lvs.TCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}
+	rk := lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.1"), Port: 80}
+	kernel := ipvs.State{k: {Scheduler: "wlc", Reals: map[lvs.RealKey]ipvs.Real{rk: {Forward: lvs.Route, ActiveConns: 3}}}}
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	in := Input{Config: cfg, Owns: func(lvs.ServiceKey) bool { return true },
+		Desired:  &render.Result{State: ipvs.State{k: {Scheduler: "wlc", Reals: map[lvs.RealKey]ipvs.Real{}}}},
+		Draining: map[lvs.ServiceKey]map[lvs.RealKey]time.Time{k: {rk: since}}}
+	r := Services(kernel, in)[0].Reals[0]
+	if r.Source != render.SourceDraining || !r.DrainingSince.Equal(since) || !r.DrainDeadline.Equal(since.Add(45*time.Second)) {
+		t.Errorf("source %q since %s deadline %s, want draining since %s until %s", r.Source, r.DrainingSince, r.DrainDeadline, since, since.Add(45*time.Second))
 	}
 }
