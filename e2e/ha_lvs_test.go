@@ -78,10 +78,9 @@ func haTimings() string {
 // renewal, no guard): seen in 3 of 4 VM runs of this day, 2 of them on a
 // loaded host. The rule is what these
 // cases check, the takeover timings are the other cases'.
-var haCaseTimings = map[string]string{
-	"consul-loss":    "    heartbeat_interval = \"100ms\"\n    peer_timeout = \"1s\"\n",
-	"consul-restart": "    heartbeat_interval = \"100ms\"\n    peer_timeout = \"1s\"\n",
-}
+var haCaseTimings = map[string]string{"consul-loss": haOutageTimings, "consul-restart": haOutageTimings}
+
+const haOutageTimings = "    heartbeat_interval = \"100ms\"\n    peer_timeout = \"1s\"\n"
 
 // haDirector is one director's lvs-sync.
 type haDirector struct {
