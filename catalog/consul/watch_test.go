@@ -48,7 +48,17 @@ func newFakeConsul() *fakeConsul {
 // checks or nodes only; silently changes the catalog without moving any
 // index, as a change no feed sees.
 func (f *fakeConsul) write(change func()) {
-	f.writeHealth(func() { change(); f.svcIndex = f.index + 1 })
+	f.writeHealth(func() {
+		change()
+		f.svcIndex = f.index + 1
+		// Every instance counts as edited: a node sweep re-reads every
+		// service, as a per-service sweep would.
+		for _, entries := range f.entries {
+			for _, e := range entries {
+				e.Service.ModifyIndex = f.index + 1
+			}
+		}
+	})
 }
 
 func (f *fakeConsul) writeHealth(change func()) {
@@ -177,6 +187,24 @@ func (f *fakeConsul) Nodes(q *api.QueryOptions) ([]*api.Node, *api.QueryMeta, er
 	var out []*api.Node
 	for n, addr := range f.nodes {
 		out = append(out, &api.Node{Node: n, Address: addr})
+	}
+	return out, meta, nil
+}
+
+func (f *fakeConsul) NodeServices(node string, q *api.QueryOptions) ([]nodeService, *api.QueryMeta, error) {
+	meta, err := f.block(q)
+	defer f.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	meta.ResultsFilteredByACLs = f.filtered
+	var out []nodeService
+	for name, entries := range f.entries {
+		for _, e := range entries {
+			if e.Node.Node == node && q.Filter != probeFilter {
+				out = append(out, nodeService{ID: e.Service.ID, Service: name, ModifyIndex: e.Service.ModifyIndex})
+			}
+		}
 	}
 	return out, meta, nil
 }
