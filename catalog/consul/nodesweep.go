@@ -52,11 +52,63 @@ func (w *watch) markNode(node string) {
 	}
 }
 
+// seed probes every node before the first sweep reads any service, and
+// keeps each node's index as if the node had been read in full: every
+// service's answer is then read after its nodes' indexes were taken, so a
+// node whose index has not moved since holds nothing its services' answers
+// lack. Without it the first node sweep reads every node in full: at
+// 10,000 services on 100 nodes, 100 bodies of 1,000 instances (240 MB
+// allocated, seconds of the agent's and the watcher's time) on the first
+// edit, where seeding costs 100 probes before the first sync.
+func (w *watch) seed() {
+	w.seeding = make(map[string]bool, len(w.nodes))
+	for n := range w.nodes {
+		w.seeding[n] = true
+		w.markNode(n)
+		w.nodeSt[n].seed = true
+	}
+}
+
+// seeded takes a seed probe in; the last starts the first sweep. A failed
+// one gives seeding up: every node is read in full at its first sweep.
+func (w *watch) seeded(r readResult, ns *nodeState) {
+	if !w.seeding[r.name] {
+		return // given up
+	}
+	switch {
+	case r.err != nil:
+		if notFound(r.err) {
+			w.nodesOff = nodesUnsupported
+			w.s.log.Warn("node sweeps off: an edit or registration re-reads every watched service", "reason", w.nodesOff, "error", r.err)
+			w.dropNodeReads()
+		}
+		w.forgetNodes()
+		clear(w.seeding)
+		w.sweepAll(false)
+		return
+	default:
+		ns.index = r.onNode.index
+	}
+	w.seedDone(r.name)
+}
+
+// seedDone notes that node needs no seed any more (probed, or gone); the
+// last one starts the first sweep.
+func (w *watch) seedDone(node string) {
+	if !w.seeding[node] {
+		return
+	}
+	delete(w.seeding, node)
+	if len(w.seeding) == 0 {
+		w.sweepAll(false)
+	}
+}
+
 // dropNodeReads unqueues every node read: the sweep they were for is
 // done per service.
 func (w *watch) dropNodeReads() {
 	for _, ns := range w.nodeSt {
-		ns.queued, ns.again = false, false
+		ns.queued, ns.again, ns.seed = false, false, false
 	}
 	w.nodeQueue = nil
 }
@@ -90,6 +142,13 @@ func (w *watch) onNodeResult(r readResult) {
 	ns.again = false
 	if _, ok := w.nodes[r.name]; !ok && !ns.queued {
 		delete(w.nodeSt, r.name) // the node left while it was read
+	}
+	if r.seed {
+		w.seeded(r, ns)
+		if again {
+			w.markNode(r.name)
+		}
+		return
 	}
 	switch {
 	case r.err != nil && notFound(r.err):

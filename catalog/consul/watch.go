@@ -45,6 +45,7 @@ type serviceState struct {
 type nodeState struct {
 	index                   uint64
 	queued, inflight, again bool
+	seed                    bool // the queued read is a seed (see seed)
 }
 
 // A readRequest is a service's read, or a node's (node set).
@@ -53,6 +54,7 @@ type readRequest struct {
 	stale bool
 	node  bool
 	held  uint64 // a node's index when last read in full
+	seed  bool
 }
 
 type readResult struct {
@@ -62,6 +64,7 @@ type readResult struct {
 	nodes  map[string]string // node → its addresses, under svc's instances
 	maxMod uint64
 	node   bool
+	seed   bool
 	onNode nodeAnswer
 	err    error
 }
@@ -98,6 +101,8 @@ type watch struct {
 	nodeSt    map[string]*nodeState
 	nodeQueue []string
 	nodesOff  string
+	// seeding names the nodes whose seed probe the first sweep waits for.
+	seeding map[string]bool
 
 	// Emission: latest is shared with the snapshot last built (so it is
 	// copied before a change); sinceSent and sinceBuilt are the services
@@ -151,9 +156,9 @@ func (s *Source) readLoop(ctx context.Context, obs catalog.Observer, work <-chan
 		case <-ctx.Done():
 			return
 		case r := <-work:
-			res := readResult{name: r.name, stale: r.stale, node: r.node}
+			res := readResult{name: r.name, stale: r.stale, node: r.node, seed: r.seed}
 			if r.node {
-				res.onNode, res.err = s.readNode(ctx, r.name, r.held, obs)
+				res.onNode, res.err = s.readNode(ctx, r.name, r.held, r.seed, obs)
 			} else {
 				res.svc, res.nodes, res.maxMod, res.err = s.read(ctx, r.name, r.stale, obs)
 			}
@@ -275,6 +280,7 @@ func (w *watch) onFeed(a feedAnswer) {
 		for n, ns := range w.nodeSt {
 			if _, ok := cur[n]; !ok && !ns.inflight {
 				delete(w.nodeSt, n)
+				w.seedDone(n)
 			}
 		}
 		if !first && w.nodeSweeps() {
@@ -299,7 +305,11 @@ func (w *watch) onFeed(a feedAnswer) {
 	switch {
 	case first && len(w.ready) == feeds:
 		// Every feed holds an index now: any later change moves one.
-		w.sweepAll(false)
+		if w.nodeSweeps() && len(w.nodes) > 0 {
+			w.seed() // then the sweep
+		} else {
+			w.sweepAll(false)
+		}
 		if len(w.services) == 0 {
 			w.pending = true
 		}
@@ -359,7 +369,7 @@ func (w *watch) peek() (readRequest, bool) {
 			for len(w.nodeQueue) > 0 {
 				n := w.nodeQueue[0]
 				if ns := w.nodeSt[n]; ns != nil && ns.queued {
-					return readRequest{name: n, node: true, held: ns.index}, true
+					return readRequest{name: n, node: true, held: ns.index, seed: ns.seed}, true
 				}
 				w.nodeQueue = w.nodeQueue[1:] // forgotten since
 			}
@@ -383,7 +393,7 @@ func (w *watch) dispatched(r readRequest) {
 	if r.node {
 		w.nodeQueue = w.nodeQueue[1:]
 		ns := w.nodeSt[r.name]
-		ns.queued, ns.inflight = false, true
+		ns.queued, ns.inflight, ns.seed = false, true, false
 		return
 	}
 	st := w.services[r.name]
