@@ -408,7 +408,17 @@ func TestNoChangeMissed(t *testing.T) {
 		switch {
 		case k == 0 || in == nil:
 			kinds["register"]++
-			write("register", m.newInstance(services).reg)
+			r := m.newInstance(services).reg
+			if m.rng.IntN(4) == 0 && len(m.nodes) < 30 {
+				// A node and its first instance in one write: a sweep by
+				// node started by it may not know of the node yet.
+				kinds["register on a new node"]++
+				n := nodeName(len(m.nodes))
+				m.nodes = append(m.nodes, n)
+				m.nodeAddr[n] = fmt.Sprintf("10.0.0.%d", len(m.nodes))
+				r.Node, r.Address = n, m.nodeAddr[n]
+			}
+			write("register", r)
 		case k == 1:
 			kinds["deregister"]++
 			if _, err := cat.Deregister(&api.CatalogDeregistration{Node: in.reg.Node, ServiceID: in.reg.Service.ID}, nil); err != nil {

@@ -36,6 +36,8 @@ type fakeConsul struct {
 	onState    func(state string, waitIndex uint64)
 	err        error // every query fails with it
 	filtered   bool
+	nodeErr    error // node reads fail with it
+	nodeReads  int   // node reads taken, probes included
 }
 
 func newFakeConsul() *fakeConsul {
@@ -198,6 +200,10 @@ func (f *fakeConsul) NodeServices(node string, q *api.QueryOptions) ([]nodeServi
 		return nil, nil, err
 	}
 	meta.ResultsFilteredByACLs = f.filtered
+	f.nodeReads++
+	if f.nodeErr != nil {
+		return nil, nil, f.nodeErr
+	}
 	var out []nodeService
 	for name, entries := range f.entries {
 		for _, e := range entries {
@@ -570,5 +576,42 @@ func TestWatchRereadsAChangeUndoneBeforeTheFeedShowsIt(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWatchSweepsPerServiceWithoutNodeReads: a Consul that 404s node
+// reads (before 1.7) turns node sweeps off once, logged once; an edit is
+// still found, by reading every service; and the nodes are never asked
+// again.
+func TestWatchSweepsPerServiceWithoutNodeReads(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &buf, mu: &mu}, Level: hclog.Info})
+	f := newFakeConsul()
+	f.silently(func() {
+		f.nodes["n1"] = "192.0.2.1"
+		f.add("web", "n1", "web1", 80)
+		f.add("api", "n1", "api1", 8080)
+		f.nodeErr = api.StatusError{Code: 404, Body: "Invalid URL path"}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := quick(f, log).Watch(ctx, []string{"web", "api"}, nil)
+	next(t, snaps, "first")
+	for i, weight := range []int{5, 6} {
+		f.write(func() { f.instance("api", "api1").Service.Weights.Passing = weight })
+		s := next(t, snaps, "weight edit")
+		if !reflect.DeepEqual(s.Changed, changed("api")) || s.Instances("api")[0].Weights.Passing != weight {
+			t.Errorf("edit %d: changed %v, %s", i, s.Changed, describeAll(s))
+		}
+	}
+	waitFor(t, "web swept twice", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.taken["web"] >= 3 })
+	f.mu.Lock()
+	nodeReads := f.nodeReads
+	f.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(buf.String(), "node sweeps off"); n != 1 || nodeReads != 1 {
+		t.Errorf("%d node reads and %d warnings, want 1 each:\n%s", nodeReads, n, buf.String())
 	}
 }
