@@ -361,31 +361,35 @@ func (w *watch) sweepAll(stale bool) {
 // peek returns the next read: urgent services first, then nodes (which
 // find the services to read urgently), then the per-service sweep.
 func (w *watch) peek() (readRequest, bool) {
-	for _, q := range []struct {
-		list *[]string
-		kind queued
-	}{{&w.urgent, queuedUrgent}, {nil, 0}, {&w.sweep, queuedSweep}} {
-		if q.list == nil {
-			for len(w.nodeQueue) > 0 {
-				n := w.nodeQueue[0]
-				if ns := w.nodeSt[n]; ns != nil && ns.queued {
-					return readRequest{name: n, node: true, held: ns.index, seed: ns.seed}, true
-				}
-				w.nodeQueue = w.nodeQueue[1:] // forgotten since
-			}
-			w.nodeQueue = nil
-			continue
+	if name, ok := w.head(&w.urgent, queuedUrgent); ok {
+		return readRequest{name: name, stale: w.services[name].stale}, true
+	}
+	for len(w.nodeQueue) > 0 {
+		n := w.nodeQueue[0]
+		if ns := w.nodeSt[n]; ns != nil && ns.queued {
+			return readRequest{name: n, node: true, held: ns.index, seed: ns.seed}, true
 		}
-		for len(*q.list) > 0 {
-			name := (*q.list)[0]
-			if st := w.services[name]; st.queue == q.kind {
-				return readRequest{name: name, stale: st.stale}, true
-			}
-			*q.list = (*q.list)[1:] // promoted to urgent, or already read
-		}
-		*q.list = nil
+		w.nodeQueue = w.nodeQueue[1:] // gone, or unqueued, since
+	}
+	w.nodeQueue = nil
+	if name, ok := w.head(&w.sweep, queuedSweep); ok {
+		return readRequest{name: name, stale: w.services[name].stale}, true
 	}
 	return readRequest{}, false
+}
+
+// head returns the first service of list still queued as kind, dropping
+// those before it.
+func (w *watch) head(list *[]string, kind queued) (string, bool) {
+	for len(*list) > 0 {
+		name := (*list)[0]
+		if w.services[name].queue == kind {
+			return name, true
+		}
+		*list = (*list)[1:] // promoted to urgent, or already read
+	}
+	*list = nil
+	return "", false
 }
 
 // dispatched notes that the read peek chose is out.
