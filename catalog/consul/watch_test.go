@@ -36,8 +36,9 @@ type fakeConsul struct {
 	onState    func(state string, waitIndex uint64)
 	err        error // every query fails with it
 	filtered   bool
-	nodeErr    error // node reads fail with it
-	nodeReads  int   // node reads taken, probes included
+	nodeErr    error         // node reads fail with it
+	nodeReads  int           // node reads taken, probes included
+	nodeHold   chan struct{} // a node read waits on it, its answer already taken
 }
 
 func newFakeConsul() *fakeConsul {
@@ -211,6 +212,14 @@ func (f *fakeConsul) NodeServices(node string, q *api.QueryOptions) ([]nodeServi
 				out = append(out, nodeService{ID: e.Service.ID, Service: name, ModifyIndex: e.Service.ModifyIndex})
 			}
 		}
+	}
+	if hold := f.nodeHold; hold != nil {
+		f.mu.Unlock()
+		select {
+		case <-hold:
+		case <-q.Context().Done():
+		}
+		f.mu.Lock()
 	}
 	return out, meta, nil
 }
@@ -613,5 +622,35 @@ func TestWatchSweepsPerServiceWithoutNodeReads(t *testing.T) {
 	defer mu.Unlock()
 	if n := strings.Count(buf.String(), "node sweeps off"); n != 1 || nodeReads != 1 {
 		t.Errorf("%d node reads and %d warnings, want 1 each:\n%s", nodeReads, n, buf.String())
+	}
+}
+
+// TestWatchSeedsNodesBeforeTheFirstSweep: with node sweeps, no service is
+// read before every node's seed probe has answered, so that each
+// service's first answer holds all its nodes had at their seeded indexes.
+func TestWatchSeedsNodesBeforeTheFirstSweep(t *testing.T) {
+	f := newFakeConsul()
+	hold := make(chan struct{})
+	f.silently(func() {
+		f.nodes["n1"], f.nodes["n2"] = "192.0.2.1", "192.0.2.2"
+		f.add("web", "n1", "web1", 80)
+		f.add("api", "n2", "api1", 8080)
+		f.add("db", "n2", "db1", 5432)
+		f.nodeHold = hold
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := quick(f, nil).Watch(ctx, []string{"web", "api", "db"}, nil)
+	waitFor(t, "both seed probes out", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.nodeReads == 2 })
+	f.mu.Lock()
+	taken := maps.Clone(f.taken)
+	f.mu.Unlock()
+	if len(taken) != 0 {
+		t.Errorf("services read before the seeds answered: %v", taken)
+	}
+	close(hold)
+	s := next(t, snaps, "first")
+	if len(s.Services) != 3 {
+		t.Errorf("first snapshot: %s", describeAll(s))
 	}
 }
