@@ -347,3 +347,71 @@ func TestTaggedAddressesFromRealConsul(t *testing.T) {
 	}
 	t.Logf("web1's: %v", got["web1"].TaggedAddresses)
 }
+
+// TestNodeSweepsUnderALeastPrivilegeToken: a token that may read the
+// watched services and every node, but not the other services on those
+// nodes, has every node read filtered by ACLs; node sweeps still find an
+// edit, at a node sweep's cost, not a read of every watched service.
+func TestNodeSweepsUnderALeastPrivilegeToken(t *testing.T) {
+	agent := testconsul.StartWithACLs(t)
+	const services = 10
+	var names []string
+	for s := range services {
+		name := fmt.Sprintf("web%d", s)
+		names = append(names, name)
+		for i, node := range []string{"n1", "n2"} {
+			if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{Node: node, Address: "10.0.0." + strconv.Itoa(i+1),
+				Service: &api.AgentService{ID: fmt.Sprintf("%s-%d", name, i), Service: name, Port: 80,
+					Weights: api.AgentWeights{Passing: 1, Warning: 1}}}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{Node: "n1", Address: "10.0.0.1",
+		Service: &api.AgentService{ID: "secret1", Service: "secret", Port: 81}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	token, _ := agent.Token(t, "web", `service_prefix "web" { policy = "read" }
+node_prefix "" { policy = "read" }`)
+	_, meta, err := agent.Client.Catalog().NodeServiceList("n1", &api.QueryOptions{Token: token})
+	if err != nil || !meta.ResultsFilteredByACLs {
+		t.Fatalf("a node read with the token: filtered %v, %v; want it filtered by acls", meta != nil && meta.ResultsFilteredByACLs, err)
+	}
+
+	conf := api.DefaultConfig()
+	conf.Address, conf.Token, conf.TokenFile = agent.HTTPAddr, "", ""
+	client, err := api.NewClient(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := consul.NewSource(client, consul.Options{ResyncInterval: time.Hour})
+	src.SetToken(token)
+	reads := &readCounter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := src.Watch(ctx, names, reads)
+	s := next(t, snaps, "first", func([]*catalog.Instance) bool { return true })
+	if len(s.Instances("web3")) != 2 || s.Services["web3"].FilteredByACLs {
+		t.Fatalf("first snapshot of web3: %+v", s.Services["web3"])
+	}
+	reads.settle(t, 300*time.Millisecond)
+
+	if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{Node: "n2", SkipNodeUpdate: true,
+		Service: &api.AgentService{ID: "web3-1", Service: "web3", Port: 80, Weights: api.AgentWeights{Passing: 6, Warning: 1}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		s = next(t, snaps, "the weight edit", func([]*catalog.Instance) bool { return true })
+		if ins := s.Instances("web3"); len(ins) == 2 && ins[1].Weights.Passing == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the weight edit not seen in 10s: %+v", s.Services["web3"])
+		}
+	}
+	svcReads, nodeReads := reads.settle(t, 300*time.Millisecond)
+	t.Logf("weight edit under a least-privilege token: %d service reads, %d node reads", svcReads, nodeReads)
+	if svcReads > 2 || nodeReads == 0 {
+		t.Errorf("the edit cost %d service reads and %d node reads; want 1 or 2 service reads, found by node reads", svcReads, nodeReads)
+	}
+}

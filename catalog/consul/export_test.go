@@ -19,7 +19,7 @@ func (s *Source) WatchSizes(ctx context.Context, services []string, obs catalog.
 			"services": len(w.services), "nodes": len(w.nodes), "tags": len(w.tags), "ready": len(w.ready),
 			"byNode": len(w.byNode), "nodeSeq": len(w.nodeSeq), "latest": len(w.latest),
 			"sinceSent": len(w.sinceSent), "sinceBuilt": len(w.sinceBuilt),
-			"urgent": len(w.urgent), "sweep": len(w.sweep),
+			"urgent": len(w.urgent), "sweep": len(w.sweep), "nodeSt": len(w.nodeSt),
 		}
 		s.trouble.mu.Lock()
 		sizes["trouble"] = len(s.trouble.seen)

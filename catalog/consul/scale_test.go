@@ -408,7 +408,17 @@ func TestNoChangeMissed(t *testing.T) {
 		switch {
 		case k == 0 || in == nil:
 			kinds["register"]++
-			write("register", m.newInstance(services).reg)
+			r := m.newInstance(services).reg
+			if m.rng.IntN(4) == 0 && len(m.nodes) < 30 {
+				// A node and its first instance in one write: a sweep by
+				// node started by it may not know of the node yet.
+				kinds["register on a new node"]++
+				n := nodeName(len(m.nodes))
+				m.nodes = append(m.nodes, n)
+				m.nodeAddr[n] = fmt.Sprintf("10.0.0.%d", len(m.nodes))
+				r.Node, r.Address = n, m.nodeAddr[n]
+			}
+			write("register", r)
 		case k == 1:
 			kinds["deregister"]++
 			if _, err := cat.Deregister(&api.CatalogDeregistration{Node: in.reg.Node, ServiceID: in.reg.Service.ID}, nil); err != nil {
@@ -531,4 +541,155 @@ func describe(s *catalog.Service) string {
 			in.ID, in.Node, in.Address, in.Port, in.Tags, in.Meta, in.Weights, in.Status, in.NodeMaintenance, in.ServiceMaintenance, checks, in.TaggedAddresses))
 	}
 	return "[" + strings.Join(parts, "; ") + "]"
+}
+
+// readCounter is an Observer that counts successful reads of services
+// and of nodes (the feeds aside).
+type readCounter struct {
+	mu              sync.Mutex
+	services, nodes int
+	last            time.Time
+}
+
+func (c *readCounter) ObserveQuery(query string, _ uint64, err error) {
+	if err != nil || (strings.HasPrefix(query, "/v1/") && query != "/v1/catalog/node-services") {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if query == "/v1/catalog/node-services" {
+		c.nodes++
+	} else {
+		c.services++
+	}
+	c.last = time.Now()
+}
+
+// settle waits until no read was made for quiet, and returns the counts
+// since the last settle.
+func (c *readCounter) settle(t *testing.T, quiet time.Duration) (services, nodes int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		c.mu.Lock()
+		idle := time.Since(c.last) >= quiet
+		services, nodes = c.services, c.nodes
+		if idle {
+			c.services, c.nodes = 0, 0
+		}
+		c.mu.Unlock()
+		if idle {
+			return services, nodes
+		}
+	}
+	t.Fatalf("reads never stopped for %v", quiet)
+	return 0, 0
+}
+
+// TestEditCostsNodeReadsNotASweep: 200 services of 3 instances on 5
+// nodes. A weight edit in place, a registration and a deregistration of
+// a passing instance each move only /v1/catalog/services; each must cost
+// a read of every node (6, the agent's own included) plus the one changed
+// in full, and a read of the one service it changed, not a read of all
+// 200.
+func TestEditCostsNodeReadsNotASweep(t *testing.T) {
+	agent := testconsul.Start(t)
+	const services, instances, nodes = 200, 3, 5
+	var regs []*api.CatalogRegistration
+	for s := range services {
+		for i := range instances {
+			id := fmt.Sprintf("svc%03d-%d", s, i)
+			n := (s*instances + i) % nodes
+			regs = append(regs, &api.CatalogRegistration{
+				Node: nodeName(n), Address: fmt.Sprintf("10.0.0.%d", n+1),
+				Service: &api.AgentService{ID: id, Service: fmt.Sprintf("svc%03d", s), Port: 8000 + i,
+					Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+				Check: &api.AgentCheck{CheckID: id + "-check", Name: id, Status: api.HealthPassing, ServiceID: id},
+			})
+		}
+	}
+	register(t, agent.Client, regs)
+	names := make([]string, services)
+	for s := range names {
+		names[s] = fmt.Sprintf("svc%03d", s)
+	}
+	allNodes, _, err := agent.Client.Catalog().Nodes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	reads := &readCounter{}
+	src := consul.NewSource(budgetClient(t, agent, 8), consul.Options{MaxConnections: 8, ResyncInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	latest := follow(src.Watch(ctx, names, reads))
+	select {
+	case <-latest.ch:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no first snapshot in 30s")
+	}
+	if s, _ := reads.settle(t, 500*time.Millisecond); s < services {
+		t.Fatalf("first sync read %d services, want %d at least", s, services)
+	}
+
+	// waitFor waits for a snapshot in which svc's instances satisfy ok.
+	waitFor := func(what, svc string, ok func([]*catalog.Instance) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if snap, _ := latest.get(); ok(snap.Instances(svc)) {
+				return
+			}
+		}
+		t.Fatalf("%s: not seen in 10s", what)
+	}
+	find := func(ins []*catalog.Instance, id string) *catalog.Instance {
+		for _, in := range ins {
+			if in.ID == id {
+				return in
+			}
+		}
+		return nil
+	}
+	edit := *regs[3*17+1] // svc017-1
+	edit.SkipNodeUpdate = true
+	edit.Check = nil
+	svc := *edit.Service
+	svc.Weights.Passing = 7
+	edit.Service = &svc
+	fresh := &api.CatalogRegistration{Node: nodeName(2), SkipNodeUpdate: true,
+		Service: &api.AgentService{ID: "svc123-new", Service: "svc123", Port: 9000, Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+		Check:   &api.AgentCheck{CheckID: "svc123-new-check", Name: "new", Status: api.HealthPassing, ServiceID: "svc123-new"}}
+	gone := regs[3*42+2] // svc042-2
+	for _, c := range []struct {
+		what, svc string
+		write     func() error
+		seen      func([]*catalog.Instance) bool
+	}{
+		{"weight edit", "svc017", func() error { _, err := agent.Client.Catalog().Register(&edit, nil); return err },
+			func(ins []*catalog.Instance) bool {
+				in := find(ins, "svc017-1")
+				return in != nil && in.Weights.Passing == 7
+			}},
+		{"registration", "svc123", func() error { _, err := agent.Client.Catalog().Register(fresh, nil); return err },
+			func(ins []*catalog.Instance) bool { return find(ins, "svc123-new") != nil }},
+		{"deregistration", "svc042", func() error {
+			_, err := agent.Client.Catalog().Deregister(&api.CatalogDeregistration{Node: gone.Node, ServiceID: gone.Service.ID}, nil)
+			return err
+		}, func(ins []*catalog.Instance) bool {
+			return len(ins) == instances-1 && find(ins, gone.Service.ID) == nil
+		}},
+	} {
+		if err := c.write(); err != nil {
+			t.Fatalf("%s: %v", c.what, err)
+		}
+		waitFor(c.what, c.svc, c.seen)
+		s, n := reads.settle(t, 500*time.Millisecond)
+		t.Logf("%s: %d service reads, %d node reads (%d services watched, %d nodes)", c.what, s, n, services, len(allNodes))
+		// One node sweep: a probe of each node and the changed one in
+		// full; a second when the nodes feed woke too (it does: Consul
+		// moves its index with every instance written).
+		if s > 2 || n > 2*(len(allNodes)+1) || s == 0 {
+			t.Errorf("%s cost %d service reads and %d node reads; want 1 or 2 service reads and at most %d node reads",
+				c.what, s, n, 2*(len(allNodes)+1))
+		}
+	}
 }

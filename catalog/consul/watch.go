@@ -33,19 +33,40 @@ type serviceState struct {
 	issued                       uint64
 	failures                     int
 	retrying                     bool
+	// maxMod is the highest ModifyIndex of the instances of the latest
+	// answer (kept even when its content did not change): a node read
+	// showing a higher one has seen an edit this answer has not.
+	maxMod uint64
 }
 
+// nodeState is what a watch holds for one node while node sweeps are in
+// use: the node's index when it was last read in full, and its read's
+// queue state, as a service's.
+type nodeState struct {
+	index                   uint64
+	queued, inflight, again bool
+	seed                    bool // the queued read is a seed (see seed)
+}
+
+// A readRequest is a service's read, or a node's (node set).
 type readRequest struct {
 	name  string
 	stale bool
+	node  bool
+	held  uint64 // a node's index when last read in full
+	seed  bool
 }
 
 type readResult struct {
-	name  string
-	stale bool
-	svc   *catalog.Service
-	nodes map[string]string // node → its addresses, under svc's instances
-	err   error
+	name   string
+	stale  bool
+	svc    *catalog.Service
+	nodes  map[string]string // node → its addresses, under svc's instances
+	maxMod uint64
+	node   bool
+	seed   bool
+	onNode nodeAnswer
+	err    error
 }
 
 // watch is the state of one Watch call, owned by its run goroutine.
@@ -74,6 +95,15 @@ type watch struct {
 	urgent, sweep []string
 	retries       chan string
 
+	// Node sweeps (see the package documentation): each node's state, the
+	// nodes queued for a read, and, once node reads proved unusable, why
+	// (then every sweep reads per service).
+	nodeSt    map[string]*nodeState
+	nodeQueue []string
+	nodesOff  string
+	// seeding names the nodes whose seed probe the first sweep waits for.
+	seeding map[string]bool
+
 	// Emission: latest is shared with the snapshot last built (so it is
 	// copied before a change); sinceSent and sinceBuilt are the services
 	// changed since the last snapshot sent and since the one built.
@@ -95,7 +125,7 @@ func (s *Source) Watch(ctx context.Context, services []string, obs catalog.Obser
 		checks: map[string]stateView{}, ready: map[string]bool{},
 		fedAt: map[string]uint64{}, await: map[string]map[string]bool{},
 		byNode: map[string]map[string]bool{}, nodeSeq: map[string]uint64{},
-		retries: make(chan string), latest: map[string]*catalog.Service{},
+		retries: make(chan string), latest: map[string]*catalog.Service{}, nodeSt: map[string]*nodeState{},
 		first: true, sinceSent: map[string]bool{}, sinceBuilt: map[string]bool{},
 	}
 	for _, name := range unique(services) {
@@ -126,17 +156,23 @@ func (s *Source) readLoop(ctx context.Context, obs catalog.Observer, work <-chan
 		case <-ctx.Done():
 			return
 		case r := <-work:
-			svc, nodes, err := s.read(ctx, r.name, r.stale, obs)
+			res := readResult{name: r.name, stale: r.stale, node: r.node, seed: r.seed}
+			if r.node {
+				res.onNode, res.err = s.readNode(ctx, r.name, r.held, r.seed, obs)
+			} else {
+				res.svc, res.nodes, res.maxMod, res.err = s.read(ctx, r.name, r.stale, obs)
+			}
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil {
-				s.trouble.failed(r.name, err)
-			} else {
+			switch {
+			case res.err == nil:
 				s.trouble.ok()
+			case !r.node || !notFound(res.err):
+				s.trouble.failed(r.name, res.err)
 			}
 			select {
-			case results <- readResult{name: r.name, stale: r.stale, svc: svc, nodes: nodes, err: err}:
+			case results <- res:
 			case <-ctx.Done():
 				return
 			}
@@ -163,9 +199,9 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, work chan<- 
 			send, snap = out, *w.built
 		}
 		var give chan<- readRequest
-		var req readRequest
-		if name, ok := w.peek(); ok {
-			give, req = work, readRequest{name: name, stale: w.services[name].stale}
+		req, ok := w.peek()
+		if ok {
+			give = work
 		}
 		select {
 		case <-ctx.Done():
@@ -178,7 +214,7 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, work chan<- 
 			w.services[name].retrying = false
 			w.mark(name, true)
 		case give <- req:
-			w.dispatched(req.name)
+			w.dispatched(req)
 		case send <- snap:
 			w.sent()
 		case <-resync.Chan():
@@ -192,6 +228,7 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, work chan<- 
 			for _, st := range w.services {
 				st.index = 0
 			}
+			w.forgetNodes()
 			w.sweepAll(false)
 		}
 	}
@@ -211,6 +248,7 @@ func (w *watch) onFeed(a feedAnswer) {
 		for _, st := range w.services {
 			st.index = 0
 		}
+		w.forgetNodes()
 	}
 	switch a.feed {
 	case feedCritical, feedWarning:
@@ -232,10 +270,26 @@ func (w *watch) onFeed(a feedAnswer) {
 				w.nodeEvent(n)
 			}
 		}
+		old := w.nodes
 		w.nodes = cur
 		for n := range w.nodeSeq {
 			if _, ok := cur[n]; !ok {
 				delete(w.nodeSeq, n)
+			}
+		}
+		for n, ns := range w.nodeSt {
+			if _, ok := cur[n]; !ok && !ns.inflight {
+				delete(w.nodeSt, n)
+				w.seedDone(n)
+			}
+		}
+		if !first && w.nodeSweeps() {
+			// A node that came after the node sweep a registration on it
+			// started: that sweep did not know of it.
+			for n := range cur {
+				if _, ok := old[n]; !ok {
+					w.markNode(n)
+				}
 			}
 		}
 	case feedServices:
@@ -244,14 +298,18 @@ func (w *watch) onFeed(a feedAnswer) {
 			for _, name := range diffTags(w.tags, cur) {
 				w.mark(name, true)
 			}
-			w.sweepAll(false)
+			w.sweepChanged()
 		}
 		w.tags = cur
 	}
 	switch {
 	case first && len(w.ready) == feeds:
 		// Every feed holds an index now: any later change moves one.
-		w.sweepAll(false)
+		if w.nodeSweeps() && len(w.nodes) > 0 {
+			w.seed() // then the sweep
+		} else {
+			w.sweepAll(false)
+		}
 		if len(w.services) == 0 {
 			w.pending = true
 		}
@@ -300,27 +358,49 @@ func (w *watch) sweepAll(stale bool) {
 	}
 }
 
-// peek returns the next service to read, urgent ones first.
-func (w *watch) peek() (string, bool) {
-	for _, q := range []struct {
-		list *[]string
-		kind queued
-	}{{&w.urgent, queuedUrgent}, {&w.sweep, queuedSweep}} {
-		for len(*q.list) > 0 {
-			name := (*q.list)[0]
-			if w.services[name].queue == q.kind {
-				return name, true
-			}
-			*q.list = (*q.list)[1:] // promoted to urgent, or already read
-		}
-		*q.list = nil
+// peek returns the next read: urgent services first, then nodes (which
+// find the services to read urgently), then the per-service sweep.
+func (w *watch) peek() (readRequest, bool) {
+	if name, ok := w.head(&w.urgent, queuedUrgent); ok {
+		return readRequest{name: name, stale: w.services[name].stale}, true
 	}
+	for len(w.nodeQueue) > 0 {
+		n := w.nodeQueue[0]
+		if ns := w.nodeSt[n]; ns != nil && ns.queued {
+			return readRequest{name: n, node: true, held: ns.index, seed: ns.seed}, true
+		}
+		w.nodeQueue = w.nodeQueue[1:] // gone, or unqueued, since
+	}
+	w.nodeQueue = nil
+	if name, ok := w.head(&w.sweep, queuedSweep); ok {
+		return readRequest{name: name, stale: w.services[name].stale}, true
+	}
+	return readRequest{}, false
+}
+
+// head returns the first service of list still queued as kind, dropping
+// those before it.
+func (w *watch) head(list *[]string, kind queued) (string, bool) {
+	for len(*list) > 0 {
+		name := (*list)[0]
+		if w.services[name].queue == kind {
+			return name, true
+		}
+		*list = (*list)[1:] // promoted to urgent, or already read
+	}
+	*list = nil
 	return "", false
 }
 
-// dispatched notes that the read of name peek chose is out.
-func (w *watch) dispatched(name string) {
-	st := w.services[name]
+// dispatched notes that the read peek chose is out.
+func (w *watch) dispatched(r readRequest) {
+	if r.node {
+		w.nodeQueue = w.nodeQueue[1:]
+		ns := w.nodeSt[r.name]
+		ns.queued, ns.inflight, ns.seed = false, true, false
+		return
+	}
+	st := w.services[r.name]
 	if st.queue == queuedUrgent {
 		w.urgent = w.urgent[1:]
 	} else {
@@ -331,6 +411,10 @@ func (w *watch) dispatched(name string) {
 
 // onResult takes a read's answer in.
 func (w *watch) onResult(ctx context.Context, r readResult) {
+	if r.node {
+		w.onNodeResult(r)
+		return
+	}
 	st := w.services[r.name]
 	st.inflight = false
 	again, againUrgent := st.again, st.againUrgent
@@ -355,6 +439,7 @@ func (w *watch) onResult(ctx context.Context, r readResult) {
 		w.mark(r.name, true)
 		return
 	}
+	st.maxMod = r.maxMod
 	for _, in := range r.svc.Instances {
 		if w.nodeSeq[in.Node] > st.issued {
 			again, againUrgent = true, true // a node event came while the read was out

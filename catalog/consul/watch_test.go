@@ -36,6 +36,9 @@ type fakeConsul struct {
 	onState    func(state string, waitIndex uint64)
 	err        error // every query fails with it
 	filtered   bool
+	nodeErr    error         // node reads fail with it
+	nodeReads  int           // node reads taken, probes included
+	nodeHold   chan struct{} // a node read waits on it, its answer already taken
 }
 
 func newFakeConsul() *fakeConsul {
@@ -48,7 +51,17 @@ func newFakeConsul() *fakeConsul {
 // checks or nodes only; silently changes the catalog without moving any
 // index, as a change no feed sees.
 func (f *fakeConsul) write(change func()) {
-	f.writeHealth(func() { change(); f.svcIndex = f.index + 1 })
+	f.writeHealth(func() {
+		change()
+		f.svcIndex = f.index + 1
+		// Every instance counts as edited: a node sweep re-reads every
+		// service, as a per-service sweep would.
+		for _, entries := range f.entries {
+			for _, e := range entries {
+				e.Service.ModifyIndex = f.index + 1
+			}
+		}
+	})
 }
 
 func (f *fakeConsul) writeHealth(change func()) {
@@ -177,6 +190,36 @@ func (f *fakeConsul) Nodes(q *api.QueryOptions) ([]*api.Node, *api.QueryMeta, er
 	var out []*api.Node
 	for n, addr := range f.nodes {
 		out = append(out, &api.Node{Node: n, Address: addr})
+	}
+	return out, meta, nil
+}
+
+func (f *fakeConsul) NodeServices(node string, q *api.QueryOptions) ([]nodeService, *api.QueryMeta, error) {
+	meta, err := f.block(q)
+	defer f.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	meta.ResultsFilteredByACLs = f.filtered
+	f.nodeReads++
+	if f.nodeErr != nil {
+		return nil, nil, f.nodeErr
+	}
+	var out []nodeService
+	for name, entries := range f.entries {
+		for _, e := range entries {
+			if e.Node.Node == node && q.Filter != probeFilter {
+				out = append(out, nodeService{ID: e.Service.ID, Service: name, ModifyIndex: e.Service.ModifyIndex})
+			}
+		}
+	}
+	if hold := f.nodeHold; hold != nil {
+		f.mu.Unlock()
+		select {
+		case <-hold:
+		case <-q.Context().Done():
+		}
+		f.mu.Lock()
 	}
 	return out, meta, nil
 }
@@ -542,5 +585,72 @@ func TestWatchRereadsAChangeUndoneBeforeTheFeedShowsIt(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWatchSweepsPerServiceWithoutNodeReads: a Consul that 404s node
+// reads (before 1.7) turns node sweeps off once, logged once; an edit is
+// still found, by reading every service; and the nodes are never asked
+// again.
+func TestWatchSweepsPerServiceWithoutNodeReads(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &buf, mu: &mu}, Level: hclog.Info})
+	f := newFakeConsul()
+	f.silently(func() {
+		f.nodes["n1"] = "192.0.2.1"
+		f.add("web", "n1", "web1", 80)
+		f.add("api", "n1", "api1", 8080)
+		f.nodeErr = api.StatusError{Code: 404, Body: "Invalid URL path"}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := quick(f, log).Watch(ctx, []string{"web", "api"}, nil)
+	next(t, snaps, "first")
+	for i, weight := range []int{5, 6} {
+		f.write(func() { f.instance("api", "api1").Service.Weights.Passing = weight })
+		s := next(t, snaps, "weight edit")
+		if !reflect.DeepEqual(s.Changed, changed("api")) || s.Instances("api")[0].Weights.Passing != weight {
+			t.Errorf("edit %d: changed %v, %s", i, s.Changed, describeAll(s))
+		}
+	}
+	waitFor(t, "web swept twice", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.taken["web"] >= 3 })
+	f.mu.Lock()
+	nodeReads := f.nodeReads
+	f.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(buf.String(), "node sweeps off"); n != 1 || nodeReads != 1 {
+		t.Errorf("%d node reads and %d warnings, want 1 each:\n%s", nodeReads, n, buf.String())
+	}
+}
+
+// TestWatchSeedsNodesBeforeTheFirstSweep: with node sweeps, no service is
+// read before every node's seed probe has answered, so that each
+// service's first answer holds all its nodes had at their seeded indexes.
+func TestWatchSeedsNodesBeforeTheFirstSweep(t *testing.T) {
+	f := newFakeConsul()
+	hold := make(chan struct{})
+	f.silently(func() {
+		f.nodes["n1"], f.nodes["n2"] = "192.0.2.1", "192.0.2.2"
+		f.add("web", "n1", "web1", 80)
+		f.add("api", "n2", "api1", 8080)
+		f.add("db", "n2", "db1", 5432)
+		f.nodeHold = hold
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snaps := quick(f, nil).Watch(ctx, []string{"web", "api", "db"}, nil)
+	waitFor(t, "both seed probes out", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.nodeReads == 2 })
+	f.mu.Lock()
+	taken := maps.Clone(f.taken)
+	f.mu.Unlock()
+	if len(taken) != 0 {
+		t.Errorf("services read before the seeds answered: %v", taken)
+	}
+	close(hold)
+	s := next(t, snaps, "first")
+	if len(s.Services) != 3 {
+		t.Errorf("first snapshot: %s", describeAll(s))
 	}
 }

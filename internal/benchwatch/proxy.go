@@ -42,7 +42,8 @@ type Counts struct {
 	Requests, TooMany  int64
 	BytesUp, BytesDown int64
 	// ByPath counts requests by path, with the last segment of
-	// /v1/health/service/NAME folded into "*".
+	// /v1/health/service/NAME and /v1/catalog/node-services/NODE folded
+	// into "*".
 	ByPath map[string]int64
 }
 
@@ -193,8 +194,10 @@ func (p *Proxy) countRequests(r *bufio.Reader) {
 		_, _ = io.Copy(io.Discard, req.Body)
 		p.requests.Add(1)
 		path := req.URL.Path
-		if rest, ok := strings.CutPrefix(path, "/v1/health/service/"); ok && rest != "" {
-			path = "/v1/health/service/*"
+		for _, each := range []string{"/v1/health/service/", "/v1/catalog/node-services/"} {
+			if rest, ok := strings.CutPrefix(path, each); ok && rest != "" {
+				path = each + "*"
+			}
 		}
 		p.mu.Lock()
 		p.byPath[req.Method+" "+path]++

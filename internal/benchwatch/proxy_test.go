@@ -61,6 +61,7 @@ func TestProxyCounts(t *testing.T) {
 	wg.Wait()
 	for i := range 5 {
 		get("/v1/health/service/svc" + strings.Repeat("1", i) + "?index=3")
+		get("/v1/catalog/node-services/node-" + strings.Repeat("1", i))
 	}
 	if code := get("/busy"); code != http.StatusTooManyRequests {
 		t.Errorf("/busy answered %d", code)
@@ -68,9 +69,9 @@ func TestProxyCounts(t *testing.T) {
 	c.CloseIdleConnections()
 
 	got := p.Counts()
-	want := map[string]int64{"GET /slow": 3, "GET /v1/health/service/*": 5, "GET /busy": 1}
-	if got.Requests != 9 || len(got.ByPath) != len(want) || got.Most != 3 || got.Conns != 3 || got.TooMany != 1 {
-		t.Errorf("requests %d by path %v, most %d, conns %d, 429s %d; want 9 %v, 3, 3, 1",
+	want := map[string]int64{"GET /slow": 3, "GET /v1/health/service/*": 5, "GET /v1/catalog/node-services/*": 5, "GET /busy": 1}
+	if got.Requests != 14 || len(got.ByPath) != len(want) || got.Most != 3 || got.Conns != 3 || got.TooMany != 1 {
+		t.Errorf("requests %d by path %v, most %d, conns %d, 429s %d; want 14 %v, 3, 3, 1",
 			got.Requests, got.ByPath, got.Most, got.Conns, got.TooMany, want)
 	}
 	for path, n := range want {
