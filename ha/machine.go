@@ -34,6 +34,18 @@ import (
 //     A standby's heartbeat says whether it is ready to serve (a sync
 //     applied, Consul reachable); a handover to one that is not is
 //     refused with its reason.
+//   - A director that stepped down drains: its VIPs are off the interface
+//     at once (it no longer answers ARP for them), but it keeps
+//     scheduling (backup_only off, its master sync daemon on) until it
+//     hears its peer active at a higher epoch and one heartbeat more has
+//     passed, or DrainMax at most; then it is drained (backup_only on,
+//     the master daemon stopped). Until the new active's gratuitous ARP
+//     lands, clients still send to the old one's MAC: a drained director
+//     would meet them with its own TCP stack (the VIP is on its lo) and
+//     reset them; a draining one schedules them and syncs the connections
+//     to the new active. A director without carrier, or without a peer
+//     heard for PeerTimeout (nobody takes the clients over), is drained
+//     at once.
 //   - While active, it refreshes its VIPs' lifetime every VIPRefresh: a
 //     director that dies active loses them to the kernel within
 //     VIPLifetime, restarted or not.
@@ -88,6 +100,13 @@ type Machine struct {
 	handEpoch   uint64
 	stopping    bool
 	keptVIPs    time.Time // when the VIPs' lifetime was last refreshed
+
+	// A director that stepped down drains (see the rules) until
+	// drainUntil, or one heartbeat after drainHeard: when it heard its
+	// peer active at an epoch above drainEpoch. Zero drainUntil: drained.
+	drainUntil time.Time
+	drainEpoch uint64
+	drainHeard time.Time
 
 	announceAt   time.Time
 	takeovers    int
@@ -144,6 +163,9 @@ func (m *Machine) Heard(hb Heartbeat) []Action {
 	var acts []Action
 	if hb.Role == Active {
 		m.peerActiveAt = now
+		if m.Draining() && hb.Epoch > m.drainEpoch && m.drainHeard.IsZero() {
+			m.drainHeard = now
+		}
 	}
 	if m.role == Active && hb.Guard && hb.GuardEpoch == m.epoch && hb.EchoInc == m.inc {
 		// The guard is as old as the heartbeat it echoes, which this
@@ -296,11 +318,23 @@ func (m *Machine) Stop() []Action {
 	return m.evaluate(acts)
 }
 
-// stepDown makes an active a standby.
+// stepDown makes an active a standby, draining.
 func (m *Machine) stepDown(reason string) []Action {
 	m.lastStepDown = reason
 	m.role, m.confirmed, m.announceAt = Standby, time.Time{}, time.Time{}
+	m.drainUntil, m.drainEpoch, m.drainHeard = m.clock.Now().Add(m.t.DrainMax()), m.epoch, time.Time{}
 	return []Action{{Kind: StepDown, Reason: reason}}
+}
+
+// Draining is whether this director stepped down and still schedules
+// what reaches it (see the rules).
+func (m *Machine) Draining() bool { return !m.drainUntil.IsZero() }
+
+// drained is whether a draining director is done now.
+func (m *Machine) drained(now time.Time) bool {
+	heard := !m.drainHeard.IsZero() && now.Sub(m.drainHeard) >= m.t.Heartbeat
+	alone := m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout
+	return !m.carrier || heard || alone || !now.Before(m.drainUntil)
 }
 
 func (m *Machine) becomeActive(epoch uint64, now time.Time) []Action {
@@ -309,6 +343,7 @@ func (m *Machine) becomeActive(epoch uint64, now time.Time) []Action {
 		return nil
 	}
 	m.role, m.epoch, m.renewed, m.confirmed, m.claimed = Active, epoch, m.sentAt, time.Time{}, 0
+	m.drainUntil = time.Time{} // BecomeActive schedules again: nothing left to drain
 	m.releaseOwed, m.handoverTo = false, ""
 	m.takeovers++
 	m.lastTakeover = now
@@ -334,6 +369,10 @@ func (m *Machine) evaluate(acts []Action) []Action {
 				acts = append(acts, Action{Kind: KeepVIPs})
 			}
 		}
+	}
+	if m.Draining() && m.drained(now) {
+		m.drainUntil = time.Time{}
+		acts = append(acts, Action{Kind: Drained})
 	}
 	if m.writing || now.Before(m.retryAt) {
 		return acts

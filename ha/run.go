@@ -27,6 +27,8 @@ type Transport interface {
 type Roles interface {
 	BecomeActive(epoch uint64) error
 	StepDown(reason string) error
+	// Drained ends a step-down's drain: the director stops scheduling.
+	Drained() error
 	Announce() error
 	// KeepVIPs refreshes the lifetime of the VIPs on the interface.
 	KeepVIPs() error
@@ -99,7 +101,7 @@ func NewRunner(opts Options) (*Runner, error) {
 
 // Run runs until ctx ends; then, if active, it steps down and releases
 // the lease (waiting for that write, at most Fence), so that the peer
-// takes over at once.
+// takes over at once, and drains (at most DrainMax) before it returns.
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx = ctx
@@ -126,6 +128,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			r.input((*Machine).Stop)
+			r.drain(tick.Chan())
 			r.writes.Wait()
 			return nil
 		case hb := <-r.opts.Transport.Received():
@@ -159,6 +162,26 @@ func (r *Runner) Run(ctx context.Context) error {
 					r.log.Info("heartbeat sent again")
 				}
 			}
+		}
+	}
+}
+
+// drain hears heartbeats and lets time pass until a stopping director
+// that stepped down is drained: it keeps scheduling for the clients whose
+// ARP caches still name it until its peer is active.
+func (r *Runner) drain(tick <-chan time.Time) {
+	for {
+		r.mu.Lock()
+		draining := r.m.Draining()
+		r.mu.Unlock()
+		if !draining {
+			return
+		}
+		select {
+		case hb := <-r.opts.Transport.Received():
+			r.input(func(m *Machine) []Action { return m.Heard(hb) })
+		case <-tick:
+			r.input((*Machine).Tick)
 		}
 	}
 }
@@ -198,6 +221,8 @@ func (r *Runner) do(acts []Action) {
 			err = r.opts.Roles.BecomeActive(a.Epoch)
 		case StepDown:
 			err = r.opts.Roles.StepDown(a.Reason)
+		case Drained:
+			err = r.opts.Roles.Drained()
 		case Announce:
 			err = r.opts.Roles.Announce()
 		case WriteLease:
@@ -219,7 +244,7 @@ func (r *Runner) do(acts []Action) {
 		if err != nil {
 			r.log.Error("role change incomplete", "action", a.String(), "error", err)
 		}
-		if a.Kind == BecomeActive || a.Kind == StepDown {
+		if a.Kind == BecomeActive || a.Kind == StepDown || a.Kind == Drained {
 			r.log.Info("role changed", "action", a.String())
 		}
 	}

@@ -115,8 +115,20 @@ func TestHandoverMakeBeforeBreak(t *testing.T) {
 		t.Fatal("the active kept its vip")
 	}
 	off := s.now()
-	took := s.runUntil(time.Second, func() bool { return s.d[1-a].vip })
+	// Someone schedules throughout: the old active drains until the new
+	// one is active (then its gratuitous ARP moves the clients).
+	gap := false
+	took := s.runUntil(time.Second, func() bool {
+		gap = gap || !s.d[a].sched && !s.d[1-a].sched
+		return s.d[1-a].vip
+	})
 	s.checkSafe()
+	if gap {
+		t.Fatalf("the old active stopped scheduling before the new one started\n%s", s.tail())
+	}
+	if s.runUntil(DefaultTimings().DrainMax(), func() bool { return !s.d[a].sched }) < 0 {
+		t.Fatalf("the old active never drained\n%s", s.tail())
+	}
 	// Without a VIP for two round trips to Consul and one watch: the gap
 	// an ARP update covers.
 	if took < 0 || took > 30*time.Millisecond {

@@ -50,6 +50,9 @@ type simDir struct {
 	nextBeat time.Time
 	failNext time.Time // next ConsulFailed while Consul is gone
 	becameAt time.Time
+	// sched: it schedules new connections (from BecomeActive until
+	// Drained); a drained director's kernel resets what reaches it.
+	sched    bool
 	announce int
 	// busyUntil: Run is taking the VIPs off; what comes for the
 	// director waits.
@@ -169,8 +172,13 @@ func (s *sim) act(i int, acts []Action) {
 	for n, a := range acts {
 		s.trace = append(s.trace, fmt.Sprintf("%s %s: %s", s.now().Format("05.000"), d.name, a))
 		switch a.Kind {
+		case Drained:
+			if d.vip && s.overlap == "" {
+				s.overlap = fmt.Sprintf("at %s %s drained while it has the vip", s.now().Format("05.000"), d.name)
+			}
+			d.sched = false
 		case BecomeActive:
-			d.vip, d.becameAt = true, s.now()
+			d.vip, d.becameAt, d.sched = true, s.now(), true
 			if o := s.d[1-i]; o.vip && s.overlap == "" {
 				s.overlap = fmt.Sprintf("at %s both have the vip", s.now().Format("05.000"))
 			}

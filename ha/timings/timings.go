@@ -11,7 +11,7 @@ import (
 )
 
 // Timings are the heartbeat's and the lease's periods. Fence (TTL/2) and
-// GuardHold follow from them.
+// GuardHold and DrainMax follow from them.
 type Timings struct {
 	// Heartbeat is how often a director tells its peer its role.
 	Heartbeat time.Duration
@@ -61,6 +61,13 @@ func (t Timings) VIPRefresh() time.Duration { return t.VIPLifetime() / 8 }
 // starts, whatever the delays. The two heartbeats more are margin for the
 // active to take its VIPs off.
 func (t Timings) GuardHold() time.Duration { return t.PeerTimeout + 2*t.Heartbeat }
+
+// DrainMax bounds how long a director that stepped down keeps
+// scheduling for the clients whose ARP caches still name it, when it
+// does not hear its peer active sooner (see ha.Machine). A handover
+// makes the peer active after two lease writes and a watch answer, well
+// within it; a stopping director waits no longer than that to exit.
+func (t Timings) DrainMax() time.Duration { return t.TTL + t.PeerTimeout }
 
 // Problem is a timing that breaks a rule, named as the ha block names it.
 type Problem struct {
