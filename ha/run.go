@@ -73,7 +73,10 @@ type Runner struct {
 	lastEp   uint64
 	takeover int
 	hbErr    bool
-	keepErr  bool
+	// beatNow asks the loop for a heartbeat at once: a new active's
+	// tells its draining peer to stop scheduling (see Machine).
+	beatNow chan struct{}
+	keepErr bool
 	// ready says whether this director could serve, and why not.
 	ready func() (bool, string)
 }
@@ -96,7 +99,8 @@ func NewRunner(opts Options) (*Runner, error) {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	inc := uint64(opts.Clock.Now().UnixNano()) | 1 // never 0
-	return &Runner{opts: opts, log: opts.Logger, inc: inc, m: NewMachine(opts.Name, inc, opts.Timings, opts.Clock)}, nil
+	return &Runner{opts: opts, log: opts.Logger, inc: inc, m: NewMachine(opts.Name, inc, opts.Timings, opts.Clock),
+		beatNow: make(chan struct{}, 1)}, nil
 }
 
 // Run runs until ctx ends; then, if active, it steps down and releases
@@ -137,31 +141,38 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.carrier()
 			r.input((*Machine).Tick)
 		case <-beat.Chan():
-			r.mu.Lock()
-			ready := r.ready
-			r.mu.Unlock()
-			why := ""
-			if ready != nil { // asked without mu: it takes the daemon's locks
-				if ok, reason := ready(); !ok {
-					why = reason
-				}
-			}
-			r.mu.Lock()
-			if why != r.m.Unready() {
-				r.log.Info("readiness to serve changed", "ready", why == "", "reason", why)
-			}
-			r.m.SetUnready(why)
-			hb := r.m.Heartbeat()
-			r.mu.Unlock()
-			err := r.opts.Transport.Send(hb)
-			if (err != nil) != r.hbErr {
-				r.hbErr = err != nil
-				if err != nil {
-					r.log.Warn("cannot send the heartbeat", "error", err)
-				} else {
-					r.log.Info("heartbeat sent again")
-				}
-			}
+			r.beat()
+		case <-r.beatNow:
+			r.beat()
+		}
+	}
+}
+
+// beat sends the peer this director's heartbeat, with its readiness.
+func (r *Runner) beat() {
+	r.mu.Lock()
+	ready := r.ready
+	r.mu.Unlock()
+	why := ""
+	if ready != nil { // asked without mu: it takes the daemon's locks
+		if ok, reason := ready(); !ok {
+			why = reason
+		}
+	}
+	r.mu.Lock()
+	if why != r.m.Unready() {
+		r.log.Info("readiness to serve changed", "ready", why == "", "reason", why)
+	}
+	r.m.SetUnready(why)
+	hb := r.m.Heartbeat()
+	r.mu.Unlock()
+	err := r.opts.Transport.Send(hb)
+	if (err != nil) != r.hbErr {
+		r.hbErr = err != nil
+		if err != nil {
+			r.log.Warn("cannot send the heartbeat", "error", err)
+		} else {
+			r.log.Info("heartbeat sent again")
 		}
 	}
 }
@@ -219,6 +230,10 @@ func (r *Runner) do(acts []Action) {
 				r.log.Warn("taking over while not ready to serve: the active is gone and nobody else can", "reason", why)
 			}
 			err = r.opts.Roles.BecomeActive(a.Epoch)
+			select {
+			case r.beatNow <- struct{}{}:
+			default:
+			}
 		case StepDown:
 			err = r.opts.Roles.StepDown(a.Reason)
 		case Drained:
