@@ -19,7 +19,9 @@ import (
 //     active only once that write took — when it has carrier and
 //     either the lease was released (its holder stepped down first), or
 //     all of: no heartbeat from an active peer for PeerTimeout, no guard
-//     of its own sent for GuardHold, and the lease absent or unchanged
+//     of its own in force for GuardHold (from when it heard the heartbeat
+//     its last guard echoes: the active trusts a guard no longer than
+//     PeerTimeout from sending what it echoes), and the lease absent or unchanged
 //     for TTL as this director observes it.
 //   - A lease written for it in a handover, or its own acquire whose
 //     answer was lost, it confirms by compare-and-set and is active.
@@ -84,16 +86,19 @@ type Machine struct {
 	renewed   time.Time // the active's last write that took, when sent
 	confirmed time.Time // the active holds its peer's guard until then
 
-	peer          string
-	peerRole      Role
-	peerEpoch     uint64
-	peerInc       uint64
-	peerStamp     int64
-	peerUnready   string // why the peer could not serve, "" ready
-	unready       string // why this director could not serve, "" ready
-	peerHeard     time.Time
-	peerActiveAt  time.Time // the last heartbeat from an active peer
-	lastGuardSent time.Time
+	peer         string
+	peerRole     Role
+	peerEpoch    uint64
+	peerInc      uint64
+	peerStamp    int64
+	peerUnready  string // why the peer could not serve, "" ready
+	unready      string // why this director could not serve, "" ready
+	peerHeard    time.Time
+	peerActiveAt time.Time // the last heartbeat from an active peer
+	// guardEcho is when this director heard the heartbeat its last guard
+	// echoes: the active holds that guard at most PeerTimeout from
+	// sending that heartbeat, so no later than guardEcho+PeerTimeout.
+	guardEcho time.Time
 
 	releaseOwed bool
 	handoverTo  string
@@ -127,7 +132,8 @@ func NewMachine(name string, inc uint64, t Timings, clock clockwork.Clock) *Mach
 func (m *Machine) Role() (Role, uint64) { return m.role, m.epoch }
 
 // Heartbeat is the message to send the peer now. A standby that hears an
-// active peer guards it: from now until GuardHold it will not take over.
+// active peer guards it: until GuardHold after it heard the heartbeat
+// the guard echoes, it will not take over.
 func (m *Machine) Heartbeat() Heartbeat {
 	now := m.clock.Now()
 	hb := Heartbeat{From: m.name, Incarnation: m.inc, Role: m.role, Stamp: int64(now.Sub(m.start)), Unready: m.unready}
@@ -136,7 +142,7 @@ func (m *Machine) Heartbeat() Heartbeat {
 	}
 	if m.role == Standby && m.peer != "" && m.peerActive(now) {
 		hb.Guard, hb.GuardEpoch, hb.EchoInc, hb.Echo = true, m.peerEpoch, m.peerInc, m.peerStamp
-		m.lastGuardSent = now
+		m.guardEcho = m.peerHeard
 	}
 	return hb
 }
@@ -431,7 +437,7 @@ func (m *Machine) mayTakeOver(now time.Time) bool {
 	if m.lease.Present && m.lease.Lease.Holder == "" && !m.restored {
 		return true // released: its holder stepped down before writing it
 	}
-	if m.peerActive(now) || now.Sub(m.lastGuardSent) < m.t.GuardHold() {
+	if m.peerActive(now) || now.Sub(m.guardEcho) < m.t.GuardHold() {
 		return false
 	}
 	return !m.lease.Present && !m.restored || now.Sub(m.leaseChanged) >= m.t.TTL
