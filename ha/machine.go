@@ -45,9 +45,10 @@ import (
 //     lands, clients still send to the old one's MAC: a drained director
 //     would meet them with its own TCP stack (the VIP is on its lo) and
 //     reset them; a draining one schedules them and syncs the connections
-//     to the new active. A director without carrier, or without a peer
-//     heard for PeerTimeout (nobody takes the clients over), is drained
-//     at once.
+//     to the new active. A director without carrier, or that heard no
+//     peer for PeerTimeout when it stepped down (nobody takes the clients
+//     over), is drained at once; a peer that falls silent during the
+//     drain does not end it (on a busy host that is a late heartbeat).
 //   - While active, it refreshes its VIPs' lifetime every VIPRefresh: a
 //     director that dies active loses them to the kernel within
 //     VIPLifetime, restarted or not.
@@ -328,7 +329,12 @@ func (m *Machine) Stop() []Action {
 func (m *Machine) stepDown(reason string) []Action {
 	m.lastStepDown = reason
 	m.role, m.confirmed, m.announceAt = Standby, time.Time{}, time.Time{}
-	m.drainUntil, m.drainEpoch, m.drainHeard = m.clock.Now().Add(m.t.DrainMax()), m.epoch, time.Time{}
+	now := m.clock.Now()
+	m.drainUntil, m.drainEpoch, m.drainHeard = now.Add(m.t.DrainMax()), m.epoch, time.Time{}
+	if m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout {
+		// No peer heard: nobody takes the clients over, nothing to drain.
+		m.drainUntil = now
+	}
 	return []Action{{Kind: StepDown, Reason: reason}}
 }
 
@@ -339,8 +345,7 @@ func (m *Machine) Draining() bool { return !m.drainUntil.IsZero() }
 // drained is whether a draining director is done now.
 func (m *Machine) drained(now time.Time) bool {
 	heard := !m.drainHeard.IsZero() && now.Sub(m.drainHeard) >= m.t.Heartbeat
-	alone := m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout
-	return !m.carrier || heard || alone || !now.Before(m.drainUntil)
+	return !m.carrier || heard || !now.Before(m.drainUntil)
 }
 
 func (m *Machine) becomeActive(epoch uint64, now time.Time) []Action {
