@@ -152,16 +152,29 @@ func (h *Host) BecomeActive(epoch uint64) error {
 	return errors.Join(errs...)
 }
 
-// StepDown: the VIPs off the interface first, then backup_only on and
-// the master daemon stopped (the backup keeps running).
+// StepDown takes the VIPs off the interface: from now on this director
+// answers no ARP for them. It keeps scheduling (backup_only off, the
+// master daemon on) what still reaches it until Drained: see Machine.
 func (h *Host) StepDown(reason string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.active = false
 	_, _, err := h.place()
-	errs := []error{err, h.set(backupOnly, "1"), h.Daemons.Stop(ipvs.SyncMaster)}
-	h.Log.Info("standby", "reason", reason)
-	return errors.Join(errs...)
+	h.Log.Info("standby, draining", "reason", reason)
+	return err
+}
+
+// Drained: backup_only on and the master daemon stopped (the backup keeps
+// running): the director no longer schedules.
+func (h *Host) Drained() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.active {
+		return nil // active again before the drain ended
+	}
+	err := errors.Join(h.set(backupOnly, "1"), h.Daemons.Stop(ipvs.SyncMaster))
+	h.Log.Info("drained")
+	return err
 }
 
 // KeepVIPs refreshes the lifetime of the VIPs on the interface (the

@@ -136,8 +136,20 @@ func TestHostFollowsTheRole(t *testing.T) {
 	if err := h.StepDown("test"); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"remove eth0", "remove eth0", backupOnly + "=1", "stop master"}; !slices.Equal(w.log, want) {
-		t.Fatalf("step-down order %q, want %q", w.log, want)
+	// Stepped down, it answers no ARP for the VIPs but still schedules
+	// what reaches it, until drained.
+	if want := []string{"remove eth0", "remove eth0"}; !slices.Equal(w.log, want) {
+		t.Fatalf("step-down did %q, want %q", w.log, want)
+	}
+	if w.sys[backupOnly] != "0" || h.DaemonState() != "master+backup" {
+		t.Fatalf("draining: backup_only %q, daemons %s; want 0, master+backup", w.sys[backupOnly], h.DaemonState())
+	}
+	w.log = nil
+	if err := h.Drained(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{backupOnly + "=1", "stop master"}; !slices.Equal(w.log, want) {
+		t.Fatalf("drained did %q, want %q", w.log, want)
 	}
 	if w.addrs["eth0"][vip] || w.addrs["eth0"][vip2] || !w.addrs["lo"][vip2] || h.DaemonState() != "backup" {
 		t.Fatalf("standby: eth0 %v lo %v daemons %s", w.addrs["eth0"], w.addrs["lo"], h.DaemonState())

@@ -59,6 +59,14 @@ func (f *fakeRoles) StepDown(reason string) error {
 	return nil
 }
 
+// Drained ends the drain: only the VIPs (StepDown) count for overlaps.
+func (f *fakeRoles) Drained() error {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.w.changes = append(f.w.changes, f.name+" drained")
+	return nil
+}
+
 func (f *fakeRoles) Announce() error     { f.announce.Add(1); return nil }
 func (f *fakeRoles) KeepVIPs() error     { return nil }
 func (f *fakeRoles) DaemonState() string { return "backup" }

@@ -19,7 +19,9 @@ import (
 //     active only once that write took — when it has carrier and
 //     either the lease was released (its holder stepped down first), or
 //     all of: no heartbeat from an active peer for PeerTimeout, no guard
-//     of its own sent for GuardHold, and the lease absent or unchanged
+//     of its own in force for GuardHold (from when it heard the heartbeat
+//     its last guard echoes: the active trusts a guard no longer than
+//     PeerTimeout from sending what it echoes), and the lease absent or unchanged
 //     for TTL as this director observes it.
 //   - A lease written for it in a handover, or its own acquire whose
 //     answer was lost, it confirms by compare-and-set and is active.
@@ -34,6 +36,19 @@ import (
 //     A standby's heartbeat says whether it is ready to serve (a sync
 //     applied, Consul reachable); a handover to one that is not is
 //     refused with its reason.
+//   - A director that stepped down drains: its VIPs are off the interface
+//     at once (it no longer answers ARP for them), but it keeps
+//     scheduling (backup_only off, its master sync daemon on) until it
+//     hears its peer active at a higher epoch and one heartbeat more has
+//     passed, or DrainMax at most; then it is drained (backup_only on,
+//     the master daemon stopped). Until the new active's gratuitous ARP
+//     lands, clients still send to the old one's MAC: a drained director
+//     would meet them with its own TCP stack (the VIP is on its lo) and
+//     reset them; a draining one schedules them and syncs the connections
+//     to the new active. A director without carrier, or that heard no
+//     peer for PeerTimeout when it stepped down (nobody takes the clients
+//     over), is drained at once; a peer that falls silent during the
+//     drain does not end it (on a busy host that is a late heartbeat).
 //   - While active, it refreshes its VIPs' lifetime every VIPRefresh: a
 //     director that dies active loses them to the kernel within
 //     VIPLifetime, restarted or not.
@@ -72,22 +87,32 @@ type Machine struct {
 	renewed   time.Time // the active's last write that took, when sent
 	confirmed time.Time // the active holds its peer's guard until then
 
-	peer          string
-	peerRole      Role
-	peerEpoch     uint64
-	peerInc       uint64
-	peerStamp     int64
-	peerUnready   string // why the peer could not serve, "" ready
-	unready       string // why this director could not serve, "" ready
-	peerHeard     time.Time
-	peerActiveAt  time.Time // the last heartbeat from an active peer
-	lastGuardSent time.Time
+	peer         string
+	peerRole     Role
+	peerEpoch    uint64
+	peerInc      uint64
+	peerStamp    int64
+	peerUnready  string // why the peer could not serve, "" ready
+	unready      string // why this director could not serve, "" ready
+	peerHeard    time.Time
+	peerActiveAt time.Time // the last heartbeat from an active peer
+	// guardEcho is when this director heard the heartbeat its last guard
+	// echoes: the active holds that guard at most PeerTimeout from
+	// sending that heartbeat, so no later than guardEcho+PeerTimeout.
+	guardEcho time.Time
 
 	releaseOwed bool
 	handoverTo  string
 	handEpoch   uint64
 	stopping    bool
 	keptVIPs    time.Time // when the VIPs' lifetime was last refreshed
+
+	// A director that stepped down drains (see the rules) until
+	// drainUntil, or one heartbeat after drainHeard: when it heard its
+	// peer active at an epoch above drainEpoch. Zero drainUntil: drained.
+	drainUntil time.Time
+	drainEpoch uint64
+	drainHeard time.Time
 
 	announceAt   time.Time
 	takeovers    int
@@ -108,7 +133,8 @@ func NewMachine(name string, inc uint64, t Timings, clock clockwork.Clock) *Mach
 func (m *Machine) Role() (Role, uint64) { return m.role, m.epoch }
 
 // Heartbeat is the message to send the peer now. A standby that hears an
-// active peer guards it: from now until GuardHold it will not take over.
+// active peer guards it: until GuardHold after it heard the heartbeat
+// the guard echoes, it will not take over.
 func (m *Machine) Heartbeat() Heartbeat {
 	now := m.clock.Now()
 	hb := Heartbeat{From: m.name, Incarnation: m.inc, Role: m.role, Stamp: int64(now.Sub(m.start)), Unready: m.unready}
@@ -117,7 +143,7 @@ func (m *Machine) Heartbeat() Heartbeat {
 	}
 	if m.role == Standby && m.peer != "" && m.peerActive(now) {
 		hb.Guard, hb.GuardEpoch, hb.EchoInc, hb.Echo = true, m.peerEpoch, m.peerInc, m.peerStamp
-		m.lastGuardSent = now
+		m.guardEcho = m.peerHeard
 	}
 	return hb
 }
@@ -144,6 +170,9 @@ func (m *Machine) Heard(hb Heartbeat) []Action {
 	var acts []Action
 	if hb.Role == Active {
 		m.peerActiveAt = now
+		if m.Draining() && hb.Epoch > m.drainEpoch && m.drainHeard.IsZero() {
+			m.drainHeard = now
+		}
 	}
 	if m.role == Active && hb.Guard && hb.GuardEpoch == m.epoch && hb.EchoInc == m.inc {
 		// The guard is as old as the heartbeat it echoes, which this
@@ -296,11 +325,27 @@ func (m *Machine) Stop() []Action {
 	return m.evaluate(acts)
 }
 
-// stepDown makes an active a standby.
+// stepDown makes an active a standby, draining.
 func (m *Machine) stepDown(reason string) []Action {
 	m.lastStepDown = reason
 	m.role, m.confirmed, m.announceAt = Standby, time.Time{}, time.Time{}
+	now := m.clock.Now()
+	m.drainUntil, m.drainEpoch, m.drainHeard = now.Add(m.t.DrainMax()), m.epoch, time.Time{}
+	if m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout {
+		// No peer heard: nobody takes the clients over, nothing to drain.
+		m.drainUntil = now
+	}
 	return []Action{{Kind: StepDown, Reason: reason}}
+}
+
+// Draining is whether this director stepped down and still schedules
+// what reaches it (see the rules).
+func (m *Machine) Draining() bool { return !m.drainUntil.IsZero() }
+
+// drained is whether a draining director is done now.
+func (m *Machine) drained(now time.Time) bool {
+	heard := !m.drainHeard.IsZero() && now.Sub(m.drainHeard) >= m.t.Heartbeat
+	return !m.carrier || heard || !now.Before(m.drainUntil)
 }
 
 func (m *Machine) becomeActive(epoch uint64, now time.Time) []Action {
@@ -309,6 +354,7 @@ func (m *Machine) becomeActive(epoch uint64, now time.Time) []Action {
 		return nil
 	}
 	m.role, m.epoch, m.renewed, m.confirmed, m.claimed = Active, epoch, m.sentAt, time.Time{}, 0
+	m.drainUntil = time.Time{} // BecomeActive schedules again: nothing left to drain
 	m.releaseOwed, m.handoverTo = false, ""
 	m.takeovers++
 	m.lastTakeover = now
@@ -334,6 +380,10 @@ func (m *Machine) evaluate(acts []Action) []Action {
 				acts = append(acts, Action{Kind: KeepVIPs})
 			}
 		}
+	}
+	if m.Draining() && m.drained(now) {
+		m.drainUntil = time.Time{}
+		acts = append(acts, Action{Kind: Drained})
 	}
 	if m.writing || now.Before(m.retryAt) {
 		return acts
@@ -392,7 +442,7 @@ func (m *Machine) mayTakeOver(now time.Time) bool {
 	if m.lease.Present && m.lease.Lease.Holder == "" && !m.restored {
 		return true // released: its holder stepped down before writing it
 	}
-	if m.peerActive(now) || now.Sub(m.lastGuardSent) < m.t.GuardHold() {
+	if m.peerActive(now) || now.Sub(m.guardEcho) < m.t.GuardHold() {
 		return false
 	}
 	return !m.lease.Present && !m.restored || now.Sub(m.leaseChanged) >= m.t.TTL

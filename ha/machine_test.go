@@ -271,7 +271,7 @@ func TestActiveRules(t *testing.T) {
 		}, false},
 		{"carrier lost: steps down, then releases", func(f *fixture) []Action {
 			acts := f.m.Carrier(false)
-			if got := kinds(acts); !slices.Equal(got, []ActionKind{StepDown, WriteLease}) || acts[1].Write.Kind != Release || acts[1].Write.Lease.Holder != "" {
+			if got := kinds(acts); !slices.Equal(got, []ActionKind{StepDown, Drained, WriteLease}) || acts[2].Write.Kind != Release || acts[2].Write.Lease.Holder != "" {
 				f.t.Fatalf("carrier lost: %v", acts)
 			}
 			return acts

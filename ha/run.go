@@ -27,6 +27,8 @@ type Transport interface {
 type Roles interface {
 	BecomeActive(epoch uint64) error
 	StepDown(reason string) error
+	// Drained ends a step-down's drain: the director stops scheduling.
+	Drained() error
 	Announce() error
 	// KeepVIPs refreshes the lifetime of the VIPs on the interface.
 	KeepVIPs() error
@@ -71,7 +73,10 @@ type Runner struct {
 	lastEp   uint64
 	takeover int
 	hbErr    bool
-	keepErr  bool
+	// beatNow asks the loop for a heartbeat at once: a new active's
+	// tells its draining peer to stop scheduling (see Machine).
+	beatNow chan struct{}
+	keepErr bool
 	// ready says whether this director could serve, and why not.
 	ready func() (bool, string)
 }
@@ -94,12 +99,13 @@ func NewRunner(opts Options) (*Runner, error) {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	inc := uint64(opts.Clock.Now().UnixNano()) | 1 // never 0
-	return &Runner{opts: opts, log: opts.Logger, inc: inc, m: NewMachine(opts.Name, inc, opts.Timings, opts.Clock)}, nil
+	return &Runner{opts: opts, log: opts.Logger, inc: inc, m: NewMachine(opts.Name, inc, opts.Timings, opts.Clock),
+		beatNow: make(chan struct{}, 1)}, nil
 }
 
 // Run runs until ctx ends; then, if active, it steps down and releases
 // the lease (waiting for that write, at most Fence), so that the peer
-// takes over at once.
+// takes over at once, and drains (at most DrainMax) before it returns.
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx = ctx
@@ -126,6 +132,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			r.input((*Machine).Stop)
+			r.drain(tick.Chan())
 			r.writes.Wait()
 			return nil
 		case hb := <-r.opts.Transport.Received():
@@ -134,31 +141,58 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.carrier()
 			r.input((*Machine).Tick)
 		case <-beat.Chan():
-			r.mu.Lock()
-			ready := r.ready
-			r.mu.Unlock()
-			why := ""
-			if ready != nil { // asked without mu: it takes the daemon's locks
-				if ok, reason := ready(); !ok {
-					why = reason
-				}
-			}
-			r.mu.Lock()
-			if why != r.m.Unready() {
-				r.log.Info("readiness to serve changed", "ready", why == "", "reason", why)
-			}
-			r.m.SetUnready(why)
-			hb := r.m.Heartbeat()
-			r.mu.Unlock()
-			err := r.opts.Transport.Send(hb)
-			if (err != nil) != r.hbErr {
-				r.hbErr = err != nil
-				if err != nil {
-					r.log.Warn("cannot send the heartbeat", "error", err)
-				} else {
-					r.log.Info("heartbeat sent again")
-				}
-			}
+			r.beat()
+		case <-r.beatNow:
+			r.beat()
+		}
+	}
+}
+
+// beat sends the peer this director's heartbeat, with its readiness.
+func (r *Runner) beat() {
+	r.mu.Lock()
+	ready := r.ready
+	r.mu.Unlock()
+	why := ""
+	if ready != nil { // asked without mu: it takes the daemon's locks
+		if ok, reason := ready(); !ok {
+			why = reason
+		}
+	}
+	r.mu.Lock()
+	if why != r.m.Unready() {
+		r.log.Info("readiness to serve changed", "ready", why == "", "reason", why)
+	}
+	r.m.SetUnready(why)
+	hb := r.m.Heartbeat()
+	r.mu.Unlock()
+	err := r.opts.Transport.Send(hb)
+	if (err != nil) != r.hbErr {
+		r.hbErr = err != nil
+		if err != nil {
+			r.log.Warn("cannot send the heartbeat", "error", err)
+		} else {
+			r.log.Info("heartbeat sent again")
+		}
+	}
+}
+
+// drain hears heartbeats and lets time pass until a stopping director
+// that stepped down is drained: it keeps scheduling for the clients whose
+// ARP caches still name it until its peer is active.
+func (r *Runner) drain(tick <-chan time.Time) {
+	for {
+		r.mu.Lock()
+		draining := r.m.Draining()
+		r.mu.Unlock()
+		if !draining {
+			return
+		}
+		select {
+		case hb := <-r.opts.Transport.Received():
+			r.input(func(m *Machine) []Action { return m.Heard(hb) })
+		case <-tick:
+			r.input((*Machine).Tick)
 		}
 	}
 }
@@ -196,8 +230,14 @@ func (r *Runner) do(acts []Action) {
 				r.log.Warn("taking over while not ready to serve: the active is gone and nobody else can", "reason", why)
 			}
 			err = r.opts.Roles.BecomeActive(a.Epoch)
+			select {
+			case r.beatNow <- struct{}{}:
+			default:
+			}
 		case StepDown:
 			err = r.opts.Roles.StepDown(a.Reason)
+		case Drained:
+			err = r.opts.Roles.Drained()
 		case Announce:
 			err = r.opts.Roles.Announce()
 		case WriteLease:
@@ -219,7 +259,7 @@ func (r *Runner) do(acts []Action) {
 		if err != nil {
 			r.log.Error("role change incomplete", "action", a.String(), "error", err)
 		}
-		if a.Kind == BecomeActive || a.Kind == StepDown {
+		if a.Kind == BecomeActive || a.Kind == StepDown || a.Kind == Drained {
 			r.log.Info("role changed", "action", a.String())
 		}
 	}

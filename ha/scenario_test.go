@@ -30,6 +30,34 @@ func TestCutOffEntirely(t *testing.T) {
 	t.Logf("fenced after %s, standby active after %s", fenced, total)
 }
 
+// TestTakeoverFollowsTheTTL: a shorter lease_ttl takes over sooner. The
+// standby used to count its guard hold from the last guard it sent, which
+// it sends until PeerTimeout after it last heard the active: 600 ms after
+// the cut with the default heartbeat, whatever the TTL, so halving the
+// TTL took over no sooner. Counted from the heartbeat the guard echoes,
+// the hold ends 350 ms after the cut and the TTL decides.
+func TestTakeoverFollowsTheTTL(t *testing.T) {
+	tm := DefaultTimings()
+	tm.TTL = 400 * time.Millisecond // fence 200 ms: two renewals
+	for seed := uint64(1); seed <= 20; seed++ {
+		s := newSimTimings(t, seed, tm)
+		a := s.settle()
+		b := 1 - a
+		s.setConsul(a, false)
+		s.link = [2][2]bool{} // no heartbeat either way
+		cut := s.now()
+		if s.runUntil(2*time.Second, func() bool { return s.d[b].vip }) < 0 {
+			t.Fatalf("seed %d: standby did not take over\n%s", seed, s.tail())
+		}
+		s.checkSafe()
+		// The lease's last change is at most a renewal before the cut;
+		// then the TTL, a write and a watch answer.
+		if took := s.now().Sub(cut); took > tm.TTL+60*time.Millisecond {
+			t.Fatalf("seed %d: takeover %s after the cut with a %s ttl, want within the ttl (+60ms)\n%s", seed, took, tm.TTL, s.tail())
+		}
+	}
+}
+
 func TestNoTakeoverWhen(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -115,8 +143,20 @@ func TestHandoverMakeBeforeBreak(t *testing.T) {
 		t.Fatal("the active kept its vip")
 	}
 	off := s.now()
-	took := s.runUntil(time.Second, func() bool { return s.d[1-a].vip })
+	// Someone schedules throughout: the old active drains until the new
+	// one is active (then its gratuitous ARP moves the clients).
+	gap := false
+	took := s.runUntil(time.Second, func() bool {
+		gap = gap || !s.d[a].sched && !s.d[1-a].sched
+		return s.d[1-a].vip
+	})
 	s.checkSafe()
+	if gap {
+		t.Fatalf("the old active stopped scheduling before the new one started\n%s", s.tail())
+	}
+	if s.runUntil(DefaultTimings().DrainMax(), func() bool { return !s.d[a].sched }) < 0 {
+		t.Fatalf("the old active never drained\n%s", s.tail())
+	}
 	// Without a VIP for two round trips to Consul and one watch: the gap
 	// an ARP update covers.
 	if took < 0 || took > 30*time.Millisecond {

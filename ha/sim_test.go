@@ -17,6 +17,7 @@ import (
 // its StepDown has taken effect, up to 30ms later.
 type sim struct {
 	t     testing.TB
+	tm    Timings
 	clock *clockwork.FakeClock
 	rng   *rand.Rand
 	d     [2]*simDir
@@ -50,6 +51,9 @@ type simDir struct {
 	nextBeat time.Time
 	failNext time.Time // next ConsulFailed while Consul is gone
 	becameAt time.Time
+	// sched: it schedules new connections (from BecomeActive until
+	// Drained); a drained director's kernel resets what reaches it.
+	sched    bool
 	announce int
 	// busyUntil: Run is taking the VIPs off; what comes for the
 	// director waits.
@@ -80,10 +84,13 @@ func (q *eventQueue) Pop() any {
 	return e
 }
 
-func newSim(t testing.TB, seed uint64) *sim {
-	s := &sim{t: t, clock: clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), rng: rand.New(rand.NewPCG(seed, 1))}
+func newSim(t testing.TB, seed uint64) *sim { return newSimTimings(t, seed, DefaultTimings()) }
+
+// newSimTimings is newSim with both directors on tm.
+func newSimTimings(t testing.TB, seed uint64, tm Timings) *sim {
+	s := &sim{t: t, tm: tm, clock: clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), rng: rand.New(rand.NewPCG(seed, 1))}
 	for i, name := range []string{"a", "b"} {
-		s.d[i] = &simDir{name: name, m: NewMachine(name, uint64(i+1)*1000+seed, DefaultTimings(), s.clock), consul: true, carrier: true}
+		s.d[i] = &simDir{name: name, m: NewMachine(name, uint64(i+1)*1000+seed, tm, s.clock), consul: true, carrier: true}
 	}
 	s.link = [2][2]bool{{true, true}, {true, true}}
 	for i := range s.d {
@@ -169,8 +176,13 @@ func (s *sim) act(i int, acts []Action) {
 	for n, a := range acts {
 		s.trace = append(s.trace, fmt.Sprintf("%s %s: %s", s.now().Format("05.000"), d.name, a))
 		switch a.Kind {
+		case Drained:
+			if d.vip && s.overlap == "" {
+				s.overlap = fmt.Sprintf("at %s %s drained while it has the vip", s.now().Format("05.000"), d.name)
+			}
+			d.sched = false
 		case BecomeActive:
-			d.vip, d.becameAt = true, s.now()
+			d.vip, d.becameAt, d.sched = true, s.now(), true
 			if o := s.d[1-i]; o.vip && s.overlap == "" {
 				s.overlap = fmt.Sprintf("at %s both have the vip", s.now().Format("05.000"))
 			}
@@ -252,7 +264,7 @@ func (s *sim) step() {
 			s.to(i, d.m.ConsulFailed)
 		}
 		if !s.now().Before(d.nextBeat) {
-			d.nextBeat = s.now().Add(DefaultTimings().Heartbeat)
+			d.nextBeat = s.now().Add(s.tm.Heartbeat)
 			hb, j := d.m.Heartbeat(), 1-i
 			if s.heard(i, j) {
 				s.after(s.lat(), func() {

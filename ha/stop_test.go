@@ -13,8 +13,9 @@ func TestStopReleasesTheLease(t *testing.T) {
 	f := newFixture(t)
 	f.activate()
 	acts := f.m.Stop()
-	if got := kinds(acts); !slices.Equal(got, []ActionKind{StepDown, WriteLease}) {
-		t.Fatalf("stop of an active: %v, want step-down then write-lease", got)
+	// No peer heard: nobody takes its clients, nothing to drain.
+	if got := kinds(acts); !slices.Equal(got, []ActionKind{StepDown, Drained, WriteLease}) {
+		t.Fatalf("stop of an active: %v, want step-down, drained, write-lease", got)
 	}
 	if w := writeOf(t, acts); w.Kind != Release || w.Lease.Holder != "" || w.Lease.Epoch != 3 || w.Index != 10 {
 		t.Fatalf("stop wrote %+v, want a release of epoch 3 at index 10", w)
@@ -40,7 +41,7 @@ func TestStopWaitsForTheWriteInFlight(t *testing.T) {
 	if renew.Kind != Renew {
 		t.Fatalf("want a renewal, got %+v", renew)
 	}
-	if got := kinds(f.m.Stop()); !slices.Equal(got, []ActionKind{StepDown}) {
+	if got := kinds(f.m.Stop()); !slices.Equal(got, []ActionKind{StepDown, Drained}) {
 		t.Fatalf("stop with a write in flight: %v", got)
 	}
 	acts := f.m.Written(WriteResult{Write: renew, OK: true, Index: 11})

@@ -141,7 +141,8 @@ const (
 	// BecomeActive: sync daemon to master, VIPs on the interface,
 	// announce.
 	BecomeActive ActionKind = iota + 1
-	// StepDown: VIPs off the interface, then the sync daemon to backup.
+	// StepDown: VIPs off the interface; the director drains (it still
+	// schedules what reaches it) until Drained.
 	StepDown
 	// Announce the VIPs again.
 	Announce
@@ -150,10 +151,13 @@ const (
 	// KeepVIPs: refresh the lifetime of the VIPs on the interface
 	// (Timings.VIPLifetime), which lapses in a director that died active.
 	KeepVIPs
+	// Drained: a director that stepped down stops scheduling: backup_only
+	// on, the master sync daemon stopped (the backup keeps running).
+	Drained
 )
 
 func (k ActionKind) String() string {
-	return [...]string{"none", "become-active", "step-down", "announce", "write-lease", "keep-vips"}[k]
+	return [...]string{"none", "become-active", "step-down", "announce", "write-lease", "keep-vips", "drained"}[k]
 }
 
 // Action is one thing the machine asks of its drivers.

@@ -11,7 +11,7 @@ import (
 )
 
 // Timings are the heartbeat's and the lease's periods. Fence (TTL/2) and
-// GuardHold follow from them.
+// GuardHold and DrainMax follow from them.
 type Timings struct {
 	// Heartbeat is how often a director tells its peer its role.
 	Heartbeat time.Duration
@@ -52,15 +52,25 @@ func (t Timings) VIPLifetime() time.Duration {
 // eighth of it, so that a late refresh or two never lets one lapse.
 func (t Timings) VIPRefresh() time.Duration { return t.VIPLifetime() / 8 }
 
-// GuardHold is how long a standby waits after its last guard (its
-// promise not to take over while it hears the active) before it may take
-// over. The active trusts a guard only for PeerTimeout from the heartbeat
-// the guard echoes, which it sent before the standby last heard it; the
-// standby stops guarding PeerTimeout after it last heard the active, so
-// the guard has expired at the active before the standby's wait even
-// starts, whatever the delays. The two heartbeats more are margin for the
-// active to take its VIPs off.
+// GuardHold is how long a standby waits, after hearing the heartbeat its
+// last guard (its promise not to take over while it hears the active)
+// echoes, before it may take over. The active trusts a guard only for
+// PeerTimeout from sending the heartbeat the guard echoes, which is before
+// the standby heard it: the guard has expired at the active by then,
+// whatever the delays. The two heartbeats more are margin for the active
+// to notice (it evaluates every half heartbeat) and take its VIPs off.
+// Counted from the last guard sent instead, as it once was, the wait
+// added another PeerTimeout (a standby guards until PeerTimeout after it
+// last heard the active): 600 ms after a cut with the defaults, as long
+// as the TTL, which is why a shorter lease_ttl took over no sooner.
 func (t Timings) GuardHold() time.Duration { return t.PeerTimeout + 2*t.Heartbeat }
+
+// DrainMax bounds how long a director that stepped down keeps
+// scheduling for the clients whose ARP caches still name it, when it
+// does not hear its peer active sooner (see ha.Machine). A handover
+// makes the peer active after two lease writes and a watch answer, well
+// within it; a stopping director waits no longer than that to exit.
+func (t Timings) DrainMax() time.Duration { return t.TTL + t.PeerTimeout }
 
 // Problem is a timing that breaks a rule, named as the ha block names it.
 type Problem struct {
