@@ -338,7 +338,7 @@ func TestHATakeover(t *testing.T) {
 	defer pr.end()
 	time.Sleep(time.Second)
 	var downs []time.Duration
-	failed, resets, ok := 0, 0, true
+	failed, resets, ok, twoHolders := 0, 0, true, 0
 	for i := 0; i < 5; i++ {
 		old := p.act()
 		w, took := p.takeover(t, pr, true)
@@ -350,14 +350,14 @@ func TestHATakeover(t *testing.T) {
 		downs = append(downs, w.downtime)
 		if !p.rejoin(t, old) {
 			t.Logf("%s kept the vip on eth0 after it came back", old.ns)
-			ok = false
+			ok, twoHolders = false, twoHolders+1
 			break
 		}
 		time.Sleep(time.Second) // the pair settles: heartbeats again
 	}
 	p50, mx := p50max(downs)
 	haLine(t, "takeover", ok && len(downs) == 5 && mx <= 1000, p50, failed, resets,
-		fmt.Sprintf("max_ms=%d", mx), fmt.Sprintf("takeovers=%d", len(downs)))
+		fmt.Sprintf("max_ms=%d", mx), fmt.Sprintf("takeovers=%d", len(downs)), fmt.Sprintf("two_holders=%d", twoHolders))
 }
 
 // TestHALongConnection is case (b): a slow download established before

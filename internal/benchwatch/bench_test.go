@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvs-sync/lvs-sync/internal/benchgoal"
 	"github.com/lvs-sync/lvs-sync/internal/testconsul"
 )
 
@@ -235,8 +236,12 @@ func benchWatch(b *testing.B, services, per int) {
 		}
 	}
 
-	fmt.Printf("bench watch: services=%d instances=%d %s\n", services, per, strings.Join(r.fields, " "))
-	fmt.Printf("bench watch goals: services=%d %s\n", services, goals(services, flipTimes, all, cpuPct, rss))
+	line := fmt.Sprintf("bench watch: services=%d instances=%d %s", services, per, strings.Join(r.fields, " "))
+	fmt.Println(line)
+	// issue 23's goals for this size (internal/benchgoal), met or MISSED.
+	if v := benchgoal.Verdicts(line); v != "" {
+		fmt.Printf("bench watch goals: services=%d %s\n", services, v)
+	}
 	for _, f := range r.failures {
 		b.Error(f)
 	}
@@ -244,29 +249,6 @@ func benchWatch(b *testing.B, services, per int) {
 
 func (r *run) fail(format string, args ...any) {
 	r.failures = append(r.failures, fmt.Sprintf(format, args...))
-}
-
-// goals says, for each goal of issue 10, whether this run met it.
-func goals(services int, flipTimes, changes []time.Duration, cpuPct, rss float64) string {
-	flipGoal, changeGoal := 100*time.Millisecond, time.Second
-	if services > 1000 {
-		flipGoal, changeGoal = 250*time.Millisecond, 5*time.Second
-	}
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "MISSED"
-	}
-	f, c := percentile(flipTimes, 0.99), percentile(changes, 0.99)
-	out := []string{
-		fmt.Sprintf("flip_p99_ms<=%s:%s", ms(flipGoal), verdict(f <= flipGoal)),
-		fmt.Sprintf("change_p99_ms<=%s:%s", ms(changeGoal), verdict(c <= changeGoal)),
-	}
-	if services <= 1000 {
-		out = append(out, "idle_cpu_pct<0.5:"+verdict(cpuPct < 0.5), "rss_mib<64:"+verdict(rss < 64))
-	}
-	return strings.Join(append(out, "conns_max<=8", "http_429=0"), " ")
 }
 
 func perSecond(n int64, secs float64) string {
