@@ -102,7 +102,7 @@ func (d *Daemon) render(r *round, snap catalog.Snapshot, changed map[string]bool
 	hist.PagesDown = st.pagesDown
 	res := render.Update(st.lastResult, d.cfg, snap, hist, only)
 	st.lastResult = res
-	d.logNotes(res.Notes)
+	d.logNotes(res)
 	d.logHolds(res.Holds)
 	r.report = Report{At: r.now, Trigger: r.t, Desired: res}
 	r.desired, r.wake = res.State, res.NextChange
@@ -339,8 +339,24 @@ func (d *Daemon) logHolds(holds []render.Hold) {
 
 // logNotes warns once about each piece of catalog data render left out,
 // and each caveat about an instance it kept, while the condition lasts.
-func (d *Daemon) logNotes(notes []render.Note) {
-	began, _ := update(d.state.logged.notes, notes, render.Note.String, nil)
+// Only the virtual services res rendered anew can have notes that began or
+// ended: the others' are the previous result's, held as they were. A note
+// is its own key, not its text: the text of ten thousand notes would be
+// formatted at each sync and held as long as they last.
+func (d *Daemon) logNotes(res render.Result) {
+	var notes []render.Note
+	for _, name := range res.Rendered {
+		notes = append(notes, res.NotesOf(name)...)
+	}
+	var within func(render.Note) bool
+	if len(res.Rendered) < len(d.cfg.VirtualServices) {
+		rendered := make(map[string]bool, len(res.Rendered))
+		for _, name := range res.Rendered {
+			rendered[name] = true
+		}
+		within = func(n render.Note) bool { return rendered[n.VirtualService] }
+	}
+	began, _ := update(d.state.logged.notes, notes, func(n render.Note) render.Note { return n }, within)
 	for _, n := range began {
 		msg, kv := n.Log()
 		d.log.Named("render").Warn(msg, kv...)
