@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -68,7 +67,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	checkAtStart(cfg, hostnet.ProcSys{}, *f.dryRun, log)
 	registry := prometheus.NewRegistry()
 	meters := metrics.New(registry, versionString())
-	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: meters, Logger: log}
+	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: meters, Logger: log,
+		OnSync: releaseAfterFirstSync(time.AfterFunc)}
 	if !*f.dryRun {
 		defer withHost(&opts, cfg, log)()
 	}
@@ -137,29 +137,6 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 
 	log.Info("starting", "version", versionString(), "config", *f.path, "pid", os.Getpid())
 	return runUntilStopped(ctx, stop, d, pair, cfg.Director.CleanupOnExit, log)
-}
-
-// gcPercent is run's GOGC, unless the environment sets one. The daemon's
-// heap is mostly long-lived: the catalog, the rendered state and its
-// decisions, the metrics; garbage comes in bursts (the first sync, a
-// sweep's re-reads). Go's default of 100 lets the heap grow to twice what
-// is live before collecting, and the RSS follows: at 1,000 services × 10
-// instances (TestMemory1kx10, three runs each on a loaded 2-core machine)
-// 50 takes the private RSS from 53–63 MiB to 50–52 after the first sync
-// and from 62–67 to 51–53 after 200 edits, for 0.61–0.66 s → 0.73–0.86 s
-// of CPU to the first sync and about the same for the edits (0.69–0.73 s →
-// 0.64–0.84 s). An idle daemon allocates next to nothing, so it costs
-// nothing there. Not a memory limit: the live heap grows with the catalog
-// (ten times at 10,000 services), and a fixed limit below it would have
-// the collector run without end.
-const gcPercent = 50
-
-// setGCPercent sets gcPercent, unless GOGC is set: an operator's setting
-// stands.
-func setGCPercent(getenv func(string) string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
 }
 
 // startStandby takes the config's VIPs off the ha interface: a director
