@@ -6,6 +6,7 @@ package render
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
@@ -277,6 +278,11 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 		origins[rk] = Origin{Source: SourceFallback}
 	}
 	out.svc, out.origins, out.decisions = svc, origins, decisions
+	if cap(out.notes) > len(out.notes) {
+		// Kept until the service changes: not with the room appending
+		// one by one left (16 for 10 instances that each have a caveat).
+		out.notes = slices.Clone(out.notes)
+	}
 	return out
 }
 
