@@ -215,10 +215,13 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	// The instances of a service often share a caveat, word for word (a
 	// gate port that is not the virtual port): each decision and note
 	// holds one copy of it, not one each.
-	texts := map[string]string{}
+	var texts map[string]string
 	intern := func(s string) string {
-		if t, ok := texts[s]; ok {
+		if t, ok := texts[s]; ok || s == "" {
 			return t
+		}
+		if texts == nil {
+			texts = map[string]string{}
 		}
 		texts[s] = s
 		return s
