@@ -40,7 +40,6 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg = f.over(cfg)
 	log := f.logger(cfg, stderr)
-	setGCPercent(os.Getenv)
 	if cfg.Director.HA != nil && !*f.dryRun {
 		startStandby(cfg, log) // first of all
 	}
@@ -68,7 +67,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	registry := prometheus.NewRegistry()
 	meters := metrics.New(registry, versionString())
 	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: meters, Logger: log,
-		OnSync: releaseAfterFirstSync(time.AfterFunc)}
+		OnSync: afterFirstSync(os.Getenv, time.AfterFunc)}
 	if !*f.dryRun {
 		defer withHost(&opts, cfg, log)()
 	}
