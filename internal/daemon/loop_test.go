@@ -924,4 +924,34 @@ virtual_service "shop" {
 	if n := warnings("web", "web1"); n != 2 {
 		t.Errorf("web1 warned %d times, want 2 (its caveat ended and came back):\n%s", n, buf.String())
 	}
+
+	// A reload renders everything: web's caveat, held, is not warned about
+	// again; shop, gone from the config, is forgotten, and warned about
+	// again when a later reload brings it back.
+	reload := func(cfg string, services map[string]*catalog.Service) {
+		t.Helper()
+		h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, cfg), trigger: "test"}, h.clock.Now())
+		h.l.switchTo(catalog.Snapshot{Services: services}, h.clock.Now())
+		if h.l.next != nil {
+			t.Fatal("the new config did not take over")
+		}
+		h.untilNext()
+	}
+	web := web1(catalog.Passing)
+	web.Port = 8081
+	reload(gateConfig(""), map[string]*catalog.Service{"web": {Name: "web", Instances: []*catalog.Instance{web}}})
+	if n := warnings("web", "web1"); n != 2 {
+		t.Errorf("after a reload web1 warned %d times, want still 2:\n%s", n, buf.String())
+	}
+	if len(h.d.state.logged.notes) != 1 {
+		t.Errorf("after a reload without shop, notes held for %d services, want 1", len(h.d.state.logged.notes))
+	}
+	reload(gateConfig("")+`
+virtual_service "shop" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+}`, snap(8081, nil).Services)
+	if n1, n2 := warnings("web", "web1"), warnings("shop", "shop1"); n1 != 2 || n2 != 2 {
+		t.Errorf("after shop came back web1 warned %d times, shop1 %d; want 2 and 2:\n%s", n1, n2, buf.String())
+	}
 }
