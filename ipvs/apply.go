@@ -289,7 +289,9 @@ func applyBatch(k BatchKernel, plan Plan, prog *progress.Reporter) ([]error, Pla
 		errs = append(errs, k.ApplyBatch(plan[i:min(i+batchPiece, len(plan))])...)
 		prog.Update(len(errs))
 	}
-	sent := slices.Clone(plan)
+	// sent is the plan itself until a change falls back: a copy of the
+	// whole plan (the whole table, at the first sync) only when one does.
+	sent, copied := plan, false
 	fellBack := make([]bool, len(plan))
 	for range 2 {
 		var retry []int
@@ -307,6 +309,9 @@ func applyBatch(k BatchKernel, plan Plan, prog *progress.Reporter) ([]error, Pla
 				continue
 			case next.Kind == AddService:
 				added[next.Service] = true
+			}
+			if !copied {
+				sent, copied = slices.Clone(plan), true
 			}
 			fellBack[i], sent[i] = true, *next
 			retry = append(retry, i)

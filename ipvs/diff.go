@@ -73,7 +73,20 @@ type Plan []Op
 // removed from the config); any other is foreign and never touched, nor are
 // its reals. Within an owned service every real is lvs-sync's to manage.
 func Diff(desired, current State, owned func(lvs.ServiceKey) bool) Plan {
+	// The adds of services the kernel lacks are counted first: at the
+	// first sync they are the whole table (11,000 ops of 1,000 services ×
+	// 10 reals), which appending would copy as it doubles, leaving a
+	// capacity up to twice that; an ordinary sync lacks none.
+	adds := 0
+	for k, want := range desired {
+		if _, ok := current[k]; !ok {
+			adds += 1 + len(want.Reals)
+		}
+	}
 	var plan Plan
+	if adds > 0 {
+		plan = make(Plan, 0, adds)
+	}
 	for k, want := range desired {
 		have, ok := current[k]
 		switch {

@@ -6,6 +6,7 @@ package render
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
@@ -84,7 +85,6 @@ type Result struct {
 	// NextChange is when the result changes with time alone (a hold ends,
 	// a slow start steps up); zero if never.
 	NextChange time.Time
-	Notes      []Note
 	// Holds are the mass removal guard's, for the caller to log.
 	Holds []Hold
 	// Rendered names the virtual services Update rendered anew; the
@@ -95,7 +95,26 @@ type Result struct {
 	next  map[string]time.Time
 	notes map[string][]Note
 	holds map[string][]Hold
+	// vss are the config's virtual services, the order of Notes.
+	vss []*config.VirtualService
 }
+
+// Notes are the notes of every virtual service, in the config's order.
+// They are kept by virtual service, not as one list, so that Update does
+// not copy every note at each sync (ten thousand of them, at 1,000
+// services of 10 gate instances that all listen on another port than the
+// virtual one): the daemon looks only at NotesOf the services rendered
+// anew.
+func (r Result) Notes() []Note {
+	var out []Note
+	for _, vs := range r.vss {
+		out = append(out, r.notes[vs.Name]...)
+	}
+	return out
+}
+
+// NotesOf are the notes of one virtual service.
+func (r Result) NotesOf(name string) []Note { return r.notes[name] }
 
 // Render computes the desired state of every configured virtual service,
 // with no history: no instance is held out or ramping.
@@ -124,6 +143,7 @@ func Update(prev Result, cfg *config.Config, snap catalog.Snapshot, h History, c
 		next:      make(map[string]time.Time, len(prev.next)),
 		notes:     make(map[string][]Note, len(prev.notes)),
 		holds:     make(map[string][]Hold, len(prev.holds)),
+		vss:       cfg.VirtualServices,
 	}
 	for _, vs := range cfg.VirtualServices {
 		key := vs.Key()
@@ -155,7 +175,6 @@ func Update(prev Result, cfg *config.Config, snap catalog.Snapshot, h History, c
 		}
 	}
 	for _, vs := range cfg.VirtualServices {
-		res.Notes = append(res.Notes, res.notes[vs.Name]...)
 		res.Holds = append(res.Holds, res.holds[vs.Name]...)
 		if t, ok := res.next[vs.Name]; ok && (res.NextChange.IsZero() || t.Before(res.NextChange)) {
 			res.NextChange = t
@@ -193,11 +212,26 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 	// state, but named in Origins unless an instance serves there.
 	var draining []Decision
 
+	// The instances of a service often share a caveat, word for word (a
+	// gate port that is not the virtual port): each decision and note
+	// holds one copy of it, not one each.
+	var texts map[string]string
+	intern := func(s string) string {
+		if t, ok := texts[s]; ok || s == "" {
+			return t
+		}
+		if texts == nil {
+			texts = map[string]string{}
+		}
+		texts[s] = s
+		return s
+	}
 	serving := false
 	for _, in := range instances {
 		c := candidateOf(vs, in, h, func(msg string, inUse bool) {
-			out.notes = append(out.notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: msg, InUse: inUse})
+			out.notes = append(out.notes, Note{VirtualService: vs.Name, Node: in.Node, InstanceID: in.ID, Message: intern(msg), InUse: inUse})
 		})
+		c.warn = intern(c.warn)
 		if !c.next.IsZero() && (out.next.IsZero() || c.next.Before(out.next)) {
 			out.next = c.next
 		}
@@ -247,6 +281,11 @@ func renderService(vs *config.VirtualService, instances []*catalog.Instance, h H
 		origins[rk] = Origin{Source: SourceFallback}
 	}
 	out.svc, out.origins, out.decisions = svc, origins, decisions
+	if cap(out.notes) > len(out.notes) {
+		// Kept until the service changes: not with the room appending
+		// one by one left (16 for 10 instances that each have a caveat).
+		out.notes = slices.Clone(out.notes)
+	}
 	return out
 }
 

@@ -504,7 +504,7 @@ func describe(cfg *config.Config, res Result) string {
 			fmt.Fprintf(&b, "# %s: %s/%s: %s\n", name, d.Instance.Node, d.Instance.ID, d.Rule)
 		}
 	}
-	for _, n := range res.Notes {
+	for _, n := range res.Notes() {
 		fmt.Fprintf(&b, "# note: %s\n", n)
 	}
 	return b.String()
@@ -624,8 +624,8 @@ func TestPortWarnings(t *testing.T) {
 			if tt.warn != "" {
 				notes = []Note{{VirtualService: "web", Node: "n1", InstanceID: tt.in.ID, Message: tt.warn, InUse: true}}
 			}
-			if !slices.Equal(res.Notes, notes) {
-				t.Errorf("notes = %+v, want %+v", res.Notes, notes)
+			if !slices.Equal(res.Notes(), notes) {
+				t.Errorf("notes = %+v, want %+v", res.Notes(), notes)
 			}
 			ds := res.Decisions["web"]
 			if len(ds) != 1 || ds[0].Warning != tt.warn {

@@ -58,8 +58,11 @@ func newInstance(e *api.ServiceEntry) *catalog.Instance {
 			continue
 		}
 		in.Checks = append(in.Checks, catalog.Check{
-			CheckID: c.CheckID, Name: c.Name, Status: c.Status, Output: c.Output, ServiceID: c.ServiceID,
+			CheckID: c.CheckID, Name: c.Name, Status: checkStatus(c.Status), Output: c.Output, ServiceID: c.ServiceID,
 		})
+		if c.ServiceID == in.ID {
+			in.Checks[len(in.Checks)-1].ServiceID = in.ID // one string, not a copy per check
+		}
 		switch {
 		case c.CheckID == api.NodeMaint:
 			in.NodeMaintenance = true
@@ -114,6 +117,18 @@ func taggedAddresses(e *api.ServiceEntry, main string) map[string]catalog.Tagged
 		}
 	}
 	return m
+}
+
+// checkStatus is a check's status as one of Consul's constants when it is
+// one: the answer decodes a string of its own for each check, and every
+// instance holds its checks as long as it lasts.
+func checkStatus(s string) string {
+	for _, known := range []string{api.HealthPassing, api.HealthWarning, api.HealthCritical, api.HealthMaint} {
+		if s == known {
+			return known
+		}
+	}
+	return s
 }
 
 // worse returns the worse of a status and a check's; an unknown check

@@ -49,10 +49,11 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		instances += len(ds)
 	}
 	// Warnings, not errors: the catalog changes, the config stays valid.
-	for _, n := range res.Notes {
+	notes := res.Notes()
+	for _, n := range notes {
 		fmt.Fprintf(stderr, "warning: %s\n", n)
 	}
-	fmt.Fprintf(stdout, "catalog: %d instances of %d virtual services, %d warnings\n", instances, len(cfg.VirtualServices), len(res.Notes))
+	fmt.Fprintf(stdout, "catalog: %d instances of %d virtual services, %d warnings\n", instances, len(cfg.VirtualServices), len(notes))
 	return 0
 }
 
@@ -93,7 +94,7 @@ func renderCatalog(name string, args []string, stderr io.Writer) (*rendered, int
 	if !ok {
 		return nil, 1
 	}
-	logNotes(log.Named("render"), res.Notes)
+	logNotes(log.Named("render"), res.Notes())
 	return &rendered{cfg: cfg, res: res, log: log}, 0
 }
 

@@ -66,7 +66,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	checkAtStart(cfg, hostnet.ProcSys{}, *f.dryRun, log)
 	registry := prometheus.NewRegistry()
 	meters := metrics.New(registry, versionString())
-	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: meters, Logger: log}
+	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: meters, Logger: log,
+		OnSync: afterFirstSync(os.Getenv, time.AfterFunc)}
 	if !*f.dryRun {
 		defer withHost(&opts, cfg, log)()
 	}

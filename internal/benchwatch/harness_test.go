@@ -463,3 +463,60 @@ func agentPID(tb testing.TB, addr string) int {
 	tb.Fatalf("no consul process serving %s", addr)
 	return 0
 }
+
+// appliedTotal is how many changes the "applied changes" lines counted so
+// far.
+func (p *process) appliedTotal() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, c := range p.appliedN {
+		n += c
+	}
+	return n
+}
+
+// procMem is a process's resident memory, from /proc/PID/status, in MiB.
+type procMem struct {
+	// RSS is VmRSS: Anon, File and Shmem together; HWM its peak.
+	RSS, HWM float64
+	// Anon is what the process allocated (Go's heap, stacks and
+	// runtime), File its mapped files' pages in memory (mostly the
+	// binary's code and read-only data), Shmem its shared memory.
+	Anon, File, Shmem float64
+}
+
+// Private is the memory the process itself allocated: its anonymous and
+// shared pages, not the page cache of the files it maps.
+func (m procMem) Private() float64 { return m.Anon + m.Shmem }
+
+func (m procMem) String() string {
+	return fmt.Sprintf("private=%.1fMiB rss=%.1fMiB (file %.1f, peak %.1f)", m.Private(), m.RSS, m.File, m.HWM)
+}
+
+// memOf reads the process's procMem.
+func memOf(tb testing.TB, pid int) procMem {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var m procMem
+	fields := map[string]*float64{"VmRSS:": &m.RSS, "VmHWM:": &m.HWM, "RssAnon:": &m.Anon, "RssFile:": &m.File, "RssShmem:": &m.Shmem}
+	seen := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[2] == "kB" {
+			if p, ok := fields[f[0]]; ok {
+				kb, err := strconv.ParseFloat(f[1], 64)
+				if err != nil {
+					tb.Fatalf("/proc/%d/status: %q: %v", pid, line, err)
+				}
+				*p, seen = kb/1024, seen+1
+			}
+		}
+	}
+	if seen != len(fields) {
+		tb.Fatalf("/proc/%d/status lacks one of VmRSS, VmHWM, RssAnon, RssFile, RssShmem", pid)
+	}
+	return m
+}

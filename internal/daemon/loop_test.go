@@ -884,3 +884,74 @@ func TestFilteredAnswerLoggedOnce(t *testing.T) {
 		t.Fatalf("warned %d times, told the end %d; want 2 and 1:\n%s", w, e, buf.String())
 	}
 }
+
+// TestWarningsOfServicesNotRenderedStay: a sync that renders one virtual
+// service anew (its catalog service changed) ends only that service's
+// warnings: another's, rendered before and not now, is not warned about
+// again, neither then nor at a later full sync; the one that changed is
+// warned about again when its caveat comes back.
+func TestWarningsOfServicesNotRenderedStay(t *testing.T) {
+	var buf syncBuffer
+	h := newHarnessLogged(t, gateConfig("")+`
+virtual_service "shop" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+}`, ipvstest.New(ipvs.State{}), hclog.New(&hclog.LoggerOptions{Name: "lvs-sync", Level: hclog.Warn, Output: &buf}))
+	warnings := func(vs, id string) int {
+		return strings.Count(buf.String(), "[WARN]  lvs-sync.render: real server port not the instance's: virtual_service="+vs+" node=node-"+id+" instance="+id+" ")
+	}
+	shop := instance("shop1", "10.2.0.11", catalog.Passing, 1) // on 8080: a caveat
+	snap := func(webPort int, changed map[string]bool) catalog.Snapshot {
+		web := web1(catalog.Passing)
+		web.Port = webPort
+		return catalog.Snapshot{Services: map[string]*catalog.Service{
+			"web": {Name: "web", Instances: []*catalog.Instance{web}}, "shop": {Name: "shop", Instances: []*catalog.Instance{shop}},
+		}, Changed: changed}
+	}
+	h.snapshot2(snap(8080, nil))
+	h.advance(time.Second)
+	h.snapshot2(snap(80, map[string]bool{"web": true}))
+	h.advance(time.Second)
+	h.snapshot2(snap(8081, map[string]bool{"web": true}))
+	h.advance(time.Second)
+	h.advance(2 * time.Minute) // a periodic reconcile renders everything
+	if len(h.reports) < 4 {
+		t.Fatalf("%d syncs, want 4", len(h.reports))
+	}
+	if n := warnings("shop", "shop1"); n != 1 {
+		t.Errorf("shop1 warned %d times, want 1:\n%s", n, buf.String())
+	}
+	if n := warnings("web", "web1"); n != 2 {
+		t.Errorf("web1 warned %d times, want 2 (its caveat ended and came back):\n%s", n, buf.String())
+	}
+
+	// A reload renders everything: web's caveat, held, is not warned about
+	// again; shop, gone from the config, is forgotten, and warned about
+	// again when a later reload brings it back.
+	reload := func(cfg string, services map[string]*catalog.Service) {
+		t.Helper()
+		h.l.reload(context.Background(), reloadRequest{cfg: mustConfig(t, cfg), trigger: "test"}, h.clock.Now())
+		h.l.switchTo(catalog.Snapshot{Services: services}, h.clock.Now())
+		if h.l.next != nil {
+			t.Fatal("the new config did not take over")
+		}
+		h.untilNext()
+	}
+	web := web1(catalog.Passing)
+	web.Port = 8081
+	reload(gateConfig(""), map[string]*catalog.Service{"web": {Name: "web", Instances: []*catalog.Instance{web}}})
+	if n := warnings("web", "web1"); n != 2 {
+		t.Errorf("after a reload web1 warned %d times, want still 2:\n%s", n, buf.String())
+	}
+	if len(h.d.state.logged.notes) != 1 {
+		t.Errorf("after a reload without shop, notes held for %d services, want 1", len(h.d.state.logged.notes))
+	}
+	reload(gateConfig("")+`
+virtual_service "shop" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+}`, snap(8081, nil).Services)
+	if n1, n2 := warnings("web", "web1"), warnings("shop", "shop1"); n1 != 2 || n2 != 2 {
+		t.Errorf("after shop came back web1 warned %d times, shop1 %d; want 2 and 2:\n%s", n1, n2, buf.String())
+	}
+}

@@ -21,8 +21,8 @@ import (
 // 10-instance service (new IDs, ports and nodes each time, the old nodes
 // leaving; two critical) beside a steady one, through the real agent. A daemon stopped after the
 // first deploy and one stopped after the hundredth keep the same number of
-// instance histories, decision signatures and change times: those of the
-// instances that left were pruned.
+// instance histories and decisions noted (with their change times): those
+// of the instances that left were pruned.
 func TestRollingDeploysLeaveDecisionsFlat(t *testing.T) {
 	agent := testconsul.Start(t)
 	const deploys, instances, critical = 100, 10, 2
@@ -73,12 +73,11 @@ virtual_service "steady" {
 			t.Fatal("daemon did not stop")
 		}
 		d := r.d
-		m := map[string]int{"tracker": d.state.tracker.Len(), "signature services": len(d.shared.signature),
-			"changedAt services": len(d.shared.changedAt), "draining": len(d.state.drainer.Draining()),
-			"logged": len(d.state.logged.notes), "conflicts": len(d.state.logged.conflicts)}
-		for vs, sigs := range d.shared.signature {
-			m["signature "+vs] = len(sigs)
-			m["changedAt "+vs] = len(d.shared.changedAt[vs])
+		m := map[string]int{"tracker": d.state.tracker.Len(), "decided services": len(d.shared.decided),
+			"draining": len(d.state.drainer.Draining()), "logged": len(d.state.logged.notes),
+			"conflicts": len(d.state.logged.conflicts)}
+		for vs, ds := range d.shared.decided {
+			m["decided "+vs] = len(ds)
 		}
 		for vs, ds := range d.state.lastResult.Decisions {
 			m["decisions "+vs] = len(ds)
@@ -127,7 +126,7 @@ virtual_service "steady" {
 		t.Errorf("daemon state after %d deploys differs from after 1:\n  1:   %v\n  %d: %v", deploys, after1, deploys, after100)
 	}
 	// Within the live catalog: 10 instances of each service.
-	if after100["signature roll"] != instances || after100["changedAt roll"] != instances || after100["tracker"] > 4*instances {
+	if after100["decided roll"] != instances || after100["tracker"] > 4*instances {
 		t.Errorf("daemon state after %d deploys is not that of the live catalog: %v", deploys, after100)
 	}
 	// What the mass removal guard remembers of instances that left is

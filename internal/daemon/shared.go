@@ -35,10 +35,10 @@ type shared struct {
 	drains   *ipvs.Drainer
 	frozen   map[lvs.ServiceKey]bool
 	draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time
-	// changedAt is when each instance's decision last changed, and
-	// signature what it was, by virtual service name.
-	changedAt map[string]map[render.InstanceKey]time.Time
-	signature map[string]map[render.InstanceKey]decisionSig
+	// decided is what each instance's decision was and when it last
+	// changed, by virtual service name: one map, not one for each, as it
+	// holds every instance of the catalog.
+	decided map[string]map[render.InstanceKey]decided
 
 	queryMu   sync.Mutex
 	lastQuery map[string]queryState
@@ -57,14 +57,19 @@ type decisionSig struct {
 	rule   render.RuleKind
 }
 
+// decided is an instance's decision as noted, and when it last changed.
+type decided struct {
+	sig decisionSig
+	at  time.Time
+}
+
 type queryState struct {
 	lastOK, lastErrAt time.Time
 	err               error
 }
 
 func (s *shared) init() {
-	s.changedAt = map[string]map[render.InstanceKey]time.Time{}
-	s.signature = map[string]map[render.InstanceKey]decisionSig{}
+	s.decided = map[string]map[render.InstanceKey]decided{}
 	s.lastQuery = map[string]queryState{}
 }
 
@@ -113,10 +118,10 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 // virtual services res rendered anew at; call with s.mu held.
 func (s *shared) noteDecisions(res render.Result, at time.Time) {
 	for _, name := range res.Rendered {
-		sigs, when := s.signature[name], s.changedAt[name]
-		if sigs == nil {
-			sigs, when = map[render.InstanceKey]decisionSig{}, map[render.InstanceKey]time.Time{}
-			s.signature[name], s.changedAt[name] = sigs, when
+		byInstance := s.decided[name]
+		if byInstance == nil {
+			byInstance = map[render.InstanceKey]decided{}
+			s.decided[name] = byInstance
 		}
 		ds := res.Decisions[name]
 		seen := make(map[render.InstanceKey]bool, len(ds))
@@ -124,22 +129,20 @@ func (s *shared) noteDecisions(res render.Result, at time.Time) {
 			k := render.InstanceKey{Node: dec.Instance.Node, ID: dec.Instance.ID}
 			seen[k] = true
 			sig := decisionSig{in: dec.In, weight: dec.Weight, rule: dec.Rule.Kind}
-			if old, ok := sigs[k]; !ok || old != sig {
-				sigs[k], when[k] = sig, at
+			if old, ok := byInstance[k]; !ok || old.sig != sig {
+				byInstance[k] = decided{sig: sig, at: at}
 			}
 		}
-		for k := range sigs {
+		for k := range byInstance {
 			if !seen[k] {
-				delete(sigs, k)
-				delete(when, k)
+				delete(byInstance, k)
 			}
 		}
 	}
 	if len(res.Rendered) == len(s.cfg.VirtualServices) {
-		for name := range s.signature { // forget virtual services a reload removed
+		for name := range s.decided { // forget virtual services a reload removed
 			if s.cfg.VirtualService(name) == nil {
-				delete(s.signature, name)
-				delete(s.changedAt, name)
+				delete(s.decided, name)
 			}
 		}
 	}
@@ -181,7 +184,7 @@ func (s *shared) input(d *Daemon) status.Input {
 		Desired:  &s.result,
 		Draining: s.draining,
 		ChangedAt: func(vs string, in render.InstanceKey) time.Time {
-			return s.changedAt[vs][in]
+			return s.decided[vs][in].at
 		},
 	}
 }

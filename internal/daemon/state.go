@@ -51,7 +51,9 @@ type syncState struct {
 // desired services the kernel has from someone else, why a maintenance
 // page cannot be served and why the state file cannot be saved.
 type logged struct {
-	notes     warned[string]
+	// notes are the notes of each virtual service as last rendered, by
+	// name: render's own slices, shared, not a set of every note.
+	notes     map[string][]render.Note
 	holds     warned[render.Hold]
 	conflicts warned[lvs.ServiceKey]
 	pagesErr  warned[string]
@@ -60,7 +62,7 @@ type logged struct {
 
 func (s *syncState) init() {
 	s.acl.init()
-	s.logged = logged{notes: warned[string]{}, holds: warned[render.Hold]{}, conflicts: warned[lvs.ServiceKey]{},
+	s.logged = logged{notes: map[string][]render.Note{}, holds: warned[render.Hold]{}, conflicts: warned[lvs.ServiceKey]{},
 		pagesErr: warned[string]{}, saveErr: warned[string]{}}
 	s.bgp.err = warned[string]{}
 }

@@ -102,7 +102,7 @@ func (d *Daemon) render(r *round, snap catalog.Snapshot, changed map[string]bool
 	hist.PagesDown = st.pagesDown
 	res := render.Update(st.lastResult, d.cfg, snap, hist, only)
 	st.lastResult = res
-	d.logNotes(res.Notes)
+	d.logNotes(res)
 	d.logHolds(res.Holds)
 	r.report = Report{At: r.now, Trigger: r.t, Desired: res}
 	r.desired, r.wake = res.State, res.NextChange
@@ -338,9 +338,43 @@ func (d *Daemon) logHolds(holds []render.Hold) {
 }
 
 // logNotes warns once about each piece of catalog data render left out,
-// and each caveat about an instance it kept, while the condition lasts.
-func (d *Daemon) logNotes(notes []render.Note) {
-	began, _ := update(d.state.logged.notes, notes, render.Note.String, nil)
+// and each caveat about an instance it kept, while the condition lasts:
+// a note of a virtual service rendered anew is logged when its previous
+// render did not have it. Only those services can have notes that began
+// or ended: the others' are the previous result's, held as they were. The
+// notes held are render's slices, shared: not a set of ten thousand notes
+// (1,000 gate services × 10 instances on another port than the virtual
+// one), nor their texts formatted at each sync.
+func (d *Daemon) logNotes(res render.Result) {
+	held := d.state.logged.notes
+	var began []render.Note
+	for _, name := range res.Rendered {
+		now, before := res.NotesOf(name), held[name]
+		var was map[render.Note]bool
+		if len(before) > 0 && len(now) > 0 {
+			was = make(map[render.Note]bool, len(before))
+			for _, n := range before {
+				was[n] = true
+			}
+		}
+		for _, n := range now {
+			if !was[n] {
+				began = append(began, n)
+			}
+		}
+		if len(now) == 0 {
+			delete(held, name)
+		} else {
+			held[name] = now
+		}
+	}
+	if len(res.Rendered) == len(d.cfg.VirtualServices) {
+		for name := range held { // forget virtual services a reload removed
+			if d.cfg.VirtualService(name) == nil {
+				delete(held, name)
+			}
+		}
+	}
 	for _, n := range began {
 		msg, kv := n.Log()
 		d.log.Named("render").Warn(msg, kv...)

@@ -11,6 +11,7 @@ package metrics
 
 import (
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -31,10 +32,7 @@ type Metrics struct {
 	applyLatency    prometheus.Histogram
 	kernelOps       *prometheus.CounterVec
 	syncs           *prometheus.CounterVec
-	realsDesired    *prometheus.GaugeVec
-	realsApplied    *prometheus.GaugeVec
-	realsByState    *prometheus.GaugeVec
-	fingerprint     *prometheus.GaugeVec
+	tables          *tables
 	foreignServices prometheus.Gauge
 	conflicts       prometheus.Gauge
 	filtered        *prometheus.GaugeVec
@@ -65,14 +63,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help: "IPVS changes made, by kind (add_service, update_real, ...) and result (ok, error)."}, []string{"op", "result"}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvs_sync_syncs_total",
 			Help: "Syncs of the kernel with the desired state, by scope (changed, all) and result."}, []string{"scope", "result"}),
-		realsDesired: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals_desired",
-			Help: "Real servers the last render wants, by virtual service."}, []string{"virtual_service"}),
-		realsApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals_applied",
-			Help: "Real servers in the kernel after the last successful sync, by virtual service."}, []string{"virtual_service"}),
-		realsByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_reals",
-			Help: "Real servers by virtual service and state: serving, quiesced, draining, fallback, held (vanished with too many others)."}, []string{"virtual_service", "state"}),
-		fingerprint: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lvs_sync_table_fingerprint",
-			Help: "A 48-bit hash of what decides the virtual service's table (scheduler, flags, reals in the kernel's order with their weights) after the last successful sync: equal on every director that maps a flow to the same real."}, []string{"virtual_service"}),
+		tables: newTables(),
 		foreignServices: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_foreign_services",
 			Help: "Virtual services in the kernel that lvs-sync does not own, seen at the last full sync."}),
 		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvs_sync_conflicts",
@@ -90,7 +81,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		Help: "A constant 1, labelled with lvs-sync's version and Go version."}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	reg.MustRegister(m.catalogQueries, m.catalogErrors, m.catalogIndex, m.applyLatency, m.kernelOps, m.syncs,
-		m.realsDesired, m.realsApplied, m.realsByState, m.fingerprint, m.foreignServices, m.conflicts, m.filtered, m.configReloads, m.draining,
+		m.tables, m.foreignServices, m.conflicts, m.filtered, m.configReloads, m.draining,
 		m.lastSyncSuccess, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -160,39 +151,35 @@ func (m *Metrics) SawTable(table ipvs.State, in status.Input, full, ok bool) {
 	m.lastSyncSuccess.Set(map[bool]float64{true: 1, false: 0}[ok])
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	t := m.tables
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if full {
-		m.realsByState.Reset()
-		m.realsDesired.Reset()
-		if ok {
-			m.realsApplied.Reset()
-			m.fingerprint.Reset()
-		}
+		t.reset(ok)
 		clear(m.drainingBy)
 	}
 	for _, v := range views {
 		if v.Name == "" {
 			continue
 		}
-		counts := map[string]int{"serving": 0, "quiesced": 0, "draining": 0, "fallback": 0, "held": 0}
-		desired := 0
+		g := t.of(v.Name)
+		g.hasStates, g.states, g.desired = true, [len(realStates)]uint32{}, 0
 		for _, r := range v.Reals {
 			state := status.State(r.Source, r.Weight)
-			counts[state]++
+			if i := slices.Index(realStates[:], state); i >= 0 {
+				g.states[i]++
+			}
 			if state != "draining" {
-				desired++
+				g.desired++
 			}
 		}
-		m.drainingBy[v.Name] = counts["draining"]
-		for state, n := range counts {
-			m.realsByState.WithLabelValues(v.Name, state).Set(float64(n))
-		}
-		m.realsDesired.WithLabelValues(v.Name).Set(float64(desired))
+		m.drainingBy[v.Name] = int(g.states[slices.Index(realStates[:], "draining")])
 		if ok {
-			m.realsApplied.WithLabelValues(v.Name).Set(float64(len(v.Reals)))
+			g.hasApplied, g.applied = true, uint32(len(v.Reals))
 			// 48 bits: exact in a float64, so that an alert can compare
 			// directors with max != min by virtual_service.
 			if f, err := strconv.ParseUint(v.Fingerprint, 16, 48); err == nil {
-				m.fingerprint.WithLabelValues(v.Name).Set(float64(f))
+				g.hasFingerprint, g.fingerprint = true, f
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"testing"
 	"time"
@@ -43,18 +44,17 @@ virtual_service "web" {
 	var none *Metrics
 	none.SawTable(table, in, true, true) // records nothing, and does not panic
 
-	m := New(prometheus.NewRegistry(), "test")
+	reg := prometheus.NewRegistry()
+	m := New(reg, "test")
 	m.SawTable(table, in, true, true)
 	for state, want := range map[string]float64{"serving": 1, "quiesced": 1, "draining": 1, "fallback": 0, "held": 0} {
-		if got := testutil.ToFloat64(m.realsByState.WithLabelValues("web", state)); got != want {
-			t.Errorf("lvs_sync_reals{state=%q} = %v, want %v", state, got, want)
+		if got, ok := gauge(t, reg, "lvs_sync_reals", "virtual_service", "web", "state", state); !ok || got != want {
+			t.Errorf("lvs_sync_reals{state=%q} = %v (there: %v), want %v", state, got, ok, want)
 		}
 	}
-	for name, c := range map[string]prometheus.Collector{"desired": m.realsDesired.WithLabelValues("web"),
-		"applied": m.realsApplied.WithLabelValues("web")} {
-		want := map[string]float64{"desired": 2, "applied": 3}[name]
-		if got := testutil.ToFloat64(c); got != want {
-			t.Errorf("lvs_sync_reals_%s = %v, want %v", name, got, want)
+	for name, want := range map[string]float64{"desired": 2, "applied": 3} {
+		if got, ok := gauge(t, reg, "lvs_sync_reals_"+name, "virtual_service", "web"); !ok || got != want {
+			t.Errorf("lvs_sync_reals_%s = %v (there: %v), want %v", name, got, ok, want)
 		}
 	}
 	if got := testutil.ToFloat64(m.draining); got != 1 {
@@ -62,6 +62,19 @@ virtual_service "web" {
 	}
 	if got := testutil.ToFloat64(m.lastSyncSuccess); got != 1 {
 		t.Errorf("lvs_sync_last_sync_success = %v, want 1", got)
+	}
+	// A full sync that failed drops the counts of a service gone from the
+	// table, and keeps what was applied; one that succeeded drops both.
+	m.SawTable(ipvs.State{}, in, true, false)
+	if _, ok := gauge(t, reg, "lvs_sync_reals", "virtual_service", "web", "state", "serving"); ok {
+		t.Errorf("lvs_sync_reals of web still there after a full sync without it")
+	}
+	if got, ok := gauge(t, reg, "lvs_sync_reals_applied", "virtual_service", "web"); !ok || got != 3 {
+		t.Errorf("lvs_sync_reals_applied = %v (there: %v) after a failed sync, want 3 kept", got, ok)
+	}
+	m.SawTable(ipvs.State{}, in, true, true)
+	if _, ok := gauge(t, reg, "lvs_sync_reals_applied", "virtual_service", "web"); ok {
+		t.Errorf("lvs_sync_reals_applied of web still there after a successful full sync without it")
 	}
 }
 
@@ -100,9 +113,14 @@ virtual_service "web" {
 	}
 	shown := status.Services(current, in)[0].Fingerprint
 
-	m := New(prometheus.NewRegistry(), "test")
+	reg := prometheus.NewRegistry()
+	m := New(reg, "test")
+	fingerprint := func() uint64 {
+		f, _ := gauge(t, reg, "lvs_sync_table_fingerprint", "virtual_service", "web")
+		return uint64(f)
+	}
 	m.SawTable(desired, in, true, true)
-	got := uint64(testutil.ToFloat64(m.fingerprint.WithLabelValues("web")))
+	got := fingerprint()
 	if fmt.Sprintf("%012x", got) != shown || got == 0 {
 		t.Errorf("lvs_sync_table_fingerprint = %012x, /v1/status shows %s", got, shown)
 	}
@@ -110,11 +128,40 @@ virtual_service "web" {
 	changed := desired.Clone()
 	changed[web].Reals[lvs.RealKey{Addr: netip.MustParseAddr("10.1.0.5"), Port: 80}] = ipvs.Real{Weight: 7, Forward: lvs.Route}
 	m.SawTable(changed, in, true, false)
-	if again := uint64(testutil.ToFloat64(m.fingerprint.WithLabelValues("web"))); again != got {
+	if again := fingerprint(); again != got {
 		t.Errorf("a failed sync changed the gauge from %012x to %012x", got, again)
 	}
 	m.SawTable(changed, in, true, true)
-	if again := uint64(testutil.ToFloat64(m.fingerprint.WithLabelValues("web"))); again == got {
+	if again := fingerprint(); again == got {
 		t.Errorf("another weight, the same fingerprint %012x", got)
 	}
+}
+
+// gauge is the value of the gauge name with the labels given as name,
+// value pairs, as reg exposes it, and whether it is there.
+func gauge(t *testing.T, reg *prometheus.Registry, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			if maps.Equal(got, want) {
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
 }
