@@ -188,6 +188,9 @@ func benchWatch(b *testing.B, services, per int) {
 	r.field("conns_max", "") // filled in at the end
 	r.field("idle_cpu_pct", strconv.FormatFloat(cpuPct, 'f', 2, 64))
 	r.field("rss_mib", strconv.FormatFloat(rss, 'f', 1, 64))
+	// The private part (RssAnon + RssShmem): VmRSS less the binary's
+	// file-backed pages, what TestMemory1kx10 holds (see memory_test.go).
+	r.field("private_mib", strconv.FormatFloat(memOf(b, pid).Private(), 'f', 1, 64))
 	r.field("req_per_s_idle", perSecond(idle.Requests, idleFor))
 
 	// Busy: busyRate changes a second, flips and weight edits alternately;
