@@ -39,6 +39,11 @@ type Op struct {
 	// in the same plan, to put it back at the head of the kernel's list:
 	// it goes before every add (order.go).
 	Requeue bool
+	// Stage marks the two ops of a staged add (stage.go): the AddService
+	// that creates the service under StageScheduler, and the
+	// UpdateService, after every add of a real, that binds its own
+	// scheduler (the switch).
+	Stage bool
 }
 
 // String is the change as the ipvsadm command that makes it.
@@ -66,7 +71,9 @@ type Plan []Op
 // Diff returns the changes that make current into desired. It is pure.
 // Reals are added in ascending order; for a service whose scheduler builds
 // its table from the kernel's list (mh, sh), the reals out of the
-// canonical order are deleted and added again (order.go).
+// canonical order are deleted and added again (order.go). A new mh
+// service is added staged: under no scheduler, its reals, then mh
+// (stage.go).
 //
 // Every desired service is lvs-sync's. A current service that is not
 // desired is deleted only if owned says lvs-sync made it (a virtual service
@@ -77,6 +84,9 @@ func Diff(desired, current State, owned func(lvs.ServiceKey) bool) Plan {
 	for k, want := range desired {
 		have, ok := current[k]
 		switch {
+		case !ok && Staged(want.Scheduler):
+			plan = append(plan, stagedAdd(k, want)...)
+			continue
 		case !ok:
 			plan = append(plan, Op{Kind: AddService, Service: k, Spec: want})
 			for rk, r := range want.Reals {
@@ -121,10 +131,15 @@ func Diff(desired, current State, owned func(lvs.ServiceKey) bool) Plan {
 
 // rank is the op's place in a plan: its kind's, but a requeue's delete
 // goes before every add, so that the adds put the reals at the head of the
-// kernel's list in ascending order (order.go).
+// kernel's list in ascending order (order.go), and the switch of a staged
+// add goes after every add of a real, so that its scheduler builds its
+// table once, from the whole list (stage.go).
 func (o Op) rank() int {
-	if o.Requeue {
+	switch {
+	case o.Requeue:
 		return 2*int(AddReal) - 1
+	case o.Stage && o.Kind == UpdateService:
+		return 2*int(AddReal) + 1
 	}
 	return 2 * int(o.Kind)
 }
