@@ -65,18 +65,18 @@ const StageScheduler = "none"
 // under StageScheduler, its reals, then its own scheduler. mh alone.
 func Staged(scheduler string) bool { return scheduler == "mh" }
 
-// stagedAdd returns the ops that add the service staged: the service
-// under StageScheduler, its reals, and the switch to its scheduler.
-func stagedAdd(k lvs.ServiceKey, want *Service) Plan {
+// stagedAdd emits the ops that add the service staged: the service under
+// StageScheduler, its reals, and the switch to its scheduler.
+func stagedAdd(k lvs.ServiceKey, want *Service, emit func(Op)) {
 	under := &Service{
 		Scheduler: StageScheduler,
 		Flags:     want.Flags &^ uint32(lvs.SchedFlagsMask),
 		Timeout:   want.Timeout,
 		Netmask:   want.Netmask,
 	}
-	plan := Plan{{Kind: AddService, Service: k, Spec: under, Stage: true}}
-	for rk, r := range want.Reals {
-		plan = append(plan, Op{Kind: AddReal, Service: k, Real: rk, RealSpec: r})
+	emit(Op{Kind: AddService, Service: k, Spec: under, Stage: true})
+	for _, rk := range want.SortedReals() {
+		emit(Op{Kind: AddReal, Service: k, Real: rk, RealSpec: want.Reals[rk]})
 	}
-	return append(plan, Op{Kind: UpdateService, Service: k, Spec: want, Stage: true})
+	emit(Op{Kind: UpdateService, Service: k, Spec: want, Stage: true})
 }
