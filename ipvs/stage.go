@@ -13,7 +13,16 @@ import "github.com/lvs-sync/lvs-sync/lvs"
 // the whole table. So a service added with N reals under mh costs N
 // table builds; in our guest, 506 µs a real against wlc's 50
 // (/work/shared/notes/netlink-batching.md), and the full load of
-// 1,000 × 10 under mh was only 2.3–4.4 × `ipvsadm -R`.
+// 1,000 × 10 under mh was only 2.3–4.4 × `ipvsadm -R` (2.4 and 2.8 × in
+// two boots of ours: 3,473 and 3,455 ms).
+//
+// What it leaves is one table build per service, which no client can
+// avoid, and the most costly one (ip_vs_mh_populate probes more as more
+// destinations contend for the slots): in the guest, the mh load of
+// 1,000 × 10 took 433 ms more than the same load under wlc in one boot
+// (775.3 against 342.1 ms), 1,069 ms more in another (1,300.6 against
+// 231.5 ms, under a CPU profile), where ipvsadm -R took 1.9 to 4.6 s
+// more. The rest is the wlc load's.
 //
 // How: Diff plans a new mh service as AddService under the scheduler
 // "none" (StageScheduler), its reals in canonical order, then an
@@ -24,10 +33,11 @@ import "github.com/lvs-sync/lvs-sync/lvs"
 // another name), so an add of a real calls no scheduler hook, and the
 // switch, from no scheduler, skips the unbind and its synchronize_rcu()
 // (ip_vs_edit_service: `if (old_sched) { ip_vs_unbind_scheduler(svc);
-// synchronize_rcu(); }`): one wait for an RCU grace period per service
-// would cost more than the rebuilds it saves. A cheap scheduler such as
-// wlc in place of "none" would pay that wait, and would schedule the
-// flows of those microseconds to a real mh might not pick.
+// synchronize_rcu(); }`). A cheap scheduler such as wlc in place of
+// "none" would wait there for an RCU grace period per service (not
+// measured here: the kernel's source says it, and "none" needs none),
+// and would schedule the flows of those microseconds to a real mh might
+// not pick.
 //
 // Why the table is the same as a direct add's (the all-active contract,
 // order.go): ip_vs_bind_scheduler calls mh's init_service,
