@@ -356,6 +356,63 @@ func testKernelContract(t *testing.T, newKernel func(*testing.T) Kernel, listed 
 		}
 	})
 
+	t.Run("staged add", func(t *testing.T) {
+		// A new mh service is added under no scheduler ("none", which
+		// the kernel takes and reads back as such), its reals, then
+		// switched to mh with its flags (stage.go): read back, it is mh
+		// with mh-fallback and mh-port, its reals in canonical order, and
+		// a second plan is empty. A service left under "none" (a crash
+		// before the switch) is an ordinary edit to the next plan.
+		k := newKernel(t)
+		must(t, "add service under none", k.AddService(diameter, host(diameter, StageScheduler)))
+		must(t, "add real", k.AddReal(diameter, rk("10.20.1.1:3868"), Real{Weight: 1, Forward: lvs.Masq}))
+		wantServices(t, k, State{diameter: host(diameter, StageScheduler)})
+
+		desired := State{
+			web:      schedFlags(host(web, "mh"), lvs.SchedFlag1|lvs.SchedFlag2),
+			diameter: host(diameter, "mh"),
+		}
+		a, b, c := rk("10.20.1.1:80"), rk("10.20.1.2:80"), rk("10.20.1.3:80")
+		desired[web].Reals = map[lvs.RealKey]Real{a: {Weight: 1, Forward: lvs.Route}, b: {Weight: 2, Forward: lvs.Route}, c: {Weight: 0, Forward: lvs.Route}}
+		desired[diameter].Reals = map[lvs.RealKey]Real{rk("10.20.1.1:3868"): {Weight: 1, Forward: lvs.Masq}}
+		current, err := Read(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := Diff(desired, current, nil)
+		want := []string{
+			"ipvsadm -A -t 10.20.0.1:80 -s none",
+			"ipvsadm -E --sctp-service 10.20.0.2:3868 -s mh",
+			"ipvsadm -a -t 10.20.0.1:80 -r 10.20.1.1:80 -g -w 1",
+			"ipvsadm -a -t 10.20.0.1:80 -r 10.20.1.2:80 -g -w 2",
+			"ipvsadm -a -t 10.20.0.1:80 -r 10.20.1.3:80 -g -w 0",
+			"ipvsadm -E -t 10.20.0.1:80 -s mh -b mh-fallback,mh-port",
+		}
+		if got := planStrings(plan); got != strings.Join(want, "\n") {
+			t.Errorf("plan:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+		}
+		if res := Apply(k, plan, nil); res.Err() != nil || res.Applied != len(plan) {
+			t.Fatalf("applied %d of %d: %v", res.Applied, len(plan), res.Err())
+		}
+		wantServices(t, k, State{web: desired[web], diameter: desired[diameter]})
+		got, ok := KernelOrder(readReals(t, k, web))
+		if want := CanonicalOrder(desired[web].Reals); !ok || !slices.Equal(got, want) {
+			t.Errorf("the kernel lists %v (order known: %v), want %v", got, ok, want)
+		}
+		if listed != nil {
+			if got, want := listed(t, web), CanonicalOrder(desired[web].Reals); !slices.Equal(got, want) {
+				t.Errorf("/proc/net/ip_vs lists %v, want %v", got, want)
+			}
+		}
+		current, err = Read(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again := Diff(desired, current, nil); len(again) != 0 {
+			t.Errorf("the plan does not converge; still:\n%s", planStrings(again))
+		}
+	})
+
 	t.Run("diff converges", func(t *testing.T) {
 		// What Diff and Apply write, the kernel reads back so that a
 		// second diff is empty: its quirks (the hashed flag) normalised.

@@ -64,10 +64,12 @@ func (m *MemKernel) State() State {
 
 // schedulers are the kernel's IPVS schedulers (net/netfilter/ipvs/Kconfig);
 // the kernel loads ip_vs_<name> on demand and answers ENOENT for another.
+// "none" is no scheduler, which ip_vs_add_service and ip_vs_edit_service
+// take (a staged add's, stage.go).
 var schedulers = map[string]bool{
 	"rr": true, "wrr": true, "lc": true, "wlc": true, "fo": true, "ovf": true,
 	"lblc": true, "lblcr": true, "dh": true, "sh": true, "mh": true,
-	"sed": true, "nq": true, "twos": true,
+	"sed": true, "nq": true, "twos": true, StageScheduler: true,
 }
 
 // memKey is the key the kernel finds a service by: a firewall-mark service
