@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -357,7 +358,8 @@ func TestHATakeover(t *testing.T) {
 	}
 	p50, mx := p50max(downs)
 	haLine(t, "takeover", ok && len(downs) == 5 && mx <= 1000, p50, failed, resets,
-		fmt.Sprintf("max_ms=%d", mx), fmt.Sprintf("takeovers=%d", len(downs)), fmt.Sprintf("two_holders=%d", twoHolders))
+		fmt.Sprintf("max_ms=%d", mx), fmt.Sprintf("takeovers=%d", len(downs)), fmt.Sprintf("two_holders=%d", twoHolders),
+		"timings="+cmp.Or(strings.ReplaceAll(os.Getenv("LVS_SYNC_HA_TIMINGS"), " ", ""), "default"))
 }
 
 // TestHALongConnection is case (b): a slow download established before
