@@ -230,7 +230,12 @@ func answers(t *testing.T, vip string, n int) map[string]int {
 }
 
 func TestMain(m *testing.M) {
-	buildTopology()
+	// A second run in the same boot (make bench runs the daemon's bench,
+	// then the pair's takeover twice) finds the topology the first
+	// built, and serves the reals again in it.
+	if _, err := os.Stat("/sys/class/net/br0"); err != nil {
+		buildTopology()
+	}
 	for _, r := range reals {
 		for _, port := range []int{80, r.port} {
 			if _, err := serveReal(r.ns, port); err != nil {
