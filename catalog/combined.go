@@ -51,6 +51,16 @@ func (c *Combined) split(keys []string) byProvider {
 // providers lists the providers in a stable order, for errors and logs.
 func (b byProvider) providers() []string { return slices.Sorted(maps.Keys(b)) }
 
+// identity tells whether each name is its own key.
+func (pt *part) identity() bool {
+	for name, k := range pt.keyOf {
+		if name != k {
+			return false
+		}
+	}
+	return true
+}
+
 // rekey is a provider's snapshot keyed by the keys the caller watches.
 func (pt *part) rekey(s Snapshot, into map[string]*Service) {
 	for name, svc := range s.Services {
@@ -106,6 +116,17 @@ func (c *Combined) Fetch(ctx context.Context, keys []string) (Snapshot, error) {
 // has.
 func (c *Combined) Watch(ctx context.Context, keys []string, obs Observer) <-chan Snapshot {
 	parts := c.split(keys)
+	if len(parts) == 1 {
+		for p, pt := range parts {
+			if src := c.Sources[p]; src != nil && pt.identity() {
+				// One catalog, whose names are the keys (Consul's alone):
+				// its snapshots are the whole, passed on as they are. Merging
+				// them copies every service's entry twice an answer, work
+				// that grows with the services however few changed.
+				return src.Watch(ctx, pt.names, keyedObserver{obs: obs, keyOf: pt.keyOf})
+			}
+		}
+	}
 	type update struct {
 		provider string
 		snap     Snapshot

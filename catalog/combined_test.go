@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -323,5 +324,27 @@ func TestCombinedSourceFails(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the combined channel stays open after every source's closed")
+	}
+}
+
+// TestCombinedWatchConsulAlone: keys of one catalog whose names are the
+// keys (Consul's) get that source's snapshots as they are, not merged
+// into new maps: a flip among ten thousand services copies nothing of
+// the others.
+func TestCombinedWatchConsulAlone(t *testing.T) {
+	consul := newFake()
+	c := &Combined{Sources: map[string]Source{"consul": consul}, Split: split}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := c.Watch(ctx, []string{"web", "api"}, nil)
+	for i, sent := range []Snapshot{
+		snap(nil, svc("web", "10.0.1.1"), svc("api", "10.0.1.2")),
+		snap([]string{"web"}, svc("web", "10.0.1.3"), svc("api", "10.0.1.2")),
+	} {
+		go func() { consul.ch <- sent }() // the reader's receive takes it
+		got := receive(t, out)
+		if reflect.ValueOf(got.Services).UnsafePointer() != reflect.ValueOf(sent.Services).UnsafePointer() || !maps.Equal(got.Changed, sent.Changed) {
+			t.Errorf("snapshot %d: got %v changed %v, want the source's own %v changed %v", i, got.Services, got.Changed, sent.Services, sent.Changed)
+		}
 	}
 }

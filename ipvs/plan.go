@@ -143,7 +143,11 @@ func Reconcile(k Kernel, in Input, scope Scope, log hclog.Logger) (Planned, Resu
 	if err != nil {
 		return Planned{}, Result{}, err
 	}
-	in.Desired, in.Current = in.Desired.Filter(inScope), current.Filter(inScope)
+	desired := in.Desired
+	if scope.Keys != nil {
+		desired = desired.InScope(scope) // a few lookups, not a pass over every service
+	}
+	in.Desired, in.Current = desired.Filter(inScope), current.Filter(inScope)
 	p := Changes(in)
 	if in.Claim != nil {
 		if claimed := p.Claimed(in.Owned); len(claimed) > 0 {
@@ -174,6 +178,22 @@ func Changed(before, after State) map[lvs.ServiceKey]bool {
 		}
 	}
 	return changed
+}
+
+// InScope returns the services the scope looks at. A scope of a few keys
+// costs those few lookups, not a pass over every service (a flip among
+// ten thousand).
+func (s State) InScope(scope Scope) State {
+	if scope.Keys == nil {
+		return s.Filter(scope.In)
+	}
+	out := make(State, len(scope.Keys))
+	for k := range scope.Keys {
+		if svc, ok := s[k]; ok && scope.In(k) {
+			out[k] = svc
+		}
+	}
+	return out
 }
 
 // Filter returns the services for which keep holds.

@@ -22,7 +22,8 @@ func scaleConfig(n int) string {
 	return b.String()
 }
 
-// scaleSnapshot has 10 passing instances of each of n services; flip
+// scaleSnapshot has 10 passing instances of each of n services, on port
+// 8080 as the bench's (gate keeps the virtual port: a note each); flip
 // makes instance 0 of service 0 critical.
 func scaleSnapshot(n int, flip bool, changed map[string]bool) catalog.Snapshot {
 	snap := catalog.Snapshot{Services: make(map[string]*catalog.Service, n), Changed: changed}
@@ -36,7 +37,7 @@ func scaleSnapshot(n int, flip bool, changed map[string]bool) catalog.Snapshot {
 			}
 			svc.Instances = append(svc.Instances, &catalog.Instance{
 				ID: fmt.Sprintf("%s-%d", name, j), Node: fmt.Sprintf("node%d", j),
-				Address: fmt.Sprintf("10.%d.%d.%d", 60+j, (i/256)%256, i%256), Port: 80,
+				Address: fmt.Sprintf("10.%d.%d.%d", 60+j, (i/256)%256, i%256), Port: 8080,
 				Status: status, Weights: catalog.Weights{Passing: 1 + j, Warning: 1},
 			})
 		}

@@ -34,13 +34,13 @@ func (d *Daemon) guardSnapshot(s catalog.Snapshot) catalog.Snapshot {
 	g := &d.state.acl
 	var out catalog.Snapshot
 	var filtered []string // the services whose answer is filtered now
-	for name, svc := range s.Services {
+	look := func(name string, svc *catalog.Service) {
 		if s.Changed != nil && !s.Changed[name] && g.lastGood[name] == svc {
-			continue // unchanged: looked at when it changed
+			return // unchanged: looked at when it changed
 		}
 		if !svc.FilteredByACLs {
 			g.lastGood[name] = svc
-			continue
+			return
 		}
 		filtered = append(filtered, name)
 		if out.Services == nil {
@@ -48,6 +48,28 @@ func (d *Daemon) guardSnapshot(s catalog.Snapshot) catalog.Snapshot {
 		}
 		if good := g.lastGood[name]; good != nil {
 			out.Services[name] = good
+		}
+	}
+	if s.Changed == nil {
+		for name, svc := range s.Services {
+			look(name, svc)
+		}
+	} else {
+		// Only a changed service can have become filtered or good again;
+		// one still filtered is replaced again in this snapshot. The
+		// others were looked at when they changed: a flip among ten
+		// thousand services looks at one. (An answer whose check outputs
+		// alone moved is not looked at: its last good one keeps the
+		// previous outputs, the same instances.)
+		for name := range s.Changed {
+			if svc, ok := s.Services[name]; ok {
+				look(name, svc)
+			}
+		}
+		for name := range g.filtered {
+			if svc, ok := s.Services[name]; ok && !s.Changed[name] {
+				look(name, svc)
+			}
 		}
 	}
 	if len(filtered) > 0 || len(g.filtered) > 0 {
@@ -67,10 +89,12 @@ func (d *Daemon) guardSnapshot(s catalog.Snapshot) catalog.Snapshot {
 				"service", name, "index", s.Services[name].Index)
 		}
 	}
-	for name := range g.lastGood { // forget services no longer watched
-		if _, ok := s.Services[name]; !ok && s.Changed == nil {
-			delete(g.lastGood, name)
-			delete(g.filtered, name)
+	if s.Changed == nil {
+		for name := range g.lastGood { // forget services no longer watched
+			if _, ok := s.Services[name]; !ok {
+				delete(g.lastGood, name)
+				delete(g.filtered, name)
+			}
 		}
 	}
 	if out.Services == nil {

@@ -153,7 +153,7 @@ func (s *shared) noteDecisions(res render.Result, at time.Time) {
 // at weight 0.
 func expected(desired ipvs.State, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, scope ipvs.Scope) ipvs.State {
 	if !scope.Full() {
-		desired = desired.Filter(scope.In)
+		desired = desired.InScope(scope)
 	}
 	if len(draining) == 0 {
 		return desired
