@@ -80,7 +80,8 @@ func For(line string) []Goal {
 
 // Verdicts judges line's fields against its goals: "field<=goal:met" or
 // ":MISSED" each, ":absent" for a field the line lacks (a figure not
-// measured is not met), "" for a line without goals.
+// measured is not met), "" for a line without goals. A line whose case
+// failed (result=fail) misses every goal: its figures are not a run's.
 func Verdicts(line string) string {
 	fields := map[string]string{}
 	for _, f := range strings.Fields(line) {
@@ -92,6 +93,8 @@ func Verdicts(line string) string {
 	for _, g := range For(line) {
 		v, err := strconv.ParseFloat(fields[g.Field], 64)
 		switch {
+		case fields["result"] != "" && fields["result"] != "pass":
+			out = append(out, g.String()+":MISSED")
 		case fields[g.Field] == "" || err != nil:
 			out = append(out, g.String()+":absent")
 		case g.met(v):

@@ -18,6 +18,9 @@ func TestVerdicts(t *testing.T) {
 		{"bench ha: case=takeover result=pass takeover_p50_ms=290 failed=3 resets=0 max_ms=400 takeovers=5 two_holders=0",
 			"takeover_p50_ms<=300:met two_holders<=0:met"},
 		{"bench watch: services=100 instances=10 flip_p99_ms=1", ""},
+		// A failed case's -1 is no figure.
+		{"bench ha: case=takeover result=fail takeover_p50_ms=-1 failed=0 resets=0 error=vip-on-",
+			"takeover_p50_ms<=300:MISSED two_holders<=0:MISSED"},
 	} {
 		if got := Verdicts(c.line); got != c.want {
 			t.Errorf("%s:\n got %s\nwant %s", c.line, got, c.want)
