@@ -139,3 +139,17 @@ func TestActiveAgainEndsTheDrain(t *testing.T) {
 		t.Fatalf("role %v, want active", role)
 	}
 }
+
+// A director that is a real server of its own services (streamline) does
+// not drain: its own server answers what reaches it, and its new active
+// peer may send it connections as a real, which a director still
+// scheduling would balance back to the peer. In the VM's streamline case
+// a drain made one probe time out.
+func TestServesItselfDoesNotDrain(t *testing.T) {
+	f := newFixture(t)
+	f.m.SetServesItself(true)
+	got := kinds(f.handedOver())
+	if i, j := slices.Index(got, StepDown), slices.Index(got, Drained); i < 0 || j < i {
+		t.Fatalf("handover of a director that serves itself: %v, want step-down then drained at once", got)
+	}
+}

@@ -47,8 +47,12 @@ import (
 //     reset them; a draining one schedules them and syncs the connections
 //     to the new active. A director without carrier, or that heard no
 //     peer for PeerTimeout when it stepped down (nobody takes the clients
-//     over), is drained at once; a peer that falls silent during the
-//     drain does not end it (on a busy host that is a late heartbeat).
+//     over), is drained at once; so is one that is a real server of its
+//     own services (the streamline set-up): the VIP on its lo is served
+//     by its own server, and its new active peer may send it connections
+//     as a real, which a director still scheduling would balance back to
+//     the peer. A peer that falls silent during the drain does not end
+//     it (on a busy host that is a late heartbeat).
 //   - While active, it refreshes its VIPs' lifetime every VIPRefresh: a
 //     director that dies active loses them to the kernel within
 //     VIPLifetime, restarted or not.
@@ -113,6 +117,9 @@ type Machine struct {
 	drainUntil time.Time
 	drainEpoch uint64
 	drainHeard time.Time
+	// servesItself: this host is a real server of its own services
+	// (SetServesItself): it does not drain.
+	servesItself bool
 
 	announceAt   time.Time
 	takeovers    int
@@ -308,6 +315,11 @@ func (m *Machine) Handover() ([]Action, error) {
 // Takeovers do not wait for it: the peer they replace is gone.
 func (m *Machine) SetUnready(reason string) { m.unready = reason }
 
+// SetServesItself says whether this host is a real server of its own
+// virtual services, which makes a step-down drained at once (see the
+// rules).
+func (m *Machine) SetServesItself(b bool) { m.servesItself = b }
+
 // Unready is why this director could not serve now, "" if it can.
 func (m *Machine) Unready() string { return m.unready }
 
@@ -331,8 +343,12 @@ func (m *Machine) stepDown(reason string) []Action {
 	m.role, m.confirmed, m.announceAt = Standby, time.Time{}, time.Time{}
 	now := m.clock.Now()
 	m.drainUntil, m.drainEpoch, m.drainHeard = now.Add(m.t.DrainMax()), m.epoch, time.Time{}
-	if m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout {
-		// No peer heard: nobody takes the clients over, nothing to drain.
+	if m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout || m.servesItself {
+		// No peer heard: nobody takes the clients over, nothing to
+		// drain. A director that is a real server of its own services
+		// serves what reaches it itself, and its new active peer may
+		// send it connections as a real: still scheduling, it would
+		// balance them back to the peer, round and round.
 		m.drainUntil = now
 	}
 	return []Action{{Kind: StepDown, Reason: reason}}

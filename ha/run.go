@@ -79,6 +79,9 @@ type Runner struct {
 	keepErr bool
 	// ready says whether this director could serve, and why not.
 	ready func() (bool, string)
+	// servesItself says whether this host is a real server of its own
+	// virtual services.
+	servesItself func() bool
 }
 
 // NewRunner checks the options.
@@ -151,7 +154,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // beat sends the peer this director's heartbeat, with its readiness.
 func (r *Runner) beat() {
 	r.mu.Lock()
-	ready := r.ready
+	ready, self := r.ready, r.servesItself
 	r.mu.Unlock()
 	why := ""
 	if ready != nil { // asked without mu: it takes the daemon's locks
@@ -159,7 +162,9 @@ func (r *Runner) beat() {
 			why = reason
 		}
 	}
+	serves := self != nil && self()
 	r.mu.Lock()
+	r.m.SetServesItself(serves)
 	if why != r.m.Unready() {
 		r.log.Info("readiness to serve changed", "ready", why == "", "reason", why)
 	}
@@ -297,6 +302,15 @@ func (r *Runner) SetReady(ready func() (bool, string)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ready = ready
+}
+
+// SetServesItself gives the runner what says whether this host is a real
+// server of its own virtual services (the daemon's last sync), asked at
+// every heartbeat: such a director does not drain when it steps down.
+func (r *Runner) SetServesItself(f func() bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.servesItself = f
 }
 
 // Handover makes this active director hand the lease to its peer.

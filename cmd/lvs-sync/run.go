@@ -117,6 +117,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if pair != nil {
 		pair.Runner.SetReady(d.Health) // the heartbeat says whether this director could serve
+		pair.Runner.SetServesItself(d.ServesItself)
 	}
 	if opts.Speaker != nil {
 		metrics.NewBGP(registry, d.BGP)

@@ -48,6 +48,10 @@ type shared struct {
 
 	// vips are the announce rule's last decision, with director.bgp.
 	vips []announce.VIP
+
+	// selfReals are the virtual services with one of this host's
+	// addresses among their reals (noteSelfReals).
+	selfReals map[lvs.ServiceKey]bool
 }
 
 // decisionSig is what of a decision counts as a change of it.
@@ -71,6 +75,7 @@ type queryState struct {
 func (s *shared) init() {
 	s.decided = map[string]map[render.InstanceKey]decided{}
 	s.lastQuery = map[string]queryState{}
+	s.selfReals = map[lvs.ServiceKey]bool{}
 }
 
 func (s *shared) setConfig(cfg *config.Config) {
@@ -109,6 +114,7 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 	s.frozen = d.state.acl.frozen(s.cfg)
 	s.draining = draining
 	s.noteDecisions(r.Desired, r.At)
+	s.noteSelfReals(desired, scope)
 	if d.opts.Metrics != nil {
 		d.opts.Metrics.SawTable(expected(r.Desired.State, draining, scope), s.input(d), scope.Full(), r.Err == nil)
 	}
