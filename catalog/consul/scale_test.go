@@ -186,24 +186,7 @@ func (l *latestOf) get() (catalog.Snapshot, int) {
 func TestWatchWithinTheBudget(t *testing.T) {
 	agent := testconsul.Start(t)
 	const services, instances, nodes, budget = 300, 3, 10, 8
-	var regs []*api.CatalogRegistration
-	for s := range services {
-		for i := range instances {
-			id := fmt.Sprintf("svc%03d-%d", s, i)
-			n := (s*instances + i) % nodes
-			regs = append(regs, &api.CatalogRegistration{
-				Node: nodeName(n), Address: fmt.Sprintf("10.0.0.%d", n+1),
-				Service: &api.AgentService{ID: id, Service: fmt.Sprintf("svc%03d", s), Port: 8000 + i,
-					Weights: api.AgentWeights{Passing: 1, Warning: 1}},
-				Check: &api.AgentCheck{CheckID: id + "-check", Name: id, Status: api.HealthPassing, ServiceID: id},
-			})
-		}
-	}
-	register(t, agent.Client, regs)
-	names := make([]string, services)
-	for s := range names {
-		names[s] = fmt.Sprintf("svc%03d", s)
-	}
+	regs, names := registerSpread(t, agent.Client, services, instances, nodes)
 
 	stop := connSampler(t, agent)
 	obs := &queryErrors{}
@@ -594,24 +577,7 @@ func (c *readCounter) settle(t *testing.T, quiet time.Duration) (services, nodes
 func TestEditCostsNodeReadsNotASweep(t *testing.T) {
 	agent := testconsul.Start(t)
 	const services, instances, nodes = 200, 3, 5
-	var regs []*api.CatalogRegistration
-	for s := range services {
-		for i := range instances {
-			id := fmt.Sprintf("svc%03d-%d", s, i)
-			n := (s*instances + i) % nodes
-			regs = append(regs, &api.CatalogRegistration{
-				Node: nodeName(n), Address: fmt.Sprintf("10.0.0.%d", n+1),
-				Service: &api.AgentService{ID: id, Service: fmt.Sprintf("svc%03d", s), Port: 8000 + i,
-					Weights: api.AgentWeights{Passing: 1, Warning: 1}},
-				Check: &api.AgentCheck{CheckID: id + "-check", Name: id, Status: api.HealthPassing, ServiceID: id},
-			})
-		}
-	}
-	register(t, agent.Client, regs)
-	names := make([]string, services)
-	for s := range names {
-		names[s] = fmt.Sprintf("svc%03d", s)
-	}
+	regs, names := registerSpread(t, agent.Client, services, instances, nodes)
 	allNodes, _, err := agent.Client.Catalog().Nodes(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -692,4 +658,30 @@ func TestEditCostsNodeReadsNotASweep(t *testing.T) {
 				c.what, s, n, 2*(len(allNodes)+1))
 		}
 	}
+}
+
+// registerSpread registers services svcNNN of instances each, passing,
+// spread round-robin over nodes node-N at 10.0.0.N+1, and returns the
+// registrations and the services' names.
+func registerSpread(t *testing.T, c *api.Client, services, instances, nodes int) ([]*api.CatalogRegistration, []string) {
+	t.Helper()
+	var regs []*api.CatalogRegistration
+	for s := range services {
+		for i := range instances {
+			id := fmt.Sprintf("svc%03d-%d", s, i)
+			n := (s*instances + i) % nodes
+			regs = append(regs, &api.CatalogRegistration{
+				Node: nodeName(n), Address: fmt.Sprintf("10.0.0.%d", n+1),
+				Service: &api.AgentService{ID: id, Service: fmt.Sprintf("svc%03d", s), Port: 8000 + i,
+					Weights: api.AgentWeights{Passing: 1, Warning: 1}},
+				Check: &api.AgentCheck{CheckID: id + "-check", Name: id, Status: api.HealthPassing, ServiceID: id},
+			})
+		}
+	}
+	register(t, c, regs)
+	names := make([]string, services)
+	for s := range names {
+		names[s] = fmt.Sprintf("svc%03d", s)
+	}
+	return regs, names
 }
