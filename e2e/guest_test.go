@@ -212,7 +212,7 @@ func (l *lvsSync) stop(t testing.TB, sig syscall.Signal) {
 		// next test's lock, API port or VIP, and fail it too.
 		_ = l.cmd.Process.Kill()
 		<-l.done
-		t.Fatalf("lvs-sync did not stop on %v (killed)", sig)
+		t.Fatalf("lvs-sync did not stop on %v (killed); its log's end:\n%s", sig, tail(l.logText(), 40))
 	}
 }
 
