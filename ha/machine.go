@@ -47,12 +47,13 @@ import (
 //     reset them; a draining one schedules them and syncs the connections
 //     to the new active. A director without carrier, or that heard no
 //     peer for PeerTimeout when it stepped down (nobody takes the clients
-//     over), is drained at once; so is one that is a real server of its
-//     own services (the streamline set-up): the VIP on its lo is served
-//     by its own server, and its new active peer may send it connections
-//     as a real, which a director still scheduling would balance back to
-//     the peer. A peer that falls silent during the drain does not end
-//     it (on a busy host that is a late heartbeat).
+//     over), is drained at once. One that is a real server of its own
+//     services (the streamline set-up) is drained the moment it hears
+//     its peer active, without the heartbeat more: from then its new
+//     active peer may send it connections as a real, which a director
+//     still scheduling could balance back to the peer until it drains.
+//     A peer that falls silent during the drain does not end it (on a
+//     busy host that is a late heartbeat).
 //   - While active, it refreshes its VIPs' lifetime every VIPRefresh: a
 //     director that dies active loses them to the kernel within
 //     VIPLifetime, restarted or not.
@@ -343,12 +344,8 @@ func (m *Machine) stepDown(reason string) []Action {
 	m.role, m.confirmed, m.announceAt = Standby, time.Time{}, time.Time{}
 	now := m.clock.Now()
 	m.drainUntil, m.drainEpoch, m.drainHeard = now.Add(m.t.DrainMax()), m.epoch, time.Time{}
-	if m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout || m.servesItself {
-		// No peer heard: nobody takes the clients over, nothing to
-		// drain. A director that is a real server of its own services
-		// serves what reaches it itself, and its new active peer may
-		// send it connections as a real: still scheduling, it would
-		// balance them back to the peer, round and round.
+	if m.peer == "" || now.Sub(m.peerHeard) >= m.t.PeerTimeout {
+		// No peer heard: nobody takes the clients over, nothing to drain.
 		m.drainUntil = now
 	}
 	return []Action{{Kind: StepDown, Reason: reason}}
@@ -360,7 +357,14 @@ func (m *Machine) Draining() bool { return !m.drainUntil.IsZero() }
 
 // drained is whether a draining director is done now.
 func (m *Machine) drained(now time.Time) bool {
-	heard := !m.drainHeard.IsZero() && now.Sub(m.drainHeard) >= m.t.Heartbeat
+	// One heartbeat more for the SYNs sent before the new active's ARP
+	// landed; none for a director that serves itself, which its new
+	// active may send connections as a real from the moment it is active.
+	margin := m.t.Heartbeat
+	if m.servesItself {
+		margin = 0
+	}
+	heard := !m.drainHeard.IsZero() && now.Sub(m.drainHeard) >= margin
 	return !m.carrier || heard || !now.Before(m.drainUntil)
 }
 

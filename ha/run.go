@@ -306,7 +306,8 @@ func (r *Runner) SetReady(ready func() (bool, string)) {
 
 // SetServesItself gives the runner what says whether this host is a real
 // server of its own virtual services (the daemon's last sync), asked at
-// every heartbeat: such a director does not drain when it steps down.
+// every heartbeat: such a director ends its drain the moment it hears its
+// peer active.
 func (r *Runner) SetServesItself(f func() bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

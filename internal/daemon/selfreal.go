@@ -56,9 +56,9 @@ func (s *shared) noteSelfReals(desired ipvs.State, scope ipvs.Scope) {
 
 // ServesItself says whether this host is a real server of one of its own
 // virtual services, as of the last sync. A director of a pair that is
-// stops scheduling the moment it steps down (ha.Machine): its new active
-// peer may send it connections as a real server, and a director still
-// scheduling would balance them back to the peer.
+// stops its drain the moment it hears its new active peer (ha.Machine):
+// from then the peer may send it connections as a real server, and a
+// director still scheduling could balance them back to the peer.
 func (d *Daemon) ServesItself() bool {
 	s := &d.shared
 	s.mu.Lock()
