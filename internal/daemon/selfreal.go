@@ -26,8 +26,15 @@ var hostAddrs = func() map[netip.Addr]bool {
 // noteSelfReals notes which virtual services in scope have one of this
 // host's addresses among their reals (the streamline set-up: the
 // director is a real server of its own services); call with s.mu held.
+// The host's addresses are read again at each full sync (every
+// reconcile_interval at least), not at every sync: a flip's sync stays
+// free of the syscall, and an address added to the host is seen by the
+// next reconcile.
 func (s *shared) noteSelfReals(desired ipvs.State, scope ipvs.Scope) {
-	host := hostAddrs()
+	if scope.Full() || s.hostAddrs == nil {
+		s.hostAddrs = hostAddrs()
+	}
+	host := s.hostAddrs
 	if scope.Full() {
 		clear(s.selfReals)
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,8 @@ type shared struct {
 	// selfReals are the virtual services with one of this host's
 	// addresses among their reals (noteSelfReals).
 	selfReals map[lvs.ServiceKey]bool
+	// hostAddrs are this host's addresses as the last full sync read them.
+	hostAddrs map[netip.Addr]bool
 }
 
 // decisionSig is what of a decision counts as a change of it.
