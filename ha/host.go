@@ -169,9 +169,6 @@ func (h *Host) StepDown(reason string) error {
 func (h *Host) Drained() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.active {
-		return nil // active again before the drain ended
-	}
 	err := errors.Join(h.set(backupOnly, "1"), h.Daemons.Stop(ipvs.SyncMaster))
 	h.Log.Info("drained")
 	return err
