@@ -146,12 +146,7 @@ func buildECMPTopology() (err error) {
 		// when IPVS does not take a packet) reach the client, as they
 		// would in production: the naive variants must be able to fail.
 		inNS(d.ns, "/sbin/ip", "route", "add", "default", "via", ecmpRouter)
-		mgmtIP, _, _ := strings.Cut(d.consul, ":")
-		ip("link", "add", d.mgmtRoot, "type", "veth", "peer", "name", "eth1", "netns", d.ns)
-		ip("addr", "add", mgmtIP+"/30", "dev", d.mgmtRoot)
-		ip("link", "set", d.mgmtRoot, "up")
-		inNS(d.ns, "/sbin/ip", "addr", "add", d.mgmtAddr+"/30", "dev", "eth1")
-		inNS(d.ns, "/sbin/ip", "link", "set", "eth1", "up")
+		mgmtLink(d.ns, d.mgmtRoot, d.consul, d.mgmtAddr)
 		// A flow that ECMP moves to this director mid-way must be
 		// scheduled from its first packet here, not only from a SYN:
 		// lvs-sync's tune_sysctls sets sloppy_tcp for a bgp director. A

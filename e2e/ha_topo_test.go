@@ -111,12 +111,7 @@ func buildHATopology() (err error) {
 	for _, d := range haDirs {
 		port(d.ns, d.bridgePort, d.addr)
 		if !made {
-			mgmtIP, _, _ := strings.Cut(d.consul, ":")
-			ip("link", "add", d.mgmtRoot, "type", "veth", "peer", "name", "eth1", "netns", d.ns)
-			ip("addr", "add", mgmtIP+"/30", "dev", d.mgmtRoot)
-			ip("link", "set", d.mgmtRoot, "up")
-			inNS(d.ns, "/sbin/ip", "addr", "add", d.mgmtAddr+"/30", "dev", "eth1")
-			inNS(d.ns, "/sbin/ip", "link", "set", "eth1", "up")
+			mgmtLink(d.ns, d.mgmtRoot, d.consul, d.mgmtAddr)
 			// A real server's ARP sysctls: the VIP on lo is never announced
 			// nor answered for on eth0.
 			for _, k := range []string{"all", "eth0"} {
@@ -134,6 +129,18 @@ func buildHATopology() (err error) {
 		}
 	}
 	return nil
+}
+
+// mgmtLink gives director namespace ns its management link: eth1, a /30
+// to root-side link root, whose end is consul's address (where the
+// namespace's Consul proxy listens), addr the director's end.
+func mgmtLink(ns, root, consul, addr string) {
+	mgmtIP, _, _ := strings.Cut(consul, ":")
+	ip("link", "add", root, "type", "veth", "peer", "name", "eth1", "netns", ns)
+	ip("addr", "add", mgmtIP+"/30", "dev", root)
+	ip("link", "set", root, "up")
+	inNS(ns, "/sbin/ip", "addr", "add", addr+"/30", "dev", "eth1")
+	inNS(ns, "/sbin/ip", "link", "set", "eth1", "up")
 }
 
 // consulUpstream is where the directors' Consul proxies connect: the
