@@ -131,13 +131,19 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.carrier()
 	r.log.Info("ha started as standby", "name", r.opts.Name, "heartbeat", t.Heartbeat, "peer_timeout", t.PeerTimeout,
 		"renew", t.Renew, "ttl", t.TTL)
+	// Once ctx ends the machine stops (Stop) and the loop goes on until
+	// it is drained: it keeps scheduling for the clients whose ARP caches
+	// still name it until its peer is active.
+	done, stopping := ctx.Done(), false
 	for {
-		select {
-		case <-ctx.Done():
-			r.input((*Machine).Stop)
-			r.drain(tick.Chan())
+		if stopping && !r.draining() {
 			r.writes.Wait()
 			return nil
+		}
+		select {
+		case <-done:
+			r.input((*Machine).Stop)
+			done, stopping = nil, true
 		case hb := <-r.opts.Transport.Received():
 			r.input(func(m *Machine) []Action { return m.Heard(hb) })
 		case <-tick.Chan():
@@ -182,24 +188,11 @@ func (r *Runner) beat() {
 	}
 }
 
-// drain hears heartbeats and lets time pass until a stopping director
-// that stepped down is drained: it keeps scheduling for the clients whose
-// ARP caches still name it until its peer is active.
-func (r *Runner) drain(tick <-chan time.Time) {
-	for {
-		r.mu.Lock()
-		draining := r.m.Draining()
-		r.mu.Unlock()
-		if !draining {
-			return
-		}
-		select {
-		case hb := <-r.opts.Transport.Received():
-			r.input(func(m *Machine) []Action { return m.Heard(hb) })
-		case <-tick:
-			r.input((*Machine).Tick)
-		}
-	}
+// draining is whether the machine stepped down and still schedules.
+func (r *Runner) draining() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m.Draining()
 }
 
 // carrier reads the interface's carrier for the machine. A read that
