@@ -38,11 +38,16 @@ type checkResult struct {
 	Status     string // "success", "failure", "pending"
 	StatusCode int
 	Timestamp  int64
+	// anyService: a result lvs-sync made for a declared check whose
+	// service name it cannot resolve (see allocSpec): it counts for every
+	// service of the allocation.
+	anyService bool
 }
 
 // Nomad's check statuses: only success serves.
 const (
 	checkSuccess = "success"
+	checkPending = "pending"
 )
 
 // unreadCheck is the check an instance carries when its allocation's
@@ -106,7 +111,7 @@ func newInstance(r registration, results []checkResult, unread string, bad func(
 		return in
 	}
 	for _, c := range results {
-		if c.Service != r.ServiceName {
+		if c.Service != r.ServiceName && !c.anyService {
 			continue
 		}
 		in.Checks = append(in.Checks, catalog.Check{CheckID: c.ID, Name: c.Check, Status: c.Status, Output: c.Output, ServiceID: r.ID})

@@ -112,9 +112,18 @@
 //     mark its allocations lost (the node's heartbeat timeout) and
 //     deregister them.
 //   - A check without a result yet: any status but "success" (Nomad's
-//     "pending" among them) is critical; but a check Nomad does not list at
-//     all is no check. On the agent here every new allocation listed its
-//     checks' results by the time its registration could be read.
+//     "pending" among them) is critical. Nomad's client registers a
+//     group's services (groupServiceHook) before it records their checks
+//     as pending (checksHook, the next allocation hook), so on a busy
+//     client a registration can be read while its allocation lists no
+//     result at all: in one CI run a joiner was served 66 ms before its
+//     server listened. So an allocation that lists none is checked against
+//     its job (/v1/allocation/:id, once per allocation, while it lists
+//     none): each check its task group declares on a Nomad service counts
+//     as pending until it has a result. A service whose name the job
+//     interpolates (${…}) cannot be matched to its registration: its
+//     declared checks count for every service of the allocation, which
+//     errs toward not serving for that short while.
 //   - Two service blocks of one name in one allocation (two ports): the
 //     results name the service, not the port, so each instance carries the
 //     results of both.

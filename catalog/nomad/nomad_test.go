@@ -50,6 +50,8 @@ type cluster struct {
 	// checkPath is the checks' path in the jobs run from then on
 	// (default /health).
 	checkPath string
+	// noCheck leaves the check out of the jobs run from then on.
+	noCheck bool
 }
 
 func startCluster(t testing.TB, opts testnomad.Options) *cluster {
@@ -82,6 +84,16 @@ func (c *cluster) runIn(namespace, job, service string, count int, tags ...strin
 	if c.shutdownDelay != "" {
 		delay = fmt.Sprintf("shutdown_delay = %q", c.shutdownDelay)
 	}
+	check := fmt.Sprintf(`check {
+        name     = "alive"
+        type     = "http"
+        path     = %q
+        interval = "1s"
+        timeout  = "1s"
+      }`, cmp.Or(c.checkPath, "/health"))
+	if c.noCheck {
+		check = ""
+	}
 	hcl := fmt.Sprintf(`job %q {
   namespace = %q
   type = "service"
@@ -98,13 +110,7 @@ func (c *cluster) runIn(namespace, job, service string, count int, tags ...strin
       provider = "nomad"
       port     = "http"
       tags     = %s
-      check {
-        name     = "alive"
-        type     = "http"
-        path     = %q
-        interval = "1s"
-        timeout  = "1s"
-      }
+      %s
     }
     task "s" {
       driver = "raw_exec"
@@ -120,7 +126,7 @@ func (c *cluster) runIn(namespace, job, service string, count int, tags ...strin
     }
   }
 }
-`, job, namespace, count, service, tj, cmp.Or(c.checkPath, "/health"), delay, c.python, c.script)
+`, job, namespace, count, service, tj, check, delay, c.python, c.script)
 	path := filepath.Join(c.agent.Dir, namespace+"-"+job+".nomad.hcl")
 	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
 		c.t.Fatal(err)

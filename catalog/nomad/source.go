@@ -233,15 +233,106 @@ func (s *Source) readService(ctx context.Context, name string, namespaces []stri
 // the allocation's client, which may be gone; a poller waits no longer.
 const checksTimeout = 5 * time.Second
 
-// readChecks reads the check results of one allocation.
-func (s *Source) readChecks(ctx context.Context, alloc, namespace string) ([]checkResult, error) {
+// readChecks reads the check results of one allocation. An allocation
+// without any result may not be one without checks: Nomad's client
+// registers a group's services (groupServiceHook) before it records its
+// checks as pending (checksHook, the next allocation hook), and on a busy
+// client the registration can be read between the two. So an empty answer
+// is checked against the job: spec is what the allocation's task group
+// declares (nil: not read yet, then read here and returned), and every
+// check it declares that has no result yet counts as pending, never as
+// absent. spec is read once per allocation, and only while it has no
+// result.
+func (s *Source) readChecks(ctx context.Context, alloc, namespace string, spec *allocSpec) ([]checkResult, *allocSpec, error) {
 	tok, _ := s.current()
 	var m map[string]checkResult
 	if _, err := s.c.get(ctx, request{path: "/v1/client/allocation/" + url.PathEscape(alloc) + "/checks", namespace: namespace,
 		capability: capability, token: tok, timeout: checksTimeout}, &m); err != nil {
-		return nil, fmt.Errorf("reading the check results of nomad allocation %s: %w", alloc, err)
+		return nil, spec, fmt.Errorf("reading the check results of nomad allocation %s: %w", alloc, err)
 	}
-	return slices.Collect(maps.Values(m)), nil
+	if len(m) > 0 {
+		return slices.Collect(maps.Values(m)), spec, nil
+	}
+	if spec == nil {
+		var err error
+		if spec, err = s.readSpec(ctx, alloc, namespace); err != nil {
+			return nil, nil, err
+		}
+	}
+	return spec.pending(), spec, nil
+}
+
+// allocSpec is what an allocation's job declares of the checks Nomad's
+// client runs for it: the checks of its task group's Nomad services
+// (group and task level, as Nomad's TaskGroup.NomadServices).
+type allocSpec struct {
+	checks []specCheck
+}
+
+type specCheck struct {
+	service, name string
+	// interpolated: the service's name holds ${…}, which the job does not
+	// resolve: the check may be any of the allocation's services'.
+	interpolated bool
+}
+
+// nomadService is a service block of a job, as /v1/allocation/:id has it.
+type nomadService struct {
+	Name, Provider string
+	Checks         []struct{ Name string }
+}
+
+// readSpec reads the job of an allocation for the checks of its group.
+func (s *Source) readSpec(ctx context.Context, alloc, namespace string) (*allocSpec, error) {
+	tok, _ := s.current()
+	var a struct {
+		TaskGroup string
+		Job       struct {
+			TaskGroups []struct {
+				Name     string
+				Services []nomadService
+				Tasks    []struct{ Services []nomadService }
+			}
+		}
+	}
+	if _, err := s.c.get(ctx, request{path: "/v1/allocation/" + url.PathEscape(alloc), namespace: namespace,
+		capability: capability, token: tok, timeout: checksTimeout}, &a); err != nil {
+		return nil, fmt.Errorf("reading the job of nomad allocation %s for its checks: %w", alloc, err)
+	}
+	spec := &allocSpec{}
+	add := func(svcs []nomadService) {
+		for _, svc := range svcs {
+			if svc.Provider != "nomad" {
+				continue
+			}
+			for _, c := range svc.Checks {
+				spec.checks = append(spec.checks, specCheck{service: svc.Name, name: c.Name, interpolated: strings.Contains(svc.Name, "${")})
+			}
+		}
+	}
+	for _, tg := range a.Job.TaskGroups {
+		if tg.Name != a.TaskGroup {
+			continue
+		}
+		add(tg.Services)
+		for _, t := range tg.Tasks {
+			add(t.Services)
+		}
+	}
+	return spec, nil
+}
+
+// pending is a "pending" result for each check the spec declares, as
+// Nomad's client records before a check first runs.
+func (spec *allocSpec) pending() []checkResult {
+	var out []checkResult
+	for _, c := range spec.checks {
+		out = append(out, checkResult{
+			ID: "pending:" + c.service + ":" + c.name, Check: c.name, Service: c.service, Status: checkPending,
+			Output: "declared by the job, no result yet", anyService: c.interpolated,
+		})
+	}
+	return out
 }
 
 // Fetch reads every service once, then the check results of every
@@ -281,7 +372,7 @@ func (s *Source) Fetch(ctx context.Context, services []string) (catalog.Snapshot
 	}
 	checks := map[string]allocChecks{}
 	err = parallel(ctx, s.opts.MaxConnections, slices.Sorted(maps.Keys(allocNS)), func(alloc string) error {
-		res, err := s.readChecks(ctx, alloc, allocNS[alloc])
+		res, _, err := s.readChecks(ctx, alloc, allocNS[alloc], nil)
 		var forbidden *ForbiddenError
 		if errors.As(err, &forbidden) {
 			return err

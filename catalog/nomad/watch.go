@@ -39,11 +39,15 @@ type readResult struct {
 	err   error
 }
 
-type pollRequest struct{ alloc, namespace string }
+type pollRequest struct {
+	alloc, namespace string
+	spec             *allocSpec
+}
 
 type pollResult struct {
 	alloc   string
 	results []checkResult
+	spec    *allocSpec
 	err     error
 }
 
@@ -65,7 +69,8 @@ type svcState struct {
 type allocState struct {
 	namespace string
 	checks    allocChecks
-	known     bool // read once (or given up on: checks.unread)
+	known     bool       // read once (or given up on: checks.unread)
+	spec      *allocSpec // its job's checks, once read (see readChecks)
 	inflight  bool
 	urgent    bool
 	due       time.Time
@@ -217,7 +222,7 @@ func (s *Source) poller(ctx context.Context, obs catalog.Observer, in <-chan pol
 		case <-ctx.Done():
 			return
 		case r := <-in:
-			res, err := s.readChecks(ctx, r.alloc, r.namespace)
+			res, spec, err := s.readChecks(ctx, r.alloc, r.namespace, r.spec)
 			if ctx.Err() != nil {
 				return
 			}
@@ -225,7 +230,7 @@ func (s *Source) poller(ctx context.Context, obs catalog.Observer, in <-chan pol
 				obs.ObserveQuery(ChecksQuery, 0, err)
 			}
 			select {
-			case out <- pollResult{alloc: r.alloc, results: res, err: err}:
+			case out <- pollResult{alloc: r.alloc, results: res, spec: spec, err: err}:
 			case <-ctx.Done():
 				return
 			}
@@ -265,7 +270,7 @@ func (w *watch) run(ctx context.Context, answers <-chan feedAnswer, reads chan<-
 		alloc, pollAt, wait, ok := w.nextPoll(now)
 		switch {
 		case ok && !now.Before(w.slot):
-			givePoll, pollReq = polls, pollRequest{alloc: alloc, namespace: w.allocs[alloc].namespace}
+			givePoll, pollReq = polls, pollRequest{alloc: alloc, namespace: w.allocs[alloc].namespace, spec: w.allocs[alloc].spec}
 		case ok:
 			wake.Reset(w.slot.Sub(now))
 		case wait > 0:
@@ -444,6 +449,9 @@ func (w *watch) onPoll(r pollResult) {
 		return // no watched service has it any more
 	}
 	a.inflight = false
+	if r.spec != nil {
+		a.spec = r.spec
+	}
 	now := w.s.opts.Clock.Now()
 	a.due = now.Add(w.s.opts.CheckInterval)
 	var forbidden *ForbiddenError
