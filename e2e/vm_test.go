@@ -267,12 +267,20 @@ func BenchmarkInKernel(b *testing.B) {
 	vmtest.BuildStatic(b, filepath.Join(bin, "e2e.test"), "./e2e", true, "vmguest")
 	vmtest.BuildStatic(b, filepath.Join(bin, "lvs-sync"), "./cmd/lvs-sync", false)
 	agent := testconsul.Start(b) // the daemon's figures read a real Consul
-	// LVS_SYNC_BENCH_ONLY=daemon runs the daemon's figures alone, =ha
-	// the pair's takeover alone.
+	// LVS_SYNC_BENCH_ONLY=daemon runs the daemon's figures alone, =genl
+	// the netlink client's beside ipvsadm alone (LVS_SYNC_BENCH_CASE, passed
+	// to the guest, picks one case of them), =ha the pair's takeover alone.
 	only := os.Getenv("LVS_SYNC_BENCH_ONLY")
 	script := benchScript
-	if only == "daemon" {
+	switch only {
+	case "daemon":
 		script = benchScript[strings.Index(benchScript, "/bin/e2e.test"):]
+	case "genl":
+		script = benchScript[strings.Index(benchScript, "/bin/genl.test"):strings.Index(benchScript, "/bin/e2e.test")]
+	}
+	env := map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr)}
+	if c := os.Getenv("LVS_SYNC_BENCH_CASE"); c != "" {
+		env["LVS_SYNC_BENCH_CASE"] = c
 	}
 	var out strings.Builder
 	for b.Loop() {
@@ -285,7 +293,7 @@ func BenchmarkInKernel(b *testing.B) {
 					"/bin/e2e.test":  filepath.Join(bin, "e2e.test"),
 					"/bin/lvs-sync":  filepath.Join(bin, "lvs-sync"),
 				},
-				Env:     map[string]string{"LVS_CONSUL": vmtest.GuestAddr(agent.HTTPAddr)},
+				Env:     env,
 				Command: script,
 				// 10,000 x 10 loaded twice, by lvs-sync and by ipvsadm.
 				Memory:  3072,
@@ -296,7 +304,7 @@ func BenchmarkInKernel(b *testing.B) {
 		if code != 0 {
 			b.Fatalf("benchmarks in the VM failed:\n%s", out.String())
 		}
-		if only == "daemon" {
+		if only == "daemon" || only == "genl" {
 			continue
 		}
 		for _, timings := range haBenchTimings {
