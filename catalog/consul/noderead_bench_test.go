@@ -40,7 +40,7 @@ func BenchmarkNodeRead(b *testing.B) {
 	flush()
 	s := NewSource(agent.Client, Options{})
 	ctx := context.Background()
-	full, err := s.readNode(ctx, "node-000", 0, false, nil)
+	full, err := s.readNode(ctx, "node-000", 0, nil)
 	if err != nil || len(full.services) != instances {
 		b.Fatalf("full read: %d services, %v", len(full.services), err)
 	}
@@ -51,7 +51,7 @@ func BenchmarkNodeRead(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := s.readNode(ctx, "node-000", c.held, false, nil); err != nil {
+				if _, err := s.readNode(ctx, "node-000", c.held, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
