@@ -61,12 +61,42 @@
 // never ?stale: a node read must see what the catalog/services answer that
 // asked for it showed.
 //
+// # The first sync by node
+//
+// With node sweeps (and once all four feeds have answered), the first sync
+// reads nodes, not services: each node of the nodes feed is read in full,
+// its checks (/v1/health/node/:node) and then its instances
+// (/v1/catalog/node-services/:node, with the node's addresses), never
+// ?stale; once every node has answered, each watched service's first
+// answer is built from them, as a health read of it would be (newInstance
+// over the node's checks and the instance's own), and taken in as a read
+// (the index kept as the lowest of its nodes' reads', so that any later
+// read supersedes it; disagrees and the node events as for a read issued
+// when the first node read went). At 10,000 services × 10 on 100 nodes,
+// 200 reads instead of 10,000. These reads give each node's index, as a
+// full node read does for the later sweeps.
+//
+// Why the node's checks are read, and not taken from the health-state
+// feeds: the feeds hold the non-passing checks alone, so an answer built
+// from them would lack every passing check, and differ (SameContent) from
+// the next read of each service: the backstop sweep would emit every
+// service as changed. A read of the node's checks makes the answer a
+// health read's exactly, for a read per node.
+//
+// Why the checks are read before the instances: Consul writes a
+// registration and its checks in one write, and the checks read's index
+// is the checks table's, which every check write moves. An instance whose
+// ModifyIndex is at most that index was there, checks and all, when the
+// checks were read; one above it may not have been (registered or edited
+// since, perhaps with a critical check): its service is read per service.
+// See the holes below for the rest.
+//
 // Reads share MaxConnections-4 connections (at least one); urgent reads go
 // first. Per-service sweep reads are ?stale (any server answers); a
 // service's answer older than the one already held is dropped and re-read
 // from the leader, so staleness never takes a service back in time.
 // A full per-service sweep every ResyncInterval backs all the feeds up
-// (and refreshes Instance.Checks, which node reads do not carry).
+// (and refreshes Instance.Checks, which a sweep's node reads do not carry).
 //
 // # The holes each feed has, and what closes them
 //
@@ -98,15 +128,30 @@
 //   - A node whose index has not moved since its last full read: the probe
 //     skips it; whatever that read named was queued then, and answers
 //     never go back in time (see above), so it still holds.
-//   - The first node sweep: before the first sweep reads any service, every
-//     node is probed ("seeded") and its index kept as if read in full;
-//     every service's first answer is read after, so holds all a node had
-//     at its index. A seed that fails gives seeding up (each node is read
-//     in full at its first sweep). Seeding costs a probe per node before
-//     the first sync (~1 ms each); without it the first edit would read
-//     every node in full (at 10,000 services on 100 nodes, 100 bodies of
-//     1,000 instances: 19 ms and 2.4 MB allocated each, BenchmarkNodeRead).
-//   - A node read that fails: that sweep is done per service. A Consul
+//   - The first node sweep: the first sync's node reads keep each node's
+//     index as if read in full; every service's first answer is built
+//     from those reads, or read after them, so holds all a node had at
+//     its index. Without it the first edit would read every node in full
+//     (at 10,000 services on 100 nodes, 100 bodies of 1,000 instances:
+//     19 ms and 2.4 MB allocated each, BenchmarkNodeRead).
+//   - The first sync by node: an instance edited or registered between
+//     its node's checks read and instances read (its ModifyIndex above the
+//     checks read's index): its checks may be missing; the service is read
+//     per service (so is any service edited without a check write since
+//     the last check write anywhere: a doubt, not a fault). A check that
+//     changed after the checks read, or a node's address after the
+//     instances read: the feeds show it, as for any read (disagrees, node
+//     events). A registration after the instances read moves
+//     catalog/services: its sweep probes the node, whose index moved. A
+//     registration on a node the nodes feed has not shown yet: the nodes
+//     feed's next answer reads that node (as below), and the service,
+//     whose count there differs, is read. A node that leaves during the
+//     first sync is not waited for; its services' answers disagree with
+//     the nodes feed and are read again. A service a feed named during the
+//     first sync is read, not built. A node read that fails or that ACLs
+//     filtered: every service not answered yet is read per service (a
+//     filtered node read does not say which service lost instances).
+//   - A node read that fails: that sweep (or first sync) is done per service. A Consul
 //     without the endpoint (404, before 1.7): every sweep per service,
 //     logged once. Nodes as many as the watched services or more: per
 //     service, fewer reads.

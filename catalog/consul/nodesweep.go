@@ -1,10 +1,14 @@
 package consul
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/lvs-sync/lvs-sync/catalog"
 )
 
 // Node sweeps: which watched services a move of /v1/catalog/services is
@@ -52,27 +56,30 @@ func (w *watch) markNode(node string) {
 	}
 }
 
-// seed probes every node before the first sweep reads any service, and
-// keeps each node's index as if the node had been read in full: every
-// service's answer is then read after its nodes' indexes were taken, so a
-// node whose index has not moved since holds nothing its services' answers
-// lack. Without it the first node sweep reads every node in full: at
-// 10,000 services on 100 nodes, 100 bodies of 1,000 instances (240 MB
-// allocated, seconds of the agent's and the watcher's time) on the first
-// edit, where seeding costs 100 probes before the first sync.
-func (w *watch) seed() {
-	w.seeding = make(map[string]bool, len(w.nodes))
+// readNodesFirst starts the first sync by node: every node of the nodes
+// feed is read in full (readNodeFull) before any service, and once all
+// have answered, every watched service's first answer is built from them
+// (synthesize): at 10,000 services on 100 nodes, 200 reads instead of
+// 10,000. Each node's index is kept as a full node read's: every service's
+// first answer is built from (or, in doubt, read after) that read, so a
+// node whose index has not moved since holds nothing its services'
+// answers lack.
+func (w *watch) readNodesFirst() {
+	w.firstReads = make(map[string]bool, len(w.nodes))
+	w.bodies = make(map[string]*nodeBody, len(w.nodes))
 	for n := range w.nodes {
-		w.seeding[n] = true
+		w.firstReads[n] = true
 		w.markNode(n)
-		w.nodeSt[n].seed = true
+		w.nodeSt[n].first = true
 	}
 }
 
-// seeded takes a seed probe in; the last starts the first sweep. A failed
-// one gives seeding up: every node is read in full at its first sweep.
-func (w *watch) seeded(r readResult, ns *nodeState) {
-	if !w.seeding[r.name] {
+// firstRead takes a node's first read in. One that failed, or that ACLs
+// filtered, gives the first sync by node up: every service is read per
+// service (a failure also forgets the nodes' indexes: each node is read
+// in full at its first sweep; a 404 turns node sweeps off).
+func (w *watch) firstRead(r readResult, ns *nodeState) {
+	if !w.firstReads[r.name] {
 		return // given up
 	}
 	switch {
@@ -83,32 +90,100 @@ func (w *watch) seeded(r readResult, ns *nodeState) {
 			w.dropNodeReads()
 		}
 		w.forgetNodes()
-		clear(w.seeding)
-		w.sweepAll(false)
+		w.perService()
 		return
-	default:
-		ns.index = r.onNode.index
+	case r.body.filtered:
+		ns.index = r.body.index
+		w.s.log.Debug("consul filtered a node read by acls: the first sync reads every service", "node", r.name)
+		w.perService()
+		return
 	}
-	w.seedDone(r.name)
+	ns.index = r.body.index
+	w.bodies[r.name] = r.body
+	w.firstDone(r.name)
 }
 
-// seedDone notes that node needs no seed any more (probed, or gone); the
-// last one starts the first sweep.
-func (w *watch) seedDone(node string) {
-	if !w.seeding[node] {
+// perService gives the first sync by node up: every service not answered
+// yet is read per service.
+func (w *watch) perService() {
+	clear(w.firstReads)
+	w.bodies = nil
+	w.dropNodeReads() // what they would name is read now
+	w.sweepAll(false)
+}
+
+// firstDone notes that node's first read is no longer awaited (answered,
+// or the node left); the last one synthesizes every service.
+func (w *watch) firstDone(node string) {
+	if !w.firstReads[node] {
 		return
 	}
-	delete(w.seeding, node)
-	if len(w.seeding) == 0 {
-		w.sweepAll(false)
+	delete(w.firstReads, node)
+	if len(w.firstReads) == 0 {
+		w.synthesize()
 	}
 }
+
+// synthesize builds each watched service's first answer from the nodes'
+// first reads: its instances on every node, sorted as newService sorts
+// them. Its index is the lowest of those reads' (never above what it saw,
+// so any later read supersedes it), its maxMod the highest ModifyIndex of
+// its instances, and it is taken in as a read issued when the first node
+// read went: an event on one of its nodes since, or a disagreement with a
+// feed, reads it again (answer). A service already read, or queued for a
+// read (a feed named it meanwhile), is left to that read; one in doubt
+// (an instance changed after its node's checks were read) is read at once.
+func (w *watch) synthesize() {
+	bodies := w.bodies
+	w.bodies = nil
+	lowest := uint64(0)
+	found := map[string]*readResult{}
+	for n, b := range bodies {
+		if lowest == 0 || b.index < lowest {
+			lowest = b.index
+		}
+		for name, o := range b.services {
+			r := found[name]
+			if r == nil {
+				r = &readResult{name: name, svc: &catalog.Service{Name: name, Index: b.index}, nodes: map[string]string{}}
+				found[name] = r
+			}
+			if o.doubt {
+				r.err = errDoubt
+			}
+			r.svc.Instances = append(r.svc.Instances, o.instances...)
+			r.svc.Index = min(r.svc.Index, b.index)
+			r.nodes[n] = b.addrs
+			r.maxMod = max(r.maxMod, o.maxMod)
+		}
+	}
+	for name, st := range w.services {
+		if st.svc != nil || st.inflight || st.queue != notQueued {
+			continue
+		}
+		r := found[name]
+		switch {
+		case r == nil:
+			r = &readResult{name: name, svc: &catalog.Service{Name: name, Index: lowest}}
+		case r.err != nil:
+			w.mark(name, true)
+			continue
+		}
+		slices.SortFunc(r.svc.Instances, func(a, b *catalog.Instance) int {
+			return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID))
+		})
+		w.answer(*r, st, w.firstIssued, false, false)
+	}
+}
+
+// errDoubt marks a synthesized answer that must be read per service.
+var errDoubt = errors.New("an instance changed after its node's checks were read")
 
 // dropNodeReads unqueues every node read: the sweep they were for is
 // done per service.
 func (w *watch) dropNodeReads() {
 	for _, ns := range w.nodeSt {
-		ns.queued, ns.again, ns.seed = false, false, false
+		ns.queued, ns.again, ns.first = false, false, false
 	}
 	w.nodeQueue = nil
 }
@@ -143,8 +218,8 @@ func (w *watch) onNodeResult(r readResult) {
 	if _, ok := w.nodes[r.name]; !ok && !ns.queued {
 		delete(w.nodeSt, r.name) // the node left while it was read
 	}
-	if r.seed {
-		w.seeded(r, ns)
+	if r.first {
+		w.firstRead(r, ns)
 		if again {
 			w.markNode(r.name)
 		}

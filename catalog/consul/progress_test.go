@@ -68,8 +68,10 @@ func TestFetchShowsProgress(t *testing.T) {
 	}
 }
 
-// progressFixture is ten services on one node of a fake Consul, logged to
-// a buffer; with slow, the last service's answer waits for answerLate.
+// progressFixture is ten services, each on a node of its own (so that the
+// first sync reads them per service: see readNodesFirst), of a fake
+// Consul, logged to a buffer; with slow, the last service's answer waits
+// for answerLate.
 type progressFixture struct {
 	slow    bool
 	f       *fakeConsul
@@ -85,11 +87,11 @@ func newProgressFixture(slow bool) *progressFixture {
 	p := &progressFixture{slow: slow, f: newFakeConsul(), release: make(chan struct{}), clock: clockworkFake()}
 	p.log = hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{w: &p.buf, mu: &p.mu}, Level: hclog.Info, DisableTime: true})
 	p.f.silently(func() {
-		p.f.nodes["n1"] = "192.0.2.1"
 		for i := range 10 {
-			name := fmt.Sprintf("s%02d", i)
+			name, node := fmt.Sprintf("s%02d", i), fmt.Sprintf("n%02d", i)
+			p.f.nodes[node] = fmt.Sprintf("192.0.2.%d", i+1)
 			p.names = append(p.names, name)
-			p.f.add(name, "n1", name+"-1", 80)
+			p.f.add(name, node, name+"-1", 80)
 		}
 		if slow {
 			p.f.hold["s09"] = p.release

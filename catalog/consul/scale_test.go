@@ -593,9 +593,7 @@ func TestEditCostsNodeReadsNotASweep(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no first snapshot in 30s")
 	}
-	if s, _ := reads.settle(t, 500*time.Millisecond); s < services {
-		t.Fatalf("first sync read %d services, want %d at least", s, services)
-	}
+	reads.settle(t, 500*time.Millisecond) // the first sync's (TestFirstSyncReadsNodes)
 
 	// waitFor waits for a snapshot in which svc's instances satisfy ok.
 	waitFor := func(what, svc string, ok func([]*catalog.Instance) bool) {
@@ -657,6 +655,109 @@ func TestEditCostsNodeReadsNotASweep(t *testing.T) {
 			t.Errorf("%s cost %d service reads and %d node reads; want 1 or 2 service reads and at most %d node reads",
 				c.what, s, n, 2*(len(allNodes)+1))
 		}
+	}
+}
+
+// TestFirstSyncReadsNodes: 200 services of 3 instances on 5 nodes (and
+// the agent's own): the first sync reads each node, not each service,
+// and its snapshot equals what a read of each service gives (Fetch): a
+// critical instance, a warning one, a node in maintenance, an instance in
+// maintenance, tags, meta, a tagged address of the service's and one of
+// its node's. An instance edited after the last check write (so after
+// any read of its node's checks) is read per service: one service read.
+func TestFirstSyncReadsNodes(t *testing.T) {
+	agent := testconsul.Start(t)
+	const services, instances, nodes = 200, 3, 5
+	regs, names := registerSpread(t, agent.Client, services, instances, nodes)
+	allNodes, _, err := agent.Client.Catalog().Nodes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := agent.Client.Catalog()
+	write := func(what string, r *api.CatalogRegistration) {
+		t.Helper()
+		if _, err := cat.Register(r, nil); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	withCheck := func(i int, status string) *api.CatalogRegistration {
+		r := *regs[i]
+		c := *r.Check
+		c.Status, c.Output = status, "set by the test"
+		r.SkipNodeUpdate, r.Check = true, &c
+		return &r
+	}
+	write("node tagged address", &api.CatalogRegistration{Node: nodeName(4), Address: "10.0.0.5",
+		TaggedAddresses: map[string]string{"lan_ipv6": "2001:db8::5"}})
+	tagged := withCheck(3*5, api.HealthPassing) // svc005-0
+	svc := *tagged.Service
+	svc.Tags, svc.Meta = []string{"b", "a"}, map[string]string{"zone": "z1"}
+	svc.TaggedAddresses = map[string]api.ServiceAddress{"lan_ipv6": {Address: "2001:db8::55", Port: 8443}}
+	tagged.Service = &svc
+	write("tags, meta and a tagged address", tagged)
+	write("critical", withCheck(3*1, api.HealthCritical)) // svc001-0
+	write("warning", withCheck(3*2+1, api.HealthWarning)) // svc002-1
+	write("node maintenance", &api.CatalogRegistration{Node: nodeName(3), SkipNodeUpdate: true,
+		Check: &api.AgentCheck{CheckID: api.NodeMaint, Name: "node maintenance", Status: api.HealthCritical}})
+	write("service maintenance", &api.CatalogRegistration{Node: regs[3*4].Node, SkipNodeUpdate: true, // svc004-0
+		Check: &api.AgentCheck{CheckID: api.ServiceMaintPrefix + "svc004-0", Name: "service maintenance",
+			Status: api.HealthCritical, ServiceID: "svc004-0"}})
+	edit := *regs[3*6+2] // svc006-2, last: no check write after it
+	edit.SkipNodeUpdate, edit.Check = true, nil
+	esvc := *edit.Service
+	esvc.Weights.Passing = 7
+	edit.Service = &esvc
+	write("weight edit", &edit)
+
+	reads := &readCounter{}
+	src := consul.NewSource(budgetClient(t, agent, 8), consul.Options{MaxConnections: 8, ResyncInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	latest := follow(src.Watch(ctx, names, reads))
+	var got catalog.Snapshot
+	select {
+	case got = <-latest.ch:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no first snapshot in 30s")
+	}
+	s, n := reads.settle(t, 500*time.Millisecond)
+	t.Logf("first sync: %d service reads, %d node reads (%d services watched, %d nodes)", s, n, services, len(allNodes))
+	if s < 1 || s > 3 || n != len(allNodes) {
+		t.Errorf("first sync read %d services and %d nodes; want 1 to 3 services (the one edited) and each of %d nodes once",
+			s, n, len(allNodes))
+	}
+	want, err := consul.NewSource(agent.Client, consul.Options{}).Fetch(ctx, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diffs := compare(got, want); len(diffs) > 0 {
+		t.Errorf("the first snapshot differs from a read of each service:\n%s", strings.Join(diffs, "\n"))
+	}
+	for _, c := range []struct {
+		svc, id string
+		ok      func(*catalog.Instance) bool
+	}{
+		{"svc001", "svc001-0", func(in *catalog.Instance) bool { return in.Status == catalog.Critical }},
+		{"svc002", "svc002-1", func(in *catalog.Instance) bool { return in.Status == catalog.Warning }},
+		{"svc004", "svc004-0", func(in *catalog.Instance) bool { return in.ServiceMaintenance }},
+		{"svc005", "svc005-0", func(in *catalog.Instance) bool { return in.Meta["zone"] == "z1" && len(in.TaggedAddresses) == 1 }},
+		{"svc006", "svc006-2", func(in *catalog.Instance) bool { return in.Weights.Passing == 7 }},
+	} {
+		in := byID(got.Instances(c.svc))[c.id]
+		if in == nil || !c.ok(in) {
+			t.Errorf("%s in the first snapshot: %s", c.id, describe(got.Services[c.svc]))
+		}
+	}
+	maint := 0
+	for _, svc := range got.Services {
+		for _, in := range svc.Instances {
+			if in.NodeMaintenance {
+				maint++
+			}
+		}
+	}
+	if maint != services*instances/nodes {
+		t.Errorf("%d instances in node maintenance, want %d", maint, services*instances/nodes)
 	}
 }
 

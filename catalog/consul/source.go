@@ -34,6 +34,10 @@ type reader interface {
 	Services(q *api.QueryOptions) (map[string][]string, *api.QueryMeta, error)
 	Nodes(q *api.QueryOptions) ([]*api.Node, *api.QueryMeta, error)
 	NodeServices(node string, q *api.QueryOptions) ([]nodeService, *api.QueryMeta, error)
+	// NodeInstances and NodeChecks are the first sync's reads of a node
+	// in full (see readNodeFull).
+	NodeInstances(node string, q *api.QueryOptions) (*api.Node, []nodeInstance, *api.QueryMeta, error)
+	NodeChecks(node string, q *api.QueryOptions) (api.HealthChecks, *api.QueryMeta, error)
 }
 
 // nodeService is what a node read keeps of each instance on the node: the
@@ -42,6 +46,19 @@ type reader interface {
 type nodeService struct {
 	ID, Service string
 	ModifyIndex uint64
+}
+
+// nodeInstance is what the first sync's node read keeps of each instance:
+// what newInstance takes of a health answer's service, and its
+// ModifyIndex; the proxy and connect blocks are skipped by the decoder.
+type nodeInstance struct {
+	ID, Service, Address string
+	Tags                 []string
+	TaggedAddresses      map[string]api.ServiceAddress
+	Meta                 map[string]string
+	Port                 int
+	Weights              api.AgentWeights
+	ModifyIndex          uint64
 }
 
 type clientReader struct{ c *api.Client }
@@ -66,6 +83,19 @@ func (r clientReader) NodeServices(node string, q *api.QueryOptions) ([]nodeServ
 	var out struct{ Services []nodeService }
 	meta, err := r.c.Raw().Query("/v1/catalog/node-services/"+url.PathEscape(node), &out, q)
 	return out.Services, meta, err
+}
+
+func (r clientReader) NodeInstances(node string, q *api.QueryOptions) (*api.Node, []nodeInstance, *api.QueryMeta, error) {
+	var out struct {
+		Node     *api.Node
+		Services []nodeInstance
+	}
+	meta, err := r.c.Raw().Query("/v1/catalog/node-services/"+url.PathEscape(node), &out, q)
+	return out.Node, out.Services, meta, err
+}
+
+func (r clientReader) NodeChecks(node string, q *api.QueryOptions) (api.HealthChecks, *api.QueryMeta, error) {
+	return r.c.Health().Node(node, q)
 }
 
 // Options tune the source. The zero value gives the defaults.
@@ -275,8 +305,8 @@ type nodeCount struct {
 // when it was last read in full, it probes first, and reads the body only
 // when the index moved: at 10,000 services on 100 nodes a body is 1,000
 // instances (19 ms and 2.4 MB allocated on the bench's machine), a probe a
-// few bytes (1.1 ms, 8 KB; BenchmarkNodeRead). A seed is a probe alone.
-func (s *Source) readNode(ctx context.Context, node string, held uint64, seed bool, obs catalog.Observer) (nodeAnswer, error) {
+// few bytes (1.1 ms, 8 KB; BenchmarkNodeRead).
+func (s *Source) readNode(ctx context.Context, node string, held uint64, obs catalog.Observer) (nodeAnswer, error) {
 	ask := func(filter string) ([]nodeService, *api.QueryMeta, error) {
 		q, done, _ := s.query(ctx, &api.QueryOptions{Datacenter: s.opts.Datacenter, Filter: filter})
 		entries, meta, err := s.api.NodeServices(node, q)
@@ -292,12 +322,12 @@ func (s *Source) readNode(ctx context.Context, node string, held uint64, seed bo
 		}
 		return entries, meta, nil
 	}
-	if held != 0 || seed {
+	if held != 0 {
 		_, meta, err := ask(probeFilter)
 		if err != nil {
 			return nodeAnswer{}, err
 		}
-		if meta.LastIndex == held || seed {
+		if meta.LastIndex == held {
 			return nodeAnswer{index: meta.LastIndex, unchanged: true}, nil
 		}
 	}
@@ -313,6 +343,92 @@ func (s *Source) readNode(ctx context.Context, node string, held uint64, seed bo
 		a.services[e.Service] = c
 	}
 	return a, nil
+}
+
+// nodeBody is the first sync's read of a node in full: each watched
+// service's instances on it, converted as a health read's would be.
+type nodeBody struct {
+	index    uint64 // the node's index, as a node read's (see readNode)
+	addrs    string // the node's addresses, as nodeAddresses puts them
+	services map[string]*onNode
+	// filtered is set when ACLs filtered either read: the first sync is
+	// then read per service, which says which services lost instances.
+	filtered bool
+}
+
+// onNode is one service's instances on a node, the highest ModifyIndex
+// among them, and whether one changed after the node's checks were read
+// (doubt: the service is read per service).
+type onNode struct {
+	instances []*catalog.Instance
+	maxMod    uint64
+	doubt     bool
+}
+
+// readNodeFull reads a node for the first sync: its checks
+// (/v1/health/node/:node), then its instances (/v1/catalog/node-services,
+// the node object with them), never ?stale, and builds each watched
+// service's instances on the node exactly as a health read of the service
+// would (newInstance: the node's checks and the instance's own). The order
+// matters: Consul writes a registration and its checks in one write, so
+// an instance whose ModifyIndex is at most the checks read's index (the
+// checks table's, moved by every check write) was there, checks and all,
+// when the checks were read. One above it may have been registered or
+// edited after, with checks the read missed: its service is in doubt, and
+// read per service. A check that changed after the checks read is the
+// health-state feeds' to show, as for any read (see disagrees).
+func (s *Source) readNodeFull(ctx context.Context, node string, watched map[string]*serviceState, obs catalog.Observer) (*nodeBody, error) {
+	q, done, _ := s.query(ctx, &api.QueryOptions{Datacenter: s.opts.Datacenter})
+	checks, hmeta, err := s.api.NodeChecks(node, q)
+	done()
+	if err == nil && hmeta == nil {
+		err = errors.New("answer without query metadata")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the checks of node %q: %w", node, err)
+	}
+	q, done, _ = s.query(ctx, &api.QueryOptions{Datacenter: s.opts.Datacenter})
+	n, instances, meta, err := s.api.NodeInstances(node, q)
+	done()
+	if err == nil && (meta == nil || n == nil) {
+		err = errors.New("answer without query metadata or node")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the services of node %q: %w", node, err)
+	}
+	if obs != nil {
+		obs.ObserveQuery(nodeQuery, meta.LastIndex, nil) // errors: see onNodeResult
+	}
+	b := &nodeBody{index: meta.LastIndex, addrs: nodeAddresses(n), services: map[string]*onNode{},
+		filtered: hmeta.ResultsFilteredByACLs || meta.ResultsFilteredByACLs}
+	var nodeChecks api.HealthChecks
+	byID := map[string]api.HealthChecks{}
+	for _, c := range checks {
+		switch {
+		case c == nil:
+		case c.ServiceID == "":
+			nodeChecks = append(nodeChecks, c)
+		default:
+			byID[c.ServiceID] = append(byID[c.ServiceID], c)
+		}
+	}
+	for _, e := range instances {
+		if _, ok := watched[e.Service]; !ok {
+			continue
+		}
+		o := b.services[e.Service]
+		if o == nil {
+			o = &onNode{}
+			b.services[e.Service] = o
+		}
+		entry := &api.ServiceEntry{Node: n, Checks: append(nodeChecks[:len(nodeChecks):len(nodeChecks)], byID[e.ID]...),
+			Service: &api.AgentService{ID: e.ID, Service: e.Service, Address: e.Address, Port: e.Port, Tags: e.Tags,
+				TaggedAddresses: e.TaggedAddresses, Meta: e.Meta, Weights: e.Weights}}
+		o.instances = append(o.instances, newInstance(entry))
+		o.maxMod = max(o.maxMod, e.ModifyIndex)
+		o.doubt = o.doubt || e.ModifyIndex > hmeta.LastIndex
+	}
+	return b, nil
 }
 
 // observe tells obs of a query's outcome; an answer without metadata is

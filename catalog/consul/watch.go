@@ -45,7 +45,7 @@ type serviceState struct {
 type nodeState struct {
 	index                   uint64
 	queued, inflight, again bool
-	seed                    bool // the queued read is a seed (see seed)
+	first                   bool // the queued read is a first read (see readNodesFirst)
 }
 
 // A readRequest is a service's read, or a node's (node set).
@@ -54,7 +54,7 @@ type readRequest struct {
 	stale bool
 	node  bool
 	held  uint64 // a node's index when last read in full
-	seed  bool
+	first bool   // a node's read for the first sync (readNodeFull)
 }
 
 type readResult struct {
@@ -64,8 +64,9 @@ type readResult struct {
 	nodes  map[string]string // node → its addresses, under svc's instances
 	maxMod uint64
 	node   bool
-	seed   bool
+	first  bool
 	onNode nodeAnswer
+	body   *nodeBody // a first read's
 	err    error
 }
 
@@ -101,8 +102,12 @@ type watch struct {
 	nodeSt    map[string]*nodeState
 	nodeQueue []string
 	nodesOff  string
-	// seeding names the nodes whose seed probe the first sweep waits for.
-	seeding map[string]bool
+	// firstReads names the nodes whose first read the first sync waits
+	// for, bodies holds those answered, firstIssued is the event sequence
+	// number when the first of them went (see readNodesFirst).
+	firstReads  map[string]bool
+	bodies      map[string]*nodeBody
+	firstIssued uint64
 
 	// Emission: latest is shared with the snapshot last built (so it is
 	// copied before a change); sinceSent and sinceBuilt are the services
@@ -143,23 +148,28 @@ func (s *Source) Watch(ctx context.Context, services []string, obs catalog.Obser
 	work := make(chan readRequest)
 	results := make(chan readResult)
 	for range s.opts.readers() {
-		go s.readLoop(ctx, obs, work, results)
+		go s.readLoop(ctx, obs, w.services, work, results)
 	}
 	go w.run(ctx, answers, work, results, out)
 	return out
 }
 
 // readLoop is one of the readers sharing the budget left by the feeds.
-func (s *Source) readLoop(ctx context.Context, obs catalog.Observer, work <-chan readRequest, results chan<- readResult) {
+// watched is the watch's map of services, never written once the watch
+// runs: the reader looks names up in it alone.
+func (s *Source) readLoop(ctx context.Context, obs catalog.Observer, watched map[string]*serviceState, work <-chan readRequest, results chan<- readResult) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case r := <-work:
-			res := readResult{name: r.name, stale: r.stale, node: r.node, seed: r.seed}
-			if r.node {
-				res.onNode, res.err = s.readNode(ctx, r.name, r.held, r.seed, obs)
-			} else {
+			res := readResult{name: r.name, stale: r.stale, node: r.node, first: r.first}
+			switch {
+			case r.first:
+				res.body, res.err = s.readNodeFull(ctx, r.name, watched, obs)
+			case r.node:
+				res.onNode, res.err = s.readNode(ctx, r.name, r.held, obs)
+			default:
 				res.svc, res.nodes, res.maxMod, res.err = s.read(ctx, r.name, r.stale, obs)
 			}
 			if ctx.Err() != nil {
@@ -280,7 +290,7 @@ func (w *watch) onFeed(a feedAnswer) {
 		for n, ns := range w.nodeSt {
 			if _, ok := cur[n]; !ok && !ns.inflight {
 				delete(w.nodeSt, n)
-				w.seedDone(n)
+				w.firstDone(n)
 			}
 		}
 		if !first && w.nodeSweeps() {
@@ -306,7 +316,7 @@ func (w *watch) onFeed(a feedAnswer) {
 	case first && len(w.ready) == feeds:
 		// Every feed holds an index now: any later change moves one.
 		if w.nodeSweeps() && len(w.nodes) > 0 {
-			w.seed() // then the sweep
+			w.readNodesFirst() // then every service at once
 		} else {
 			w.sweepAll(false)
 		}
@@ -367,7 +377,7 @@ func (w *watch) peek() (readRequest, bool) {
 	for len(w.nodeQueue) > 0 {
 		n := w.nodeQueue[0]
 		if ns := w.nodeSt[n]; ns != nil && ns.queued {
-			return readRequest{name: n, node: true, held: ns.index, seed: ns.seed}, true
+			return readRequest{name: n, node: true, held: ns.index, first: ns.first}, true
 		}
 		w.nodeQueue = w.nodeQueue[1:] // gone, or unqueued, since
 	}
@@ -397,7 +407,10 @@ func (w *watch) dispatched(r readRequest) {
 	if r.node {
 		w.nodeQueue = w.nodeQueue[1:]
 		ns := w.nodeSt[r.name]
-		ns.queued, ns.inflight, ns.seed = false, true, false
+		ns.queued, ns.inflight, ns.first = false, true, false
+		if r.first && w.firstIssued == 0 {
+			w.firstIssued = w.seq
+		}
 		return
 	}
 	st := w.services[r.name]
@@ -439,14 +452,22 @@ func (w *watch) onResult(ctx context.Context, r readResult) {
 		w.mark(r.name, true)
 		return
 	}
+	w.answer(r, st, st.issued, again, againUrgent)
+}
+
+// answer takes a service's answer in, read or synthesized (see
+// synthesize), issued at event sequence number issued: it is read again
+// (urgently) when again is set, when a node event came on one of its nodes
+// since, or when it disagrees with the feeds.
+func (w *watch) answer(r readResult, st *serviceState, issued uint64, again, againUrgent bool) {
 	st.maxMod = r.maxMod
 	for _, in := range r.svc.Instances {
-		if w.nodeSeq[in.Node] > st.issued {
+		if w.nodeSeq[in.Node] > issued {
 			again, againUrgent = true, true // a node event came while the read was out
 			break
 		}
 	}
-	if !again && w.disagrees(r, st.issued) {
+	if !again && w.disagrees(r, issued) {
 		again, againUrgent = true, true
 	}
 	w.apply(r.name, st, r.svc)

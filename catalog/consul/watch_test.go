@@ -224,6 +224,64 @@ func (f *fakeConsul) NodeServices(node string, q *api.QueryOptions) ([]nodeServi
 	return out, meta, nil
 }
 
+// NodeInstances is the first sync's node read: counted and held as
+// NodeServices' are.
+func (f *fakeConsul) NodeInstances(node string, q *api.QueryOptions) (*api.Node, []nodeInstance, *api.QueryMeta, error) {
+	meta, err := f.block(q)
+	defer f.mu.Unlock()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	meta.ResultsFilteredByACLs = f.filtered
+	f.nodeReads++
+	if f.nodeErr != nil {
+		return nil, nil, nil, f.nodeErr
+	}
+	var out []nodeInstance
+	for name, entries := range f.entries {
+		for _, e := range entries {
+			if e.Node.Node == node {
+				s := e.Service
+				out = append(out, nodeInstance{ID: s.ID, Service: name, Address: s.Address, Port: s.Port,
+					Tags: slices.Clone(s.Tags), Weights: s.Weights, Meta: maps.Clone(s.Meta), ModifyIndex: s.ModifyIndex})
+			}
+		}
+	}
+	n := &api.Node{Node: node, Address: f.nodes[node]}
+	if hold := f.nodeHold; hold != nil {
+		f.mu.Unlock()
+		select {
+		case <-hold:
+		case <-q.Context().Done():
+		}
+		f.mu.Lock()
+	}
+	return n, out, meta, nil
+}
+
+// NodeChecks is /v1/health/node/:node: the node's checks and its
+// instances'.
+func (f *fakeConsul) NodeChecks(node string, q *api.QueryOptions) (api.HealthChecks, *api.QueryMeta, error) {
+	meta, err := f.block(q)
+	defer f.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	f.nodeReads++
+	if f.nodeErr != nil {
+		return nil, nil, f.nodeErr
+	}
+	out := copyChecks(f.nodeChecks[node])
+	for _, entries := range f.entries {
+		for _, e := range entries {
+			if e.Node.Node == node {
+				out = append(out, copyChecks(e.Checks)...)
+			}
+		}
+	}
+	return out, meta, nil
+}
+
 // copyChecks copies checks, so that answers never share what a later
 // write changes.
 func copyChecks(checks api.HealthChecks) api.HealthChecks {
@@ -625,32 +683,62 @@ func TestWatchSweepsPerServiceWithoutNodeReads(t *testing.T) {
 	}
 }
 
-// TestWatchSeedsNodesBeforeTheFirstSweep: with node sweeps, no service is
-// read before every node's seed probe has answered, so that each
-// service's first answer holds all its nodes had at their seeded indexes.
-func TestWatchSeedsNodesBeforeTheFirstSweep(t *testing.T) {
+// TestWatchReadsNodesBeforeAnyService: with node sweeps, the first sync
+// reads each node (its checks, then its instances) and no service until
+// all have answered; then every service's first answer is built from
+// them, equal to what a read of each gives (Fetch): a critical instance,
+// one warning, a node in maintenance, an instance in maintenance. A
+// service with an instance changed after its node's checks were read
+// (its ModifyIndex above the checks read's index) is read per service,
+// and only it.
+func TestWatchReadsNodesBeforeAnyService(t *testing.T) {
 	f := newFakeConsul()
 	hold := make(chan struct{})
 	f.silently(func() {
-		f.nodes["n1"], f.nodes["n2"] = "192.0.2.1", "192.0.2.2"
-		f.add("web", "n1", "web1", 80)
+		f.nodes["n1"], f.nodes["n2"], f.nodes["n3"] = "192.0.2.1", "192.0.2.2", "192.0.2.3"
+		f.add("web", "n1", "web1", 80, check("web1-c", api.HealthCritical))
+		f.add("web", "n2", "web2", 80)
+		f.add("web", "n3", "web3", 80, check("web3-c", api.HealthWarning))
 		f.add("api", "n2", "api1", 8080)
-		f.add("db", "n2", "db1", 5432)
+		f.add("api", "n3", "api2", 8080, check(api.ServiceMaintPrefix+"api2", api.HealthCritical))
+		f.add("db", "n1", "db1", 5432)
+		f.add("db", "n3", "db2", 5432)
+		f.add("cache", "n1", "cache1", 6379)
+		f.add("late", "n3", "late1", 1)
+		f.instance("late", "late1").Service.ModifyIndex = 1000 // edited after any read of the checks
+		f.nodeChecks["n2"] = []*api.HealthCheck{{Node: "n2", CheckID: api.NodeMaint, Status: api.HealthCritical}}
 		f.nodeHold = hold
 	})
+	names := []string{"web", "api", "db", "cache", "late", "none"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	snaps := quick(f, nil).Watch(ctx, []string{"web", "api", "db"}, nil)
-	waitFor(t, "both seed probes out", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.nodeReads == 2 })
+	src := quick(f, nil)
+	snaps := src.Watch(ctx, names, nil)
+	waitFor(t, "the three nodes' reads out", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.nodeReads == 6 })
 	f.mu.Lock()
 	taken := maps.Clone(f.taken)
 	f.mu.Unlock()
 	if len(taken) != 0 {
-		t.Errorf("services read before the seeds answered: %v", taken)
+		t.Errorf("services read before the nodes answered: %v", taken)
 	}
 	close(hold)
-	s := next(t, snaps, "first")
-	if len(s.Services) != 3 {
-		t.Errorf("first snapshot: %s", describeAll(s))
+	got := next(t, snaps, "first")
+	f.mu.Lock()
+	taken = maps.Clone(f.taken)
+	f.mu.Unlock()
+	if !reflect.DeepEqual(taken, map[string]int{"late": 1}) {
+		t.Errorf("first sync read %v per service, want late alone, once", taken)
+	}
+	want, err := src.Fetch(ctx, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if g, w := got.Services[name], want.Services[name]; g == nil || !g.SameContent(w) {
+			t.Errorf("%s: synthesized %s\nread %s", name, describeAll(got), describeAll(want))
+		}
+	}
+	if in := got.Instances("web"); len(in) != 3 || in[0].Status != catalog.Critical || in[1].Status != catalog.Passing || !in[1].NodeMaintenance || in[2].Status != catalog.Warning {
+		t.Errorf("web: %s", describeAll(got))
 	}
 }

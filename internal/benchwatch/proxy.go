@@ -42,8 +42,8 @@ type Counts struct {
 	Requests, TooMany  int64
 	BytesUp, BytesDown int64
 	// ByPath counts requests by path, with the last segment of
-	// /v1/health/service/NAME and /v1/catalog/node-services/NODE folded
-	// into "*".
+	// /v1/health/service/NAME, /v1/health/node/NODE and
+	// /v1/catalog/node-services/NODE folded into "*".
 	ByPath map[string]int64
 }
 
@@ -194,7 +194,7 @@ func (p *Proxy) countRequests(r *bufio.Reader) {
 		_, _ = io.Copy(io.Discard, req.Body)
 		p.requests.Add(1)
 		path := req.URL.Path
-		for _, each := range []string{"/v1/health/service/", "/v1/catalog/node-services/"} {
+		for _, each := range []string{"/v1/health/service/", "/v1/health/node/", "/v1/catalog/node-services/"} {
 			if rest, ok := strings.CutPrefix(path, each); ok && rest != "" {
 				path = each + "*"
 			}
