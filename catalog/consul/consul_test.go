@@ -237,6 +237,19 @@ func (f *inFlight) blocking(path, tok string) bool {
 	return false
 }
 
+// blockingOut is how many blocking queries are out.
+func (f *inFlight) blockingOut() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for r := range f.out {
+		if index(r) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func index(r *http.Request) uint64 {
 	i, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
 	return i

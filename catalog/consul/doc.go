@@ -91,6 +91,12 @@
 // since, perhaps with a critical check): its service is read per service.
 // See the holes below for the rest.
 //
+// The feeds are the Source's, not a watch's: every watch of one Source
+// (a reload runs the new config's beside the running config's until it
+// has answered) takes the same four feeds' answers (hub.go), so that two
+// watches hold four blocking queries, not eight, and their reads are not
+// left waiting for a feed to answer.
+//
 // Reads share MaxConnections-4 connections (at least one); urgent reads go
 // first. Per-service sweep reads are ?stale (any server answers); a
 // service's answer older than the one already held is dropped and re-read

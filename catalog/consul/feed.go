@@ -61,8 +61,8 @@ func (s *Source) feedQueries() map[string]query {
 // between queries; backoff on errors, reset on any success). What is the
 // feed's own stays here: its token (a query that ended for a new one is
 // asked again at once), the Observer, the failure log and ACL warning,
-// and answers whose index moved passed on to out.
-func (s *Source) follow(ctx context.Context, feed string, ask query, obs catalog.Observer, out chan<- feedAnswer) {
+// and answers whose index moved passed on to publish (the hub's).
+func (s *Source) follow(ctx context.Context, feed string, ask query, obs catalog.Observer, publish func(feedAnswer)) {
 	log := s.log.With("feed", feed)
 	f := blocking.Follower{MinInterval: s.opts.MinInterval, BackoffBase: s.opts.BackoffBase, BackoffMax: s.opts.BackoffMax,
 		Clock: s.opts.Clock, Jitter: s.jitter, Sleep: s.sleep}
@@ -101,10 +101,7 @@ func (s *Source) follow(ctx context.Context, feed string, ask query, obs catalog
 			return
 		}
 		a.index, a.reset = b.Index, b.Reset
-		select {
-		case out <- a:
-		case <-ctx.Done():
-		}
+		publish(a)
 	})
 }
 

@@ -105,6 +105,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// sendTo publishes a feed's answers on out, each waiting to be taken.
+func sendTo(ctx context.Context, out chan<- feedAnswer) func(feedAnswer) {
+	return func(a feedAnswer) {
+		select {
+		case out <- a:
+		case <-ctx.Done():
+		}
+	}
+}
+
 func TestFollowKeepsTheIndexRules(t *testing.T) {
 	feed := newScripted(
 		answer{index: 5}, // first answer: passed on
@@ -119,7 +129,7 @@ func TestFollowKeepsTheIndexRules(t *testing.T) {
 	defer cancel()
 	out := make(chan feedAnswer)
 	done := make(chan struct{})
-	go func() { s.follow(ctx, feedServices, feed.query, nil, out); close(done) }()
+	go func() { s.follow(ctx, feedServices, feed.query, nil, sendTo(ctx, out)); close(done) }()
 	var got []feedAnswer
 	for range 5 {
 		a := receive(t, out)
@@ -162,7 +172,7 @@ func TestFollowBacksOffAndResets(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := make(chan feedAnswer, 10)
-	go s.follow(ctx, feedNodes, feed.query, nil, out)
+	go s.follow(ctx, feedNodes, feed.query, nil, sendTo(ctx, out))
 	if a := receive(t, out); a.index != 2 {
 		t.Errorf("answer after errors: %+v", a)
 	}

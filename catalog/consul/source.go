@@ -187,6 +187,8 @@ type Source struct {
 	jitter func(d time.Duration) time.Duration
 	// watched, when set (tests), is handed each watch Watch starts.
 	watched func(*watch)
+	// feeds are the change feeds, shared by every watch (see hub).
+	feeds hub
 }
 
 var _ catalog.Source = (*Source)(nil)
@@ -200,6 +202,7 @@ func NewSource(client *api.Client, opts Options) *Source {
 func newSource(r reader, opts Options) *Source {
 	opts.setDefaults()
 	s := &Source{api: r, opts: opts, log: opts.Logger, jitter: blocking.Jitter}
+	s.feeds.s = s
 	s.tok.changed, s.tok.cancel = context.WithCancel(context.Background())
 	s.trouble.log = opts.Logger
 	s.sleep = func(ctx context.Context, d time.Duration) error { return blocking.Sleep(ctx, s.opts.Clock, d) }

@@ -142,9 +142,7 @@ func (s *Source) Watch(ctx context.Context, services []string, obs catalog.Obser
 	}
 	out := make(chan catalog.Snapshot)
 	answers := make(chan feedAnswer)
-	for feed, ask := range s.feedQueries() {
-		go s.follow(ctx, feed, ask, obs, answers)
-	}
+	s.feeds.subscribe(ctx, obs, answers)
 	work := make(chan readRequest)
 	results := make(chan readResult)
 	for range s.opts.readers() {
