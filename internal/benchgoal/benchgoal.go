@@ -43,12 +43,13 @@ var goals = []struct {
 	goals []Goal
 }{
 	// A weight edit or a healthy deregistration → applied (change), a
-	// check's flip → applied, alone and while a sweep or a reload runs
-	// (busy_flip), the daemon's memory and idle CPU, the first complete
-	// sync, within the agent's default connection limit of the host.
-	{"bench watch: services=1000 ", []Goal{{"flip_p99_ms", "<=", 100}, {"busy_flip_p99_ms", "<=", 100},
+	// check's flip → applied, alone, while sweeps run (busy_flip: edits
+	// among the flips) and while a reload runs (reload_flip), the
+	// daemon's memory and idle CPU, the first complete sync, within the
+	// agent's default connection limit of the host.
+	{"bench watch: services=1000 ", []Goal{{"flip_p99_ms", "<=", 100}, {"busy_flip_p99_ms", "<=", 100}, {"reload_flip_p99_ms", "<=", 100},
 		{"change_p99_ms", "<=", 500}, {"rss_mib", "<=", 48}, {"idle_cpu_pct", "<", 0.5}, {"conns_max", "<=", 8}, {"http_429", "<=", 0}}},
-	{"bench watch: services=10000 ", []Goal{{"flip_p99_ms", "<=", 100}, {"busy_flip_p99_ms", "<=", 100},
+	{"bench watch: services=10000 ", []Goal{{"flip_p99_ms", "<=", 100}, {"busy_flip_p99_ms", "<=", 100}, {"reload_flip_p99_ms", "<=", 100},
 		{"change_p99_ms", "<=", 1000}, {"rss_mib", "<=", 256}, {"idle_cpu_pct", "<", 0.5}, {"first_sync_s", "<=", 3},
 		{"conns_max", "<=", 8}, {"http_429", "<=", 0}}},
 	// The kernel's figures in the VM, as ratios to ipvsadm doing the same

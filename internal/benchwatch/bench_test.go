@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,6 +210,13 @@ func benchWatch(b *testing.B, services, per int) {
 	r.field("busy_cpu_pct", strconv.FormatFloat(float64(cpuB1-cpuB0)/clockTicks/busyFor*100, 'f', 1, 64))
 	r.field("agent_busy_cpu_pct", strconv.FormatFloat(float64(agentB1-agentB0)/clockTicks/busyFor*100, 'f', 1, 64))
 	b.Logf("requests by path, busy window: %v", busy.ByPath)
+
+	// Reloading: flips, one at a time, while the same config is reloaded
+	// over and over (SIGHUP).
+	reloadFlips, reloads := r.reloading()
+	b.Logf("flips while reloading, sorted (ms): %s", sortedMs(reloadFlips))
+	r.field("reload_flip_p99_ms", ms(percentile(reloadFlips, 0.99)))
+	r.field("reloads", strconv.Itoa(reloads))
 
 	// Rolling deploys of one service: RSS and heap before and after.
 	if services <= deployMaxSvc {
@@ -413,6 +421,57 @@ done:
 	clear(r.pending)
 	r.quiet()
 	return c1.Sub(c0), at1.Sub(at0).Seconds(), flips, edits
+}
+
+// reloading flips checks one at a time, down and back up, for a window
+// while the config is reloaded: SIGHUP, and again as soon as the reload
+// ends, so that one is always under way (the new config's watch reads
+// its services beside the running one, then takes over with a sync of
+// everything). It returns the flips' latencies and how many reloads took
+// over; one given up is a failure of the run.
+func (r *run) reloading() ([]time.Duration, int) {
+	ended := r.p.onReload()
+	hup := func() {
+		if err := r.p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			r.tb.Fatal(err)
+		}
+	}
+	took := 0
+	end := func(ok bool) {
+		if ok {
+			took++
+		} else {
+			r.fail("a reload of the same config was given up (config reload failed)")
+		}
+	}
+	hup()
+	var ds []time.Duration
+	for stop := time.Now().Add(window); time.Now().Before(stop); {
+		in := r.pick(false)
+		for _, passing := range []bool{false, true} {
+			d, err := r.flip(in, passing)
+			if err != nil {
+				r.fail("while reloading: %v", err)
+			}
+			ds = append(ds, d)
+			select {
+			case ok := <-ended:
+				end(ok)
+				hup()
+			default:
+			}
+			r.pause()
+		}
+	}
+	// The last reload's end, so that the next window starts quiet.
+	select {
+	case ok := <-ended:
+		end(ok)
+	case <-time.After(2 * time.Minute):
+		r.fail("the last reload never ended")
+	}
+	r.quiet()
+	return ds, took
 }
 
 // deploys rolls service svc deploys times: 10 new instances registered

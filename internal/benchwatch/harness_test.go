@@ -258,6 +258,19 @@ type process struct {
 	changes   int
 	warnings  []string
 	firstSync chan struct{}
+	reloaded  chan bool // a reload's end, once onReload asked: took over or failed
+}
+
+// onReload returns a channel that gets, for each reload that ends from
+// now on, true if it took over ("config reloaded"), false if it was given
+// up ("config reload failed").
+func (p *process) onReload() <-chan bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reloaded == nil {
+		p.reloaded = make(chan bool, 64)
+	}
+	return p.reloaded
 }
 
 // startProcess runs the binary with cfg and follows its log (a copy of it
@@ -332,6 +345,19 @@ func (p *process) follow(r io.Reader) {
 			}
 			p.mu.Unlock()
 			continue
+		}
+		if ok := strings.Contains(line, "lvs-sync: config reloaded:"); ok || strings.Contains(line, "lvs-sync: config reload failed") {
+			p.mu.Lock()
+			if p.reloaded != nil {
+				select {
+				case p.reloaded <- ok:
+				default:
+				}
+			}
+			p.mu.Unlock()
+			if ok {
+				continue
+			}
 		}
 		if strings.Contains(line, "[WARN]") || strings.Contains(line, "[ERROR]") {
 			p.mu.Lock()
