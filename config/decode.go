@@ -139,7 +139,9 @@ func decodeBlock(blk *hcl.Block, raw any, remain *hcl.Body) (diags hcl.Diagnosti
 // unknownBlocks reports the blocks of body that raw's schema does not have.
 func unknownBlocks(body hcl.Body, raw any) hcl.Diagnostics {
 	sb, ok := body.(*hclsyntax.Body)
-	if !ok {
+	if !ok || len(sb.Blocks) == 0 {
+		// Most blocks have none: the schema, by reflection, is a fifth of
+		// loading 10,000 virtual services.
 		return nil
 	}
 	schema, _ := gohcl.ImpliedBodySchema(raw)
