@@ -391,15 +391,16 @@ node_prefix "" { policy = "read" }`)
 		t.Fatalf("a node read with the token: filtered %v, %v; want it filtered by acls", meta != nil && meta.ResultsFilteredByACLs, err)
 	}
 
+	reads := &readCounter{}
 	conf := api.DefaultConfig()
 	conf.Address, conf.Token, conf.TokenFile = agent.HTTPAddr, "", ""
+	conf.HttpClient = &http.Client{Transport: reads.counting(http.DefaultTransport)}
 	client, err := api.NewClient(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := consul.NewSource(client, consul.Options{ResyncInterval: time.Hour})
 	src.SetToken(token)
-	reads := &readCounter{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	snaps := src.Watch(ctx, names, reads)

@@ -172,6 +172,12 @@ func (w *watch) synthesize() {
 		slices.SortFunc(r.svc.Instances, func(a, b *catalog.Instance) int {
 			return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID))
 		})
+		if w.obs != nil {
+			// The service's answer, at its index, as a read's would be
+			// heard: per-service metrics (lvs_sync_catalog_last_index)
+			// know every service answered by node reads too.
+			w.obs.ObserveQuery(name, r.svc.Index, nil)
+		}
 		w.answer(*r, st, w.firstIssued, false, false)
 	}
 }

@@ -73,6 +73,7 @@ type readResult struct {
 // watch is the state of one Watch call, owned by its run goroutine.
 type watch struct {
 	s        *Source
+	obs      catalog.Observer // the caller's
 	services map[string]*serviceState
 	answered int
 
@@ -133,6 +134,7 @@ func (s *Source) Watch(ctx context.Context, services []string, obs catalog.Obser
 		retries: make(chan string), latest: map[string]*catalog.Service{}, nodeSt: map[string]*nodeState{},
 		first: true, sinceSent: map[string]bool{}, sinceBuilt: map[string]bool{},
 	}
+	w.obs = obs
 	for _, name := range unique(services) {
 		w.services[name] = &serviceState{}
 	}
