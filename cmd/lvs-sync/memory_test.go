@@ -129,3 +129,35 @@ func TestHeapHeld(t *testing.T) {
 		t.Errorf("held %d, live %d: want live > 0 and held at least live", held, live)
 	}
 }
+
+// TestMemoryReleaseDoesNotHoldTheLoop: while a release collects (a full
+// collection, some hundred milliseconds at 10k × 10), a sync of the loop
+// that arms the next one does not wait for it.
+func TestMemoryReleaseDoesNotHoldTheLoop(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	m := newFakeMemory("")
+	inRelease, unblock := make(chan struct{}), make(chan struct{})
+	m.memory.release = func() {
+		close(inRelease)
+		<-unblock
+	}
+	m.onSync(daemon.Report{})
+	released := make(chan struct{})
+	go func() {
+		m.fns[0]()
+		close(released)
+	}()
+	<-inRelease
+	synced := make(chan struct{})
+	go func() {
+		m.onSync(daemon.Report{Applied: 1})
+		close(synced)
+	}()
+	select {
+	case <-synced:
+	case <-time.After(10 * time.Second):
+		t.Error("a sync waited for the release under way")
+	}
+	close(unblock)
+	<-released
+}
