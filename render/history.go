@@ -54,10 +54,13 @@ type Tracker struct {
 	recovered    map[InstanceKey]time.Time
 	servingSince map[InstanceKey]time.Time
 	critical     map[InstanceKey]bool // critical at the last snapshot
-	// byService are the instances last seen of each service, to forget
-	// those that go; last is each one as last seen.
-	byService map[string][]InstanceKey
-	last      map[InstanceKey]*catalog.Instance
+	// byService are the instances last seen of each service, one for
+	// each key (the last of the snapshot's duplicates), to forget those
+	// that go and tell what vanished. It holds the snapshot's own slice
+	// when it has no duplicates: not a list of keys and a map from key to
+	// instance beside it (at 10,000 services × 10 instances those were
+	// 14 MB of the daemon's live heap, for what the snapshot held already).
+	byService map[string][]*catalog.Instance
 	vanished  map[string][]Vanishing
 	seeded    bool
 	// VanishedFor is the longest removal_hold of the config (0: the guard
@@ -77,8 +80,7 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 		t.recovered = map[InstanceKey]time.Time{}
 		t.servingSince = map[InstanceKey]time.Time{}
 		t.critical = map[InstanceKey]bool{}
-		t.byService = map[string][]InstanceKey{}
-		t.last = map[InstanceKey]*catalog.Instance{}
+		t.byService = map[string][]*catalog.Instance{}
 		t.vanished = map[string][]Vanishing{}
 	}
 	for name, vs := range t.vanished { // forget what left long enough ago
@@ -113,15 +115,15 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 
 // observeService records the instances of one service.
 func (t *Tracker) observeService(name string, instances []*catalog.Instance, now time.Time) {
-	keys := make([]InstanceKey, 0, len(instances))
 	seen := make(map[InstanceKey]bool, len(instances))
+	dup := false
 	for _, in := range instances {
 		k := InstanceKey{Node: in.Node, ID: in.ID}
 		if seen[k] {
+			dup = true
 			continue
 		}
 		seen[k] = true
-		keys = append(keys, k)
 		switch {
 		case in.Status == catalog.Critical:
 			t.lastCritical[k] = now
@@ -143,16 +145,10 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 		}
 	}
 	var gone, before []*catalog.Instance
-	for _, k := range t.byService[name] {
-		last := t.last[k]
-		if last != nil {
-			before = append(before, last)
-		}
-		if !seen[k] {
-			if last != nil {
-				gone = append(gone, last)
-			}
-			delete(t.last, k)
+	for _, last := range t.byService[name] {
+		before = append(before, last)
+		if k := (InstanceKey{Node: last.Node, ID: last.ID}); !seen[k] {
+			gone = append(gone, last)
 			delete(t.lastCritical, k)
 			delete(t.recovered, k)
 			delete(t.servingSince, k)
@@ -166,14 +162,31 @@ func (t *Tracker) observeService(name string, instances []*catalog.Instance, now
 		}
 		t.vanished[name] = vs
 	}
-	for _, in := range instances {
-		t.last[InstanceKey{Node: in.Node, ID: in.ID}] = in
-	}
-	if len(keys) == 0 && instances == nil {
+	if instances == nil {
 		delete(t.byService, name)
 		return
 	}
-	t.byService[name] = keys
+	if dup {
+		instances = lastOfEach(instances)
+	}
+	t.byService[name] = instances
+}
+
+// lastOfEach is instances with one for each key: the last of its
+// duplicates, at the place of the first.
+func lastOfEach(instances []*catalog.Instance) []*catalog.Instance {
+	at := make(map[InstanceKey]int, len(instances))
+	out := make([]*catalog.Instance, 0, len(instances))
+	for _, in := range instances {
+		k := InstanceKey{Node: in.Node, ID: in.ID}
+		if i, ok := at[k]; ok {
+			out[i] = in
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, in)
+	}
+	return out
 }
 
 // At returns the history as of now, without a new snapshot: for a sync that
@@ -196,7 +209,13 @@ const maxVanishings = 8
 
 // Len is how many instances the tracker remembers of the live catalog,
 // for tests of its bounds.
-func (t *Tracker) Len() int { return len(t.servingSince) + len(t.critical) + len(t.last) }
+func (t *Tracker) Len() int {
+	n := len(t.servingSince) + len(t.critical)
+	for _, ins := range t.byService {
+		n += len(ins)
+	}
+	return n
+}
 
 // VanishedLen is how many instances the vanishings it remembers hold: at
 // most maxVanishings per service, for removal_hold.

@@ -67,7 +67,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	registry := prometheus.NewRegistry()
 	meters := metrics.New(registry, versionString())
 	opts := daemon.Options{Config: cfg, Source: src, Kernel: kernel, Ownership: own, Metrics: meters, Logger: log,
-		OnSync: afterFirstSync(os.Getenv, time.AfterFunc)}
+		OnSync: newMemory(os.Getenv, time.AfterFunc).onSync}
 	if !*f.dryRun {
 		defer withHost(&opts, cfg, log)()
 	}

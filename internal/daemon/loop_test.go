@@ -914,7 +914,7 @@ virtual_service "shop" {
 	h.advance(time.Second)
 	h.snapshot2(snap(8081, map[string]bool{"web": true}))
 	h.advance(time.Second)
-	h.advance(2 * time.Minute) // a periodic reconcile renders everything
+	h.advance(2 * time.Minute) // a periodic reconcile
 	if len(h.reports) < 4 {
 		t.Fatalf("%d syncs, want 4", len(h.reports))
 	}

@@ -36,6 +36,8 @@ type shared struct {
 	drains   *ipvs.Drainer
 	frozen   map[lvs.ServiceKey]bool
 	draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time
+	// metricsCfg is the config the metrics last saw the whole table of.
+	metricsCfg *config.Config
 	// decided is what each instance's decision was and when it last
 	// changed, by virtual service name: one map, not one for each, as it
 	// holds every instance of the catalog.
@@ -98,6 +100,7 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	tables := s.metricsScope(r, draining, scope)
 	s.lastSync = r.At
 	s.lastErr = r.Err
 	if r.Err == nil && s.synced.IsZero() {
@@ -119,8 +122,38 @@ func (d *Daemon) publish(r Report, desired ipvs.State, drains *ipvs.Drainer, sco
 	s.noteDecisions(r.Desired, r.At)
 	s.noteSelfReals(desired, scope)
 	if d.opts.Metrics != nil {
-		d.opts.Metrics.SawTable(expected(r.Desired.State, draining, scope), s.input(d), scope.Full(), r.Err == nil)
+		d.opts.Metrics.SawTable(expected(r.Desired.State, draining, tables), s.input(d), tables.Full(), r.Err == nil)
+		if tables.Full() {
+			s.metricsCfg = s.cfg
+		}
 	}
+}
+
+// metricsScope is what of the table the metrics look at again after a
+// sync: the sync's scope, but after a full sync that changed nothing (no
+// plan; it and the sync before it succeeded; the config the one the
+// metrics last saw whole) only the services whose desired state changed
+// since the last sync, or whose drains began, went on or ended. The
+// gauges of the others are what the syncs before set from the same
+// services (each sync's scope holds every service whose desired state
+// changed since the last, and the drains), and nothing else moves them:
+// the config did not change, and with no plan neither did what lvs-sync
+// owns. At 10,000 services × 10 instances the status view of every
+// service was 0.36 s of CPU at each periodic reconcile of an idle daemon.
+// Call with s.mu held, before the sync's outcome is noted.
+func (s *shared) metricsScope(r Report, draining map[lvs.ServiceKey]map[lvs.RealKey]time.Time, scope ipvs.Scope) ipvs.Scope {
+	if !scope.Full() || r.Err != nil || len(r.Plan) > 0 || s.lastSync.IsZero() || s.lastErr != nil ||
+		s.metricsCfg == nil || s.metricsCfg != s.cfg || s.result.State == nil {
+		return scope
+	}
+	keys := ipvs.Changed(s.result.State, r.Desired.State)
+	for k := range draining {
+		keys[k] = true
+	}
+	for k := range s.draining {
+		keys[k] = true
+	}
+	return ipvs.Scope{Keys: keys, Skip: scope.Skip}
 }
 
 // noteDecisions notes when each instance's decision last changed, in the

@@ -86,13 +86,23 @@ type round struct {
 }
 
 // render renders the desired state: of the virtual services of the
-// catalog services that changed (changed nil, or a full sync: of all),
-// with the history of the instances; it logs once what render left out
-// or held.
+// catalog services that changed (changed nil: of all), with the history
+// of the instances; it logs once what render left out or held.
+//
+// A full sync (a reconcile, a retry) renders no more than a catalog sync:
+// it is the kernel that may have drifted, and the full sync compares all
+// of it with the desired state; the others' renders are the last
+// result's, as render.Update keeps them (those whose time came, a hold
+// ending, rendered again). What else changes a render resets the last
+// result, and so renders everything: a reload, a maintenance page that
+// went down or came back (servePages). At 10,000 services × 10 instances
+// rendering everything at each reconcile was 0.31 s of CPU of the 0.87 s
+// of the sync, and 57 MB of garbage, whose collection took another
+// 0.47 s: an idle daemon's every minute.
 func (d *Daemon) render(r *round, snap catalog.Snapshot, changed map[string]bool) {
 	st := &d.state
 	var only func(*config.VirtualService) bool
-	if changed != nil && !r.t.Full() {
+	if changed != nil {
 		only = func(vs *config.VirtualService) bool { return changed[vs.CatalogKey()] }
 	}
 	if len(st.pagesDown) > 0 {

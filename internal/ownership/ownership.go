@@ -220,7 +220,7 @@ func (o *Record) Owns(k lvs.ServiceKey) bool {
 // Keys returns the owned services, sorted; none when Unknown.
 func (o *Record) Keys() []lvs.ServiceKey {
 	o.mu.Lock()
-	keys := slices.Collect(maps.Keys(o.services))
+	keys := slices.AppendSeq(make([]lvs.ServiceKey, 0, len(o.services)), maps.Keys(o.services)) // sized: no growth to collect
 	if o.unknown {
 		keys = nil
 	}
