@@ -30,6 +30,7 @@ type hub struct {
 	s *Source
 
 	mu     sync.Mutex
+	seq    uint64 // subscribers so far
 	subs   map[*subscriber]bool
 	last   map[string]feedAnswer // each feed's latest answer
 	cancel context.CancelFunc    // the feeds', while any watch runs
@@ -38,6 +39,7 @@ type hub struct {
 // subscriber is one watch's side of the hub: the answers it has not
 // taken yet, the latest of each feed, and a wake-up for its pump.
 type subscriber struct {
+	seq     uint64 // its place among the subscribers: the newest is highest
 	obs     catalog.Observer
 	pending map[string]feedAnswer
 	wake    chan struct{}
@@ -48,6 +50,8 @@ type subscriber struct {
 func (h *hub) subscribe(ctx context.Context, obs catalog.Observer, out chan<- feedAnswer) {
 	sub := &subscriber{obs: obs, pending: map[string]feedAnswer{}, wake: make(chan struct{}, 1)}
 	h.mu.Lock()
+	h.seq++
+	sub.seq = h.seq
 	for feed, a := range h.last {
 		sub.pending[feed] = a
 	}
@@ -136,27 +140,24 @@ func (h *hub) publish(a feedAnswer) {
 	}
 }
 
-// ObserveQuery tells every watch's Observer of a feed's query, each
-// Observer once.
+// ObserveQuery tells the Observer of the newest watch of a feed's query.
+// One Observer, not each watch's: in a reload the two watches' Observers
+// are the daemon's, each wrapped for its config's keys, and a feed's
+// answer heard twice would count twice in its metrics. The newest is the
+// reload's, which takes over or, given up, leaves the running one the
+// newest again. (Observers are not compared: a wrapper with a map in it
+// is no comparable value.)
 func (h *hub) ObserveQuery(query string, index uint64, err error) {
 	h.mu.Lock()
-	var obs []catalog.Observer
+	var obs catalog.Observer
+	var newest uint64
 	for sub := range h.subs {
-		if sub.obs != nil && !containsObserver(obs, sub.obs) {
-			obs = append(obs, sub.obs)
+		if sub.seq > newest {
+			obs, newest = sub.obs, sub.seq
 		}
 	}
 	h.mu.Unlock()
-	for _, o := range obs {
-		o.ObserveQuery(query, index, err)
+	if obs != nil {
+		obs.ObserveQuery(query, index, err)
 	}
-}
-
-func containsObserver(list []catalog.Observer, o catalog.Observer) bool {
-	for _, x := range list {
-		if x == o {
-			return true
-		}
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package consul_test
 import (
 	"context"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,11 +22,13 @@ import (
 // feed to answer: `lvs-sync run` at 1,000 services gave up its third
 // SIGHUP in a row after 30 s on a quiet catalog. Two watches now hold
 // four blocking queries between them, and a second watch, started three
-// times beside the first, answers each time.
+// times beside the first, answers each time. Their Observers are no
+// comparable values, as the daemon's are (catalog.Combined's wrapper, a
+// map in it): the hub once compared them, and a reload crashed lvs-sync.
 func TestWatchesShareTheFeeds(t *testing.T) {
 	agent := testconsul.Start(t)
 	const services, instances, nodes, budget = 300, 3, 10, 8
-	_, names := registerSpread(t, agent.Client, services, instances, nodes)
+	regs, names := registerSpread(t, agent.Client, services, instances, nodes)
 
 	conf := api.DefaultConfig()
 	conf.Address, conf.Token, conf.TokenFile = agent.HTTPAddr, "", ""
@@ -39,7 +42,10 @@ func TestWatchesShareTheFeeds(t *testing.T) {
 	src := consul.NewSource(client, consul.Options{MaxConnections: budget})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	running := src.Watch(ctx, names, nil)
+	// Each watch's Observer is a value with a map in it, as the daemon's
+	// (catalog.Combined's keyedObserver): no comparable value.
+	runningObs := mapObserver{heard: map[string]int{}, mu: &sync.Mutex{}}
+	running := src.Watch(ctx, names, runningObs)
 	first := func(snaps <-chan catalog.Snapshot, what string) {
 		t.Helper()
 		select {
@@ -70,7 +76,26 @@ func TestWatchesShareTheFeeds(t *testing.T) {
 	}()
 	for i := range 3 {
 		rctx, rcancel := context.WithCancel(ctx)
-		first(src.Watch(rctx, names, nil), "the reload's watch")
+		reloadObs := mapObserver{heard: map[string]int{}, mu: &sync.Mutex{}}
+		reload := src.Watch(rctx, names, reloadObs)
+		first(reload, "the reload's watch")
+		// A flip while both watch: the feeds answer with two watches on.
+		flip := regs[i]
+		check := *flip.Check
+		check.Status = api.HealthCritical
+		if _, err := agent.Client.Catalog().Register(&api.CatalogRegistration{Node: flip.Node, SkipNodeUpdate: true, Check: &check}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for seen := false; !seen; {
+			select {
+			case s := <-reload:
+				for _, in := range s.Instances(flip.Service.Service) {
+					seen = seen || (in.ID == flip.Service.ID && in.Status == catalog.Critical)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("reload %d: the flip of %s not seen in 10s", i+1, flip.Service.ID)
+			}
+		}
 		// Its feeds, were they its own, would be parked by now.
 		time.Sleep(300 * time.Millisecond)
 		rcancel()
@@ -81,4 +106,25 @@ func TestWatchesShareTheFeeds(t *testing.T) {
 	if n := most.Load(); n > 4 {
 		t.Errorf("%d blocking queries out at once with two watches, want the four feeds'", n)
 	}
+	if runningObs.count("/v1/catalog/nodes") == 0 {
+		t.Errorf("the running watch's Observer heard no feed: %v", runningObs.heard)
+	}
+}
+
+// mapObserver counts the queries it hears, by name.
+type mapObserver struct {
+	heard map[string]int
+	mu    *sync.Mutex
+}
+
+func (o mapObserver) ObserveQuery(query string, _ uint64, _ error) {
+	o.mu.Lock()
+	o.heard[query]++
+	o.mu.Unlock()
+}
+
+func (o mapObserver) count(query string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.heard[query]
 }
