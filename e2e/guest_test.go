@@ -208,11 +208,18 @@ func (l *lvsSync) stop(t testing.TB, sig syscall.Signal) {
 	select {
 	case <-l.done:
 	case <-time.After(10 * time.Second):
-		// Killed, not left running: a stray lvs-sync would hold the
-		// next test's lock, API port or VIP, and fail it too.
-		_ = l.cmd.Process.Kill()
-		<-l.done
-		t.Fatalf("lvs-sync did not stop on %v (killed); its log's end:\n%s", sig, tail(l.logText(), 40))
+		// SIGQUIT first: Go prints every goroutine's stack and exits, so
+		// the log says where it hung (a CI run lost one after "drained").
+		// Killed if even that fails, not left running: a stray lvs-sync
+		// would hold the next test's lock, API port or VIP.
+		_ = l.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-l.done:
+		case <-time.After(5 * time.Second):
+			_ = l.cmd.Process.Kill()
+			<-l.done
+		}
+		t.Fatalf("lvs-sync did not stop on %v (quit); its log's end:\n%s", sig, tail(l.logText(), 400))
 	}
 }
 
