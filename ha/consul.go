@@ -252,9 +252,19 @@ func (l *ConsulLease) reregister() {
 	l.log.Info("registered again with the new token", "key", l.key)
 }
 
-// Deregister takes the registration back.
+// deregisterTimeout bounds the deregistration a stopping director makes:
+// with its agent unreachable (its link cut, the agent gone) the request
+// would wait for TCP to give up, minutes, and the process would not exit
+// on SIGTERM. Left behind, the registration names a director that is not
+// there, which its peer already treats as silent.
+const deregisterTimeout = 2 * time.Second
+
+// Deregister takes the registration back, giving up after
+// deregisterTimeout.
 func (l *ConsulLease) Deregister(name string) error {
-	if err := l.c.Agent().ServiceDeregisterOpts(l.serviceID(name), l.q(context.Background(), &api.QueryOptions{})); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), deregisterTimeout)
+	defer cancel()
+	if err := l.c.Agent().ServiceDeregisterOpts(l.serviceID(name), l.q(ctx, &api.QueryOptions{})); err != nil {
 		return fmt.Errorf("deregistering %s for %s: %w", ServiceName, l.key, err)
 	}
 	return nil
