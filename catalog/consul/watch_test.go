@@ -213,6 +213,13 @@ func (f *fakeConsul) NodeServices(node string, q *api.QueryOptions) ([]nodeServi
 			}
 		}
 	}
+	f.holdNode(q)
+	return out, meta, nil
+}
+
+// holdNode keeps a node read, f.mu held, until nodeHold closes (when
+// set) or the read's context ends.
+func (f *fakeConsul) holdNode(q *api.QueryOptions) {
 	if hold := f.nodeHold; hold != nil {
 		f.mu.Unlock()
 		select {
@@ -221,7 +228,6 @@ func (f *fakeConsul) NodeServices(node string, q *api.QueryOptions) ([]nodeServi
 		}
 		f.mu.Lock()
 	}
-	return out, meta, nil
 }
 
 // NodeInstances is the first sync's node read: counted and held as
@@ -248,14 +254,7 @@ func (f *fakeConsul) NodeInstances(node string, q *api.QueryOptions) (*api.Node,
 		}
 	}
 	n := &api.Node{Node: node, Address: f.nodes[node]}
-	if hold := f.nodeHold; hold != nil {
-		f.mu.Unlock()
-		select {
-		case <-hold:
-		case <-q.Context().Done():
-		}
-		f.mu.Lock()
-	}
+	f.holdNode(q)
 	return n, out, meta, nil
 }
 
