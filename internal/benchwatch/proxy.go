@@ -34,7 +34,9 @@ type Proxy struct {
 	active             map[net.Conn]bool
 }
 
-// Counts is a snapshot of a proxy's counters.
+// Counts is a snapshot of a proxy's counters. A message is counted by a
+// parser reading beside the copy, so its count may land just after the
+// bytes were forwarded.
 type Counts struct {
 	Open, Most, Conns int64
 	// AgentClosed counts the connections the agent closed first.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestProxyCounts sends known traffic through the proxy: requests by path,
@@ -68,7 +69,16 @@ func TestProxyCounts(t *testing.T) {
 	}
 	c.CloseIdleConnections()
 
+	// The proxy parses a copy of each stream beside forwarding it, so a
+	// count may land just after its answer reached the client: wait for
+	// the last request and the 429 to be counted, then compare everything.
 	got := p.Counts()
+	for deadline := time.Now().Add(10 * time.Second); got.Requests < 14 || got.TooMany < 1; got = p.Counts() {
+		if time.Now().After(deadline) {
+			break // compared below, and reported
+		}
+		time.Sleep(time.Millisecond)
+	}
 	want := map[string]int64{"GET /slow": 3, "GET /v1/health/service/*": 5, "GET /v1/catalog/node-services/*": 5, "GET /busy": 1}
 	if got.Requests != 14 || len(got.ByPath) != len(want) || got.Most != 3 || got.Conns != 3 || got.TooMany != 1 {
 		t.Errorf("requests %d by path %v, most %d, conns %d, 429s %d; want 14 %v, 3, 3, 1",
