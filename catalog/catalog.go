@@ -8,7 +8,7 @@ package catalog
 
 import (
 	"context"
-	"reflect"
+	"maps"
 	"slices"
 )
 
@@ -95,13 +95,17 @@ func (i *Instance) HasTags(tags []string) bool {
 
 // sameContent reports whether two instances are equal, the outputs of their
 // checks aside: an output is news for an operator, not for the kernel.
+// TestSameContentComparesEveryField changes each field in turn, so that a
+// field added later is not forgotten here (a reflect.DeepEqual was a
+// third of a reload's comparison of 100,000 instances).
 func (i *Instance) sameContent(o *Instance) bool {
 	if i == o {
 		return true
 	}
-	a, b := *i, *o
-	a.Checks, b.Checks = nil, nil
-	if !reflect.DeepEqual(a, b) || len(i.Checks) != len(o.Checks) {
+	if i.ID != o.ID || i.Node != o.Node || i.Allocation != o.Allocation || i.Address != o.Address || i.Port != o.Port ||
+		i.Weights != o.Weights || i.Status != o.Status || i.NodeMaintenance != o.NodeMaintenance ||
+		i.ServiceMaintenance != o.ServiceMaintenance || !slices.Equal(i.Tags, o.Tags) ||
+		!maps.Equal(i.Meta, o.Meta) || !maps.Equal(i.TaggedAddresses, o.TaggedAddresses) || len(i.Checks) != len(o.Checks) {
 		return false
 	}
 	for k := range i.Checks {

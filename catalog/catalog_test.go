@@ -1,6 +1,9 @@
 package catalog
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func TestSameContent(t *testing.T) {
 	base := func() *Service {
@@ -49,5 +52,56 @@ func TestChangedService(t *testing.T) {
 	later := Snapshot{Changed: map[string]bool{"api": true}}
 	if later.ChangedService("web") || !later.ChangedService("api") {
 		t.Errorf("Changed %v: want only api", later.Changed)
+	}
+}
+
+// TestSameContentComparesEveryField changes each field of an instance in
+// turn: every change but a check's output is another content.
+func TestSameContentComparesEveryField(t *testing.T) {
+	base := func() *Instance {
+		return &Instance{ID: "web1", Node: "n1", Address: "10.1.0.11", Port: 80, Tags: []string{"prod"},
+			Meta: map[string]string{"v": "1"}, TaggedAddresses: map[string]TaggedAddress{LANIPv6: {Address: "fd00::1"}},
+			Checks: []Check{{CheckID: "serfHealth", Status: "passing", Output: "Agent alive"}}}
+	}
+	var mutate func(v reflect.Value)
+	mutate = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "x")
+		case reflect.Bool:
+			v.SetBool(!v.Bool())
+		case reflect.Int:
+			v.SetInt(v.Int() + 1)
+		case reflect.Struct:
+			mutate(v.Field(0))
+		case reflect.Slice:
+			if v.Type().Elem().Kind() == reflect.Struct { // checks: each field of the first
+				return
+			}
+			v.Set(reflect.Append(v, reflect.Zero(v.Type().Elem())))
+		case reflect.Map:
+			v.SetMapIndex(reflect.New(v.Type().Key()).Elem(), reflect.Zero(v.Type().Elem()))
+		default:
+			t.Fatalf("field of kind %s: teach this test to change it", v.Kind())
+		}
+	}
+	typ := reflect.TypeFor[Instance]()
+	for i := range typ.NumField() {
+		a, b := base(), base()
+		mutate(reflect.ValueOf(b).Elem().Field(i))
+		if typ.Field(i).Name == "Checks" {
+			continue // below, field by field
+		}
+		if a.sameContent(b) {
+			t.Errorf("%s changed: the same content", typ.Field(i).Name)
+		}
+	}
+	ct := reflect.TypeFor[Check]()
+	for i := range ct.NumField() {
+		a, b := base(), base()
+		mutate(reflect.ValueOf(&b.Checks[0]).Elem().Field(i))
+		if same, want := a.sameContent(b), ct.Field(i).Name == "Output"; same != want {
+			t.Errorf("check's %s changed: same content %v, want %v", ct.Field(i).Name, same, want)
+		}
 	}
 }
