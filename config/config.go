@@ -274,6 +274,21 @@ func (vs *VirtualService) VIPAddrs() []netip.Addr {
 	return []netip.Addr{vs.Address.Addr()}
 }
 
+// SameDefinition reports whether two virtual services are defined alike,
+// field for field, wherever in the files they were declared: what a
+// reload leaves as it was. TestSameDefinitionComparesEveryField changes
+// each field in turn, so that a field added later is not forgotten here.
+func (vs *VirtualService) SameDefinition(o *VirtualService) bool {
+	return vs == o || vs.Name == o.Name && vs.Protocol == o.Protocol && vs.Address == o.Address && vs.FWMark == o.FWMark &&
+		slices.Equal(vs.VIPs, o.VIPs) && vs.Scheduler == o.Scheduler && vs.SchedulerFlags == o.SchedulerFlags &&
+		vs.Forwarding == o.Forwarding && vs.Persistence == o.Persistence && vs.PersistenceNetmask == o.PersistenceNetmask &&
+		vs.OnePacket == o.OnePacket && vs.UpperThreshold == o.UpperThreshold && vs.LowerThreshold == o.LowerThreshold &&
+		vs.Service == o.Service && vs.Provider == o.Provider && slices.Equal(vs.Tags, o.Tags) && vs.Quiescent == o.Quiescent &&
+		vs.Adopt == o.Adopt && vs.Fallback == o.Fallback && vs.MaintenancePage == o.MaintenancePage &&
+		vs.MaintenancePagePath == o.MaintenancePagePath && vs.MaxRemoval == o.MaxRemoval && vs.RemovalHold == o.RemovalHold &&
+		vs.DrainTimeout == o.DrainTimeout && vs.Hold == o.Hold && vs.SlowStart == o.SlowStart && vs.OnWarning == o.OnWarning
+}
+
 // VIPs are the addresses of every virtual service (VIPAddrs), sorted,
 // each once: what an HA director puts on its interface while active.
 func (c *Config) VIPs() []netip.Addr {

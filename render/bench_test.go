@@ -54,3 +54,32 @@ func BenchmarkRender1000x10(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUpdateAcrossReload is a reload of 10,000 virtual services × 10
+// that edits one: the new config's definitions compared with the old's,
+// one rendered, the others' entries kept. Against a full render
+// (BenchmarkRenderAll10000x10), what the reload did before.
+func BenchmarkUpdateAcrossReload(b *testing.B) {
+	cfg, snap := benchInput(10000, 10)
+	prev := Render(cfg, snap)
+	next, _ := benchInput(10000, 10) // alike, but another config
+	next.VirtualServices[0].Scheduler = "rr"
+	none := func(*config.VirtualService) bool { return false }
+	b.ReportAllocs()
+	for b.Loop() {
+		res := Update(prev, next, snap, History{}, none)
+		if len(res.Rendered) != 1 || len(res.State) != 10000 {
+			b.Fatalf("rendered %d services, state %d", len(res.Rendered), len(res.State))
+		}
+	}
+}
+
+func BenchmarkRenderAll10000x10(b *testing.B) {
+	cfg, snap := benchInput(10000, 10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := Render(cfg, snap); len(res.State) != 10000 {
+			b.Fatalf("rendered %d services", len(res.State))
+		}
+	}
+}

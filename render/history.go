@@ -96,10 +96,8 @@ func (t *Tracker) Observe(snap catalog.Snapshot, now time.Time) History {
 			t.observeService(name, svc.Instances, now)
 		}
 	} else {
-		for name := range snap.Changed {
-			if svc, ok := snap.Services[name]; ok {
-				t.observeService(name, svc.Instances, now)
-			}
+		for name := range snap.Changed { // one not in Services is no longer watched
+			t.observeService(name, snap.Instances(name), now)
 		}
 	}
 	if snap.Changed == nil { // every service: forget those no longer watched

@@ -126,6 +126,17 @@ func TestTracker(t *testing.T) {
 	if len(h.ServingSince)+len(h.LastCritical)+len(h.Recovered) != 0 || len(tr.critical) != 0 {
 		t.Errorf("deregistered instance still tracked: %+v", h)
 	}
+
+	// A snapshot that names what changed, among them a service no longer
+	// watched (a reload dropped it): that one is forgotten too.
+	tr = Tracker{}
+	tr.Observe(snap("passing"), t0)
+	gone := snapshot(nil)
+	gone.Changed = map[string]bool{"web": true}
+	h = tr.Observe(gone, t0.Add(time.Second))
+	if _, ok := h.ServingSince[key]; ok || len(tr.byService) != 0 {
+		t.Errorf("a service named changed and no longer watched is still tracked: %+v", h)
+	}
 }
 
 // TestHoldCountsFromThePass: fail, pass, fail, pass one second apart with

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -583,6 +584,88 @@ virtual_service "shop" {
 	}
 	if _, in := got.State[shop].Reals[realKey("10.1.0.21:80")]; !in {
 		t.Error("shop's instance still held out after its hold")
+	}
+}
+
+// TestUpdateAcrossReload: rendered from another config, Update renders
+// again the virtual services defined anew (changed, added, or renamed),
+// keeps those defined alike even when declared elsewhere in the files,
+// leaves out the removed ones, and so equals a full render of the new
+// config.
+func TestUpdateAcrossReload(t *testing.T) {
+	parse := func(src string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse([]byte(src), "t.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	before := parse(`
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}
+virtual_service "shop" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+}
+virtual_service "old" {
+  address    = "10.10.10.62:80"
+  forwarding = "gate"
+  service    = "web"
+}`)
+	after := parse(`
+virtual_service "api" {
+  address    = "10.10.10.63:80"
+  forwarding = "gate"
+  service    = "shop"
+}
+
+virtual_service "shop" {
+  address    = "10.10.10.61:80"
+  forwarding = "gate"
+  scheduler  = "rr"
+}
+virtual_service "web" {
+  address    = "10.10.10.60:80"
+  forwarding = "gate"
+}`)
+	t0 := time.Unix(1_700_000_000, 0)
+	snap := snapshot(map[string][]*catalog.Instance{
+		"web":  {inst("n1", "10.1.0.11", 80, "passing")},
+		"shop": {inst("n2", "10.1.0.21", 80, "passing")},
+	})
+	prev := RenderAt(before, snap, History{Now: t0})
+	none := func(*config.VirtualService) bool { return false }
+	got := Update(prev, after, snap, History{Now: t0}, none)
+	if !slices.Equal(got.Rendered, []string{"api", "shop"}) {
+		t.Errorf("rendered %v, want api (added) and shop (changed): web is defined alike", got.Rendered)
+	}
+	web := after.VirtualService("web").Key()
+	if got.State[web] != prev.State[web] {
+		t.Error("web was rendered again though its definition did not change")
+	}
+	want := RenderAt(after, snap, History{Now: t0})
+	if !reflect.DeepEqual(got.State, want.State) || !reflect.DeepEqual(got.Origins, want.Origins) ||
+		!reflect.DeepEqual(got.Decisions, want.Decisions) {
+		t.Errorf("across a reload Update gives\n%v\nwhere a full render gives\n%v", got.State, want.State)
+	}
+	if _, in := got.State[before.VirtualService("old").Key()]; in {
+		t.Error("the removed virtual service is still in the state")
+	}
+	// The catalog changes said to have changed render again across a
+	// reload as within one config.
+	snap2 := snapshot(map[string][]*catalog.Instance{
+		"web":  {inst("n1", "10.1.0.11", 80, "critical")},
+		"shop": {inst("n2", "10.1.0.21", 80, "passing")},
+	})
+	got = Update(prev, after, snap2, History{Now: t0}, func(vs *config.VirtualService) bool { return vs.Service == "web" })
+	if !slices.Equal(got.Rendered, []string{"api", "shop", "web"}) {
+		t.Errorf("rendered %v, want web too: its service changed", got.Rendered)
+	}
+	if want := RenderAt(after, snap2, History{Now: t0}); !reflect.DeepEqual(got.State, want.State) {
+		t.Errorf("Update %v, full render %v", got.State, want.State)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/lvs-sync/lvs-sync/catalog"
+	"github.com/lvs-sync/lvs-sync/config"
 	"github.com/lvs-sync/lvs-sync/internal/ipvstest"
 	"github.com/lvs-sync/lvs-sync/ipvs"
 )
@@ -63,6 +64,33 @@ func BenchmarkOneFlip(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				h.snapshot2(snaps[i%2])
+				h.untilNext()
+			}
+		})
+	}
+}
+
+// BenchmarkReload is a reload among n services × 10 instances that edits
+// one virtual service's scheduler: the new watch's first snapshot in,
+// the sync that follows done, in the in-memory kernel.
+func BenchmarkReload(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			kernel := ipvstest.New(ipvs.State{})
+			h := newHarness(b, scaleConfig(n), kernel)
+			h.d.log = hclog.NewNullLogger()
+			snap := scaleSnapshot(n, false, nil)
+			h.snapshot2(snap)
+			h.untilNext()
+			edited := strings.Replace(scaleConfig(n), "forwarding = \"gate\"\n", "forwarding = \"gate\"\n  scheduler  = \"rr\"\n", 1)
+			cfgs := [2]*config.Config{mustConfig(b, edited), mustConfig(b, scaleConfig(n))}
+			// The new watch's answers are its own, equal to the running
+			// watch's.
+			firsts := [2]catalog.Snapshot{scaleSnapshot(n, false, nil), scaleSnapshot(n, false, nil)}
+			b.ResetTimer()
+			for i := range b.N {
+				h.l.reload(b.Context(), reloadRequest{cfg: cfgs[i%2], trigger: "bench"}, h.clock.Now())
+				h.l.switchTo(firsts[i%2], h.clock.Now())
 				h.untilNext()
 			}
 		})

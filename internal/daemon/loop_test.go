@@ -925,7 +925,7 @@ virtual_service "shop" {
 		t.Errorf("web1 warned %d times, want 2 (its caveat ended and came back):\n%s", n, buf.String())
 	}
 
-	// A reload renders everything: web's caveat, held, is not warned about
+	// A reload: web's caveat, held, is not warned about
 	// again; shop, gone from the config, is forgotten, and warned about
 	// again when a later reload brings it back.
 	reload := func(cfg string, services map[string]*catalog.Service) {

@@ -124,8 +124,23 @@ func (l *loop) reload(ctx context.Context, r reloadRequest, now time.Time) {
 
 // switchTo makes the reload's watch, and so its source, the running one,
 // on its first complete snapshot: the new config's changes are applied as
-// a diff at the next sync, which compares everything.
+// a diff at the next sync, which compares everything. That sync renders
+// the virtual services the new config defines anew (render.Update sees
+// the config change) and those whose catalog service the running watch
+// had changed since the last sync or answers differently from the new
+// one: at 10,000 services a reload that edits one renders one, not all.
 func (l *loop) switchTo(s catalog.Snapshot, now time.Time) {
+	changed := l.changedSince(s)
+	if changed != nil {
+		// What the tracker and the guard look at again: what changed, and
+		// the services no longer watched, which the tracker forgets.
+		s.Changed = maps.Clone(changed)
+		for name := range l.snap.Services {
+			if _, ok := s.Services[name]; !ok {
+				s.Changed[name] = true
+			}
+		}
+	}
 	l.cur.stop()
 	l.cur, l.next = l.next, nil
 	l.d.setConfig(l.cur.cfg)
@@ -136,6 +151,25 @@ func (l *loop) switchTo(s catalog.Snapshot, now time.Time) {
 	l.d.log.Info("config reloaded", "trigger", l.cur.trigger, "virtual_services", len(l.cur.cfg.VirtualServices))
 	l.snap, l.pending, l.changed = nil, time.Time{}, nil
 	l.snapshot(s, now)
+	l.changed = changed
+}
+
+// changedSince names the catalog services whose answer in s, the new
+// watch's first snapshot, may differ from what the last render saw: those
+// changed since the last sync, those s answers differently from the
+// running watch (SameContent) and those it did not watch. Nil, every one,
+// when the last sync's own set was.
+func (l *loop) changedSince(s catalog.Snapshot) map[string]bool {
+	if l.snap == nil || l.changed == nil {
+		return nil
+	}
+	changed := maps.Clone(l.changed)
+	for name, svc := range s.Services {
+		if old := l.snap.Services[name]; old == nil || !svc.SameContent(old) {
+			changed[name] = true
+		}
+	}
+	return changed
 }
 
 // giveUp ends a reload whose services did not answer in time: the running

@@ -42,6 +42,9 @@ type shared struct {
 	// changed, by virtual service name: one map, not one for each, as it
 	// holds every instance of the catalog.
 	decided map[string]map[render.InstanceKey]decided
+	// decidedOf is the config decided was last noted under: the first
+	// sync of another forgets the services it removed.
+	decidedOf *config.Config
 
 	queryMu   sync.Mutex
 	lastQuery map[string]queryState
@@ -181,12 +184,13 @@ func (s *shared) noteDecisions(res render.Result, at time.Time) {
 			}
 		}
 	}
-	if len(res.Rendered) == len(s.cfg.VirtualServices) {
+	if s.decidedOf != s.cfg { // the first sync of a config
 		for name := range s.decided { // forget virtual services a reload removed
 			if s.cfg.VirtualService(name) == nil {
 				delete(s.decided, name)
 			}
 		}
+		s.decidedOf = s.cfg
 	}
 }
 

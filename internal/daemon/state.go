@@ -53,7 +53,10 @@ type syncState struct {
 type logged struct {
 	// notes are the notes of each virtual service as last rendered, by
 	// name: render's own slices, shared, not a set of every note.
-	notes     map[string][]render.Note
+	notes map[string][]render.Note
+	// notesOf is the config notes were last held for: the first render
+	// of another forgets the notes of the services it removed.
+	notesOf   *config.Config
 	holds     warned[render.Hold]
 	conflicts warned[lvs.ServiceKey]
 	pagesErr  warned[string]
@@ -86,8 +89,9 @@ func (s *syncState) setConfig(cfg *config.Config) {
 	for _, vs := range cfg.VirtualServices {
 		s.tracker.VanishedFor = max(s.tracker.VanishedFor, vs.RemovalHold)
 	}
-	s.lastApplied = nil            // the next sync compares everything
-	s.lastResult = render.Result{} // and renders everything
+	// The next sync compares everything. It renders what changed: render
+	// keeps the last result's services the new config defines alike.
+	s.lastApplied = nil
 }
 
 // NewDrainer is a drainer with no drain under way, as run has when it
