@@ -147,7 +147,7 @@ func RenderAt(cfg *config.Config, snap catalog.Snapshot, h History) Result {
 func Update(prev Result, cfg *config.Config, snap catalog.Snapshot, h History, changed func(*config.VirtualService) bool) Result {
 	n := len(cfg.VirtualServices)
 	res := Result{cfg: cfg}
-	update := prev.State != nil && changed != nil
+	update := prev.State != nil && prev.cfg != nil && changed != nil
 	// anew are, after a reload, the services defined anew.
 	var anew map[string]bool
 	if update {
