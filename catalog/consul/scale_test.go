@@ -28,8 +28,9 @@ import (
 
 // watcherAddr is the loopback address the source under test connects
 // from, so that its connections can be told from the test's own (and the
-// agent's per-address limit applies to it alone).
-const watcherAddr = "127.0.0.2"
+// agent's per-address limit applies to it alone). No other test uses it:
+// bgp's speaker has 127.0.0.2, and go test runs packages side by side.
+const watcherAddr = "127.0.0.82"
 
 // budgetClient is a client capped at budget connections, dialing from
 // watcherAddr.
@@ -57,45 +58,67 @@ func budgetClientCounted(t *testing.T, agent *testconsul.Agent, budget int, read
 	return c
 }
 
-// openConns counts the TCP connections from watcherAddr to port, from
-// /proc/net/tcp: every state but TIME_WAIT, CLOSE and LISTEN.
-func openConns(t testing.TB, port int) int {
+// openConns lists the TCP connections from watcherAddr to addr (the
+// agent's host:port) in /proc/net/tcp, by their other end and state
+// (hex, as the kernel writes it): every state but TIME_WAIT, CLOSE and
+// LISTEN.
+func openConns(t testing.TB, addr string) []string {
 	f, err := os.Open("/proc/net/tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	local := "0200007F:" // 127.0.0.2, little-endian hex
-	remote := fmt.Sprintf(":%04X", port)
-	n := 0
+	local := procAddr(t, watcherAddr) + ":"
+	remote := procAddr(t, addr)
+	var out []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || !strings.HasPrefix(fields[1], local) || !strings.HasSuffix(fields[2], remote) {
+		if len(fields) < 4 || !strings.HasPrefix(fields[1], local) || fields[2] != remote {
 			continue
 		}
 		switch fields[3] {
 		case "06", "07", "0A":
 		default:
-			n++
+			out = append(out, fields[1]+" state "+fields[3])
 		}
 	}
-	return n
+	return out
+}
+
+// procAddr writes an IPv4 host[:port] as /proc/net/tcp does: the address
+// as a little-endian hex word, the port as 4 hex digits.
+func procAddr(t testing.TB, hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = hostport, ""
+	}
+	ip := net.ParseIP(host).To4()
+	if ip == nil {
+		t.Fatalf("%q: not an IPv4 address", hostport)
+	}
+	s := fmt.Sprintf("%02X%02X%02X%02X", ip[3], ip[2], ip[1], ip[0])
+	if port != "" {
+		p, _ := strconv.Atoi(port)
+		s += fmt.Sprintf(":%04X", p)
+	}
+	return s
 }
 
 // connSampler samples openConns every few milliseconds until stopped and
-// returns the most it saw.
-func connSampler(t testing.TB, agent *testconsul.Agent) (stop func() int) {
-	_, p, _ := net.SplitHostPort(agent.HTTPAddr)
-	port, _ := strconv.Atoi(p)
+// returns the most it saw; it logs the connections of that moment when
+// they are more than the budget, so that a failure says what they were.
+func connSampler(t testing.TB, agent *testconsul.Agent, budget int) (stop func() int) {
 	var most atomic.Int64
+	var worst []string
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
 		for {
-			if n := int64(openConns(t, port)); n > most.Load() {
-				most.Store(n)
+			if conns := openConns(t, agent.HTTPAddr); int64(len(conns)) > most.Load() {
+				most.Store(int64(len(conns)))
+				worst = conns
 			}
 			select {
 			case <-done:
@@ -104,7 +127,14 @@ func connSampler(t testing.TB, agent *testconsul.Agent) (stop func() int) {
 			}
 		}
 	}()
-	return func() int { close(done); <-finished; return int(most.Load()) }
+	return func() int {
+		close(done)
+		<-finished
+		if len(worst) > budget {
+			t.Logf("the %d connections from the watcher at their most (local end, state):\n%s", len(worst), strings.Join(worst, "\n"))
+		}
+		return int(most.Load())
+	}
 }
 
 // queryErrors is an Observer that counts failed queries and 429s.
@@ -197,7 +227,7 @@ func TestWatchWithinTheBudget(t *testing.T) {
 	const services, instances, nodes, budget = 300, 3, 10, 8
 	regs, names := registerSpread(t, agent.Client, services, instances, nodes)
 
-	stop := connSampler(t, agent)
+	stop := connSampler(t, agent, budget)
 	obs := &queryErrors{}
 	src := consul.NewSource(budgetClient(t, agent, budget), consul.Options{MaxConnections: budget})
 	ctx, cancel := context.WithCancel(context.Background())
