@@ -114,24 +114,12 @@ func decodeConsul(rc *rawConsul) (Consul, hcl.Diagnostics) {
 		KeyFile:    deref(rc.KeyFile),
 		ServerName: deref(rc.ServerName),
 	}
-	for _, f := range []struct {
-		name  string
-		value *string
-	}{
-		{"address", rc.Address}, {"token_file", rc.TokenFile}, {"datacenter", rc.Datacenter},
-		{"ca_file", rc.CAFile}, {"cert_file", rc.CertFile}, {"key_file", rc.KeyFile},
-		{"server_name", rc.ServerName},
-	} {
-		if f.value != nil && *f.value == "" {
-			diags = append(diags, at.errorf(f.name, "Empty value", "must not be empty; leave it out for the default"))
-		}
-	}
-	if rc.MaxConns != nil {
-		c.MaxConnections = *rc.MaxConns
-		if c.MaxConnections < 1 {
-			diags = append(diags, at.errorf("max_connections", "Invalid connection budget", "%d: at least 1 connection is needed", c.MaxConnections))
-		}
-	}
+	diags = append(diags, at.nonEmpty(setString{"address", rc.Address}, setString{"token_file", rc.TokenFile},
+		setString{"datacenter", rc.Datacenter}, setString{"ca_file", rc.CAFile}, setString{"cert_file", rc.CertFile},
+		setString{"key_file", rc.KeyFile}, setString{"server_name", rc.ServerName})...)
+	var budgetDiags hcl.Diagnostics
+	c.MaxConnections, budgetDiags = at.connBudget(rc.MaxConns)
+	diags = append(diags, budgetDiags...)
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		diags = append(diags, at.errorf("cert_file", "Incomplete client certificate", "cert_file and key_file go together"))
 	}

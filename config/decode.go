@@ -206,6 +206,36 @@ func (a attrs) errorf(name, summary, format string, args ...any) *hcl.Diagnostic
 	return a.diag(hcl.DiagError, name, summary, format, args...)
 }
 
+// setString is a string attribute as decoded: nil when it is left out.
+type setString struct {
+	name  string
+	value *string
+}
+
+// nonEmpty reports each attribute set to "": leaving one out is how a
+// default is asked for, and an empty address or file name is a mistake.
+func (a attrs) nonEmpty(fields ...setString) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, f := range fields {
+		if f.value != nil && *f.value == "" {
+			diags = append(diags, a.errorf(f.name, "Empty value", "must not be empty; leave it out for the default"))
+		}
+	}
+	return diags
+}
+
+// connBudget is a max_connections attribute: at least 1 when set, 0 (the
+// default) when left out.
+func (a attrs) connBudget(n *int) (int, hcl.Diagnostics) {
+	if n == nil {
+		return 0, nil
+	}
+	if *n < 1 {
+		return *n, hcl.Diagnostics{a.errorf("max_connections", "Invalid connection budget", "%d: at least 1 connection is needed", *n)}
+	}
+	return *n, nil
+}
+
 // warnf returns a warning about attribute name of the block: the config is
 // valid, but does something the user likely does not want.
 func (a attrs) warnf(name, summary, format string, args ...any) *hcl.Diagnostic {

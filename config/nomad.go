@@ -83,30 +83,18 @@ func decodeNomad(rn *rawNomad) (Nomad, hcl.Diagnostics) {
 	}
 	// region = "" is the contract's way of saying "the agent's": the one
 	// attribute that may be empty.
-	for _, f := range []struct {
-		name  string
-		value *string
-	}{
-		{"address", rn.Address}, {"token_file", rn.TokenFile}, {"namespace", rn.Namespace},
-		{"ca_cert", rn.CACert}, {"client_cert", rn.ClientCert}, {"client_key", rn.ClientKey},
-		{"tls_server_name", rn.TLSServerName},
-	} {
-		if f.value != nil && *f.value == "" {
-			diags = append(diags, at.errorf(f.name, "Empty value", "must not be empty; leave it out for the default"))
-		}
-	}
+	diags = append(diags, at.nonEmpty(setString{"address", rn.Address}, setString{"token_file", rn.TokenFile},
+		setString{"namespace", rn.Namespace}, setString{"ca_cert", rn.CACert}, setString{"client_cert", rn.ClientCert},
+		setString{"client_key", rn.ClientKey}, setString{"tls_server_name", rn.TLSServerName})...)
 	if n.Address != "" && !strings.HasPrefix(n.Address, "http://") && !strings.HasPrefix(n.Address, "https://") {
 		diags = append(diags, at.errorf("address", "Invalid address", "%q: want a URL, http://HOST:PORT or https://HOST:PORT, as NOMAD_ADDR", n.Address))
 	}
 	if n.Namespace != "" && n.Namespace != "*" && !nomadNameRE.MatchString(n.Namespace) {
 		diags = append(diags, at.errorf("namespace", "Invalid namespace", "%q: a Nomad namespace is letters, digits, - and _, or \"*\" for all", n.Namespace))
 	}
-	if rn.MaxConns != nil {
-		n.MaxConnections = *rn.MaxConns
-		if n.MaxConnections < 1 {
-			diags = append(diags, at.errorf("max_connections", "Invalid connection budget", "%d: at least 1 connection is needed", n.MaxConnections))
-		}
-	}
+	var budgetDiags hcl.Diagnostics
+	n.MaxConnections, budgetDiags = at.connBudget(rn.MaxConns)
+	diags = append(diags, budgetDiags...)
 	if (n.ClientCert == "") != (n.ClientKey == "") {
 		diags = append(diags, at.errorf("client_cert", "Incomplete client certificate", "client_cert and client_key go together"))
 	}
