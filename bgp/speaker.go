@@ -332,7 +332,10 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.peers[addr]
-	if p == nil || p.state == state {
+	// "stopped" is the end: an event GoBGP delivers after Stop closed the
+	// sessions (the watch is cancelled only as shutdown returns) must not
+	// bring a neighbour back to "idle".
+	if p == nil || p.state == state || p.state == "stopped" {
 		return
 	}
 	was := p.state

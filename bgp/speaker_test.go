@@ -591,3 +591,22 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestStoppedStaysStopped: a peer event GoBGP delivers after Stop closed
+// the sessions (its watch is cancelled only as Stop returns) leaves the
+// neighbour "stopped". CI saw one come back as "idle" in
+// TestAnnounceToBIRD: the event of a session closed at Stop, handled
+// after Stop marked every neighbour stopped.
+func TestStoppedStaysStopped(t *testing.T) {
+	addr := netip.MustParseAddr("127.0.0.9")
+	s := start(t, Config{ASN: speakerASN, Neighbors: []Neighbor{{Address: addr, ASN: routerASN, Port: 9}}})
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	late := &apiutil.WatchEventMessage_PeerEvent{Type: apiutil.PEER_EVENT_STATE, Peer: apiutil.Peer{
+		Conf: apiutil.PeerConf{NeighborAddress: addr}, State: apiutil.PeerState{SessionState: bgp.BGP_FSM_IDLE}}}
+	s.onPeer(late, time.Now())
+	if st := s.Status().Neighbors[0].State; st != "stopped" {
+		t.Errorf("after Stop and a late idle event the neighbour is %q, want stopped", st)
+	}
+}
