@@ -275,9 +275,17 @@ func (t *peerTransport) admit(a net.Addr, stream bool) bool {
 func (t *peerTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 func (t *peerTransport) StreamCh() <-chan net.Conn           { return t.streams }
 
+// Shutdown stops the listeners, then the forwarding: memberlist's
+// listeners hand each packet and stream on with a send that does not
+// look at shutdown, and NetTransport.Shutdown waits for them, so the
+// forwarding must drain them until they are gone (memberlist shuts its
+// transport down first for the same reason). The other order hung a
+// stopping director when a heartbeat came in between, its log ending at
+// "drained".
 func (t *peerTransport) Shutdown() error {
+	err := t.NetTransport.Shutdown()
 	t.once.Do(func() { close(t.done) })
-	return t.NetTransport.Shutdown()
+	return err
 }
 
 // delegate receives memberlist's user messages.
